@@ -1,0 +1,12 @@
+//! Everything that crosses the kernel/user boundary, and the pure logic both
+//! sides need.
+//!
+//! `#![no_std]`: the XDP program links it. Map values are `#[repr(C)]`
+//! plain data with `bytemuck::Pod` (which refuses implicit padding at compile
+//! time), no `bool`/`Option`/enums: integers with named constants.
+#![no_std]
+
+pub mod classify;
+pub mod layout;
+pub mod maps;
+pub mod stats;

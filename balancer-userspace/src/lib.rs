@@ -1,0 +1,12 @@
+//! balancer's userspace: configuration, the data-plane owner, the daemon and
+//! the pieces the CLI and the tests share.
+
+pub mod config;
+pub mod daemon;
+pub mod dataplane;
+pub mod stats;
+pub mod testrun;
+
+/// The XDP object built from balancer-ebpf by build.rs, embedded so the
+/// binary is self-contained.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/balancer"));

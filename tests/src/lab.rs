@@ -1,0 +1,431 @@
+//! The test lab: network namespaces joined by a bridge, created per run
+//! with unique names and torn down on drop (also when a test panics).
+//!
+//! ```text
+//!   client ns (c0..)    balancer ns (lb)     backend ns (s0..)
+//!      eth0                 eth0                 eth0
+//!        \                   |                   /
+//!         +----- br0 in the bridge ns (br) -----+
+//! ```
+//! Addresses come only from the benchmarking range 198.18.0.0/15 and the
+//! documentation prefix 2001:db8::/32:
+//! - clients  198.18.0.10+i/24, 2001:db8::10+i/64, routed to the backend
+//!   net through the balancer;
+//! - balancer 198.18.0.1/24 and 198.18.1.1/24, 2001:db8::1/64 and
+//!   2001:db8:0:1::1/64, forwarding between the two;
+//! - backends 198.18.1.10+j/24, 2001:db8:0:1::10+j/64, routed back through
+//!   the balancer.
+//!
+//! Nothing here touches the host's own namespace: veth pairs are created
+//! inside the bridge namespace with their peer placed straight into the
+//! node's namespace, and commands enter a namespace with setns(2) in the
+//! child only. (`ip netns exec` is not used: it remounts /sys, which hides
+//! the host's bpffs at /sys/fs/bpf from the daemon under test.)
+//!
+//! Names: `blb-<pid>-<seq>-<role>` for namespaces, `/sys/fs/bpf/blb-<pid>-<seq>`
+//! for pins, `$TMPDIR/blb-<pid>-<seq>` for logs. [`sweep`] removes those of
+//! runs whose process is gone.
+
+use std::{
+    ffi::OsStr,
+    fs::File,
+    io,
+    net::{Ipv4Addr, Ipv6Addr},
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use crate::proc::{Proc, wait_for};
+
+pub const PREFIX: &str = "blb-";
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+pub const BALANCER_CLIENT_SIDE_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const BALANCER_BACKEND_SIDE_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+pub const BALANCER_CLIENT_SIDE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+pub const BALANCER_BACKEND_SIDE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1);
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// How many of each kind of host to create.
+#[derive(Debug, Clone, Copy)]
+pub struct LabSpec {
+    pub clients: usize,
+    pub backends: usize,
+}
+
+/// One host of the lab: a namespace with one interface, `eth0`.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub ns: String,
+    pub ifname: &'static str,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    pub mac: [u8; 6],
+}
+
+impl Node {
+    /// A command that runs inside this node's network namespace (and only
+    /// its network namespace: mounts, /sys and the bpffs stay the host's).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        let path = netns_path(&self.ns);
+        // Opened in the parent so errors surface here; O_CLOEXEC (std's
+        // default) keeps it out of the exec'd program.
+        match File::open(&path) {
+            Ok(ns) => {
+                // SAFETY: setns(2) is async-signal-safe; the closure only
+                // calls it and reads errno.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+            Err(e) => {
+                let msg = format!("namespace {} is gone: {e}", self.ns);
+                // SAFETY: only returns an error.
+                unsafe { cmd.pre_exec(move || Err(io::Error::other(msg.clone()))) };
+            }
+        }
+        cmd
+    }
+
+    /// Run a command in this node to completion; its stdout, or an error
+    /// carrying its stderr.
+    pub fn run(&self, program: &str, args: &[&str]) -> io::Result<String> {
+        output(self.command(program).args(args))
+    }
+
+    pub fn mac_string(&self) -> String {
+        mac_string(&self.mac)
+    }
+}
+
+pub struct Lab {
+    /// `blb-<pid>-<seq>`: prefix of every name this lab creates.
+    pub id: String,
+    /// Logs and generated files of this run.
+    pub dir: PathBuf,
+    /// Where a daemon started by this lab pins its maps.
+    pub pin_dir: PathBuf,
+    pub bridge_ns: String,
+    pub balancer: Node,
+    pub clients: Vec<Node>,
+    pub backends: Vec<Node>,
+    namespaces: Vec<String>,
+    torn_down: bool,
+}
+
+impl Lab {
+    /// Build the topology. On error, whatever was created is removed.
+    pub fn new(spec: LabSpec) -> io::Result<Lab> {
+        let id = format!("{PREFIX}{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let dir = std::env::temp_dir().join(&id);
+        std::fs::create_dir_all(&dir)?;
+        let bridge_ns = format!("{id}-br");
+        let mut lab = Lab {
+            pin_dir: Path::new(BPFFS).join(&id),
+            dir,
+            balancer: node(&id, "lb", 1, 0, BALANCER_CLIENT_SIDE_V4, BALANCER_CLIENT_SIDE_V6),
+            clients: (0..spec.clients)
+                .map(|i| {
+                    node(&id, &format!("c{i}"), 2, i, v4(0, 10 + i), v6(0, 0x10 + i))
+                })
+                .collect(),
+            backends: (0..spec.backends)
+                .map(|j| {
+                    node(&id, &format!("s{j}"), 3, j, v4(1, 10 + j), v6(1, 0x10 + j))
+                })
+                .collect(),
+            bridge_ns,
+            id,
+            namespaces: Vec::new(),
+            torn_down: false,
+        };
+        lab.build()?; // on error, Drop tears down what exists
+        Ok(lab)
+    }
+
+    fn build(&mut self) -> io::Result<()> {
+        let br = self.bridge_ns.clone();
+        self.add_ns(&br)?;
+        ip(&br, &["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        ip(&br, &["link", "set", "br0", "up"])?;
+
+        let bal = self.balancer.clone();
+        self.add_node(&bal, "v-lb")?;
+        ip(&bal.ns, &["addr", "add", &format!("{BALANCER_BACKEND_SIDE_V4}/24"), "dev", "eth0"])?;
+        ip(&bal.ns, &["addr", "add", &format!("{BALANCER_BACKEND_SIDE_V6}/64"), "dev", "eth0", "nodad"])?;
+        sysctl(&bal, "net/ipv4/ip_forward", "1")?;
+        sysctl(&bal, "net/ipv6/conf/all/forwarding", "1")?;
+        // Forwarding out of the interface a packet came in on would
+        // otherwise teach clients to bypass the balancer.
+        sysctl(&bal, "net/ipv4/conf/all/send_redirects", "0")?;
+        sysctl(&bal, "net/ipv4/conf/eth0/send_redirects", "0")?;
+
+        for (i, c) in self.clients.clone().iter().enumerate() {
+            self.add_node(c, &format!("v-c{i}"))?;
+            ip(&c.ns, &["route", "add", "198.18.1.0/24", "via", &BALANCER_CLIENT_SIDE_V4.to_string()])?;
+            ip(&c.ns, &["-6", "route", "add", "2001:db8:0:1::/64", "via", &BALANCER_CLIENT_SIDE_V6.to_string()])?;
+        }
+        for (j, s) in self.backends.clone().iter().enumerate() {
+            self.add_node(s, &format!("v-s{j}"))?;
+            ip(&s.ns, &["route", "add", "198.18.0.0/24", "via", &BALANCER_BACKEND_SIDE_V4.to_string()])?;
+            ip(&s.ns, &["-6", "route", "add", "2001:db8::/64", "via", &BALANCER_BACKEND_SIDE_V6.to_string()])?;
+        }
+        Ok(())
+    }
+
+    fn add_ns(&mut self, ns: &str) -> io::Result<()> {
+        output(Command::new("ip").args(["netns", "add", ns]))?;
+        self.namespaces.push(ns.to_owned());
+        ip(ns, &["link", "set", "lo", "up"])?;
+        Ok(())
+    }
+
+    /// A namespace for `n` and a veth from the bridge namespace into it.
+    fn add_node(&mut self, n: &Node, bridge_port: &str) -> io::Result<()> {
+        self.add_ns(&n.ns)?;
+        let br = &self.bridge_ns;
+        ip(br, &["link", "add", bridge_port, "type", "veth", "peer", "name", n.ifname, "netns", &n.ns])?;
+        ip(br, &["link", "set", bridge_port, "master", "br0", "up"])?;
+        ip(&n.ns, &["link", "set", n.ifname, "address", &n.mac_string()])?;
+        ip(&n.ns, &["addr", "add", &format!("{}/24", n.ipv4), "dev", n.ifname])?;
+        ip(&n.ns, &["addr", "add", &format!("{}/64", n.ipv6), "dev", n.ifname, "nodad"])?;
+        ip(&n.ns, &["link", "set", n.ifname, "up"])?;
+        Ok(())
+    }
+
+    /// Start a process in `node`, logging to this lab's directory.
+    pub fn spawn(&self, node: &Node, name: &str, program: &str, args: &[&str]) -> io::Result<Proc> {
+        let mut cmd = node.command(program);
+        cmd.args(args);
+        Proc::spawn(name, cmd, &self.dir)
+    }
+
+    /// A real HTTP server (Python's http.server) on every backend, serving
+    /// a page that names the backend, on `port`, IPv4 and IPv6. Returns once
+    /// each answers locally.
+    pub fn start_http_backends(&self, port: u16) -> io::Result<Vec<Proc>> {
+        let mut procs = Vec::new();
+        for (j, s) in self.backends.iter().enumerate() {
+            let root = self.dir.join(format!("www-s{j}"));
+            std::fs::create_dir_all(&root)?;
+            std::fs::write(root.join("index.html"), format!("backend s{j}\n"))?;
+            let mut cmd = s.command("python3");
+            cmd.args(["-m", "http.server", "--bind", "::", &port.to_string()]).current_dir(&root);
+            procs.push(Proc::spawn(&format!("http-s{j}"), cmd, &self.dir)?);
+        }
+        for (j, s) in self.backends.iter().enumerate() {
+            let url = format!("http://{}:{port}/", s.ipv4);
+            let ok = wait_for(Duration::from_secs(10), || {
+                s.run("curl", &["-sf", "--max-time", "1", &url]).is_ok()
+            });
+            if !ok {
+                return Err(io::Error::other(format!(
+                    "HTTP server on backend s{j} did not answer within 10 s: {}",
+                    procs[j].output()
+                )));
+            }
+        }
+        Ok(procs)
+    }
+
+    /// Write a daemon config for this lab (XDP on the balancer's eth0,
+    /// maps pinned under this lab's pin dir) and return its path.
+    pub fn write_config(&self, name: &str, dataplane_extra: &str) -> io::Result<PathBuf> {
+        let path = self.dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[dataplane]\ninterfaces = [\"eth0\"]\npin_dir = \"{}\"\n{dataplane_extra}",
+                self.pin_dir.display()
+            ),
+        )?;
+        Ok(path)
+    }
+
+    /// Start `balancer run` in the balancer namespace and wait until its
+    /// maps are pinned (it is attached by then).
+    pub fn start_balancer(&self, config: &Path) -> io::Result<Proc> {
+        let bin = crate::balancer_bin();
+        let mut cmd = self.balancer.command(&bin);
+        cmd.arg("run").arg("--config").arg(config).env("RUST_LOG", "info");
+        let mut p = Proc::spawn("balancer", cmd, &self.dir)?;
+        let stats = self.pin_dir.join("STATS");
+        let mut exited = None;
+        let ready = wait_for(Duration::from_secs(20), || {
+            if let Ok(Some(status)) = p.try_wait() {
+                exited = Some(status);
+                return true;
+            }
+            stats.exists()
+        });
+        if let Some(status) = exited {
+            return Err(io::Error::other(format!("balancer exited early ({status}): {}", p.output())));
+        }
+        if !ready {
+            return Err(io::Error::other(format!("balancer not ready in 20 s: {}", p.output())));
+        }
+        Ok(p)
+    }
+
+    /// `balancer stats --json` against this lab's pin dir.
+    pub fn balancer_stats(&self) -> io::Result<serde_json::Value> {
+        let out = output(
+            Command::new(crate::balancer_bin())
+                .arg("stats")
+                .arg("--json")
+                .arg("--pin-dir")
+                .arg(&self.pin_dir),
+        )?;
+        serde_json::from_str(&out).map_err(|e| io::Error::other(format!("stats JSON: {e}: {out}")))
+    }
+
+    /// XDP program attached to `node`'s interface, as `ip link` reports it
+    /// (`None` when nothing is attached).
+    pub fn xdp_attached(&self, node: &Node) -> io::Result<Option<String>> {
+        let out = node.run("ip", &["-d", "link", "show", "dev", node.ifname])?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("prog/xdp") || l.starts_with("xdp") || l.contains(" prog/xdp"))
+            .map(str::to_owned))
+    }
+
+    /// Remove everything this lab created. Idempotent.
+    pub fn teardown(&mut self) -> io::Result<()> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        let mut first_err = None;
+        for ns in self.namespaces.drain(..).rev() {
+            if let Err(e) = remove_ns(&ns) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if self.pin_dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.pin_dir) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("lab {}: logs kept in {}", self.id, self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            eprintln!("lab {}: teardown: {e}", self.id);
+        }
+    }
+}
+
+/// Remove labs left behind by runs whose process no longer exists
+/// (namespaces, processes inside them, pins, log dirs). Returns what it removed.
+pub fn sweep() -> io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let listing = output(Command::new("ip").args(["netns", "list"]))?;
+    for name in listing.lines().filter_map(|l| l.split_whitespace().next()) {
+        if owner_is_gone(name) {
+            remove_ns(name)?;
+            removed.push(format!("netns {name}"));
+        }
+    }
+    for dir in [PathBuf::from(BPFFS), std::env::temp_dir()] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if owner_is_gone(&name) {
+                std::fs::remove_dir_all(entry.path())?;
+                removed.push(entry.path().display().to_string());
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// `blb-<pid>-...` whose pid is not running.
+fn owner_is_gone(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else { return false };
+    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Kill what still runs inside `ns`, then delete it.
+fn remove_ns(ns: &str) -> io::Result<()> {
+    if let Ok(pids) = output(Command::new("ip").args(["netns", "pids", ns])) {
+        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            // SAFETY: kill(2); these processes live in our lab namespace.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    output(Command::new("ip").args(["netns", "del", ns])).map(|_| ())
+}
+
+fn netns_path(ns: &str) -> PathBuf {
+    Path::new("/run/netns").join(ns)
+}
+
+fn node(id: &str, role: &str, kind: u8, idx: usize, ipv4: Ipv4Addr, ipv6: Ipv6Addr) -> Node {
+    Node {
+        ns: format!("{id}-{role}"),
+        ifname: "eth0",
+        ipv4,
+        ipv6,
+        // Locally administered, unique within a lab.
+        mac: [0x02, 0xb1, 0, kind, (idx >> 8) as u8, idx as u8],
+    }
+}
+
+fn v4(net: u8, host: usize) -> Ipv4Addr {
+    assert!(host < 255, "too many hosts for a /24");
+    Ipv4Addr::new(198, 18, net, host as u8)
+}
+
+fn v6(net: u16, host: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, net, 0, 0, 0, host as u16)
+}
+
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+fn ip(ns: &str, args: &[&str]) -> io::Result<String> {
+    output(Command::new("ip").arg("-n").arg(ns).args(args))
+}
+
+/// Write a sysctl of `node`'s namespace (procfs shows the writer's netns).
+fn sysctl(node: &Node, key: &str, value: &str) -> io::Result<()> {
+    node.run("sh", &["-c", &format!("echo {value} > /proc/sys/{key}")]).map(|_| ())
+}
+
+/// Run to completion; stdout on success, an error with stderr otherwise.
+pub fn output(cmd: &mut Command) -> io::Result<String> {
+    let out = cmd
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("{cmd:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

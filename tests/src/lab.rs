@@ -71,30 +71,7 @@ impl Node {
     /// A command that runs inside this node's network namespace (and only
     /// its network namespace: mounts, /sys and the bpffs stay the host's).
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut cmd = Command::new(program);
-        let path = netns_path(&self.ns);
-        // Opened in the parent so errors surface here; O_CLOEXEC (std's
-        // default) keeps it out of the exec'd program.
-        match File::open(&path) {
-            Ok(ns) => {
-                // SAFETY: setns(2) is async-signal-safe; the closure only
-                // calls it and reads errno.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
-                }
-            }
-            Err(e) => {
-                let msg = format!("namespace {} is gone: {e}", self.ns);
-                // SAFETY: only returns an error.
-                unsafe { cmd.pre_exec(move || Err(io::Error::other(msg.clone()))) };
-            }
-        }
-        cmd
+        ns_command(&self.ns, program)
     }
 
     /// Run a command in this node to completion; its stdout, or an error
@@ -126,23 +103,30 @@ pub struct Lab {
 impl Lab {
     /// Build the topology. On error, whatever was created is removed.
     pub fn new(spec: LabSpec) -> io::Result<Lab> {
-        let id = format!("{PREFIX}{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let dir = std::env::temp_dir().join(&id);
         std::fs::create_dir_all(&dir)?;
         let bridge_ns = format!("{id}-br");
         let mut lab = Lab {
             pin_dir: Path::new(BPFFS).join(&id),
             dir,
-            balancer: node(&id, "lb", 1, 0, BALANCER_CLIENT_SIDE_V4, BALANCER_CLIENT_SIDE_V6),
+            balancer: node(
+                &id,
+                "lb",
+                1,
+                0,
+                BALANCER_CLIENT_SIDE_V4,
+                BALANCER_CLIENT_SIDE_V6,
+            ),
             clients: (0..spec.clients)
-                .map(|i| {
-                    node(&id, &format!("c{i}"), 2, i, v4(0, 10 + i), v6(0, 0x10 + i))
-                })
+                .map(|i| node(&id, &format!("c{i}"), 2, i, v4(0, 10 + i), v6(0, 0x10 + i)))
                 .collect(),
             backends: (0..spec.backends)
-                .map(|j| {
-                    node(&id, &format!("s{j}"), 3, j, v4(1, 10 + j), v6(1, 0x10 + j))
-                })
+                .map(|j| node(&id, &format!("s{j}"), 3, j, v4(1, 10 + j), v6(1, 0x10 + j)))
                 .collect(),
             bridge_ns,
             id,
@@ -156,13 +140,43 @@ impl Lab {
     fn build(&mut self) -> io::Result<()> {
         let br = self.bridge_ns.clone();
         self.add_ns(&br)?;
-        ip(&br, &["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        ip(
+            &br,
+            &[
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
+        )?;
         ip(&br, &["link", "set", "br0", "up"])?;
 
         let bal = self.balancer.clone();
         self.add_node(&bal, "v-lb")?;
-        ip(&bal.ns, &["addr", "add", &format!("{BALANCER_BACKEND_SIDE_V4}/24"), "dev", "eth0"])?;
-        ip(&bal.ns, &["addr", "add", &format!("{BALANCER_BACKEND_SIDE_V6}/64"), "dev", "eth0", "nodad"])?;
+        ip(
+            &bal.ns,
+            &[
+                "addr",
+                "add",
+                &format!("{BALANCER_BACKEND_SIDE_V4}/24"),
+                "dev",
+                "eth0",
+            ],
+        )?;
+        ip(
+            &bal.ns,
+            &[
+                "addr",
+                "add",
+                &format!("{BALANCER_BACKEND_SIDE_V6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
         sysctl(&bal, "net/ipv4/ip_forward", "1")?;
         sysctl(&bal, "net/ipv6/conf/all/forwarding", "1")?;
         // Forwarding out of the interface a packet came in on would
@@ -172,13 +186,51 @@ impl Lab {
 
         for (i, c) in self.clients.clone().iter().enumerate() {
             self.add_node(c, &format!("v-c{i}"))?;
-            ip(&c.ns, &["route", "add", "198.18.1.0/24", "via", &BALANCER_CLIENT_SIDE_V4.to_string()])?;
-            ip(&c.ns, &["-6", "route", "add", "2001:db8:0:1::/64", "via", &BALANCER_CLIENT_SIDE_V6.to_string()])?;
+            ip(
+                &c.ns,
+                &[
+                    "route",
+                    "add",
+                    "198.18.1.0/24",
+                    "via",
+                    &BALANCER_CLIENT_SIDE_V4.to_string(),
+                ],
+            )?;
+            ip(
+                &c.ns,
+                &[
+                    "-6",
+                    "route",
+                    "add",
+                    "2001:db8:0:1::/64",
+                    "via",
+                    &BALANCER_CLIENT_SIDE_V6.to_string(),
+                ],
+            )?;
         }
         for (j, s) in self.backends.clone().iter().enumerate() {
             self.add_node(s, &format!("v-s{j}"))?;
-            ip(&s.ns, &["route", "add", "198.18.0.0/24", "via", &BALANCER_BACKEND_SIDE_V4.to_string()])?;
-            ip(&s.ns, &["-6", "route", "add", "2001:db8::/64", "via", &BALANCER_BACKEND_SIDE_V6.to_string()])?;
+            ip(
+                &s.ns,
+                &[
+                    "route",
+                    "add",
+                    "198.18.0.0/24",
+                    "via",
+                    &BALANCER_BACKEND_SIDE_V4.to_string(),
+                ],
+            )?;
+            ip(
+                &s.ns,
+                &[
+                    "-6",
+                    "route",
+                    "add",
+                    "2001:db8::/64",
+                    "via",
+                    &BALANCER_BACKEND_SIDE_V6.to_string(),
+                ],
+            )?;
         }
         Ok(())
     }
@@ -194,13 +246,70 @@ impl Lab {
     fn add_node(&mut self, n: &Node, bridge_port: &str) -> io::Result<()> {
         self.add_ns(&n.ns)?;
         let br = &self.bridge_ns;
-        ip(br, &["link", "add", bridge_port, "type", "veth", "peer", "name", n.ifname, "netns", &n.ns])?;
+        ip(
+            br,
+            &[
+                "link",
+                "add",
+                bridge_port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                n.ifname,
+                "netns",
+                &n.ns,
+            ],
+        )?;
         ip(br, &["link", "set", bridge_port, "master", "br0", "up"])?;
-        ip(&n.ns, &["link", "set", n.ifname, "address", &n.mac_string()])?;
-        ip(&n.ns, &["addr", "add", &format!("{}/24", n.ipv4), "dev", n.ifname])?;
-        ip(&n.ns, &["addr", "add", &format!("{}/64", n.ipv6), "dev", n.ifname, "nodad"])?;
+        ip(
+            &n.ns,
+            &["link", "set", n.ifname, "address", &n.mac_string()],
+        )?;
+        ip(
+            &n.ns,
+            &["addr", "add", &format!("{}/24", n.ipv4), "dev", n.ifname],
+        )?;
+        ip(
+            &n.ns,
+            &[
+                "addr",
+                "add",
+                &format!("{}/64", n.ipv6),
+                "dev",
+                n.ifname,
+                "nodad",
+            ],
+        )?;
         ip(&n.ns, &["link", "set", n.ifname, "up"])?;
+        // All nodes share one L2 segment: a redirect from the balancer
+        // would let clients and backends bypass it.
+        for key in [
+            "net/ipv4/conf/all/accept_redirects",
+            "net/ipv4/conf/eth0/accept_redirects",
+            "net/ipv6/conf/all/accept_redirects",
+            "net/ipv6/conf/eth0/accept_redirects",
+        ] {
+            sysctl(n, key, "0")?;
+        }
         Ok(())
+    }
+
+    /// Send one raw Ethernet frame to `node` straight from the bridge
+    /// namespace, out of the bridge port facing it (not through br0, which
+    /// would drop runt frames before they arrive). Uses Python's AF_PACKET.
+    pub fn send_raw_frame_to(&self, node: &Node, frame: &[u8]) -> io::Result<()> {
+        let port = if node.ns == self.balancer.ns {
+            "v-lb".to_owned()
+        } else {
+            format!("v-{}", node.ns.rsplit('-').next().unwrap_or_default())
+        };
+        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        let script = format!(
+            "import socket; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); \
+             s.bind(('{port}', 0)); s.send(bytes.fromhex('{hex}'))"
+        );
+        output(ns_command(&self.bridge_ns, "python3").args(["-c", &script])).map(|_| ())
     }
 
     /// Start a process in `node`, logging to this lab's directory.
@@ -220,7 +329,8 @@ impl Lab {
             std::fs::create_dir_all(&root)?;
             std::fs::write(root.join("index.html"), format!("backend s{j}\n"))?;
             let mut cmd = s.command("python3");
-            cmd.args(["-m", "http.server", "--bind", "::", &port.to_string()]).current_dir(&root);
+            cmd.args(["-m", "http.server", "--bind", "::", &port.to_string()])
+                .current_dir(&root);
             procs.push(Proc::spawn(&format!("http-s{j}"), cmd, &self.dir)?);
         }
         for (j, s) in self.backends.iter().enumerate() {
@@ -257,7 +367,10 @@ impl Lab {
     pub fn start_balancer(&self, config: &Path) -> io::Result<Proc> {
         let bin = crate::balancer_bin();
         let mut cmd = self.balancer.command(&bin);
-        cmd.arg("run").arg("--config").arg(config).env("RUST_LOG", "info");
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info");
         let mut p = Proc::spawn("balancer", cmd, &self.dir)?;
         let stats = self.pin_dir.join("STATS");
         let mut exited = None;
@@ -269,10 +382,16 @@ impl Lab {
             stats.exists()
         });
         if let Some(status) = exited {
-            return Err(io::Error::other(format!("balancer exited early ({status}): {}", p.output())));
+            return Err(io::Error::other(format!(
+                "balancer exited early ({status}): {}",
+                p.output()
+            )));
         }
         if !ready {
-            return Err(io::Error::other(format!("balancer not ready in 20 s: {}", p.output())));
+            return Err(io::Error::other(format!(
+                "balancer not ready in 20 s: {}",
+                p.output()
+            )));
         }
         Ok(p)
     }
@@ -346,7 +465,9 @@ pub fn sweep() -> io::Result<Vec<String>> {
         }
     }
     for dir in [PathBuf::from(BPFFS), std::env::temp_dir()] {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if owner_is_gone(&name) {
@@ -360,7 +481,9 @@ pub fn sweep() -> io::Result<Vec<String>> {
 
 /// `blb-<pid>-...` whose pid is not running.
 fn owner_is_gone(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(PREFIX) else { return false };
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
     let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
         return false;
     };
@@ -370,12 +493,44 @@ fn owner_is_gone(name: &str) -> bool {
 /// Kill what still runs inside `ns`, then delete it.
 fn remove_ns(ns: &str) -> io::Result<()> {
     if let Ok(pids) = output(Command::new("ip").args(["netns", "pids", ns])) {
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             // SAFETY: kill(2); these processes live in our lab namespace.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
     output(Command::new("ip").args(["netns", "del", ns])).map(|_| ())
+}
+
+/// A command that runs inside network namespace `ns` (and only its network
+/// namespace: mounts, /sys and the bpffs stay the host's).
+pub fn ns_command(ns: &str, program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    let path = netns_path(ns);
+    // Opened in the parent so errors surface here; O_CLOEXEC (std's
+    // default) keeps it out of the exec'd program.
+    match File::open(&path) {
+        Ok(fd) => {
+            // SAFETY: setns(2) is async-signal-safe; the closure only calls
+            // it and reads errno.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        Err(e) => {
+            let msg = format!("namespace {ns} is gone: {e}");
+            // SAFETY: only returns an error.
+            unsafe { cmd.pre_exec(move || Err(io::Error::other(msg.clone()))) };
+        }
+    }
+    cmd
 }
 
 fn netns_path(ns: &str) -> PathBuf {
@@ -403,7 +558,10 @@ fn v6(net: u16, host: usize) -> Ipv6Addr {
 }
 
 pub fn mac_string(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn ip(ns: &str, args: &[&str]) -> io::Result<String> {
@@ -412,7 +570,8 @@ fn ip(ns: &str, args: &[&str]) -> io::Result<String> {
 
 /// Write a sysctl of `node`'s namespace (procfs shows the writer's netns).
 fn sysctl(node: &Node, key: &str, value: &str) -> io::Result<()> {
-    node.run("sh", &["-c", &format!("echo {value} > /proc/sys/{key}")]).map(|_| ())
+    node.run("sh", &["-c", &format!("echo {value} > /proc/sys/{key}")])
+        .map(|_| ())
 }
 
 /// Run to completion; stdout on success, an error with stderr otherwise.

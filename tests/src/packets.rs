@@ -60,7 +60,10 @@ impl<'a> Frame<'a> {
     pub fn ipv4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         let eth = PacketBuilder::ethernet2(CLIENT_MAC, BALANCER_MAC);
         match self.vlan {
-            Some(id) => self.finish(eth.single_vlan(vlan(id)).ipv4(src.octets(), dst.octets(), 64)),
+            Some(id) => self.finish(
+                eth.single_vlan(vlan(id))
+                    .ipv4(src.octets(), dst.octets(), 64),
+            ),
             None => self.finish(eth.ipv4(src.octets(), dst.octets(), 64)),
         }
     }
@@ -68,7 +71,10 @@ impl<'a> Frame<'a> {
     pub fn ipv6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
         let eth = PacketBuilder::ethernet2(CLIENT_MAC, BALANCER_MAC);
         match self.vlan {
-            Some(id) => self.finish(eth.single_vlan(vlan(id)).ipv6(src.octets(), dst.octets(), 64)),
+            Some(id) => self.finish(
+                eth.single_vlan(vlan(id))
+                    .ipv6(src.octets(), dst.octets(), 64),
+            ),
             None => self.finish(eth.ipv6(src.octets(), dst.octets(), 64)),
         }
     }
@@ -76,7 +82,10 @@ impl<'a> Frame<'a> {
     fn finish(&self, ip: etherparse::PacketBuilderStep<etherparse::IpHeaders>) -> Vec<u8> {
         let mut out = Vec::new();
         let res = match self.l4 {
-            L4::TcpSyn => ip.tcp(self.sport, self.dport, 1, 65535).syn().write(&mut out, self.payload),
+            L4::TcpSyn => ip
+                .tcp(self.sport, self.dport, 1, 65535)
+                .syn()
+                .write(&mut out, self.payload),
             L4::TcpAck => ip
                 .tcp(self.sport, self.dport, 2, 65535)
                 .ack(1)

@@ -27,14 +27,27 @@ fn run_one(dp: &Dataplane, what: &str, frame: &[u8]) -> Class {
     let fd = dp.program_fd().expect("program fd");
     let r = test_run(fd, frame, 1).unwrap_or_else(|e| panic!("{what}: {e}"));
     assert_eq!(r.action, XDP_PASS, "{what}: verdict");
-    assert_eq!(r.data, frame, "{what}: the program must not modify the frame");
+    assert_eq!(
+        r.data, frame,
+        "{what}: the program must not modify the frame"
+    );
     let delta = dp.stats().expect("stats after").since(&before);
-    let counted: Vec<Class> = Class::ALL.into_iter().filter(|c| delta.get(*c).packets > 0).collect();
-    assert_eq!(counted.len(), 1, "{what}: counted in {counted:?}, want exactly one class: {delta:?}");
+    let counted: Vec<Class> = Class::ALL
+        .into_iter()
+        .filter(|c| delta.get(*c).packets > 0)
+        .collect();
+    assert_eq!(
+        counted.len(),
+        1,
+        "{what}: counted in {counted:?}, want exactly one class: {delta:?}"
+    );
     let class = counted[0];
     assert_eq!(
         delta.get(class),
-        Counter { packets: 1, bytes: frame.len() as u64 },
+        Counter {
+            packets: 1,
+            bytes: frame.len() as u64
+        },
         "{what}: counter of {class:?}"
     );
     class
@@ -43,8 +56,13 @@ fn run_one(dp: &Dataplane, what: &str, frame: &[u8]) -> Class {
 #[test]
 fn fixtures_get_the_verdict_and_counter_the_model_predicts() {
     let dp = load();
-    let v4_tcp = Frame::new(L4::TcpSyn).payload(b"GET / HTTP/1.1\r\n\r\n").ipv4(CLIENT_V4, SERVICE_V4);
-    let v6_udp = Frame::new(L4::Udp).ports(5353, 53).payload(b"query").ipv6(CLIENT_V6, SERVICE_V6);
+    let v4_tcp = Frame::new(L4::TcpSyn)
+        .payload(b"GET / HTTP/1.1\r\n\r\n")
+        .ipv4(CLIENT_V4, SERVICE_V4);
+    let v6_udp = Frame::new(L4::Udp)
+        .ports(5353, 53)
+        .payload(b"query")
+        .ipv6(CLIENT_V6, SERVICE_V6);
     let v4_udp_vlan = Frame::new(L4::Udp).vlan(100).ipv4(CLIENT_V4, SERVICE_V4);
     let v6_tcp = Frame::new(L4::TcpAck).ipv6(CLIENT_V6, SERVICE_V6);
     let mut v4_icmp = Frame::new(L4::Udp).ipv4(CLIENT_V4, SERVICE_V4);
@@ -53,6 +71,12 @@ fn fixtures_get_the_verdict_and_counter_the_model_predicts() {
     arp[ETH_TYPE_OFF..ETH_TYPE_OFF + 2].copy_from_slice(&0x0806u16.to_be_bytes());
     let mut bad_ihl = v4_tcp.clone();
     bad_ihl[ETH_HLEN] = 0x43;
+    // Declared lengths that agree with the frame but leave no room for the
+    // transport header: only the transport check can catch these.
+    let mut v6_udp_short = v6_udp[..ETH_HLEN + 40 + 4].to_vec();
+    v6_udp_short[ETH_HLEN + 4..ETH_HLEN + 6].copy_from_slice(&4u16.to_be_bytes());
+    let mut v4_tcp_short = v4_tcp[..ETH_HLEN + 20 + 12].to_vec();
+    v4_tcp_short[ETH_HLEN + 2..ETH_HLEN + 4].copy_from_slice(&32u16.to_be_bytes());
     let mut v6_lying_length = v6_udp.clone();
     v6_lying_length[ETH_HLEN + 4..ETH_HLEN + 6].copy_from_slice(&1400u16.to_be_bytes());
 
@@ -64,16 +88,54 @@ fn fixtures_get_the_verdict_and_counter_the_model_predicts() {
         ("IPv6 TCP ACK", v6_tcp, Class::Ipv6Tcp),
         ("IPv4 ICMP", v4_icmp, Class::Ipv4Other),
         ("ARP", arp, Class::NonIp),
-        ("IPv4 TCP cut inside the TCP header", v4_tcp[..ETH_HLEN + 20 + 10].to_vec(), Class::Malformed),
-        ("IPv4 cut inside the IP header", v4_tcp[..ETH_HLEN + 12].to_vec(), Class::Malformed),
-        ("IPv6 UDP cut inside the UDP header", v6_udp[..ETH_HLEN + 40 + 4].to_vec(), Class::Malformed),
-        ("bare Ethernet header claiming IPv6", v6_udp[..ETH_HLEN].to_vec(), Class::Malformed),
+        (
+            "IPv4 TCP cut inside the TCP header",
+            v4_tcp[..ETH_HLEN + 20 + 10].to_vec(),
+            Class::Malformed,
+        ),
+        (
+            "IPv4 cut inside the IP header",
+            v4_tcp[..ETH_HLEN + 12].to_vec(),
+            Class::Malformed,
+        ),
+        (
+            "IPv6 UDP cut inside the UDP header",
+            v6_udp[..ETH_HLEN + 40 + 4].to_vec(),
+            Class::Malformed,
+        ),
+        (
+            "bare Ethernet header claiming IPv6",
+            v6_udp[..ETH_HLEN].to_vec(),
+            Class::Malformed,
+        ),
         ("IPv4 header length 12 bytes", bad_ihl, Class::Malformed),
-        ("IPv6 payload length beyond the frame", v6_lying_length, Class::Malformed),
+        (
+            "IPv6 payload length beyond the frame",
+            v6_lying_length,
+            Class::Malformed,
+        ),
+        (
+            "IPv6 UDP header cut, payload length agreeing",
+            v6_udp_short,
+            Class::Malformed,
+        ),
+        (
+            "IPv4 TCP header cut, total length agreeing",
+            v4_tcp_short,
+            Class::Malformed,
+        ),
     ];
     for (what, frame, expected) in &table {
-        assert_eq!(classify(frame), *expected, "{what}: reference model disagrees with the table");
-        assert_eq!(run_one(&dp, what, frame), *expected, "{what}: program class");
+        assert_eq!(
+            classify(frame),
+            *expected,
+            "{what}: reference model disagrees with the table"
+        );
+        assert_eq!(
+            run_one(&dp, what, frame),
+            *expected,
+            "{what}: program class"
+        );
     }
 }
 
@@ -93,9 +155,16 @@ fn frames_shorter_than_ethernet_are_refused_by_the_harness_not_run() {
 fn program_agrees_with_the_reference_model_on_mutated_frames() {
     let dp = load();
     let seeds = [
-        Frame::new(L4::TcpSyn).payload(b"hello").ipv4(CLIENT_V4, SERVICE_V4),
-        Frame::new(L4::Udp).vlan(7).payload(b"x").ipv4(CLIENT_V4, SERVICE_V4),
-        Frame::new(L4::TcpAck).payload(b"abc").ipv6(CLIENT_V6, SERVICE_V6),
+        Frame::new(L4::TcpSyn)
+            .payload(b"hello")
+            .ipv4(CLIENT_V4, SERVICE_V4),
+        Frame::new(L4::Udp)
+            .vlan(7)
+            .payload(b"x")
+            .ipv4(CLIENT_V4, SERVICE_V4),
+        Frame::new(L4::TcpAck)
+            .payload(b"abc")
+            .ipv6(CLIENT_V6, SERVICE_V6),
         Frame::new(L4::Udp).vlan(4000).ipv6(CLIENT_V6, SERVICE_V6),
     ];
     let mut rng = Rng::new(0x5eed_b1);
@@ -117,7 +186,10 @@ fn program_agrees_with_the_reference_model_on_mutated_frames() {
         }
         let want = classify(&frame);
         let got = run_one(&dp, &format!("case {case}: {frame:02x?}"), &frame);
-        assert_eq!(got, want, "case {case}: program and model disagree on {frame:02x?}");
+        assert_eq!(
+            got, want,
+            "case {case}: program and model disagree on {frame:02x?}"
+        );
         seen.insert(want);
     }
     // The mutations must have exercised more than one outcome, or this

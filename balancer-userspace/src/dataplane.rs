@@ -203,10 +203,10 @@ impl Dataplane {
                 warn!("unpinning {}: {e}", path.display());
             }
         }
-        if let Some(dir) = self.pin_dir_created.take() {
-            if let Err(e) = std::fs::remove_dir(&dir) {
-                warn!("removing {}: {e}", dir.display());
-            }
+        if let Some(dir) = self.pin_dir_created.take()
+            && let Err(e) = std::fs::remove_dir(&dir)
+        {
+            warn!("removing {}: {e}", dir.display());
         }
     }
 

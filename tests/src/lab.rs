@@ -431,10 +431,10 @@ impl Lab {
                 first_err.get_or_insert(e);
             }
         }
-        if self.pin_dir.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&self.pin_dir) {
-                first_err.get_or_insert(e);
-            }
+        if self.pin_dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.pin_dir)
+        {
+            first_err.get_or_insert(e);
         }
         if std::thread::panicking() {
             eprintln!("lab {}: logs kept in {}", self.id, self.dir.display());
@@ -457,12 +457,9 @@ impl Drop for Lab {
 /// (namespaces, processes inside them, pins, log dirs). Returns what it removed.
 pub fn sweep() -> io::Result<Vec<String>> {
     let mut removed = Vec::new();
-    let listing = output(Command::new("ip").args(["netns", "list"]))?;
-    for name in listing.lines().filter_map(|l| l.split_whitespace().next()) {
-        if owner_is_gone(name) {
-            remove_ns(name)?;
-            removed.push(format!("netns {name}"));
-        }
+    for name in stale_namespaces()? {
+        remove_ns(&name)?;
+        removed.push(format!("netns {name}"));
     }
     for dir in [PathBuf::from(BPFFS), std::env::temp_dir()] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -477,6 +474,17 @@ pub fn sweep() -> io::Result<Vec<String>> {
         }
     }
     Ok(removed)
+}
+
+/// Lab namespaces whose creating process is gone.
+pub fn stale_namespaces() -> io::Result<Vec<String>> {
+    let listing = output(Command::new("ip").args(["netns", "list"]))?;
+    Ok(listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| owner_is_gone(name))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// `blb-<pid>-...` whose pid is not running.

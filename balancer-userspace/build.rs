@@ -1,5 +1,5 @@
 //! Builds the XDP program (balancer-ebpf) for bpfel-unknown-none with the
-//! nightly toolchain and bpf-linker, and leaves it in OUT_DIR/balancer, which
+//! nightly toolchain and bpf-linker, and leaves it in OUT_DIR/balancer-xdp, which
 //! src/lib.rs embeds. `cargo xtask setup` installs what this needs.
 use std::path::PathBuf;
 

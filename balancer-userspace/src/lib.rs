@@ -9,4 +9,4 @@ pub mod testrun;
 
 /// The XDP object built from balancer-ebpf by build.rs, embedded so the
 /// binary is self-contained.
-pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/balancer"));
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/balancer-xdp"));

@@ -97,6 +97,17 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// An Ethernet frame whose IPv4 header is cut after 6 bytes: what the data
+/// plane must pass, count as malformed and log (rate-limited).
+pub fn truncated_ipv4(dst_mac: [u8; 6], src_mac: [u8; 6]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(20);
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0]);
+    f
+}
+
 fn vlan(id: u16) -> VlanId {
     VlanId::try_new(id).expect("VLAN id below 4095")
 }

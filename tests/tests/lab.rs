@@ -8,6 +8,7 @@ use balancer_common::stats::Class;
 use balancer_tests::{
     balancer_bin,
     lab::{Lab, LabSpec, output},
+    packets::truncated_ipv4,
     proc::wait_for,
     require_root,
 };
@@ -96,8 +97,11 @@ fn real_tcp_connections_cross_the_xdp_interface_and_move_the_counters() {
 
     // A malformed frame reaches the program: passed, counted, and the
     // program's aya-log line reaches the daemon's log.
-    lab.send_raw_frame_to(&lab.balancer, &truncated_ipv4_frame(&lab))
-        .expect("raw frame");
+    lab.send_raw_frame_to(
+        &lab.balancer,
+        &truncated_ipv4(lab.balancer.mac, lab.clients[0].mac),
+    )
+    .expect("raw frame");
     assert!(
         wait_for(Duration::from_secs(5), || stats(&lab)
             .get(Class::Malformed)
@@ -142,16 +146,6 @@ fn real_tcp_connections_cross_the_xdp_interface_and_move_the_counters() {
             ],
         )
         .expect("HTTP after detach");
-}
-
-/// Ethernet to the balancer + 6 bytes of an IPv4 header.
-fn truncated_ipv4_frame(lab: &Lab) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&lab.balancer.mac);
-    f.extend_from_slice(&lab.clients[0].mac);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0]);
-    f
 }
 
 /// Run `balancer run` to completion in the balancer namespace.
@@ -318,4 +312,40 @@ fn stats_without_a_daemon_is_a_clear_error() {
         out.contains("no pinned stats map") && out.contains("is `balancer run` running"),
         "{out}"
     );
+}
+
+#[test]
+fn check_config_accepts_good_files_and_names_the_line_of_bad_ones() {
+    let dir = std::env::temp_dir().join(format!("blb-{}-cfgtest", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[dataplane]\ninterfaces = [\"eth0\"]\n").unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"turbo\"\n",
+    )
+    .unwrap();
+    let run = |f: &std::path::Path| {
+        Command::new(balancer_bin())
+            .arg("check-config")
+            .arg(f)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&good);
+    let err = run(&bad);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(err.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("bad.toml:3:"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }

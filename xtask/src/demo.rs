@@ -3,10 +3,18 @@
 //! the XDP program, sends traffic through it and shows what the data plane
 //! saw. Later stages show stickiness and failover here.
 
-use std::{path::Path, process::Command, time::Instant};
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, bail};
-use balancer_tests::lab::{Lab, LabSpec, output};
+use balancer_tests::{
+    lab::{Lab, LabSpec, output},
+    packets::truncated_ipv4,
+    proc::wait_for,
+};
 
 use crate::util::{build_balancer, is_root};
 
@@ -110,14 +118,26 @@ fn show(lab: &Lab) -> anyhow::Result<()> {
         }
     }
 
+    println!("\n== one truncated IPv4 frame (14-byte Ethernet + 6 bytes of IP) to the balancer ==");
+    let frame = truncated_ipv4(lab.balancer.mac, lab.clients[0].mac);
+    lab.send_raw_frame_to(&lab.balancer, &frame)?;
+    let logged = wait_for(Duration::from_secs(5), || {
+        daemon.output().contains("malformed packet passed")
+    });
+    println!("  passed to the stack, counted as malformed, logged by the program: {logged}");
+
     let after = stats_json(lab)?;
     println!("\n== what the XDP program counted (balancer stats), during the traffic ==");
     println!("  {:<12} {:>10} {:>12}", "class", "packets", "bytes");
     let classes = after["classes"].as_object().context("stats JSON")?;
     for (name, c) in classes {
         let b = &before["classes"][name];
-        let p = c["packets"].as_u64().unwrap_or(0) - b["packets"].as_u64().unwrap_or(0);
-        let by = c["bytes"].as_u64().unwrap_or(0) - b["bytes"].as_u64().unwrap_or(0);
+        let delta = |k: &str| {
+            c[k].as_u64()
+                .unwrap_or(0)
+                .saturating_sub(b[k].as_u64().unwrap_or(0))
+        };
+        let (p, by) = (delta("packets"), delta("bytes"));
         if p > 0 {
             println!("  {name:<12} {p:>10} {by:>12}");
         }

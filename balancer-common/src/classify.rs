@@ -2,103 +2,13 @@
 //! slice on the host. Tests run the compiled program and this function on
 //! the same packets and require the same class.
 //!
-//! Rules (the program follows them exactly; every packet is passed):
-//! - shorter than an Ethernet header: `Malformed`;
-//! - one 802.1Q/802.1ad tag is skipped; a tag cut short is `Malformed`; a
-//!   second tag (QinQ) is not parsed further and counts as `NonIp`;
-//! - EtherType neither IPv4 nor IPv6: `NonIp`;
-//! - IPv4: version 4, IHL >= 5, the whole header present, total length
-//!   between the header length and the bytes present; otherwise `Malformed`.
-//!   A non-first fragment is `Ipv4Other` (its transport header is elsewhere);
-//! - IPv6: version 6, the 40-byte header present, payload length within the
-//!   bytes present; otherwise `Malformed`. Extension headers are not walked
-//!   yet: a next header other than TCP/UDP is `Ipv6Other`;
-//! - TCP: 20 bytes present, data offset >= 5 and the options present; UDP:
-//!   8 bytes present; otherwise `Malformed`.
+//! The rules are those of [`crate::packet`].
 
-use crate::layout::*;
 use crate::stats::Class;
 
-fn be16(p: &[u8], off: usize) -> Option<u16> {
-    let b = p.get(off..off + 2)?;
-    Some(u16::from_be_bytes([b[0], b[1]]))
-}
-
-/// Classify one Ethernet frame.
+/// Classify one Ethernet frame (the class part of [`crate::packet::parse`]).
 pub fn classify(pkt: &[u8]) -> Class {
-    classify_inner(pkt).unwrap_or(Class::Malformed)
-}
-
-fn classify_inner(pkt: &[u8]) -> Option<Class> {
-    let mut proto = be16(pkt, ETH_TYPE_OFF)?;
-    let mut l3 = ETH_HLEN;
-    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        proto = be16(pkt, ETH_TYPE_OFF + VLAN_HLEN)?;
-        l3 += VLAN_HLEN;
-        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-            return Some(Class::NonIp);
-        }
-    }
-    match proto {
-        ETH_P_IPV4 => ipv4(pkt, l3),
-        ETH_P_IPV6 => ipv6(pkt, l3),
-        _ => Some(Class::NonIp),
-    }
-}
-
-fn ipv4(pkt: &[u8], l3: usize) -> Option<Class> {
-    let hdr = pkt.get(l3..l3 + IPV4_MIN_HLEN)?;
-    if hdr[0] >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(hdr[0] & 0x0f) * 4;
-    if ihl < IPV4_MIN_HLEN || pkt.len() < l3 + ihl {
-        return None;
-    }
-    let total = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-    if total < ihl || pkt.len() < l3 + total {
-        return None;
-    }
-    let frag = u16::from_be_bytes([hdr[6], hdr[7]]) & IPV4_FRAG_OFFSET_MASK;
-    if frag != 0 {
-        return Some(Class::Ipv4Other);
-    }
-    match hdr[9] {
-        IPPROTO_TCP => tcp(pkt, l3 + ihl).then_some(Class::Ipv4Tcp),
-        IPPROTO_UDP => udp(pkt, l3 + ihl).then_some(Class::Ipv4Udp),
-        _ => Some(Class::Ipv4Other),
-    }
-}
-
-fn ipv6(pkt: &[u8], l3: usize) -> Option<Class> {
-    let hdr = pkt.get(l3..l3 + IPV6_HLEN)?;
-    if hdr[0] >> 4 != 6 {
-        return None;
-    }
-    let payload = usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
-    if pkt.len() < l3 + IPV6_HLEN + payload {
-        return None;
-    }
-    let l4 = l3 + IPV6_HLEN;
-    match hdr[6] {
-        IPPROTO_TCP => tcp(pkt, l4).then_some(Class::Ipv6Tcp),
-        IPPROTO_UDP => udp(pkt, l4).then_some(Class::Ipv6Udp),
-        _ => Some(Class::Ipv6Other),
-    }
-}
-
-fn tcp(pkt: &[u8], l4: usize) -> bool {
-    match pkt.get(l4..l4 + TCP_MIN_HLEN) {
-        Some(hdr) => {
-            let doff = usize::from(hdr[12] >> 4) * 4;
-            doff >= TCP_MIN_HLEN && pkt.len() >= l4 + doff
-        }
-        None => false,
-    }
-}
-
-fn udp(pkt: &[u8], l4: usize) -> bool {
-    pkt.len() >= l4 + UDP_HLEN
+    crate::packet::parse(pkt).class
 }
 
 #[cfg(test)]
@@ -107,6 +17,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
+    use crate::layout::*;
     use etherparse::PacketBuilder;
 
     const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];

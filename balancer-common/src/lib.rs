@@ -6,7 +6,16 @@
 //! time), no `bool`/`Option`/enums: integers with named constants.
 #![no_std]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod classify;
+pub mod hash;
 pub mod layout;
+#[cfg(feature = "alloc")]
+pub mod maglev;
 pub mod maps;
+#[cfg(feature = "alloc")]
+pub mod model;
+pub mod packet;
 pub mod stats;

@@ -1,16 +1,200 @@
-//! Map names and capacities. The eBPF side declares the maps with these
-//! names; userspace finds them by the same names.
+//! Map names, capacities and the plain-data types stored in them. The eBPF
+//! side declares the maps with these names; userspace finds them by name and
+//! may resize the sized ones at load time (`set_max_entries`).
+//!
+//! All values are `#[repr(C)]` + `bytemuck::Pod` (no implicit padding), and
+//! use integers with named constants instead of enums or bools.
 
-/// Per-CPU array of [`crate::stats::Counter`], indexed by [`crate::stats::Class`].
-pub const STATS_MAP: &str = "STATS";
-/// Number of slots in [`STATS_MAP`].
-pub const STATS_LEN: u32 = crate::stats::CLASS_COUNT as u32;
-
-/// Per-CPU array of one u64: when this CPU last emitted a rate-limited log line.
-pub const LOG_GATE_MAP: &str = "LOG_GATE";
+use bytemuck::{Pod, Zeroable};
 
 /// Name of the XDP entry point in the object.
 pub const XDP_PROGRAM: &str = "balancer";
 
+// ---- map names -----------------------------------------------------------
+/// Per-CPU array of [`crate::stats::Counter`], indexed by [`crate::stats::Class`].
+pub const STATS_MAP: &str = "STATS";
+/// Per-CPU array of one u64: when this CPU last emitted a rate-limited log line.
+pub const LOG_GATE_MAP: &str = "LOG_GATE";
+/// Hash: [`VipKey`] -> [`VipInfo`].
+pub const VIPS_MAP: &str = "VIPS";
+/// Array: backend id -> [`Backend`].
+pub const BACKENDS_MAP: &str = "BACKENDS";
+/// Array: `vip_id * MAGLEV_M + slot` -> backend id (or `NO_BACKEND`).
+pub const MAGLEV_MAP: &str = "MAGLEV";
+/// LRU hash, shared by all CPUs: [`StickKey`] -> [`StickValue`].
+pub const STICK_MAP: &str = "STICK";
+/// Per-CPU array: vip id -> [`VipStats`].
+pub const VIP_STATS_MAP: &str = "VIP_STATS";
+/// Per-CPU array: backend id -> [`crate::stats::Counter`].
+pub const BACKEND_STATS_MAP: &str = "BACKEND_STATS";
+/// Array of one [`GlobalConfig`].
+pub const CONFIG_MAP: &str = "CONFIG";
+/// Per-CPU array of one [`InsertWindow`] (flood guard).
+pub const INSERT_WINDOW_MAP: &str = "INSERT_WINDOW";
+/// Devmap hash: ifindex -> ifindex, for XDP_REDIRECT to another interface.
+pub const EGRESS_MAP: &str = "EGRESS";
+
+// ---- capacities (defaults; userspace may change the sized ones) ----------
+pub const STATS_LEN: u32 = crate::stats::CLASS_COUNT as u32;
+/// VIPs (also the number of Maglev tables).
+pub const MAX_VIPS: u32 = 64;
+pub const MAX_BACKENDS: u32 = 1024;
+/// Default stick-table capacity (HAProxy's `size 1m`).
+pub const STICK_SIZE: u32 = 1 << 20;
+pub const MAX_EGRESS: u32 = 64;
+
 /// Minimum nanoseconds between two rate-limited log lines from one CPU.
 pub const LOG_INTERVAL_NS: u64 = 1_000_000_000;
+
+// ---- constants stored in map values --------------------------------------
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// Forwarding modes ([`VipInfo::mode`]).
+pub const MODE_DSR_L2: u8 = 0;
+pub const MODE_IPIP: u8 = 1;
+
+/// Backend states ([`Backend::state`]). `EMPTY` is an unused slot: a stick
+/// entry pointing at it is redispatched like one pointing at a down server.
+pub const STATE_EMPTY: u8 = 0;
+pub const STATE_UP: u8 = 1;
+/// Keeps its existing clients, gets no new ones (not in the Maglev table).
+pub const STATE_DRAIN: u8 = 2;
+pub const STATE_DOWN: u8 = 3;
+pub const STATE_MAINT: u8 = 4;
+
+/// True for states whose stick entries stay valid.
+#[inline(always)]
+pub const fn keeps_clients(state: u8) -> bool {
+    state == STATE_UP || state == STATE_DRAIN
+}
+
+// ---- keys and values -------------------------------------------------------
+
+/// A virtual service. IPv4 addresses use the first 4 bytes of `addr`, the
+/// rest zero. `port` in host order; 0 is the address-wide entry that
+/// non-first fragments (which carry no port) are matched against.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
+pub struct VipKey {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct VipInfo {
+    /// Index of this VIP's Maglev table and stats slot; `< MAX_VIPS`.
+    pub id: u32,
+    /// `MODE_*`.
+    pub mode: u8,
+    pub _pad: [u8; 3],
+    /// A stick entry not seen for this long counts as a miss; 0 = never expires.
+    pub expire_ns: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Backend {
+    /// IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+    pub family: u8,
+    /// `STATE_*`.
+    pub state: u8,
+    pub _pad: [u8; 2],
+    pub weight: u32,
+    /// Egress interface; equal to the ingress one means XDP_TX, else XDP_REDIRECT.
+    pub ifindex: u32,
+    /// Egress MTU: IPIP packets that would exceed it are dropped and counted.
+    pub mtu: u32,
+    /// Next hop's MAC (the backend itself when on-link).
+    pub dst_mac: [u8; 6],
+    /// The egress interface's MAC.
+    pub src_mac: [u8; 6],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
+pub struct StickKey {
+    pub vip_id: u32,
+    /// Client address; IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct StickValue {
+    pub backend: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when last refreshed.
+    pub last_seen_ns: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct GlobalConfig {
+    /// Refresh a stick entry's `last_seen_ns` only when older than this, to
+    /// avoid a cache-line write per packet on a shared map.
+    pub stick_refresh_ns: u64,
+    /// New stick entries per CPU per second; 0 = no cap.
+    pub insert_cap: u32,
+    /// Outer source address of IPIP (IPv4) packets.
+    pub tun_src_v4: [u8; 4],
+    /// Outer source address of IP6IP6 packets.
+    pub tun_src_v6: [u8; 16],
+}
+
+/// Flood guard: inserts made by this CPU in the current one-second window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct InsertWindow {
+    pub start_ns: u64,
+    pub inserts: u64,
+}
+
+/// Per-VIP counters (per CPU; userspace sums them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct VipStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packet found a live stick entry.
+    pub stick_hits: u64,
+    /// New stick entries stored.
+    pub new_sticks: u64,
+    /// Stick entry pointed at a down/maint/removed backend: re-picked and overwritten.
+    pub redispatches: u64,
+    /// Stick entry older than the VIP's expire: treated as a miss.
+    pub expired: u64,
+    /// TCP packet without SYN and no entry: forwarded by Maglev, not stored.
+    /// The signal that affinity broke (table full, flood, restart without pins).
+    pub non_syn_misses: u64,
+    /// New entry not stored because this CPU hit the insert cap.
+    pub insert_capped: u64,
+    /// Dropped: the VIP has no usable backend.
+    pub no_backend: u64,
+    /// Dropped: the IPIP packet would exceed the egress MTU.
+    pub too_big: u64,
+    /// Dropped: could not grow the packet for encapsulation, backend family differs
+    /// from the VIP's, or the egress interface is not in the devmap.
+    pub forward_failed: u64,
+    /// ICMP/ICMPv6 errors about a VIP flow forwarded to the flow's backend.
+    pub icmp_errors: u64,
+    /// Non-first IPv4/IPv6 fragments forwarded by their client's entry.
+    pub fragments: u64,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY (all): `#[repr(C)]` plain data without padding (bytemuck checks it).
+    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipInfo {}
+    unsafe impl aya::Pod for super::Backend {}
+    unsafe impl aya::Pod for super::StickKey {}
+    unsafe impl aya::Pod for super::StickValue {}
+    unsafe impl aya::Pod for super::GlobalConfig {}
+    unsafe impl aya::Pod for super::InsertWindow {}
+    unsafe impl aya::Pod for super::VipStats {}
+}

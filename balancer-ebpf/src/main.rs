@@ -1,36 +1,74 @@
-//! balancer's XDP data plane.
+//! balancer's XDP data plane: source-IP affinity at the NIC.
 //!
-//! At this stage the program parses Ethernet (one VLAN tag), IPv4, IPv6, TCP
-//! and UDP, counts every packet in exactly one class of the per-CPU `STATS`
-//! array and passes it to the stack. The classification rules are those of
-//! `balancer_common::classify`, the host-side reference model the tests
-//! compare this program with.
+//! parse -> VIP lookup (not a VIP: `XDP_PASS`, untouched) -> stick table ->
+//! Maglev on a miss -> forward (`dsr-l2` or `ipip`). The decision is
+//! specified by `balancer_common::model`, the host-side reference the tests
+//! compare this program with; the parsing rules by `balancer_common::packet`.
+//!
+//! Verdict convention: helpers return `Result<T, u32>` where `Err` is the
+//! final XDP action, so `?` ends processing; the entry point returns it.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+#[cfg(target_arch = "bpf")]
+mod forward;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod parse;
 #[cfg(target_arch = "bpf")]
+mod select;
+#[cfg(target_arch = "bpf")]
 mod stats;
 
 #[cfg(target_arch = "bpf")]
 mod program {
-    use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-    use balancer_common::stats::Class;
+    use aya_ebpf::{macros::xdp, programs::XdpContext};
+    use balancer_common::{layout::XDP_PASS, stats::Class};
 
-    use crate::{parse, stats};
+    use crate::{
+        forward::forward,
+        maps::{VIP_STATS, VIPS},
+        parse::{self, KIND_FRAGMENT, KIND_ICMP_ERROR},
+        select::select,
+        stats,
+    };
 
-    /// Entry point. Every packet is passed; the verdict is returned once, here.
     #[xdp]
     pub fn balancer(ctx: XdpContext) -> u32 {
-        let class = parse::classify(&ctx);
-        stats::count(&ctx, class);
-        if class == Class::Malformed {
-            stats::log_malformed(&ctx);
+        match process(&ctx) {
+            Ok(action) | Err(action) => action,
         }
-        xdp_action::XDP_PASS
+    }
+
+    #[inline(always)]
+    fn process(ctx: &XdpContext) -> Result<u32, u32> {
+        let len = stats::frame_len(ctx);
+        let p = parse::parse(ctx);
+        stats::count(p.class, len);
+        if p.class == Class::Malformed {
+            stats::log_malformed(ctx);
+            return Err(XDP_PASS);
+        }
+        let flow = p.flow.ok_or(XDP_PASS)?;
+        // Copied out: the map value may change under us.
+        let vip = *VIPS
+            .get_ptr(&flow.vip)
+            .map(|v| unsafe { &*v })
+            .ok_or(XDP_PASS)?;
+        let vs = VIP_STATS.get_ptr_mut(vip.id).ok_or(XDP_PASS)?;
+        // SAFETY: this CPU's own slot of a per-CPU array.
+        let vs = unsafe { &mut *vs };
+        vs.packets += 1;
+        vs.bytes += len;
+        if flow.kind == KIND_ICMP_ERROR {
+            vs.icmp_errors += 1;
+        } else if flow.kind == KIND_FRAGMENT {
+            vs.fragments += 1;
+        }
+        let choice = select(&vip, &flow, vs)?;
+        stats::count_backend(choice.backend_id, len);
+        forward(ctx, vip.mode, flow.vip.family, p.l2_len, &choice, vs)
     }
 
     #[panic_handler]

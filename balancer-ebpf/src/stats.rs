@@ -4,14 +4,30 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
 use aya_log_ebpf::warn;
 use balancer_common::{maps::LOG_INTERVAL_NS, stats::Class};
 
-use crate::maps::{LOG_GATE, STATS};
+use crate::maps::{BACKEND_STATS, LOG_GATE, STATS};
+
+/// Frame length as XDP sees it. Root loads the program, so the verifier
+/// allows pkt_end - pkt.
+#[inline(always)]
+pub fn frame_len(ctx: &XdpContext) -> u64 {
+    (ctx.data_end() - ctx.data()) as u64
+}
 
 /// Count one packet of `class`. Per-CPU slots: plain adds, no atomics.
 #[inline(always)]
-pub fn count(ctx: &XdpContext, class: Class) {
-    // Root loads the program, so the verifier allows pkt_end - pkt.
-    let len = (ctx.data_end() - ctx.data()) as u64;
+pub fn count(class: Class, len: u64) {
     if let Some(slot) = STATS.get_ptr_mut(class.index()) {
+        // SAFETY: a per-CPU array slot, only this CPU writes it.
+        unsafe {
+            (*slot).packets += 1;
+            (*slot).bytes += len;
+        }
+    }
+}
+
+#[inline(always)]
+pub fn count_backend(id: u32, len: u64) {
+    if let Some(slot) = BACKEND_STATS.get_ptr_mut(id) {
         // SAFETY: a per-CPU array slot, only this CPU writes it.
         unsafe {
             (*slot).packets += 1;
@@ -36,7 +52,7 @@ pub fn log_malformed(ctx: &XdpContext) {
         }
         *last = now;
     }
-    let len = (ctx.data_end() - ctx.data()) as u32;
+    let len = frame_len(ctx) as u32;
     let ifindex = ctx.ingress_ifindex() as u32;
     warn!(
         ctx,

@@ -8,13 +8,10 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Map, MapData, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
-use balancer_common::{
-    maps::{STATS_MAP, XDP_PROGRAM},
-    stats::Counter,
-};
+use balancer_common::{hash::MAGLEV_M, maps::*, stats::Counter};
 use log::{info, warn};
 
 use crate::{config::XdpMode, stats::Stats};
@@ -43,6 +40,14 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("VIP id {id} is out of range (at most {max} VIPs)")]
+    VipIdOutOfRange { id: u32, max: u32 },
+    #[error("backend id {id} is out of range (at most {max} backends)")]
+    BackendIdOutOfRange { id: u32, max: u32 },
+    #[error("Maglev table for VIP {vip_id} has {len} slots, want {MAGLEV_M}")]
+    MaglevSize { vip_id: u32, len: usize },
+    #[error("cannot add interface {ifindex} to the egress devmap: {reason}")]
+    Egress { ifindex: u32, reason: String },
     #[error("cannot pin maps under {path}: {reason}")]
     Pin { path: PathBuf, reason: String },
     #[error(
@@ -67,8 +72,29 @@ impl Attached {
     }
 }
 
+/// Sizes chosen at load time (the object's defaults are in balancer_common::maps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Stick-table capacity (LRU: the least recently used entry is evicted when full).
+    pub stick_size: u32,
+    /// VIPs, and so Maglev tables of MAGLEV_M slots each.
+    pub max_vips: u32,
+    pub max_backends: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            stick_size: STICK_SIZE,
+            max_vips: MAX_VIPS,
+            max_backends: MAX_BACKENDS,
+        }
+    }
+}
+
 pub struct Dataplane {
     ebpf: Ebpf,
+    opts: LoadOptions,
     links: Vec<(String, XdpLinkId)>,
     pinned: Vec<PathBuf>,
     pin_dir_created: Option<PathBuf>,
@@ -78,16 +104,24 @@ impl Dataplane {
     /// Load the embedded object and the program into the kernel (this is
     /// where the verifier runs). Nothing is attached yet.
     pub fn load() -> Result<Self, DataplaneError> {
-        Self::load_object(crate::OBJECT)
+        Self::load_with(LoadOptions::default())
     }
 
-    pub fn load_object(object: &[u8]) -> Result<Self, DataplaneError> {
-        let mut ebpf = EbpfLoader::new().load(object)?;
+    pub fn load_with(opts: LoadOptions) -> Result<Self, DataplaneError> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(STICK_MAP, opts.stick_size)
+            .map_max_entries(VIPS_MAP, opts.max_vips.saturating_mul(4))
+            .map_max_entries(VIP_STATS_MAP, opts.max_vips)
+            .map_max_entries(MAGLEV_MAP, opts.max_vips.saturating_mul(MAGLEV_M))
+            .map_max_entries(BACKENDS_MAP, opts.max_backends)
+            .map_max_entries(BACKEND_STATS_MAP, opts.max_backends)
+            .load(crate::OBJECT)?;
         program_mut(&mut ebpf)?
             .load()
             .map_err(DataplaneError::Program)?;
         Ok(Dataplane {
             ebpf,
+            opts,
             links: Vec::new(),
             pinned: Vec::new(),
             pin_dir_created: None,
@@ -210,6 +244,195 @@ impl Dataplane {
         }
     }
 
+    pub fn options(&self) -> LoadOptions {
+        self.opts
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DataplaneError> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap { name })
+    }
+
+    fn map_ref(&self, name: &'static str) -> Result<&Map, DataplaneError> {
+        self.ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap { name })
+    }
+
+    pub fn set_config(&mut self, cfg: &GlobalConfig) -> Result<(), DataplaneError> {
+        let mut a: Array<_, GlobalConfig> = typed(CONFIG_MAP, self.map_mut(CONFIG_MAP)?)?;
+        a.set(0, cfg, 0).map_err(map_err(CONFIG_MAP))
+    }
+
+    pub fn set_vip(&mut self, key: &VipKey, info: &VipInfo) -> Result<(), DataplaneError> {
+        if info.id >= self.opts.max_vips {
+            return Err(DataplaneError::VipIdOutOfRange {
+                id: info.id,
+                max: self.opts.max_vips,
+            });
+        }
+        let mut m: HashMap<_, VipKey, VipInfo> = typed(VIPS_MAP, self.map_mut(VIPS_MAP)?)?;
+        m.insert(key, info, 0).map_err(map_err(VIPS_MAP))
+    }
+
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        let mut m: HashMap<_, VipKey, VipInfo> = typed(VIPS_MAP, self.map_mut(VIPS_MAP)?)?;
+        ignore_missing(m.remove(key)).map_err(map_err(VIPS_MAP))
+    }
+
+    /// Write a backend slot (state `STATE_EMPTY` frees it).
+    pub fn set_backend(&mut self, id: u32, b: &Backend) -> Result<(), DataplaneError> {
+        if id >= self.opts.max_backends {
+            return Err(DataplaneError::BackendIdOutOfRange {
+                id,
+                max: self.opts.max_backends,
+            });
+        }
+        let mut a: Array<_, Backend> = typed(BACKENDS_MAP, self.map_mut(BACKENDS_MAP)?)?;
+        a.set(id, b, 0).map_err(map_err(BACKENDS_MAP))
+    }
+
+    pub fn backend(&self, id: u32) -> Result<Backend, DataplaneError> {
+        let a: Array<_, Backend> = typed(BACKENDS_MAP, self.map_ref(BACKENDS_MAP)?)?;
+        a.get(&id, 0).map_err(map_err(BACKENDS_MAP))
+    }
+
+    /// Replace a VIP's Maglev table (`MAGLEV_M` backend ids). Only the slots
+    /// that differ from `previous` (when given) are written.
+    pub fn set_maglev(
+        &mut self,
+        vip_id: u32,
+        table: &[u32],
+        previous: Option<&[u32]>,
+    ) -> Result<(), DataplaneError> {
+        if vip_id >= self.opts.max_vips {
+            return Err(DataplaneError::VipIdOutOfRange {
+                id: vip_id,
+                max: self.opts.max_vips,
+            });
+        }
+        if table.len() != MAGLEV_M as usize || previous.is_some_and(|p| p.len() != table.len()) {
+            return Err(DataplaneError::MaglevSize {
+                vip_id,
+                len: table.len(),
+            });
+        }
+        let mut a: Array<_, u32> = typed(MAGLEV_MAP, self.map_mut(MAGLEV_MAP)?)?;
+        let base = vip_id * MAGLEV_M;
+        for (slot, &id) in table.iter().enumerate() {
+            if previous.is_some_and(|p| p[slot] == id) {
+                continue;
+            }
+            a.set(base + slot as u32, id, 0)
+                .map_err(map_err(MAGLEV_MAP))?;
+        }
+        Ok(())
+    }
+
+    /// Let XDP_REDIRECT send to `ifindex` (for backends behind another interface).
+    pub fn add_egress(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        let mut m: DevMapHash<_> = typed(EGRESS_MAP, self.map_mut(EGRESS_MAP)?)?;
+        m.insert(ifindex, ifindex, None, 0)
+            .map_err(|e| DataplaneError::Egress {
+                ifindex,
+                reason: error_chain(&e),
+            })
+    }
+
+    // ---- stick table ----
+
+    pub fn stick_get(&self, key: &StickKey) -> Result<Option<StickValue>, DataplaneError> {
+        let m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_ref(STICK_MAP)?)?;
+        match m.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(STICK_MAP)(e)),
+        }
+    }
+
+    pub fn stick_set(&mut self, key: &StickKey, value: &StickValue) -> Result<(), DataplaneError> {
+        let mut m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_mut(STICK_MAP)?)?;
+        m.insert(key, value, 0).map_err(map_err(STICK_MAP))
+    }
+
+    /// Delete one entry; `Ok(false)` when there was none.
+    pub fn stick_remove(&mut self, key: &StickKey) -> Result<bool, DataplaneError> {
+        let mut m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_mut(STICK_MAP)?)?;
+        match m.remove(key) {
+            Ok(()) => Ok(true),
+            Err(MapError::KeyNotFound) => Ok(false),
+            Err(e) => Err(map_err(STICK_MAP)(e)),
+        }
+    }
+
+    /// Every entry, optionally only one VIP's. Entries changed while
+    /// iterating may be seen or missed (the kernel iterates a live table).
+    pub fn stick_entries(
+        &self,
+        vip_id: Option<u32>,
+    ) -> Result<Vec<(StickKey, StickValue)>, DataplaneError> {
+        let m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_ref(STICK_MAP)?)?;
+        let mut out = Vec::new();
+        for item in m.iter() {
+            match item {
+                Ok((k, v)) if vip_id.is_none_or(|id| id == k.vip_id) => out.push((k, v)),
+                Ok(_) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(STICK_MAP)(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn stick_count(&self, vip_id: Option<u32>) -> Result<usize, DataplaneError> {
+        Ok(self.stick_entries(vip_id)?.len())
+    }
+
+    /// Delete every entry of one VIP (or all); returns how many.
+    pub fn stick_clear(&mut self, vip_id: Option<u32>) -> Result<usize, DataplaneError> {
+        let keys: Vec<StickKey> = self
+            .stick_entries(vip_id)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut removed = 0;
+        for k in &keys {
+            if self.stick_remove(k)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    // ---- counters ----
+
+    /// A VIP's counters summed over CPUs.
+    pub fn vip_stats(&self, vip_id: u32) -> Result<VipStats, DataplaneError> {
+        let a: PerCpuArray<_, VipStats> = typed(VIP_STATS_MAP, self.map_ref(VIP_STATS_MAP)?)?;
+        let per_cpu = a.get(&vip_id, 0).map_err(map_err(VIP_STATS_MAP))?;
+        // VipStats is all u64 counters: sum it as an array.
+        const N: usize = std::mem::size_of::<VipStats>() / 8;
+        let mut sum = [0u64; N];
+        for s in per_cpu.iter() {
+            let words: [u64; N] = bytemuck::cast(*s);
+            for (acc, w) in sum.iter_mut().zip(words) {
+                *acc += w;
+            }
+        }
+        Ok(bytemuck::cast(sum))
+    }
+
+    /// A backend's packets and bytes summed over CPUs.
+    pub fn backend_stats(&self, id: u32) -> Result<Counter, DataplaneError> {
+        let a: PerCpuArray<_, Counter> =
+            typed(BACKEND_STATS_MAP, self.map_ref(BACKEND_STATS_MAP)?)?;
+        let per_cpu = a.get(&id, 0).map_err(map_err(BACKEND_STATS_MAP))?;
+        Ok(per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+            packets: acc.packets + c.packets,
+            bytes: acc.bytes + c.bytes,
+        }))
+    }
+
     /// Counters summed over CPUs, from this process's own map handle.
     pub fn stats(&self) -> Result<Stats, DataplaneError> {
         let map = self
@@ -249,6 +472,25 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         self.detach_all();
         self.unpin_maps();
+    }
+}
+
+/// A typed view of a map, or which map did not have the expected type.
+fn typed<R, T>(name: &'static str, map: R) -> Result<T, DataplaneError>
+where
+    T: TryFrom<R, Error = MapError>,
+{
+    T::try_from(map).map_err(map_err(name))
+}
+
+fn map_err(name: &'static str) -> impl Fn(MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { name, source }
+}
+
+fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
+    match r {
+        Err(MapError::KeyNotFound) => Ok(()),
+        other => other,
     }
 }
 

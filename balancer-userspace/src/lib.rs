@@ -4,6 +4,7 @@
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod netlink;
 pub mod stats;
 pub mod testrun;
 

@@ -9,6 +9,13 @@ use bytemuck::{Pod, Zeroable};
 
 /// Name of the XDP entry point in the object.
 pub const XDP_PROGRAM: &str = "balancer";
+/// The backends' decapsulation program in the same object.
+pub const DECAP_PROGRAM: &str = "decap";
+/// A program that passes everything: attached to the peer of a veth that
+/// receives XDP_TX frames, since a veth only takes them when it runs XDP.
+pub const PASS_PROGRAM: &str = "pass";
+/// Per-CPU array of two u64: packets decapsulated (IPIP, IP6IP6).
+pub const DECAP_STATS_MAP: &str = "DECAP_STATS";
 
 // ---- map names -----------------------------------------------------------
 /// Per-CPU array of [`crate::stats::Counter`], indexed by [`crate::stats::Class`].

@@ -11,6 +11,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod decap;
+#[cfg(target_arch = "bpf")]
 mod forward;
 #[cfg(target_arch = "bpf")]
 mod maps;
@@ -39,6 +41,20 @@ mod program {
         match process(&ctx) {
             Ok(action) | Err(action) => action,
         }
+    }
+
+    /// For backends: strip IPIP/IP6IP6 encapsulation (see `decap`).
+    #[xdp]
+    pub fn decap(ctx: XdpContext) -> u32 {
+        crate::decap::decap(&ctx)
+    }
+
+    /// Passes everything. Attached to the peer of a veth that receives
+    /// XDP_TX/XDP_REDIRECT frames: the kernel only schedules the peer's
+    /// receive of such frames when the peer runs an XDP program.
+    #[xdp]
+    pub fn pass(_ctx: XdpContext) -> u32 {
+        XDP_PASS
     }
 
     #[inline(always)]

@@ -48,3 +48,6 @@ pub static INSERT_WINDOW: PerCpuArray<InsertWindow> = PerCpuArray::with_max_entr
 /// Egress interfaces other than the ingress one, for XDP_REDIRECT (key = ifindex).
 #[map(name = "EGRESS")]
 pub static EGRESS: DevMapHash = DevMapHash::with_max_entries(MAX_EGRESS, 0);
+/// `decap` program: packets decapsulated (0: IPIP, 1: IP6IP6), per CPU.
+#[map(name = "DECAP_STATS")]
+pub static DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);

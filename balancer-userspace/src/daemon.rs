@@ -1,40 +1,62 @@
-//! `balancer run`: load, attach, pin, log, and undo it all on SIGINT/SIGTERM.
+//! `balancer run`: load, program, attach, pin, serve the admin API, follow
+//! next-hop changes; undo it all on SIGINT/SIGTERM.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc, time::Duration};
 
 use aya_log::EbpfLogger;
 use log::{info, warn};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
+    sync::Mutex,
 };
 
 use crate::{
+    admin::{self, AdminError},
     config::Config,
-    dataplane::{Dataplane, DataplaneError},
+    control::{ControlError, Controller},
+    dataplane::{Dataplane, DataplaneError, LoadOptions},
+    netlink,
 };
 
 /// bpffs's `f_type` (include/uapi/linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+/// Next-hop changes arrive in bursts: wait this long for the burst to end.
+const RESOLVE_DEBOUNCE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error("pin_dir {path}: {reason}")]
     PinDir { path: String, reason: String },
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
 
+/// Stick-table size: the sum of the backends' `stick_table.size` (HAProxy
+/// keeps one table per backend; here they share one LRU map).
+pub fn load_options(config: &Config) -> LoadOptions {
+    let mut opts = LoadOptions::default();
+    if !config.backends.is_empty() {
+        let total: u64 = config.backends.iter().map(|b| b.stick_size).sum();
+        opts.stick_size = total.clamp(1024, u64::from(u32::MAX / 2)) as u32;
+    }
+    opts
+}
+
 /// Run until SIGINT or SIGTERM. On any error before that, everything already
-/// attached or pinned is undone before returning.
+/// attached or pinned is undone before returning (the data plane's Drop).
 pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let pin_dir = &config.dataplane.pin_dir;
-    check_pin_dir(pin_dir)?;
-    let mut dp = Dataplane::load()?;
+    let pin_dir = config.dataplane.pin_dir.clone();
+    check_pin_dir(&pin_dir)?;
+    let mut dp = Dataplane::load_with(load_options(&config))?;
     // aya-log: records from the program reach this process's logger.
-    let logger = match EbpfLogger::init(dp.ebpf_mut()) {
+    let mut logger = match EbpfLogger::init(dp.ebpf_mut()) {
         // SAFETY: the logger owns its ring buffer fd and keeps it open and
         // unchanged for as long as it lives, which is as long as the AsyncFd.
         Ok(l) => unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }.ok(),
@@ -43,23 +65,61 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             None
         }
     };
-    for name in &config.dataplane.interfaces {
-        dp.attach(name, config.dataplane.xdp_mode)?;
+    let interfaces = config.dataplane.interfaces.clone();
+    let mode = config.dataplane.xdp_mode;
+    let admin_socket = config.admin_socket.clone();
+    // Maps first, then attach: the first packet already sees the services.
+    let mut controller = Controller::new(dp, config).await?;
+    for name in &interfaces {
+        controller.dp.attach(name, mode)?;
     }
-    dp.pin_maps(pin_dir)?;
+    controller.dp.pin_maps(&pin_dir)?;
+    let listener = admin::bind(&admin_socket)?;
+    let shared = Arc::new(Mutex::new(controller));
+    let admin_task = tokio::spawn(admin::serve(listener, shared.clone()));
+    let mut changes = match netlink::watch_changes().await {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!("not following route/neighbour changes: {e}");
+            None
+        }
+    };
     info!(
-        "running: XDP on {}, maps pinned under {}",
-        config.dataplane.interfaces.join(", "),
-        pin_dir.display()
+        "running: XDP on {}, maps pinned under {}, admin API on {}",
+        interfaces.join(", "),
+        pin_dir.display(),
+        admin_socket.display()
     );
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut logger = logger;
     loop {
         tokio::select! {
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
+            change = async {
+                match changes.as_mut() {
+                    Some(w) => w.next().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match change {
+                    Some(_) => {
+                        // Let the burst settle, then re-resolve once.
+                        tokio::time::sleep(RESOLVE_DEBOUNCE).await;
+                        if let Some(w) = changes.as_mut() {
+                            while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, w.next()).await {}
+                        }
+                        if let Err(e) = shared.lock().await.refresh().await {
+                            warn!("re-resolving next hops: {e}");
+                        }
+                    }
+                    None => {
+                        warn!("route/neighbour change subscription ended");
+                        changes = None;
+                    }
+                }
+            }
             ready = async {
                 match logger.as_mut() {
                     Some(l) => l.readable_mut().await,
@@ -79,11 +139,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             }
         }
     }
+    admin_task.abort();
+    let _ = std::fs::remove_file(&admin_socket);
     if let Some(l) = logger.as_mut() {
         l.get_mut().flush();
     }
-    dp.detach_all();
-    dp.unpin_maps();
+    let mut c = shared.lock().await;
+    c.dp.detach_all();
+    c.dp.unpin_maps();
     info!("stopped: XDP detached, pins removed");
     Ok(())
 }

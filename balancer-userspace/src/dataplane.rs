@@ -147,51 +147,8 @@ impl Dataplane {
     /// Attach to `name`. `Auto` tries native mode and falls back to generic
     /// with a warning; the other modes try only themselves.
     pub fn attach(&mut self, name: &str, mode: XdpMode) -> Result<Attached, DataplaneError> {
-        let cname = CString::new(name).map_err(|_| DataplaneError::UnknownInterface {
-            name: name.to_owned(),
-        })?;
-        // SAFETY: a valid NUL-terminated string.
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-        if ifindex == 0 {
-            return Err(DataplaneError::UnknownInterface {
-                name: name.to_owned(),
-            });
-        }
         let prog = program_mut(&mut self.ebpf)?;
-        let attempt = |prog: &mut Xdp, aya_mode, label| {
-            prog.attach_to_if_index(ifindex, aya_mode)
-                .map_err(|e| DataplaneError::Attach {
-                    name: name.to_owned(),
-                    mode: label,
-                    reason: error_chain(&e),
-                })
-        };
-        let (link, attached) = match mode {
-            XdpMode::Native => (
-                attempt(prog, AyaXdpMode::Driver, "native")?,
-                Attached::Native,
-            ),
-            XdpMode::Generic => (
-                attempt(prog, AyaXdpMode::Skb, "generic")?,
-                Attached::Generic,
-            ),
-            XdpMode::Auto => match attempt(prog, AyaXdpMode::Driver, "native") {
-                Ok(link) => (link, Attached::Native),
-                Err(native) => {
-                    warn!(
-                        "{native}; falling back to generic XDP (slower: runs after the skb is built)"
-                    );
-                    (
-                        attempt(prog, AyaXdpMode::Skb, "generic")?,
-                        Attached::Generic,
-                    )
-                }
-            },
-        };
-        info!(
-            "attached XDP to {name} (ifindex {ifindex}) in {} mode",
-            attached.as_str()
-        );
+        let (link, attached) = attach_xdp(prog, name, mode)?;
         self.links.push((name.to_owned(), link));
         Ok(attached)
     }
@@ -472,6 +429,128 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         self.detach_all();
         self.unpin_maps();
+    }
+}
+
+/// Attach `prog` to interface `name`. `Auto` tries native mode and falls
+/// back to generic with a warning; the other modes try only themselves.
+fn attach_xdp(
+    prog: &mut Xdp,
+    name: &str,
+    mode: XdpMode,
+) -> Result<(XdpLinkId, Attached), DataplaneError> {
+    let unknown = || DataplaneError::UnknownInterface {
+        name: name.to_owned(),
+    };
+    let cname = CString::new(name).map_err(|_| unknown())?;
+    // SAFETY: a valid NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        return Err(unknown());
+    }
+    let attempt = |prog: &mut Xdp, aya_mode, label| {
+        prog.attach_to_if_index(ifindex, aya_mode)
+            .map_err(|e| DataplaneError::Attach {
+                name: name.to_owned(),
+                mode: label,
+                reason: error_chain(&e),
+            })
+    };
+    let r = match mode {
+        XdpMode::Native => (
+            attempt(prog, AyaXdpMode::Driver, "native")?,
+            Attached::Native,
+        ),
+        XdpMode::Generic => (
+            attempt(prog, AyaXdpMode::Skb, "generic")?,
+            Attached::Generic,
+        ),
+        XdpMode::Auto => match attempt(prog, AyaXdpMode::Driver, "native") {
+            Ok(link) => (link, Attached::Native),
+            Err(native) => {
+                warn!(
+                    "{native}; falling back to generic XDP (slower: runs after the skb is built)"
+                );
+                (
+                    attempt(prog, AyaXdpMode::Skb, "generic")?,
+                    Attached::Generic,
+                )
+            }
+        },
+    };
+    info!(
+        "attached XDP to {name} (ifindex {ifindex}) in {} mode",
+        r.1.as_str()
+    );
+    Ok(r)
+}
+
+/// One of the object's small helper programs (`decap` for backends, `pass`
+/// for veth peers), attached to one interface until dropped.
+pub struct AuxProgram {
+    ebpf: Ebpf,
+    program: &'static str,
+    link: Option<(String, XdpLinkId)>,
+}
+
+impl AuxProgram {
+    /// `program` is `DECAP_PROGRAM` or `PASS_PROGRAM`.
+    pub fn attach(
+        program: &'static str,
+        name: &str,
+        mode: XdpMode,
+    ) -> Result<Self, DataplaneError> {
+        // The object's other maps are created too: keep them minimal.
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(STICK_MAP, 64)
+            .map_max_entries(VIPS_MAP, 1)
+            .map_max_entries(VIP_STATS_MAP, 1)
+            .map_max_entries(MAGLEV_MAP, 1)
+            .map_max_entries(BACKENDS_MAP, 1)
+            .map_max_entries(BACKEND_STATS_MAP, 1)
+            .load(crate::OBJECT)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(program)
+            .ok_or(DataplaneError::MissingProgram { name: program })?
+            .try_into()
+            .map_err(DataplaneError::Program)?;
+        prog.load().map_err(DataplaneError::Program)?;
+        let (link, _) = attach_xdp(prog, name, mode)?;
+        Ok(AuxProgram {
+            ebpf,
+            program,
+            link: Some((name.to_owned(), link)),
+        })
+    }
+
+    /// `decap` only: packets decapsulated so far (IPv4-in-IPv4, IPv6-in-IPv6).
+    pub fn counts(&self) -> Result<(u64, u64), DataplaneError> {
+        let map = self
+            .ebpf
+            .map(DECAP_STATS_MAP)
+            .ok_or(DataplaneError::MissingMap {
+                name: DECAP_STATS_MAP,
+            })?;
+        let a: PerCpuArray<_, u64> = typed(DECAP_STATS_MAP, map)?;
+        let sum = |i: u32| -> Result<u64, DataplaneError> {
+            Ok(a.get(&i, 0).map_err(map_err(DECAP_STATS_MAP))?.iter().sum())
+        };
+        Ok((sum(0)?, sum(1)?))
+    }
+}
+
+impl Drop for AuxProgram {
+    fn drop(&mut self) {
+        let program = self.program;
+        if let Some((name, link)) = self.link.take()
+            && let Some(p) = self.ebpf.program_mut(program)
+            && let Ok(prog) = <&mut Xdp>::try_from(p)
+        {
+            match prog.detach(link) {
+                Ok(()) => info!("detached {program} from {name}"),
+                Err(e) => warn!("detaching {program} from {name}: {}", error_chain(&e)),
+            }
+        }
     }
 }
 

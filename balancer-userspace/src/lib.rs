@@ -1,7 +1,9 @@
 //! balancer's userspace: configuration, the data-plane owner, the daemon and
 //! the pieces the CLI and the tests share.
 
+pub mod admin;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod netlink;

@@ -4,11 +4,15 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use balancer::{
-    config::{Config, DEFAULT_PIN_DIR},
+    admin::client::request,
+    config::{Config, DEFAULT_ADMIN_SOCKET, DEFAULT_PIN_DIR},
     daemon,
-    dataplane::Dataplane,
+    dataplane::{AuxProgram, Dataplane},
 };
+use balancer_common::maps::{DECAP_PROGRAM, PASS_PROGRAM};
 use clap::{Parser, Subcommand};
+use hyper::Method;
+use serde_json::{Value, json};
 
 #[derive(Parser)]
 #[command(
@@ -17,6 +21,9 @@ use clap::{Parser, Subcommand};
     about = "Kernel-accelerated sticky load balancer"
 )]
 struct Cli {
+    /// Admin socket of the daemon (for backend, table and status).
+    #[arg(long, global = true, default_value = DEFAULT_ADMIN_SOCKET)]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,12 +53,89 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Servers: list them, change their state or weight.
+    #[command(subcommand)]
+    Backend(BackendCmd),
+    /// The stick table: show, count, set or clear entries.
+    #[command(subcommand)]
+    Table(TableCmd),
+    /// Frontends, servers and table occupancy of the running daemon.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// On a backend: strip the IPIP/IP6IP6 encapsulation of `forward = "ipip"`
+    /// in XDP (for kernels without ipip/ip6tnl devices), until SIGINT/SIGTERM.
+    Decap {
+        /// Interface the encapsulated packets arrive on.
+        #[arg(long, short)]
+        interface: String,
+        #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
+        xdp_mode: String,
+    },
+    /// Attach a pass-everything XDP program to the peer of a veth on which
+    /// `balancer run` is attached, until SIGINT/SIGTERM: a veth only receives
+    /// XDP_TX frames when its peer runs XDP.
+    XdpPass {
+        #[arg(long, short)]
+        interface: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackendCmd {
+    /// Every server with its state, next hop and counters.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a server's state: up, drain (keeps its clients, no new ones),
+    /// down or maint (its clients move on their next packet).
+    State {
+        /// SERVER, or BACKEND/SERVER when several backends have one of that name.
+        name: String,
+        #[arg(value_parser = ["up", "drain", "down", "maint"])]
+        state: String,
+    },
+    /// Set a server's weight (0-256) for new clients.
+    Weight { name: String, weight: u32 },
+}
+
+#[derive(Subcommand)]
+enum TableCmd {
+    /// Entries, optionally of one frontend and/or one client.
+    Show {
+        #[arg(long)]
+        frontend: Option<String>,
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Number of entries (optionally of one frontend).
+    Count {
+        #[arg(long)]
+        frontend: Option<String>,
+    },
+    /// Send CLIENT to SERVER on FRONTEND from now on.
+    Set {
+        frontend: String,
+        client: String,
+        server: String,
+    },
+    /// Delete entries (all, one frontend's, one client's).
+    Clear {
+        #[arg(long)]
+        frontend: Option<String>,
+        #[arg(long)]
+        client: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    match dispatch(cli.command) {
+    match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes joined by ": ".
@@ -61,19 +145,63 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(command: Command) -> anyhow::Result<()> {
-    match command {
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn query(pairs: &[(&str, &Option<String>)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", v.replace(':', "%3A"))))
+        .collect();
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let socket = cli.socket;
+    let api = |method: Method, path: String, body: Option<Value>| -> anyhow::Result<Value> {
+        Ok(runtime()?.block_on(request(&socket, method, &path, body))?)
+    };
+    match cli.command {
         Command::Run { config } => {
             let config = Config::load(&config)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            rt.block_on(daemon::run(config))?;
+            runtime()?.block_on(daemon::run(config))?;
+        }
+        Command::Decap {
+            interface,
+            xdp_mode,
+        } => {
+            let mode = match xdp_mode.as_str() {
+                "native" => balancer::config::XdpMode::Native,
+                "generic" => balancer::config::XdpMode::Generic,
+                _ => balancer::config::XdpMode::Auto,
+            };
+            let decap = AuxProgram::attach(DECAP_PROGRAM, &interface, mode)?;
+            wait_for_signal()?;
+            let (v4, v6) = decap.counts()?;
+            log::info!("decapsulated {v4} IPIP and {v6} IP6IP6 packets on {interface}");
+        }
+        Command::XdpPass { interface } => {
+            let _pass =
+                AuxProgram::attach(PASS_PROGRAM, &interface, balancer::config::XdpMode::Native)?;
+            wait_for_signal()?;
         }
         Command::CheckConfig { config } => {
-            Config::load(&config)?;
-            println!("{}: ok", config.display());
+            let c = Config::load(&config)?;
+            println!(
+                "{}: ok ({} frontends, {} backends, {} servers)",
+                config.display(),
+                c.frontends.len(),
+                c.backends.len(),
+                c.backends.iter().map(|b| b.servers.len()).sum::<usize>()
+            );
         }
         Command::Stats {
             pin_dir,
@@ -91,6 +219,158 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 print!("{}", stats.table());
             }
         }
+        Command::Backend(BackendCmd::List { json }) => {
+            let v = api(Method::GET, "/v1/backends".into(), None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_servers(&v);
+            }
+        }
+        Command::Backend(BackendCmd::State { name, state }) => {
+            let v = api(
+                Method::PUT,
+                "/v1/backends/state".into(),
+                Some(json!({"server": name, "state": state})),
+            )?;
+            print_servers(&json!([v]));
+        }
+        Command::Backend(BackendCmd::Weight { name, weight }) => {
+            let v = api(
+                Method::PUT,
+                "/v1/backends/weight".into(),
+                Some(json!({"server": name, "weight": weight})),
+            )?;
+            print_servers(&json!([v]));
+        }
+        Command::Table(TableCmd::Show {
+            frontend,
+            client,
+            json,
+        }) => {
+            let v = api(
+                Method::GET,
+                format!(
+                    "/v1/table{}",
+                    query(&[("frontend", &frontend), ("client", &client)])
+                ),
+                None,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<16} {:<40} {:<24} {:>10}",
+                    "frontend", "client", "server", "idle_ms"
+                );
+                for e in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<16} {:<40} {:<24} {:>10}",
+                        e["frontend"].as_str().unwrap_or("?"),
+                        e["client"].as_str().unwrap_or("?"),
+                        e["server"].as_str().unwrap_or("(removed)"),
+                        e["idle_ms"]
+                    );
+                }
+            }
+        }
+        Command::Table(TableCmd::Count { frontend }) => {
+            let v = api(
+                Method::GET,
+                format!("/v1/table{}", query(&[("frontend", &frontend)])),
+                None,
+            )?;
+            println!("{}", v.as_array().map_or(0, Vec::len));
+        }
+        Command::Table(TableCmd::Set {
+            frontend,
+            client,
+            server,
+        }) => {
+            let v = api(
+                Method::PUT,
+                "/v1/table".into(),
+                Some(json!({"frontend": frontend, "client": client, "server": server})),
+            )?;
+            println!(
+                "{} {} -> {}",
+                v["frontend"].as_str().unwrap_or("?"),
+                v["client"].as_str().unwrap_or("?"),
+                v["server"].as_str().unwrap_or("?")
+            );
+        }
+        Command::Table(TableCmd::Clear { frontend, client }) => {
+            let v = api(
+                Method::DELETE,
+                format!(
+                    "/v1/table{}",
+                    query(&[("frontend", &frontend), ("client", &client)])
+                ),
+                None,
+            )?;
+            println!("removed {}", v["removed"]);
+        }
+        Command::Status { json } => {
+            let v = api(Method::GET, "/v1/status".into(), None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("interfaces: {}", v["interfaces"]);
+                for f in v["frontends"].as_array().into_iter().flatten() {
+                    println!(
+                        "frontend {} {} {} -> backend {} ({})",
+                        f["name"].as_str().unwrap_or("?"),
+                        f["proto"].as_str().unwrap_or("?"),
+                        f["bind"].as_str().unwrap_or("?"),
+                        f["backend"].as_str().unwrap_or("?"),
+                        f["forward"].as_str().unwrap_or("?")
+                    );
+                }
+                println!("servers: {}", v["servers"]);
+                println!(
+                    "stick table: {} of {} entries",
+                    v["stick_entries"], v["stick_capacity"]
+                );
+            }
+        }
     }
     Ok(())
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        anyhow::Ok(())
+    })
+}
+
+fn print_servers(v: &Value) {
+    println!(
+        "{:<4} {:<24} {:<28} {:<6} {:<6} {:>6} {:>12}  next hop",
+        "id", "server", "address", "state", "admin", "weight", "packets"
+    );
+    for s in v.as_array().into_iter().flatten() {
+        let name = format!(
+            "{}/{}",
+            s["backend"].as_str().unwrap_or("?"),
+            s["server"].as_str().unwrap_or("?")
+        );
+        let hop = s["next_hop"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("UNRESOLVED: {}", s["error"].as_str().unwrap_or("?")));
+        println!(
+            "{:<4} {:<24} {:<28} {:<6} {:<6} {:>6} {:>12}  {hop}",
+            s["id"],
+            name,
+            s["address"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?"),
+            s["admin_state"].as_str().unwrap_or("?"),
+            s["weight"],
+            s["packets"]
+        );
+    }
 }

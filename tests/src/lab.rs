@@ -14,7 +14,9 @@
 //! - balancer 198.18.0.1/24 and 198.18.1.1/24, 2001:db8::1/64 and
 //!   2001:db8:0:1::1/64, forwarding between the two;
 //! - backends 198.18.1.10+j/24, 2001:db8:0:1::10+j/64, routed back through
-//!   the balancer.
+//!   the balancer;
+//! - services (VIPs) in 198.18.2.0/24 and 2001:db8:0:2::/64, routed by the
+//!   clients to the balancer; extra client sources in 198.18.8.0/22.
 //!
 //! Nothing here touches the host's own namespace: veth pairs are created
 //! inside the bridge namespace with their peer placed straight into the
@@ -97,6 +99,8 @@ pub struct Lab {
     pub clients: Vec<Node>,
     pub backends: Vec<Node>,
     namespaces: Vec<String>,
+    /// Helper processes the lab itself started (stopped at teardown).
+    helpers: std::sync::Mutex<Vec<Proc>>,
     torn_down: bool,
 }
 
@@ -131,6 +135,7 @@ impl Lab {
             bridge_ns,
             id,
             namespaces: Vec::new(),
+            helpers: std::sync::Mutex::new(Vec::new()),
             torn_down: false,
         };
         lab.build()?; // on error, Drop tears down what exists
@@ -184,8 +189,34 @@ impl Lab {
         sysctl(&bal, "net/ipv4/conf/all/send_redirects", "0")?;
         sysctl(&bal, "net/ipv4/conf/eth0/send_redirects", "0")?;
 
+        // XDP_TX out of the balancer's eth0 lands on its peer, v-lb: a veth
+        // only takes such frames when the peer has GRO on (or runs XDP).
+        output(ns_command(&br, "ethtool").args(["-K", "v-lb", "gro", "on"]))?;
         for (i, c) in self.clients.clone().iter().enumerate() {
             self.add_node(c, &format!("v-c{i}"))?;
+            // Services (VIPs) live in 198.18.2.0/24 and 2001:db8:0:2::/64,
+            // reached through the balancer.
+            ip(
+                &c.ns,
+                &[
+                    "route",
+                    "add",
+                    "198.18.2.0/24",
+                    "via",
+                    &BALANCER_CLIENT_SIDE_V4.to_string(),
+                ],
+            )?;
+            ip(
+                &c.ns,
+                &[
+                    "-6",
+                    "route",
+                    "add",
+                    "2001:db8:0:2::/64",
+                    "via",
+                    &BALANCER_CLIENT_SIDE_V6.to_string(),
+                ],
+            )?;
             ip(
                 &c.ns,
                 &[
@@ -282,6 +313,10 @@ impl Lab {
             ],
         )?;
         ip(&n.ns, &["link", "set", n.ifname, "up"])?;
+        // Checksums computed in software, as on a wire: with veth's default
+        // offload a locally sent packet carries only a partial checksum,
+        // which XDP_TX/REDIRECT (working on raw frames) would pass on as is.
+        output(ns_command(&n.ns, "ethtool").args(["-K", n.ifname, "tx", "off"]))?;
         // All nodes share one L2 segment: a redirect from the balancer
         // would let clients and backends bypass it.
         for key in [
@@ -349,23 +384,139 @@ impl Lab {
     }
 
     /// Write a daemon config for this lab (XDP on the balancer's eth0,
-    /// maps pinned under this lab's pin dir) and return its path.
+    /// maps pinned under this lab's pin dir, admin socket in this lab's
+    /// directory) and return its path. `dataplane_extra` goes into
+    /// `[dataplane]`; `services` (frontends and backends) after it.
     pub fn write_config(&self, name: &str, dataplane_extra: &str) -> io::Result<PathBuf> {
+        self.write_service_config(name, dataplane_extra, "")
+    }
+
+    pub fn write_service_config(
+        &self,
+        name: &str,
+        dataplane_extra: &str,
+        services: &str,
+    ) -> io::Result<PathBuf> {
         let path = self.dir.join(name);
         std::fs::write(
             &path,
             format!(
-                "[dataplane]\ninterfaces = [\"eth0\"]\npin_dir = \"{}\"\n{dataplane_extra}",
-                self.pin_dir.display()
+                "[dataplane]\ninterfaces = [\"eth0\"]\npin_dir = \"{}\"\n{dataplane_extra}\n\
+                 [admin]\nsocket = \"{}\"\n\n{services}",
+                self.pin_dir.display(),
+                self.admin_socket().display()
             ),
         )?;
         Ok(path)
     }
 
+    /// The admin socket of a daemon started with this lab's config.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.join("admin.sock")
+    }
+
+    /// Run the `balancer` CLI against this lab's daemon; stdout.
+    pub fn cli(&self, args: &[&str]) -> io::Result<String> {
+        output(
+            Command::new(crate::balancer_bin())
+                .arg("--socket")
+                .arg(self.admin_socket())
+                .args(args),
+        )
+    }
+
+    /// Make every backend a DSR/IPIP real server for `vips`: the VIPs on
+    /// `lo`, ARP for them neither answered nor announced (`arp_ignore=1`,
+    /// `arp_announce=2`), and reverse-path filtering off (replies leave
+    /// from an address that is not on the receiving interface).
+    pub fn hold_vips_on_backends(&self, vips: &[std::net::IpAddr]) -> io::Result<()> {
+        for s in &self.backends {
+            for vip in vips {
+                let prefix = if vip.is_ipv4() { 32 } else { 128 };
+                ip(
+                    &s.ns,
+                    &["addr", "add", &format!("{vip}/{prefix}"), "dev", "lo"],
+                )?;
+            }
+            for (key, value) in [
+                ("net/ipv4/conf/all/arp_ignore", "1"),
+                ("net/ipv4/conf/eth0/arp_ignore", "1"),
+                ("net/ipv4/conf/all/arp_announce", "2"),
+                ("net/ipv4/conf/eth0/arp_announce", "2"),
+                ("net/ipv4/conf/all/rp_filter", "0"),
+                ("net/ipv4/conf/eth0/rp_filter", "0"),
+            ] {
+                sysctl(s, key, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Give client `i` `count` extra IPv4 source addresses from
+    /// 198.18.8.0/22 (on its `lo`), routed back to it by the balancer and
+    /// the backends. Returns them.
+    pub fn add_client_sources(&self, i: usize, count: usize) -> io::Result<Vec<Ipv4Addr>> {
+        assert!(count <= 1020, "198.18.8.0/22 holds 1020 usable sources");
+        let c = &self.clients[i];
+        let addrs: Vec<Ipv4Addr> = (0..count)
+            .map(|k| Ipv4Addr::new(198, 18, 8 + (k / 254) as u8, 1 + (k % 254) as u8))
+            .collect();
+        let batch: String = addrs
+            .iter()
+            .map(|a| format!("addr add {a}/32 dev lo\n"))
+            .collect();
+        let file = self.dir.join(format!("sources-c{i}.batch"));
+        std::fs::write(&file, batch)?;
+        output(
+            Command::new("ip")
+                .arg("-n")
+                .arg(&c.ns)
+                .arg("-batch")
+                .arg(&file),
+        )?;
+        ip(
+            &self.balancer.ns,
+            &["route", "add", "198.18.8.0/22", "via", &c.ipv4.to_string()],
+        )?;
+        for s in &self.backends {
+            ip(
+                &s.ns,
+                &[
+                    "route",
+                    "add",
+                    "198.18.8.0/22",
+                    "via",
+                    &BALANCER_BACKEND_SIDE_V4.to_string(),
+                ],
+            )?;
+        }
+        Ok(addrs)
+    }
+
     /// Start `balancer run` in the balancer namespace and wait until its
-    /// maps are pinned (it is attached by then).
+    /// maps are pinned (it is attached by then). Also puts a pass-everything
+    /// XDP program on the balancer's bridge port (`balancer xdp-pass`): a
+    /// veth only receives the XDP_TX frames of its peer when it runs XDP.
     pub fn start_balancer(&self, config: &Path) -> io::Result<Proc> {
         let bin = crate::balancer_bin();
+        {
+            let mut helpers = self.helpers.lock().unwrap_or_else(|e| e.into_inner());
+            if helpers.is_empty() {
+                let mut cmd = ns_command(&self.bridge_ns, &bin);
+                cmd.args(["xdp-pass", "--interface", "v-lb"]);
+                let mut p = Proc::spawn("xdp-pass-v-lb", cmd, &self.dir)?;
+                let ok = wait_for(Duration::from_secs(10), || {
+                    p.output().contains("attached XDP") || p.try_wait().ok().flatten().is_some()
+                });
+                if !ok || p.try_wait()?.is_some() {
+                    return Err(io::Error::other(format!(
+                        "xdp-pass on v-lb: {}",
+                        p.output()
+                    )));
+                }
+                helpers.push(p);
+            }
+        }
         let mut cmd = self.balancer.command(&bin);
         cmd.arg("run")
             .arg("--config")
@@ -425,6 +576,14 @@ impl Lab {
             return Ok(());
         }
         self.torn_down = true;
+        for mut p in self
+            .helpers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = p.stop();
+        }
         let mut first_err = None;
         for ns in self.namespaces.drain(..).rev() {
             if let Err(e) = remove_ns(&ns) {

@@ -1,14 +1,35 @@
 //! Configuration: TOML file -> raw serde structs -> validated [`Config`].
 //!
-//! Defaults live here, in one place:
+//! The concepts mirror HAProxy's: `frontend`s bind a virtual service and
+//! name a `default_backend`; `backend`s hold `server`s, a `stick_table` and
+//! the forwarding mode. Defaults live here, in one place:
 //! - `dataplane.xdp_mode` = `"auto"` (native, falling back to generic with a warning)
 //! - `dataplane.pin_dir`  = `"/sys/fs/bpf/balancer"`
+//! - `dataplane.insert_cap` = 0 (no cap on new stick entries per CPU per second)
+//! - `dataplane.stick_refresh` = `"1s"`
+//! - `frontend.mode` = `"l4"`, `frontend.proto` = `"tcp"`
+//! - `backend.forward` = `"dsr-l2"`
+//! - `backend.stick_table` = `{ type = <the VIP's family>, size = "1m", expire = "30m" }`
+//! - `server.weight` = 1, `server.state` = `"up"`
+//! - `admin.socket` = `"/run/balancer/admin.sock"`
 
-use std::path::{Path, PathBuf};
+mod units;
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
+pub use units::{parse_duration, parse_size};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/balancer";
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/balancer/admin.sock";
+const DEFAULT_STICK_SIZE: u64 = 1 << 20;
+const DEFAULT_EXPIRE: Duration = Duration::from_secs(30 * 60);
+const MAX_WEIGHT: u32 = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -28,7 +49,7 @@ pub enum ConfigError {
     #[error("{path}: {key}: {reason}")]
     Invalid {
         path: PathBuf,
-        key: &'static str,
+        key: String,
         reason: String,
     },
 }
@@ -50,6 +71,11 @@ pub enum XdpMode {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     dataplane: RawDataplane,
+    #[serde(default)]
+    frontend: Vec<RawFrontend>,
+    #[serde(default)]
+    backend: Vec<RawBackend>,
+    admin: Option<RawAdmin>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,12 +85,63 @@ struct RawDataplane {
     #[serde(default)]
     xdp_mode: XdpMode,
     pin_dir: Option<PathBuf>,
+    insert_cap: Option<u32>,
+    stick_refresh: Option<String>,
+    tunnel_source_v4: Option<Ipv4Addr>,
+    tunnel_source_v6: Option<Ipv6Addr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFrontend {
+    name: String,
+    bind: String,
+    mode: Option<String>,
+    proto: Option<String>,
+    default_backend: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: String,
+    forward: Option<String>,
+    stick_table: Option<RawStickTable>,
+    #[serde(default)]
+    server: Vec<RawServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStickTable {
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    size: Option<String>,
+    expire: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    name: String,
+    address: String,
+    weight: Option<u32>,
+    state: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    socket: Option<PathBuf>,
 }
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub dataplane: Dataplane,
+    pub frontends: Vec<Frontend>,
+    pub backends: Vec<Backend>,
+    pub admin_socket: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +151,108 @@ pub struct Dataplane {
     pub xdp_mode: XdpMode,
     /// Directory on a bpffs where the daemon pins its maps.
     pub pin_dir: PathBuf,
+    /// New stick entries per CPU per second; 0 = no cap.
+    pub insert_cap: u32,
+    pub stick_refresh: Duration,
+    /// Outer source of IPIP packets; default: the route's preferred source
+    /// towards the first IPv4 server.
+    pub tunnel_source_v4: Option<Ipv4Addr>,
+    pub tunnel_source_v6: Option<Ipv6Addr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub const fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// An L4 frontend: a virtual service (VIP) handled by the XDP program.
+#[derive(Debug, Clone)]
+pub struct Frontend {
+    pub name: String,
+    pub vip: SocketAddr,
+    pub proto: Proto,
+    /// Index into [`Config::backends`].
+    pub backend: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    DsrL2,
+    Ipip,
+}
+
+impl Forward {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Forward::DsrL2 => "dsr-l2",
+            Forward::Ipip => "ipip",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    pub forward: Forward,
+    /// Entries this backend's clients may take in the shared stick table.
+    pub stick_size: u64,
+    /// An entry unused for this long counts as a miss (HAProxy `expire`).
+    pub expire: Duration,
+    pub servers: Vec<Server>,
+}
+
+/// Administrative state of a server (HAProxy's `ready`/`drain`/`maint`,
+/// plus `down` for a server taken out by hand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    Up,
+    Drain,
+    Down,
+    Maint,
+}
+
+impl AdminState {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "up" | "ready" => AdminState::Up,
+            "drain" => AdminState::Drain,
+            "down" => AdminState::Down,
+            "maint" => AdminState::Maint,
+            _ => return None,
+        })
+    }
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Up => "up",
+            AdminState::Drain => "drain",
+            AdminState::Down => "down",
+            AdminState::Maint => "maint",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub name: String,
+    pub address: IpAddr,
+    pub weight: u32,
+    pub state: AdminState,
 }
 
 impl Config {
@@ -97,45 +276,286 @@ impl Config {
                 message: e.message().trim().to_owned(),
             }
         })?;
-        let invalid = |key, reason: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            reason,
-        };
-        let d = raw.dataplane;
+        Validator { path }.validate(raw)
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let dataplane = self.dataplane(raw.dataplane)?;
+        let mut backends = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, b) in raw.backend.into_iter().enumerate() {
+            let key = format!("backend[{i}]");
+            if !names.insert(b.name.clone()) {
+                return Err(self.err(
+                    format!("{key}.name"),
+                    format!("duplicate backend name {:?}", b.name),
+                ));
+            }
+            backends.push(self.backend(&key, b)?);
+        }
+        let mut frontends = Vec::new();
+        let mut fnames = BTreeSet::new();
+        let mut vips = BTreeSet::new();
+        for (i, f) in raw.frontend.into_iter().enumerate() {
+            let key = format!("frontend[{i}]");
+            if !fnames.insert(f.name.clone()) {
+                return Err(self.err(
+                    format!("{key}.name"),
+                    format!("duplicate frontend name {:?}", f.name),
+                ));
+            }
+            let fe = self.frontend(&key, f, &backends)?;
+            if !vips.insert((fe.vip, fe.proto.number())) {
+                return Err(self.err(
+                    format!("{key}.bind"),
+                    format!(
+                        "{} {} is bound by another frontend",
+                        fe.proto.as_str(),
+                        fe.vip
+                    ),
+                ));
+            }
+            frontends.push(fe);
+        }
+        let max_vips = balancer_common::maps::MAX_VIPS as usize;
+        if frontends.len() > max_vips {
+            return Err(self.err("frontend", format!("at most {max_vips} frontends")));
+        }
+        let servers: usize = backends.iter().map(|b| b.servers.len()).sum();
+        let max_servers = balancer_common::maps::MAX_BACKENDS as usize;
+        if servers > max_servers {
+            return Err(self.err("backend", format!("at most {max_servers} servers in all")));
+        }
+        Ok(Config {
+            dataplane,
+            frontends,
+            backends,
+            admin_socket: raw
+                .admin
+                .and_then(|a| a.socket)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ADMIN_SOCKET)),
+        })
+    }
+
+    fn dataplane(&self, d: RawDataplane) -> Result<Dataplane, ConfigError> {
         if d.interfaces.is_empty() {
-            return Err(invalid(
-                "dataplane.interfaces",
-                "at least one interface is needed".into(),
-            ));
+            return Err(self.err("dataplane.interfaces", "at least one interface is needed"));
         }
         for (i, name) in d.interfaces.iter().enumerate() {
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
-                return Err(invalid(
+                return Err(self.err(
                     "dataplane.interfaces",
                     format!("{name:?} is not a valid interface name"),
                 ));
             }
             if d.interfaces[..i].contains(name) {
-                return Err(invalid(
-                    "dataplane.interfaces",
-                    format!("{name:?} is listed twice"),
-                ));
+                return Err(self.err("dataplane.interfaces", format!("{name:?} is listed twice")));
             }
         }
         let pin_dir = d.pin_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR));
         if !pin_dir.is_absolute() {
-            return Err(invalid(
+            return Err(self.err(
                 "dataplane.pin_dir",
                 format!("{} is not an absolute path", pin_dir.display()),
             ));
         }
-        Ok(Config {
-            dataplane: Dataplane {
-                interfaces: d.interfaces,
-                xdp_mode: d.xdp_mode,
-                pin_dir,
-            },
+        let stick_refresh = match d.stick_refresh {
+            Some(s) => parse_duration(&s).map_err(|r| self.err("dataplane.stick_refresh", r))?,
+            None => Duration::from_secs(1),
+        };
+        Ok(Dataplane {
+            interfaces: d.interfaces,
+            xdp_mode: d.xdp_mode,
+            pin_dir,
+            insert_cap: d.insert_cap.unwrap_or(0),
+            stick_refresh,
+            tunnel_source_v4: d.tunnel_source_v4,
+            tunnel_source_v6: d.tunnel_source_v6,
+        })
+    }
+
+    fn frontend(
+        &self,
+        key: &str,
+        f: RawFrontend,
+        backends: &[Backend],
+    ) -> Result<Frontend, ConfigError> {
+        match f.mode.as_deref().unwrap_or("l4") {
+            "l4" => {}
+            "http" => {
+                return Err(self.err(
+                    format!("{key}.mode"),
+                    "mode \"http\" (the cookie proxy) is not available yet",
+                ));
+            }
+            other => {
+                return Err(self.err(
+                    format!("{key}.mode"),
+                    format!("{other:?}: want \"l4\" or \"http\""),
+                ));
+            }
+        }
+        let proto = match f.proto.as_deref().unwrap_or("tcp") {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            other => {
+                return Err(self.err(
+                    format!("{key}.proto"),
+                    format!("{other:?}: want \"tcp\" or \"udp\""),
+                ));
+            }
+        };
+        let vip: SocketAddr = f.bind.parse().map_err(|_| {
+            self.err(
+                format!("{key}.bind"),
+                format!("{:?}: want ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)", f.bind),
+            )
+        })?;
+        if vip.port() == 0 || vip.ip().is_unspecified() || vip.ip().is_multicast() {
+            return Err(self.err(
+                format!("{key}.bind"),
+                format!("{vip}: needs a unicast address and a port"),
+            ));
+        }
+        let backend = backends
+            .iter()
+            .position(|b| b.name == f.default_backend)
+            .ok_or_else(|| {
+                self.err(
+                    format!("{key}.default_backend"),
+                    format!("no backend named {:?}", f.default_backend),
+                )
+            })?;
+        let b = &backends[backend];
+        for s in &b.servers {
+            if s.address.is_ipv4() != vip.is_ipv4() {
+                return Err(self.err(
+                    format!("{key}.default_backend"),
+                    format!(
+                        "server {:?} ({}) is not of the VIP's address family; {} needs both the same",
+                        s.name,
+                        s.address,
+                        b.forward.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(Frontend {
+            name: f.name,
+            vip,
+            proto,
+            backend,
+        })
+    }
+
+    fn backend(&self, key: &str, b: RawBackend) -> Result<Backend, ConfigError> {
+        let forward = match b.forward.as_deref().unwrap_or("dsr-l2") {
+            "dsr-l2" => Forward::DsrL2,
+            "ipip" => Forward::Ipip,
+            other => {
+                return Err(self.err(
+                    format!("{key}.forward"),
+                    format!("{other:?}: want \"dsr-l2\" or \"ipip\""),
+                ));
+            }
+        };
+        let (mut stick_size, mut expire) = (DEFAULT_STICK_SIZE, DEFAULT_EXPIRE);
+        if let Some(t) = b.stick_table {
+            if let Some(ty) = t.ty.as_deref()
+                && ty != "ip"
+                && ty != "ipv6"
+            {
+                return Err(self.err(
+                    format!("{key}.stick_table.type"),
+                    format!("{ty:?}: want \"ip\" or \"ipv6\""),
+                ));
+            }
+            if let Some(s) = t.size {
+                stick_size =
+                    parse_size(&s).map_err(|r| self.err(format!("{key}.stick_table.size"), r))?;
+                if stick_size == 0 || stick_size > u64::from(u32::MAX) {
+                    return Err(self.err(
+                        format!("{key}.stick_table.size"),
+                        format!("{s:?} is out of range"),
+                    ));
+                }
+            }
+            if let Some(e) = t.expire {
+                expire = parse_duration(&e)
+                    .map_err(|r| self.err(format!("{key}.stick_table.expire"), r))?;
+            }
+        }
+        let mut servers = Vec::new();
+        let mut names = BTreeSet::new();
+        for (j, s) in b.server.into_iter().enumerate() {
+            let skey = format!("{key}.server[{j}]");
+            if !names.insert(s.name.clone()) {
+                return Err(self.err(
+                    format!("{skey}.name"),
+                    format!("duplicate server name {:?} in backend {:?}", s.name, b.name),
+                ));
+            }
+            if s.name.is_empty() || s.name.contains(['/', ' ']) {
+                return Err(self.err(
+                    format!("{skey}.name"),
+                    format!("{:?}: empty, or contains '/' or a space", s.name),
+                ));
+            }
+            let address: IpAddr = s.address.parse().map_err(|_| {
+                self.err(
+                    format!("{skey}.address"),
+                    format!("{:?} is not an IP address", s.address),
+                )
+            })?;
+            if address.is_unspecified() || address.is_multicast() || address.is_loopback() {
+                return Err(self.err(
+                    format!("{skey}.address"),
+                    format!("{address} is not a unicast server address"),
+                ));
+            }
+            let weight = s.weight.unwrap_or(1);
+            if weight > MAX_WEIGHT {
+                return Err(self.err(
+                    format!("{skey}.weight"),
+                    format!("{weight}: at most {MAX_WEIGHT}"),
+                ));
+            }
+            let state = match s.state.as_deref() {
+                None => AdminState::Up,
+                Some(st) => AdminState::parse(st).ok_or_else(|| {
+                    self.err(
+                        format!("{skey}.state"),
+                        format!("{st:?}: want up, drain, down or maint"),
+                    )
+                })?,
+            };
+            servers.push(Server {
+                name: s.name,
+                address,
+                weight,
+                state,
+            });
+        }
+        Ok(Backend {
+            name: b.name,
+            forward,
+            stick_size,
+            expire,
+            servers,
         })
     }
 }
@@ -152,84 +572,4 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(Path::new("t.toml"), text)
-    }
-
-    #[test]
-    fn minimal_config_gets_documented_defaults() {
-        let c = parse("[dataplane]\ninterfaces = [\"eth0\"]\n").unwrap();
-        assert_eq!(c.dataplane.interfaces, ["eth0"]);
-        assert_eq!(c.dataplane.xdp_mode, XdpMode::Auto);
-        assert_eq!(c.dataplane.pin_dir, Path::new(DEFAULT_PIN_DIR));
-    }
-
-    #[test]
-    fn errors_name_the_place_and_the_reason() {
-        let e = parse("[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"fast\"\n").unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.starts_with("t.toml:3:"), "{msg}");
-        assert!(msg.contains("fast"), "{msg}");
-
-        let e = parse("[dataplane]\ninterfaces = [\"eth0\"]\ncolour = 1\n").unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("t.toml:3:1: unknown field `colour`"),
-            "{e}"
-        );
-
-        let e = parse("[dataplane]\ninterfaces = [\"eth0\", \"eth0\"]\n").unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ConfigError::Invalid {
-                    key: "dataplane.interfaces",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-
-        let e = parse("[dataplane]\ninterfaces = []\n").unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ConfigError::Invalid {
-                    key: "dataplane.interfaces",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-
-        let e = parse("[dataplane]\ninterfaces = [\"a-very-long-interface-name\"]\n").unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ConfigError::Invalid {
-                    key: "dataplane.interfaces",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-
-        let e = parse("[dataplane]\ninterfaces = [\"eth0\"]\npin_dir = \"rel\"\n").unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ConfigError::Invalid {
-                    key: "dataplane.pin_dir",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-
-        let e = parse("").unwrap_err();
-        assert!(e.to_string().contains("dataplane"), "{e}");
-    }
-}
+mod tests;

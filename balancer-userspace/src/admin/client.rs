@@ -1,0 +1,72 @@
+//! The CLI's side of the admin API.
+
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Method, Request, StatusCode, body::Bytes};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::UnixStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the balancer daemon at {path} (is `balancer run` running?): {source}")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("admin API: {0}")]
+    Http(String),
+    #[error("{0}")]
+    Api(String),
+}
+
+/// One request; the JSON answer, or the API's error message.
+pub async fn request(
+    socket: &Path,
+    method: Method,
+    path_and_query: &str,
+    body: Option<Value>,
+) -> Result<Value, ClientError> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| ClientError::Connect {
+            path: socket.to_owned(),
+            source,
+        })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    let conn = tokio::spawn(conn);
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header(hyper::header::HOST, "balancer")
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?
+        .to_bytes();
+    conn.abort();
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ClientError::Http(format!("answer is not JSON: {e}")))?;
+    if status != StatusCode::OK {
+        let msg = v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
+        return Err(ClientError::Api(msg.to_owned()));
+    }
+    Ok(v)
+}

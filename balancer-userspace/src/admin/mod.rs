@@ -1,0 +1,380 @@
+//! The admin API: JSON over HTTP/1.1 on a Unix socket (mode 0600), served
+//! by hyper. The CLI (`balancer backend|table|stats|status`) is its client.
+//!
+//! | method | path | body / query | answer |
+//! |---|---|---|---|
+//! | GET | `/v1/status` | | frontends, servers, stick entries |
+//! | GET | `/v1/backends` | | every server with state, next hop, counters |
+//! | PUT | `/v1/backends/state` | `{"server": NAME, "state": "up"\|"drain"\|"down"\|"maint"}` | the server |
+//! | PUT | `/v1/backends/weight` | `{"server": NAME, "weight": N}` | the server |
+//! | GET | `/v1/stats` | | packet classes and per-frontend counters |
+//! | GET | `/v1/table` | `?frontend=F&client=ADDR` (both optional) | stick entries |
+//! | PUT | `/v1/table` | `{"frontend": F, "client": ADDR, "server": NAME}` | the entry |
+//! | DELETE | `/v1/table` | `?frontend=F&client=ADDR` (both optional) | `{"removed": N}` |
+//!
+//! Errors answer 400 (bad request), 404 (unknown name) or 500, with
+//! `{"error": "..."}`.
+
+pub mod client;
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    net::IpAddr,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use balancer_common::maps::{StickKey, StickValue, VipStats};
+use http_body_util::{BodyExt as _, Full};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::{Bytes, Incoming},
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::TokioIo;
+use log::{debug, warn};
+use serde_json::{Value, json};
+use tokio::{net::UnixListener, sync::Mutex};
+
+use crate::{
+    config::AdminState,
+    control::{ControlError, Controller, addr_of, family_addr},
+};
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Shared = Arc<Mutex<Controller>>;
+
+/// Bind the socket (replacing a stale one, refusing a live one) with mode 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
+    let err = |source| AdminError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another balancer answers on it",
+            )));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+/// Serve connections until the task is dropped.
+pub async fn serve(listener: UnixListener, shared: Shared) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                warn!("admin socket accept: {e}");
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(shared.clone(), req));
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                debug!("admin connection: {e}");
+            }
+        });
+    }
+}
+
+type Answer = Result<Value, (StatusCode, String)>;
+
+async fn handle(
+    shared: Shared,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return Ok(reply(Err(e))),
+    };
+    let mut c = shared.lock().await;
+    let answer = match (&method, path.as_str()) {
+        (&Method::GET, "/v1/status") => status(&c),
+        (&Method::GET, "/v1/backends") => c.views().map(|v| json!(v)).map_err(internal),
+        (&Method::PUT, "/v1/backends/state") => set_state(&mut c, &body),
+        (&Method::PUT, "/v1/backends/weight") => set_weight(&mut c, &body),
+        (&Method::GET, "/v1/stats") => stats(&c),
+        (&Method::GET, "/v1/table") => table_show(&c, &query),
+        (&Method::PUT, "/v1/table") => table_set(&mut c, &body),
+        (&Method::DELETE, "/v1/table") => table_clear(&mut c, &query),
+        _ => Err((
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {method} {path}"),
+        )),
+    };
+    Ok(reply(answer))
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Value, (StatusCode, String)> {
+    let bytes = http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("request body: {e}")))?
+        .to_bytes();
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("request body is not JSON: {e}"),
+        )
+    })
+}
+
+fn reply(answer: Answer) -> Response<Full<Bytes>> {
+    let (status, body) = match answer {
+        Ok(v) => (StatusCode::OK, v),
+        Err((s, msg)) => (s, json!({ "error": msg })),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn parse_query(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.replace("%3A", ":").replace("%3a", ":")))
+        .collect()
+}
+
+fn internal(e: ControlError) -> (StatusCode, String) {
+    let status = match e {
+        ControlError::UnknownServer(_) | ControlError::UnknownFrontend(_) => StatusCode::NOT_FOUND,
+        ControlError::AmbiguousServer(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, e.to_string())
+}
+
+fn bad(msg: impl Into<String>) -> (StatusCode, String) {
+    (StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn str_field<'a>(body: &'a Value, key: &str) -> Result<&'a str, (StatusCode, String)> {
+    body.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("missing string field {key:?}")))
+}
+
+fn status(c: &Controller) -> Answer {
+    let entries = c.dp.stick_count(None).map_err(|e| internal(e.into()))?;
+    let frontends: Vec<Value> = c
+        .config
+        .frontends
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.name, "bind": f.vip.to_string(), "proto": f.proto.as_str(),
+                "backend": c.config.backends[f.backend].name,
+                "forward": c.config.backends[f.backend].forward.as_str(),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "interfaces": c.config.dataplane.interfaces,
+        "frontends": frontends,
+        "servers": c.servers.len(),
+        "stick_entries": entries,
+        "stick_capacity": c.dp.options().stick_size,
+    }))
+}
+
+fn set_state(c: &mut Controller, body: &Value) -> Answer {
+    let server = str_field(body, "server")?;
+    let state = str_field(body, "state")?;
+    let state = AdminState::parse(state)
+        .ok_or_else(|| bad(format!("state {state:?}: want up, drain, down or maint")))?;
+    c.set_state(server, state)
+        .map(|v| json!(v))
+        .map_err(internal)
+}
+
+fn set_weight(c: &mut Controller, body: &Value) -> Answer {
+    let server = str_field(body, "server")?;
+    let weight = body
+        .get("weight")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("missing integer field \"weight\""))?;
+    if weight > 256 {
+        return Err(bad(format!("weight {weight}: at most 256")));
+    }
+    c.set_weight(server, weight as u32)
+        .map(|v| json!(v))
+        .map_err(internal)
+}
+
+fn vip_stats_json(s: &VipStats) -> Value {
+    json!({
+        "packets": s.packets, "bytes": s.bytes, "stick_hits": s.stick_hits,
+        "new_sticks": s.new_sticks, "redispatches": s.redispatches, "expired": s.expired,
+        "non_syn_misses": s.non_syn_misses, "insert_capped": s.insert_capped,
+        "no_backend": s.no_backend, "too_big": s.too_big, "forward_failed": s.forward_failed,
+        "icmp_errors": s.icmp_errors, "fragments": s.fragments,
+    })
+}
+
+fn stats(c: &Controller) -> Answer {
+    let classes = c.dp.stats().map_err(|e| internal(e.into()))?.to_json();
+    let mut frontends = serde_json::Map::new();
+    for (id, f) in c.config.frontends.iter().enumerate() {
+        let s = c.dp.vip_stats(id as u32).map_err(|e| internal(e.into()))?;
+        frontends.insert(f.name.clone(), vip_stats_json(&s));
+    }
+    Ok(json!({ "classes": classes["classes"], "total": classes["total"], "frontends": frontends }))
+}
+
+/// The stick keys selected by `frontend` and `client` (either optional).
+fn select_keys(
+    c: &Controller,
+    q: &BTreeMap<String, String>,
+) -> Result<(Option<u32>, Option<IpAddr>), (StatusCode, String)> {
+    let vip = match q.get("frontend") {
+        Some(f) => Some(c.vip_id(f).map_err(internal)?),
+        None => None,
+    };
+    let client = match q.get("client") {
+        Some(a) => Some(
+            a.parse::<IpAddr>()
+                .map_err(|_| bad(format!("client {a:?} is not an IP address")))?,
+        ),
+        None => None,
+    };
+    Ok((vip, client))
+}
+
+fn entry_json(c: &Controller, k: &StickKey, v: &StickValue, now_ns: u64) -> Value {
+    let f = c.config.frontends.get(k.vip_id as usize);
+    let family = f.map_or(balancer_common::maps::FAMILY_V4, |f| {
+        family_addr(f.vip.ip()).0
+    });
+    let server = c
+        .server_by_id(v.backend)
+        .map(|s| format!("{}/{}", s.backend, s.name));
+    json!({
+        "frontend": f.map(|f| f.name.clone()),
+        "client": addr_of(family, &k.addr).to_string(),
+        "server": server,
+        "server_id": v.backend,
+        "idle_ms": now_ns.saturating_sub(v.last_seen_ns) / 1_000_000,
+    })
+}
+
+fn table_show(c: &Controller, q: &BTreeMap<String, String>) -> Answer {
+    let (vip, client) = select_keys(c, q)?;
+    let now = monotonic_ns();
+    let entries = c.dp.stick_entries(vip).map_err(|e| internal(e.into()))?;
+    let out: Vec<Value> = entries
+        .iter()
+        .filter(|(k, _)| client.is_none_or(|a| family_addr(a).1 == k.addr))
+        .map(|(k, v)| entry_json(c, k, v, now))
+        .collect();
+    Ok(json!(out))
+}
+
+fn table_set(c: &mut Controller, body: &Value) -> Answer {
+    let frontend = str_field(body, "frontend")?;
+    let client: IpAddr = str_field(body, "client")?
+        .parse()
+        .map_err(|_| bad("client is not an IP address"))?;
+    let server = str_field(body, "server")?;
+    let vip_id = c.vip_id(frontend).map_err(internal)?;
+    let f = &c.config.frontends[vip_id as usize];
+    if client.is_ipv4() != f.vip.is_ipv4() {
+        return Err(bad(format!(
+            "client {client} is not of frontend {frontend}'s address family"
+        )));
+    }
+    let i = c.find_server(server).map_err(internal)?;
+    let s = &c.servers[i];
+    if s.backend != c.config.backends[f.backend].name {
+        return Err(bad(format!(
+            "server {server} is not in frontend {frontend}'s backend"
+        )));
+    }
+    let key = StickKey {
+        vip_id,
+        addr: family_addr(client).1,
+    };
+    let value = StickValue {
+        backend: s.id,
+        _pad: 0,
+        last_seen_ns: monotonic_ns(),
+    };
+    c.dp.stick_set(&key, &value)
+        .map_err(|e| internal(e.into()))?;
+    Ok(entry_json(c, &key, &value, value.last_seen_ns))
+}
+
+fn table_clear(c: &mut Controller, q: &BTreeMap<String, String>) -> Answer {
+    let (vip, client) = select_keys(c, q)?;
+    let removed = match (vip, client) {
+        (Some(vip_id), Some(a)) => usize::from(
+            c.dp.stick_remove(&StickKey {
+                vip_id,
+                addr: family_addr(a).1,
+            })
+            .map_err(|e| internal(e.into()))?,
+        ),
+        (vip, None) => c.dp.stick_clear(vip).map_err(|e| internal(e.into()))?,
+        (None, Some(a)) => {
+            let mut n = 0;
+            for id in 0..c.config.frontends.len() as u32 {
+                let key = StickKey {
+                    vip_id: id,
+                    addr: family_addr(a).1,
+                };
+                n += usize::from(c.dp.stick_remove(&key).map_err(|e| internal(e.into()))?);
+            }
+            n
+        }
+    };
+    Ok(json!({ "removed": removed }))
+}
+
+/// CLOCK_MONOTONIC, the clock of the data plane's timestamps.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

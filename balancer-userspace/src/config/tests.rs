@@ -1,0 +1,178 @@
+use std::time::Duration;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("t.toml"), text)
+}
+
+const BASE: &str = "[dataplane]\ninterfaces = [\"eth0\"]\n";
+
+fn key_of(e: &ConfigError) -> &str {
+    match e {
+        ConfigError::Invalid { key, .. } => key,
+        _ => "",
+    }
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.dataplane.interfaces, ["eth0"]);
+    assert_eq!(c.dataplane.xdp_mode, XdpMode::Auto);
+    assert_eq!(c.dataplane.pin_dir, Path::new(DEFAULT_PIN_DIR));
+    assert_eq!(c.dataplane.insert_cap, 0);
+    assert_eq!(c.dataplane.stick_refresh, Duration::from_secs(1));
+    assert_eq!(c.admin_socket, Path::new(DEFAULT_ADMIN_SOCKET));
+    assert!(c.frontends.is_empty() && c.backends.is_empty());
+}
+
+#[test]
+fn l4_service() {
+    let c = parse(&format!(
+        "{BASE}
+[[frontend]]
+name = \"web\"
+bind = \"198.18.2.100:80\"
+default_backend = \"web\"
+
+[[backend]]
+name = \"web\"
+forward = \"ipip\"
+stick_table = {{ type = \"ip\", size = \"100k\", expire = \"10m\" }}
+[[backend.server]]
+name = \"s1\"
+address = \"198.18.1.10\"
+weight = 3
+[[backend.server]]
+name = \"s2\"
+address = \"198.18.1.11\"
+state = \"drain\"
+"
+    ))
+    .unwrap();
+    let f = &c.frontends[0];
+    assert_eq!(
+        (f.vip.to_string().as_str(), f.proto, f.backend),
+        ("198.18.2.100:80", Proto::Tcp, 0)
+    );
+    let b = &c.backends[0];
+    assert_eq!(
+        (b.forward, b.stick_size, b.expire),
+        (Forward::Ipip, 100_000, Duration::from_secs(600))
+    );
+    assert_eq!(b.servers[0].weight, 3);
+    assert_eq!(b.servers[1].state, AdminState::Drain);
+}
+
+#[test]
+fn errors_name_the_place_and_the_reason() {
+    let e = parse(&format!("{BASE}xdp_mode = \"fast\"\n")).unwrap_err();
+    assert!(e.to_string().starts_with("t.toml:3:"), "{e}");
+    let e = parse(&format!("{BASE}colour = 1\n")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("t.toml:3:1: unknown field `colour`"),
+        "{e}"
+    );
+    let e = parse("[dataplane]\ninterfaces = [\"eth0\", \"eth0\"]\n").unwrap_err();
+    assert_eq!(key_of(&e), "dataplane.interfaces", "{e}");
+    let e = parse("[dataplane]\ninterfaces = []\n").unwrap_err();
+    assert_eq!(key_of(&e), "dataplane.interfaces", "{e}");
+    let e = parse("[dataplane]\ninterfaces = [\"a-very-long-interface-name\"]\n").unwrap_err();
+    assert_eq!(key_of(&e), "dataplane.interfaces", "{e}");
+    let e = parse(&format!("{BASE}pin_dir = \"rel\"\n")).unwrap_err();
+    assert_eq!(key_of(&e), "dataplane.pin_dir", "{e}");
+    let e = parse("").unwrap_err();
+    assert!(e.to_string().contains("dataplane"), "{e}");
+
+    let svc = |frontend: &str, backend: &str| {
+        parse(&format!(
+            "{BASE}[[frontend]]\nname = \"f\"\n{frontend}\n[[backend]]\nname = \"b\"\n{backend}\n"
+        ))
+        .unwrap_err()
+    };
+    let ok_server = "[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.10\"";
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "bind = \"198.18.2.1\"\ndefault_backend = \"b\"",
+            ok_server,
+            "frontend[0].bind",
+        ),
+        (
+            "bind = \"198.18.2.1:0\"\ndefault_backend = \"b\"",
+            ok_server,
+            "frontend[0].bind",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"nope\"",
+            ok_server,
+            "frontend[0].default_backend",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"\nmode = \"http\"",
+            ok_server,
+            "frontend[0].mode",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"\nproto = \"sctp\"",
+            ok_server,
+            "frontend[0].proto",
+        ),
+        (
+            "bind = \"[2001:db8::1]:80\"\ndefault_backend = \"b\"",
+            ok_server,
+            "frontend[0].default_backend",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "forward = \"nat\"",
+            "backend[0].forward",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "stick_table = { size = \"1q\" }",
+            "backend[0].stick_table.size",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "stick_table = { expire = \"3 weeks\" }",
+            "backend[0].stick_table.expire",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "stick_table = { type = \"string\" }",
+            "backend[0].stick_table.type",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "[[backend.server]]\nname = \"s\"\naddress = \"nowhere\"",
+            "backend[0].server[0].address",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.1\"\nweight = 1000",
+            "backend[0].server[0].weight",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.1\"\nstate = \"sleepy\"",
+            "backend[0].server[0].state",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.1\"\n[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.2\"",
+            "backend[0].server[1].name",
+        ),
+    ];
+    for (frontend, backend, key) in cases {
+        let e = svc(frontend, backend);
+        assert_eq!(key_of(&e), *key, "{frontend} / {backend}: {e}");
+    }
+    // A server without an address is a parse error at its line.
+    let e = svc(
+        "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+        "[[backend.server]]\nname = \"s\"",
+    );
+    assert!(e.to_string().contains("missing field `address`"), "{e}");
+}

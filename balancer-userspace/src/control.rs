@@ -1,0 +1,430 @@
+//! The L4 controller: turns the configuration, the servers' states and the
+//! kernel's next hops into the data plane's maps, and keeps them in step.
+//!
+//! Ids: frontends get VIP ids in configuration order; servers get backend
+//! ids in configuration order across all backends. A server's effective
+//! state is its administrative state, except that a server whose next hop
+//! does not resolve is `down` (and reported) rather than forwarded to
+//! blindly. Maglev tables hold only `up` servers; `drain` servers keep their
+//! stick entries; `down`/`maint` servers' clients are redispatched by the
+//! data plane on their next packet.
+
+use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+
+use balancer_common::{
+    hash::MAGLEV_M,
+    maglev::{self, MaglevBackend},
+    maps::{self as m, Backend as MapBackend, GlobalConfig, VipInfo, VipKey},
+};
+use log::{info, warn};
+use serde::Serialize;
+
+use crate::{
+    config::{AdminState, Config, Forward},
+    dataplane::{Dataplane, DataplaneError},
+    netlink::{NetlinkError, NextHop, Resolver},
+};
+
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error("Maglev table for frontend {frontend}: {source}")]
+    Maglev {
+        frontend: String,
+        #[source]
+        source: maglev::MaglevError,
+    },
+    #[error("no server named {0:?} (use BACKEND/SERVER when several backends have it)")]
+    UnknownServer(String),
+    #[error("server name {0:?} is ambiguous: use BACKEND/SERVER")]
+    AmbiguousServer(String),
+    #[error("no frontend named {0:?}")]
+    UnknownFrontend(String),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+}
+
+/// One server as the controller tracks it.
+#[derive(Debug, Clone)]
+pub struct ServerRt {
+    pub id: u32,
+    pub backend: String,
+    pub name: String,
+    pub address: IpAddr,
+    pub weight: u32,
+    pub admin: AdminState,
+    pub next_hop: Result<NextHop, String>,
+}
+
+impl ServerRt {
+    pub fn effective(&self) -> u8 {
+        if self.next_hop.is_err() {
+            return m::STATE_DOWN;
+        }
+        match self.admin {
+            AdminState::Up => m::STATE_UP,
+            AdminState::Drain => m::STATE_DRAIN,
+            AdminState::Down => m::STATE_DOWN,
+            AdminState::Maint => m::STATE_MAINT,
+        }
+    }
+}
+
+pub fn state_name(s: u8) -> &'static str {
+    match s {
+        m::STATE_UP => "up",
+        m::STATE_DRAIN => "drain",
+        m::STATE_DOWN => "down",
+        m::STATE_MAINT => "maint",
+        _ => "empty",
+    }
+}
+
+/// A server as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerView {
+    pub id: u32,
+    pub backend: String,
+    pub server: String,
+    pub address: String,
+    pub weight: u32,
+    pub admin_state: &'static str,
+    pub state: &'static str,
+    pub next_hop: Option<String>,
+    pub error: Option<String>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+pub struct Controller {
+    pub dp: Dataplane,
+    pub config: Config,
+    pub servers: Vec<ServerRt>,
+    /// VIP id -> its current Maglev table.
+    tables: BTreeMap<u32, Vec<u32>>,
+    resolver: Resolver,
+}
+
+impl Controller {
+    /// Resolve every server's next hop and write all maps.
+    pub async fn new(dp: Dataplane, config: Config) -> Result<Self, ControlError> {
+        let resolver = Resolver::new().await?;
+        let mut servers = Vec::new();
+        for b in &config.backends {
+            for s in &b.servers {
+                servers.push(ServerRt {
+                    id: servers.len() as u32,
+                    backend: b.name.clone(),
+                    name: s.name.clone(),
+                    address: s.address,
+                    weight: s.weight,
+                    admin: s.state,
+                    next_hop: Err("not resolved yet".into()),
+                });
+            }
+        }
+        let mut c = Controller {
+            dp,
+            config,
+            servers,
+            tables: BTreeMap::new(),
+            resolver,
+        };
+        c.resolve_all().await;
+        c.write_global()?;
+        c.write_vips()?;
+        c.write_backends()?;
+        c.rebuild_tables()?;
+        Ok(c)
+    }
+
+    /// Re-resolve every next hop (after a netlink change); rewrite what changed.
+    pub async fn refresh(&mut self) -> Result<(), ControlError> {
+        let before: Vec<_> = self
+            .servers
+            .iter()
+            .map(|s| (s.next_hop.clone(), s.effective()))
+            .collect();
+        self.resolve_all().await;
+        let changed = self
+            .servers
+            .iter()
+            .zip(&before)
+            .any(|(s, (nh, st))| &s.next_hop != nh || s.effective() != *st);
+        if changed {
+            self.write_global()?;
+            self.write_backends()?;
+            self.rebuild_tables()?;
+        }
+        Ok(())
+    }
+
+    async fn resolve_all(&mut self) {
+        for s in &mut self.servers {
+            let r = self
+                .resolver
+                .resolve(s.address, RESOLVE_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string());
+            match (&s.next_hop, &r) {
+                (Ok(old), Ok(new)) if old == new => {}
+                (_, Ok(nh)) => info!(
+                    "server {}/{} ({}): next hop {} via {} ({}), mtu {}",
+                    s.backend,
+                    s.name,
+                    s.address,
+                    nh.next_hop_addr(s.address),
+                    nh.ifname,
+                    mac(&nh.dst_mac),
+                    nh.mtu
+                ),
+                (Err(old), Err(new)) if old == new => {}
+                (_, Err(e)) => warn!(
+                    "server {}/{} ({}): unreachable, treated as down: {e}",
+                    s.backend, s.name, s.address
+                ),
+            }
+            s.next_hop = r;
+        }
+    }
+
+    fn write_global(&mut self) -> Result<(), ControlError> {
+        let d = &self.config.dataplane;
+        let prefsrc = |v4: bool| {
+            self.servers
+                .iter()
+                .find_map(|s| match (&s.next_hop, s.address.is_ipv4() == v4) {
+                    (Ok(nh), true) => nh.prefsrc,
+                    _ => None,
+                })
+        };
+        let tun4 = d.tunnel_source_v4.map(IpAddr::V4).or_else(|| prefsrc(true));
+        let tun6 = d
+            .tunnel_source_v6
+            .map(IpAddr::V6)
+            .or_else(|| prefsrc(false));
+        let mut cfg = GlobalConfig {
+            stick_refresh_ns: d.stick_refresh.as_nanos() as u64,
+            insert_cap: d.insert_cap,
+            ..Default::default()
+        };
+        if let Some(IpAddr::V4(a)) = tun4 {
+            cfg.tun_src_v4 = a.octets();
+        }
+        if let Some(IpAddr::V6(a)) = tun6 {
+            cfg.tun_src_v6 = a.octets();
+        }
+        self.dp.set_config(&cfg)?;
+        Ok(())
+    }
+
+    fn write_vips(&mut self) -> Result<(), ControlError> {
+        let mut fragment_entries = BTreeMap::new();
+        for (id, f) in self.config.frontends.iter().enumerate() {
+            let b = &self.config.backends[f.backend];
+            let (family, addr) = family_addr(f.vip.ip());
+            let info = VipInfo {
+                id: id as u32,
+                mode: match b.forward {
+                    Forward::DsrL2 => m::MODE_DSR_L2,
+                    Forward::Ipip => m::MODE_IPIP,
+                },
+                _pad: [0; 3],
+                expire_ns: b.expire.as_nanos() as u64,
+            };
+            let key = VipKey {
+                addr,
+                port: f.vip.port(),
+                proto: f.proto.number(),
+                family,
+            };
+            self.dp.set_vip(&key, &info)?;
+            // Non-first fragments carry no port: the first frontend on an
+            // address and protocol also takes its fragments.
+            fragment_entries
+                .entry(VipKey { port: 0, ..key })
+                .or_insert(info);
+        }
+        for (key, info) in fragment_entries {
+            self.dp.set_vip(&key, &info)?;
+        }
+        Ok(())
+    }
+
+    fn write_backends(&mut self) -> Result<(), ControlError> {
+        for s in &self.servers {
+            let (family, addr) = family_addr(s.address);
+            let mut b = MapBackend {
+                addr,
+                family,
+                state: s.effective(),
+                weight: s.weight,
+                ..Default::default()
+            };
+            if let Ok(nh) = &s.next_hop {
+                b.ifindex = nh.ifindex;
+                b.mtu = nh.mtu;
+                b.dst_mac = nh.dst_mac;
+                b.src_mac = nh.src_mac;
+                self.dp.add_egress(nh.ifindex)?;
+            }
+            self.dp.set_backend(s.id, &b)?;
+        }
+        Ok(())
+    }
+
+    /// Rebuild each VIP's Maglev table from its `up` servers; only slots
+    /// that change are written.
+    fn rebuild_tables(&mut self) -> Result<(), ControlError> {
+        for (id, f) in self.config.frontends.iter().enumerate() {
+            let bname = &self.config.backends[f.backend].name;
+            let keys: Vec<(u32, String, u32)> = self
+                .servers
+                .iter()
+                .filter(|s| &s.backend == bname && s.effective() == m::STATE_UP)
+                .map(|s| (s.id, format!("{}/{}", s.backend, s.name), s.weight))
+                .collect();
+            let members: Vec<MaglevBackend<'_>> = keys
+                .iter()
+                .map(|(id, key, weight)| MaglevBackend {
+                    id: *id,
+                    key: key.as_bytes(),
+                    weight: *weight,
+                })
+                .collect();
+            let table =
+                maglev::build(&members, MAGLEV_M).map_err(|source| ControlError::Maglev {
+                    frontend: f.name.clone(),
+                    source,
+                })?;
+            let vip_id = id as u32;
+            let previous = self.tables.get(&vip_id).map(Vec::as_slice);
+            if previous != Some(table.as_slice()) {
+                self.dp.set_maglev(vip_id, &table, previous)?;
+                self.tables.insert(vip_id, table);
+            }
+        }
+        Ok(())
+    }
+
+    /// `NAME` is `SERVER` when unique, else `BACKEND/SERVER`.
+    pub fn find_server(&self, name: &str) -> Result<usize, ControlError> {
+        let matches: Vec<usize> = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| match name.split_once('/') {
+                Some((b, n)) => s.backend == b && s.name == n,
+                None => s.name == name,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        match matches.as_slice() {
+            [i] => Ok(*i),
+            [] => Err(ControlError::UnknownServer(name.to_owned())),
+            _ => Err(ControlError::AmbiguousServer(name.to_owned())),
+        }
+    }
+
+    pub fn set_state(&mut self, name: &str, state: AdminState) -> Result<ServerView, ControlError> {
+        let i = self.find_server(name)?;
+        let s = &mut self.servers[i];
+        if s.admin != state {
+            info!(
+                "server {}/{}: {} -> {} (admin)",
+                s.backend,
+                s.name,
+                s.admin.as_str(),
+                state.as_str()
+            );
+            s.admin = state;
+            self.write_backends()?;
+            self.rebuild_tables()?;
+        }
+        self.view(i)
+    }
+
+    pub fn set_weight(&mut self, name: &str, weight: u32) -> Result<ServerView, ControlError> {
+        let i = self.find_server(name)?;
+        if self.servers[i].weight != weight {
+            self.servers[i].weight = weight;
+            self.write_backends()?;
+            self.rebuild_tables()?;
+        }
+        self.view(i)
+    }
+
+    pub fn view(&self, i: usize) -> Result<ServerView, ControlError> {
+        let s = &self.servers[i];
+        let c = self.dp.backend_stats(s.id)?;
+        Ok(ServerView {
+            id: s.id,
+            backend: s.backend.clone(),
+            server: s.name.clone(),
+            address: s.address.to_string(),
+            weight: s.weight,
+            admin_state: s.admin.as_str(),
+            state: state_name(s.effective()),
+            next_hop: s.next_hop.as_ref().ok().map(|nh| {
+                format!(
+                    "{} via {} {}",
+                    nh.next_hop_addr(s.address),
+                    nh.ifname,
+                    mac(&nh.dst_mac)
+                )
+            }),
+            error: s.next_hop.as_ref().err().cloned(),
+            packets: c.packets,
+            bytes: c.bytes,
+        })
+    }
+
+    pub fn views(&self) -> Result<Vec<ServerView>, ControlError> {
+        (0..self.servers.len()).map(|i| self.view(i)).collect()
+    }
+
+    /// VIP id of a frontend.
+    pub fn vip_id(&self, frontend: &str) -> Result<u32, ControlError> {
+        self.config
+            .frontends
+            .iter()
+            .position(|f| f.name == frontend)
+            .map(|i| i as u32)
+            .ok_or_else(|| ControlError::UnknownFrontend(frontend.to_owned()))
+    }
+
+    pub fn server_by_id(&self, id: u32) -> Option<&ServerRt> {
+        self.servers.get(id as usize)
+    }
+}
+
+/// Family and 16-byte map form of an address.
+pub fn family_addr(ip: IpAddr) -> (u8, [u8; 16]) {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut o = [0u8; 16];
+            o[..4].copy_from_slice(&a.octets());
+            (m::FAMILY_V4, o)
+        }
+        IpAddr::V6(a) => (m::FAMILY_V6, a.octets()),
+    }
+}
+
+/// The address a map key holds.
+pub fn addr_of(family: u8, addr: &[u8; 16]) -> IpAddr {
+    if family == m::FAMILY_V4 {
+        IpAddr::from([addr[0], addr[1], addr[2], addr[3]])
+    } else {
+        IpAddr::from(*addr)
+    }
+}
+
+pub fn mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

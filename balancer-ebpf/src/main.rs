@@ -69,7 +69,7 @@ mod program {
         let flow = p.flow.ok_or(XDP_PASS)?;
         // Copied out: the map value may change under us.
         let vip = *VIPS
-            .get_ptr(&flow.vip)
+            .get_ptr(flow.vip)
             .map(|v| unsafe { &*v })
             .ok_or(XDP_PASS)?;
         let vs = VIP_STATS.get_ptr_mut(vip.id).ok_or(XDP_PASS)?;

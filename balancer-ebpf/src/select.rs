@@ -61,7 +61,7 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
         None => 0,
     };
     let mut expired = false;
-    if let Some(entry) = STICK.get_ptr_mut(&key) {
+    if let Some(entry) = STICK.get_ptr_mut(key) {
         // SAFETY: a valid map value pointer; racing writers on other CPUs
         // can only make us read a slightly older or newer entry.
         let e = unsafe { *entry };
@@ -119,7 +119,7 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
                 last_seen_ns: now,
             };
             // A failed insert (e.g. -ENOMEM) still forwards by Maglev.
-            if STICK.insert(&key, &value, 0).is_ok() {
+            if STICK.insert(key, value, 0).is_ok() {
                 stats.new_sticks += 1;
             }
         } else {

@@ -14,6 +14,12 @@ pub const DECAP_PROGRAM: &str = "decap";
 /// A program that passes everything: attached to the peer of a veth that
 /// receives XDP_TX frames, since a veth only takes them when it runs XDP.
 pub const PASS_PROGRAM: &str = "pass";
+/// The packet generator's program and its maps.
+pub const GEN_PROGRAM: &str = "trafficgen";
+pub const GEN_CONFIG_MAP: &str = "GEN_CONFIG";
+pub const GEN_SEQ_MAP: &str = "GEN_SEQ";
+/// The benchmark floor: parse, swap MACs, XDP_TX.
+pub const BARE_PROGRAM: &str = "bare";
 /// Per-CPU array of two u64: packets decapsulated (IPIP, IP6IP6).
 pub const DECAP_STATS_MAP: &str = "DECAP_STATS";
 
@@ -193,6 +199,21 @@ pub struct VipStats {
     pub fragments: u64,
 }
 
+/// Packet generator settings ([`GEN_CONFIG_MAP`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct GenConfig {
+    /// First source address (IPv4 in the first 4 bytes); the generator adds
+    /// 0..src_count to its last 32 bits.
+    pub src_base: [u8; 16],
+    pub src_count: u32,
+    /// Mixed into the source order so several generator runs differ.
+    pub cpu_salt: u32,
+    /// `FAMILY_V4` or `FAMILY_V6`: the template frame's family (untagged).
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY (all): `#[repr(C)]` plain data without padding (bytemuck checks it).
@@ -204,4 +225,5 @@ mod user {
     unsafe impl aya::Pod for super::GlobalConfig {}
     unsafe impl aya::Pod for super::InsertWindow {}
     unsafe impl aya::Pod for super::VipStats {}
+    unsafe impl aya::Pod for super::GenConfig {}
 }

@@ -15,6 +15,8 @@ mod decap;
 #[cfg(target_arch = "bpf")]
 mod forward;
 #[cfg(target_arch = "bpf")]
+mod generator;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod parse;
@@ -55,6 +57,18 @@ mod program {
     #[xdp]
     pub fn pass(_ctx: XdpContext) -> u32 {
         XDP_PASS
+    }
+
+    /// Packet generator (BPF_PROG_TEST_RUN live frames): see `gen`.
+    #[xdp]
+    pub fn trafficgen(ctx: XdpContext) -> u32 {
+        crate::generator::trafficgen(&ctx)
+    }
+
+    /// Benchmark floor: parse, swap MACs, XDP_TX.
+    #[xdp]
+    pub fn bare(ctx: XdpContext) -> u32 {
+        crate::generator::bare(&ctx)
     }
 
     #[inline(always)]

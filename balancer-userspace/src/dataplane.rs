@@ -500,6 +500,21 @@ impl AuxProgram {
         name: &str,
         mode: XdpMode,
     ) -> Result<Self, DataplaneError> {
+        let mut aux = Self::load(program)?;
+        let prog: &mut Xdp = aux
+            .ebpf
+            .program_mut(program)
+            .ok_or(DataplaneError::MissingProgram { name: program })?
+            .try_into()
+            .map_err(DataplaneError::Program)?;
+        let (link, _) = attach_xdp(prog, name, mode)?;
+        aux.link = Some((name.to_owned(), link));
+        Ok(aux)
+    }
+
+    /// Load `program` (any of the object's programs) without attaching it,
+    /// e.g. for BPF_PROG_TEST_RUN.
+    pub fn load(program: &'static str) -> Result<Self, DataplaneError> {
         // The object's other maps are created too: keep them minimal.
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(STICK_MAP, 64)
@@ -515,12 +530,27 @@ impl AuxProgram {
             .try_into()
             .map_err(DataplaneError::Program)?;
         prog.load().map_err(DataplaneError::Program)?;
-        let (link, _) = attach_xdp(prog, name, mode)?;
         Ok(AuxProgram {
             ebpf,
             program,
-            link: Some((name.to_owned(), link)),
+            link: None,
         })
+    }
+
+    /// The loaded program's fd, for BPF_PROG_TEST_RUN.
+    pub fn program_fd(&self) -> Result<BorrowedFd<'_>, DataplaneError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(self.program)
+            .ok_or(DataplaneError::MissingProgram { name: self.program })?
+            .try_into()
+            .map_err(DataplaneError::Program)?;
+        Ok(prog.fd().map_err(DataplaneError::Program)?.as_fd())
+    }
+
+    /// The loaded object (e.g. to write the generator's settings).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     /// `decap` only: packets decapsulated so far (IPv4-in-IPv4, IPv6-in-IPv6).

@@ -1,0 +1,143 @@
+//! `trafficgen`: the packet generator's XDP program, run by BPF_PROG_TEST_RUN in
+//! live-frames mode (the mechanism behind xdp-trafficgen). Each run rewrites
+//! the template frame's source address to the next of `src_count` addresses
+//! from `src_base` (in a scrambled order), fixes the IP and TCP/UDP
+//! checksums incrementally, and transmits it out of the interface it was
+//! "received" on. `bare`: the floor the benchmarks compare with.
+
+use aya_ebpf::programs::XdpContext;
+use balancer_common::{
+    layout::*,
+    maps::{FAMILY_V4, GenConfig},
+};
+
+use crate::{
+    maps::{GEN_CONFIG, GEN_SEQ},
+    parse::bytes_at,
+};
+
+/// RFC 1624 incremental update of a 16-bit one's-complement checksum for
+/// one 16-bit word changing from `old` to `new`.
+#[inline(always)]
+fn csum_replace(csum: u16, old: u16, new: u16) -> u16 {
+    let mut sum = u32::from(!csum) + u32::from(!old) + u32::from(new);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+#[inline(always)]
+pub fn trafficgen(ctx: &XdpContext) -> u32 {
+    let Some(cfg) = GEN_CONFIG.get(0) else {
+        return XDP_DROP;
+    };
+    let Some(seq) = GEN_SEQ.get_ptr_mut(0) else {
+        return XDP_DROP;
+    };
+    // SAFETY: this CPU's own slot.
+    let n = unsafe {
+        let n = *seq;
+        *seq = n.wrapping_add(1);
+        n
+    };
+    let count = if cfg.src_count == 0 { 1 } else { cfg.src_count };
+    // Odd multiplier: a permutation of 2^32, so consecutive packets spread
+    // over the whole range rather than walking it in order.
+    let idx = ((n as u32).wrapping_mul(0x9e37_79b1) ^ cfg.cpu_salt) % count;
+    if cfg.family == FAMILY_V4 {
+        rewrite::<4, IPV4_MIN_HLEN>(ctx, cfg, idx, ETH_HLEN + 12, ETH_HLEN + 10)
+    } else {
+        rewrite::<16, IPV6_HLEN>(ctx, cfg, idx, ETH_HLEN + 8, usize::MAX)
+    }
+}
+
+/// Write source address base + idx (added to the last 32 bits) at
+/// `src_off`; patch the IPv4 header checksum at `ip_csum_off` (IPv4 only)
+/// and the transport checksum.
+#[inline(always)]
+fn rewrite<const A: usize, const L3: usize>(
+    ctx: &XdpContext,
+    cfg: &GenConfig,
+    idx: u32,
+    src_off: usize,
+    ip_csum_off: usize,
+) -> u32 {
+    let l4 = ETH_HLEN + L3;
+    let Some(p) = bytes_at(ctx, 0, l4 + UDP_HLEN) else {
+        return XDP_DROP;
+    };
+    let p = p as *mut u8;
+    let low = u32::from_be_bytes([
+        cfg.src_base[A - 4],
+        cfg.src_base[A - 3],
+        cfg.src_base[A - 2],
+        cfg.src_base[A - 1],
+    ])
+    .wrapping_add(idx)
+    .to_be_bytes();
+    // SAFETY: all offsets below are within l4 + 8 bytes, checked above.
+    unsafe {
+        let old_hi = u16::from_be_bytes([*p.add(src_off + A - 4), *p.add(src_off + A - 3)]);
+        let old_lo = u16::from_be_bytes([*p.add(src_off + A - 2), *p.add(src_off + A - 1)]);
+        let mut i = 0;
+        while i < A - 4 {
+            *p.add(src_off + i) = cfg.src_base[i];
+            i += 1;
+        }
+        *p.add(src_off + A - 4) = low[0];
+        *p.add(src_off + A - 3) = low[1];
+        *p.add(src_off + A - 2) = low[2];
+        *p.add(src_off + A - 1) = low[3];
+        let new_hi = u16::from_be_bytes([low[0], low[1]]);
+        let new_lo = u16::from_be_bytes([low[2], low[3]]);
+        if ip_csum_off != usize::MAX {
+            let c = u16::from_be_bytes([*p.add(ip_csum_off), *p.add(ip_csum_off + 1)]);
+            let c = csum_replace(csum_replace(c, old_hi, new_hi), old_lo, new_lo).to_be_bytes();
+            *p.add(ip_csum_off) = c[0];
+            *p.add(ip_csum_off + 1) = c[1];
+        }
+        // The pseudo-header holds the source address: TCP checksum at +16,
+        // UDP at +6 (0 in UDP/IPv4 means "none": leave it).
+        let off = if *p.add(ETH_HLEN + if A == 4 { 9 } else { 6 }) == IPPROTO_TCP {
+            16
+        } else {
+            6
+        };
+        let Some(t) = bytes_at(ctx, l4 + off, 2) else {
+            return XDP_DROP;
+        };
+        let t = t as *mut u8;
+        let c = u16::from_be_bytes([*t, *t.add(1)]);
+        if !(off == 6 && A == 4 && c == 0) {
+            let c = csum_replace(csum_replace(c, old_hi, new_hi), old_lo, new_lo).to_be_bytes();
+            *t = c[0];
+            *t.add(1) = c[1];
+        }
+    }
+    XDP_TX
+}
+
+/// The benchmark floor: parse Ethernet/IPv4/IPv6 and the transport ports as
+/// the real program must, swap the MACs, XDP_TX.
+#[inline(always)]
+pub fn bare(ctx: &XdpContext) -> u32 {
+    let Some(p) = bytes_at(ctx, 0, ETH_HLEN + IPV6_HLEN + 4) else {
+        return XDP_PASS;
+    };
+    let p = p as *mut u8;
+    // SAFETY: ETH_HLEN + 44 bytes in bounds.
+    unsafe {
+        let ty = u16::from_be_bytes([*p.add(12), *p.add(13)]);
+        if ty != ETH_P_IPV4 && ty != ETH_P_IPV6 {
+            return XDP_PASS;
+        }
+        let mut i = 0;
+        while i < ETH_ALEN {
+            let t = *p.add(i);
+            *p.add(i) = *p.add(ETH_ALEN + i);
+            *p.add(ETH_ALEN + i) = t;
+            i += 1;
+        }
+    }
+    XDP_TX
+}

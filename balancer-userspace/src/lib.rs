@@ -9,6 +9,7 @@ pub mod dataplane;
 pub mod netlink;
 pub mod stats;
 pub mod testrun;
+pub mod trafficgen;
 
 /// The XDP object built from balancer-ebpf by build.rs, embedded so the
 /// binary is self-contained.

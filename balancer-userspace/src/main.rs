@@ -41,11 +41,13 @@ enum Command {
         /// Configuration file (TOML).
         config: PathBuf,
     },
-    /// Show the data-plane packet counters of a running daemon.
+    /// Data-plane counters of a running daemon: packet classes and, through
+    /// the admin API, per-frontend stick-table counters. With --pin-dir or
+    /// --config, only the packet classes, read from the pinned map.
     Stats {
-        /// Where the daemon pinned its maps (its `dataplane.pin_dir`).
-        #[arg(long, default_value = DEFAULT_PIN_DIR, conflicts_with = "config")]
-        pin_dir: PathBuf,
+        /// Read the pinned map under this directory (the daemon's `dataplane.pin_dir`).
+        #[arg(long, conflicts_with = "config")]
+        pin_dir: Option<PathBuf>,
         /// Read pin_dir from this configuration file instead.
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -72,6 +74,41 @@ enum Command {
         interface: String,
         #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
         xdp_mode: String,
+    },
+    /// Send generated traffic out of an interface (BPF_PROG_TEST_RUN live
+    /// frames): one template frame, source addresses cycling through a range.
+    Gen {
+        #[arg(long, short)]
+        interface: String,
+        /// Destination ADDRESS:PORT (IPv6 as [ADDRESS]:PORT).
+        #[arg(long)]
+        dst: std::net::SocketAddr,
+        /// Destination MAC (the next hop: the balancer).
+        #[arg(long)]
+        dst_mac: String,
+        /// Source MAC (default: the interface's).
+        #[arg(long)]
+        src_mac: Option<String>,
+        /// First source address.
+        #[arg(long)]
+        src: std::net::IpAddr,
+        /// Number of distinct source addresses.
+        #[arg(long, default_value_t = 65536)]
+        src_count: u32,
+        #[arg(long, default_value = "tcp-syn", value_parser = ["tcp-syn", "tcp-ack", "udp"])]
+        proto: String,
+        /// Frames to send (0: until --duration).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+        /// Seconds to send for.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Frames per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Payload bytes after the transport header.
+        #[arg(long, default_value_t = 0)]
+        payload: usize,
     },
     /// Attach a pass-everything XDP program to the peer of a veth on which
     /// `balancer run` is attached, until SIGINT/SIGTERM: a veth only receives
@@ -188,6 +225,53 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let (v4, v6) = decap.counts()?;
             log::info!("decapsulated {v4} IPIP and {v6} IP6IP6 packets on {interface}");
         }
+        Command::Gen {
+            interface,
+            dst,
+            dst_mac,
+            src_mac,
+            src,
+            src_count,
+            proto,
+            count,
+            duration,
+            rate,
+            payload,
+        } => {
+            use balancer::trafficgen::{self, GenKind, GenSpec};
+            let dst_mac = trafficgen::parse_mac(&dst_mac)
+                .with_context(|| format!("--dst-mac {dst_mac:?}: want aa:bb:cc:dd:ee:ff"))?;
+            let src_mac = match src_mac {
+                Some(m) => trafficgen::parse_mac(&m)
+                    .with_context(|| format!("--src-mac {m:?}: want aa:bb:cc:dd:ee:ff"))?,
+                None => trafficgen::interface_mac(&interface)?,
+            };
+            if duration.is_some_and(|d| !(d > 0.0 && d < 86_400.0)) {
+                anyhow::bail!("--duration must be between 0 and 86400 seconds");
+            }
+            let spec = GenSpec {
+                interface,
+                src_mac,
+                dst_mac,
+                src_base: src,
+                src_count,
+                dst,
+                kind: match proto.as_str() {
+                    "tcp-ack" => GenKind::TcpAck,
+                    "udp" => GenKind::Udp,
+                    _ => GenKind::TcpSyn,
+                },
+                count,
+                duration: duration.map(std::time::Duration::from_secs_f64),
+                rate,
+                payload,
+            };
+            let r = trafficgen::run(&spec)?;
+            println!(
+                "{}",
+                json!({"sent": r.sent, "seconds": r.seconds, "pps": r.pps, "frame_bytes": r.frame_len})
+            );
+        }
         Command::XdpPass { interface } => {
             let _pass =
                 AuxProgram::attach(PASS_PROGRAM, &interface, balancer::config::XdpMode::Native)?;
@@ -204,13 +288,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Stats {
+            pin_dir: None,
+            config: None,
+            json,
+        } => {
+            let v = api(Method::GET, "/v1/stats".into(), None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_stats(&v);
+            }
+        }
+        Command::Stats {
             pin_dir,
             config,
             json,
         } => {
             let pin_dir = match config {
                 Some(path) => Config::load(&path)?.dataplane.pin_dir,
-                None => pin_dir,
+                None => pin_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR)),
             };
             let stats = Dataplane::pinned_stats(&pin_dir)?;
             if json {
@@ -335,6 +431,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_stats(v: &Value) {
+    println!("{:<12} {:>14} {:>16}", "class", "packets", "bytes");
+    for (name, c) in v["classes"].as_object().into_iter().flatten() {
+        println!("{name:<12} {:>14} {:>16}", c["packets"], c["bytes"]);
+    }
+    for (name, f) in v["frontends"].as_object().into_iter().flatten() {
+        println!("\nfrontend {name}");
+        for (k, n) in f.as_object().into_iter().flatten() {
+            println!("  {k:<16} {n:>14}");
+        }
+    }
 }
 
 fn wait_for_signal() -> anyhow::Result<()> {

@@ -89,3 +89,61 @@ pub fn test_run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> Result<TestR
         duration_ns: attr.duration,
     })
 }
+
+/// BPF_F_TEST_XDP_LIVE_FRAMES: frames the program passes, transmits or
+/// redirects really go out (the mechanism behind xdp-trafficgen).
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// `struct xdp_md` as BPF_PROG_TEST_RUN takes it for its context.
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+/// Run `prog` `repeat` times in live-frames mode on `frame`, as if received
+/// on `ifindex` (of the caller's network namespace): XDP_TX sends the frame
+/// out of that interface. Returns the kernel's average ns per frame.
+pub fn test_run_live(
+    prog: BorrowedFd<'_>,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+) -> Result<u32, TestRunError> {
+    if frame.len() < 14 {
+        return Err(TestRunError::TooShort { len: frame.len() });
+    }
+    let ctx = XdpMd {
+        data_end: frame.len() as u32,
+        ingress_ifindex: ifindex,
+        ..Default::default()
+    };
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat: repeat.max(1),
+        ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
+        ctx_in: &ctx as *const XdpMd as u64,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        ..Default::default()
+    };
+    // SAFETY: attr points to valid buffers that outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr,
+            std::mem::size_of::<TestRunAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(TestRunError::Syscall(std::io::Error::last_os_error()));
+    }
+    Ok(attr.duration)
+}

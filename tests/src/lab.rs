@@ -334,17 +334,46 @@ impl Lab {
     /// namespace, out of the bridge port facing it (not through br0, which
     /// would drop runt frames before they arrive). Uses Python's AF_PACKET.
     pub fn send_raw_frame_to(&self, node: &Node, frame: &[u8]) -> io::Result<()> {
-        let port = if node.ns == self.balancer.ns {
-            "v-lb".to_owned()
-        } else {
-            format!("v-{}", node.ns.rsplit('-').next().unwrap_or_default())
-        };
+        let port = self.bridge_port(node);
         let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
         let script = format!(
             "import socket; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); \
              s.bind(('{port}', 0)); s.send(bytes.fromhex('{hex}'))"
         );
         output(ns_command(&self.bridge_ns, "python3").args(["-c", &script])).map(|_| ())
+    }
+
+    /// Let `node` send XDP_TX/live-frames traffic (`balancer gen`): a veth
+    /// only receives its peer's XDP frames when it runs XDP, so this puts
+    /// `balancer xdp-pass` on the node's bridge port (stopped at teardown).
+    pub fn accept_xdp_frames_from(&self, node: &Node) -> io::Result<()> {
+        let port = self.bridge_port(node);
+        let mut cmd = ns_command(&self.bridge_ns, crate::balancer_bin());
+        cmd.args(["xdp-pass", "--interface", &port]);
+        let mut p = Proc::spawn(&format!("xdp-pass-{port}"), cmd, &self.dir)?;
+        let ok = wait_for(Duration::from_secs(10), || {
+            p.output().contains("attached XDP") || p.try_wait().ok().flatten().is_some()
+        });
+        if !ok || p.try_wait()?.is_some() {
+            return Err(io::Error::other(format!(
+                "xdp-pass on {port}: {}",
+                p.output()
+            )));
+        }
+        self.helpers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(p);
+        Ok(())
+    }
+
+    /// The bridge-namespace end of `node`'s veth.
+    fn bridge_port(&self, node: &Node) -> String {
+        if node.ns == self.balancer.ns {
+            "v-lb".to_owned()
+        } else {
+            format!("v-{}", node.ns.rsplit('-').next().unwrap_or_default())
+        }
     }
 
     /// Start a process in `node`, logging to this lab's directory.
@@ -501,7 +530,7 @@ impl Lab {
         let bin = crate::balancer_bin();
         {
             let mut helpers = self.helpers.lock().unwrap_or_else(|e| e.into_inner());
-            if helpers.is_empty() {
+            if !helpers.iter().any(|p| p.name == "xdp-pass-v-lb") {
                 let mut cmd = ns_command(&self.bridge_ns, &bin);
                 cmd.args(["xdp-pass", "--interface", "v-lb"]);
                 let mut p = Proc::spawn("xdp-pass-v-lb", cmd, &self.dir)?;

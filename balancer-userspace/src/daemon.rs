@@ -44,7 +44,7 @@ pub fn load_options(config: &Config) -> LoadOptions {
     let mut opts = LoadOptions::default();
     if !config.backends.is_empty() {
         let total: u64 = config.backends.iter().map(|b| b.stick_size).sum();
-        opts.stick_size = total.clamp(1024, u64::from(u32::MAX / 2)) as u32;
+        opts.stick_size = total.clamp(1024, crate::config::MAX_STICK_SIZE) as u32;
     }
     opts
 }

@@ -30,6 +30,9 @@ pub const DEFAULT_ADMIN_SOCKET: &str = "/run/balancer/admin.sock";
 const DEFAULT_STICK_SIZE: u64 = 1 << 20;
 const DEFAULT_EXPIRE: Duration = Duration::from_secs(30 * 60);
 const MAX_WEIGHT: u32 = 256;
+/// Largest `stick_table.size` of one backend, and of all together: the
+/// kernel preallocates the LRU table (about 90 bytes an entry).
+pub const MAX_STICK_SIZE: u64 = 16_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -335,6 +338,13 @@ impl Validator<'_> {
         if frontends.len() > max_vips {
             return Err(self.err("frontend", format!("at most {max_vips} frontends")));
         }
+        let total_stick: u64 = backends.iter().map(|b| b.stick_size).sum();
+        if total_stick > MAX_STICK_SIZE {
+            return Err(self.err(
+                "backend",
+                format!("stick tables total {total_stick} entries, more than {MAX_STICK_SIZE}"),
+            ));
+        }
         let servers: usize = backends.iter().map(|b| b.servers.len()).sum();
         let max_servers = balancer_common::maps::MAX_BACKENDS as usize;
         if servers > max_servers {
@@ -487,10 +497,10 @@ impl Validator<'_> {
             if let Some(s) = t.size {
                 stick_size =
                     parse_size(&s).map_err(|r| self.err(format!("{key}.stick_table.size"), r))?;
-                if stick_size == 0 || stick_size > u64::from(u32::MAX) {
+                if stick_size == 0 || stick_size > MAX_STICK_SIZE {
                     return Err(self.err(
                         format!("{key}.stick_table.size"),
-                        format!("{s:?} is out of range"),
+                        format!("{s:?} is out of range (1 to {MAX_STICK_SIZE})"),
                     ));
                 }
             }

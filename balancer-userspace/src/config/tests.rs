@@ -136,6 +136,11 @@ fn errors_name_the_place_and_the_reason() {
         ),
         (
             "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "stick_table = { size = \"17m\" }",
+            "backend[0].stick_table.size",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
             "stick_table = { expire = \"3 weeks\" }",
             "backend[0].stick_table.expire",
         ),

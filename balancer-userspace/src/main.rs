@@ -365,7 +365,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                         e["frontend"].as_str().unwrap_or("?"),
                         e["client"].as_str().unwrap_or("?"),
                         e["server"].as_str().unwrap_or("(removed)"),
-                        e["idle_ms"]
+                        num(&e["idle_ms"])
                     );
                 }
             }
@@ -433,15 +433,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A JSON counter as a number that honours format widths.
+fn num(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
 fn print_stats(v: &Value) {
     println!("{:<12} {:>14} {:>16}", "class", "packets", "bytes");
     for (name, c) in v["classes"].as_object().into_iter().flatten() {
-        println!("{name:<12} {:>14} {:>16}", c["packets"], c["bytes"]);
+        println!(
+            "{name:<12} {:>14} {:>16}",
+            num(&c["packets"]),
+            num(&c["bytes"])
+        );
     }
     for (name, f) in v["frontends"].as_object().into_iter().flatten() {
         println!("\nfrontend {name}");
         for (k, n) in f.as_object().into_iter().flatten() {
-            println!("  {k:<16} {n:>14}");
+            println!("  {k:<16} {:>14}", num(n));
         }
     }
 }
@@ -473,13 +482,13 @@ fn print_servers(v: &Value) {
             .unwrap_or_else(|| format!("UNRESOLVED: {}", s["error"].as_str().unwrap_or("?")));
         println!(
             "{:<4} {:<24} {:<28} {:<6} {:<6} {:>6} {:>12}  {hop}",
-            s["id"],
+            num(&s["id"]),
             name,
             s["address"].as_str().unwrap_or("?"),
             s["state"].as_str().unwrap_or("?"),
             s["admin_state"].as_str().unwrap_or("?"),
-            s["weight"],
-            s["packets"]
+            num(&s["weight"]),
+            num(&s["packets"])
         );
     }
 }

@@ -1,9 +1,12 @@
 //! `cargo xtask demo`: the "see it work" command. Builds a namespace lab
-//! (clients, the balancer, backends running real HTTP servers), attaches
-//! the XDP program, sends traffic through it and shows what the data plane
-//! saw. Later stages show stickiness and failover here.
+//! (a client host with a dozen source addresses, the balancer, three
+//! backends running real HTTP servers and holding the VIP), starts
+//! `balancer run` with a sticky L4 service, and shows: every client sticking
+//! to one backend, a backend going down (only its clients move), coming
+//! back (nobody moves back), the stick table and the counters.
 
 use std::{
+    collections::BTreeMap,
     path::Path,
     process::Command,
     time::{Duration, Instant},
@@ -18,8 +21,10 @@ use balancer_tests::{
 
 use crate::util::{build_balancer, is_root};
 
-const PORT: u16 = 8080;
-const REQUESTS_PER_CLIENT: usize = 4;
+const VIP: &str = "198.18.2.100";
+const PORT: u16 = 80;
+const SOURCES: usize = 12;
+const REQUESTS: usize = 3;
 
 pub fn run() -> anyhow::Result<()> {
     if !is_root() {
@@ -34,29 +39,13 @@ pub fn run() -> anyhow::Result<()> {
     let bpffs_before = list_dir(Path::new(balancer_tests::lab::BPFFS));
 
     let mut lab = Lab::new(LabSpec {
-        clients: 2,
-        backends: 2,
+        clients: 1,
+        backends: 3,
     })?;
-    println!("\n== lab {} ==", lab.id);
-    println!(
-        "  balancer  {:<14} {}",
-        lab.balancer.ipv4, lab.balancer.ipv6
-    );
-    for c in &lab.clients {
-        println!("  client    {:<14} {}", c.ipv4, c.ipv6);
-    }
-    for s in &lab.backends {
-        println!(
-            "  backend   {:<14} {}   (python3 http.server :{PORT})",
-            s.ipv4, s.ipv6
-        );
-    }
     let result = show(&lab);
     lab.teardown().context("tearing the lab down")?;
     result?;
 
-    // Nothing left behind.
-    let leftover = balancer_tests::lab::stale_namespaces()?;
     let ours: Vec<_> = output(Command::new("ip").args(["netns", "list"]))?
         .lines()
         .filter(|l| l.starts_with(&lab.id))
@@ -78,7 +67,7 @@ pub fn run() -> anyhow::Result<()> {
         bpffs_before.join(" "),
         bpffs_after.join(" ")
     );
-    if !ours.is_empty() || !leftover.is_empty() || bpffs_before != bpffs_after {
+    if !ours.is_empty() || bpffs_before != bpffs_after {
         bail!("the demo left something behind");
     }
     println!(
@@ -89,36 +78,68 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn show(lab: &Lab) -> anyhow::Result<()> {
-    let _http = lab.start_http_backends(PORT)?;
-    let config = lab.write_config("balancer.toml", "")?;
-    println!("\n== balancer run --config {} ==", config.display());
-    print!("{}", std::fs::read_to_string(&config)?);
-    let mut daemon = lab.start_balancer(&config)?;
-    let attached = lab
-        .xdp_attached(&lab.balancer)?
-        .unwrap_or_else(|| "nothing attached!".into());
-    println!("  {}: {attached}", lab.balancer.ifname);
-    let before = stats_json(lab)?;
-
+    println!("\n== lab {} ==", lab.id);
     println!(
-        "\n== traffic: {REQUESTS_PER_CLIENT} HTTP requests per client, through the balancer =="
+        "  client host   {} with {SOURCES} extra sources in 198.18.8.0/22",
+        lab.clients[0].ipv4
     );
-    for c in &lab.clients {
-        for i in 0..REQUESTS_PER_CLIENT {
-            let s = &lab.backends[i % lab.backends.len()];
-            let url = if i % 2 == 0 {
-                format!("http://{}:{PORT}/", s.ipv4)
-            } else {
-                format!("http://[{}]:{PORT}/", s.ipv6)
-            };
-            let body = c
-                .run("curl", &["-sf", "--max-time", "5", &url])
-                .with_context(|| format!("curl {url} from {}", c.ipv4))?;
-            println!("  {:<14} GET {url:<34} -> {}", c.ipv4, body.trim());
-        }
+    println!(
+        "  balancer      {} / {} (XDP on eth0)",
+        lab.balancer.ipv4,
+        balancer_tests::lab::BALANCER_BACKEND_SIDE_V4
+    );
+    for (j, s) in lab.backends.iter().enumerate() {
+        println!(
+            "  backend s{j}    {}  (python3 http.server :{PORT}, VIP {VIP} on lo)",
+            s.ipv4
+        );
     }
+    lab.hold_vips_on_backends(&[VIP.parse()?])?;
+    let _http = lab.start_http_backends(PORT)?;
+    let servers: String = lab
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(j, s)| {
+            format!(
+                "[[backend.server]]\nname = \"s{j}\"\naddress = \"{}\"\n",
+                s.ipv4
+            )
+        })
+        .collect();
+    let config = lab.write_service_config(
+        "balancer.toml",
+        "",
+        &format!(
+            "[[frontend]]\nname = \"web\"\nbind = \"{VIP}:{PORT}\"\ndefault_backend = \"web\"\n\n\
+             [[backend]]\nname = \"web\"\nforward = \"dsr-l2\"\n\
+             stick_table = {{ type = \"ip\", size = \"1m\", expire = \"30m\" }}\n{servers}"
+        ),
+    )?;
+    println!("\n== balancer run --config {} ==", config.display());
+    for line in std::fs::read_to_string(&config)?.lines() {
+        println!("  {line}");
+    }
+    let mut daemon = lab.start_balancer(&config)?;
+    let sources = lab.add_client_sources(0, SOURCES)?;
+    cli(lab, &["status"])?;
+    cli(lab, &["backend", "list"])?;
 
-    println!("\n== one truncated IPv4 frame (14-byte Ethernet + 6 bytes of IP) to the balancer ==");
+    println!("\n== {REQUESTS} requests from each client source to http://{VIP}/ ==");
+    let first = round(lab, &sources, None)?;
+    println!("\n== balancer backend state s1 down ==");
+    cli(lab, &["backend", "state", "s1", "down"])?;
+    let second = round(lab, &sources, Some(&first))?;
+    let moved = sources.iter().filter(|s| first[s] != second[s]).count();
+    let on_s1 = sources.iter().filter(|s| first[s] == "backend s1").count();
+    println!("  {moved} clients moved, all of them s1's ({on_s1}); everyone else stayed");
+    println!("\n== balancer backend state s1 up ==");
+    cli(lab, &["backend", "state", "s1", "up"])?;
+    let third = round(lab, &sources, Some(&second))?;
+    let back = sources.iter().filter(|s| second[s] != third[s]).count();
+    println!("  {back} clients moved back (sticky: they stay where they are)");
+
+    println!("\n== one truncated IPv4 frame to the balancer ==");
     let frame = truncated_ipv4(lab.balancer.mac, lab.clients[0].mac);
     lab.send_raw_frame_to(&lab.balancer, &frame)?;
     let logged = wait_for(Duration::from_secs(5), || {
@@ -126,33 +147,8 @@ fn show(lab: &Lab) -> anyhow::Result<()> {
     });
     println!("  passed to the stack, counted as malformed, logged by the program: {logged}");
 
-    let after = stats_json(lab)?;
-    println!("\n== what the XDP program counted (balancer stats), during the traffic ==");
-    println!("  {:<12} {:>10} {:>12}", "class", "packets", "bytes");
-    let classes = after["classes"].as_object().context("stats JSON")?;
-    for (name, c) in classes {
-        let b = &before["classes"][name];
-        let delta = |k: &str| {
-            c[k].as_u64()
-                .unwrap_or(0)
-                .saturating_sub(b[k].as_u64().unwrap_or(0))
-        };
-        let (p, by) = (delta("packets"), delta("bytes"));
-        if p > 0 {
-            println!("  {name:<12} {p:>10} {by:>12}");
-        }
-    }
-    println!("\n== balancer stats (CLI, totals since start) ==");
-    print!(
-        "{}",
-        output(
-            Command::new(balancer_tests::balancer_bin())
-                .arg("stats")
-                .arg("--pin-dir")
-                .arg(&lab.pin_dir)
-        )?
-    );
-
+    cli(lab, &["table", "show"])?;
+    cli(lab, &["stats"])?;
     let status = daemon.stop()?;
     println!("\n== balancer stopped ({status}); its log ==");
     for line in daemon.output().lines() {
@@ -164,14 +160,57 @@ fn show(lab: &Lab) -> anyhow::Result<()> {
         lab.balancer.ifname,
         after_stop.as_deref().unwrap_or("no XDP program")
     );
-    if !status.success() || after_stop.is_some() {
-        bail!("the balancer did not stop cleanly");
+    if !status.success() || after_stop.is_some() || moved != on_s1 || back != 0 {
+        bail!("the demo did not behave as described above");
     }
     Ok(())
 }
 
-fn stats_json(lab: &Lab) -> anyhow::Result<serde_json::Value> {
-    Ok(lab.balancer_stats()?)
+fn cli(lab: &Lab, args: &[&str]) -> anyhow::Result<()> {
+    println!("\n$ balancer {}", args.join(" "));
+    for line in lab.cli(args)?.lines() {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+/// REQUESTS requests from each source; prints who answered; returns the
+/// backend each source reached (all its answers must agree).
+fn round(
+    lab: &Lab,
+    sources: &[std::net::Ipv4Addr],
+    before: Option<&BTreeMap<std::net::Ipv4Addr, String>>,
+) -> anyhow::Result<BTreeMap<std::net::Ipv4Addr, String>> {
+    let mut out = BTreeMap::new();
+    for src in sources {
+        let mut answers = Vec::new();
+        for _ in 0..REQUESTS {
+            let body = lab.clients[0]
+                .run(
+                    "curl",
+                    &[
+                        "-sf",
+                        "--max-time",
+                        "3",
+                        "--interface",
+                        &src.to_string(),
+                        &format!("http://{VIP}:{PORT}/"),
+                    ],
+                )
+                .with_context(|| format!("GET from {src}"))?;
+            answers.push(body.trim().to_owned());
+        }
+        let note = match before.map(|b| &b[src]) {
+            Some(prev) if *prev != answers[0] => format!("   (moved from {prev})"),
+            _ => String::new(),
+        };
+        println!("  {src:<14} -> {}{note}", answers.join(", "));
+        if answers.iter().any(|a| *a != answers[0]) {
+            bail!("{src} was answered by different backends: {answers:?}");
+        }
+        out.insert(*src, answers[0].clone());
+    }
+    Ok(out)
 }
 
 fn list_dir(p: &Path) -> Vec<String> {

@@ -181,3 +181,17 @@ fn errors_name_the_place_and_the_reason() {
     );
     assert!(e.to_string().contains("missing field `address`"), "{e}");
 }
+
+#[test]
+fn every_example_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "no examples in {}", dir.display());
+}

@@ -423,6 +423,20 @@ impl Dataplane {
             source,
         })
     }
+
+    /// The stick table's map fd, e.g. to read the kernel's `memlock:`
+    /// accounting for it from `/proc/self/fdinfo/<fd>` (the benchmarks do).
+    pub fn stick_map_fd(&self) -> Result<BorrowedFd<'_>, DataplaneError> {
+        match self.map_ref(STICK_MAP)? {
+            Map::LruHashMap(data) | Map::HashMap(data) => Ok(data.fd().as_fd()),
+            // Any other type: let the typed view report which it is.
+            other => Err(
+                typed::<_, HashMap<&MapData, StickKey, StickValue>>(STICK_MAP, other)
+                    .err()
+                    .unwrap_or(DataplaneError::MissingMap { name: STICK_MAP }),
+            ),
+        }
+    }
 }
 
 impl Drop for Dataplane {

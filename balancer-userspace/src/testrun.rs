@@ -71,17 +71,7 @@ pub fn test_run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> Result<TestR
         ..Default::default()
     };
     // SAFETY: attr points to valid, correctly sized buffers that outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            std::mem::size_of::<TestRunAttr>() as u32,
-        )
-    };
-    if rc < 0 {
-        return Err(TestRunError::Syscall(std::io::Error::last_os_error()));
-    }
+    unsafe { bpf_test_run(&mut attr)? };
     out.truncate(attr.data_size_out as usize);
     Ok(TestRun {
         action: attr.retval,
@@ -134,16 +124,27 @@ pub fn test_run_live(
         ..Default::default()
     };
     // SAFETY: attr points to valid buffers that outlive the call.
+    unsafe { bpf_test_run(&mut attr)? };
+    Ok(attr.duration)
+}
+
+/// The `bpf(BPF_PROG_TEST_RUN)` call.
+///
+/// # Safety
+/// Every pointer in `attr` must be valid for the sizes it states until the
+/// call returns.
+unsafe fn bpf_test_run(attr: &mut TestRunAttr) -> Result<(), TestRunError> {
+    // SAFETY: upheld by the caller; the size is that of the struct passed.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
+            attr as *mut TestRunAttr,
             std::mem::size_of::<TestRunAttr>() as u32,
         )
     };
     if rc < 0 {
         return Err(TestRunError::Syscall(std::io::Error::last_os_error()));
     }
-    Ok(attr.duration)
+    Ok(())
 }

@@ -196,72 +196,15 @@ impl Lab {
             self.add_node(c, &format!("v-c{i}"))?;
             // Services (VIPs) live in 198.18.2.0/24 and 2001:db8:0:2::/64,
             // reached through the balancer.
-            ip(
-                &c.ns,
-                &[
-                    "route",
-                    "add",
-                    "198.18.2.0/24",
-                    "via",
-                    &BALANCER_CLIENT_SIDE_V4.to_string(),
-                ],
-            )?;
-            ip(
-                &c.ns,
-                &[
-                    "-6",
-                    "route",
-                    "add",
-                    "2001:db8:0:2::/64",
-                    "via",
-                    &BALANCER_CLIENT_SIDE_V6.to_string(),
-                ],
-            )?;
-            ip(
-                &c.ns,
-                &[
-                    "route",
-                    "add",
-                    "198.18.1.0/24",
-                    "via",
-                    &BALANCER_CLIENT_SIDE_V4.to_string(),
-                ],
-            )?;
-            ip(
-                &c.ns,
-                &[
-                    "-6",
-                    "route",
-                    "add",
-                    "2001:db8:0:1::/64",
-                    "via",
-                    &BALANCER_CLIENT_SIDE_V6.to_string(),
-                ],
-            )?;
+            route_via(&c.ns, "198.18.2.0/24", BALANCER_CLIENT_SIDE_V4)?;
+            route_via(&c.ns, "2001:db8:0:2::/64", BALANCER_CLIENT_SIDE_V6)?;
+            route_via(&c.ns, "198.18.1.0/24", BALANCER_CLIENT_SIDE_V4)?;
+            route_via(&c.ns, "2001:db8:0:1::/64", BALANCER_CLIENT_SIDE_V6)?;
         }
         for (j, s) in self.backends.clone().iter().enumerate() {
             self.add_node(s, &format!("v-s{j}"))?;
-            ip(
-                &s.ns,
-                &[
-                    "route",
-                    "add",
-                    "198.18.0.0/24",
-                    "via",
-                    &BALANCER_BACKEND_SIDE_V4.to_string(),
-                ],
-            )?;
-            ip(
-                &s.ns,
-                &[
-                    "-6",
-                    "route",
-                    "add",
-                    "2001:db8::/64",
-                    "via",
-                    &BALANCER_BACKEND_SIDE_V6.to_string(),
-                ],
-            )?;
+            route_via(&s.ns, "198.18.0.0/24", BALANCER_BACKEND_SIDE_V4)?;
+            route_via(&s.ns, "2001:db8::/64", BALANCER_BACKEND_SIDE_V6)?;
         }
         Ok(())
     }
@@ -503,21 +446,9 @@ impl Lab {
                 .arg("-batch")
                 .arg(&file),
         )?;
-        ip(
-            &self.balancer.ns,
-            &["route", "add", "198.18.8.0/22", "via", &c.ipv4.to_string()],
-        )?;
+        route_via(&self.balancer.ns, "198.18.8.0/22", c.ipv4)?;
         for s in &self.backends {
-            ip(
-                &s.ns,
-                &[
-                    "route",
-                    "add",
-                    "198.18.8.0/22",
-                    "via",
-                    &BALANCER_BACKEND_SIDE_V4.to_string(),
-                ],
-            )?;
+            route_via(&s.ns, "198.18.8.0/22", BALANCER_BACKEND_SIDE_V4)?;
         }
         Ok(addrs)
     }
@@ -528,23 +459,14 @@ impl Lab {
     /// veth only receives the XDP_TX frames of its peer when it runs XDP.
     pub fn start_balancer(&self, config: &Path) -> io::Result<Proc> {
         let bin = crate::balancer_bin();
-        {
-            let mut helpers = self.helpers.lock().unwrap_or_else(|e| e.into_inner());
-            if !helpers.iter().any(|p| p.name == "xdp-pass-v-lb") {
-                let mut cmd = ns_command(&self.bridge_ns, &bin);
-                cmd.args(["xdp-pass", "--interface", "v-lb"]);
-                let mut p = Proc::spawn("xdp-pass-v-lb", cmd, &self.dir)?;
-                let ok = wait_for(Duration::from_secs(10), || {
-                    p.output().contains("attached XDP") || p.try_wait().ok().flatten().is_some()
-                });
-                if !ok || p.try_wait()?.is_some() {
-                    return Err(io::Error::other(format!(
-                        "xdp-pass on v-lb: {}",
-                        p.output()
-                    )));
-                }
-                helpers.push(p);
-            }
+        let has_pass = self
+            .helpers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|p| p.name == "xdp-pass-v-lb");
+        if !has_pass {
+            self.accept_xdp_frames_from(&self.balancer)?;
         }
         let mut cmd = self.balancer.command(&bin);
         cmd.arg("run")
@@ -758,6 +680,16 @@ pub fn mac_string(mac: &[u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// `ip route add PREFIX via VIA` in `ns` (`-6` for IPv6 prefixes).
+fn route_via(ns: &str, prefix: &str, via: impl std::fmt::Display) -> io::Result<String> {
+    let via = via.to_string();
+    if prefix.contains(':') {
+        ip(ns, &["-6", "route", "add", prefix, "via", &via])
+    } else {
+        ip(ns, &["route", "add", prefix, "via", &via])
+    }
 }
 
 fn ip(ns: &str, args: &[&str]) -> io::Result<String> {

@@ -37,15 +37,7 @@ pub fn pin_to_cpu0() {
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use balancer::admin::monotonic_ns;
 
 pub struct Pair {
     pub dp: Dataplane,

@@ -4,6 +4,7 @@
 //! does not depend on the userspace crate (whose build script compiles the
 //! eBPF program); it drives cargo and the `balancer` binary instead.
 
+mod bench;
 mod demo;
 mod setup;
 mod test;
@@ -34,6 +35,18 @@ enum Command {
     Demo,
     /// Remove labs (namespaces, pins, logs) left behind by killed runs.
     Sweep,
+    /// Set up, build and run the benchmarks (root); prints tables, writes JSON.
+    Bench {
+        /// Run only this section (xdp-testrun).
+        #[arg(long)]
+        only: Option<String>,
+        /// Fewer repetitions: a quick, noisier run.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the JSON report (default target/bench/report.json).
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Test { args } => test::run(&args),
         Command::Demo => demo::run(),
         Command::Sweep => sweep(),
+        Command::Bench { only, quick, json } => bench::run(only.as_deref(), quick, json.as_deref()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -30,6 +30,10 @@ pub const STATS_MAP: &str = "STATS";
 pub const LOG_GATE_MAP: &str = "LOG_GATE";
 /// Hash: [`VipKey`] -> [`VipInfo`].
 pub const VIPS_MAP: &str = "VIPS";
+/// Array of u8, indexed by port: which protocols have a VIP on that port
+/// ([`vip_port_bit`]). A cheap filter before the VIPS hash lookup, so
+/// traffic to ports without any VIP costs an array read, not a hash lookup.
+pub const VIP_PORTS_MAP: &str = "VIP_PORTS";
 /// Array: backend id -> [`Backend`].
 pub const BACKENDS_MAP: &str = "BACKENDS";
 /// Array: `vip_id * MAGLEV_M + slot` -> backend id (or `NO_BACKEND`).
@@ -75,6 +79,16 @@ pub const STATE_UP: u8 = 1;
 pub const STATE_DRAIN: u8 = 2;
 pub const STATE_DOWN: u8 = 3;
 pub const STATE_MAINT: u8 = 4;
+
+/// The [`VIP_PORTS_MAP`] bit of a transport protocol (0: never a VIP).
+#[inline(always)]
+pub const fn vip_port_bit(proto: u8) -> u8 {
+    match proto {
+        6 => 1,
+        17 => 2,
+        _ => 0,
+    }
+}
 
 /// True for states whose stick entries stay valid.
 #[inline(always)]

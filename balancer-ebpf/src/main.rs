@@ -28,11 +28,11 @@ mod stats;
 #[cfg(target_arch = "bpf")]
 mod program {
     use aya_ebpf::{macros::xdp, programs::XdpContext};
-    use balancer_common::{layout::XDP_PASS, stats::Class};
+    use balancer_common::{layout::XDP_PASS, maps::vip_port_bit, stats::Class};
 
     use crate::{
         forward::forward,
-        maps::{VIP_STATS, VIPS},
+        maps::{VIP_PORTS, VIP_STATS, VIPS},
         parse::{self, KIND_FRAGMENT, KIND_ICMP_ERROR},
         select::select,
         stats,
@@ -81,6 +81,14 @@ mod program {
             return Err(XDP_PASS);
         }
         let flow = p.flow.ok_or(XDP_PASS)?;
+        // No VIP on this port and protocol: done with an array read.
+        let ports = VIP_PORTS
+            .get(u32::from(flow.vip.port))
+            .copied()
+            .unwrap_or(0);
+        if ports & vip_port_bit(flow.vip.proto) == 0 {
+            return Err(XDP_PASS);
+        }
         // Copied out: the map value may change under us.
         let vip = *VIPS
             .get_ptr(flow.vip)

@@ -24,6 +24,9 @@ pub static LOG_GATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// Virtual services: (address, port, protocol) -> id, mode, expire.
 #[map(name = "VIPS")]
 pub static VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(MAX_VIPS * 4, 0);
+/// Port -> protocols with a VIP on it: skips the VIPS lookup for other ports.
+#[map(name = "VIP_PORTS")]
+pub static VIP_PORTS: Array<u8> = Array::with_max_entries(65536, 0);
 /// Backend id -> address, state, next hop.
 #[map(name = "BACKENDS")]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);

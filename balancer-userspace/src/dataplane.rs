@@ -230,12 +230,30 @@ impl Dataplane {
             });
         }
         let mut m: HashMap<_, VipKey, VipInfo> = typed(VIPS_MAP, self.map_mut(VIPS_MAP)?)?;
-        m.insert(key, info, 0).map_err(map_err(VIPS_MAP))
+        m.insert(key, info, 0).map_err(map_err(VIPS_MAP))?;
+        self.sync_vip_port(key.port)
+    }
+
+    /// Recompute VIP_PORTS[port] from the VIPs present.
+    fn sync_vip_port(&mut self, port: u16) -> Result<(), DataplaneError> {
+        let m: HashMap<_, VipKey, VipInfo> = typed(VIPS_MAP, self.map_ref(VIPS_MAP)?)?;
+        let mut bits = 0u8;
+        for k in m.keys() {
+            match k {
+                Ok(k) if k.port == port => bits |= vip_port_bit(k.proto),
+                Ok(_) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(VIPS_MAP)(e)),
+            }
+        }
+        let mut a: Array<_, u8> = typed(VIP_PORTS_MAP, self.map_mut(VIP_PORTS_MAP)?)?;
+        a.set(u32::from(port), bits, 0)
+            .map_err(map_err(VIP_PORTS_MAP))
     }
 
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
         let mut m: HashMap<_, VipKey, VipInfo> = typed(VIPS_MAP, self.map_mut(VIPS_MAP)?)?;
-        ignore_missing(m.remove(key)).map_err(map_err(VIPS_MAP))
+        ignore_missing(m.remove(key)).map_err(map_err(VIPS_MAP))?;
+        self.sync_vip_port(key.port)
     }
 
     /// Write a backend slot (state `STATE_EMPTY` frees it).

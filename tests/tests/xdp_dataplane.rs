@@ -561,3 +561,26 @@ fn ipv6_extension_headers_are_walked() {
     assert_eq!(p.vip_stats(V6_TCP).new_sticks, 1);
     p.assert_state_matches("ext headers");
 }
+
+#[test]
+fn removing_a_vip_passes_its_traffic_and_keeps_the_others() {
+    let mut p = setup(MODE_DSR_L2, 0);
+    let tcp80 = vip_key(FAMILY_V4, v4(VIP4), 80, IPPROTO_TCP);
+    let v = p.run("SYN before removal", &syn4(1));
+    to(&p, &v, MODE_DSR_L2, &syn4(1));
+    // Port 80 keeps another VIP entry (the port-0 fragment entry is on
+    // port 0; the IPv6 VIP is on 80): the port filter must still let IPv6
+    // through while IPv4 :80 passes untouched.
+    p.remove_vip(tcp80);
+    let v = p.run("SYN after removal", &syn4(1));
+    assert_eq!((v.action, &v.data), (XDP_PASS, &syn4(1)));
+    let syn6 = Frame::new(L4::TcpSyn)
+        .ports(41000, 80)
+        .ipv6(client6(1), vip6());
+    let v = p.run("IPv6 SYN, its VIP still there", &syn6);
+    to(&p, &v, MODE_DSR_L2, &syn6);
+    p.add_vip(tcp80, vip_info(V4_TCP, MODE_DSR_L2, 0));
+    let v = p.run("SYN after re-adding", &syn4(1));
+    to(&p, &v, MODE_DSR_L2, &syn4(1));
+    p.assert_state_matches("vip removal");
+}

@@ -90,6 +90,11 @@ impl Pair {
         self.model.vips.insert(key, info);
     }
 
+    pub fn remove_vip(&mut self, key: VipKey) {
+        self.dp.remove_vip(&key).unwrap();
+        self.model.vips.remove(&key);
+    }
+
     pub fn set_backend(&mut self, id: u32, b: Backend) {
         self.dp.set_backend(id, &b).unwrap();
         if b.state == STATE_EMPTY {

@@ -2,6 +2,7 @@
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use balancer_common::{
+    hash::client_hash,
     layout::*,
     maps::{Backend, FAMILY_V4, MODE_IPIP, VipStats},
 };
@@ -20,11 +21,12 @@ pub fn forward(
     family: u8,
     l2_len: usize,
     c: &Choice,
+    client: &[u8; 16],
     stats: &mut VipStats,
 ) -> Result<u32, u32> {
-    let b = &c.backend;
+    let b = c.backend;
     if mode == MODE_IPIP {
-        encapsulate(ctx, family, l2_len, b, c.hash, stats)?;
+        encapsulate(ctx, family, l2_len, b, client, stats)?;
     }
     set_macs(ctx, b)?;
     if b.ifindex == ctx.ingress_ifindex() as u32 {
@@ -60,7 +62,7 @@ fn encapsulate(
     family: u8,
     l2_len: usize,
     b: &Backend,
-    hash: u32,
+    client: &[u8; 16],
     stats: &mut VipStats,
 ) -> Result<(), u32> {
     if b.family != family {
@@ -92,7 +94,8 @@ fn encapsulate(
             push::<{ ETH_HLEN + VLAN_HLEN }, IPV4_MIN_HLEN>(ctx, &hdr)
         }
     } else {
-        let hdr = ip6ip6_header(&cfg.tun_src_v6, &b.addr, ilen, hash);
+        // The flow label spreads clients over ECMP paths to the backend.
+        let hdr = ip6ip6_header(&cfg.tun_src_v6, &b.addr, ilen, client_hash(client));
         if l2_len == ETH_HLEN {
             push::<ETH_HLEN, IPV6_HLEN>(ctx, &hdr)
         } else {

@@ -106,7 +106,15 @@ mod program {
         }
         let choice = select(&vip, &flow, vs)?;
         stats::count_backend(choice.backend_id, len);
-        forward(ctx, vip.mode, flow.vip.family, p.l2_len, &choice, vs)
+        forward(
+            ctx,
+            vip.mode,
+            flow.vip.family,
+            p.l2_len,
+            &choice,
+            &flow.client,
+            vs,
+        )
     }
 
     #[panic_handler]

@@ -15,21 +15,20 @@ use crate::{
 
 const WINDOW_NS: u64 = 1_000_000_000;
 
-/// The chosen backend and the client hash (reused for the IPv6 flow label).
+/// The chosen backend: a reference into the BACKENDS map (no copy).
 pub struct Choice {
-    pub backend: Backend,
+    pub backend: &'static Backend,
     pub backend_id: u32,
-    pub hash: u32,
 }
 
 /// A backend slot that exists and is not empty.
 #[inline(always)]
-fn backend(id: u32) -> Option<Backend> {
+fn backend(id: u32) -> Option<&'static Backend> {
     let b = BACKENDS.get(id)?;
     if b.state == STATE_EMPTY {
         None
     } else {
-        Some(*b)
+        Some(b)
     }
 }
 
@@ -54,7 +53,6 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
     // which costs ~70 ns a packet in a VM (measured with `cargo xtask bench`).
     // SAFETY: no preconditions (kernel 5.11+).
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let hash = client_hash(&flow.client);
     let key = StickKey {
         vip_id: vip.id,
         addr: flow.client,
@@ -81,11 +79,10 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
                 return Ok(Choice {
                     backend: b,
                     backend_id: e.backend,
-                    hash,
                 });
             }
             // Down, in maintenance or removed: redispatch and overwrite.
-            let pick = maglev_pick(vip, hash);
+            let pick = maglev_pick(vip, client_hash(&flow.client));
             let Some(b) = backend(pick) else {
                 stats.no_backend += 1;
                 return Err(XDP_DROP);
@@ -99,7 +96,6 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
             return Ok(Choice {
                 backend: b,
                 backend_id: pick,
-                hash,
             });
         }
         expired = true;
@@ -107,7 +103,7 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
     if expired {
         stats.expired += 1;
     }
-    let pick = maglev_pick(vip, hash);
+    let pick = maglev_pick(vip, client_hash(&flow.client));
     let Some(b) = backend(pick) else {
         stats.no_backend += 1;
         return Err(XDP_DROP);
@@ -132,7 +128,6 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
     Ok(Choice {
         backend: b,
         backend_id: pick,
-        hash,
     })
 }
 

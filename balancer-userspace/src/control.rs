@@ -9,7 +9,11 @@
 //! stick entries; `down`/`maint` servers' clients are redispatched by the
 //! data plane on their next packet.
 
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use balancer_common::{
     hash::MAGLEV_M,
@@ -20,8 +24,9 @@ use log::{info, warn};
 use serde::Serialize;
 
 use crate::{
-    config::{AdminState, Config, Forward},
+    config::{AdminState, CheckKind, CheckTiming, Config, Forward},
     dataplane::{Dataplane, DataplaneError},
+    health::Health,
     netlink::{NetlinkError, NextHop, Resolver},
 };
 
@@ -57,18 +62,29 @@ pub struct ServerRt {
     pub weight: u32,
     pub admin: AdminState,
     pub next_hop: Result<NextHop, String>,
+    /// Health check: what, where, when; `None` without `check = true`.
+    pub check: Option<(CheckKind, SocketAddr, CheckTiming)>,
+    pub health: Health,
+    /// The last check's outcome, for `backend list`.
+    pub last_check: Option<Result<Duration, String>>,
 }
 
 impl ServerRt {
+    /// Admin `down`/`maint` win; then an unresolved next hop or a failed
+    /// health check make the server `down`; else its admin state.
     pub fn effective(&self) -> u8 {
-        if self.next_hop.is_err() {
+        match self.admin {
+            AdminState::Down => return m::STATE_DOWN,
+            AdminState::Maint => return m::STATE_MAINT,
+            AdminState::Up | AdminState::Drain => {}
+        }
+        if self.next_hop.is_err() || !self.health.up {
             return m::STATE_DOWN;
         }
-        match self.admin {
-            AdminState::Up => m::STATE_UP,
-            AdminState::Drain => m::STATE_DRAIN,
-            AdminState::Down => m::STATE_DOWN,
-            AdminState::Maint => m::STATE_MAINT,
+        if self.admin == AdminState::Drain {
+            m::STATE_DRAIN
+        } else {
+            m::STATE_UP
         }
     }
 }
@@ -95,6 +111,8 @@ pub struct ServerView {
     pub state: &'static str,
     pub next_hop: Option<String>,
     pub error: Option<String>,
+    /// `up`/`down` by health check, with the last result; `None` unchecked.
+    pub check: Option<String>,
     pub packets: u64,
     pub bytes: u64,
 }
@@ -113,9 +131,34 @@ impl Controller {
     pub async fn new(dp: Dataplane, config: Config) -> Result<Self, ControlError> {
         let resolver = Resolver::new().await?;
         let mut servers = Vec::new();
-        for b in &config.backends {
+        for (bi, b) in config.backends.iter().enumerate() {
+            // Checked port: the backend's check_port, else the first
+            // frontend's port using this backend.
+            let port = b.check_port.or_else(|| {
+                config
+                    .frontends
+                    .iter()
+                    .find(|f| f.backend == bi)
+                    .map(|f| f.vip.port())
+            });
             for s in &b.servers {
+                let check = match (s.check, port) {
+                    (Some(t), Some(p)) => {
+                        Some((b.check_kind.clone(), SocketAddr::new(s.address, p), t))
+                    }
+                    (Some(_), None) => {
+                        warn!(
+                            "server {}/{}: check = true but no port to check (no frontend uses backend {}; set check_port)",
+                            b.name, s.name, b.name
+                        );
+                        None
+                    }
+                    (None, _) => None,
+                };
                 servers.push(ServerRt {
+                    check,
+                    health: Health::default(),
+                    last_check: None,
                     id: servers.len() as u32,
                     backend: b.name.clone(),
                     name: s.name.clone(),
@@ -347,6 +390,49 @@ impl Controller {
         self.view(i)
     }
 
+    /// The checks the daemon must run: (server index, kind, address, timing).
+    pub fn checks(&self) -> Vec<(usize, CheckKind, SocketAddr, CheckTiming)> {
+        self.servers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.check.clone().map(|(k, a, t)| (i, k, a, t)))
+            .collect()
+    }
+
+    /// Apply one check result; on a rise or a fall, rewrite the data plane.
+    pub fn check_result(
+        &mut self,
+        i: usize,
+        result: Result<Duration, String>,
+    ) -> Result<(), ControlError> {
+        let Some(s) = self.servers.get_mut(i) else {
+            return Ok(());
+        };
+        let Some((_, addr, t)) = s.check.clone() else {
+            return Ok(());
+        };
+        let before = s.effective();
+        let changed = s.health.apply(result.is_ok(), t.rise, t.fall);
+        if changed {
+            match &result {
+                Ok(_) => info!(
+                    "server {}/{} ({addr}): check passed {} times: up",
+                    s.backend, s.name, t.rise
+                ),
+                Err(e) => warn!(
+                    "server {}/{} ({addr}): check failed {} times ({e}): down",
+                    s.backend, s.name, t.fall
+                ),
+            }
+        }
+        s.last_check = Some(result);
+        if s.effective() != before {
+            self.write_backends()?;
+            self.rebuild_tables()?;
+        }
+        Ok(())
+    }
+
     pub fn set_weight(&mut self, name: &str, weight: u32) -> Result<ServerView, ControlError> {
         let i = self.find_server(name)?;
         if self.servers[i].weight != weight {
@@ -377,6 +463,14 @@ impl Controller {
                 )
             }),
             error: s.next_hop.as_ref().err().cloned(),
+            check: s.check.as_ref().map(|_| {
+                let state = if s.health.up { "up" } else { "down" };
+                match &s.last_check {
+                    None => format!("{state} (not checked yet)"),
+                    Some(Ok(d)) => format!("{state} (ok in {} ms)", d.as_millis()),
+                    Some(Err(e)) => format!("{state} ({e})"),
+                }
+            }),
             packets: c.packets,
             bytes: c.bytes,
         })

@@ -16,7 +16,7 @@ use crate::{
     config::Config,
     control::{ControlError, Controller},
     dataplane::{Dataplane, DataplaneError, LoadOptions},
-    netlink,
+    health, netlink,
 };
 
 /// bpffs's `f_type` (include/uapi/linux/magic.h).
@@ -75,6 +75,27 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     controller.dp.pin_maps(&pin_dir)?;
     let listener = admin::bind(&admin_socket)?;
+    // Health checks: one task per checked server, results to the main loop.
+    let (check_tx, mut check_rx) = tokio::sync::mpsc::channel(64);
+    let check_tasks: Vec<_> = controller
+        .checks()
+        .into_iter()
+        .map(|(i, kind, addr, timing)| {
+            let tx = check_tx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(timing.inter);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let r =
+                        health::check(&kind, addr, timing.inter.min(Duration::from_secs(5))).await;
+                    if tx.send((i, r)).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
     let shared = Arc::new(Mutex::new(controller));
     let admin_task = tokio::spawn(admin::serve(listener, shared.clone()));
     let mut changes = match netlink::watch_changes().await {
@@ -97,6 +118,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tokio::select! {
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
+            Some((i, result)) = check_rx.recv() => {
+                if let Err(e) = shared.lock().await.check_result(i, result) {
+                    warn!("applying a health check result: {e}");
+                }
+            }
             change = async {
                 match changes.as_mut() {
                     Some(w) => w.next().await,
@@ -140,6 +166,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     }
     admin_task.abort();
+    for t in check_tasks {
+        t.abort();
+    }
     let _ = std::fs::remove_file(&admin_socket);
     if let Some(l) = logger.as_mut() {
         l.get_mut().flush();

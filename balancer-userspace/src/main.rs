@@ -476,10 +476,13 @@ fn print_servers(v: &Value) {
             s["backend"].as_str().unwrap_or("?"),
             s["server"].as_str().unwrap_or("?")
         );
-        let hop = s["next_hop"]
+        let mut hop = s["next_hop"]
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| format!("UNRESOLVED: {}", s["error"].as_str().unwrap_or("?")));
+        if let Some(c) = s["check"].as_str() {
+            hop = format!("{hop}; check {c}");
+        }
         println!(
             "{:<4} {:<24} {:<28} {:<6} {:<6} {:>6} {:>12}  {hop}",
             num(&s["id"]),

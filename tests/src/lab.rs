@@ -330,29 +330,32 @@ impl Lab {
     /// a page that names the backend, on `port`, IPv4 and IPv6. Returns once
     /// each answers locally.
     pub fn start_http_backends(&self, port: u16) -> io::Result<Vec<Proc>> {
-        let mut procs = Vec::new();
-        for (j, s) in self.backends.iter().enumerate() {
-            let root = self.dir.join(format!("www-s{j}"));
-            std::fs::create_dir_all(&root)?;
-            std::fs::write(root.join("index.html"), format!("backend s{j}\n"))?;
-            let mut cmd = s.command("python3");
-            cmd.args(["-m", "http.server", "--bind", "::", &port.to_string()])
-                .current_dir(&root);
-            procs.push(Proc::spawn(&format!("http-s{j}"), cmd, &self.dir)?);
+        (0..self.backends.len())
+            .map(|j| self.start_http_backend(j, port))
+            .collect()
+    }
+
+    /// The HTTP server of backend `j` alone (e.g. to restart it).
+    pub fn start_http_backend(&self, j: usize, port: u16) -> io::Result<Proc> {
+        let s = &self.backends[j];
+        let root = self.dir.join(format!("www-s{j}"));
+        std::fs::create_dir_all(&root)?;
+        std::fs::write(root.join("index.html"), format!("backend s{j}\n"))?;
+        let mut cmd = s.command("python3");
+        cmd.args(["-m", "http.server", "--bind", "::", &port.to_string()])
+            .current_dir(&root);
+        let p = Proc::spawn(&format!("http-s{j}"), cmd, &self.dir)?;
+        let url = format!("http://{}:{port}/", s.ipv4);
+        let ok = wait_for(Duration::from_secs(10), || {
+            s.run("curl", &["-sf", "--max-time", "1", &url]).is_ok()
+        });
+        if !ok {
+            return Err(io::Error::other(format!(
+                "HTTP server on backend s{j} did not answer within 10 s: {}",
+                p.output()
+            )));
         }
-        for (j, s) in self.backends.iter().enumerate() {
-            let url = format!("http://{}:{port}/", s.ipv4);
-            let ok = wait_for(Duration::from_secs(10), || {
-                s.run("curl", &["-sf", "--max-time", "1", &url]).is_ok()
-            });
-            if !ok {
-                return Err(io::Error::other(format!(
-                    "HTTP server on backend s{j} did not answer within 10 s: {}",
-                    procs[j].output()
-                )));
-            }
-        }
-        Ok(procs)
+        Ok(p)
     }
 
     /// Write a daemon config for this lab (XDP on the balancer's eth0,

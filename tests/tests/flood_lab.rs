@@ -28,6 +28,8 @@ fn real_clients_keep_their_backend_through_a_spoofed_syn_flood() {
         stick_size: "500k",
         ipv6_stick_size: Some("500k"),
         sources: CLIENTS,
+        backend_extra: "",
+        server_extra: "",
     });
     let clients = svc.sources.clone();
     let r1 = svc.round("before", &clients, 2);

@@ -18,6 +18,8 @@ fn affinity_survives_failure_recovery_and_drain(forward: &str) {
         stick_size: "100k",
         ipv6_stick_size: None,
         sources: CLIENTS + NEW_CLIENTS,
+        backend_extra: "",
+        server_extra: "",
     });
     let old: Vec<Ipv4Addr> = svc.sources[..CLIENTS].to_vec();
     let new: Vec<Ipv4Addr> = svc.sources[CLIENTS..].to_vec();
@@ -98,4 +100,86 @@ fn dsr_l2_keeps_clients_on_their_backend_through_failure_recovery_and_drain() {
 #[test]
 fn ipip_keeps_clients_on_their_backend_through_failure_recovery_and_drain() {
     affinity_survives_failure_recovery_and_drain("ipip");
+}
+
+/// Wait until `backend list --json` shows `server` in `state`.
+fn wait_state(svc: &Service, server: &str, state: &str) {
+    let ok = balancer_tests::proc::wait_for(std::time::Duration::from_secs(10), || {
+        let list = svc
+            .lab
+            .cli(&["backend", "list", "--json"])
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["server"] == server && s["state"] == state)
+    });
+    assert!(
+        ok,
+        "{server} never became {state}: {}",
+        svc.lab.cli(&["backend", "list"]).unwrap_or_default()
+    );
+}
+
+#[test]
+fn http_health_checks_take_a_dead_server_out_and_bring_it_back() {
+    let mut svc = service(&ServiceSpec {
+        forward: "dsr-l2",
+        dataplane: "",
+        stick_size: "100k",
+        ipv6_stick_size: None,
+        sources: 60,
+        backend_extra: "check_type = \"http\"\ncheck_path = \"/\"\n",
+        server_extra: "check = true\ninter = \"200ms\"\nrise = 2\nfall = 2\n",
+    });
+    let clients = svc.sources.clone();
+    let r1 = svc.round("all healthy", &clients, 2);
+    let on_s1: Vec<Ipv4Addr> = clients
+        .iter()
+        .copied()
+        .filter(|c| Service::home(&r1, c) == 1)
+        .collect();
+    assert!(!on_s1.is_empty(), "no client on s1");
+
+    // s1's HTTP server dies: its checks fail, it goes down, its clients move.
+    svc.http[1].stop().unwrap();
+    wait_state(&svc, "s1", "down");
+    let r2 = svc.round("s1 failed its checks", &clients, 2);
+    for c in &clients {
+        if Service::home(&r1, c) == 1 {
+            assert_ne!(Service::home(&r2, c), 1);
+        } else {
+            assert_eq!(
+                Service::home(&r2, c),
+                Service::home(&r1, c),
+                "client {c} moved"
+            );
+        }
+    }
+    let list = svc.lab.cli(&["backend", "list"]).unwrap();
+    assert!(list.contains("check down"), "{list}");
+
+    // Back: it rises after two good checks; nobody moves back.
+    svc.http[1] = svc.lab.start_http_backend(1, service::PORT).unwrap();
+    svc.seen[1] = 0;
+    wait_state(&svc, "s1", "up");
+    let r3 = svc.round("s1 healthy again", &clients, 2);
+    for c in &clients {
+        assert_eq!(
+            Service::home(&r3, c),
+            Service::home(&r2, c),
+            "client {c} moved on recovery"
+        );
+    }
+    assert!(
+        svc.daemon.stop().unwrap().success(),
+        "{}",
+        svc.daemon.output()
+    );
+    assert!(
+        svc.daemon.output().contains("check failed 2 times"),
+        "{}",
+        svc.daemon.output()
+    );
 }

@@ -110,6 +110,9 @@ struct RawBackend {
     name: String,
     forward: Option<String>,
     stick_table: Option<RawStickTable>,
+    check_type: Option<String>,
+    check_path: Option<String>,
+    check_port: Option<u16>,
     #[serde(default)]
     server: Vec<RawServer>,
 }
@@ -130,6 +133,10 @@ struct RawServer {
     address: String,
     weight: Option<u32>,
     state: Option<String>,
+    check: Option<bool>,
+    inter: Option<String>,
+    rise: Option<u32>,
+    fall: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,7 +224,31 @@ pub struct Backend {
     pub stick_size: u64,
     /// An entry unused for this long counts as a miss (HAProxy `expire`).
     pub expire: Duration,
+    /// How servers with `check = true` are checked.
+    pub check_kind: CheckKind,
+    /// Port checked; default: the first frontend's port using this backend.
+    pub check_port: Option<u16>,
     pub servers: Vec<Server>,
+}
+
+/// Health check type of a backend (`check_type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// A TCP connection is accepted.
+    Tcp,
+    /// `GET path HTTP/1.0` answers 2xx or 3xx.
+    Http { path: String },
+}
+
+/// A server's health-check timing (HAProxy's `inter`, `rise`, `fall`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckTiming {
+    /// Time between checks; also the timeout of one check.
+    pub inter: Duration,
+    /// Consecutive successes that bring a down server up.
+    pub rise: u32,
+    /// Consecutive failures that take an up server down.
+    pub fall: u32,
 }
 
 /// Administrative state of a server (HAProxy's `ready`/`drain`/`maint`,
@@ -256,6 +287,8 @@ pub struct Server {
     pub address: IpAddr,
     pub weight: u32,
     pub state: AdminState,
+    /// `Some` when `check = true`.
+    pub check: Option<CheckTiming>,
 }
 
 impl Config {
@@ -553,18 +586,60 @@ impl Validator<'_> {
                     )
                 })?,
             };
+            let inter = match &s.inter {
+                Some(i) => parse_duration(i).map_err(|r| self.err(format!("{skey}.inter"), r))?,
+                None => Duration::from_secs(2),
+            };
+            if inter < Duration::from_millis(100) {
+                return Err(self.err(format!("{skey}.inter"), "at least 100ms"));
+            }
+            let (rise, fall) = (s.rise.unwrap_or(2), s.fall.unwrap_or(3));
+            for (k, v) in [("rise", rise), ("fall", fall)] {
+                if !(1..=100).contains(&v) {
+                    return Err(self.err(format!("{skey}.{k}"), format!("{v}: want 1 to 100")));
+                }
+            }
+            let check = s
+                .check
+                .unwrap_or(false)
+                .then_some(CheckTiming { inter, rise, fall });
             servers.push(Server {
                 name: s.name,
                 address,
                 weight,
                 state,
+                check,
             });
+        }
+        let check_kind = match b.check_type.as_deref().unwrap_or("tcp") {
+            "tcp" => CheckKind::Tcp,
+            "http" => {
+                let path = b.check_path.unwrap_or_else(|| "/".into());
+                if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
+                    return Err(self.err(
+                        format!("{key}.check_path"),
+                        format!("{path:?}: want /PATH without spaces"),
+                    ));
+                }
+                CheckKind::Http { path }
+            }
+            other => {
+                return Err(self.err(
+                    format!("{key}.check_type"),
+                    format!("{other:?}: want \"tcp\" or \"http\""),
+                ));
+            }
+        };
+        if b.check_port == Some(0) {
+            return Err(self.err(format!("{key}.check_port"), "0 is not a port"));
         }
         Ok(Backend {
             name: b.name,
             forward,
             stick_size,
             expire,
+            check_kind,
+            check_port: b.check_port,
             servers,
         })
     }

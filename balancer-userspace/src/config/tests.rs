@@ -170,7 +170,44 @@ fn errors_name_the_place_and_the_reason() {
             "backend[0].server[1].name",
         ),
     ];
-    for (frontend, backend, key) in cases {
+    let more: &[(&str, &str, &str)] = &[
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "check_type = \"icmp\"",
+            "backend[0].check_type",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "check_type = \"http\"\ncheck_path = \"no-slash\"",
+            "backend[0].check_path",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "check_port = 0",
+            "backend[0].check_port",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.1\"\ncheck = true\ninter = \"10ms\"",
+            "backend[0].server[0].inter",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.1\"\nrise = 0",
+            "backend[0].server[0].rise",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.1\"\nfall = 1000",
+            "backend[0].server[0].fall",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "[[backend.server]]\nname = \"s\"\naddress = \"127.0.0.1\"",
+            "backend[0].server[0].address",
+        ),
+    ];
+    for (frontend, backend, key) in cases.iter().chain(more) {
         let e = svc(frontend, backend);
         assert_eq!(key_of(&e), *key, "{frontend} / {backend}: {e}");
     }

@@ -25,8 +25,9 @@ pub struct Service {
     pub http: Vec<Proc>,
     pub decap: Vec<Proc>,
     pub daemon: Proc,
-    /// Bytes of each backend's log already read.
-    seen: Vec<usize>,
+    /// Bytes of each backend's log already read (reset it when a server's
+    /// log file is replaced).
+    pub seen: Vec<usize>,
     pub sources: Vec<Ipv4Addr>,
 }
 
@@ -41,6 +42,9 @@ pub struct ServiceSpec<'a> {
     pub ipv6_stick_size: Option<&'a str>,
     /// Client source addresses to create.
     pub sources: usize,
+    /// Extra lines in each `[[backend]]` and each `[[backend.server]]`.
+    pub backend_extra: &'a str,
+    pub server_extra: &'a str,
 }
 
 pub fn service(spec: &ServiceSpec<'_>) -> Service {
@@ -94,15 +98,19 @@ pub fn service(spec: &ServiceSpec<'_>) -> Service {
                 } else {
                     s.ipv4.to_string()
                 };
-                format!("[[backend.server]]\nname = \"s{j}\"\naddress = \"{a}\"\n")
+                format!(
+                    "[[backend.server]]\nname = \"s{j}\"\naddress = \"{a}\"\n{}",
+                    spec.server_extra
+                )
             })
             .collect()
     };
     let forward = spec.forward;
     let mut services = format!(
         "[[frontend]]\nname = \"web\"\nbind = \"{VIP}:{PORT}\"\ndefault_backend = \"web\"\n\n\
-         [[backend]]\nname = \"web\"\nforward = \"{forward}\"\n\
+         [[backend]]\nname = \"web\"\nforward = \"{forward}\"\n{}\
          stick_table = {{ type = \"ip\", size = \"{}\", expire = \"30m\" }}\n{}",
+        spec.backend_extra,
         spec.stick_size,
         servers(false)
     );

@@ -1,0 +1,182 @@
+//! Health checks: a TCP connect, or an HTTP/1.0 GET that must answer 2xx
+//! or 3xx, each bounded by a timeout. The daemon runs one task per checked
+//! server and feeds the results to the controller, which applies HAProxy's
+//! `rise`/`fall` rule.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+    time::timeout,
+};
+
+use crate::config::CheckKind;
+
+/// Run one check; the time it took, or why it failed (one line).
+pub async fn check(
+    kind: &CheckKind,
+    addr: SocketAddr,
+    limit: Duration,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    match timeout(limit, run(kind, addr)).await {
+        Ok(Ok(())) => Ok(start.elapsed()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+    }
+}
+
+async fn run(kind: &CheckKind, addr: SocketAddr) -> Result<(), String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let CheckKind::Http { path } = kind else {
+        return Ok(());
+    };
+    let req = format!(
+        "GET {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: balancer-check\r\n\r\n",
+        addr.ip()
+    );
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    // The status line is all we need; read until it is complete.
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    while !buf.contains(&b'\n') && buf.len() < 1024 {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("receive: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    status_ok(&buf)
+}
+
+/// `HTTP/1.x NNN ...` with NNN in 200..400.
+fn status_ok(answer: &[u8]) -> Result<(), String> {
+    let line = answer.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let version = parts.next().unwrap_or_default();
+    let code: u16 = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    if !version.starts_with("HTTP/1.") || code == 0 {
+        return Err(format!("not an HTTP answer: {:?}", line.trim()));
+    }
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("HTTP status {code}"))
+    }
+}
+
+/// HAProxy's rule: `fall` consecutive failures take an up server down,
+/// `rise` consecutive successes bring a down server up. Servers start up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub up: bool,
+    /// Consecutive results against the current state.
+    pub streak: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            up: true,
+            streak: 0,
+        }
+    }
+}
+
+impl Health {
+    /// Apply one result; true when the state changed.
+    pub fn apply(&mut self, ok: bool, rise: u32, fall: u32) -> bool {
+        if ok == self.up {
+            self.streak = 0;
+            return false;
+        }
+        self.streak += 1;
+        if self.streak >= if self.up { fall } else { rise } {
+            self.up = ok;
+            self.streak = 0;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rise_and_fall_count_consecutive_results() {
+        let mut h = Health::default();
+        assert!(!h.apply(false, 2, 3));
+        assert!(!h.apply(false, 2, 3));
+        assert!(!h.apply(true, 2, 3), "a success resets the failure streak");
+        assert!(!h.apply(false, 2, 3));
+        assert!(!h.apply(false, 2, 3));
+        assert!(h.apply(false, 2, 3) && !h.up, "third consecutive failure");
+        assert!(!h.apply(true, 2, 3));
+        assert!(h.apply(true, 2, 3) && h.up, "second consecutive success");
+    }
+
+    #[test]
+    fn http_status_lines() {
+        assert!(status_ok(b"HTTP/1.0 200 OK\r\n").is_ok());
+        assert!(status_ok(b"HTTP/1.1 302 Found\r\n").is_ok());
+        assert!(
+            status_ok(b"HTTP/1.1 503 Unavailable\r\n")
+                .unwrap_err()
+                .contains("503")
+        );
+        assert!(
+            status_ok(b"SSH-2.0-OpenSSH\r\n")
+                .unwrap_err()
+                .contains("not an HTTP answer")
+        );
+        assert!(status_ok(b"").is_err());
+    }
+
+    #[test]
+    fn checks_against_a_real_listener() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = l.accept().await {
+                    let mut b = [0u8; 512];
+                    let _ = s.read(&mut b).await;
+                    let _ = s.write_all(b"HTTP/1.0 204 No Content\r\n\r\n").await;
+                }
+            });
+            let t = Duration::from_secs(2);
+            assert!(check(&CheckKind::Tcp, addr, t).await.is_ok());
+            assert!(
+                check(&CheckKind::Http { path: "/".into() }, addr, t)
+                    .await
+                    .is_ok()
+            );
+            // A port nobody listens on (bound then closed).
+            let closed = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let e = check(&CheckKind::Tcp, closed, t).await.unwrap_err();
+            assert!(e.contains("connect"), "{e}");
+        });
+    }
+}

@@ -183,3 +183,81 @@ fn http_health_checks_take_a_dead_server_out_and_bring_it_back() {
         svc.daemon.output()
     );
 }
+
+#[test]
+fn table_and_weight_commands_steer_clients() {
+    let mut svc = service(&ServiceSpec {
+        forward: "dsr-l2",
+        dataplane: "",
+        stick_size: "100k",
+        ipv6_stick_size: None,
+        sources: 40,
+        backend_extra: "",
+        server_extra: "",
+    });
+    let (first, later) = svc.sources.split_at(20);
+    let (first, later) = (first.to_vec(), later.to_vec());
+    let r1 = svc.round("start", &first, 1);
+
+    // `table set`: pin a client to another server.
+    let c = first[0];
+    let target = (Service::home(&r1, &c) + 1) % 3;
+    svc.lab
+        .cli(&["table", "set", "web", &c.to_string(), &format!("s{target}")])
+        .unwrap();
+    let shown = svc
+        .lab
+        .cli(&["table", "show", "--client", &c.to_string(), "--json"])
+        .unwrap();
+    assert!(shown.contains(&format!("web/s{target}")), "{shown}");
+    let r2 = svc.round("after table set", &[c], 2);
+    assert_eq!(Service::home(&r2, &c), target, "table set did not move {c}");
+
+    // `table clear --client`: the client is new again and Maglev picks.
+    let cleared = svc
+        .lab
+        .cli(&["table", "clear", "--client", &c.to_string()])
+        .unwrap();
+    assert_eq!(cleared.trim(), "removed 1");
+    let r3 = svc.round("after table clear", &[c], 1);
+    assert_eq!(
+        Service::home(&r3, &c),
+        Service::home(&r1, &c),
+        "Maglev's pick for {c}"
+    );
+    assert_eq!(svc.lab.cli(&["table", "count"]).unwrap().trim(), "20");
+
+    // Weight 0: new clients avoid s0, its existing clients stay.
+    svc.lab.cli(&["backend", "weight", "s0", "0"]).unwrap();
+    let r4 = svc.round("new clients, s0 weight 0", &later, 1);
+    assert!(
+        later.iter().all(|c| Service::home(&r4, c) != 0),
+        "a new client reached s0"
+    );
+    let r5 = svc.round("old clients, s0 weight 0", &first, 1);
+    for c in &first {
+        assert_eq!(
+            Service::home(&r5, c),
+            Service::home(&r1, c),
+            "client {c} moved"
+        );
+    }
+    // Bad input: clear errors, nothing changes.
+    let err = svc
+        .lab
+        .cli(&["table", "set", "web", "not-an-ip", "s0"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("client is not an IP address"), "{err}");
+    let err = svc
+        .lab
+        .cli(&["backend", "state", "nosuch", "down"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no server named"), "{err}");
+    assert!(
+        svc.daemon.stop().unwrap().success(),
+        "{}",
+        svc.daemon.output()
+    );
+}

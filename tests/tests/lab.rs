@@ -89,11 +89,8 @@ fn real_tcp_connections_cross_the_xdp_interface_and_move_the_counters() {
         v6.get(Class::Ipv6Tcp).packets >= 6,
         "IPv6 TCP counter: {v6:?}"
     );
-    assert_eq!(
-        v6.get(Class::Ipv4Tcp).packets,
-        0,
-        "no IPv4 TCP during the IPv6 request: {v6:?}"
-    );
+    // (The IPv4 connection's last FIN/ACK may still cross after curl has
+    // returned, so IPv4 packets in this window are not an error.)
 
     // A malformed frame reaches the program: passed, counted, and the
     // program's aya-log line reaches the daemon's log.

@@ -194,14 +194,7 @@ fn run_fails_with_one_line_and_leaves_nothing_attached() {
     );
 
     let cfg = lab.dir.join("unknown-if.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[dataplane]\ninterfaces = [\"nosuch0\"]\npin_dir = \"{}\"\n",
-            lab.pin_dir.display()
-        ),
-    )
-    .unwrap();
+    dataplane_config(&cfg, r#""nosuch0""#, "", &lab.pin_dir);
     let err = run_expecting_failure(&lab, &cfg);
     assert!(
         err.contains("interface \"nosuch0\" does not exist"),
@@ -212,28 +205,14 @@ fn run_fails_with_one_line_and_leaves_nothing_attached() {
     // eth0 attaches first, then the second interface fails: eth0 must be
     // detached again before the daemon exits.
     let cfg = lab.dir.join("partial.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[dataplane]\ninterfaces = [\"eth0\", \"nosuch1\"]\npin_dir = \"{}\"\n",
-            lab.pin_dir.display()
-        ),
-    )
-    .unwrap();
+    dataplane_config(&cfg, r#""eth0", "nosuch1""#, "", &lab.pin_dir);
     let err = run_expecting_failure(&lab, &cfg);
     assert!(err.contains("nosuch1"), "{err}");
     nothing_left("second interface missing");
 
     // Loopback has no native (driver) XDP support.
     let cfg = lab.dir.join("native-lo.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[dataplane]\ninterfaces = [\"lo\"]\nxdp_mode = \"native\"\npin_dir = \"{}\"\n",
-            lab.pin_dir.display()
-        ),
-    )
-    .unwrap();
+    dataplane_config(&cfg, r#""lo""#, "xdp_mode = \"native\"\n", &lab.pin_dir);
     let err = run_expecting_failure(&lab, &cfg);
     assert!(err.contains("\"lo\"") && err.contains("native"), "{err}");
     let lo = lab
@@ -245,14 +224,7 @@ fn run_fails_with_one_line_and_leaves_nothing_attached() {
 
     // Not a bpffs.
     let cfg = lab.dir.join("not-bpffs.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[dataplane]\ninterfaces = [\"eth0\"]\npin_dir = \"{}\"\n",
-            lab.dir.join("pins").display()
-        ),
-    )
-    .unwrap();
+    dataplane_config(&cfg, r#""eth0""#, "", &lab.dir.join("pins"));
     let err = run_expecting_failure(&lab, &cfg);
     assert!(err.contains("not on a bpffs"), "{err}");
     nothing_left("pin_dir not on bpffs");
@@ -270,11 +242,7 @@ fn a_second_daemon_cannot_take_an_interface_that_already_runs_xdp() {
 
     let second_pins = format!("{}-second", lab.pin_dir.display());
     let cfg = lab.dir.join("second.toml");
-    std::fs::write(
-        &cfg,
-        format!("[dataplane]\ninterfaces = [\"eth0\"]\npin_dir = \"{second_pins}\"\n"),
-    )
-    .unwrap();
+    dataplane_config(&cfg, r#""eth0""#, "", std::path::Path::new(&second_pins));
     let err = run_expecting_failure(&lab, &cfg);
     assert!(err.contains("\"eth0\""), "{err}");
     assert!(
@@ -345,4 +313,22 @@ fn check_config_accepts_good_files_and_names_the_line_of_bad_ones() {
         "{stderr}"
     );
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+/// Write a `[dataplane]`-only config: `interfaces` is the TOML list body,
+/// `extra` more `[dataplane]` lines.
+fn dataplane_config(
+    path: &std::path::Path,
+    interfaces: &str,
+    extra: &str,
+    pin_dir: &std::path::Path,
+) {
+    std::fs::write(
+        path,
+        format!(
+            "[dataplane]\ninterfaces = [{interfaces}]\n{extra}pin_dir = \"{}\"\n",
+            pin_dir.display()
+        ),
+    )
+    .unwrap();
 }

@@ -611,18 +611,14 @@ mod xdp_testrun {
         });
 
         // 2. Stick hit: the first run inserts the entry, every later one hits.
-        let first = test_run(dp.program_fd()?, &syn4, 1)?;
-        expect(&first, XDP_TX, "IPv4 SYN to the dsr-l2 VIP")?;
-        let before = dp.vip_stats(VIP_V4)?;
-        let (subject, peer) = repeat_pair(dp.program_fd()?, &syn4, XDP_TX, bare_fd, &syn4, &sz)?;
-        let after = dp.vip_stats(VIP_V4)?;
-        let hits = after.stick_hits - before.stick_hits;
-        let runs = after.packets - before.packets;
-        ensure!(
-            hits == runs && after.new_sticks == before.new_sticks,
-            "stick hit: {hits} hits in {runs} runs, {} new entries: not all hits",
-            after.new_sticks - before.new_sticks
-        );
+        let (subject, peer, runs, hits, new) = hit_pair(
+            &dp,
+            VIP_V4,
+            &syn4,
+            "IPv4 SYN to the dsr-l2 VIP",
+            bare_fd,
+            &sz,
+        )?;
         rows.push(Row {
             id: "stick_hit_v4",
             case: "stick hit, IPv4 dsr-l2".into(),
@@ -638,7 +634,7 @@ mod xdp_testrun {
                 syn4.len()
             ),
             checks: json!({ "action": "XDP_TX", "vip_packets": runs, "stick_hits": hits,
-                            "new_entries": after.new_sticks - before.new_sticks }),
+                            "new_entries": new }),
         });
 
         // 3. Miss + insert: a fresh client per call.
@@ -667,14 +663,14 @@ mod xdp_testrun {
         });
 
         // 5. IPv6 stick hit.
-        let first = test_run(dp.program_fd()?, &syn6, 1)?;
-        expect(&first, XDP_TX, "IPv6 SYN to the dsr-l2 VIP")?;
-        let before = dp.vip_stats(VIP_V6)?;
-        let (subject, peer) = repeat_pair(dp.program_fd()?, &syn6, XDP_TX, bare_fd, &syn6, &sz)?;
-        let after = dp.vip_stats(VIP_V6)?;
-        let hits = after.stick_hits - before.stick_hits;
-        let runs = after.packets - before.packets;
-        ensure!(hits == runs, "IPv6 stick hit: {hits} hits in {runs} runs");
+        let (subject, peer, runs, hits, _) = hit_pair(
+            &dp,
+            VIP_V6,
+            &syn6,
+            "IPv6 SYN to the dsr-l2 VIP",
+            bare_fd,
+            &sz,
+        )?;
         rows.push(Row {
             id: "stick_hit_v6",
             case: format!("stick hit, IPv6 dsr-l2 ({} B)", syn6.len()),
@@ -872,6 +868,32 @@ mod xdp_testrun {
     }
 
     /// Subject and `bare` trials interleaved, alternating which goes first.
+    /// The stick-hit measurement: one call stores the entry, then every
+    /// repetition must be a hit (checked from the VIP's counters).
+    /// Returns (subject, bare, VIP packets, hits, new entries).
+    fn hit_pair(
+        dp: &Dataplane,
+        vip: u32,
+        frame: &[u8],
+        what: &str,
+        bare: BorrowedFd<'_>,
+        sz: &Sizes,
+    ) -> anyhow::Result<(Series, Series, u64, u64, u64)> {
+        let first = test_run(dp.program_fd()?, frame, 1)?;
+        expect(&first, XDP_TX, what)?;
+        let before = dp.vip_stats(vip)?;
+        let (subject, peer) = repeat_pair(dp.program_fd()?, frame, XDP_TX, bare, frame, sz)?;
+        let after = dp.vip_stats(vip)?;
+        let hits = after.stick_hits - before.stick_hits;
+        let runs = after.packets - before.packets;
+        let new = after.new_sticks - before.new_sticks;
+        ensure!(
+            hits == runs && new == 0,
+            "{what}: {hits} hits in {runs} runs, {new} new entries: not all hits"
+        );
+        Ok((subject, peer, runs, hits, new))
+    }
+
     fn repeat_pair(
         subject: BorrowedFd<'_>,
         frame: &[u8],

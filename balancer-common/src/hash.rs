@@ -55,14 +55,12 @@ const fn fmix32(mut h: u32) -> u32 {
     h
 }
 
-/// Hash of a client address: 16 bytes, an IPv4 address being its 4 bytes
-/// followed by 12 zero bytes.
-///
-/// The words are read little-endian explicitly so that the host (whatever
-/// its byte order) and `bpfel` agree. On IPv4 addresses the function is a
-/// bijection (each step is invertible), so two IPv4 clients never collide.
+/// An address's 16 bytes as four little-endian words: how the XDP program
+/// holds addresses (four registers rather than sixteen bytes). The words
+/// are read little-endian explicitly so that the host (whatever its byte
+/// order) and `bpfel` agree.
 #[inline(always)]
-pub const fn client_hash(addr: &[u8; 16]) -> u32 {
+pub const fn addr_words(addr: &[u8; 16]) -> [u32; 4] {
     // Destructuring instead of slicing: nothing here can fail a bounds
     // check, so the verifier sees straight-line arithmetic only.
     let [
@@ -83,11 +81,44 @@ pub const fn client_hash(addr: &[u8; 16]) -> u32 {
         a14,
         a15,
     ] = *addr;
+    [
+        u32::from_le_bytes([a0, a1, a2, a3]),
+        u32::from_le_bytes([a4, a5, a6, a7]),
+        u32::from_le_bytes([a8, a9, a10, a11]),
+        u32::from_le_bytes([a12, a13, a14, a15]),
+    ]
+}
+
+/// The inverse of [`addr_words`].
+#[inline(always)]
+pub const fn words_addr(w: &[u32; 4]) -> [u8; 16] {
+    let [a0, a1, a2, a3] = w[0].to_le_bytes();
+    let [a4, a5, a6, a7] = w[1].to_le_bytes();
+    let [a8, a9, a10, a11] = w[2].to_le_bytes();
+    let [a12, a13, a14, a15] = w[3].to_le_bytes();
+    [
+        a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
+    ]
+}
+
+/// Hash of a client address: 16 bytes, an IPv4 address being its 4 bytes
+/// followed by 12 zero bytes.
+///
+/// On IPv4 addresses the function is a bijection (each step is
+/// invertible), so two IPv4 clients never collide.
+#[inline(always)]
+pub const fn client_hash(addr: &[u8; 16]) -> u32 {
+    client_hash_words(&addr_words(addr))
+}
+
+/// [`client_hash`] of an address held as [`addr_words`].
+#[inline(always)]
+pub const fn client_hash_words(w: &[u32; 4]) -> u32 {
     let mut h = SEED;
-    h = mix_word(h, u32::from_le_bytes([a0, a1, a2, a3]));
-    h = mix_word(h, u32::from_le_bytes([a4, a5, a6, a7]));
-    h = mix_word(h, u32::from_le_bytes([a8, a9, a10, a11]));
-    h = mix_word(h, u32::from_le_bytes([a12, a13, a14, a15]));
+    h = mix_word(h, w[0]);
+    h = mix_word(h, w[1]);
+    h = mix_word(h, w[2]);
+    h = mix_word(h, w[3]);
     // murmur3 folds in the input length; it is always 16 here, but keeping
     // the step makes the function equal to the reference hash.
     fmix32(h ^ 16)

@@ -19,3 +19,4 @@ pub mod maps;
 pub mod model;
 pub mod packet;
 pub mod stats;
+pub mod vip_index;

@@ -20,6 +20,8 @@ pub const GEN_CONFIG_MAP: &str = "GEN_CONFIG";
 pub const GEN_SEQ_MAP: &str = "GEN_SEQ";
 /// The benchmark floor: parse, swap MACs, XDP_TX.
 pub const BARE_PROGRAM: &str = "bare";
+/// The floor plus one stick-table lookup (benchmark reference).
+pub const BARE_STICK_PROGRAM: &str = "bare_stick";
 /// Per-CPU array of two u64: packets decapsulated (IPIP, IP6IP6).
 pub const DECAP_STATS_MAP: &str = "DECAP_STATS";
 
@@ -28,12 +30,13 @@ pub const DECAP_STATS_MAP: &str = "DECAP_STATS";
 pub const STATS_MAP: &str = "STATS";
 /// Per-CPU array of one u64: when this CPU last emitted a rate-limited log line.
 pub const LOG_GATE_MAP: &str = "LOG_GATE";
-/// Hash: [`VipKey`] -> [`VipInfo`].
-pub const VIPS_MAP: &str = "VIPS";
-/// Array of u8, indexed by port: which protocols have a VIP on that port
-/// ([`vip_port_bit`]). A cheap filter before the VIPS hash lookup, so
-/// traffic to ports without any VIP costs an array read, not a hash lookup.
-pub const VIP_PORTS_MAP: &str = "VIP_PORTS";
+/// Array of [`VipSlot`]: the VIP table, two generations of
+/// [`VIP_INDEX_SLOTS`] open-addressed slots each (see `crate::vip_index`).
+/// An array because the JIT inlines array reads: on the lab VM a hash map
+/// lookup costs ~40 ns, a probe of this table a few.
+pub const VIP_INDEX_MAP: &str = "VIP_INDEX";
+/// Array of one [`VipSel`]: which generation of [`VIP_INDEX_MAP`] is live.
+pub const VIP_SEL_MAP: &str = "VIP_SEL";
 /// Array: backend id -> [`Backend`].
 pub const BACKENDS_MAP: &str = "BACKENDS";
 /// Array: `vip_id * MAGLEV_M + slot` -> backend id (or `NO_BACKEND`).
@@ -48,6 +51,13 @@ pub const BACKEND_STATS_MAP: &str = "BACKEND_STATS";
 pub const CONFIG_MAP: &str = "CONFIG";
 /// Per-CPU array of one [`InsertWindow`] (flood guard).
 pub const INSERT_WINDOW_MAP: &str = "INSERT_WINDOW";
+/// Array of [`IdName`]: which server ("backend/server") owns each backend
+/// id. Control-plane bookkeeping, pinned with the stick table so that a
+/// restarted or reloaded daemon gives every server the id its stick entries
+/// name. The program never reads it.
+pub const SERVER_IDS_MAP: &str = "SERVER_IDS";
+/// Array of [`IdName`]: which frontend owns each VIP id (as above).
+pub const FRONTEND_IDS_MAP: &str = "FRONTEND_IDS";
 /// Devmap hash: ifindex -> ifindex, for XDP_REDIRECT to another interface.
 pub const EGRESS_MAP: &str = "EGRESS";
 
@@ -55,10 +65,22 @@ pub const EGRESS_MAP: &str = "EGRESS";
 pub const STATS_LEN: u32 = crate::stats::CLASS_COUNT as u32;
 /// VIPs (also the number of Maglev tables).
 pub const MAX_VIPS: u32 = 64;
+/// Slots per generation of the VIP table (a power of two). A VIP takes one
+/// slot, plus one for its address-wide fragment entry: at most
+/// `2 * MAX_VIPS` of them, so the table is at most 1/8 full.
+pub const VIP_INDEX_SLOTS: u32 = 1024;
+/// A key sits at most this many slots after its hash's slot.
+pub const VIP_INDEX_PROBES: u32 = 4;
 pub const MAX_BACKENDS: u32 = 1024;
 /// Default stick-table capacity (HAProxy's `size 1m`).
 pub const STICK_SIZE: u32 = 1 << 20;
 pub const MAX_EGRESS: u32 = 64;
+
+/// Longest name an [`IdName`] holds.
+pub const ID_NAME_LEN: usize = 96;
+/// A name in [`SERVER_IDS_MAP`]/[`FRONTEND_IDS_MAP`]: UTF-8, zero-padded;
+/// all zero = id free.
+pub type IdName = [u8; ID_NAME_LEN];
 
 /// Minimum nanoseconds between two rate-limited log lines from one CPU.
 pub const LOG_INTERVAL_NS: u64 = 1_000_000_000;
@@ -80,16 +102,6 @@ pub const STATE_DRAIN: u8 = 2;
 pub const STATE_DOWN: u8 = 3;
 pub const STATE_MAINT: u8 = 4;
 
-/// The [`VIP_PORTS_MAP`] bit of a transport protocol (0: never a VIP).
-#[inline(always)]
-pub const fn vip_port_bit(proto: u8) -> u8 {
-    match proto {
-        6 => 1,
-        17 => 2,
-        _ => 0,
-    }
-}
-
 /// True for states whose stick entries stay valid.
 #[inline(always)]
 pub const fn keeps_clients(state: u8) -> bool {
@@ -101,7 +113,9 @@ pub const fn keeps_clients(state: u8) -> bool {
 /// A virtual service. IPv4 addresses use the first 4 bytes of `addr`, the
 /// rest zero. `port` in host order; 0 is the address-wide entry that
 /// non-first fragments (which carry no port) are matched against.
-#[repr(C)]
+///
+/// Aligned to 4 (no padding: 20 bytes) so the program reads it as words.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
 pub struct VipKey {
     pub addr: [u8; 16],
@@ -120,6 +134,28 @@ pub struct VipInfo {
     pub _pad: [u8; 3],
     /// A stick entry not seen for this long counts as a miss; 0 = never expires.
     pub expire_ns: u64,
+}
+
+/// One slot of [`VIP_INDEX_MAP`]. `used == 0`: empty, which ends a probe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct VipSlot {
+    pub key: VipKey,
+    pub used: u32,
+    pub info: VipInfo,
+}
+
+/// [`VIP_SEL_MAP`]'s value. Userspace fills the inactive generation, then
+/// writes its seed, then flips `generation`: each write changes bytes the
+/// program does not read at that moment, or one byte, so no reader sees a
+/// half-written table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct VipSel {
+    /// 0 or 1.
+    pub generation: u32,
+    /// Hash seed of each generation.
+    pub seeds: [u32; 2],
 }
 
 #[repr(C)]
@@ -233,6 +269,8 @@ mod user {
     // SAFETY (all): `#[repr(C)]` plain data without padding (bytemuck checks it).
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipInfo {}
+    unsafe impl aya::Pod for super::VipSlot {}
+    unsafe impl aya::Pod for super::VipSel {}
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::StickKey {}
     unsafe impl aya::Pod for super::StickValue {}

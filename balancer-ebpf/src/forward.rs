@@ -2,7 +2,7 @@
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use balancer_common::{
-    hash::client_hash,
+    hash::client_hash_words,
     layout::*,
     maps::{Backend, FAMILY_V4, MODE_IPIP, VipStats},
 };
@@ -21,7 +21,7 @@ pub fn forward(
     family: u8,
     l2_len: usize,
     c: &Choice,
-    client: &[u8; 16],
+    client: &[u32; 4],
     stats: &mut VipStats,
 ) -> Result<u32, u32> {
     let b = c.backend;
@@ -62,7 +62,7 @@ fn encapsulate(
     family: u8,
     l2_len: usize,
     b: &Backend,
-    client: &[u8; 16],
+    client: &[u32; 4],
     stats: &mut VipStats,
 ) -> Result<(), u32> {
     if b.family != family {
@@ -95,7 +95,7 @@ fn encapsulate(
         }
     } else {
         // The flow label spreads clients over ECMP paths to the backend.
-        let hdr = ip6ip6_header(&cfg.tun_src_v6, &b.addr, ilen, client_hash(client));
+        let hdr = ip6ip6_header(&cfg.tun_src_v6, &b.addr, ilen, client_hash_words(client));
         if l2_len == ETH_HLEN {
             push::<ETH_HLEN, IPV6_HLEN>(ctx, &hdr)
         } else {

@@ -8,11 +8,11 @@
 use aya_ebpf::programs::XdpContext;
 use balancer_common::{
     layout::*,
-    maps::{FAMILY_V4, GenConfig},
+    maps::{FAMILY_V4, GenConfig, StickKey},
 };
 
 use crate::{
-    maps::{GEN_CONFIG, GEN_SEQ},
+    maps::{GEN_CONFIG, GEN_SEQ, STICK},
     parse::bytes_at,
 };
 
@@ -140,4 +140,27 @@ pub fn bare(ctx: &XdpContext) -> u32 {
         }
     }
     XDP_TX
+}
+
+/// The floor plus one stick-table lookup: what the cheapest conceivable
+/// sticky program costs (parse, look the IPv4 source up in STICK under VIP
+/// id 0, swap MACs, XDP_TX when found). A benchmark reference only.
+#[inline(always)]
+pub fn bare_stick(ctx: &XdpContext) -> u32 {
+    let Some(p) = bytes_at(ctx, 0, ETH_HLEN + IPV4_MIN_HLEN) else {
+        return XDP_PASS;
+    };
+    // SAFETY: ETH_HLEN + 20 bytes in bounds.
+    let src = unsafe {
+        let q = p.add(ETH_HLEN + 12);
+        [*q, *q.add(1), *q.add(2), *q.add(3)]
+    };
+    let mut addr = [0u8; 16];
+    addr[..4].copy_from_slice(&src);
+    let key = StickKey { vip_id: 0, addr };
+    // SAFETY: read-only use of the lookup result's presence.
+    if unsafe { STICK.get(key) }.is_none() {
+        return XDP_PASS;
+    }
+    bare(ctx)
 }

@@ -24,18 +24,20 @@ mod parse;
 mod select;
 #[cfg(target_arch = "bpf")]
 mod stats;
+#[cfg(target_arch = "bpf")]
+mod vip;
 
 #[cfg(target_arch = "bpf")]
 mod program {
     use aya_ebpf::{macros::xdp, programs::XdpContext};
-    use balancer_common::{layout::XDP_PASS, maps::vip_port_bit, stats::Class};
+    use balancer_common::{layout::XDP_PASS, stats::Class};
 
     use crate::{
         forward::forward,
-        maps::{VIP_PORTS, VIP_STATS, VIPS},
+        maps::VIP_STATS,
         parse::{self, KIND_FRAGMENT, KIND_ICMP_ERROR},
         select::select,
-        stats,
+        stats, vip,
     };
 
     #[xdp]
@@ -71,6 +73,12 @@ mod program {
         crate::generator::bare(&ctx)
     }
 
+    /// Benchmark reference: the floor plus one stick-table lookup.
+    #[xdp]
+    pub fn bare_stick(ctx: XdpContext) -> u32 {
+        crate::generator::bare_stick(&ctx)
+    }
+
     #[inline(always)]
     fn process(ctx: &XdpContext) -> Result<u32, u32> {
         let len = stats::frame_len(ctx);
@@ -81,19 +89,8 @@ mod program {
             return Err(XDP_PASS);
         }
         let flow = p.flow.ok_or(XDP_PASS)?;
-        // No VIP on this port and protocol: done with an array read.
-        let ports = VIP_PORTS
-            .get(u32::from(flow.vip.port))
-            .copied()
-            .unwrap_or(0);
-        if ports & vip_port_bit(flow.vip.proto) == 0 {
-            return Err(XDP_PASS);
-        }
-        // Copied out: the map value may change under us.
-        let vip = *VIPS
-            .get_ptr(flow.vip)
-            .map(|v| unsafe { &*v })
-            .ok_or(XDP_PASS)?;
+        // Copied out of the table: userspace may replace it under us.
+        let vip = vip::lookup(&flow.vip_key_words()).ok_or(XDP_PASS)?;
         let vs = VIP_STATS.get_ptr_mut(vip.id).ok_or(XDP_PASS)?;
         // SAFETY: this CPU's own slot of a per-CPU array.
         let vs = unsafe { &mut *vs };
@@ -109,7 +106,7 @@ mod program {
         forward(
             ctx,
             vip.mode,
-            flow.vip.family,
+            flow.family,
             p.l2_len,
             &choice,
             &flow.client,

@@ -4,13 +4,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, LruHashMap, PerCpuArray},
 };
 use balancer_common::{
     hash::MAGLEV_M,
     maps::{
-        Backend, GenConfig, GlobalConfig, InsertWindow, MAX_BACKENDS, MAX_EGRESS, MAX_VIPS,
-        STATS_LEN, STICK_SIZE, StickKey, StickValue, VipInfo, VipKey, VipStats,
+        Backend, GenConfig, GlobalConfig, IdName, InsertWindow, MAX_BACKENDS, MAX_EGRESS, MAX_VIPS,
+        STATS_LEN, STICK_SIZE, StickKey, StickValue, VIP_INDEX_SLOTS, VipSel, VipSlot, VipStats,
     },
     stats::Counter,
 };
@@ -21,12 +21,13 @@ pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(STATS_LEN
 /// Per CPU: time (ns) of the last rate-limited log line.
 #[map(name = "LOG_GATE")]
 pub static LOG_GATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-/// Virtual services: (address, port, protocol) -> id, mode, expire.
-#[map(name = "VIPS")]
-pub static VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(MAX_VIPS * 4, 0);
-/// Port -> protocols with a VIP on it: skips the VIPS lookup for other ports.
-#[map(name = "VIP_PORTS")]
-pub static VIP_PORTS: Array<u8> = Array::with_max_entries(65536, 0);
+/// Virtual services: two generations of an open-addressed table of
+/// (address, port, protocol) -> id, mode, expire (see balancer_common::vip_index).
+#[map(name = "VIP_INDEX")]
+pub static VIP_INDEX: Array<VipSlot> = Array::with_max_entries(2 * VIP_INDEX_SLOTS, 0);
+/// Which VIP_INDEX generation is live, and its hash seed.
+#[map(name = "VIP_SEL")]
+pub static VIP_SEL: Array<VipSel> = Array::with_max_entries(1, 0);
 /// Backend id -> address, state, next hop.
 #[map(name = "BACKENDS")]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
@@ -48,6 +49,12 @@ pub static CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
 /// Flood guard: this CPU's inserts in the current second.
 #[map(name = "INSERT_WINDOW")]
 pub static INSERT_WINDOW: PerCpuArray<InsertWindow> = PerCpuArray::with_max_entries(1, 0);
+/// Control-plane bookkeeping (backend id -> server name), pinned with STICK.
+#[map(name = "SERVER_IDS")]
+pub static SERVER_IDS: Array<IdName> = Array::with_max_entries(MAX_BACKENDS, 0);
+/// Control-plane bookkeeping (VIP id -> frontend name), pinned with STICK.
+#[map(name = "FRONTEND_IDS")]
+pub static FRONTEND_IDS: Array<IdName> = Array::with_max_entries(MAX_VIPS, 0);
 /// Egress interfaces other than the ingress one, for XDP_REDIRECT (key = ifindex).
 #[map(name = "EGRESS")]
 pub static EGRESS: DevMapHash = DevMapHash::with_max_entries(MAX_EGRESS, 0);

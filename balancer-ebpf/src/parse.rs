@@ -9,8 +9,9 @@
 use aya_ebpf::programs::XdpContext;
 use balancer_common::{
     layout::*,
-    maps::{FAMILY_V4, FAMILY_V6, VipKey},
+    maps::{FAMILY_V4, FAMILY_V6},
     stats::Class,
+    vip_index::vip_last_word,
 };
 
 /// `balancer_common::packet::FlowKind`, as integers.
@@ -20,9 +21,29 @@ pub const KIND_ICMP_ERROR: u8 = 2;
 
 pub struct Flow {
     pub kind: u8,
-    pub vip: VipKey,
-    pub client: [u8; 16],
+    pub family: u8,
+    pub proto: u8,
+    /// Host order; 0 for a non-first fragment.
+    pub port: u16,
+    /// The VIP's and the client's address, as `addr_words`.
+    pub vip_addr: [u32; 4],
+    pub client: [u32; 4],
     pub opening: bool,
+}
+
+impl Flow {
+    /// `balancer_common::vip_index::key_words` of the flow's VIP key.
+    #[inline(always)]
+    pub fn vip_key_words(&self) -> [u32; 5] {
+        let a = &self.vip_addr;
+        [
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            vip_last_word(self.port, self.proto, self.family),
+        ]
+    }
 }
 
 pub struct Parsed {
@@ -52,20 +73,30 @@ fn be16_at(ctx: &XdpContext, off: usize) -> Option<u16> {
     Some(unsafe { u16::from_be_bytes([*p, *p.add(1)]) })
 }
 
-/// Copy `N` address bytes (IPv4: 4, into the first 4 of 16) from a header
-/// already bounds-checked by the caller. Reading through the checked
-/// header's own pointer matters: a fresh `bytes_at` for a sub-range is
-/// folded away by LLVM and the re-derived pointer has no verified range.
+/// Read `W` address words (IPv4: 1, into the first of 4; IPv6: 4) from a
+/// header already bounds-checked by the caller, as the little-endian words
+/// of the address bytes (`balancer_common::hash::addr_words`). Words, not
+/// a byte array: LLVM keeps four registers instead of sixteen stack slots.
+/// Reading through the checked header's own pointer matters: a fresh
+/// `bytes_at` for a sub-range is folded away by LLVM and the re-derived
+/// pointer has no verified range.
 ///
 /// # Safety
-/// `p..p + N` must be inside a range checked with `bytes_at`.
+/// `p..p + 4 * W` must be inside a range checked with `bytes_at`.
 #[inline(always)]
-unsafe fn copy_addr<const N: usize>(p: *const u8) -> [u8; 16] {
-    let mut a = [0u8; 16];
+unsafe fn addr_words<const W: usize>(p: *const u8) -> [u32; 4] {
+    let mut a = [0u32; 4];
     let mut i = 0;
-    while i < N {
-        // SAFETY: the caller guarantees N readable bytes.
-        a[i] = unsafe { *p.add(i) };
+    while i < W {
+        // SAFETY: the caller guarantees 4 * W readable bytes.
+        a[i] = unsafe {
+            u32::from_le_bytes([
+                *p.add(4 * i),
+                *p.add(4 * i + 1),
+                *p.add(4 * i + 2),
+                *p.add(4 * i + 3),
+            ])
+        };
         i += 1;
     }
     a
@@ -134,7 +165,7 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> L3 {
         return None;
     }
     // SAFETY: bytes 12..20 of the checked 20-byte header.
-    let (src, dst) = unsafe { (copy_addr::<4>(hdr.add(12)), copy_addr::<4>(hdr.add(16))) };
+    let (src, dst) = unsafe { (addr_words::<1>(hdr.add(12)), addr_words::<1>(hdr.add(16))) };
     if frag & IPV4_FRAG_OFFSET_MASK != 0 {
         return Some((Class::Ipv4Other, Some(fragment(FAMILY_V4, dst, src, proto))));
     }
@@ -155,8 +186,8 @@ fn ext_step(
     ctx: &XdpContext,
     next: &mut u8,
     off: &mut usize,
-    src: &[u8; 16],
-    dst: &[u8; 16],
+    src: &[u32; 4],
+    dst: &[u32; 4],
 ) -> Result<bool, Option<Flow>> {
     match *next {
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
@@ -207,7 +238,7 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> L3 {
         return None;
     }
     // SAFETY: bytes 8..40 of the checked 40-byte header.
-    let (src, dst) = unsafe { (copy_addr::<16>(hdr.add(8)), copy_addr::<16>(hdr.add(24))) };
+    let (src, dst) = unsafe { (addr_words::<4>(hdr.add(8)), addr_words::<4>(hdr.add(24))) };
     let mut off = l3 + IPV6_HLEN;
     // IPV6_MAX_EXT (4) steps, unrolled: the verifier then sees straight-line
     // code with bounded offsets.
@@ -229,7 +260,7 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> L3 {
 }
 
 #[inline(always)]
-fn l4_v6(ctx: &XdpContext, next: u8, off: usize, src: [u8; 16], dst: [u8; 16]) -> L3 {
+fn l4_v6(ctx: &XdpContext, next: u8, off: usize, src: [u32; 4], dst: [u32; 4]) -> L3 {
     match next {
         IPPROTO_TCP => Some((Class::Ipv6Tcp, Some(tcp(ctx, off, FAMILY_V6, src, dst)?))),
         IPPROTO_UDP => Some((Class::Ipv6Udp, Some(udp(ctx, off, FAMILY_V6, src, dst)?))),
@@ -239,22 +270,20 @@ fn l4_v6(ctx: &XdpContext, next: u8, off: usize, src: [u8; 16], dst: [u8; 16]) -
 }
 
 #[inline(always)]
-fn fragment(family: u8, dst: [u8; 16], src: [u8; 16], proto: u8) -> Flow {
+fn fragment(family: u8, dst: [u32; 4], src: [u32; 4], proto: u8) -> Flow {
     Flow {
         kind: KIND_FRAGMENT,
-        vip: VipKey {
-            addr: dst,
-            port: 0,
-            proto,
-            family,
-        },
+        vip_addr: dst,
+        port: 0,
+        proto,
+        family,
         client: src,
         opening: false,
     }
 }
 
 #[inline(always)]
-fn tcp(ctx: &XdpContext, l4: usize, family: u8, src: [u8; 16], dst: [u8; 16]) -> Option<Flow> {
+fn tcp(ctx: &XdpContext, l4: usize, family: u8, src: [u32; 4], dst: [u32; 4]) -> Option<Flow> {
     let hdr = bytes_at(ctx, l4, TCP_MIN_HLEN)?;
     // SAFETY: 20 bytes in bounds.
     let (dport, doff, flags) = unsafe {
@@ -270,30 +299,26 @@ fn tcp(ctx: &XdpContext, l4: usize, family: u8, src: [u8; 16], dst: [u8; 16]) ->
     }
     Some(Flow {
         kind: KIND_NORMAL,
-        vip: VipKey {
-            addr: dst,
-            port: dport,
-            proto: IPPROTO_TCP,
-            family,
-        },
+        vip_addr: dst,
+        port: dport,
+        proto: IPPROTO_TCP,
+        family,
         client: src,
         opening: flags & TCP_FLAG_SYN != 0 && flags & TCP_FLAG_ACK == 0,
     })
 }
 
 #[inline(always)]
-fn udp(ctx: &XdpContext, l4: usize, family: u8, src: [u8; 16], dst: [u8; 16]) -> Option<Flow> {
+fn udp(ctx: &XdpContext, l4: usize, family: u8, src: [u32; 4], dst: [u32; 4]) -> Option<Flow> {
     let hdr = bytes_at(ctx, l4, UDP_HLEN)?;
     // SAFETY: 8 bytes in bounds.
     let dport = unsafe { u16::from_be_bytes([*hdr.add(2), *hdr.add(3)]) };
     Some(Flow {
         kind: KIND_NORMAL,
-        vip: VipKey {
-            addr: dst,
-            port: dport,
-            proto: IPPROTO_UDP,
-            family,
-        },
+        vip_addr: dst,
+        port: dport,
+        proto: IPPROTO_UDP,
+        family,
         client: src,
         opening: true,
     })
@@ -328,7 +353,7 @@ fn icmp4_error(ctx: &XdpContext, l4: usize) -> Option<Flow> {
         return None;
     }
     // SAFETY: bytes 12..20 of the checked 20-byte header.
-    let (vip, client) = unsafe { (copy_addr::<4>(hdr.add(12)), copy_addr::<4>(hdr.add(16))) };
+    let (vip, client) = unsafe { (addr_words::<1>(hdr.add(12)), addr_words::<1>(hdr.add(16))) };
     quoted(ctx, inner + ihl, proto, FAMILY_V4, vip, client)
 }
 
@@ -346,7 +371,7 @@ fn icmp6_error(ctx: &XdpContext, l4: usize) -> Option<Flow> {
         return None;
     }
     // SAFETY: bytes 8..40 of the checked 40-byte header.
-    let (vip, client) = unsafe { (copy_addr::<16>(hdr.add(8)), copy_addr::<16>(hdr.add(24))) };
+    let (vip, client) = unsafe { (addr_words::<4>(hdr.add(8)), addr_words::<4>(hdr.add(24))) };
     quoted(ctx, inner + IPV6_HLEN, proto, FAMILY_V6, vip, client)
 }
 
@@ -357,8 +382,8 @@ fn quoted(
     l4: usize,
     proto: u8,
     family: u8,
-    vip: [u8; 16],
-    client: [u8; 16],
+    vip: [u32; 4],
+    client: [u32; 4],
 ) -> Option<Flow> {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return None;
@@ -368,12 +393,10 @@ fn quoted(
     let sport = unsafe { u16::from_be_bytes([*p, *p.add(1)]) };
     Some(Flow {
         kind: KIND_ICMP_ERROR,
-        vip: VipKey {
-            addr: vip,
-            port: sport,
-            proto,
-            family,
-        },
+        vip_addr: vip,
+        port: sport,
+        proto,
+        family,
         client,
         opening: false,
     })

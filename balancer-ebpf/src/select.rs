@@ -3,7 +3,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use balancer_common::{
-    hash::{MAGLEV_M, NO_BACKEND, client_hash, maglev_slot},
+    hash::{MAGLEV_M, NO_BACKEND, client_hash_words, maglev_slot, words_addr},
     layout::XDP_DROP,
     maps::{Backend, STATE_EMPTY, StickKey, StickValue, VipInfo, VipStats, keeps_clients},
 };
@@ -55,7 +55,7 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let key = StickKey {
         vip_id: vip.id,
-        addr: flow.client,
+        addr: words_addr(&flow.client),
     };
     let refresh_ns = match CONFIG.get(0) {
         Some(c) => c.stick_refresh_ns,
@@ -82,7 +82,7 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
                 });
             }
             // Down, in maintenance or removed: redispatch and overwrite.
-            let pick = maglev_pick(vip, client_hash(&flow.client));
+            let pick = maglev_pick(vip, client_hash_words(&flow.client));
             let Some(b) = backend(pick) else {
                 stats.no_backend += 1;
                 return Err(XDP_DROP);
@@ -103,7 +103,7 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
     if expired {
         stats.expired += 1;
     }
-    let pick = maglev_pick(vip, client_hash(&flow.client));
+    let pick = maglev_pick(vip, client_hash_words(&flow.client));
     let Some(b) = backend(pick) else {
         stats.no_backend += 1;
         return Err(XDP_DROP);

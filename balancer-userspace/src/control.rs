@@ -50,6 +50,16 @@ pub enum ControlError {
     UnknownFrontend(String),
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    #[error("changing {0} needs a restart (`balancer run`); the running configuration stays")]
+    NeedsRestart(String),
+}
+
+/// What a reload changed, by server.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub kept: usize,
+    pub added: usize,
+    pub removed: usize,
 }
 
 /// One server as the controller tracks it.
@@ -121,6 +131,8 @@ pub struct Controller {
     pub dp: Dataplane,
     pub config: Config,
     pub servers: Vec<ServerRt>,
+    /// VIP id of each frontend (parallel to `config.frontends`).
+    pub frontend_ids: Vec<u32>,
     /// VIP id -> its current Maglev table.
     tables: BTreeMap<u32, Vec<u32>>,
     resolver: Resolver,
@@ -130,49 +142,23 @@ impl Controller {
     /// Resolve every server's next hop and write all maps.
     pub async fn new(dp: Dataplane, config: Config) -> Result<Self, ControlError> {
         let resolver = Resolver::new().await?;
-        let mut servers = Vec::new();
-        for (bi, b) in config.backends.iter().enumerate() {
-            // Checked port: the backend's check_port, else the first
-            // frontend's port using this backend.
-            let port = b.check_port.or_else(|| {
-                config
-                    .frontends
-                    .iter()
-                    .find(|f| f.backend == bi)
-                    .map(|f| f.vip.port())
-            });
-            for s in &b.servers {
-                let check = match (s.check, port) {
-                    (Some(t), Some(p)) => {
-                        Some((b.check_kind.clone(), SocketAddr::new(s.address, p), t))
-                    }
-                    (Some(_), None) => {
-                        warn!(
-                            "server {}/{}: check = true but no port to check (no frontend uses backend {}; set check_port)",
-                            b.name, s.name, b.name
-                        );
-                        None
-                    }
-                    (None, _) => None,
-                };
-                servers.push(ServerRt {
-                    check,
-                    health: Health::default(),
-                    last_check: None,
-                    id: servers.len() as u32,
-                    backend: b.name.clone(),
-                    name: s.name.clone(),
-                    address: s.address,
-                    weight: s.weight,
-                    admin: s.state,
-                    next_hop: Err("not resolved yet".into()),
-                });
-            }
+        let mut servers = build_servers(&config);
+        let mut dp = dp;
+        let names: Vec<String> = servers
+            .iter()
+            .map(|s| format!("{}/{}", s.backend, s.name))
+            .collect();
+        let ids = assign_ids(&mut dp, m::SERVER_IDS_MAP, &names)?;
+        for (s, id) in servers.iter_mut().zip(ids) {
+            s.id = id;
         }
+        let names: Vec<String> = config.frontends.iter().map(|f| f.name.clone()).collect();
+        let frontend_ids = assign_ids(&mut dp, m::FRONTEND_IDS_MAP, &names)?;
         let mut c = Controller {
             dp,
             config,
             servers,
+            frontend_ids,
             tables: BTreeMap::new(),
             resolver,
         };
@@ -182,6 +168,89 @@ impl Controller {
         c.write_backends()?;
         c.rebuild_tables()?;
         Ok(c)
+    }
+
+    /// Apply a new configuration (SIGHUP). Servers and frontends keep their
+    /// ids by name, so the stick entries of every server that stays keep
+    /// pointing at it; a server whose address is unchanged also keeps its
+    /// health-check state and next hop. Servers and frontends that left lose
+    /// their ids and stick entries. Settings that only a restart can change
+    /// (interfaces, XDP mode, pin_dir, admin socket, stick-table size) make
+    /// the reload fail before anything is touched.
+    pub async fn reload(&mut self, config: Config) -> Result<ReloadSummary, ControlError> {
+        let (old, new) = (&self.config, &config);
+        let mut fixed = Vec::new();
+        if old.dataplane.interfaces != new.dataplane.interfaces {
+            fixed.push("dataplane.interfaces");
+        }
+        if old.dataplane.xdp_mode != new.dataplane.xdp_mode {
+            fixed.push("dataplane.xdp_mode");
+        }
+        if old.dataplane.pin_dir != new.dataplane.pin_dir {
+            fixed.push("dataplane.pin_dir");
+        }
+        if old.admin_socket != new.admin_socket {
+            fixed.push("admin.socket");
+        }
+        if crate::daemon::load_options(old).stick_size
+            != crate::daemon::load_options(new).stick_size
+        {
+            fixed.push("stick_table.size");
+        }
+        if !fixed.is_empty() {
+            return Err(ControlError::NeedsRestart(fixed.join(", ")));
+        }
+        let mut servers = build_servers(&config);
+        let names: Vec<String> = servers
+            .iter()
+            .map(|s| format!("{}/{}", s.backend, s.name))
+            .collect();
+        let ids = assign_ids(&mut self.dp, m::SERVER_IDS_MAP, &names)?;
+        let mut summary = ReloadSummary::default();
+        for (s, id) in servers.iter_mut().zip(ids) {
+            s.id = id;
+            match self
+                .servers
+                .iter()
+                .find(|o| o.backend == s.backend && o.name == s.name)
+            {
+                Some(o) if o.address == s.address => {
+                    s.next_hop = o.next_hop.clone();
+                    if s.check.is_some() && o.check.is_some() {
+                        s.health = o.health;
+                        s.last_check = o.last_check.clone();
+                    }
+                    summary.kept += 1;
+                }
+                _ => summary.added += 1,
+            }
+        }
+        for o in &self.servers {
+            if !servers.iter().any(|s| s.id == o.id) {
+                // Its slot empties: stick entries still naming it (none
+                // after assign_ids) would be redispatched.
+                self.dp.set_backend(
+                    o.id,
+                    &MapBackend {
+                        state: m::STATE_EMPTY,
+                        ..Default::default()
+                    },
+                )?;
+                summary.removed += 1;
+            }
+        }
+        let names: Vec<String> = config.frontends.iter().map(|f| f.name.clone()).collect();
+        let frontend_ids = assign_ids(&mut self.dp, m::FRONTEND_IDS_MAP, &names)?;
+        self.tables.retain(|id, _| frontend_ids.contains(id));
+        self.config = config;
+        self.servers = servers;
+        self.frontend_ids = frontend_ids;
+        self.resolve_all().await;
+        self.write_global()?;
+        self.write_vips()?;
+        self.write_backends()?;
+        self.rebuild_tables()?;
+        Ok(summary)
     }
 
     /// Re-resolve every next hop (after a netlink change); rewrite what changed.
@@ -265,12 +334,13 @@ impl Controller {
     }
 
     fn write_vips(&mut self) -> Result<(), ControlError> {
+        let mut vips = BTreeMap::new();
         let mut fragment_entries = BTreeMap::new();
-        for (id, f) in self.config.frontends.iter().enumerate() {
+        for (f, &id) in self.config.frontends.iter().zip(&self.frontend_ids) {
             let b = &self.config.backends[f.backend];
             let (family, addr) = family_addr(f.vip.ip());
             let info = VipInfo {
-                id: id as u32,
+                id,
                 mode: match b.forward {
                     Forward::DsrL2 => m::MODE_DSR_L2,
                     Forward::Ipip => m::MODE_IPIP,
@@ -284,7 +354,7 @@ impl Controller {
                 proto: f.proto.number(),
                 family,
             };
-            self.dp.set_vip(&key, &info)?;
+            vips.insert(key, info);
             // Non-first fragments carry no port: the first frontend on an
             // address and protocol also takes its fragments.
             fragment_entries
@@ -292,8 +362,9 @@ impl Controller {
                 .or_insert(info);
         }
         for (key, info) in fragment_entries {
-            self.dp.set_vip(&key, &info)?;
+            vips.entry(key).or_insert(info);
         }
+        self.dp.set_vips(vips)?;
         Ok(())
     }
 
@@ -322,7 +393,7 @@ impl Controller {
     /// Rebuild each VIP's Maglev table from its `up` servers; only slots
     /// that change are written.
     fn rebuild_tables(&mut self) -> Result<(), ControlError> {
-        for (id, f) in self.config.frontends.iter().enumerate() {
+        for (f, &vip_id) in self.config.frontends.iter().zip(&self.frontend_ids) {
             let bname = &self.config.backends[f.backend].name;
             let keys: Vec<(u32, String, u32)> = self
                 .servers
@@ -343,7 +414,6 @@ impl Controller {
                     frontend: f.name.clone(),
                     source,
                 })?;
-            let vip_id = id as u32;
             let previous = self.tables.get(&vip_id).map(Vec::as_slice);
             if previous != Some(table.as_slice()) {
                 self.dp.set_maglev(vip_id, &table, previous)?;
@@ -486,13 +556,110 @@ impl Controller {
             .frontends
             .iter()
             .position(|f| f.name == frontend)
-            .map(|i| i as u32)
+            .map(|i| self.frontend_ids[i])
             .ok_or_else(|| ControlError::UnknownFrontend(frontend.to_owned()))
     }
 
     pub fn server_by_id(&self, id: u32) -> Option<&ServerRt> {
-        self.servers.get(id as usize)
+        self.servers.iter().find(|s| s.id == id)
     }
+}
+
+/// The servers of `config`, in order, with fresh runtime state (ids are
+/// assigned by `assign_ids`).
+fn build_servers(config: &Config) -> Vec<ServerRt> {
+    let mut servers = Vec::new();
+    for (bi, b) in config.backends.iter().enumerate() {
+        // Checked port: the backend's check_port, else the first
+        // frontend's port using this backend.
+        let port = b.check_port.or_else(|| {
+            config
+                .frontends
+                .iter()
+                .find(|f| f.backend == bi)
+                .map(|f| f.vip.port())
+        });
+        for s in &b.servers {
+            let check = match (s.check, port) {
+                (Some(t), Some(p)) => {
+                    Some((b.check_kind.clone(), SocketAddr::new(s.address, p), t))
+                }
+                (Some(_), None) => {
+                    warn!(
+                        "server {}/{}: check = true but no port to check (no frontend uses backend {}; set check_port)",
+                        b.name, s.name, b.name
+                    );
+                    None
+                }
+                (None, _) => None,
+            };
+            servers.push(ServerRt {
+                check,
+                health: Health::default(),
+                last_check: None,
+                id: 0,
+                backend: b.name.clone(),
+                name: s.name.clone(),
+                address: s.address,
+                weight: s.weight,
+                admin: s.state,
+                next_hop: Err("not resolved yet".into()),
+            });
+        }
+    }
+    servers
+}
+
+/// Give each of `names` its id from the id map `map` (SERVER_IDS or
+/// FRONTEND_IDS, pinned with the stick table): the id it had before if it
+/// had one, else the lowest free id. Names in the map but not in `names`
+/// lose their id, and their stick entries are deleted so that a later
+/// owner of the id does not inherit them.
+fn assign_ids(
+    dp: &mut Dataplane,
+    map: &'static str,
+    names: &[String],
+) -> Result<Vec<u32>, ControlError> {
+    let max = if map == m::SERVER_IDS_MAP {
+        dp.options().max_backends
+    } else {
+        dp.options().max_vips
+    };
+    let old: BTreeMap<String, u32> = dp
+        .id_names(map)?
+        .into_iter()
+        .map(|(id, n)| (n, id))
+        .collect();
+    let mut used: std::collections::BTreeSet<u32> =
+        names.iter().filter_map(|n| old.get(n).copied()).collect();
+    for (name, &id) in &old {
+        if names.contains(name) {
+            continue;
+        }
+        dp.set_id_name(map, id, None)?;
+        let purged = if map == m::SERVER_IDS_MAP {
+            dp.stick_purge_backend(id)?
+        } else {
+            dp.stick_clear(Some(id))?
+        };
+        info!("{name} is gone: id {id} freed, {purged} stick entries deleted");
+    }
+    let mut ids = Vec::with_capacity(names.len());
+    for name in names {
+        let id = match old.get(name) {
+            Some(&id) => id,
+            None => {
+                let id = (0..max)
+                    .find(|i| !used.contains(i))
+                    .ok_or(DataplaneError::NoFreeId { map, max })?;
+                used.insert(id);
+                dp.set_id_name(map, id, Some(name))?;
+                id
+            }
+        };
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 /// Family and 16-byte map form of an address.

@@ -1,7 +1,21 @@
 //! `balancer run`: load, program, attach, pin, serve the admin API, follow
-//! next-hop changes; undo it all on SIGINT/SIGTERM.
+//! next-hop changes.
+//!
+//! State outlives the process. The stick table, the counters and the id
+//! maps are pinned under `pin_dir`, and each interface's XDP link is pinned
+//! there too (`link-<ifname>`). On SIGINT/SIGTERM, or if the daemon is
+//! killed, XDP stays attached and keeps forwarding with the last tables; the
+//! next `balancer run` with the same `pin_dir` reuses the pinned maps and
+//! swaps its program into the pinned links atomically (no packet sees an
+//! interface without XDP). `balancer run --reset` discards the pinned state
+//! first; `balancer detach` removes it (and with it XDP). A start that fails
+//! before running undoes what it created and leaves adopted state alone.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use aya_log::EbpfLogger;
 use log::{info, warn};
@@ -38,6 +52,38 @@ pub enum DaemonError {
     Signal(#[source] std::io::Error),
 }
 
+/// An exclusive lock on the pin directory, held while a daemon (or
+/// `balancer detach`) works on the state in it.
+pub struct PinLock {
+    _dir: std::fs::File,
+}
+
+impl PinLock {
+    /// Create `dir` if needed and lock it, or say who holds it.
+    pub fn take(dir: &Path) -> Result<Self, DaemonError> {
+        let err = |reason: String| DaemonError::PinDir {
+            path: dir.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        let f = std::fs::File::open(dir).map_err(|e| err(e.to_string()))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } != 0
+        {
+            return Err(err(
+                "locked: another `balancer run` (or `balancer detach`) is using this pin_dir"
+                    .into(),
+            ));
+        }
+        Ok(PinLock { _dir: f })
+    }
+}
+
 /// Stick-table size: the sum of the backends' `stick_table.size` (HAProxy
 /// keeps one table per backend; here they share one LRU map).
 pub fn load_options(config: &Config) -> LoadOptions {
@@ -51,12 +97,63 @@ pub fn load_options(config: &Config) -> LoadOptions {
 
 /// Run until SIGINT or SIGTERM. On any error before that, everything already
 /// attached or pinned is undone before returning (the data plane's Drop).
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<(), DaemonError> {
     let pin_dir = config.dataplane.pin_dir.clone();
     check_pin_dir(&pin_dir)?;
-    let mut dp = Dataplane::load_with(load_options(&config))?;
+    let lock = PinLock::take(&pin_dir)?;
+    if reset {
+        let removed = Dataplane::remove_pins(&pin_dir)?;
+        info!(
+            "--reset: removed {} pinned object(s) under {}",
+            removed.len(),
+            pin_dir.display()
+        );
+    }
+    let (dp, adopted) = Dataplane::load_pinned(load_options(&config), &pin_dir)?;
+    let fresh = adopted.maps.is_empty();
+    if !fresh {
+        info!(
+            "adopted pinned state under {}: {} ({} stick entries)",
+            pin_dir.display(),
+            adopted.maps.join(", "),
+            dp.stick_count(None).unwrap_or(0)
+        );
+    }
+    if let Some(n) = adopted.stick_size_kept {
+        warn!(
+            "the pinned stick table has {n} entries, not the configured size: kept (resizing \
+             would empty it); `balancer run --reset` applies the configured size"
+        );
+    }
+    match start(dp, config).await {
+        Ok(running) => running.serve(lock, config_path).await,
+        Err(e) => {
+            // Undo what this start created; state adopted from an earlier
+            // daemon stays as it was (its program is still attached).
+            if fresh {
+                let _ = Dataplane::remove_pins(&pin_dir);
+                // Only when empty: whatever else is in it is not ours.
+                let _ = std::fs::remove_dir(&pin_dir);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Programmed and attached, not serving yet.
+struct Running {
+    controller: Controller,
+    listener: tokio::net::UnixListener,
+    logger: Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>,
+    interfaces: Vec<String>,
+    pin_dir: std::path::PathBuf,
+    admin_socket: std::path::PathBuf,
+}
+
+async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError> {
+    let pin_dir = config.dataplane.pin_dir.clone();
     // aya-log: records from the program reach this process's logger.
-    let mut logger = match EbpfLogger::init(dp.ebpf_mut()) {
+    let logger = match EbpfLogger::init(dp.ebpf_mut()) {
         // SAFETY: the logger owns its ring buffer fd and keeps it open and
         // unchanged for as long as it lives, which is as long as the AsyncFd.
         Ok(l) => unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }.ok(),
@@ -68,20 +165,165 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let interfaces = config.dataplane.interfaces.clone();
     let mode = config.dataplane.xdp_mode;
     let admin_socket = config.admin_socket.clone();
+    let listener = admin::bind(&admin_socket)?;
     // Maps first, then attach: the first packet already sees the services.
     let mut controller = Controller::new(dp, config).await?;
     for name in &interfaces {
-        controller.dp.attach(name, mode)?;
+        controller.dp.attach_pinned(name, mode, &pin_dir)?;
     }
-    controller.dp.pin_maps(&pin_dir)?;
-    let listener = admin::bind(&admin_socket)?;
-    // Health checks: one task per checked server, results to the main loop.
-    let (check_tx, mut check_rx) = tokio::sync::mpsc::channel(64);
-    let check_tasks: Vec<_> = controller
-        .checks()
+    Ok(Running {
+        controller,
+        listener,
+        logger,
+        interfaces,
+        pin_dir,
+        admin_socket,
+    })
+}
+
+impl Running {
+    async fn serve(self, _lock: PinLock, config_path: PathBuf) -> Result<(), DaemonError> {
+        let Running {
+            controller,
+            listener,
+            mut logger,
+            interfaces,
+            pin_dir,
+            admin_socket,
+        } = self;
+        // Health checks: one task per checked server, results to the main
+        // loop tagged with the configuration generation they belong to.
+        let (check_tx, mut check_rx) = tokio::sync::mpsc::channel(64);
+        let mut generation = 0u64;
+        let mut check_tasks = spawn_checks(&controller, &check_tx, generation);
+        let shared = Arc::new(Mutex::new(controller));
+        let admin_task = tokio::spawn(admin::serve(listener, shared.clone()));
+        let mut changes = match netlink::watch_changes().await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!("not following route/neighbour changes: {e}");
+                None
+            }
+        };
+        info!(
+            "running: XDP on {}, maps pinned under {}, admin API on {}",
+            interfaces.join(", "),
+            pin_dir.display(),
+            admin_socket.display()
+        );
+
+        let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+        let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+        loop {
+            tokio::select! {
+                _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
+                _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
+                _ = sighup.recv() => {
+                    info!("SIGHUP: reloading {}", config_path.display());
+                    let new = match Config::load(&config_path) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            warn!("reload refused, the running configuration stays: {e}");
+                            continue;
+                        }
+                    };
+                    let mut c = shared.lock().await;
+                    match c.reload(new).await {
+                        Ok(sum) => {
+                            for t in check_tasks.drain(..) {
+                                t.abort();
+                            }
+                            generation += 1;
+                            check_tasks = spawn_checks(&c, &check_tx, generation);
+                            info!(
+                                "reloaded: {} server(s) kept, {} added, {} removed",
+                                sum.kept, sum.added, sum.removed
+                            );
+                        }
+                        Err(e) => warn!("reload failed: {e}"),
+                    }
+                }
+                Some((g, i, result)) = check_rx.recv() => {
+                    if g != generation {
+                        continue;
+                    }
+                    if let Err(e) = shared.lock().await.check_result(i, result) {
+                        warn!("applying a health check result: {e}");
+                    }
+                }
+                change = async {
+                    match changes.as_mut() {
+                        Some(w) => w.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match change {
+                        Some(_) => {
+                            // Let the burst settle, then re-resolve once.
+                            tokio::time::sleep(RESOLVE_DEBOUNCE).await;
+                            if let Some(w) = changes.as_mut() {
+                                while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, w.next()).await {}
+                            }
+                            if let Err(e) = shared.lock().await.refresh().await {
+                                warn!("re-resolving next hops: {e}");
+                            }
+                        }
+                        None => {
+                            warn!("route/neighbour change subscription ended");
+                            changes = None;
+                        }
+                    }
+                }
+                ready = async {
+                    match logger.as_mut() {
+                        Some(l) => l.readable_mut().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match ready {
+                        Ok(mut guard) => {
+                            guard.get_inner_mut().flush();
+                            guard.clear_ready();
+                        }
+                        Err(e) => {
+                            warn!("log channel from the XDP program failed: {e}");
+                            logger = None;
+                        }
+                    }
+                }
+            }
+        }
+        admin_task.abort();
+        for t in check_tasks {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&admin_socket);
+        if let Some(l) = logger.as_mut() {
+            l.get_mut().flush();
+        }
+        info!(
+            "stopped: XDP stays attached on {} and keeps forwarding with the last tables; \
+         `balancer run` takes it over, `balancer detach` removes it",
+            interfaces.join(", ")
+        );
+        Ok(())
+    }
+}
+
+type CheckResult = (u64, usize, Result<Duration, String>);
+
+/// One task per checked server of `c`, sending `(generation, server index,
+/// result)` every `inter`.
+fn spawn_checks(
+    c: &Controller,
+    tx: &tokio::sync::mpsc::Sender<CheckResult>,
+    generation: u64,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    c.checks()
         .into_iter()
         .map(|(i, kind, addr, timing)| {
-            let tx = check_tx.clone();
+            let tx = tx.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(timing.inter);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -89,95 +331,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                     tick.tick().await;
                     let r =
                         health::check(&kind, addr, timing.inter.min(Duration::from_secs(5))).await;
-                    if tx.send((i, r)).await.is_err() {
+                    if tx.send((generation, i, r)).await.is_err() {
                         break;
                     }
                 }
             })
         })
-        .collect();
-    let shared = Arc::new(Mutex::new(controller));
-    let admin_task = tokio::spawn(admin::serve(listener, shared.clone()));
-    let mut changes = match netlink::watch_changes().await {
-        Ok(w) => Some(w),
-        Err(e) => {
-            warn!("not following route/neighbour changes: {e}");
-            None
-        }
-    };
-    info!(
-        "running: XDP on {}, maps pinned under {}, admin API on {}",
-        interfaces.join(", "),
-        pin_dir.display(),
-        admin_socket.display()
-    );
-
-    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
-            _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
-            Some((i, result)) = check_rx.recv() => {
-                if let Err(e) = shared.lock().await.check_result(i, result) {
-                    warn!("applying a health check result: {e}");
-                }
-            }
-            change = async {
-                match changes.as_mut() {
-                    Some(w) => w.next().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                match change {
-                    Some(_) => {
-                        // Let the burst settle, then re-resolve once.
-                        tokio::time::sleep(RESOLVE_DEBOUNCE).await;
-                        if let Some(w) = changes.as_mut() {
-                            while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, w.next()).await {}
-                        }
-                        if let Err(e) = shared.lock().await.refresh().await {
-                            warn!("re-resolving next hops: {e}");
-                        }
-                    }
-                    None => {
-                        warn!("route/neighbour change subscription ended");
-                        changes = None;
-                    }
-                }
-            }
-            ready = async {
-                match logger.as_mut() {
-                    Some(l) => l.readable_mut().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                match ready {
-                    Ok(mut guard) => {
-                        guard.get_inner_mut().flush();
-                        guard.clear_ready();
-                    }
-                    Err(e) => {
-                        warn!("log channel from the XDP program failed: {e}");
-                        logger = None;
-                    }
-                }
-            }
-        }
-    }
-    admin_task.abort();
-    for t in check_tasks {
-        t.abort();
-    }
-    let _ = std::fs::remove_file(&admin_socket);
-    if let Some(l) = logger.as_mut() {
-        l.get_mut().flush();
-    }
-    let mut c = shared.lock().await;
-    c.dp.detach_all();
-    c.dp.unpin_maps();
-    info!("stopped: XDP detached, pins removed");
-    Ok(())
+        .collect()
 }
 
 /// The pin directory must be on a bpffs, or the pin fails later with a
@@ -210,13 +370,6 @@ fn check_pin_dir(dir: &Path) -> Result<(), DaemonError> {
             probe.display(),
             probe.display()
         )));
-    }
-    if dir.join(balancer_common::maps::STATS_MAP).exists() {
-        return Err(err(
-            "already holds pinned maps: another balancer is running with this pin_dir, \
-             or a killed one left them (remove the directory to start clean)"
-                .into(),
-        ));
     }
     Ok(())
 }

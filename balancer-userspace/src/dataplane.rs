@@ -1,17 +1,23 @@
 //! The single owner of the loaded XDP program, its attachments and its maps.
 
 use std::{
+    collections::BTreeMap,
     ffi::CString,
     os::fd::{AsFd as _, BorrowedFd},
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramError, Xdp, XdpMode as AyaXdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
-use balancer_common::{hash::MAGLEV_M, maps::*, stats::Counter};
+use balancer_common::{hash::MAGLEV_M, maps::*, stats::Counter, vip_index};
 use log::{info, warn};
 
 use crate::{config::XdpMode, stats::Stats};
@@ -40,6 +46,8 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("{count} VIP table entries do not fit the VIP table ({VIP_INDEX_SLOTS} slots)")]
+    VipTableFull { count: usize },
     #[error("VIP id {id} is out of range (at most {max} VIPs)")]
     VipIdOutOfRange { id: u32, max: u32 },
     #[error("backend id {id} is out of range (at most {max} backends)")]
@@ -50,6 +58,17 @@ pub enum DataplaneError {
     Egress { ifindex: u32, reason: String },
     #[error("cannot pin maps under {path}: {reason}")]
     Pin { path: PathBuf, reason: String },
+    #[error(
+        "pinned map {path} does not fit this balancer ({reason}); \
+         start with `balancer run --reset` to discard the pinned state"
+    )]
+    PinnedIncompatible { path: PathBuf, reason: String },
+    #[error("name {name:?} is longer than {ID_NAME_LEN} bytes")]
+    NameTooLong { name: String },
+    #[error("no free id in {map} (all {max} in use)")]
+    NoFreeId { map: &'static str, max: u32 },
+    #[error("cannot reuse the XDP attachment pinned at {path}: {reason}")]
+    Link { path: PathBuf, reason: String },
     #[error(
         "no pinned stats map at {path} (is `balancer run` running with this pin_dir?): {reason}"
     )]
@@ -92,15 +111,252 @@ impl Default for LoadOptions {
     }
 }
 
+/// After flipping the live VIP table generation, wait this long before
+/// rewriting the other one: a packet that read the old selector is
+/// processed within microseconds, so this is a wide margin.
+const VIP_TABLE_GRACE: Duration = Duration::from_millis(20);
+
 pub struct Dataplane {
     ebpf: Ebpf,
     opts: LoadOptions,
+    /// The VIP table as last written (the map holds it in open-addressed form).
+    vips: BTreeMap<VipKey, VipInfo>,
+    vip_sel: VipSel,
+    vip_flipped: Option<Instant>,
+    /// Attachments made by [`Dataplane::attach`] (not pinned): undone on drop.
     links: Vec<(String, XdpLinkId)>,
-    pinned: Vec<PathBuf>,
-    pin_dir_created: Option<PathBuf>,
+}
+
+/// Maps whose contents outlive a daemon: pinned under the pin directory by
+/// [`Dataplane::load_pinned`] and reused by the next daemon, so a restart
+/// keeps the stick table, the counters and the ids they refer to. The
+/// configuration maps (VIPs, backends, Maglev tables) are not among them:
+/// each daemon writes its own before its program replaces the old one.
+pub const PERSISTENT_MAPS: [&str; 6] = [
+    STICK_MAP,
+    STATS_MAP,
+    VIP_STATS_MAP,
+    BACKEND_STATS_MAP,
+    SERVER_IDS_MAP,
+    FRONTEND_IDS_MAP,
+];
+
+/// Pinned XDP links are named `link-<interface>` in the pin directory.
+const LINK_PREFIX: &str = "link-";
+
+/// Kernel attributes a persistent map must have: (key, value, max_entries).
+fn persistent_shape(name: &str, opts: &LoadOptions) -> (u32, u32, u32) {
+    use std::mem::size_of;
+    let sz = |n: usize| n as u32;
+    match name {
+        STICK_MAP => (
+            sz(size_of::<StickKey>()),
+            sz(size_of::<StickValue>()),
+            opts.stick_size,
+        ),
+        STATS_MAP => (4, sz(size_of::<Counter>()), STATS_LEN),
+        VIP_STATS_MAP => (4, sz(size_of::<VipStats>()), opts.max_vips),
+        BACKEND_STATS_MAP => (4, sz(size_of::<Counter>()), opts.max_backends),
+        SERVER_IDS_MAP => (4, sz(ID_NAME_LEN), MAX_BACKENDS),
+        _ => (4, sz(ID_NAME_LEN), MAX_VIPS),
+    }
+}
+
+/// What [`Dataplane::load_pinned`] found already pinned.
+#[derive(Debug, Default)]
+pub struct Adopted {
+    /// Maps reused from the pin directory.
+    pub maps: Vec<&'static str>,
+    /// The stick table's size when the pinned one differs from the
+    /// configured size (the pinned one is kept: resizing would empty it).
+    pub stick_size_kept: Option<u32>,
 }
 
 impl Dataplane {
+    /// Load with the [`PERSISTENT_MAPS`] pinned under `dir` (a bpffs
+    /// directory, created if missing): maps already pinned there by an
+    /// earlier daemon are reused after checking that they fit, the others
+    /// are created and pinned.
+    pub fn load_pinned(
+        mut opts: LoadOptions,
+        dir: &Path,
+    ) -> Result<(Self, Adopted), DataplaneError> {
+        let pin_err = |reason: String| DataplaneError::Pin {
+            path: dir.to_owned(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| pin_err(e.to_string()))?;
+        let mut adopted = Adopted::default();
+        for name in PERSISTENT_MAPS {
+            let path = dir.join(name);
+            if !path.exists() {
+                continue;
+            }
+            let bad = |reason: String| DataplaneError::PinnedIncompatible {
+                path: path.clone(),
+                reason,
+            };
+            let info = MapData::from_pin(&path)
+                .and_then(|m| m.info())
+                .map_err(|e| bad(error_chain(&e)))?;
+            let (key, value, max) = persistent_shape(name, &opts);
+            if info.key_size() != key || info.value_size() != value {
+                return Err(bad(format!(
+                    "key/value sizes {}/{}, want {key}/{value}",
+                    info.key_size(),
+                    info.value_size()
+                )));
+            }
+            if info.max_entries() != max {
+                if name == STICK_MAP {
+                    adopted.stick_size_kept = Some(info.max_entries());
+                    opts.stick_size = info.max_entries();
+                } else {
+                    return Err(bad(format!("{} entries, want {max}", info.max_entries())));
+                }
+            }
+            adopted.maps.push(name);
+        }
+        let paths: Vec<_> = PERSISTENT_MAPS.iter().map(|n| (*n, dir.join(n))).collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let dp = Self::load_from(&mut loader, opts)?;
+        Ok((dp, adopted))
+    }
+
+    /// Remove everything pinned under `dir` by a daemon: the maps (their
+    /// state is lost) and the XDP links (which detaches XDP). The directory
+    /// stays. Returns what was removed.
+    pub fn remove_pins(dir: &Path) -> Result<Vec<PathBuf>, DataplaneError> {
+        let mut removed = Vec::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => {
+                return Err(DataplaneError::Pin {
+                    path: dir.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let ours = PERSISTENT_MAPS.contains(&name.as_ref()) || name.starts_with(LINK_PREFIX);
+            if ours {
+                std::fs::remove_file(e.path()).map_err(|err| DataplaneError::Pin {
+                    path: e.path(),
+                    reason: err.to_string(),
+                })?;
+                removed.push(e.path());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Attach to `name` through a pinned link `link-<name>` under `dir`:
+    /// when the link is already pinned (an earlier daemon's), atomically
+    /// replace its program with this one, so XDP never leaves the
+    /// interface; otherwise attach and pin the new link. The link outlives
+    /// this process: XDP stays attached until [`Dataplane::remove_pins`].
+    /// Returns true when an existing attachment was taken over.
+    pub fn attach_pinned(
+        &mut self,
+        name: &str,
+        mode: XdpMode,
+        dir: &Path,
+    ) -> Result<bool, DataplaneError> {
+        let path = dir.join(format!("{LINK_PREFIX}{name}"));
+        let link_err = |reason: String| DataplaneError::Link {
+            path: path.clone(),
+            reason,
+        };
+        let prog = program_mut(&mut self.ebpf)?;
+        if path.exists() {
+            let taken = PinnedLink::from_pin(&path)
+                .map_err(|e| link_err(error_chain(&e)))
+                .and_then(|p| {
+                    XdpLink::try_from(FdLink::from(p)).map_err(|e| link_err(error_chain(&e)))
+                })
+                .and_then(|l| {
+                    prog.attach_to_link(l)
+                        .map_err(|e| link_err(error_chain(&e)))
+                });
+            match taken {
+                Ok(id) => {
+                    // The pin keeps the link; our fd can go.
+                    drop(prog.take_link(id).map_err(DataplaneError::Program)?);
+                    info!(
+                        "took over the XDP attachment on {name} ({})",
+                        path.display()
+                    );
+                    return Ok(true);
+                }
+                Err(e) => {
+                    // E.g. the interface was deleted and re-created: the
+                    // old link is defunct. Start over on this interface.
+                    warn!("{e}; attaching afresh");
+                    std::fs::remove_file(&path).map_err(|e| link_err(e.to_string()))?;
+                }
+            }
+        }
+        let (id, _) = attach_xdp(prog, name, mode)?;
+        let link = prog.take_link(id).map_err(DataplaneError::Program)?;
+        match FdLink::try_from(link) {
+            Ok(fd) => {
+                fd.pin(&path).map_err(|e| link_err(error_chain(&e)))?;
+            }
+            Err(e) => {
+                warn!(
+                    "XDP on {name} is attached through netlink, not a link ({}): it stays \
+                     attached after this process, but a restarted daemon cannot take it over",
+                    error_chain(&e)
+                );
+            }
+        }
+        Ok(false)
+    }
+
+    /// Names in an id map ([`SERVER_IDS_MAP`] or [`FRONTEND_IDS_MAP`]):
+    /// (id, name) for each id in use.
+    pub fn id_names(&self, map: &'static str) -> Result<Vec<(u32, String)>, DataplaneError> {
+        let a: Array<_, IdName> = typed(map, self.map_ref(map)?)?;
+        let mut out = Vec::new();
+        for (i, v) in a.iter().enumerate() {
+            let v = v.map_err(map_err(map))?;
+            let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+            if end > 0 {
+                out.push((i as u32, String::from_utf8_lossy(&v[..end]).into_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record `name` as the owner of `id` (`None`: free it).
+    pub fn set_id_name(
+        &mut self,
+        map: &'static str,
+        id: u32,
+        name: Option<&str>,
+    ) -> Result<(), DataplaneError> {
+        let mut v: IdName = [0; ID_NAME_LEN];
+        if let Some(n) = name {
+            if n.len() > ID_NAME_LEN || n.is_empty() {
+                return Err(DataplaneError::NameTooLong { name: n.into() });
+            }
+            v[..n.len()].copy_from_slice(n.as_bytes());
+        }
+        let mut a: Array<_, IdName> = typed(map, self.map_mut(map)?)?;
+        a.set(id, v, 0).map_err(map_err(map))
+    }
+
+    /// Delete the stick entries that point at backend `id`. Returns how many.
+    pub fn stick_purge_backend(&mut self, id: u32) -> Result<usize, DataplaneError> {
+        self.stick_delete_where(None, |v| v.backend == id)
+    }
+
     /// Load the embedded object and the program into the kernel (this is
     /// where the verifier runs). Nothing is attached yet.
     pub fn load() -> Result<Self, DataplaneError> {
@@ -108,9 +364,12 @@ impl Dataplane {
     }
 
     pub fn load_with(opts: LoadOptions) -> Result<Self, DataplaneError> {
-        let mut ebpf = EbpfLoader::new()
+        Self::load_from(&mut EbpfLoader::new(), opts)
+    }
+
+    fn load_from(loader: &mut EbpfLoader<'_>, opts: LoadOptions) -> Result<Self, DataplaneError> {
+        let mut ebpf = loader
             .map_max_entries(STICK_MAP, opts.stick_size)
-            .map_max_entries(VIPS_MAP, opts.max_vips.saturating_mul(4))
             .map_max_entries(VIP_STATS_MAP, opts.max_vips)
             .map_max_entries(MAGLEV_MAP, opts.max_vips.saturating_mul(MAGLEV_M))
             .map_max_entries(BACKENDS_MAP, opts.max_backends)
@@ -122,9 +381,10 @@ impl Dataplane {
         Ok(Dataplane {
             ebpf,
             opts,
+            vips: BTreeMap::new(),
+            vip_sel: VipSel::default(),
+            vip_flipped: None,
             links: Vec::new(),
-            pinned: Vec::new(),
-            pin_dir_created: None,
         })
     }
 
@@ -166,41 +426,6 @@ impl Dataplane {
         }
     }
 
-    /// Pin the maps the CLI reads under `dir` (created if missing; the
-    /// filesystem must be a bpffs).
-    pub fn pin_maps(&mut self, dir: &Path) -> Result<(), DataplaneError> {
-        let pin_err = |reason: String| DataplaneError::Pin {
-            path: dir.to_owned(),
-            reason,
-        };
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| pin_err(e.to_string()))?;
-            self.pin_dir_created = Some(dir.to_owned());
-        }
-        let path = dir.join(STATS_MAP);
-        let map = self
-            .ebpf
-            .map(STATS_MAP)
-            .ok_or(DataplaneError::MissingMap { name: STATS_MAP })?;
-        map.pin(&path).map_err(|e| pin_err(error_chain(&e)))?;
-        self.pinned.push(path);
-        Ok(())
-    }
-
-    /// Remove what `pin_maps` created.
-    pub fn unpin_maps(&mut self) {
-        for path in self.pinned.drain(..) {
-            if let Err(e) = std::fs::remove_file(&path) {
-                warn!("unpinning {}: {e}", path.display());
-            }
-        }
-        if let Some(dir) = self.pin_dir_created.take()
-            && let Err(e) = std::fs::remove_dir(&dir)
-        {
-            warn!("removing {}: {e}", dir.display());
-        }
-    }
-
     pub fn options(&self) -> LoadOptions {
         self.opts
     }
@@ -222,38 +447,61 @@ impl Dataplane {
         a.set(0, cfg, 0).map_err(map_err(CONFIG_MAP))
     }
 
+    /// Add or replace one VIP table entry.
     pub fn set_vip(&mut self, key: &VipKey, info: &VipInfo) -> Result<(), DataplaneError> {
-        if info.id >= self.opts.max_vips {
+        let mut vips = self.vips.clone();
+        vips.insert(*key, *info);
+        self.set_vips(vips)
+    }
+
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        let mut vips = self.vips.clone();
+        if vips.remove(key).is_none() {
+            return Ok(());
+        }
+        self.set_vips(vips)
+    }
+
+    /// The VIP table as last written.
+    pub fn vips(&self) -> &BTreeMap<VipKey, VipInfo> {
+        &self.vips
+    }
+
+    /// Replace the whole VIP table: build it for the generation the program
+    /// is not reading, write it, then switch the program to it.
+    pub fn set_vips(&mut self, vips: BTreeMap<VipKey, VipInfo>) -> Result<(), DataplaneError> {
+        if let Some(info) = vips.values().find(|i| i.id >= self.opts.max_vips) {
             return Err(DataplaneError::VipIdOutOfRange {
                 id: info.id,
                 max: self.opts.max_vips,
             });
         }
-        let mut m: HashMap<_, VipKey, VipInfo> = typed(VIPS_MAP, self.map_mut(VIPS_MAP)?)?;
-        m.insert(key, info, 0).map_err(map_err(VIPS_MAP))?;
-        self.sync_vip_port(key.port)
-    }
-
-    /// Recompute VIP_PORTS[port] from the VIPs present.
-    fn sync_vip_port(&mut self, port: u16) -> Result<(), DataplaneError> {
-        let m: HashMap<_, VipKey, VipInfo> = typed(VIPS_MAP, self.map_ref(VIPS_MAP)?)?;
-        let mut bits = 0u8;
-        for k in m.keys() {
-            match k {
-                Ok(k) if k.port == port => bits |= vip_port_bit(k.proto),
-                Ok(_) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(VIPS_MAP)(e)),
+        let entries: Vec<_> = vips.iter().map(|(k, v)| (*k, *v)).collect();
+        let table = vip_index::build(&entries).ok_or(DataplaneError::VipTableFull {
+            count: entries.len(),
+        })?;
+        if let Some(t) = self.vip_flipped {
+            std::thread::sleep(VIP_TABLE_GRACE.saturating_sub(t.elapsed()));
+        }
+        let next = self.vip_sel.generation ^ 1;
+        {
+            let mut a: Array<_, VipSlot> = typed(VIP_INDEX_MAP, self.map_mut(VIP_INDEX_MAP)?)?;
+            for (i, slot) in table.slots.iter().enumerate() {
+                a.set(next * VIP_INDEX_SLOTS + i as u32, slot, 0)
+                    .map_err(map_err(VIP_INDEX_MAP))?;
             }
         }
-        let mut a: Array<_, u8> = typed(VIP_PORTS_MAP, self.map_mut(VIP_PORTS_MAP)?)?;
-        a.set(u32::from(port), bits, 0)
-            .map_err(map_err(VIP_PORTS_MAP))
-    }
-
-    pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
-        let mut m: HashMap<_, VipKey, VipInfo> = typed(VIPS_MAP, self.map_mut(VIPS_MAP)?)?;
-        ignore_missing(m.remove(key)).map_err(map_err(VIPS_MAP))?;
-        self.sync_vip_port(key.port)
+        let mut sel = self.vip_sel;
+        sel.seeds[next as usize] = table.seed;
+        let mut a: Array<_, VipSel> = typed(VIP_SEL_MAP, self.map_mut(VIP_SEL_MAP)?)?;
+        // Two writes, in this order: see VipSel.
+        a.set(0, sel, 0).map_err(map_err(VIP_SEL_MAP))?;
+        sel.generation = next;
+        a.set(0, sel, 0).map_err(map_err(VIP_SEL_MAP))?;
+        self.vip_sel = sel;
+        self.vip_flipped = Some(Instant::now());
+        self.vips = vips;
+        Ok(())
     }
 
     /// Write a backend slot (state `STATE_EMPTY` frees it).
@@ -365,9 +613,19 @@ impl Dataplane {
 
     /// Delete every entry of one VIP (or all); returns how many.
     pub fn stick_clear(&mut self, vip_id: Option<u32>) -> Result<usize, DataplaneError> {
+        self.stick_delete_where(vip_id, |_| true)
+    }
+
+    /// Delete the entries of one VIP (or all) whose value `pick`s.
+    fn stick_delete_where(
+        &mut self,
+        vip_id: Option<u32>,
+        pick: impl Fn(&StickValue) -> bool,
+    ) -> Result<usize, DataplaneError> {
         let keys: Vec<StickKey> = self
             .stick_entries(vip_id)?
             .into_iter()
+            .filter(|(_, v)| pick(v))
             .map(|(k, _)| k)
             .collect();
         let mut removed = 0;
@@ -460,7 +718,6 @@ impl Dataplane {
 impl Drop for Dataplane {
     fn drop(&mut self) {
         self.detach_all();
-        self.unpin_maps();
     }
 }
 
@@ -550,7 +807,6 @@ impl AuxProgram {
         // The object's other maps are created too: keep them minimal.
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(STICK_MAP, 64)
-            .map_max_entries(VIPS_MAP, 1)
             .map_max_entries(VIP_STATS_MAP, 1)
             .map_max_entries(MAGLEV_MAP, 1)
             .map_max_entries(BACKENDS_MAP, 1)
@@ -626,13 +882,6 @@ where
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> DataplaneError {
     move |source| DataplaneError::Map { name, source }
-}
-
-fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
-    match r {
-        Err(MapError::KeyNotFound) => Ok(()),
-        other => other,
-    }
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {

@@ -35,6 +35,21 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Discard the state pinned by an earlier daemon (stick table,
+        /// counters, XDP attachments) instead of taking it over.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Remove what `balancer run` leaves behind on purpose: the XDP
+    /// attachments (XDP stops) and the pinned stick table and counters.
+    /// Refused while a daemon runs with the same pin_dir.
+    Detach {
+        /// Configuration file whose `dataplane.pin_dir` to clear.
+        #[arg(long, short, conflicts_with = "pin_dir")]
+        config: Option<PathBuf>,
+        /// The pin directory itself.
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
     },
     /// Validate a configuration file without touching the system.
     CheckConfig {
@@ -207,9 +222,30 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Ok(runtime()?.block_on(request(&socket, method, &path, body))?)
     };
     match cli.command {
-        Command::Run { config } => {
-            let config = Config::load(&config)?;
-            runtime()?.block_on(daemon::run(config))?;
+        Command::Run { config, reset } => {
+            let loaded = Config::load(&config)?;
+            runtime()?.block_on(daemon::run(config, loaded, reset))?;
+        }
+        Command::Detach { config, pin_dir } => {
+            let pin_dir = match config {
+                Some(path) => Config::load(&path)?.dataplane.pin_dir,
+                None => pin_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR)),
+            };
+            if !pin_dir.exists() {
+                println!("nothing pinned under {}", pin_dir.display());
+                return Ok(());
+            }
+            let lock = daemon::PinLock::take(&pin_dir)?;
+            let removed = Dataplane::remove_pins(&pin_dir)?;
+            drop(lock);
+            // remove_pins leaves the directory when it holds anything else.
+            let _ = std::fs::remove_dir(&pin_dir);
+            for p in &removed {
+                println!("removed {}", p.display());
+            }
+            if removed.is_empty() {
+                println!("nothing pinned under {}", pin_dir.display());
+            }
         }
         Command::Decap {
             interface,

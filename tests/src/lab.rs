@@ -456,11 +456,16 @@ impl Lab {
         Ok(addrs)
     }
 
-    /// Start `balancer run` in the balancer namespace and wait until its
-    /// maps are pinned (it is attached by then). Also puts a pass-everything
+    /// Start `balancer run` in the balancer namespace and wait until it
+    /// serves (attached, admin API up: its "running:" log line). Also puts a pass-everything
     /// XDP program on the balancer's bridge port (`balancer xdp-pass`): a
     /// veth only receives the XDP_TX frames of its peer when it runs XDP.
     pub fn start_balancer(&self, config: &Path) -> io::Result<Proc> {
+        self.start_balancer_with(config, &[])
+    }
+
+    /// [`Lab::start_balancer`] with more `balancer run` arguments.
+    pub fn start_balancer_with(&self, config: &Path, extra: &[&str]) -> io::Result<Proc> {
         let bin = crate::balancer_bin();
         let has_pass = self
             .helpers
@@ -475,16 +480,16 @@ impl Lab {
         cmd.arg("run")
             .arg("--config")
             .arg(config)
+            .args(extra)
             .env("RUST_LOG", "info");
         let mut p = Proc::spawn("balancer", cmd, &self.dir)?;
-        let stats = self.pin_dir.join("STATS");
         let mut exited = None;
         let ready = wait_for(Duration::from_secs(20), || {
             if let Ok(Some(status)) = p.try_wait() {
                 exited = Some(status);
                 return true;
             }
-            stats.exists()
+            p.output().contains("running: XDP on")
         });
         if let Some(status) = exited {
             return Err(io::Error::other(format!(
@@ -499,6 +504,20 @@ impl Lab {
             )));
         }
         Ok(p)
+    }
+
+    /// `balancer detach` for this lab's pin dir: removes the XDP links and
+    /// maps a stopped daemon left (on purpose: the data plane outlives it).
+    pub fn detach(&self) -> io::Result<String> {
+        let bin = crate::balancer_bin();
+        self.balancer.run(
+            bin.to_str().unwrap_or_default(),
+            &[
+                "detach",
+                "--pin-dir",
+                self.pin_dir.to_str().unwrap_or_default(),
+            ],
+        )
     }
 
     /// `balancer stats --json` against this lab's pin dir.

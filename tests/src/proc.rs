@@ -71,6 +71,19 @@ impl Proc {
         child.wait()
     }
 
+    /// Send `signal` and return at once.
+    pub fn signal(&self, signal: i32) -> io::Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| io::Error::other("not running"))?;
+        // SAFETY: kill(2) on our own child's pid.
+        if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> io::Result<ExitStatus> {
         self.stop_with(libc::SIGTERM, Duration::from_secs(5))

@@ -121,10 +121,19 @@ fn real_tcp_connections_cross_the_xdp_interface_and_move_the_counters() {
         "balancer exit on SIGTERM: {status}: {}",
         daemon.output()
     );
+    // The data plane outlives the daemon (a restart takes it over).
+    assert!(
+        lab.xdp_attached(&lab.balancer).unwrap().is_some(),
+        "SIGTERM must leave XDP attached"
+    );
+    assert!(lab.pin_dir.join("STICK").exists(), "stick table not pinned");
+    // `balancer detach` removes it all.
+    let out = lab.detach().expect("balancer detach");
+    assert!(out.contains("link-eth0"), "{out}");
     assert_eq!(
         lab.xdp_attached(&lab.balancer).unwrap(),
         None,
-        "XDP left attached"
+        "XDP left attached after detach"
     );
     assert!(
         !lab.pin_dir.exists(),
@@ -260,7 +269,11 @@ fn a_second_daemon_cannot_take_an_interface_that_already_runs_xdp() {
         first.output()
     );
     assert!(first.stop().unwrap().success(), "{}", first.output());
-    assert_eq!(lab.xdp_attached(&lab.balancer).unwrap(), None);
+    assert_eq!(
+        lab.xdp_attached(&lab.balancer).unwrap().as_deref(),
+        Some(before.as_str()),
+        "still attached after the first daemon stops"
+    );
 }
 
 #[test]

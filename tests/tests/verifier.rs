@@ -44,6 +44,7 @@ fn largest_tables_load_and_attach_native_and_generic() {
         let v: serde_json::Value = serde_json::from_str(&status).unwrap();
         assert_eq!(v["stick_capacity"].as_u64(), Some(MAX_STICK_SIZE), "{v}");
         assert!(daemon.stop().unwrap().success(), "{}", daemon.output());
+        lab.detach().unwrap();
         assert_eq!(
             lab.xdp_attached(&lab.balancer).unwrap(),
             None,

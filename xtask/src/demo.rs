@@ -156,11 +156,36 @@ fn show(lab: &Lab) -> anyhow::Result<()> {
     }
     let after_stop = lab.xdp_attached(&lab.balancer)?;
     println!(
-        "  {} after stop: {}",
+        "  {} after stop: {} (the data plane outlives the daemon; a restart takes it over)",
         lab.balancer.ifname,
         after_stop.as_deref().unwrap_or("no XDP program")
     );
-    if !status.success() || after_stop.is_some() || moved != on_s1 || back != 0 {
+    println!("\n$ balancer detach --pin-dir {}", lab.pin_dir.display());
+    let bin = balancer_tests::balancer_bin();
+    let out = lab.balancer.run(
+        bin.to_str().unwrap_or_default(),
+        &[
+            "detach",
+            "--pin-dir",
+            lab.pin_dir.to_str().unwrap_or_default(),
+        ],
+    )?;
+    for line in out.lines() {
+        println!("  {line}");
+    }
+    let after_detach = lab.xdp_attached(&lab.balancer)?;
+    println!(
+        "  {} after detach: {}",
+        lab.balancer.ifname,
+        after_detach.as_deref().unwrap_or("no XDP program")
+    );
+    if !status.success()
+        || after_stop.is_none()
+        || after_detach.is_some()
+        || lab.pin_dir.exists()
+        || moved != on_s1
+        || back != 0
+    {
         bail!("the demo did not behave as described above");
     }
     Ok(())

@@ -253,8 +253,8 @@ fn vip_stats_json(s: &VipStats) -> Value {
 fn stats(c: &Controller) -> Answer {
     let classes = c.dp.stats().map_err(|e| internal(e.into()))?.to_json();
     let mut frontends = serde_json::Map::new();
-    for (id, f) in c.config.frontends.iter().enumerate() {
-        let s = c.dp.vip_stats(id as u32).map_err(|e| internal(e.into()))?;
+    for (f, &id) in c.config.frontends.iter().zip(&c.frontend_ids) {
+        let s = c.dp.vip_stats(id).map_err(|e| internal(e.into()))?;
         frontends.insert(f.name.clone(), vip_stats_json(&s));
     }
     Ok(json!({ "classes": classes["classes"], "total": classes["total"], "frontends": frontends }))

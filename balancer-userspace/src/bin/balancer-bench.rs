@@ -637,6 +637,10 @@ mod xdp_testrun {
                             "new_entries": new }),
         });
 
+        // 2b. The least any stick-table design costs: the floor plus one
+        // lookup in a kernel hash table (the key present).
+        rows.push(floor_plus_lookup(bare_fd, &syn4, &sz)?);
+
         // 3. Miss + insert: a fresh client per call.
         rows.push(miss_insert(&dp, bare_fd, &sz)?);
 
@@ -959,6 +963,44 @@ mod xdp_testrun {
             }
         }
         Ok((s, b))
+    }
+
+    /// `bare_stick` (the floor plus one STICK lookup that finds the client)
+    /// against `bare`: how far below the stick-hit target the kernel's hash
+    /// table alone already is on this machine.
+    fn floor_plus_lookup(bare: BorrowedFd<'_>, frame: &[u8], sz: &Sizes) -> anyhow::Result<Row> {
+        let mut prog = AuxProgram::load(BARE_STICK_PROGRAM).context("loading bare_stick")?;
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&CLIENT4.octets());
+        let key = StickKey { vip_id: 0, addr };
+        let value = StickValue::default();
+        {
+            let map = prog
+                .ebpf_mut()
+                .map_mut(STICK_MAP)
+                .context("bare_stick has no STICK map")?;
+            let mut m: aya::maps::HashMap<_, StickKey, StickValue> =
+                aya::maps::HashMap::try_from(map)?;
+            m.insert(key, value, 0)?;
+        }
+        let (subject, peer) = repeat_pair(prog.program_fd()?, frame, XDP_TX, bare, frame, sz)?;
+        Ok(Row {
+            id: "floor_plus_lookup_v4",
+            case: "reference: bare + one stick lookup".into(),
+            method: Method::Repeat,
+            calls_per_trial: 1,
+            repeat: sz.repeat,
+            subject,
+            peer: Some(("bare, same frame".into(), peer)),
+            target: None,
+            how: format!(
+                "the `bare_stick` program: the floor plus one lookup of the client in an LRU \
+                 hash like STICK (entry present), on the same {} B SYN; the least any design \
+                 with a kernel hash stick table can cost, so its ratio bounds the stick-hit one",
+                frame.len()
+            ),
+            checks: json!({ "action": "XDP_TX" }),
+        })
     }
 
     fn miss_insert(dp: &Dataplane, bare: BorrowedFd<'_>, sz: &Sizes) -> anyhow::Result<Row> {

@@ -15,6 +15,7 @@
 
 mod units;
 
+use balancer_common::maps::ID_NAME_LEN;
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -354,6 +355,12 @@ impl Validator<'_> {
                     format!("duplicate frontend name {:?}", f.name),
                 ));
             }
+            if f.name.is_empty() || f.name.len() > ID_NAME_LEN {
+                return Err(self.err(
+                    format!("{key}.name"),
+                    format!("{:?}: empty or longer than {ID_NAME_LEN} bytes", f.name),
+                ));
+            }
             let fe = self.frontend(&key, f, &backends)?;
             if !vips.insert((fe.vip, fe.proto.number())) {
                 return Err(self.err(
@@ -556,6 +563,16 @@ impl Validator<'_> {
                 return Err(self.err(
                     format!("{skey}.name"),
                     format!("{:?}: empty, or contains '/' or a space", s.name),
+                ));
+            }
+            // "backend/server" is what the id map records (maps::IdName).
+            if b.name.len() + 1 + s.name.len() > ID_NAME_LEN {
+                return Err(self.err(
+                    format!("{skey}.name"),
+                    format!(
+                        "\"{}/{}\" is longer than {ID_NAME_LEN} bytes",
+                        b.name, s.name
+                    ),
                 ));
             }
             let address: IpAddr = s.address.parse().map_err(|_| {

@@ -192,6 +192,11 @@ impl Controller {
         if old.admin_socket != new.admin_socket {
             fixed.push("admin.socket");
         }
+        if old.metrics_bind != new.metrics_bind
+            || old.table_count_interval != new.table_count_interval
+        {
+            fixed.push("metrics");
+        }
         if crate::daemon::load_options(old).stick_size
             != crate::daemon::load_options(new).stick_size
         {

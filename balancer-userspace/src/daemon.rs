@@ -48,6 +48,12 @@ pub enum DaemonError {
     Admin(#[from] AdminError),
     #[error("pin_dir {path}: {reason}")]
     PinDir { path: String, reason: String },
+    #[error("metrics.bind {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -144,6 +150,7 @@ pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<()
 struct Running {
     controller: Controller,
     listener: tokio::net::UnixListener,
+    metrics: Option<tokio::net::TcpListener>,
     logger: Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>,
     interfaces: Vec<String>,
     pin_dir: std::path::PathBuf,
@@ -166,6 +173,14 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     let mode = config.dataplane.xdp_mode;
     let admin_socket = config.admin_socket.clone();
     let listener = admin::bind(&admin_socket)?;
+    let metrics = match config.metrics_bind {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
     // Maps first, then attach: the first packet already sees the services.
     let mut controller = Controller::new(dp, config).await?;
     for name in &interfaces {
@@ -174,6 +189,7 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     Ok(Running {
         controller,
         listener,
+        metrics,
         logger,
         interfaces,
         pin_dir,
@@ -186,6 +202,7 @@ impl Running {
         let Running {
             controller,
             listener,
+            metrics,
             mut logger,
             interfaces,
             pin_dir,
@@ -196,8 +213,27 @@ impl Running {
         let (check_tx, mut check_rx) = tokio::sync::mpsc::channel(64);
         let mut generation = 0u64;
         let mut check_tasks = spawn_checks(&controller, &check_tx, generation);
+        let controller_count_interval = controller.config.table_count_interval;
         let shared = Arc::new(Mutex::new(controller));
         let admin_task = tokio::spawn(admin::serve(listener, shared.clone()));
+        let mut metric_tasks = Vec::new();
+        if let Some(l) = metrics {
+            let count = Arc::new(crate::metrics::TableCount::default());
+            if let Ok(a) = l.local_addr() {
+                info!("metrics on http://{a}/metrics");
+            }
+            let every = controller_count_interval;
+            metric_tasks.push(tokio::spawn(crate::metrics::count_loop(
+                pin_dir.clone(),
+                every,
+                count.clone(),
+            )));
+            metric_tasks.push(tokio::spawn(crate::metrics::serve(
+                l,
+                shared.clone(),
+                count,
+            )));
+        }
         let mut changes = match netlink::watch_changes().await {
             Ok(w) => Some(w),
             Err(e) => {
@@ -295,6 +331,9 @@ impl Running {
             }
         }
         admin_task.abort();
+        for t in metric_tasks {
+            t.abort();
+        }
         for t in check_tasks {
             t.abort();
         }

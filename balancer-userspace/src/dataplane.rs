@@ -700,6 +700,31 @@ impl Dataplane {
         })
     }
 
+    /// Entries of the stick table pinned under `dir`, counted by walking
+    /// its keys (no values copied). Needs no handle on the daemon, so it
+    /// runs without holding the controller.
+    pub fn pinned_stick_count(dir: &Path) -> Result<u64, DataplaneError> {
+        let path = dir.join(STICK_MAP);
+        let not_pinned = |reason: String| DataplaneError::NotPinned {
+            path: path.clone(),
+            reason,
+        };
+        let data = MapData::from_pin(&path).map_err(|e| not_pinned(error_chain(&e)))?;
+        let map = Map::from_map_data(data).map_err(|e| not_pinned(error_chain(&e)))?;
+        let m: HashMap<MapData, StickKey, StickValue> =
+            HashMap::try_from(map).map_err(|e| not_pinned(error_chain(&e)))?;
+        let mut n = 0;
+        for k in m.keys() {
+            match k {
+                Ok(_) => n += 1,
+                // An entry deleted while we walk: the walk goes on.
+                Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(STICK_MAP)(e)),
+            }
+        }
+        Ok(n)
+    }
+
     /// The stick table's map fd, e.g. to read the kernel's `memlock:`
     /// accounting for it from `/proc/self/fdinfo/<fd>` (the benchmarks do).
     pub fn stick_map_fd(&self) -> Result<BorrowedFd<'_>, DataplaneError> {

@@ -12,6 +12,8 @@
 //! - `backend.stick_table` = `{ type = <the VIP's family>, size = "1m", expire = "30m" }`
 //! - `server.weight` = 1, `server.state` = `"up"`
 //! - `admin.socket` = `"/run/balancer/admin.sock"`
+//! - `metrics.bind`: none (no metrics endpoint unless set, e.g. `"127.0.0.1:9100"`)
+//! - `metrics.table_count_interval` = `"10s"` (stick-table entry count, at least 1s)
 
 mod units;
 
@@ -31,6 +33,7 @@ pub const DEFAULT_ADMIN_SOCKET: &str = "/run/balancer/admin.sock";
 const DEFAULT_STICK_SIZE: u64 = 1 << 20;
 const DEFAULT_EXPIRE: Duration = Duration::from_secs(30 * 60);
 const MAX_WEIGHT: u32 = 256;
+const DEFAULT_TABLE_COUNT_INTERVAL: Duration = Duration::from_secs(10);
 /// Largest `stick_table.size` of one backend, and of all together: the
 /// kernel preallocates the LRU table (about 90 bytes an entry).
 pub const MAX_STICK_SIZE: u64 = 16_000_000;
@@ -80,6 +83,7 @@ struct RawConfig {
     #[serde(default)]
     backend: Vec<RawBackend>,
     admin: Option<RawAdmin>,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +146,13 @@ struct RawServer {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawMetrics {
+    bind: String,
+    table_count_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawAdmin {
     socket: Option<PathBuf>,
 }
@@ -153,6 +164,11 @@ pub struct Config {
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
     pub admin_socket: PathBuf,
+    /// `[metrics] bind`: where `GET /metrics` is served; None = not served.
+    pub metrics_bind: Option<SocketAddr>,
+    /// `[metrics] table_count_interval`: how often the stick table's
+    /// entries are counted (a walk over the whole table).
+    pub table_count_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -390,10 +406,35 @@ impl Validator<'_> {
         if servers > max_servers {
             return Err(self.err("backend", format!("at most {max_servers} servers in all")));
         }
+        let (metrics_bind, table_count_interval) = match raw.metrics {
+            None => (None, DEFAULT_TABLE_COUNT_INTERVAL),
+            Some(m) => {
+                let bind = m.bind.parse::<SocketAddr>().map_err(|_| {
+                    self.err(
+                        "metrics.bind",
+                        format!(
+                            "{:?} is not ADDRESS:PORT (e.g. \"127.0.0.1:9100\" or \"[::1]:9100\")",
+                            m.bind
+                        ),
+                    )
+                })?;
+                let every = match m.table_count_interval {
+                    None => DEFAULT_TABLE_COUNT_INTERVAL,
+                    Some(t) => parse_duration(&t)
+                        .map_err(|r| self.err("metrics.table_count_interval", r))?,
+                };
+                if every < Duration::from_secs(1) {
+                    return Err(self.err("metrics.table_count_interval", "at least 1s"));
+                }
+                (Some(bind), every)
+            }
+        };
         Ok(Config {
             dataplane,
             frontends,
             backends,
+            metrics_bind,
+            table_count_interval,
             admin_socket: raw
                 .admin
                 .and_then(|a| a.socket)

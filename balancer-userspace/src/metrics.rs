@@ -1,0 +1,433 @@
+//! Prometheus metrics: `GET /metrics` on `[metrics] bind` (text format
+//! 0.0.4, encoded by the `prometheus-client` crate).
+//!
+//! Every scrape takes a snapshot of the controller (server states, the
+//! data plane's per-CPU counters summed) and encodes it; nothing is
+//! accumulated here, so the figures are the kernel's own counters, which
+//! live in pinned maps and continue across daemon restarts. The stick
+//! table's entry count needs a walk over the whole table, so a background
+//! task counts it every `[metrics] table_count_interval` on the pinned map (without holding
+//! the controller) and scrapes report the last count and its time.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `balancer_packets_total`, `balancer_bytes_total` | counter | `class` (ipv4_tcp, ..., malformed) |
+//! | `balancer_frontend_packets_total`, `..._bytes_total` | counter | `frontend` |
+//! | `balancer_frontend_stick_hits_total` | counter | `frontend` |
+//! | `balancer_frontend_stick_misses_total` | counter | `frontend`, `kind` (new_entry, expired, non_syn, insert_capped) |
+//! | `balancer_frontend_redispatches_total` | counter | `frontend` |
+//! | `balancer_frontend_dropped_total` | counter | `frontend`, `reason` (no_backend, too_big, forward_failed) |
+//! | `balancer_frontend_icmp_errors_total`, `..._fragments_total` | counter | `frontend` |
+//! | `balancer_server_packets_total`, `..._bytes_total` | counter | `backend`, `server` |
+//! | `balancer_server_up` | gauge (0/1) | `backend`, `server` |
+//! | `balancer_server_state` | gauge (1 for the current state) | `backend`, `server`, `state` |
+//! | `balancer_server_weight` | gauge | `backend`, `server` |
+//! | `balancer_server_check_duration_seconds` | gauge (last successful check) | `backend`, `server` |
+//! | `balancer_server_check_up` | gauge (last check passed) | `backend`, `server` |
+//! | `balancer_stick_table_capacity` | gauge | |
+//! | `balancer_stick_table_entries` | gauge (last count) | |
+//! | `balancer_stick_table_counted_timestamp_seconds` | gauge | |
+
+use std::{
+    convert::Infallible,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use balancer_common::{maps::VipStats, stats::Class};
+use http_body_util::Full;
+use hyper::{
+    Method, Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn,
+};
+use hyper_util::rt::TokioIo;
+use log::{debug, warn};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{TypedMetric, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    admin::Shared,
+    control::{Controller, state_name},
+    dataplane::Dataplane,
+    stats::Stats,
+};
+
+/// The last stick-table count: entries and when (Unix seconds); both 0
+/// before the first count.
+#[derive(Debug, Default)]
+pub struct TableCount {
+    entries: AtomicU64,
+    at: AtomicU64,
+}
+
+/// Count the pinned stick table every `every`, off the async runtime and
+/// without the controller's lock.
+pub async fn count_loop(pin_dir: PathBuf, every: Duration, out: Arc<TableCount>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let dir = pin_dir.clone();
+        match tokio::task::spawn_blocking(move || Dataplane::pinned_stick_count(&dir)).await {
+            Ok(Ok(n)) => {
+                out.entries.store(n, Ordering::Relaxed);
+                out.at.store(unix_now(), Ordering::Relaxed);
+            }
+            Ok(Err(e)) => warn!("counting the stick table: {e}"),
+            Err(e) => warn!("counting the stick table: {e}"),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Serve `GET /metrics` until the task is dropped.
+pub async fn serve(listener: TcpListener, shared: Shared, count: Arc<TableCount>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                warn!("metrics accept: {e}");
+                continue;
+            }
+        };
+        let (shared, count) = (shared.clone(), count.clone());
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(shared.clone(), count.clone(), req));
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                debug!("metrics connection: {e}");
+            }
+        });
+    }
+}
+
+async fn handle<B>(
+    shared: Shared,
+    count: Arc<TableCount>,
+    req: Request<B>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let snap = Snapshot::take(&*shared.lock().await, &count);
+            match snap.map(|s| s.encode()) {
+                Ok(Ok(text)) => (StatusCode::OK, text),
+                Ok(Err(e)) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("encoding: {e}\n"),
+                ),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            }
+        }
+        (_, "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET /metrics\n".to_owned(),
+        ),
+        _ => (StatusCode::NOT_FOUND, "see /metrics\n".to_owned()),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(r)
+}
+
+#[derive(Debug)]
+struct ServerSnap {
+    backend: String,
+    server: String,
+    state: &'static str,
+    weight: u32,
+    packets: u64,
+    bytes: u64,
+    /// Last check: Some(Ok(seconds)) passed, Some(Err) failed, None unchecked.
+    check: Option<Result<f64, ()>>,
+}
+
+/// What one scrape reports.
+#[derive(Debug)]
+struct Snapshot {
+    classes: Stats,
+    frontends: Vec<(String, VipStats)>,
+    servers: Vec<ServerSnap>,
+    capacity: u64,
+    entries: u64,
+    counted_at: u64,
+}
+
+impl Snapshot {
+    fn take(c: &Controller, count: &TableCount) -> Result<Self, crate::control::ControlError> {
+        let mut frontends = Vec::new();
+        for (f, &id) in c.config.frontends.iter().zip(&c.frontend_ids) {
+            frontends.push((f.name.clone(), c.dp.vip_stats(id)?));
+        }
+        let mut servers = Vec::new();
+        for s in &c.servers {
+            let counter = c.dp.backend_stats(s.id)?;
+            servers.push(ServerSnap {
+                backend: s.backend.clone(),
+                server: s.name.clone(),
+                state: state_name(s.effective()),
+                weight: s.weight,
+                packets: counter.packets,
+                bytes: counter.bytes,
+                check: s
+                    .last_check
+                    .as_ref()
+                    .map(|r| r.as_ref().map(Duration::as_secs_f64).map_err(|_| ())),
+            });
+        }
+        Ok(Snapshot {
+            classes: c.dp.stats()?,
+            frontends,
+            servers,
+            capacity: u64::from(c.dp.options().stick_size),
+            entries: count.entries.load(Ordering::Relaxed),
+            counted_at: count.at.load(Ordering::Relaxed),
+        })
+    }
+
+    fn encode(self) -> Result<String, std::fmt::Error> {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry)?;
+        Ok(out)
+    }
+}
+
+/// One metric family: name, help, and (labels, value) samples.
+fn family<L, M>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, M)>,
+) -> Result<(), std::fmt::Error>
+where
+    L: prometheus_client::encoding::EncodeLabelSet,
+    M: EncodeMetric + TypedMetric,
+{
+    let mut m = enc.encode_descriptor(name, help, None, M::TYPE)?;
+    for (labels, metric) in samples {
+        metric.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter(v: u64) -> ConstCounter<u64> {
+    ConstCounter::new(v)
+}
+
+fn gauge(v: f64) -> ConstGauge<f64> {
+    ConstGauge::new(v)
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// A per-frontend counter read from [`VipStats`].
+type Field = fn(&VipStats) -> u64;
+
+/// One sample per frontend and `(label value, field)`, labelled
+/// `frontend` and `label`.
+fn per_frontend_split<'a>(
+    frontends: &'a [(String, VipStats)],
+    label: &'static str,
+    fields: &'a [(&'static str, Field)],
+) -> impl Iterator<Item = (Labels, ConstCounter<u64>)> + 'a {
+    frontends.iter().flat_map(move |(n, s)| {
+        fields.iter().map(move |(v, f)| {
+            (
+                vec![("frontend", n.clone()), (label, (*v).to_owned())],
+                counter(f(s)),
+            )
+        })
+    })
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let e = &mut enc;
+        let class = |c: Class| -> Labels { vec![("class", c.name().to_owned())] };
+        family(
+            e,
+            "balancer_packets",
+            "Packets seen by the XDP program, by class",
+            Class::ALL
+                .iter()
+                .map(|&c| (class(c), counter(self.classes.get(c).packets))),
+        )?;
+        family(
+            e,
+            "balancer_bytes",
+            "Bytes seen by the XDP program, by class",
+            Class::ALL
+                .iter()
+                .map(|&c| (class(c), counter(self.classes.get(c).bytes))),
+        )?;
+        let fe = |n: &str| -> Labels { vec![("frontend", n.to_owned())] };
+        let per_fe = |f: Field| {
+            self.frontends
+                .iter()
+                .map(move |(n, s)| (fe(n), counter(f(s))))
+                .collect::<Vec<_>>()
+        };
+        family(
+            e,
+            "balancer_frontend_packets",
+            "Packets to the frontend's VIP",
+            per_fe(|s| s.packets),
+        )?;
+        family(
+            e,
+            "balancer_frontend_bytes",
+            "Bytes to the frontend's VIP",
+            per_fe(|s| s.bytes),
+        )?;
+        family(
+            e,
+            "balancer_frontend_stick_hits",
+            "Packets that found a live stick entry",
+            per_fe(|s| s.stick_hits),
+        )?;
+        let kinds: [(&str, Field); 4] = [
+            ("new_entry", |s| s.new_sticks),
+            ("expired", |s| s.expired),
+            ("non_syn", |s| s.non_syn_misses),
+            ("insert_capped", |s| s.insert_capped),
+        ];
+        family(
+            e,
+            "balancer_frontend_stick_misses",
+            "Stick-table misses: new_entry (stored), expired (entry too old), non_syn (TCP without SYN \
+             and no entry: affinity broke), insert_capped (not stored: flood guard)",
+            per_frontend_split(&self.frontends, "kind", &kinds),
+        )?;
+        family(
+            e,
+            "balancer_frontend_redispatches",
+            "Clients whose server was down, in maintenance or removed, re-picked",
+            per_fe(|s| s.redispatches),
+        )?;
+        let reasons: [(&str, Field); 3] = [
+            ("no_backend", |s| s.no_backend),
+            ("too_big", |s| s.too_big),
+            ("forward_failed", |s| s.forward_failed),
+        ];
+        family(
+            e,
+            "balancer_frontend_dropped",
+            "Packets dropped, by reason",
+            per_frontend_split(&self.frontends, "reason", &reasons),
+        )?;
+        family(
+            e,
+            "balancer_frontend_icmp_errors",
+            "ICMP errors about a VIP flow sent to the flow's server",
+            per_fe(|s| s.icmp_errors),
+        )?;
+        family(
+            e,
+            "balancer_frontend_fragments",
+            "Non-first fragments forwarded by their client's entry",
+            per_fe(|s| s.fragments),
+        )?;
+        let sv = |s: &ServerSnap| -> Labels {
+            vec![("backend", s.backend.clone()), ("server", s.server.clone())]
+        };
+        family(
+            e,
+            "balancer_server_packets",
+            "Packets forwarded to the server",
+            self.servers.iter().map(|s| (sv(s), counter(s.packets))),
+        )?;
+        family(
+            e,
+            "balancer_server_bytes",
+            "Bytes forwarded to the server (before encapsulation)",
+            self.servers.iter().map(|s| (sv(s), counter(s.bytes))),
+        )?;
+        family(
+            e,
+            "balancer_server_up",
+            "1 when the server takes traffic (up or drain), else 0",
+            self.servers.iter().map(|s| {
+                let up = s.state == "up" || s.state == "drain";
+                (sv(s), gauge(if up { 1.0 } else { 0.0 }))
+            }),
+        )?;
+        family(
+            e,
+            "balancer_server_state",
+            "1 for the server's effective state",
+            self.servers.iter().flat_map(|s| {
+                ["up", "drain", "down", "maint"].into_iter().map(move |st| {
+                    let mut l = sv(s);
+                    l.push(("state", st.to_owned()));
+                    (l, gauge(if s.state == st { 1.0 } else { 0.0 }))
+                })
+            }),
+        )?;
+        family(
+            e,
+            "balancer_server_weight",
+            "The server's weight",
+            self.servers
+                .iter()
+                .map(|s| (sv(s), gauge(f64::from(s.weight)))),
+        )?;
+        family(
+            e,
+            "balancer_server_check_duration_seconds",
+            "Duration of the server's last successful health check",
+            self.servers.iter().filter_map(|s| match s.check {
+                Some(Ok(secs)) => Some((sv(s), gauge(secs))),
+                _ => None,
+            }),
+        )?;
+        family(
+            e,
+            "balancer_server_check_up",
+            "1 when the server's last health check passed, 0 when it failed",
+            self.servers.iter().filter_map(|s| {
+                s.check
+                    .map(|r| (sv(s), gauge(if r.is_ok() { 1.0 } else { 0.0 })))
+            }),
+        )?;
+        let none: Labels = Vec::new();
+        family(
+            e,
+            "balancer_stick_table_capacity",
+            "Stick-table size (entries; the least recently used is evicted when full)",
+            [(none.clone(), gauge(self.capacity as f64))],
+        )?;
+        family(
+            e,
+            "balancer_stick_table_entries",
+            "Stick-table entries at the last count (every metrics.table_count_interval)",
+            [(none.clone(), gauge(self.entries as f64))],
+        )?;
+        family(
+            e,
+            "balancer_stick_table_counted_timestamp_seconds",
+            "Unix time of the last stick-table count (0: not counted yet)",
+            [(none, gauge(self.counted_at as f64))],
+        )?;
+        Ok(())
+    }
+}

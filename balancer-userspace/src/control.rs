@@ -50,8 +50,25 @@ pub enum ControlError {
     UnknownFrontend(String),
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    #[error("no backend named {0:?}")]
+    UnknownBackend(String),
+    #[error("backend {backend:?} already has a server named {server:?}")]
+    DuplicateServer { backend: String, server: String },
+    #[error("{0}")]
+    InvalidServer(String),
     #[error("changing {0} needs a restart (`balancer run`); the running configuration stays")]
     NeedsRestart(String),
+}
+
+/// A server for [`Controller::add_server`].
+#[derive(Debug, Clone)]
+pub struct NewServer {
+    pub backend: String,
+    pub name: String,
+    pub address: IpAddr,
+    pub weight: u32,
+    pub state: AdminState,
+    pub check: bool,
 }
 
 /// What a reload changed, by server.
@@ -133,6 +150,10 @@ pub struct Controller {
     pub servers: Vec<ServerRt>,
     /// VIP id of each frontend (parallel to `config.frontends`).
     pub frontend_ids: Vec<u32>,
+    /// Notified when the set of health checks changes at run time (a
+    /// server added or removed through the admin API): the daemon restarts
+    /// its check tasks.
+    pub checks_changed: std::sync::Arc<tokio::sync::Notify>,
     /// VIP id -> its current Maglev table.
     tables: BTreeMap<u32, Vec<u32>>,
     resolver: Resolver,
@@ -159,6 +180,7 @@ impl Controller {
             config,
             servers,
             frontend_ids,
+            checks_changed: Default::default(),
             tables: BTreeMap::new(),
             resolver,
         };
@@ -465,6 +487,142 @@ impl Controller {
         self.view(i)
     }
 
+    /// Add a server to `backend` at run time (`balancer backend add`). It
+    /// gets the lowest free id and, when `up`, new clients at once; with
+    /// `check`, the backend's health check at the default timing. Not
+    /// written to the configuration: a reload or restart applies the file.
+    pub async fn add_server(&mut self, new: NewServer) -> Result<ServerView, ControlError> {
+        let bi = self
+            .config
+            .backends
+            .iter()
+            .position(|b| b.name == new.backend)
+            .ok_or_else(|| ControlError::UnknownBackend(new.backend.clone()))?;
+        let b = &self.config.backends[bi];
+        if new.name.is_empty()
+            || new.name.contains(['/', ' '])
+            || b.name.len() + 1 + new.name.len() > m::ID_NAME_LEN
+        {
+            return Err(ControlError::InvalidServer(format!(
+                "server name {:?}: empty, contains '/' or a space, or \"{}/{}\" is longer than {} bytes",
+                new.name,
+                b.name,
+                new.name,
+                m::ID_NAME_LEN
+            )));
+        }
+        if self
+            .servers
+            .iter()
+            .any(|s| s.backend == b.name && s.name == new.name)
+        {
+            return Err(ControlError::DuplicateServer {
+                backend: b.name.clone(),
+                server: new.name,
+            });
+        }
+        if new.weight > crate::config::MAX_WEIGHT {
+            return Err(ControlError::InvalidServer(format!(
+                "weight {}: want 0 to {}",
+                new.weight,
+                crate::config::MAX_WEIGHT
+            )));
+        }
+        let users: Vec<_> = self
+            .config
+            .frontends
+            .iter()
+            .filter(|f| f.backend == bi)
+            .collect();
+        if let Some(f) = users
+            .iter()
+            .find(|f| f.vip.is_ipv4() != new.address.is_ipv4())
+        {
+            return Err(ControlError::InvalidServer(format!(
+                "address {}: frontend {:?} ({}) needs the same family",
+                new.address, f.name, f.vip
+            )));
+        }
+        let port = b.check_port.or_else(|| users.first().map(|f| f.vip.port()));
+        let check = match (new.check, port) {
+            (false, _) => None,
+            (true, Some(p)) => Some((
+                b.check_kind.clone(),
+                SocketAddr::new(new.address, p),
+                crate::config::CheckTiming::default(),
+            )),
+            (true, None) => {
+                return Err(ControlError::InvalidServer(format!(
+                    "--check: no port to check (no frontend uses backend {:?} and it has no check_port)",
+                    b.name
+                )));
+            }
+        };
+        let full = format!("{}/{}", b.name, new.name);
+        let id = assign_one_id(&mut self.dp, &full)?;
+        let next_hop = self
+            .resolver
+            .resolve(new.address, RESOLVE_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string());
+        if let Err(e) = &next_hop {
+            warn!(
+                "server {full} ({}): unreachable, treated as down: {e}",
+                new.address
+            );
+        }
+        info!(
+            "server {full} ({}) added with id {id} (admin API)",
+            new.address
+        );
+        let has_check = check.is_some();
+        self.servers.push(ServerRt {
+            id,
+            backend: b.name.clone(),
+            name: new.name,
+            address: new.address,
+            weight: new.weight,
+            admin: new.state,
+            next_hop,
+            check,
+            health: Health::default(),
+            last_check: None,
+        });
+        self.write_global()?;
+        self.write_backends()?;
+        self.rebuild_tables()?;
+        if has_check {
+            self.checks_changed.notify_one();
+        }
+        self.view(self.servers.len() - 1)
+    }
+
+    /// Remove a server at run time (`balancer backend remove`): it leaves
+    /// the Maglev tables, its stick entries are deleted (its clients get a
+    /// new server on their next packet) and its id is freed.
+    pub fn remove_server(&mut self, name: &str) -> Result<ServerView, ControlError> {
+        let i = self.find_server(name)?;
+        let view = self.view(i)?;
+        let s = self.servers.remove(i);
+        self.dp.set_backend(
+            s.id,
+            &MapBackend {
+                state: m::STATE_EMPTY,
+                ..Default::default()
+            },
+        )?;
+        self.rebuild_tables()?;
+        let purged = self.dp.stick_purge_backend(s.id)?;
+        self.dp.set_id_name(m::SERVER_IDS_MAP, s.id, None)?;
+        info!(
+            "server {}/{} removed (admin API): id {} freed, {purged} stick entries deleted",
+            s.backend, s.name, s.id
+        );
+        // Indexes of the check tasks shift.
+        self.checks_changed.notify_one();
+        Ok(view)
+    }
+
     /// The checks the daemon must run: (server index, kind, address, timing).
     pub fn checks(&self) -> Vec<(usize, CheckKind, SocketAddr, CheckTiming)> {
         self.servers
@@ -665,6 +823,24 @@ fn assign_ids(
         ids.push(id);
     }
     Ok(ids)
+}
+
+/// The lowest free backend id for a new server `name`, recorded in SERVER_IDS.
+fn assign_one_id(dp: &mut Dataplane, name: &str) -> Result<u32, ControlError> {
+    let max = dp.options().max_backends;
+    let used: std::collections::BTreeSet<u32> = dp
+        .id_names(m::SERVER_IDS_MAP)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let id = (0..max)
+        .find(|i| !used.contains(i))
+        .ok_or(DataplaneError::NoFreeId {
+            map: m::SERVER_IDS_MAP,
+            max,
+        })?;
+    dp.set_id_name(m::SERVER_IDS_MAP, id, Some(name))?;
+    Ok(id)
 }
 
 /// Family and 16-byte map form of an address.

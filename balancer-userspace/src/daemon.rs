@@ -214,6 +214,7 @@ impl Running {
         let mut generation = 0u64;
         let mut check_tasks = spawn_checks(&controller, &check_tx, generation);
         let controller_count_interval = controller.config.table_count_interval;
+        let checks_changed = controller.checks_changed.clone();
         let shared = Arc::new(Mutex::new(controller));
         let admin_task = tokio::spawn(admin::serve(listener, shared.clone()));
         let mut metric_tasks = Vec::new();
@@ -279,6 +280,15 @@ impl Running {
                         }
                         Err(e) => warn!("reload failed: {e}"),
                     }
+                }
+                _ = checks_changed.notified() => {
+                    // A server added or removed through the admin API.
+                    let c = shared.lock().await;
+                    for t in check_tasks.drain(..) {
+                        t.abort();
+                    }
+                    generation += 1;
+                    check_tasks = spawn_checks(&c, &check_tx, generation);
                 }
                 Some((g, i, result)) = check_rx.recv() => {
                     if g != generation {

@@ -151,6 +151,29 @@ enum BackendCmd {
     },
     /// Set a server's weight (0-256) for new clients.
     Weight { name: String, weight: u32 },
+    /// Add a server to a backend of the running daemon (not written to the
+    /// config file: a reload or restart applies the file again).
+    Add {
+        /// The backend (as in the config file).
+        backend: String,
+        /// The new server's name.
+        server: String,
+        /// Its address (the family of the backend's frontends).
+        address: std::net::IpAddr,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=256))]
+        weight: u32,
+        #[arg(long, default_value = "up", value_parser = ["up", "drain", "down", "maint"])]
+        state: String,
+        /// Health-check it like the backend's servers (inter 2s, rise 2, fall 3).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Remove a server from the running daemon: its clients get a new
+    /// server on their next packet.
+    Remove {
+        /// SERVER, or BACKEND/SERVER when several backends have one of that name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -373,6 +396,33 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "/v1/backends/weight".into(),
                 Some(json!({"server": name, "weight": weight})),
             )?;
+            print_servers(&json!([v]));
+        }
+        Command::Backend(BackendCmd::Add {
+            backend,
+            server,
+            address,
+            weight,
+            state,
+            check,
+        }) => {
+            let v = api(
+                Method::POST,
+                "/v1/backends".into(),
+                Some(
+                    json!({"backend": backend, "server": server, "address": address.to_string(),
+                            "weight": weight, "state": state, "check": check}),
+                ),
+            )?;
+            print_servers(&json!([v]));
+        }
+        Command::Backend(BackendCmd::Remove { name }) => {
+            let v = api(
+                Method::DELETE,
+                format!("/v1/backends{}", query(&[("server", &Some(name))])),
+                None,
+            )?;
+            println!("removed:");
             print_servers(&json!([v]));
         }
         Command::Table(TableCmd::Show {

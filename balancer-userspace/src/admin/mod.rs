@@ -5,6 +5,8 @@
 //! |---|---|---|---|
 //! | GET | `/v1/status` | | frontends, servers, stick entries |
 //! | GET | `/v1/backends` | | every server with state, next hop, counters |
+//! | POST | `/v1/backends` | `{"backend": B, "server": NAME, "address": IP, "weight": N, "state": S, "check": BOOL}` (the last three optional) | the new server (409 if the name exists) |
+//! | DELETE | `/v1/backends` | `?server=NAME` | the removed server |
 //! | PUT | `/v1/backends/state` | `{"server": NAME, "state": "up"\|"drain"\|"down"\|"maint"}` | the server |
 //! | PUT | `/v1/backends/weight` | `{"server": NAME, "weight": N}` | the server |
 //! | GET | `/v1/stats` | | packet classes and per-frontend counters |
@@ -41,7 +43,7 @@ use tokio::{net::UnixListener, sync::Mutex};
 
 use crate::{
     config::AdminState,
-    control::{ControlError, Controller, addr_of, family_addr},
+    control::{ControlError, Controller, NewServer, addr_of, family_addr},
 };
 
 /// Largest request body accepted.
@@ -122,6 +124,8 @@ async fn handle(
     let answer = match (&method, path.as_str()) {
         (&Method::GET, "/v1/status") => status(&c),
         (&Method::GET, "/v1/backends") => c.views().map(|v| json!(v)).map_err(internal),
+        (&Method::POST, "/v1/backends") => add_server(&mut c, &body).await,
+        (&Method::DELETE, "/v1/backends") => remove_server(&mut c, &query),
         (&Method::PUT, "/v1/backends/state") => set_state(&mut c, &body),
         (&Method::PUT, "/v1/backends/weight") => set_weight(&mut c, &body),
         (&Method::GET, "/v1/stats") => stats(&c),
@@ -176,8 +180,13 @@ fn parse_query(q: &str) -> BTreeMap<String, String> {
 
 fn internal(e: ControlError) -> (StatusCode, String) {
     let status = match e {
-        ControlError::UnknownServer(_) | ControlError::UnknownFrontend(_) => StatusCode::NOT_FOUND,
-        ControlError::AmbiguousServer(_) => StatusCode::BAD_REQUEST,
+        ControlError::UnknownServer(_)
+        | ControlError::UnknownFrontend(_)
+        | ControlError::UnknownBackend(_) => StatusCode::NOT_FOUND,
+        ControlError::AmbiguousServer(_) | ControlError::InvalidServer(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        ControlError::DuplicateServer { .. } => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (status, e.to_string())
@@ -224,6 +233,50 @@ fn set_state(c: &mut Controller, body: &Value) -> Answer {
     c.set_state(server, state)
         .map(|v| json!(v))
         .map_err(internal)
+}
+
+async fn add_server(c: &mut Controller, body: &Value) -> Answer {
+    let address = str_field(body, "address")?;
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| bad(format!("address {address:?} is not an IP address")))?;
+    let weight = match body.get("weight") {
+        None | Some(Value::Null) => 1,
+        Some(w) => w
+            .as_u64()
+            .and_then(|w| u32::try_from(w).ok())
+            .ok_or_else(|| bad("\"weight\" must be an integer from 0 to 256"))?,
+    };
+    let state = match body.get("state") {
+        None | Some(Value::Null) => AdminState::Up,
+        Some(v) => {
+            let st = v.as_str().unwrap_or_default();
+            AdminState::parse(st)
+                .ok_or_else(|| bad(format!("state {v}: want up, drain, down or maint")))?
+        }
+    };
+    let check = match body.get("check") {
+        None | Some(Value::Null) => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| bad("\"check\" must be true or false"))?,
+    };
+    let new = NewServer {
+        backend: str_field(body, "backend")?.to_owned(),
+        name: str_field(body, "server")?.to_owned(),
+        address,
+        weight,
+        state,
+        check,
+    };
+    c.add_server(new).await.map(|v| json!(v)).map_err(internal)
+}
+
+fn remove_server(c: &mut Controller, query: &BTreeMap<String, String>) -> Answer {
+    let name = query
+        .get("server")
+        .ok_or_else(|| bad("missing query parameter \"server\""))?;
+    c.remove_server(name).map(|v| json!(v)).map_err(internal)
 }
 
 fn set_weight(c: &mut Controller, body: &Value) -> Answer {

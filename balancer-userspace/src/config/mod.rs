@@ -32,7 +32,7 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/balancer";
 pub const DEFAULT_ADMIN_SOCKET: &str = "/run/balancer/admin.sock";
 const DEFAULT_STICK_SIZE: u64 = 1 << 20;
 const DEFAULT_EXPIRE: Duration = Duration::from_secs(30 * 60);
-const MAX_WEIGHT: u32 = 256;
+pub const MAX_WEIGHT: u32 = 256;
 const DEFAULT_TABLE_COUNT_INTERVAL: Duration = Duration::from_secs(10);
 /// Largest `stick_table.size` of one backend, and of all together: the
 /// kernel preallocates the LRU table (about 90 bytes an entry).
@@ -257,7 +257,8 @@ pub enum CheckKind {
     Http { path: String },
 }
 
-/// A server's health-check timing (HAProxy's `inter`, `rise`, `fall`).
+/// A server's health-check timing (HAProxy's `inter`, `rise`, `fall`);
+/// the default is `inter = 2s, rise = 2, fall = 3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckTiming {
     /// Time between checks; also the timeout of one check.
@@ -266,6 +267,16 @@ pub struct CheckTiming {
     pub rise: u32,
     /// Consecutive failures that take an up server down.
     pub fall: u32,
+}
+
+impl Default for CheckTiming {
+    fn default() -> Self {
+        CheckTiming {
+            inter: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+        }
+    }
 }
 
 /// Administrative state of a server (HAProxy's `ready`/`drain`/`maint`,
@@ -646,12 +657,13 @@ impl Validator<'_> {
             };
             let inter = match &s.inter {
                 Some(i) => parse_duration(i).map_err(|r| self.err(format!("{skey}.inter"), r))?,
-                None => Duration::from_secs(2),
+                None => CheckTiming::default().inter,
             };
             if inter < Duration::from_millis(100) {
                 return Err(self.err(format!("{skey}.inter"), "at least 100ms"));
             }
-            let (rise, fall) = (s.rise.unwrap_or(2), s.fall.unwrap_or(3));
+            let d = CheckTiming::default();
+            let (rise, fall) = (s.rise.unwrap_or(d.rise), s.fall.unwrap_or(d.fall));
             for (k, v) in [("rise", rise), ("fall", fall)] {
                 if !(1..=100).contains(&v) {
                     return Err(self.err(format!("{skey}.{k}"), format!("{v}: want 1 to 100")));

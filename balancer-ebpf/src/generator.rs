@@ -1,7 +1,7 @@
 //! `trafficgen`: the packet generator's XDP program, run by BPF_PROG_TEST_RUN in
 //! live-frames mode (the mechanism behind xdp-trafficgen). Each run rewrites
 //! the template frame's source address to the next of `src_count` addresses
-//! from `src_base` (in a scrambled order), fixes the IP and TCP/UDP
+//! from `src_base` (a permutation: `src_count` packets use each once), fixes the IP and TCP/UDP
 //! checksums incrementally, and transmits it out of the interface it was
 //! "received" on. `bare`: the floor the benchmarks compare with.
 
@@ -15,6 +15,9 @@ use crate::{
     maps::{GEN_CONFIG, GEN_SEQ, STICK},
     parse::bytes_at,
 };
+
+/// 2^32 * (golden ratio - 1), rounded to a prime.
+const PRIME: u64 = 2_654_435_761;
 
 /// RFC 1624 incremental update of a 16-bit one's-complement checksum for
 /// one 16-bit word changing from `old` to `new`.
@@ -40,10 +43,16 @@ pub fn trafficgen(ctx: &XdpContext) -> u32 {
         *seq = n.wrapping_add(1);
         n
     };
-    let count = if cfg.src_count == 0 { 1 } else { cfg.src_count };
-    // Odd multiplier: a permutation of 2^32, so consecutive packets spread
-    // over the whole range rather than walking it in order.
-    let idx = ((n as u32).wrapping_mul(0x9e37_79b1) ^ cfg.cpu_salt) % count;
+    let count = u64::from(if cfg.src_count == 0 { 1 } else { cfg.src_count });
+    // Multiplying by a prime that does not divide `count` permutes
+    // 0..count: any `count` consecutive packets use every source once, in
+    // an order spread over the whole range rather than walking it.
+    let step = match PRIME % count {
+        0 => 1,
+        s => s,
+    };
+    let idx = ((n % count) * step + u64::from(cfg.cpu_salt)) % count;
+    let idx = idx as u32;
     if cfg.family == FAMILY_V4 {
         rewrite::<4, IPV4_MIN_HLEN>(ctx, cfg, idx, ETH_HLEN + 12, ETH_HLEN + 10)
     } else {

@@ -15,6 +15,9 @@ use balancer_common::{
     stats::Counter,
 };
 
+/// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h).
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
 /// Packets and bytes per `balancer_common::stats::Class`, per CPU.
 #[map(name = "STATS")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(STATS_LEN, 0);
@@ -33,7 +36,9 @@ pub static VIP_SEL: Array<VipSel> = Array::with_max_entries(1, 0);
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
 /// `vip_id * MAGLEV_M + slot` -> backend id: one Maglev table per VIP.
 #[map(name = "MAGLEV")]
-pub static MAGLEV: Array<u32> = Array::with_max_entries(MAX_VIPS * MAGLEV_M, 0);
+/// BPF_F_MMAPABLE: userspace writes a new table through a shared mapping
+/// (65,537 stores, microseconds) instead of one syscall per slot.
+pub static MAGLEV: Array<u32> = Array::with_max_entries(MAX_VIPS * MAGLEV_M, BPF_F_MMAPABLE);
 /// The stick table, shared by all CPUs (one client's flows land on several).
 #[map(name = "STICK")]
 pub static STICK: LruHashMap<StickKey, StickValue> = LruHashMap::with_max_entries(STICK_SIZE, 0);

@@ -3,8 +3,9 @@
 use std::{
     collections::BTreeMap,
     ffi::CString,
-    os::fd::{AsFd as _, BorrowedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -125,6 +126,8 @@ pub struct Dataplane {
     vip_flipped: Option<Instant>,
     /// Attachments made by [`Dataplane::attach`] (not pinned): undone on drop.
     links: Vec<(String, XdpLinkId)>,
+    /// The MAGLEV map, mapped into this process (BPF_F_MMAPABLE).
+    maglev: MapMmap,
 }
 
 /// Maps whose contents outlive a daemon: pinned under the pin directory by
@@ -140,6 +143,73 @@ pub const PERSISTENT_MAPS: [&str; 6] = [
     SERVER_IDS_MAP,
     FRONTEND_IDS_MAP,
 ];
+
+/// A BPF array map of u32 mapped into this process (BPF_F_MMAPABLE), for
+/// writes without a syscall per element. Unmapped on drop. The kernel
+/// stores array elements at 8-byte strides (`round_up(value_size, 8)`), so
+/// element `i` is the (little-endian, low) u32 at byte `8 * i`.
+struct MapMmap {
+    ptr: std::ptr::NonNull<AtomicU32>,
+    len: usize,
+    bytes: usize,
+}
+
+/// Bytes between two array elements of a 4-byte value.
+const ARRAY_STRIDE: usize = 8;
+
+// SAFETY: the mapping is owned by this value and only reached through it;
+// the elements are atomics.
+unsafe impl Send for MapMmap {}
+
+impl MapMmap {
+    fn new(fd: BorrowedFd<'_>, len: usize) -> Result<Self, aya::sys::SyscallError> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let bytes = (len * ARRAY_STRIDE).div_ceil(page) * page;
+        // SAFETY: a shared read-write mapping of a BPF_F_MMAPABLE array
+        // (the kernel checks the flag and the size).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(aya::sys::SyscallError {
+                call: "mmap",
+                io_error: std::io::Error::last_os_error(),
+            });
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<AtomicU32>()).ok_or_else(|| {
+            aya::sys::SyscallError {
+                call: "mmap",
+                io_error: std::io::Error::other("null mapping"),
+            }
+        })?;
+        Ok(MapMmap { ptr, len, bytes })
+    }
+
+    /// Store `v` into element `i` (< len).
+    fn store(&mut self, i: usize, v: u32) {
+        assert!(i < self.len, "element {i} of {}", self.len);
+        // SAFETY: element i's u32 is at byte 8 * i < bytes, 4-aligned (the
+        // mapping is page-aligned); AtomicU32 has u32's layout.
+        let slot = unsafe { &*self.ptr.as_ptr().add(i * ARRAY_STRIDE / 4) };
+        // Little-endian: the value's u32 is the element's first 4 bytes.
+        slot.store(v, Ordering::Relaxed);
+    }
+}
+
+impl Drop for MapMmap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
+    }
+}
 
 /// Pinned XDP links are named `link-<interface>` in the pin directory.
 const LINK_PREFIX: &str = "link-";
@@ -378,9 +448,16 @@ impl Dataplane {
         program_mut(&mut ebpf)?
             .load()
             .map_err(DataplaneError::Program)?;
+        let slots = opts.max_vips as usize * MAGLEV_M as usize;
+        let maglev = match ebpf.map(MAGLEV_MAP) {
+            Some(Map::Array(data)) => MapMmap::new(data.fd().as_fd(), slots)
+                .map_err(|e| map_err(MAGLEV_MAP)(MapError::SyscallError(e)))?,
+            _ => return Err(DataplaneError::MissingMap { name: MAGLEV_MAP }),
+        };
         Ok(Dataplane {
             ebpf,
             opts,
+            maglev,
             vips: BTreeMap::new(),
             vip_sel: VipSel::default(),
             vip_flipped: None,
@@ -541,14 +618,14 @@ impl Dataplane {
                 len: table.len(),
             });
         }
-        let mut a: Array<_, u32> = typed(MAGLEV_MAP, self.map_mut(MAGLEV_MAP)?)?;
-        let base = vip_id * MAGLEV_M;
+        let base = (vip_id * MAGLEV_M) as usize;
         for (slot, &id) in table.iter().enumerate() {
             if previous.is_some_and(|p| p[slot] == id) {
                 continue;
             }
-            a.set(base + slot as u32, id, 0)
-                .map_err(map_err(MAGLEV_MAP))?;
+            // One aligned 32-bit store per slot: a packet reads the old or
+            // the new backend id, never a mix.
+            self.maglev.store(base + slot, id);
         }
         Ok(())
     }
@@ -607,8 +684,18 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// Entries of one VIP (or all), walking the keys only.
     pub fn stick_count(&self, vip_id: Option<u32>) -> Result<usize, DataplaneError> {
-        Ok(self.stick_entries(vip_id)?.len())
+        let m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_ref(STICK_MAP)?)?;
+        let mut n = 0;
+        for k in m.keys() {
+            match k {
+                Ok(k) if vip_id.is_none_or(|id| id == k.vip_id) => n += 1,
+                Ok(_) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(STICK_MAP)(e)),
+            }
+        }
+        Ok(n)
     }
 
     /// Delete every entry of one VIP (or all); returns how many.

@@ -459,10 +459,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Table(TableCmd::Count { frontend }) => {
             let v = api(
                 Method::GET,
-                format!("/v1/table{}", query(&[("frontend", &frontend)])),
+                format!("/v1/table/count{}", query(&[("frontend", &frontend)])),
                 None,
             )?;
-            println!("{}", v.as_array().map_or(0, Vec::len));
+            println!("{}", v["entries"].as_u64().unwrap_or(0));
         }
         Command::Table(TableCmd::Set {
             frontend,

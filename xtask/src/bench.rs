@@ -23,6 +23,8 @@ use crate::util::{cargo, is_root, root, status};
 enum Runner {
     /// `balancer-bench --only <name>`.
     BenchBinary,
+    /// The daemon in a namespace lab (`bench_control`).
+    ControlPlane,
 }
 
 struct Section {
@@ -32,11 +34,18 @@ struct Section {
 }
 
 /// Every section, in the order a full run takes them.
-const SECTIONS: &[Section] = &[Section {
-    name: "xdp-testrun",
-    about: "ns/packet of the XDP program through BPF_PROG_TEST_RUN against the bare floor",
-    runner: Runner::BenchBinary,
-}];
+const SECTIONS: &[Section] = &[
+    Section {
+        name: "xdp-testrun",
+        about: "ns/packet of the XDP program through BPF_PROG_TEST_RUN against the bare floor",
+        runner: Runner::BenchBinary,
+    },
+    Section {
+        name: "control-plane",
+        about: "state change and failure-to-redispatch latency, daemon memory with a full table",
+        runner: Runner::ControlPlane,
+    },
+];
 
 const BENCH_BIN: &str = "balancer-bench";
 
@@ -80,6 +89,10 @@ pub fn run(only: Option<&str>, quick: bool, json: Option<&Path>) -> anyhow::Resu
         println!("\nbench: {}: {}", s.name, s.about);
         let part = match s.runner {
             Runner::BenchBinary => run_binary(&bin, &target, s.name, quick)?,
+            Runner::ControlPlane => {
+                let daemon = crate::util::build_balancer(true)?;
+                crate::bench_control::run(&daemon, quick)?
+            }
         };
         merge(&mut report, part);
     }

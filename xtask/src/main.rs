@@ -5,6 +5,7 @@
 //! eBPF program); it drives cargo and the `balancer` binary instead.
 
 mod bench;
+mod bench_control;
 mod demo;
 mod setup;
 mod test;

@@ -11,6 +11,7 @@
 //! | PUT | `/v1/backends/weight` | `{"server": NAME, "weight": N}` | the server |
 //! | GET | `/v1/stats` | | packet classes and per-frontend counters |
 //! | GET | `/v1/table` | `?frontend=F&client=ADDR` (both optional) | stick entries |
+//! | GET | `/v1/table/count` | `?frontend=F` (optional) | `{"entries": N}` |
 //! | PUT | `/v1/table` | `{"frontend": F, "client": ADDR, "server": NAME}` | the entry |
 //! | DELETE | `/v1/table` | `?frontend=F&client=ADDR` (both optional) | `{"removed": N}` |
 //!
@@ -130,6 +131,7 @@ async fn handle(
         (&Method::PUT, "/v1/backends/weight") => set_weight(&mut c, &body),
         (&Method::GET, "/v1/stats") => stats(&c),
         (&Method::GET, "/v1/table") => table_show(&c, &query),
+        (&Method::GET, "/v1/table/count") => table_count(&c, &query),
         (&Method::PUT, "/v1/table") => table_set(&mut c, &body),
         (&Method::DELETE, "/v1/table") => table_clear(&mut c, &query),
         _ => Err((
@@ -223,6 +225,15 @@ fn status(c: &Controller) -> Answer {
         "stick_entries": entries,
         "stick_capacity": c.dp.options().stick_size,
     }))
+}
+
+fn table_count(c: &Controller, query: &BTreeMap<String, String>) -> Answer {
+    let vip = match query.get("frontend") {
+        Some(f) => Some(c.vip_id(f).map_err(internal)?),
+        None => None,
+    };
+    let n = c.dp.stick_count(vip).map_err(|e| internal(e.into()))?;
+    Ok(json!({ "entries": n }))
 }
 
 fn set_state(c: &mut Controller, body: &Value) -> Answer {

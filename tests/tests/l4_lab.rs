@@ -159,11 +159,23 @@ fn http_health_checks_take_a_dead_server_out_and_bring_it_back() {
     }
     let list = svc.lab.cli(&["backend", "list"]).unwrap();
     assert!(list.contains("check down"), "{list}");
+    // Down after exactly `fall` failed checks (the time this takes is a
+    // benchmark figure: `cargo xtask bench --only control-plane`).
+    let log = svc.daemon.output();
+    assert!(
+        log.contains("server web/s1") && log.contains("check failed 2 times"),
+        "{log}"
+    );
 
     // Back: it rises after two good checks; nobody moves back.
     svc.http[1] = svc.lab.start_http_backend(1, service::PORT).unwrap();
     svc.seen[1] = 0;
     wait_state(&svc, "s1", "up");
+    assert!(
+        svc.daemon.output().contains("check passed 2 times: up"),
+        "{}",
+        svc.daemon.output()
+    );
     let r3 = svc.round("s1 healthy again", &clients, 2);
     for c in &clients {
         assert_eq!(

@@ -158,7 +158,12 @@ fn measure(lab: &Lab, bin: &Path, quick: bool) -> anyhow::Result<Value> {
         ])
         .args(["--src-count", &fill.to_string(), "--proto", "tcp-syn"])
         // Paced: a burst at full speed overruns the veth/bridge path.
-        .args(["--count", &(fill + fill / 5).to_string(), "--rate", "150000"])
+        .args([
+            "--count",
+            &(fill + fill / 5).to_string(),
+            "--rate",
+            "150000",
+        ])
         .output()?;
     if !generated.status.success() {
         bail!("gen: {}", String::from_utf8_lossy(&generated.stderr));

@@ -53,12 +53,54 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{path}: {key}: {reason}")]
+    #[error("{path}:{line}: {key}: {reason}")]
     Invalid {
         path: PathBuf,
+        /// Line of the offending value (or of its table when the key is
+        /// missing); 0 when it cannot be located.
+        line: usize,
         key: String,
         reason: String,
     },
+    #[error(
+        "config {path} is {size} bytes, more than {MAX_CONFIG_BYTES}: not a configuration file?"
+    )]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("config {path} is not a regular file")]
+    NotAFile { path: PathBuf },
+}
+
+/// Largest configuration file read.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// The line of `key` (as the validator names it: `backend[0].server[1].weight`)
+/// in `text`: the value's line, else the nearest enclosing table's. 0 if
+/// nothing of the path is found.
+fn locate(text: &str, key: &str) -> usize {
+    let Ok(doc) = toml_edit::ImDocument::parse(text) else {
+        return 0;
+    };
+    let mut item: &toml_edit::Item = doc.as_item();
+    let mut span = None;
+    for seg in key.split('.') {
+        let (name, index) = match seg.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        let Some(next) = item.get(name) else {
+            break;
+        };
+        item = next;
+        span = item.span().or(span);
+        if let Some(i) = index {
+            let Some(next) = item.get(i) else {
+                break;
+            };
+            item = next;
+            span = item.span().or(span);
+        }
+    }
+    span.map_or(0, |s| line_col(text, s.start).0)
 }
 
 /// How the XDP program is attached.
@@ -322,10 +364,23 @@ pub struct Server {
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_err = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(ConfigError::NotAFile {
+                path: path.to_owned(),
+            });
+        }
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_owned(),
+                size: meta.len(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
         Self::parse(path, &text)
     }
 
@@ -340,7 +395,17 @@ impl Config {
                 message: e.message().trim().to_owned(),
             }
         })?;
-        Validator { path }.validate(raw)
+        Validator { path }.validate(raw).map_err(|e| match e {
+            ConfigError::Invalid {
+                path, key, reason, ..
+            } => ConfigError::Invalid {
+                line: locate(text, &key),
+                path,
+                key,
+                reason,
+            },
+            other => other,
+        })
     }
 }
 
@@ -352,6 +417,7 @@ impl Validator<'_> {
     fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_owned(),
+            line: 0,
             key: key.into(),
             reason: reason.into(),
         }

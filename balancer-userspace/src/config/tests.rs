@@ -210,6 +210,11 @@ fn errors_name_the_place_and_the_reason() {
     for (frontend, backend, key) in cases.iter().chain(more) {
         let e = svc(frontend, backend);
         assert_eq!(key_of(&e), *key, "{frontend} / {backend}: {e}");
+        // ... and the line: the offending value's, or its table's.
+        let ConfigError::Invalid { line, .. } = e else {
+            unreachable!()
+        };
+        assert!(line >= 3, "{frontend} / {backend}: no line in {e}");
     }
     // A server without an address is a parse error at its line.
     let e = svc(
@@ -231,4 +236,102 @@ fn every_example_passes() {
         }
     }
     assert!(n >= 1, "no examples in {}", dir.display());
+}
+
+/// (config text after BASE, key, line of the error).
+const LOCATED: &[(&str, &str, usize)] = &[
+    ("[metrics]\nbind = \"localhost\"\n", "metrics.bind", 4),
+    (
+        "[metrics]\nbind = \"127.0.0.1:9100\"\ntable_count_interval = \"10ms\"\n",
+        "metrics.table_count_interval",
+        5,
+    ),
+    (
+        "[[frontend]]\nname = \"f\"\nbind = \"198.18.2.1:80\"\ndefault_backend = \"b\"\n\
+         [[frontend]]\nname = \"g\"\nbind = \"198.18.2.1:80\"\ndefault_backend = \"b\"\n\
+         [[backend]]\nname = \"b\"\n",
+        "frontend[1].bind",
+        9,
+    ),
+    (
+        "[[backend]]\nname = \"b\"\n[[backend]]\nname = \"b\"\n",
+        "backend[1].name",
+        6,
+    ),
+    (
+        "[[backend]]\nname = \"b\"\n[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.1\"\n\
+         [[backend.server]]\nname = \"s\"\naddress = \"198.18.1.2\"\n",
+        "backend[0].server[1].name",
+        9,
+    ),
+];
+
+#[test]
+fn validation_errors_name_line_and_key() {
+    for (text, key, line) in LOCATED {
+        let e = parse(&format!("{BASE}{text}")).unwrap_err();
+        assert_eq!(key_of(&e), *key, "{text}: {e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("t.toml:{line}: {key}: ")),
+            "{text}: want line {line}: {e}"
+        );
+    }
+    // Names longer than the id map holds.
+    let long = "x".repeat(97);
+    let e = parse(&format!(
+        "{BASE}[[frontend]]\nname = \"{long}\"\nbind = \"198.18.2.1:80\"\ndefault_backend = \"b\"\n\
+         [[backend]]\nname = \"b\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(key_of(&e), "frontend[0].name", "{e}");
+    let e = parse(&format!(
+        "{BASE}[[backend]]\nname = \"b\"\n[[backend.server]]\nname = \"{}\"\naddress = \"198.18.1.1\"\n",
+        "y".repeat(95)
+    ))
+    .unwrap_err();
+    assert_eq!(key_of(&e), "backend[0].server[0].name", "{e}");
+    // HTTP-only settings on this L4 build: unknown keys, at their line.
+    let e = parse(&format!(
+        "{BASE}[[backend]]\nname = \"b\"\ncookie = \"SERVER insert indirect nocache\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with("t.toml:5:") && e.to_string().contains("cookie"),
+        "{e}"
+    );
+}
+
+#[test]
+fn files_that_are_not_configs_are_refused_clearly() {
+    let dir = std::env::temp_dir().join(format!("blb-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |name: &str, bytes: Option<&[u8]>, want: &str| {
+        let p = dir.join(name);
+        if let Some(b) = bytes {
+            std::fs::write(&p, b).unwrap();
+        }
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains(want), "{name}: {e}");
+        assert!(
+            e.contains(name),
+            "{name}: error does not name the file: {e}"
+        );
+    };
+    // A directory.
+    std::fs::create_dir_all(dir.join("adir")).unwrap();
+    check("adir", None, "not a regular file");
+    // Binary.
+    let bin: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    check("binary.toml", Some(&bin), "valid UTF-8");
+    // Huge.
+    let huge = vec![b'#'; MAX_CONFIG_BYTES as usize + 1];
+    check("huge.toml", Some(&huge), "more than");
+    // Half-written: cut in the middle of a table.
+    let full =
+        format!("{BASE}[[backend]]\nname = \"b\"\nstick_table = {{ size = \"1m\", expire = ");
+    check("half.toml", Some(full.as_bytes()), "half.toml:5:");
+    // Missing.
+    check("missing.toml", None, "cannot read config");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

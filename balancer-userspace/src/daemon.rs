@@ -378,8 +378,7 @@ fn spawn_checks(
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let r =
-                        health::check(&kind, addr, timing.inter.min(Duration::from_secs(5))).await;
+                    let r = health::check(&kind, addr, timing.timeout).await;
                     if tx.send((generation, i, r)).await.is_err() {
                         break;
                     }

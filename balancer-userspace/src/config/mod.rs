@@ -160,6 +160,7 @@ struct RawBackend {
     check_type: Option<String>,
     check_path: Option<String>,
     check_port: Option<u16>,
+    check_timeout: Option<String>,
     #[serde(default)]
     server: Vec<RawServer>,
 }
@@ -299,8 +300,9 @@ pub enum CheckKind {
     Http { path: String },
 }
 
-/// A server's health-check timing (HAProxy's `inter`, `rise`, `fall`);
-/// the default is `inter = 2s, rise = 2, fall = 3`.
+/// A server's health-check timing (HAProxy's `inter`, `rise`, `fall`,
+/// `timeout check`); the default is `inter = 2s, rise = 2, fall = 3`,
+/// timeout 2s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckTiming {
     /// Time between checks; also the timeout of one check.
@@ -309,6 +311,9 @@ pub struct CheckTiming {
     pub rise: u32,
     /// Consecutive failures that take an up server down.
     pub fall: u32,
+    /// One check's time limit (HAProxy's `timeout check`): the backend's
+    /// `check_timeout`, else `inter` capped at 5 s.
+    pub timeout: Duration,
 }
 
 impl Default for CheckTiming {
@@ -317,8 +322,14 @@ impl Default for CheckTiming {
             inter: Duration::from_secs(2),
             rise: 2,
             fall: 3,
+            timeout: Duration::from_secs(2),
         }
     }
+}
+
+/// The default check timeout for an interval.
+pub fn default_check_timeout(inter: Duration) -> Duration {
+    inter.min(Duration::from_secs(5))
 }
 
 /// Administrative state of a server (HAProxy's `ready`/`drain`/`maint`,
@@ -667,6 +678,17 @@ impl Validator<'_> {
                     .map_err(|r| self.err(format!("{key}.stick_table.expire"), r))?;
             }
         }
+        let check_timeout = match &b.check_timeout {
+            None => None,
+            Some(t) => {
+                let t =
+                    parse_duration(t).map_err(|r| self.err(format!("{key}.check_timeout"), r))?;
+                if t < Duration::from_millis(10) || t > Duration::from_secs(60) {
+                    return Err(self.err(format!("{key}.check_timeout"), "want 10ms to 60s"));
+                }
+                Some(t)
+            }
+        };
         let mut servers = Vec::new();
         let mut names = BTreeSet::new();
         for (j, s) in b.server.into_iter().enumerate() {
@@ -735,10 +757,12 @@ impl Validator<'_> {
                     return Err(self.err(format!("{skey}.{k}"), format!("{v}: want 1 to 100")));
                 }
             }
-            let check = s
-                .check
-                .unwrap_or(false)
-                .then_some(CheckTiming { inter, rise, fall });
+            let check = s.check.unwrap_or(false).then_some(CheckTiming {
+                inter,
+                rise,
+                fall,
+                timeout: check_timeout.unwrap_or_else(|| default_check_timeout(inter)),
+            });
             servers.push(Server {
                 name: s.name,
                 address,

@@ -188,6 +188,11 @@ fn errors_name_the_place_and_the_reason() {
         ),
         (
             "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
+            "check_timeout = \"1ms\"",
+            "backend[0].check_timeout",
+        ),
+        (
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"",
             "[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.1\"\ncheck = true\ninter = \"10ms\"",
             "backend[0].server[0].inter",
         ),

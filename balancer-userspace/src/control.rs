@@ -24,9 +24,10 @@ use log::{info, warn};
 use serde::Serialize;
 
 use crate::{
-    config::{AdminState, CheckKind, CheckTiming, Config, Forward},
+    config::{AdminState, CheckKind, CheckTiming, Config, Forward, Mode},
     dataplane::{Dataplane, DataplaneError},
     health::Health,
+    http::proxy::{HttpBackendView, HttpServerView, HttpView},
     netlink::{NetlinkError, NextHop, Resolver},
 };
 
@@ -66,6 +67,11 @@ pub struct NewServer {
     pub backend: String,
     pub name: String,
     pub address: IpAddr,
+    /// HTTP backends: the server's port (default: the frontend's).
+    pub port: Option<u16>,
+    /// HTTP backends: its persistence cookie value (derived when the
+    /// backend's cookie is `dynamic`).
+    pub cookie: Option<String>,
     pub weight: u32,
     pub state: AdminState,
     pub check: bool,
@@ -86,6 +92,10 @@ pub struct ServerRt {
     pub backend: String,
     pub name: String,
     pub address: IpAddr,
+    /// HTTP servers (behind the proxy): their port. L4 servers: `None`.
+    pub port: Option<u16>,
+    /// HTTP: the persistence cookie value naming this server.
+    pub cookie: Option<String>,
     pub weight: u32,
     pub admin: AdminState,
     pub next_hop: Result<NextHop, String>,
@@ -105,7 +115,8 @@ impl ServerRt {
             AdminState::Maint => return m::STATE_MAINT,
             AdminState::Up | AdminState::Drain => {}
         }
-        if self.next_hop.is_err() || !self.health.up {
+        // HTTP servers are reached through the kernel's own routing.
+        if (self.port.is_none() && self.next_hop.is_err()) || !self.health.up {
             return m::STATE_DOWN;
         }
         if self.admin == AdminState::Drain {
@@ -154,6 +165,8 @@ pub struct Controller {
     /// server added or removed through the admin API): the daemon restarts
     /// its check tasks.
     pub checks_changed: std::sync::Arc<tokio::sync::Notify>,
+    /// What the HTTP proxy serves: republished on every server change.
+    pub http: tokio::sync::watch::Sender<std::sync::Arc<HttpView>>,
     /// VIP id -> its current Maglev table.
     tables: BTreeMap<u32, Vec<u32>>,
     resolver: Resolver,
@@ -181,6 +194,7 @@ impl Controller {
             servers,
             frontend_ids,
             checks_changed: Default::default(),
+            http: tokio::sync::watch::Sender::new(Default::default()),
             tables: BTreeMap::new(),
             resolver,
         };
@@ -213,6 +227,16 @@ impl Controller {
         }
         if old.admin_socket != new.admin_socket {
             fixed.push("admin.socket");
+        }
+        let http_fronts = |c: &Config| -> Vec<(String, SocketAddr)> {
+            c.frontends
+                .iter()
+                .filter(|f| f.mode == Mode::Http)
+                .map(|f| (f.name.clone(), f.vip))
+                .collect()
+        };
+        if http_fronts(old) != http_fronts(new) {
+            fixed.push("http frontends (name, bind)");
         }
         if old.metrics_bind != new.metrics_bind
             || old.table_count_interval != new.table_count_interval
@@ -302,7 +326,7 @@ impl Controller {
     }
 
     async fn resolve_all(&mut self) {
-        for s in &mut self.servers {
+        for s in self.servers.iter_mut().filter(|s| s.port.is_none()) {
             let r = self
                 .resolver
                 .resolve(s.address, RESOLVE_TIMEOUT)
@@ -364,6 +388,9 @@ impl Controller {
         let mut vips = BTreeMap::new();
         let mut fragment_entries = BTreeMap::new();
         for (f, &id) in self.config.frontends.iter().zip(&self.frontend_ids) {
+            if f.mode == Mode::Http {
+                continue;
+            }
             let b = &self.config.backends[f.backend];
             let (family, addr) = family_addr(f.vip.ip());
             let info = VipInfo {
@@ -396,7 +423,8 @@ impl Controller {
     }
 
     fn write_backends(&mut self) -> Result<(), ControlError> {
-        for s in &self.servers {
+        self.publish_http();
+        for s in self.servers.iter().filter(|s| s.port.is_none()) {
             let (family, addr) = family_addr(s.address);
             let mut b = MapBackend {
                 addr,
@@ -417,10 +445,57 @@ impl Controller {
         Ok(())
     }
 
+    /// Publish the HTTP backends (servers with their effective states) to
+    /// the proxy; a no-op for the proxy when nothing changed.
+    fn publish_http(&self) {
+        let backends = self
+            .config
+            .backends
+            .iter()
+            .filter_map(|b| {
+                let settings = b.http.clone()?;
+                let servers = self
+                    .servers
+                    .iter()
+                    .filter(|s| s.backend == b.name)
+                    .filter_map(|s| {
+                        Some(HttpServerView {
+                            id: s.id,
+                            name: s.name.clone(),
+                            addr: SocketAddr::new(s.address, s.port?),
+                            weight: s.weight,
+                            state: s.effective(),
+                            cookie: s.cookie.clone(),
+                        })
+                    })
+                    .collect();
+                Some((
+                    b.name.clone(),
+                    std::sync::Arc::new(HttpBackendView {
+                        name: b.name.clone(),
+                        settings,
+                        servers,
+                    }),
+                ))
+            })
+            .collect();
+        self.http.send_if_modified(|v| {
+            let new = HttpView { backends };
+            if **v == new {
+                return false;
+            }
+            *v = std::sync::Arc::new(new);
+            true
+        });
+    }
+
     /// Rebuild each VIP's Maglev table from its `up` servers; only slots
     /// that change are written.
     fn rebuild_tables(&mut self) -> Result<(), ControlError> {
         for (f, &vip_id) in self.config.frontends.iter().zip(&self.frontend_ids) {
+            if f.mode == Mode::Http {
+                continue;
+            }
             let bname = &self.config.backends[f.backend].name;
             let keys: Vec<(u32, String, u32)> = self
                 .servers
@@ -534,8 +609,36 @@ impl Controller {
             .iter()
             .filter(|f| f.backend == bi)
             .collect();
+        let http = b.http.as_ref();
+        if http.is_none() && (new.port.is_some() || new.cookie.is_some()) {
+            return Err(ControlError::InvalidServer(format!(
+                "backend {:?} is L4: its servers take no port and no cookie",
+                b.name
+            )));
+        }
+        let port = match http {
+            Some(_) => Some(
+                new.port
+                    .or_else(|| users.first().map(|f| f.vip.port()))
+                    .unwrap_or(80),
+            ),
+            None => None,
+        };
+        let cookie = match http.and_then(|h| h.cookie.as_ref().map(|c| (c, h))) {
+            Some((c, h)) if c.dynamic && new.cookie.is_none() => {
+                h.dynamic_cookie_key.as_ref().map(|k| {
+                    crate::http::cookie::dynamic_value(
+                        k.as_bytes(),
+                        new.address,
+                        port.unwrap_or(80),
+                    )
+                })
+            }
+            _ => new.cookie.clone(),
+        };
         if let Some(f) = users
             .iter()
+            .filter(|_| http.is_none())
             .find(|f| f.vip.is_ipv4() != new.address.is_ipv4())
         {
             return Err(ControlError::InvalidServer(format!(
@@ -543,8 +646,11 @@ impl Controller {
                 new.address, f.name, f.vip
             )));
         }
-        let port = b.check_port.or_else(|| users.first().map(|f| f.vip.port()));
-        let check = match (new.check, port) {
+        let check_port = b
+            .check_port
+            .or(port)
+            .or_else(|| users.first().map(|f| f.vip.port()));
+        let check = match (new.check, check_port) {
             (false, _) => None,
             (true, Some(p)) => Some((
                 b.check_kind.clone(),
@@ -560,12 +666,15 @@ impl Controller {
         };
         let full = format!("{}/{}", b.name, new.name);
         let id = assign_one_id(&mut self.dp, &full)?;
-        let next_hop = self
-            .resolver
-            .resolve(new.address, RESOLVE_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string());
-        if let Err(e) = &next_hop {
+        let next_hop = if port.is_some() {
+            Err("HTTP server: no next hop".into())
+        } else {
+            self.resolver
+                .resolve(new.address, RESOLVE_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        if let (Err(e), None) = (&next_hop, port) {
             warn!(
                 "server {full} ({}): unreachable, treated as down: {e}",
                 new.address
@@ -581,6 +690,8 @@ impl Controller {
             backend: b.name.clone(),
             name: new.name,
             address: new.address,
+            port,
+            cookie,
             weight: new.weight,
             admin: new.state,
             next_hop,
@@ -683,7 +794,10 @@ impl Controller {
             id: s.id,
             backend: s.backend.clone(),
             server: s.name.clone(),
-            address: s.address.to_string(),
+            address: match s.port {
+                Some(p) => SocketAddr::new(s.address, p).to_string(),
+                None => s.address.to_string(),
+            },
             weight: s.weight,
             admin_state: s.admin.as_str(),
             state: state_name(s.effective()),
@@ -695,7 +809,11 @@ impl Controller {
                     mac(&nh.dst_mac)
                 )
             }),
-            error: s.next_hop.as_ref().err().cloned(),
+            error: if s.port.is_some() {
+                None
+            } else {
+                s.next_hop.as_ref().err().cloned()
+            },
             check: s.check.as_ref().map(|_| {
                 let state = if s.health.up { "up" } else { "down" };
                 match &s.last_check {
@@ -743,6 +861,8 @@ fn build_servers(config: &Config) -> Vec<ServerRt> {
                 .map(|f| f.vip.port())
         });
         for s in &b.servers {
+            // HTTP servers are checked on their own port unless check_port says otherwise.
+            let port = b.check_port.or(s.port).or(port);
             let check = match (s.check, port) {
                 (Some(t), Some(p)) => {
                     Some((b.check_kind.clone(), SocketAddr::new(s.address, p), t))
@@ -764,6 +884,8 @@ fn build_servers(config: &Config) -> Vec<ServerRt> {
                 backend: b.name.clone(),
                 name: s.name.clone(),
                 address: s.address,
+                port: s.port,
+                cookie: s.cookie.clone(),
                 weight: s.weight,
                 admin: s.state,
                 next_hop: Err("not resolved yet".into()),

@@ -27,14 +27,18 @@ use tokio::{
 
 use crate::{
     admin::{self, AdminError},
-    config::Config,
+    config::{Config, Mode},
     control::{ControlError, Controller},
     dataplane::{Dataplane, DataplaneError, LoadOptions},
-    health, netlink,
+    health,
+    http::proxy::FrontendSpec,
+    netlink,
 };
 
 /// bpffs's `f_type` (include/uapi/linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+/// On shutdown, how long HTTP requests in flight may take to finish.
+const HTTP_GRACE: Duration = Duration::from_secs(10);
 /// Next-hop changes arrive in bursts: wait this long for the burst to end.
 const RESOLVE_DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -50,6 +54,13 @@ pub enum DaemonError {
     PinDir { path: String, reason: String },
     #[error("metrics.bind {addr}: {source}")]
     Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("http frontend {frontend:?}: cannot listen on {addr}: {source}")]
+    HttpBind {
+        frontend: String,
         addr: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
@@ -150,6 +161,7 @@ pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<()
 struct Running {
     controller: Controller,
     listener: tokio::net::UnixListener,
+    http: Vec<(tokio::net::TcpListener, FrontendSpec)>,
     metrics: Option<tokio::net::TcpListener>,
     logger: Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>,
     interfaces: Vec<String>,
@@ -181,6 +193,25 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
         ),
         None => None,
     };
+    // HTTP frontends: their listening sockets now, so a taken port fails
+    // the start before anything is attached.
+    let mut http = Vec::new();
+    for f in config.frontends.iter().filter(|f| f.mode == Mode::Http) {
+        let l = tokio::net::TcpListener::bind(f.vip)
+            .await
+            .map_err(|source| DaemonError::HttpBind {
+                frontend: f.name.clone(),
+                addr: f.vip,
+                source,
+            })?;
+        let spec = FrontendSpec {
+            name: f.name.clone(),
+            backend: config.backends[f.backend].name.clone(),
+            timeout_client: f.timeout_client,
+            max_header_bytes: f.max_header_bytes,
+        };
+        http.push((l, spec));
+    }
     // Maps first, then attach: the first packet already sees the services.
     let mut controller = Controller::new(dp, config).await?;
     for name in &interfaces {
@@ -190,6 +221,7 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
         controller,
         listener,
         metrics,
+        http,
         logger,
         interfaces,
         pin_dir,
@@ -203,6 +235,7 @@ impl Running {
             controller,
             listener,
             metrics,
+            http,
             mut logger,
             interfaces,
             pin_dir,
@@ -217,6 +250,21 @@ impl Running {
         let checks_changed = controller.checks_changed.clone();
         let shared = Arc::new(Mutex::new(controller));
         let admin_task = tokio::spawn(admin::serve(listener, shared.clone()));
+        let (stop_http, stop_rx) = tokio::sync::watch::channel(false);
+        let mut http_tasks = Vec::new();
+        for (l, spec) in http {
+            if let Ok(a) = l.local_addr() {
+                info!("http frontend {} on {a}", spec.name);
+            }
+            let view = shared.lock().await.http.subscribe();
+            http_tasks.push(tokio::spawn(crate::http::proxy::serve(
+                l,
+                spec,
+                view,
+                stop_rx.clone(),
+                HTTP_GRACE,
+            )));
+        }
         let mut metric_tasks = Vec::new();
         if let Some(l) = metrics {
             let count = Arc::new(crate::metrics::TableCount::default());
@@ -339,6 +387,11 @@ impl Running {
                     }
                 }
             }
+        }
+        // HTTP: stop accepting, let requests in flight finish.
+        let _ = stop_http.send(true);
+        for t in http_tasks {
+            let _ = t.await;
         }
         admin_task.abort();
         for t in metric_tasks {

@@ -7,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod netlink;
 pub mod stats;

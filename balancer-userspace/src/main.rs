@@ -158,8 +158,12 @@ enum BackendCmd {
         backend: String,
         /// The new server's name.
         server: String,
-        /// Its address (the family of the backend's frontends).
-        address: std::net::IpAddr,
+        /// Its address (the family of the backend's frontends); IP:PORT for
+        /// HTTP servers.
+        address: String,
+        /// HTTP backends: the value of the persistence cookie naming it.
+        #[arg(long)]
+        cookie: Option<String>,
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=256))]
         weight: u32,
         #[arg(long, default_value = "up", value_parser = ["up", "drain", "down", "maint"])]
@@ -405,13 +409,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             weight,
             state,
             check,
+            cookie,
         }) => {
             let v = api(
                 Method::POST,
                 "/v1/backends".into(),
                 Some(
-                    json!({"backend": backend, "server": server, "address": address.to_string(),
-                            "weight": weight, "state": state, "check": check}),
+                    json!({"backend": backend, "server": server, "address": address,
+                            "cookie": cookie, "weight": weight, "state": state, "check": check}),
                 ),
             )?;
             print_servers(&json!([v]));

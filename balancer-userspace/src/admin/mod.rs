@@ -248,9 +248,30 @@ fn set_state(c: &mut Controller, body: &Value) -> Answer {
 
 async fn add_server(c: &mut Controller, body: &Value) -> Answer {
     let address = str_field(body, "address")?;
-    let address: IpAddr = address
-        .parse()
-        .map_err(|_| bad(format!("address {address:?} is not an IP address")))?;
+    let (address, port) = match address.parse::<IpAddr>() {
+        Ok(a) => (a, None),
+        Err(_) => match address.parse::<std::net::SocketAddr>() {
+            Ok(sa) if sa.port() != 0 => (sa.ip(), Some(sa.port())),
+            _ => {
+                return Err(bad(format!(
+                    "address {address:?} is not an IP address (or IP:PORT for HTTP servers)"
+                )));
+            }
+        },
+    };
+    let cookie = match body.get("cookie") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .filter(|c| {
+                    !c.is_empty()
+                        && c.bytes()
+                            .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+                })
+                .ok_or_else(|| bad("\"cookie\" must be a non-empty token"))?
+                .to_owned(),
+        ),
+    };
     let weight = match body.get("weight") {
         None | Some(Value::Null) => 1,
         Some(w) => w
@@ -276,6 +297,8 @@ async fn add_server(c: &mut Controller, body: &Value) -> Answer {
         backend: str_field(body, "backend")?.to_owned(),
         name: str_field(body, "server")?.to_owned(),
         address,
+        port,
+        cookie,
         weight,
         state,
         check,

@@ -149,6 +149,9 @@ struct RawFrontend {
     mode: Option<String>,
     proto: Option<String>,
     default_backend: String,
+    // HTTP frontends only.
+    timeout_client: Option<String>,
+    max_header_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +164,14 @@ struct RawBackend {
     check_path: Option<String>,
     check_port: Option<u16>,
     check_timeout: Option<String>,
+    // HTTP backends only.
+    balance: Option<String>,
+    cookie: Option<String>,
+    dynamic_cookie_key: Option<String>,
+    #[serde(default)]
+    options: Vec<String>,
+    timeout_connect: Option<String>,
+    timeout_server: Option<String>,
     #[serde(default)]
     server: Vec<RawServer>,
 }
@@ -179,6 +190,8 @@ struct RawStickTable {
 struct RawServer {
     name: String,
     address: String,
+    /// HTTP backends: the value of the persistence cookie naming this server.
+    cookie: Option<String>,
     weight: Option<u32>,
     state: Option<String>,
     check: Option<bool>,
@@ -259,7 +272,64 @@ pub struct Frontend {
     pub proto: Proto,
     /// Index into [`Config::backends`].
     pub backend: usize,
+    pub mode: Mode,
+    /// HTTP: how long a client connection may stay idle or take to send
+    /// its request headers.
+    pub timeout_client: Duration,
+    /// HTTP: largest request head (request line and headers).
+    pub max_header_bytes: usize,
 }
+
+/// A frontend's mode: `l4` is served by the XDP data plane (`bind` is a
+/// VIP), `http` by the reverse proxy (`bind` is a local listening address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    L4,
+    Http,
+}
+
+/// How an HTTP backend picks a server for a user without a valid cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin.
+    RoundRobin,
+    /// Fewest requests in flight, weighted.
+    LeastConn,
+    /// Consistent hash of the client address (Maglev over the up servers).
+    Source,
+}
+
+impl Balance {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "roundrobin",
+            Balance::LeastConn => "leastconn",
+            Balance::Source => "source",
+        }
+    }
+}
+
+/// Settings of a backend served by the HTTP proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpBackend {
+    pub balance: Balance,
+    pub cookie: Option<crate::http::cookie::CookieConfig>,
+    /// `dynamic` cookies: the secret their values are derived from.
+    pub dynamic_cookie_key: Option<String>,
+    /// `option persist`: a cookie naming a down server still goes there.
+    pub persist: bool,
+    /// `option redispatch`: a persistent request whose server cannot be
+    /// reached is sent to another one (and gets a new cookie).
+    pub redispatch: bool,
+    pub timeout_connect: Duration,
+    /// Longest wait for the server's response headers.
+    pub timeout_server: Duration,
+}
+
+pub const DEFAULT_TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TIMEOUT_SERVER: Duration = Duration::from_secs(30);
+pub const DEFAULT_TIMEOUT_CLIENT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forward {
@@ -289,6 +359,12 @@ pub struct Backend {
     /// Port checked; default: the first frontend's port using this backend.
     pub check_port: Option<u16>,
     pub servers: Vec<Server>,
+    /// HTTP settings (`balance`, `cookie`, ...): present when an `http`
+    /// frontend uses this backend.
+    pub http: Option<HttpBackend>,
+    /// The first HTTP-only key set in the file (for the error when the
+    /// backend turns out to be L4).
+    http_key: Option<&'static str>,
 }
 
 /// Health check type of a backend (`check_type`).
@@ -366,6 +442,12 @@ impl AdminState {
 pub struct Server {
     pub name: String,
     pub address: IpAddr,
+    /// HTTP servers: the port (`address = "IP:PORT"`); default: the port of
+    /// the frontend using the backend. L4 servers have none.
+    pub port: Option<u16>,
+    /// HTTP: the persistence cookie's value for this server (or derived
+    /// from `dynamic_cookie_key` when the backend's cookie is `dynamic`).
+    pub cookie: Option<String>,
     pub weight: u32,
     pub state: AdminState,
     /// `Some` when `check = true`.
@@ -478,6 +560,7 @@ impl Validator<'_> {
             }
             frontends.push(fe);
         }
+        self.settle_modes(dataplane.interfaces.is_empty(), &frontends, &mut backends)?;
         let max_vips = balancer_common::maps::MAX_VIPS as usize;
         if frontends.len() > max_vips {
             return Err(self.err("frontend", format!("at most {max_vips} frontends")));
@@ -531,9 +614,7 @@ impl Validator<'_> {
     }
 
     fn dataplane(&self, d: RawDataplane) -> Result<Dataplane, ConfigError> {
-        if d.interfaces.is_empty() {
-            return Err(self.err("dataplane.interfaces", "at least one interface is needed"));
-        }
+        // An empty list is checked against the frontends in settle_modes.
         for (i, name) in d.interfaces.iter().enumerate() {
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
                 return Err(self.err(
@@ -573,21 +654,16 @@ impl Validator<'_> {
         f: RawFrontend,
         backends: &[Backend],
     ) -> Result<Frontend, ConfigError> {
-        match f.mode.as_deref().unwrap_or("l4") {
-            "l4" => {}
-            "http" => {
-                return Err(self.err(
-                    format!("{key}.mode"),
-                    "mode \"http\" (the cookie proxy) is not available yet",
-                ));
-            }
+        let mode = match f.mode.as_deref().unwrap_or("l4") {
+            "l4" => Mode::L4,
+            "http" => Mode::Http,
             other => {
                 return Err(self.err(
                     format!("{key}.mode"),
                     format!("{other:?}: want \"l4\" or \"http\""),
                 ));
             }
-        }
+        };
         let proto = match f.proto.as_deref().unwrap_or("tcp") {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
@@ -604,7 +680,10 @@ impl Validator<'_> {
                 format!("{:?}: want ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)", f.bind),
             )
         })?;
-        if vip.port() == 0 || vip.ip().is_unspecified() || vip.ip().is_multicast() {
+        if vip.port() == 0
+            || vip.ip().is_multicast()
+            || (mode == Mode::L4 && vip.ip().is_unspecified())
+        {
             return Err(self.err(
                 format!("{key}.bind"),
                 format!("{vip}: needs a unicast address and a port"),
@@ -620,6 +699,49 @@ impl Validator<'_> {
                 )
             })?;
         let b = &backends[backend];
+        let (mut timeout_client, mut max_header_bytes) =
+            (DEFAULT_TIMEOUT_CLIENT, DEFAULT_MAX_HEADER_BYTES);
+        if mode == Mode::Http {
+            if proto != Proto::Tcp {
+                return Err(self.err(format!("{key}.proto"), "http frontends are tcp"));
+            }
+            if let Some(t) = &f.timeout_client {
+                timeout_client =
+                    parse_duration(t).map_err(|r| self.err(format!("{key}.timeout_client"), r))?;
+                if timeout_client < Duration::from_millis(100) {
+                    return Err(self.err(format!("{key}.timeout_client"), "at least 100ms"));
+                }
+            }
+            if let Some(n) = f.max_header_bytes {
+                if !(1024..=1 << 20).contains(&n) {
+                    return Err(self.err(
+                        format!("{key}.max_header_bytes"),
+                        format!("{n}: want 1024 to 1048576"),
+                    ));
+                }
+                max_header_bytes = n;
+            }
+        }
+        let fe = Frontend {
+            name: f.name,
+            vip,
+            proto,
+            backend,
+            mode,
+            timeout_client,
+            max_header_bytes,
+        };
+        if mode == Mode::Http {
+            return Ok(fe);
+        }
+        for (k, set) in [
+            ("timeout_client", f.timeout_client.is_some()),
+            ("max_header_bytes", f.max_header_bytes.is_some()),
+        ] {
+            if set {
+                return Err(self.err(format!("{key}.{k}"), "only for mode = \"http\" frontends"));
+            }
+        }
         for s in &b.servers {
             if s.address.is_ipv4() != vip.is_ipv4() {
                 return Err(self.err(
@@ -633,15 +755,82 @@ impl Validator<'_> {
                 ));
             }
         }
-        Ok(Frontend {
-            name: f.name,
-            vip,
-            proto,
-            backend,
-        })
+        Ok(fe)
+    }
+
+    /// The HTTP settings of a backend; `None` when no HTTP key is set.
+    fn http_backend(&self, key: &str, b: &RawBackend) -> Result<Option<HttpBackend>, ConfigError> {
+        if http_key(b).is_none() {
+            return Ok(None);
+        }
+        let balance = match b.balance.as_deref().unwrap_or("roundrobin") {
+            "roundrobin" => Balance::RoundRobin,
+            "leastconn" => Balance::LeastConn,
+            "source" => Balance::Source,
+            other => {
+                return Err(self.err(
+                    format!("{key}.balance"),
+                    format!("{other:?}: want \"roundrobin\", \"leastconn\" or \"source\""),
+                ));
+            }
+        };
+        let cookie = match &b.cookie {
+            None => None,
+            Some(c) => Some(
+                crate::http::cookie::CookieConfig::parse(c)
+                    .map_err(|r| self.err(format!("{key}.cookie"), r))?,
+            ),
+        };
+        if cookie.as_ref().is_some_and(|c| c.dynamic) && b.dynamic_cookie_key.is_none() {
+            return Err(self.err(
+                format!("{key}.cookie"),
+                "`dynamic` needs dynamic_cookie_key in the same backend",
+            ));
+        }
+        let (mut persist, mut redispatch) = (false, false);
+        for (i, o) in b.options.iter().enumerate() {
+            match o.as_str() {
+                "persist" => persist = true,
+                "redispatch" => redispatch = true,
+                other => {
+                    return Err(self.err(
+                        format!("{key}.options[{i}]"),
+                        format!("{other:?}: want \"persist\" or \"redispatch\""),
+                    ));
+                }
+            }
+        }
+        let time =
+            |k: &str, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+                match v {
+                    None => Ok(default),
+                    Some(t) => {
+                        let d = parse_duration(t).map_err(|r| self.err(format!("{key}.{k}"), r))?;
+                        if d < Duration::from_millis(10) {
+                            return Err(self.err(format!("{key}.{k}"), "at least 10ms"));
+                        }
+                        Ok(d)
+                    }
+                }
+            };
+        Ok(Some(HttpBackend {
+            balance,
+            cookie,
+            dynamic_cookie_key: b.dynamic_cookie_key.clone(),
+            persist,
+            redispatch,
+            timeout_connect: time(
+                "timeout_connect",
+                &b.timeout_connect,
+                DEFAULT_TIMEOUT_CONNECT,
+            )?,
+            timeout_server: time("timeout_server", &b.timeout_server, DEFAULT_TIMEOUT_SERVER)?,
+        }))
     }
 
     fn backend(&self, key: &str, b: RawBackend) -> Result<Backend, ConfigError> {
+        let http = self.http_backend(key, &b)?;
+        let http_key = http_key(&b);
         let forward = match b.forward.as_deref().unwrap_or("dsr-l2") {
             "dsr-l2" => Forward::DsrL2,
             "ipip" => Forward::Ipip,
@@ -715,13 +904,22 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            let address: IpAddr = s.address.parse().map_err(|_| {
-                self.err(
-                    format!("{skey}.address"),
-                    format!("{:?} is not an IP address", s.address),
-                )
-            })?;
-            if address.is_unspecified() || address.is_multicast() || address.is_loopback() {
+            let (address, port) = match s.address.parse::<IpAddr>() {
+                Ok(a) => (a, None),
+                Err(_) => match s.address.parse::<SocketAddr>() {
+                    Ok(sa) if sa.port() != 0 => (sa.ip(), Some(sa.port())),
+                    _ => {
+                        return Err(self.err(
+                            format!("{skey}.address"),
+                            format!(
+                                "{:?} is not an IP address (or IP:PORT for HTTP servers)",
+                                s.address
+                            ),
+                        ));
+                    }
+                },
+            };
+            if address.is_unspecified() || address.is_multicast() {
                 return Err(self.err(
                     format!("{skey}.address"),
                     format!("{address} is not a unicast server address"),
@@ -766,6 +964,8 @@ impl Validator<'_> {
             servers.push(Server {
                 name: s.name,
                 address,
+                port,
+                cookie: s.cookie,
                 weight,
                 state,
                 check,
@@ -801,8 +1001,105 @@ impl Validator<'_> {
             check_kind,
             check_port: b.check_port,
             servers,
+            http,
+            http_key,
         })
     }
+
+    /// Now that the frontends say how each backend is used: HTTP keys only
+    /// on HTTP backends, ports and cookies only on HTTP servers, loopback
+    /// only behind the proxy; dynamic cookie values and default ports filled in.
+    fn settle_modes(
+        &self,
+        interfaces_empty: bool,
+        frontends: &[Frontend],
+        backends: &mut [Backend],
+    ) -> Result<(), ConfigError> {
+        let http_only = !frontends.is_empty() && frontends.iter().all(|f| f.mode == Mode::Http);
+        if interfaces_empty && !http_only {
+            return Err(self.err(
+                "dataplane.interfaces",
+                "at least one interface is needed (only a config whose frontends are all http may have none)",
+            ));
+        }
+        for (bi, b) in backends.iter_mut().enumerate() {
+            let key = format!("backend[{bi}]");
+            let users: Vec<&Frontend> = frontends.iter().filter(|f| f.backend == bi).collect();
+            let http = users.iter().filter(|f| f.mode == Mode::Http).count();
+            if http > 0 && http < users.len() {
+                return Err(self.err(
+                    format!("{key}.name"),
+                    format!("{:?} is used by both l4 and http frontends", b.name),
+                ));
+            }
+            if http > 0 {
+                let settings = b.http.get_or_insert(HttpBackend {
+                    balance: Balance::RoundRobin,
+                    cookie: None,
+                    dynamic_cookie_key: None,
+                    persist: false,
+                    redispatch: false,
+                    timeout_connect: DEFAULT_TIMEOUT_CONNECT,
+                    timeout_server: DEFAULT_TIMEOUT_SERVER,
+                });
+                let default_port = users[0].vip.port();
+                for s in &mut b.servers {
+                    let port = *s.port.get_or_insert(default_port);
+                    if s.cookie.is_none()
+                        && let (Some(c), Some(k)) = (&settings.cookie, &settings.dynamic_cookie_key)
+                        && c.dynamic
+                    {
+                        s.cookie = Some(crate::http::cookie::dynamic_value(
+                            k.as_bytes(),
+                            s.address,
+                            port,
+                        ));
+                    }
+                }
+                continue;
+            }
+            if let Some(k) = b.http_key {
+                return Err(self.err(
+                    format!("{key}.{k}"),
+                    "only for backends of mode = \"http\" frontends",
+                ));
+            }
+            for (j, s) in b.servers.iter().enumerate() {
+                let skey = format!("{key}.server[{j}]");
+                if s.port.is_some() {
+                    return Err(self.err(
+                        format!("{skey}.address"),
+                        "an L4 server takes no port (the VIP's port is kept)",
+                    ));
+                }
+                if s.cookie.is_some() {
+                    return Err(self.err(format!("{skey}.cookie"), "only for HTTP servers"));
+                }
+                if s.address.is_loopback() {
+                    return Err(self.err(
+                        format!("{skey}.address"),
+                        format!("{} is not a unicast server address", s.address),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first HTTP-only key set in a raw backend.
+fn http_key(b: &RawBackend) -> Option<&'static str> {
+    [
+        ("balance", b.balance.is_some()),
+        ("cookie", b.cookie.is_some()),
+        ("dynamic_cookie_key", b.dynamic_cookie_key.is_some()),
+        ("options", !b.options.is_empty()),
+        ("timeout_connect", b.timeout_connect.is_some()),
+        ("timeout_server", b.timeout_server.is_some()),
+    ]
+    .into_iter()
+    .find(|(_, set)| *set)
+    .map(|(k, _)| k)
 }
 
 /// 1-based line and column of a byte offset.

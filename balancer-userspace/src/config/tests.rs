@@ -110,7 +110,7 @@ fn errors_name_the_place_and_the_reason() {
             "frontend[0].default_backend",
         ),
         (
-            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"\nmode = \"http\"",
+            "bind = \"198.18.2.1:80\"\ndefault_backend = \"b\"\nmode = \"tcp\"",
             ok_server,
             "frontend[0].mode",
         ),

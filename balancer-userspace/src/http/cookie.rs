@@ -1,0 +1,3219 @@
+//! HAProxy 2.6 `cookie` persistence, reproduced byte for byte.
+//!
+//! # The model
+//!
+//! A backend configured with HAProxy's `cookie <name> [options]` keyword pins
+//! each client to a server through an HTTP cookie. Every server has a *cookie
+//! value* (its `cookie` keyword, or a [`dynamic_value`]). One HTTP transaction
+//! goes through this module twice:
+//!
+//! 1. [`process_request`] reads the client's `Cookie` headers, finds the
+//!    persistence cookie `<name>`, validates it (its value must equal one of
+//!    the servers' values exactly, and its dates must be fresh when `maxidle`
+//!    / `maxlife` are set) and edits the headers the way HAProxy does before
+//!    forwarding (`insert indirect` removes the cookie, `prefix` strips the
+//!    `VALUE~` prefix). It returns a [`Persist`]: the server the cookie names,
+//!    if any. The caller then picks the server: the named one when it can take
+//!    the request, otherwise its usual load-balancing choice (HAProxy's
+//!    `option redispatch`).
+//! 2. [`process_response`] edits the server's response headers: in `insert`
+//!    mode it adds `Set-Cookie: <name>=<value>; path=/...` when the client
+//!    did not already present a valid cookie for the server that answered (or
+//!    when the cookie's dates need refreshing); in `rewrite` / `prefix` mode it
+//!    rewrites the server's own `Set-Cookie: <name>=...`; `nocache` adds
+//!    `Cache-control: private` to cacheable responses that get a cookie.
+//!
+//! The [`Persist`] value returned by the first call carries the per-transaction
+//! state HAProxy keeps in its `struct http_txn` (`SF_DIRECT`, the cookie's
+//! "last seen" and "first seen" dates) to the second call.
+//!
+//! # Where this comes from
+//!
+//! Everything here follows HAProxy 2.6's source, not its documentation alone
+//! (the two disagree in places, and the source wins):
+//!
+//! * `src/cfgparse-listen.c`, the `"cookie"` keyword: option names, which
+//!   options need which mode, `domain` / `attr` accumulation, error texts;
+//!   `src/tools.c` `parse_time_err()` and `invalid_domainchar()`.
+//! * `src/http_ana.c` `http_manage_client_side_cookies()`: the `Cookie`
+//!   header parser, date decoding and expiry, server matching, removal of the
+//!   cookie in `insert indirect` mode (`http_del_hdr_value()`), prefix
+//!   stripping.
+//! * `src/http_ana.c` `http_manage_server_side_cookies()`: the `Set-Cookie` /
+//!   `Set-Cookie2` parser and the delete / rewrite / prefix actions.
+//! * `src/http_ana.c` `http_process_res_common()`: when a cookie is inserted,
+//!   its exact spelling, and `nocache`; `http_wait_for_request()` /
+//!   `http_wait_for_response()` / `http_check_response_for_cacheability()`:
+//!   HAProxy's notion of a cacheable response.
+//! * `src/http.c` `http_find_cookie_value_end()`, `http_find_hdr_value_end()`;
+//!   `src/http_htx.c` `__http_find_header()` (values are trimmed of
+//!   linear white space, list headers are split on unquoted commas).
+//! * `src/base64.c` `s30tob64()` / `b64tos30()`: the 5-character date
+//!   encoding; `src/server.c` `srv_set_dyncookie()`: dynamic cookies.
+//!
+//! No HAProxy code is copied; the algorithms are re-implemented, and where
+//! HAProxy's behaviour is surprising the doc comment of the function says what
+//! HAProxy does and that this code does the same on purpose.
+//!
+//! # Things the caller must know
+//!
+//! * **Server states.** HAProxy skips a cookie that names a *stopped* server
+//!   (unless `option persist` / `force-persist`) and keeps looking for another
+//!   running server with the same value. Pass `None` in `values` for a server
+//!   that must not be chosen by cookie (down without `option persist`, or
+//!   without a cookie at all) to get exactly that.
+//! * **Redispatch.** When the named server cannot be used and the caller sends
+//!   the request elsewhere, pass that server's value as `chosen` to
+//!   [`process_response`]: it differs from [`Persist::value`], so, like HAProxy
+//!   after clearing `SF_DIRECT`, a fresh cookie is inserted. Clearing
+//!   [`Persist::server`] has the same effect.
+//! * **Responses the balancer generates itself** (errors, redirects) have no
+//!   server: do not call [`process_response`] for them (HAProxy only inserts
+//!   when `objt_server(s->target)` is set).
+//! * **HTTP/2.** HAProxy's H2 demultiplexer joins all `cookie` fields into one
+//!   `Cookie` header before analysis; this module processes the fields it is
+//!   given one by one, which only differs when a persistence cookie must be
+//!   removed from a request whose fields were split.
+//! * Config arguments are split on ASCII white space; HAProxy's quoting and
+//!   backslash escapes are not interpreted.
+
+use std::{iter, net::IpAddr, time::Duration};
+
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method,
+    header::{CACHE_CONTROL, COOKIE, ETAG, EXPIRES, Entry, LAST_MODIFIED, PRAGMA, SET_COOKIE},
+};
+
+/// Separator between the server's value and the application's value in
+/// `prefix` mode (HAProxy's `COOKIE_DELIM`).
+const COOKIE_DELIM: u8 = b'~';
+/// Separator before each date in `insert` mode with `maxidle` / `maxlife`
+/// (HAProxy's `COOKIE_DELIM_DATE`).
+const COOKIE_DELIM_DATE: u8 = b'|';
+/// What follows `<name>` when the server that answered has no cookie value:
+/// HAProxy asks the browser to drop the cookie.
+const EXPIRED_COOKIE: &[u8] = b"=; Expires=Thu, 01-Jan-1970 00:00:01 GMT; path=/";
+/// Cookies dated more than this far in the future are ignored (HAProxy lets an
+/// admin fix a clock without everyone keeping a bogus date for long).
+const FUTURE_DATE_TOLERANCE: i32 = 86_400;
+/// Largest timer HAProxy accepts (`parse_time_err()` reports `>= 2^31` as an
+/// overflow).
+const MAX_TIMER: u64 = 0x7fff_ffff;
+
+/// The persistence mode: how the cookie gets to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieMode {
+    /// `insert`: the balancer adds its own `Set-Cookie` to responses.
+    Insert,
+    /// `rewrite`: the server emits the cookie, the balancer replaces its value
+    /// with the server's cookie value.
+    Rewrite,
+    /// `prefix`: the server's own cookie `<name>` gets `VALUE~` prepended in
+    /// responses, and stripped again from requests.
+    Prefix,
+    /// No mode keyword: the cookie is only read (someone else sets it).
+    Passive,
+}
+
+/// The arguments of HAProxy's `cookie` backend keyword.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieConfig {
+    /// The cookie's name, compared case-sensitively.
+    pub name: String,
+    pub mode: CookieMode,
+    /// `indirect`: in `insert` mode, the cookie is removed from requests before
+    /// they reach the server; in every mode, a server's own `Set-Cookie
+    /// <name>` is removed from responses to clients that already have a valid
+    /// cookie.
+    pub indirect: bool,
+    /// `nocache`: an inserted cookie makes a cacheable response private.
+    pub nocache: bool,
+    /// `postonly`: insert only in responses to POST requests.
+    pub postonly: bool,
+    /// `preserve`: if the server sets `<name>` itself, leave it alone and do
+    /// not insert.
+    pub preserve: bool,
+    /// `httponly`: add `; HttpOnly` to inserted cookies.
+    pub httponly: bool,
+    /// `secure`: add `; Secure` to inserted cookies.
+    pub secure: bool,
+    /// `domain <d>` (repeatable): one `; domain=<d>` each, in order.
+    pub domains: Vec<String>,
+    /// `attr <a>` (repeatable): one `; <a>` each, in order, last.
+    pub attrs: Vec<String>,
+    /// `maxidle <time>`: ignore a cookie not seen for longer than this.
+    /// `None` when absent or zero (HAProxy treats 0 as "not set").
+    pub maxidle: Option<Duration>,
+    /// `maxlife <time>`: ignore a cookie first set longer ago than this.
+    pub maxlife: Option<Duration>,
+    /// `dynamic`: servers without an explicit cookie value get
+    /// [`dynamic_value`] (needs the backend's `dynamic-cookie-key`).
+    pub dynamic: bool,
+}
+
+/// The option list HAProxy prints when it meets an unknown word (completed
+/// with the options its own message forgets).
+const SUPPORTED_OPTIONS: &str = "'rewrite', 'insert', 'prefix', 'indirect', 'nocache', 'postonly', \
+     'preserve', 'httponly', 'secure', 'domain', 'maxidle', 'maxlife', 'dynamic' and 'attr'";
+
+impl CookieConfig {
+    /// Parse the arguments of HAProxy's `cookie` backend keyword, e.g.
+    /// `"SERVERID insert indirect nocache httponly secure domain .example.com
+    /// attr SameSite=Lax maxidle 30m maxlife 8h dynamic"`.
+    ///
+    /// Errors are a short human-readable reason. The rules are HAProxy's
+    /// (`cfgparse-listen.c`, keyword `"cookie"`): options are case-sensitive
+    /// and may come in any order and be repeated; `rewrite`, `insert` and
+    /// `prefix` exclude each other; `rewrite` excludes `indirect`;
+    /// `preserve` needs `insert` or `indirect`; `domain` accepts only
+    /// `[A-Za-z0-9_.-]`; `attr` refuses control characters and `;`; times
+    /// take HAProxy's units (`us`, `ms`, `s`, `m`, `h`, `d`, default seconds),
+    /// are rounded up to whole seconds, must stay below 2^31 s, and a
+    /// non-zero value that rounds to 0 is an error. As in HAProxy, every
+    /// option is accepted in every mode: `nocache`, `postonly`, `httponly`,
+    /// `secure`, `domain` and `attr` then do nothing outside `insert` mode,
+    /// and `maxidle` / `maxlife` still check the dates a request cookie may
+    /// carry (in any mode but `prefix`) although only `insert` writes them.
+    ///
+    /// Where HAProxy only warns (a domain without an embedded dot, text after
+    /// a time unit such as `30mn`), the value is accepted; use
+    /// [`CookieConfig::parse_with_warnings`] to get those warnings.
+    ///
+    /// One addition to HAProxy's rules: a cookie name containing control
+    /// characters is refused, because it could never be sent in a header.
+    pub fn parse(args: &str) -> Result<CookieConfig, String> {
+        Self::parse_with_warnings(args).map(|(config, _warnings)| config)
+    }
+
+    /// [`CookieConfig::parse`], also returning the warnings HAProxy would
+    /// print for a configuration it accepts.
+    pub fn parse_with_warnings(args: &str) -> Result<(CookieConfig, Vec<String>), String> {
+        let mut words = args.split_ascii_whitespace();
+        let name = words
+            .next()
+            .ok_or_else(|| "'cookie' expects <cookie_name> as argument".to_owned())?;
+        if let Some(c) = name.bytes().find(|&b| b.is_ascii_control()) {
+            return Err(format!(
+                "character '%x{c:02X}' is not permitted in cookie name"
+            ));
+        }
+
+        let mut warnings = Vec::new();
+        let (mut rewrite, mut insert, mut prefix) = (false, false, false);
+        let mut config = CookieConfig {
+            name: name.to_owned(),
+            mode: CookieMode::Passive,
+            indirect: false,
+            nocache: false,
+            postonly: false,
+            preserve: false,
+            httponly: false,
+            secure: false,
+            domains: Vec::new(),
+            attrs: Vec::new(),
+            maxidle: None,
+            maxlife: None,
+            dynamic: false,
+        };
+
+        while let Some(word) = words.next() {
+            match word {
+                "rewrite" => rewrite = true,
+                "insert" => insert = true,
+                "prefix" => prefix = true,
+                "indirect" => config.indirect = true,
+                "nocache" => config.nocache = true,
+                "postonly" => config.postonly = true,
+                "preserve" => config.preserve = true,
+                "httponly" => config.httponly = true,
+                "secure" => config.secure = true,
+                "dynamic" => config.dynamic = true,
+                "domain" => {
+                    let domain = words
+                        .next()
+                        .ok_or_else(|| "'domain' expects <domain> as argument".to_owned())?;
+                    // tools.c invalid_domainchar(): [A-Za-z0-9_.-] only.
+                    if let Some(c) = domain
+                        .chars()
+                        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+                    {
+                        return Err(format!(
+                            "character '{}' is not permitted in domain name '{domain}'",
+                            c.escape_default()
+                        ));
+                    }
+                    if !domain.contains('.') {
+                        // RFC 6265 5.2.3; HAProxy only warns.
+                        warnings.push(format!(
+                            "domain '{domain}' contains no embedded dot, this configuration may \
+                             not work properly (see RFC6265#5.2.3)"
+                        ));
+                    }
+                    config.domains.push(domain.to_owned());
+                }
+                "maxidle" | "maxlife" => {
+                    let what = if word == "maxidle" {
+                        "idletime"
+                    } else {
+                        "lifetime"
+                    };
+                    let value = words.next().ok_or_else(|| {
+                        format!("'{word}' expects <{what}> in seconds as argument")
+                    })?;
+                    let secs = parse_time_secs(value, word, &mut warnings)?;
+                    // HAProxy stores 0 as "disabled".
+                    let duration = (secs != 0).then(|| Duration::from_secs(u64::from(secs)));
+                    if word == "maxidle" {
+                        config.maxidle = duration;
+                    } else {
+                        config.maxlife = duration;
+                    }
+                }
+                "attr" => {
+                    let attr = words
+                        .next()
+                        .ok_or_else(|| "'attr' expects <value> as argument".to_owned())?;
+                    if let Some(c) = attr.bytes().find(|&b| b.is_ascii_control() || b == b';') {
+                        return Err(format!(
+                            "character '%x{c:02X}' is not permitted in attribute value"
+                        ));
+                    }
+                    config.attrs.push(attr.to_owned());
+                }
+                other => {
+                    return Err(format!(
+                        "'cookie' supports {SUPPORTED_OPTIONS} options (got '{other}')"
+                    ));
+                }
+            }
+        }
+
+        // The three checks HAProxy runs once the line is read, in its order.
+        if rewrite && config.indirect {
+            return Err("cookie 'rewrite' and 'indirect' modes are incompatible".to_owned());
+        }
+        if usize::from(rewrite) + usize::from(insert) + usize::from(prefix) > 1 {
+            return Err(
+                "cookie 'rewrite', 'insert' and 'prefix' modes are incompatible".to_owned(),
+            );
+        }
+        if config.preserve && !insert && !config.indirect {
+            return Err("cookie 'preserve' requires at least 'insert' or 'indirect'".to_owned());
+        }
+        config.mode = if insert {
+            CookieMode::Insert
+        } else if rewrite {
+            CookieMode::Rewrite
+        } else if prefix {
+            CookieMode::Prefix
+        } else {
+            CookieMode::Passive
+        };
+        Ok((config, warnings))
+    }
+}
+
+/// HAProxy's `parse_time_err(text, &ret, TIME_UNIT_S)`: digits, then an
+/// optional unit among `us`, `ms`, `s`, `m`, `h`, `d` (no unit: seconds). The
+/// result is rounded up to whole seconds. Text after a valid unit only earns a
+/// warning in HAProxy 2.6 ("will be reported as an error in next versions"),
+/// so it does here too. Unlike HAProxy, whose 64-bit accumulator silently
+/// wraps on absurdly long digit strings, such strings are reported as an
+/// overflow.
+fn parse_time_secs(text: &str, keyword: &str, warnings: &mut Vec<String>) -> Result<u32, String> {
+    let overflow = || {
+        format!(
+            "timer overflow in argument <{text}> to <{keyword}>, maximum value is 2147483647 s \
+             (~68 years)"
+        )
+    };
+    let unexpected = |at: usize| {
+        let c = text[at..].chars().next().unwrap_or(' ');
+        format!(
+            "unexpected character '{}' in argument to <{keyword}>",
+            c.escape_default()
+        )
+    };
+    let bytes = text.as_bytes();
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err(unexpected(0));
+    }
+    let mut value: u64 = 0;
+    for &b in &bytes[..digits] {
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or_else(overflow)?;
+    }
+    // (multiplier, divisor, length of the unit)
+    let (mult, div, unit_len): (u64, u64, usize) = match &bytes[digits..] {
+        [] => (1, 1, 0),
+        [b's', ..] => (1, 1, 1),
+        [b'u', b's', ..] => (1, 1_000_000, 2),
+        [b'm', b's', ..] => (1, 1_000, 2),
+        [b'm', ..] => (60, 1, 1),
+        [b'h', ..] => (3_600, 1, 1),
+        [b'd', ..] => (86_400, 1, 1),
+        _ => return Err(unexpected(digits)),
+    };
+    if digits + unit_len < bytes.len() {
+        let c = text[digits + unit_len..].chars().next().unwrap_or(' ');
+        warnings.push(format!(
+            "unexpected character '{}' after the timer value '{text}', only \
+             (us=microseconds,ms=milliseconds,s=seconds,m=minutes,h=hours,d=days) are supported",
+            c.escape_default()
+        ));
+    }
+    let result = value
+        .checked_mul(mult)
+        .and_then(|v| v.checked_add(div - 1))
+        .ok_or_else(overflow)?
+        / div;
+    if result > MAX_TIMER {
+        return Err(overflow());
+    }
+    if result == 0 && value != 0 {
+        return Err(format!(
+            "timer underflow in argument <{text}> to <{keyword}>, minimum non-null value is 1 s"
+        ));
+    }
+    u32::try_from(result).map_err(|_| overflow())
+}
+
+/// What the request's cookies said about persistence; the state HAProxy keeps
+/// in its transaction between the request and the response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Persist {
+    /// Index (into `values` of [`process_request`]) of the server the
+    /// request's persistence cookie validly names (HAProxy's `SF_DIRECT`).
+    pub server: Option<usize>,
+    /// The request carried the persistence cookie at all (valid or not).
+    pub seen: bool,
+    /// For `maxlife`: the cookie's "first seen" date, if present, as HAProxy
+    /// stores it (`txn->cookie_first_date`): Unix seconds, a multiple of 4
+    /// (the cookie holds seconds / 4 in 30 bits). Kept even when the cookie
+    /// names no server: HAProxy then reuses it in the cookie it inserts.
+    pub first: Option<u32>,
+    /// For `maxidle`: the cookie's "last seen" date (`txn->cookie_last_date`),
+    /// same encoding as `first`. [`process_response`] needs it to decide
+    /// whether the date must be refreshed.
+    pub last: Option<u32>,
+    /// The server part of the cookie that named `server` (equals
+    /// `values[server]`). [`process_response`] compares it with the value of
+    /// the server that actually answered, so a redispatched request gets a new
+    /// cookie.
+    pub value: Option<String>,
+}
+
+/// Request side. `headers` are the client's request headers (possibly several
+/// `Cookie` headers); `values[i]` is server i's cookie value (`None`: the
+/// server has no cookie, or must not be chosen by cookie right now, see the
+/// module doc); `now` is Unix time in seconds.
+///
+/// This is HAProxy's `http_manage_client_side_cookies()`. Every `Cookie`
+/// header is parsed in order with HAProxy's grammar: pairs separated by `;`
+/// or `,`, white space around names and values ignored, double-quoted values
+/// (with backslash escapes) kept whole, names starting with `$` (RFC 2109
+/// attributes) skipped, names compared case-sensitively. Header values are
+/// handled as bytes, so non-UTF-8 headers are processed, not dropped.
+///
+/// For each occurrence of the persistence cookie:
+///
+/// * The server part is the whole value, or in `prefix` mode what precedes
+///   the first `~`, or otherwise what precedes the first `|`. After a `|`
+///   come the "last seen" date and, after a second `|`, the "first seen" date
+///   (5 base64 characters each, Unix time / 4). A date that does not decode,
+///   or decodes to 0, is ignored; a value with a broken date still names its
+///   server. Dates are decoded in every mode but `prefix`, whatever the
+///   options (HAProxy does); they are only *checked* when `maxidle` /
+///   `maxlife` are set: older than that (`maxlife` first), or more than a day
+///   in the future, and the cookie is treated as absent.
+/// * An empty server part never matches (so a client that learnt an empty
+///   cookie cannot stick to a server without cookie).
+/// * The server is the first `values[i]` equal to the server part byte for
+///   byte. **Duplicates:** once one occurrence validly named a server, later
+///   ones are not used for the choice (HAProxy's `SF_ASSIGNED`); an invalid
+///   occurrence does not prevent a later valid one from being used. The dates
+///   are the transaction's, not the occurrence's: each occurrence that
+///   carries a decodable date overwrites them, an expired one clears them,
+///   exactly as HAProxy's `txn->cookie_last_date` / `cookie_first_date`.
+///
+/// Edits, made exactly as HAProxy makes them:
+///
+/// * `insert` + `indirect`: every occurrence is removed (valid or not), with
+///   the `$` attributes that follow it. The other cookies keep their bytes,
+///   except for HAProxy's `http_del_hdr_value()` joint: the separator that
+///   followed the removed cookie takes its place, followed by one space, and
+///   spaces before it are dropped (`a=1;SRV=x;b=2` becomes `a=1; b=2`). A
+///   header left with nothing is removed.
+/// * `prefix`: `VALUE~` is stripped from the value (whether or not `VALUE`
+///   names a server) so the application finds its own cookie.
+/// * In every mode, spaces around the `=` of any cookie are removed
+///   (`a = 1` becomes `a=1`): HAProxy normalises them so it can parse and
+///   rewrite cookies. This is the one way in which cookies other than the
+///   persistence cookie can change.
+///
+/// A header whose content does not change is left untouched, including any
+/// leading or trailing white space.
+pub fn process_request(
+    cfg: &CookieConfig,
+    headers: &mut HeaderMap,
+    values: &[Option<&str>],
+    now: u64,
+) -> Persist {
+    let mut state = RequestState {
+        now: i64::try_from(now).unwrap_or(i64::MAX),
+        ..RequestState::default()
+    };
+    if headers.contains_key(COOKIE) {
+        let mut changed = false;
+        let mut kept = Vec::new();
+        for original in headers.get_all(COOKIE) {
+            match process_cookie_header(cfg, original.as_bytes(), values, &mut state) {
+                None => kept.push(original.clone()),
+                Some(edited) => {
+                    changed = true;
+                    if edited.is_empty() {
+                        continue; // HAProxy removes a header left empty.
+                    }
+                    match HeaderValue::from_bytes(&edited) {
+                        Ok(mut value) => {
+                            value.set_sensitive(original.is_sensitive());
+                            kept.push(value);
+                        }
+                        // Cannot happen (only bytes of a valid value, ';', ',' and
+                        // ' ' are ever written), but never lose a header over it.
+                        Err(_) => kept.push(original.clone()),
+                    }
+                }
+            }
+        }
+        if changed {
+            replace_all(headers, COOKIE, kept);
+        }
+    }
+    Persist {
+        server: state.server,
+        seen: state.seen,
+        first: (state.first_date != 0).then_some(state.first_date),
+        last: (state.last_date != 0).then_some(state.last_date),
+        value: state.value,
+    }
+}
+
+/// HAProxy's per-transaction cookie state while the request is analysed.
+#[derive(Default)]
+struct RequestState {
+    now: i64,
+    /// `SF_DIRECT | SF_ASSIGNED`: a server was found.
+    server: Option<usize>,
+    value: Option<String>,
+    seen: bool,
+    /// `txn->cookie_first_date` / `txn->cookie_last_date` (seconds, 0 = none).
+    first_date: u32,
+    last_date: u32,
+}
+
+/// One `NAME=VALUE` pair found by the cookie parsers, as byte offsets.
+/// `prev` (the caller's) is the separator before the pair, or the start.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    att_beg: usize,
+    /// First byte after the name's last non-blank byte.
+    att_end: usize,
+    /// The `=`, or the separator / end that stopped the name.
+    equal: usize,
+    val_beg: usize,
+    /// First byte after the value's last non-blank byte.
+    val_end: usize,
+    /// The separator that ends the pair, or the end.
+    next: usize,
+    has_equal: bool,
+}
+
+/// Scan one pair starting at `prev` (a separator, or the start when `first`),
+/// the way both HAProxy cookie parsers do. The name stops at `=`, `;`, and,
+/// when `comma_ends_name` (`Cookie`, `Set-Cookie2`), `,`. The value stops at
+/// an unquoted `;` or `,` (`http_find_cookie_value_end()`).
+fn scan_pair(buf: &[u8], prev: usize, first: bool, end: usize, comma_ends_name: bool) -> Pair {
+    let mut att_beg = if first { prev } else { prev + 1 };
+    while att_beg < end && is_spht(buf[att_beg]) {
+        att_beg += 1;
+    }
+    let mut equal = att_beg;
+    let mut att_end = att_beg;
+    while equal < end {
+        let c = buf[equal];
+        if c == b'=' || c == b';' || (comma_ends_name && c == b',') {
+            break;
+        }
+        equal += 1;
+        if !is_spht(c) {
+            att_end = equal;
+        }
+    }
+    if equal < end && buf[equal] == b'=' {
+        let mut val_beg = equal + 1;
+        while val_beg < end && is_spht(buf[val_beg]) {
+            val_beg += 1;
+        }
+        let next = value_end(buf, val_beg, end, true);
+        let mut val_end = next;
+        while val_end > val_beg && is_spht(buf[val_end - 1]) {
+            val_end -= 1;
+        }
+        Pair {
+            att_beg,
+            att_end,
+            equal,
+            val_beg,
+            val_end,
+            next,
+            has_equal: true,
+        }
+    } else {
+        Pair {
+            att_beg,
+            att_end,
+            equal,
+            val_beg: equal,
+            val_end: equal,
+            next: equal,
+            has_equal: false,
+        }
+    }
+}
+
+/// Process one `Cookie` header value. Returns the new value when it changed
+/// (empty: remove the header), `None` when it did not.
+///
+/// HAProxy edits the header in place with `memmove()` as it walks it. The
+/// pair boundaries it finds are the same as those of the original bytes
+/// (every edit only removes bytes, or writes a separator where one is
+/// removed, behind the walk), so this walks the original bytes and builds the
+/// edited header in one pass: linear time even for huge headers full of
+/// persistence cookies, where repeated `memmove()`s would be quadratic.
+/// `out` is always the edited header up to the separator before the current
+/// pair; `del_from` (an offset into `out`) marks the start of a run of
+/// persistence cookies pending removal, as HAProxy's `del_from` does.
+fn process_cookie_header(
+    cfg: &CookieConfig,
+    raw: &[u8],
+    values: &[Option<&str>],
+    state: &mut RequestState,
+) -> Option<Vec<u8>> {
+    let src = trim_lws(raw);
+    let end = src.len();
+    let name = cfg.name.as_bytes();
+    let prefix_mode = cfg.mode == CookieMode::Prefix;
+    let remove_ours = cfg.mode == CookieMode::Insert && cfg.indirect;
+    let maxidle = whole_secs(cfg.maxidle);
+    let maxlife = whole_secs(cfg.maxlife);
+
+    let mut out: Vec<u8> = Vec::with_capacity(end);
+    let mut del_from: Option<usize> = None;
+    // Some cookie must stay: remove only the pending run, not the header.
+    let mut preserve_hdr = false;
+    let mut prev = 0;
+    let mut first = true;
+    while prev < end {
+        let pair = scan_pair(src, prev, first, end, true);
+        first = false;
+        let mut emit_from = prev;
+
+        // `$Version`, `$Path`...: skipped, and removed along with a
+        // persistence cookie they follow.
+        if src.get(pair.att_beg) == Some(&b'$') {
+            out.extend_from_slice(&src[prev..pair.next]);
+            prev = pair.next;
+            continue;
+        }
+        if !pair.has_equal {
+            // Not ours, so it stays; a pending run before it goes.
+            preserve_hdr = true;
+            if let Some(from) = del_from.take() {
+                emit_from = delete_run(&mut out, src, from, prev);
+            }
+            out.extend_from_slice(&src[emit_from..pair.next]);
+            prev = pair.next;
+            continue;
+        }
+
+        let mut value_start = pair.val_beg;
+        if &src[pair.att_beg..pair.att_end] == name {
+            state.seen = true;
+            let (val_beg, val_end) = (pair.val_beg, pair.val_end);
+            let value = &src[val_beg..val_end];
+            let mut delim;
+            if prefix_mode {
+                delim = value
+                    .iter()
+                    .position(|&b| b == COOKIE_DELIM)
+                    .map_or(val_end, |i| val_beg + i);
+            } else {
+                delim = val_end;
+                if let Some(i) = value.iter().position(|&b| b == COOKIE_DELIM_DATE) {
+                    delim = val_beg + i;
+                    let after = delim + 1;
+                    // At least 5 bytes after the first '|': the last-seen
+                    // date; more than 5 after a second '|': the first-seen
+                    // date. A date decoding to 0 counts as absent.
+                    if val_end - after >= 5
+                        && let Some(date) = b64_to_s30(&src[after..after + 5]).filter(|&d| d > 0)
+                    {
+                        state.last_date = date << 2;
+                    }
+                    let rest = &src[after..val_end];
+                    if let Some(j) = rest.iter().position(|&b| b == COOKIE_DELIM_DATE)
+                        && val_end - (after + j) > 5
+                        && let Some(date) =
+                            b64_to_s30(&src[after + j + 1..after + j + 6]).filter(|&d| d > 0)
+                    {
+                        state.first_date = date << 2;
+                    }
+                }
+            }
+
+            // Too old, or too far in the future: "pretend we have not found
+            // the cookie" and forget the dates. The differences are truncated
+            // to 32 bits as HAProxy's `(signed)` casts do.
+            let stale = |date: u32, limit: u32| {
+                date != 0
+                    && limit != 0
+                    && (diff_i32(state.now, i64::from(date)) > limit as i32
+                        || diff_i32(i64::from(date), state.now) > FUTURE_DATE_TOLERANCE)
+            };
+            if stale(state.first_date, maxlife) || stale(state.last_date, maxidle) {
+                delim = val_beg;
+                state.first_date = 0;
+                state.last_date = 0;
+            }
+
+            if delim != val_beg && state.server.is_none() {
+                let wanted = &src[val_beg..delim];
+                let found = values
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, v)| v.filter(|v| v.as_bytes() == wanted).map(|v| (i, v)));
+                if let Some((index, value)) = found {
+                    state.server = Some(index);
+                    state.value = Some(value.to_owned());
+                }
+            }
+
+            if prefix_mode && delim != val_end {
+                value_start = delim + 1; // strip "VALUE~"
+                del_from = None;
+                preserve_hdr = true;
+            } else if del_from.is_none() && remove_ours {
+                del_from = Some(out.len());
+            }
+        } else {
+            preserve_hdr = true;
+            if let Some(from) = del_from.take() {
+                emit_from = delete_run(&mut out, src, from, prev);
+            }
+        }
+        // The pair, without blanks around its '=' (and without "VALUE~").
+        out.extend_from_slice(&src[emit_from..pair.att_end]);
+        out.push(b'=');
+        out.extend_from_slice(&src[value_start..pair.next]);
+        prev = pair.next;
+    }
+
+    if let Some(from) = del_from {
+        // A run still pending at the end: cut from it (the bytes before it,
+        // trailing spaces included, stay), or drop the whole header.
+        out.truncate(if preserve_hdr { from } else { 0 });
+    }
+    (out.as_slice() != src).then_some(out)
+}
+
+/// Remove the pending run of persistence cookies `out[from..]` just before the
+/// separator `src[sep]` of the pair being processed, the way
+/// `http_del_hdr_value()` does it: at the start of the header the separator
+/// and the blanks after it go too; elsewhere the blanks before the run go,
+/// the separator moves to where the run began, and one space follows it.
+/// Returns where in `src` the current pair's bytes resume.
+fn delete_run(out: &mut Vec<u8>, src: &[u8], from: usize, sep: usize) -> usize {
+    let old_len = out.len(); // where `sep` sits in the edited header
+    if from == 0 {
+        out.clear();
+    } else {
+        out.truncate(from);
+        while out.last().is_some_and(|&b| is_spht(b)) {
+            out.pop();
+        }
+        let new_from = out.len();
+        out.push(src[sep]);
+        // HAProxy writes the space only when the removed run leaves room for
+        // it, which it always does (the run holds at least a separator, a
+        // name and '=').
+        if new_from + 1 < old_len {
+            out.push(b' ');
+        }
+    }
+    let mut resume = sep + 1;
+    while resume < src.len() && is_spht(src[resume]) {
+        resume += 1;
+    }
+    resume
+}
+
+/// Response side. `resp` are the server's response headers (edited in place),
+/// `status` its status code, `method` the request's method, `chosen` the
+/// cookie value of the server that served this response (`None` if that
+/// server has no cookie), `persist` what [`process_request`] returned, `now`
+/// Unix time in seconds.
+///
+/// This is the cookie part of HAProxy's `http_process_res_common()`:
+///
+/// * Interim responses (1xx other than 101) are left alone.
+/// * `http_manage_server_side_cookies()`: in each `Set-Cookie` header (then
+///   each `Set-Cookie2` header, where several comma-separated cookies are
+///   handled) the server's cookie `<name>`: is left alone with `preserve`;
+///   else is removed in `insert` mode, or when the client presented a valid
+///   cookie for this server and `indirect` is set; else has its value replaced
+///   by `chosen` in `rewrite` mode, or prefixed with `chosen~` in `prefix`
+///   mode (nothing when `chosen` is `None`). Only the first pair of a
+///   `Set-Cookie` line is the cookie (the rest are attributes), and blanks
+///   around its `=` are removed, whatever its name.
+/// * Insertion, in `insert` mode only, when the server did not set `<name>`
+///   itself with `preserve`, when the request is a POST if `postonly`, and
+///   when the client did not present a valid cookie for this server, or
+///   `maxidle` (or a "last seen" date in the cookie) asks for a refresh
+///   because that date is in the past, or `maxlife` is set and the cookie has
+///   no "first seen" date, or `maxlife` is not set and the cookie has one
+///   (so it gets dropped). The header added is `Set-Cookie:
+///   <name>=<value>[|<last>[|<first>]]; path=/`, then `; domain=<d>` per
+///   domain, `; HttpOnly`, `; Secure`, `; <attr>` per attr, in that order;
+///   `<last>` is the current date, `<first>` the cookie's first date or the
+///   current date. **When `chosen` is `None`** (the server has no cookie, a
+///   typical backup server) HAProxy always emits `<name>=; Expires=Thu,
+///   01-Jan-1970 00:00:01 GMT; path=/` plus the same attributes, asking the
+///   browser to forget the cookie, whether or not the client sent one (such a
+///   server can never be named by a cookie, so the "valid cookie" condition
+///   never holds).
+/// * `nocache`: when a cookie was inserted and the response is cacheable
+///   ([`response_cacheability`]), `Cache-control: private` is added. HAProxy
+///   does this in `insert` mode only; `nocache` has no effect in other modes.
+///
+/// The `option checkcache` check that blocks cacheable responses carrying a
+/// cookie is not part of `cookie`; [`response_cacheability`] gives what it
+/// needs.
+pub fn process_response(
+    cfg: &CookieConfig,
+    resp: &mut HeaderMap,
+    status: u16,
+    method: &Method,
+    chosen: Option<&str>,
+    persist: &Persist,
+    now: u64,
+) {
+    if status < 200 && status != 101 {
+        return;
+    }
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    // HAProxy's SF_DIRECT: the cookie named the server that answered.
+    let direct = persist.server.is_some() && chosen.is_some() && persist.value.as_deref() == chosen;
+    let chosen_bytes = chosen.map(str::as_bytes);
+
+    let mut found = false; // TX_SCK_FOUND
+    for (name, cookie2) in [
+        (SET_COOKIE, false),
+        (HeaderName::from_static("set-cookie2"), true),
+    ] {
+        if !resp.contains_key(&name) {
+            continue;
+        }
+        let mut changed = false;
+        let mut kept = Vec::new();
+        for original in resp.get_all(&name) {
+            match process_set_cookie_header(
+                cfg,
+                original.as_bytes(),
+                cookie2,
+                chosen_bytes,
+                direct,
+                &mut found,
+            ) {
+                SetCookieEdit::Unchanged => kept.push(original.clone()),
+                SetCookieEdit::Removed => changed = true,
+                SetCookieEdit::Changed(edited) => {
+                    changed = true;
+                    match HeaderValue::from_bytes(&edited) {
+                        Ok(mut value) => {
+                            value.set_sensitive(original.is_sensitive());
+                            kept.push(value);
+                        }
+                        // `chosen` held bytes a header cannot carry: keep the
+                        // server's header rather than lose it.
+                        Err(_) => kept.push(original.clone()),
+                    }
+                }
+            }
+        }
+        if changed {
+            replace_all(resp, name, kept);
+        }
+    }
+
+    if cfg.mode != CookieMode::Insert || (found && cfg.preserve) {
+        return;
+    }
+    let maxidle = whole_secs(cfg.maxidle);
+    let maxlife = whole_secs(cfg.maxlife);
+    let last = persist.last.unwrap_or(0);
+    let first = persist.first.unwrap_or(0);
+    let needed = !direct
+        || ((maxidle != 0 || last != 0) && (last == 0 || i64::from(last) < now))
+        || (maxlife != 0 && first == 0)
+        || (maxlife == 0 && first != 0);
+    if !needed || (cfg.postonly && *method != Method::POST) {
+        return;
+    }
+
+    let cookie = build_set_cookie(cfg, chosen_bytes, first, now);
+    let Ok(value) = HeaderValue::from_bytes(&cookie) else {
+        return; // `chosen` or the name cannot be sent in a header
+    };
+    // Decided before adding anything, as HAProxy checks cacheability before
+    // inserting.
+    let cacheable = cfg.nocache && response_cacheability(method, status, resp).cacheable;
+    resp.append(SET_COOKIE, value);
+    if cacheable {
+        // HAProxy: "private" rather than no-cache="set-cookie", which old
+        // caches do not understand.
+        resp.append(CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+}
+
+/// The `Set-Cookie` value HAProxy inserts (see [`process_response`]).
+fn build_set_cookie(cfg: &CookieConfig, chosen: Option<&[u8]>, first: u32, now: i64) -> Vec<u8> {
+    let mut cookie = cfg.name.as_bytes().to_vec();
+    match chosen {
+        None => cookie.extend_from_slice(EXPIRED_COOKIE),
+        Some(value) => {
+            cookie.push(b'=');
+            cookie.extend_from_slice(value);
+            let maxlife = whole_secs(cfg.maxlife) != 0;
+            if whole_secs(cfg.maxidle) != 0 || maxlife {
+                // `(date + 3) >> 2`: the current date rounded up to 4 s.
+                let today = (now.max(0).saturating_add(3) >> 2) as u32;
+                cookie.push(COOKIE_DELIM_DATE);
+                cookie.extend_from_slice(&s30_to_b64(today));
+                if maxlife {
+                    let first = if first != 0 { first >> 2 } else { today };
+                    cookie.push(COOKIE_DELIM_DATE);
+                    cookie.extend_from_slice(&s30_to_b64(first));
+                }
+            }
+            cookie.extend_from_slice(b"; path=/");
+        }
+    }
+    for domain in &cfg.domains {
+        cookie.extend_from_slice(b"; domain=");
+        cookie.extend_from_slice(domain.as_bytes());
+    }
+    if cfg.httponly {
+        cookie.extend_from_slice(b"; HttpOnly");
+    }
+    if cfg.secure {
+        cookie.extend_from_slice(b"; Secure");
+    }
+    for attr in &cfg.attrs {
+        cookie.extend_from_slice(b"; ");
+        cookie.extend_from_slice(attr.as_bytes());
+    }
+    cookie
+}
+
+enum SetCookieEdit {
+    Unchanged,
+    Changed(Vec<u8>),
+    Removed,
+}
+
+/// One `Set-Cookie` (or `Set-Cookie2`) header through HAProxy's
+/// `http_manage_server_side_cookies()`. This one mirrors HAProxy's in-place
+/// edits on a buffer, because `Set-Cookie2` removal changes how the rest of
+/// the line is read: after removing the *first* cookie of a `Set-Cookie2`
+/// line, HAProxy resumes one byte into the next cookie's name (its loop
+/// always skips a separator that is no longer there), so e.g. in
+/// `SRV=x, SRV=y` the second cookie is read as `RV=y` and kept. This code
+/// does the same. Response headers come from the servers, and `Set-Cookie2`
+/// is obsolete, so the quadratic worst case of repeated removals is
+/// acceptable here.
+fn process_set_cookie_header(
+    cfg: &CookieConfig,
+    raw: &[u8],
+    cookie2: bool,
+    chosen: Option<&[u8]>,
+    direct: bool,
+    found: &mut bool,
+) -> SetCookieEdit {
+    let mut buf = trim_lws(raw).to_vec();
+    let name = cfg.name.as_bytes();
+    let mut changed = false;
+    let mut prev = 0;
+    let mut first = true;
+    while prev < buf.len() {
+        let Pair {
+            att_beg,
+            att_end,
+            mut equal,
+            mut val_beg,
+            mut val_end,
+            mut next,
+            ..
+        } = scan_pair(&buf, prev, first, buf.len(), cookie2);
+        first = false;
+        if next < buf.len() {
+            // Set-Cookie: the rest of the line is attributes (and an Expires
+            // date may hold a comma). Set-Cookie2: skip to the next cookie.
+            next = if cookie2 {
+                value_end(&buf, next, buf.len(), false)
+            } else {
+                buf.len()
+            };
+        }
+        if equal == val_end {
+            prev = next; // no '=': not a cookie
+            continue;
+        }
+        if att_end != equal || val_beg > equal + 1 {
+            let before = equal - att_end;
+            buf.drain(att_end..equal);
+            equal = att_end;
+            val_beg -= before;
+            let after = val_beg - (equal + 1);
+            buf.drain(equal + 1..val_beg);
+            val_beg = equal + 1;
+            val_end -= before + after;
+            next -= before + after;
+            changed = true;
+        }
+
+        if &buf[att_beg..att_end] == name {
+            *found = true;
+            if cfg.preserve {
+                // The server's cookie is left untouched.
+            } else if cfg.mode == CookieMode::Insert || (direct && cfg.indirect) {
+                if prev == 0 && next == buf.len() {
+                    return SetCookieEdit::Removed;
+                }
+                let mut from = prev;
+                del_hdr_value(&mut buf, &mut from, next);
+                next = from;
+                changed = true;
+            } else if let Some(value) = chosen {
+                match cfg.mode {
+                    CookieMode::Rewrite => {
+                        buf.splice(val_beg..val_end, value.iter().copied());
+                        next = next - val_end + val_beg + value.len();
+                        changed = true;
+                    }
+                    CookieMode::Prefix => {
+                        buf.splice(
+                            val_beg..val_beg,
+                            value.iter().copied().chain(iter::once(COOKIE_DELIM)),
+                        );
+                        next += value.len() + 1;
+                        changed = true;
+                    }
+                    CookieMode::Insert | CookieMode::Passive => {}
+                }
+            }
+        }
+        prev = next;
+    }
+    if changed {
+        SetCookieEdit::Changed(buf)
+    } else {
+        SetCookieEdit::Unchanged
+    }
+}
+
+/// HAProxy's `http_del_hdr_value()` on a whole buffer: remove the value
+/// between the separator (or start) `*from` and the separator (or end)
+/// `next`. At the start, `next`'s separator and the blanks after it go too;
+/// elsewhere the blanks before `*from` go, `next`'s separator takes `*from`'s
+/// place followed by one space when there is room, and the blanks after it go.
+/// `*from` ends on the separator kept.
+fn del_hdr_value(buf: &mut Vec<u8>, from: &mut usize, next: usize) {
+    let end = buf.len();
+    let mut write = *from;
+    let mut read = next;
+    if write == 0 {
+        if read < end {
+            read += 1;
+        }
+    } else {
+        while write > 0 && is_spht(buf[write - 1]) {
+            write -= 1;
+        }
+        *from = write;
+        if read < end {
+            buf[write] = buf[read];
+            write += 1;
+            read += 1;
+            if write + 1 < read {
+                buf[write] = b' ';
+                write += 1;
+            }
+        }
+    }
+    while read < end && is_spht(buf[read]) {
+        read += 1;
+    }
+    buf.drain(write..read);
+}
+
+/// HAProxy's cacheability verdict for a response (`txn->flags`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cacheability {
+    /// `TX_CACHEABLE`: a shared cache may store the response.
+    pub cacheable: bool,
+    /// `TX_CACHE_COOK`: ... including its `Set-Cookie` headers.
+    pub cookie_cacheable: bool,
+}
+
+/// Whether HAProxy 2.6 deems a response cacheable, as `nocache` (and `option
+/// checkcache`) see it:
+///
+/// * `http_wait_for_request()`: only GET, HEAD, OPTIONS and TRACE requests
+///   start cacheable.
+/// * `http_wait_for_response()`: only statuses 200, 203, 204, 206, 300, 301,
+///   404, 405, 410, 414 and 501 stay cacheable (RFC 7231 6.1).
+/// * `http_check_response_for_cacheability()`: a 1xx is not; the first
+///   `Pragma` header equal to `no-cache` makes it not; then each element of
+///   the `Cache-Control` headers in order: `public` makes it cacheable (even a
+///   POST or a 302!); `private`, `no-cache`, `no-store`, `s-maxage=0` make it
+///   not; `no-cache="set-cookie...` keeps it cacheable but not its cookies;
+///   `max-age=0` makes it not unless an `s-maxage...` follows; `s-maxage...`
+///   and `max-age...` are freshness information. Without freshness
+///   information, an `Expires` header is; without either, an `ETag` or
+///   `Last-Modified` validator is needed or the response is not cacheable
+///   (RFC 7234 3). Names and directives compare case-insensitively.
+pub fn response_cacheability(method: &Method, status: u16, headers: &HeaderMap) -> Cacheability {
+    let safe = [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method);
+    let mut cacheable = safe;
+    let mut cookie_cacheable = safe;
+    if !matches!(
+        status,
+        200 | 203 | 204 | 206 | 300 | 301 | 404 | 405 | 410 | 414 | 501
+    ) {
+        cacheable = false;
+        cookie_cacheable = false;
+    }
+    let not_cacheable = Cacheability {
+        cacheable: false,
+        cookie_cacheable: false,
+    };
+    if status < 200 {
+        return not_cacheable;
+    }
+    // Only the first Pragma header, as a whole.
+    if let Some(pragma) = headers.get(PRAGMA)
+        && trim_lws(pragma.as_bytes()).eq_ignore_ascii_case(b"no-cache")
+    {
+        return not_cacheable;
+    }
+
+    let mut has_freshness_info = false;
+    let mut has_null_maxage = false;
+    for header in headers.get_all(CACHE_CONTROL) {
+        for directive in list_elements(header.as_bytes()) {
+            if directive.eq_ignore_ascii_case(b"public") {
+                cacheable = true;
+                cookie_cacheable = true;
+            } else if directive.eq_ignore_ascii_case(b"max-age=0") {
+                // May still be overridden by an s-maxage directive.
+                has_null_maxage = true;
+            } else if [&b"private"[..], b"no-cache", b"no-store", b"s-maxage=0"]
+                .iter()
+                .any(|d| directive.eq_ignore_ascii_case(d))
+            {
+                cacheable = false;
+                cookie_cacheable = false;
+            } else if starts_with_ignore_case(directive, b"no-cache=\"set-cookie") {
+                cookie_cacheable = false;
+            } else if starts_with_ignore_case(directive, b"s-maxage") {
+                has_freshness_info = true;
+                has_null_maxage = false;
+            } else if starts_with_ignore_case(directive, b"max-age") {
+                has_freshness_info = true;
+            }
+        }
+    }
+    if has_null_maxage {
+        cacheable = false;
+        cookie_cacheable = false;
+    }
+    if !has_freshness_info {
+        has_freshness_info = headers.contains_key(EXPIRES);
+    }
+    let has_validator =
+        !has_freshness_info && (headers.contains_key(ETAG) || headers.contains_key(LAST_MODIFIED));
+    if !has_freshness_info && !has_validator {
+        cacheable = false;
+    }
+    Cacheability {
+        cacheable,
+        cookie_cacheable,
+    }
+}
+
+/// HAProxy's dynamic cookie (`srv_set_dyncookie()` in `src/server.c`): the
+/// 16 lowercase hex digits (`"%016llx"`) of XXH64, seed 0, over the key's
+/// bytes, then the server address in network order (4 bytes for IPv4, 16 for
+/// IPv6), then the port as a 4-byte big-endian integer (HAProxy stores the
+/// port in an `int` and hashes `htonl(port)` so that every load balancer
+/// agrees whatever its endianness).
+///
+/// HAProxy keeps the key as a C string, so a key containing a NUL byte is
+/// hashed only up to it; this function does the same. It never fails:
+/// HAProxy only skips servers whose address is not IPv4 or IPv6, which an
+/// [`IpAddr`] cannot be.
+pub fn dynamic_value(key: &[u8], addr: IpAddr, port: u16) -> String {
+    let key = key.split(|&b| b == 0).next().unwrap_or_default();
+    let mut buf = Vec::with_capacity(key.len() + 16 + 4);
+    buf.extend_from_slice(key);
+    match addr {
+        IpAddr::V4(v4) => buf.extend_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => buf.extend_from_slice(&v6.octets()),
+    }
+    buf.extend_from_slice(&u32::from(port).to_be_bytes());
+    format!("{:016x}", xxhash_rust::xxh64::xxh64(&buf, 0))
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------
+
+/// HAProxy's `HTTP_IS_SPHT`.
+fn is_spht(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// HAProxy's `HTTP_IS_LWS`.
+fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Header values as `http_find_header()` returns them: without leading or
+/// trailing linear white space.
+fn trim_lws(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|&b| !is_lws(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|&b| !is_lws(b)).map_or(start, |p| p + 1);
+    &v[start..end]
+}
+
+/// `http_find_cookie_value_end()` (`semicolon`) and
+/// `http_find_hdr_value_end()`: the first unquoted `,` (or `;`) at or after
+/// `s`, honouring double quotes and backslash escapes inside them; `e` if none.
+fn value_end(buf: &[u8], mut s: usize, e: usize, semicolon: bool) -> usize {
+    let mut quoted = false;
+    let mut escaped = false;
+    while s < e {
+        let c = buf[s];
+        if escaped {
+            escaped = false;
+        } else if quoted {
+            if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                quoted = false;
+            }
+        } else if c == b'"' {
+            quoted = true;
+        } else if c == b',' || (semicolon && c == b';') {
+            return s;
+        }
+        s += 1;
+    }
+    s
+}
+
+/// The elements of a comma-separated header value, trimmed, as
+/// `http_find_header(..., full = 0)` iterates them (empty elements included).
+fn list_elements(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = Some(0);
+    iter::from_fn(move || {
+        let start = pos?;
+        let end = value_end(v, start, v.len(), false);
+        pos = (end < v.len()).then_some(end + 1);
+        Some(trim_lws(&v[start..end]))
+    })
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// `(signed)(a - b)` in HAProxy's date checks: the difference truncated to
+/// 32 bits.
+fn diff_i32(a: i64, b: i64) -> i32 {
+    a.wrapping_sub(b) as i32
+}
+
+/// A configured duration in whole seconds, rounded up like HAProxy's parser
+/// and capped like it; 0 means "not set".
+fn whole_secs(d: Option<Duration>) -> u32 {
+    d.map_or(0, |d| {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        u32::try_from(secs.min(MAX_TIMER)).unwrap_or(u32::MAX)
+    })
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// `s30tob64()`: the low 30 bits of `v` as 5 base64 digits, most significant
+/// first, unpadded.
+fn s30_to_b64(v: u32) -> [u8; 5] {
+    let mut out = [0u8; 5];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = BASE64[((v >> (24 - 6 * i)) & 0x3f) as usize];
+    }
+    out
+}
+
+/// `b64tos30()`: 5 base64 digits back to a 30-bit value; `None` when any is
+/// not a base64 digit (`=` padding included).
+fn b64_to_s30(s: &[u8]) -> Option<u32> {
+    let digits = s.get(..5)?;
+    digits.iter().try_fold(0u32, |acc, &c| {
+        let d = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        Some((acc << 6) | u32::from(d))
+    })
+}
+
+/// Replace every value of `name` with `values`, in order, keeping the header's
+/// place in the map; no values removes the header.
+fn replace_all(map: &mut HeaderMap, name: HeaderName, values: Vec<HeaderValue>) {
+    let mut values = values.into_iter();
+    match (map.entry(name), values.next()) {
+        (Entry::Occupied(entry), None) => {
+            entry.remove();
+        }
+        (Entry::Occupied(mut entry), Some(first)) => {
+            entry.insert(first);
+            for value in values {
+                entry.append(value);
+            }
+        }
+        (Entry::Vacant(entry), Some(first)) => {
+            let mut entry = entry.insert_entry(first);
+            for value in values {
+                entry.append(value);
+            }
+        }
+        (Entry::Vacant(_), None) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    /// A Unix time divisible by 4, so cookie dates round-trip exactly.
+    const NOW: u64 = 1_700_000_000;
+    /// Three servers: s1, s2, and one without a cookie.
+    const VALUES: [Option<&str>; 3] = [Some("s1"), Some("s2"), None];
+
+    fn cfg(args: &str) -> CookieConfig {
+        CookieConfig::parse(args).expect("valid config")
+    }
+
+    fn parse_err(args: &str) -> String {
+        CookieConfig::parse(args).expect_err("invalid config")
+    }
+
+    fn request_headers(cookies: &[&[u8]]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("example.com"));
+        for cookie in cookies {
+            headers.append(
+                COOKIE,
+                HeaderValue::from_bytes(cookie).expect("test header"),
+            );
+        }
+        headers
+    }
+
+    fn all(headers: &HeaderMap, name: &str) -> Vec<Vec<u8>> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect()
+    }
+
+    fn strings(headers: &HeaderMap, name: &str) -> Vec<String> {
+        all(headers, name)
+            .into_iter()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .collect()
+    }
+
+    /// Run the request side; return the Cookie headers left and the verdict.
+    fn run(
+        args: &str,
+        cookies: &[&[u8]],
+        values: &[Option<&str>],
+        now: u64,
+    ) -> (Vec<String>, Persist) {
+        let mut headers = request_headers(cookies);
+        let persist = process_request(&cfg(args), &mut headers, values, now);
+        assert_eq!(
+            headers.get("host").map(HeaderValue::as_bytes),
+            Some(&b"example.com"[..])
+        );
+        (strings(&headers, "cookie"), persist)
+    }
+
+    fn run1(args: &str, cookie: &str) -> (Vec<String>, Persist) {
+        run(args, &[cookie.as_bytes()], &VALUES, NOW)
+    }
+
+    fn direct(index: usize) -> Persist {
+        Persist {
+            server: Some(index),
+            seen: true,
+            value: VALUES[index].map(str::to_owned),
+            ..Persist::default()
+        }
+    }
+
+    /// Run the response side on `set_cookies` (and `extra` headers).
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        args: &str,
+        set_cookies: &[&str],
+        extra: &[(&'static str, &'static str)],
+        status: u16,
+        method: Method,
+        chosen: Option<&str>,
+        persist: &Persist,
+        now: u64,
+    ) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/html"));
+        for cookie in set_cookies {
+            headers.append(
+                SET_COOKIE,
+                HeaderValue::from_str(cookie).expect("test header"),
+            );
+        }
+        for (name, value) in extra {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        process_response(
+            &cfg(args),
+            &mut headers,
+            status,
+            &method,
+            chosen,
+            persist,
+            now,
+        );
+        headers
+    }
+
+    /// The 5-character date HAProxy writes for Unix time `secs`.
+    fn date(secs: u64) -> String {
+        String::from_utf8_lossy(&s30_to_b64((secs >> 2) as u32)).into_owned()
+    }
+
+    // ----- configuration ---------------------------------------------------
+
+    #[test]
+    fn parse_full_example() {
+        let (config, warnings) = CookieConfig::parse_with_warnings(
+            "SERVERID insert indirect nocache httponly secure domain .example.com \
+             attr SameSite=Lax maxidle 30m maxlife 8h dynamic",
+        )
+        .expect("valid");
+        assert_eq!(
+            config,
+            CookieConfig {
+                name: "SERVERID".into(),
+                mode: CookieMode::Insert,
+                indirect: true,
+                nocache: true,
+                postonly: false,
+                preserve: false,
+                httponly: true,
+                secure: true,
+                domains: vec![".example.com".into()],
+                attrs: vec!["SameSite=Lax".into()],
+                maxidle: Some(Duration::from_secs(1800)),
+                maxlife: Some(Duration::from_secs(8 * 3600)),
+                dynamic: true,
+            }
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn parse_modes_and_flags() {
+        assert_eq!(cfg("S").mode, CookieMode::Passive);
+        assert_eq!(cfg("S insert").mode, CookieMode::Insert);
+        assert_eq!(cfg("S rewrite").mode, CookieMode::Rewrite);
+        assert_eq!(cfg("S prefix").mode, CookieMode::Prefix);
+        // Order-free, repeatable, white space of any kind.
+        let c = cfg("  S\tpostonly insert\n insert preserve  ");
+        assert_eq!(
+            (c.mode, c.postonly, c.preserve),
+            (CookieMode::Insert, true, true)
+        );
+        // Combinations HAProxy accepts.
+        let c = cfg("S indirect");
+        assert_eq!((c.mode, c.indirect), (CookieMode::Passive, true));
+        assert!(cfg("S indirect preserve").preserve);
+        assert!(cfg("S prefix indirect").indirect);
+        // Insert-only options are accepted (and inert) in other modes.
+        let c = cfg("S rewrite nocache maxidle 10 httponly");
+        assert_eq!(c.maxidle, Some(Duration::from_secs(10)));
+        assert!(c.nocache && c.httponly);
+        assert_eq!(cfg("S").name, "S");
+        assert_eq!(cfg("Ünïcödé insert").name, "Ünïcödé");
+    }
+
+    #[test]
+    fn parse_accumulates_domains_and_attrs_and_overrides_times() {
+        let c = cfg(
+            "S insert domain .a.com attr A=1 domain .b.com attr Partitioned maxidle 10 maxidle 20",
+        );
+        assert_eq!(c.domains, vec![".a.com", ".b.com"]);
+        assert_eq!(c.attrs, vec!["A=1", "Partitioned"]);
+        assert_eq!(c.maxidle, Some(Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn parse_time_units_like_haproxy() {
+        let idle = |t: &str| {
+            cfg(&format!("S insert maxidle {t}"))
+                .maxidle
+                .map(|d| d.as_secs())
+        };
+        assert_eq!(idle("30"), Some(30));
+        assert_eq!(idle("30s"), Some(30));
+        assert_eq!(idle("30m"), Some(1800));
+        assert_eq!(idle("2h"), Some(7200));
+        assert_eq!(idle("1d"), Some(86_400));
+        // Rounded up to whole seconds.
+        assert_eq!(idle("1500ms"), Some(2));
+        assert_eq!(idle("500ms"), Some(1));
+        assert_eq!(idle("1us"), Some(1));
+        assert_eq!(idle("2000000us"), Some(2));
+        // 0 means "not set".
+        assert_eq!(idle("0"), None);
+        assert_eq!(idle("0m"), None);
+        // The largest accepted value.
+        assert_eq!(idle("24855d"), Some(24_855 * 86_400));
+        assert_eq!(idle("2147483647"), Some(2_147_483_647));
+        let life = cfg("S insert maxlife 8h").maxlife;
+        assert_eq!(life, Some(Duration::from_secs(28_800)));
+    }
+
+    #[test]
+    fn parse_warnings_where_haproxy_only_warns() {
+        let (c, w) = CookieConfig::parse_with_warnings("S insert maxidle 30mn").expect("accepted");
+        assert_eq!(c.maxidle, Some(Duration::from_secs(1800)));
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("unexpected character 'n' after the timer value '30mn'"),
+            "{w:?}"
+        );
+
+        let (c, w) =
+            CookieConfig::parse_with_warnings("S insert domain localhost").expect("accepted");
+        assert_eq!(c.domains, vec!["localhost"]);
+        assert!(w[0].contains("no embedded dot"), "{w:?}");
+    }
+
+    #[test]
+    fn parse_errors() {
+        let cases: &[(&str, &str)] = &[
+            ("", "expects <cookie_name>"),
+            ("  \t ", "expects <cookie_name>"),
+            ("S\u{1} insert", "'%x01' is not permitted in cookie name"),
+            ("S bogus", "(got 'bogus')"),
+            ("S Insert", "(got 'Insert')"),
+            ("S insert domain", "'domain' expects <domain>"),
+            (
+                "S insert domain exa/mple.com",
+                "character '/' is not permitted in domain name 'exa/mple.com'",
+            ),
+            ("S insert domain é.com", "is not permitted in domain name"),
+            ("S maxidle", "'maxidle' expects <idletime>"),
+            ("S maxlife", "'maxlife' expects <lifetime>"),
+            (
+                "S maxidle abc",
+                "unexpected character 'a' in argument to <maxidle>",
+            ),
+            ("S maxidle -5", "unexpected character '-'"),
+            ("S maxidle 10x", "unexpected character 'x'"),
+            ("S maxidle 10u", "unexpected character 'u'"),
+            (
+                "S maxlife 2147483648",
+                "timer overflow in argument <2147483648> to <maxlife>",
+            ),
+            ("S maxlife 24856d", "timer overflow"),
+            ("S maxidle 99999999999999999999999", "timer overflow"),
+            ("S attr", "'attr' expects <value>"),
+            ("S attr a;b", "'%x3B' is not permitted in attribute value"),
+            ("S attr a\u{7f}b", "'%x7F' is not permitted"),
+            (
+                "S rewrite indirect",
+                "'rewrite' and 'indirect' modes are incompatible",
+            ),
+            (
+                "S insert prefix",
+                "'rewrite', 'insert' and 'prefix' modes are incompatible",
+            ),
+            ("S rewrite insert", "modes are incompatible"),
+            ("S prefix rewrite", "modes are incompatible"),
+            (
+                "S preserve",
+                "'preserve' requires at least 'insert' or 'indirect'",
+            ),
+            ("S rewrite preserve", "'preserve' requires"),
+            ("S prefix preserve", "'preserve' requires"),
+        ];
+        for (args, expected) in cases {
+            let err = parse_err(args);
+            assert!(
+                err.contains(expected),
+                "{args:?}: {err:?} lacks {expected:?}"
+            );
+        }
+    }
+
+    // ----- request side ----------------------------------------------------
+
+    #[test]
+    fn no_cookie_header_means_no_persistence() {
+        let mut headers = request_headers(&[]);
+        let persist = process_request(&cfg("SRV insert indirect"), &mut headers, &VALUES, NOW);
+        assert_eq!(persist, Persist::default());
+        assert_eq!(headers.len(), 1);
+    }
+
+    #[test]
+    fn valid_cookie_names_its_server() {
+        let (left, p) = run1("SRV insert", "a=1; SRV=s2; b=2");
+        assert_eq!(left, ["a=1; SRV=s2; b=2"]); // no indirect: untouched
+        assert_eq!(
+            p,
+            Persist {
+                server: Some(1),
+                seen: true,
+                value: Some("s2".into()),
+                ..Persist::default()
+            }
+        );
+    }
+
+    #[test]
+    fn indirect_removes_the_cookie_wherever_it_is() {
+        let cases = [
+            ("a=1; SRV=s1; b=2", vec!["a=1; b=2"]),
+            ("SRV=s1; b=2", vec!["b=2"]),
+            ("a=1; SRV=s1", vec!["a=1"]),
+            ("SRV=s1", vec![]),
+            ("  SRV=s1  ", vec![]),
+            // Runs of persistence cookies go in one piece.
+            ("a=1; SRV=s1; SRV=s2; b=2", vec!["a=1; b=2"]),
+            // Invalid ones are removed too.
+            ("a=1; SRV=nobody", vec!["a=1"]),
+        ];
+        for (cookie, expected) in cases {
+            let (left, p) = run1("SRV insert indirect", cookie);
+            assert_eq!(left, expected, "{cookie:?}");
+            assert!(p.seen, "{cookie:?}");
+        }
+    }
+
+    #[test]
+    fn indirect_joint_is_haproxys() {
+        // http_del_hdr_value(): the next separator replaces the removed run,
+        // followed by one space; blanks before the run go.
+        let cases = [
+            ("a=1;SRV=s1;b=2", "a=1; b=2"),
+            ("a=1 ;  SRV=s1 ;b=2", "a=1; b=2"),
+            ("a=1, SRV=s1, b=2", "a=1, b=2"),
+            ("a=1; SRV=s1, b=2", "a=1, b=2"),
+            // A run pending at the end is cut where it starts; what precedes
+            // stays as it is, trailing blank or separator included.
+            ("a=1 ; SRV=s1", "a=1 "),
+            ("a=1; SRV=s1;", "a=1; "),
+        ];
+        for (cookie, expected) in cases {
+            let (left, _) = run1("SRV insert indirect", cookie);
+            assert_eq!(left, [expected], "{cookie:?}");
+        }
+    }
+
+    #[test]
+    fn indirect_keeps_other_cookies_and_headers_byte_for_byte() {
+        let other: &[u8] = b"\xff\x80=\xfe; z=\"q;u\"; odd  thing;\tt=\"x\\\"y\"";
+        let (left, p) = run(
+            "SRV insert indirect",
+            &[b"a=1", b"SRV=s1", other, b"SRV=s2; k=v"],
+            &VALUES,
+            NOW,
+        );
+        assert_eq!(p.server, Some(0));
+        let left: Vec<Vec<u8>> = left.into_iter().map(String::into_bytes).collect();
+        // `strings()` is lossy; compare the raw bytes instead.
+        let mut headers = request_headers(&[b"a=1", b"SRV=s1", other, b"SRV=s2; k=v"]);
+        process_request(&cfg("SRV insert indirect"), &mut headers, &VALUES, NOW);
+        assert_eq!(
+            all(&headers, "cookie"),
+            vec![b"a=1".to_vec(), other.to_vec(), b"k=v".to_vec()]
+        );
+        assert_eq!(left.len(), 3);
+    }
+
+    #[test]
+    fn rfc2109_dollar_attributes_follow_their_cookie() {
+        let (left, _) = run1("SRV insert indirect", "$Version=1; SRV=s1; $Path=/; a=1");
+        assert_eq!(left, ["$Version=1; a=1"]);
+        // Nothing but attributes left: the header goes.
+        let (left, _) = run1("SRV insert indirect", "$Version=1; SRV=s1; $Path=/");
+        assert!(left.is_empty());
+        // Attributes alone are kept.
+        let (left, p) = run1("SRV insert indirect", "$Version=1");
+        assert_eq!(left, ["$Version=1"]);
+        assert!(!p.seen);
+        // A name starting with '$' is never the persistence cookie.
+        let (_, p) = run1("$SRV insert", "$SRV=s1");
+        assert!(!p.seen);
+    }
+
+    #[test]
+    fn cookies_without_equal_sign_are_kept() {
+        let (left, p) = run1("SRV insert indirect", "SRV=s1; flag; a=1");
+        assert_eq!(left, ["flag; a=1"]);
+        assert_eq!(p.server, Some(0));
+        let (left, _) = run1("SRV insert indirect", "flag; SRV=s1");
+        assert_eq!(left, ["flag"]);
+        // A bare "SRV" is not the cookie.
+        let (left, p) = run1("SRV insert indirect", "SRV; a=1");
+        assert_eq!(left, ["SRV; a=1"]);
+        assert!(!p.seen);
+    }
+
+    #[test]
+    fn blanks_around_equal_signs_are_normalised_in_every_mode() {
+        let (left, p) = run1("SRV", "a = 1; SRV =\ts1");
+        assert_eq!(left, ["a=1; SRV=s1"]);
+        assert_eq!(p.server, Some(0));
+        // An unchanged header keeps its surrounding white space.
+        let mut headers = request_headers(&[b"  a=1; SRV=s1 "]);
+        process_request(&cfg("SRV"), &mut headers, &VALUES, NOW);
+        assert_eq!(all(&headers, "cookie"), vec![b"  a=1; SRV=s1 ".to_vec()]);
+    }
+
+    #[test]
+    fn value_naming_no_server_is_absent() {
+        for cookie in ["SRV=s9", "SRV=", "SRV=S1", "SRV= ", "SRV=s1x", "SRV=\"s1\""] {
+            let (_, p) = run1("SRV insert", cookie);
+            assert_eq!(
+                p,
+                Persist {
+                    seen: true,
+                    ..Persist::default()
+                },
+                "{cookie:?}"
+            );
+        }
+        // A server without a cookie (None) can never be named.
+        let (_, p) = run("SRV insert", &[b"SRV=s1"], &[None, Some("s2")], NOW);
+        assert_eq!(p.server, None);
+        let (_, p) = run("SRV insert", &[b"SRV=s2"], &[None, Some("s2")], NOW);
+        assert_eq!(p.server, Some(1));
+        // Names are case-sensitive and exact.
+        let (_, p) = run1("SRV insert", "srv=s1; SRVX=s1; XSRV=s1");
+        assert!(!p.seen);
+    }
+
+    #[test]
+    fn duplicate_cookies_first_valid_one_wins() {
+        // HAProxy stops choosing once a server is assigned (SF_ASSIGNED); an
+        // invalid occurrence does not block a later valid one.
+        let (left, p) = run1("SRV insert indirect", "SRV=bad; a=1; SRV=s2; SRV=s1");
+        assert_eq!(p.server, Some(1));
+        assert_eq!(p.value.as_deref(), Some("s2"));
+        assert_eq!(left, ["a=1"]);
+        // Across headers too.
+        let (left, p) = run(
+            "SRV insert indirect",
+            &[b"x=1; SRV=zz", b"SRV=s2; y=2", b"SRV=s1"],
+            &VALUES,
+            NOW,
+        );
+        assert_eq!(p.server, Some(1));
+        assert_eq!(left, ["x=1", "y=2"]);
+        // Servers sharing a value: the first one in order.
+        let (_, p) = run("SRV", &[b"SRV=a"], &[None, Some("a"), Some("a")], NOW);
+        assert_eq!(p.server, Some(1));
+    }
+
+    #[test]
+    fn quoted_values_are_kept_whole() {
+        let (_, p) = run1("SRV", "a=\"x;SRV=s1, \\\"y\"; SRV=s2");
+        assert_eq!(p.server, Some(1));
+        let (left, _) = run1("SRV insert indirect", "a=\"x;SRV=s1\"; SRV=s2");
+        assert_eq!(left, ["a=\"x;SRV=s1\""]);
+        // An unterminated quote swallows the rest of the header.
+        let (_, p) = run1("SRV", "a=\"x; SRV=s1");
+        assert!(!p.seen);
+    }
+
+    #[test]
+    fn prefix_mode_strips_the_server_prefix() {
+        let cases = [
+            ("JSESSIONID=s1~abc; x=1", "JSESSIONID=abc; x=1", Some(0)),
+            (
+                "x=1; JSESSIONID=s2~abc~def",
+                "x=1; JSESSIONID=abc~def",
+                Some(1),
+            ),
+            // Stripped whatever the prefix names.
+            ("JSESSIONID=zz~abc", "JSESSIONID=abc", None),
+            ("JSESSIONID=~abc", "JSESSIONID=abc", None),
+            ("JSESSIONID = s1~abc", "JSESSIONID=abc", Some(0)),
+            // No '~': the whole value is the server part, nothing stripped.
+            ("JSESSIONID=s1", "JSESSIONID=s1", Some(0)),
+            ("JSESSIONID=abc", "JSESSIONID=abc", None),
+            // Dates are not a thing in prefix mode.
+            ("JSESSIONID=s1|AAAAB~x", "JSESSIONID=x", None),
+        ];
+        for (cookie, expected, server) in cases {
+            let (left, p) = run1("JSESSIONID prefix", cookie);
+            assert_eq!(left, [expected], "{cookie:?}");
+            assert_eq!(p.server, server, "{cookie:?}");
+            assert!(p.seen);
+        }
+    }
+
+    #[test]
+    fn maxidle_dates_are_checked() {
+        let args = "SRV insert indirect maxidle 30m";
+        let with_last = |last: u64| run1(args, &format!("a=1; SRV=s1|{}", date(last)));
+
+        let (left, p) = with_last(NOW - 100);
+        assert_eq!(left, ["a=1"]);
+        assert_eq!(p.server, Some(0));
+        assert_eq!(p.last, Some((NOW - 100) as u32));
+        assert_eq!(p.first, None);
+        // Exactly maxidle old is still valid; one 4-second step more is not.
+        assert_eq!(with_last(NOW - 1800).1.server, Some(0));
+        let (left, p) = with_last(NOW - 1804);
+        assert_eq!(left, ["a=1"]);
+        assert_eq!(
+            p,
+            Persist {
+                seen: true,
+                ..Persist::default()
+            }
+        );
+        // In the future: accepted up to a day ahead.
+        assert_eq!(with_last(NOW + 86_400).1.server, Some(0));
+        assert_eq!(with_last(NOW + 86_404).1.server, None);
+        // No date at all: accepted (the response will add one).
+        let (_, p) = run1(args, "SRV=s1");
+        assert_eq!((p.server, p.last), (Some(0), None));
+    }
+
+    #[test]
+    fn maxlife_dates_are_checked() {
+        let args = "SRV insert maxlife 1h";
+        let with_dates = |first: u64| run1(args, &format!("SRV=s1|{}|{}", date(NOW), date(first)));
+        let p = with_dates(NOW - 3600).1;
+        assert_eq!(p.server, Some(0));
+        assert_eq!(p.first, Some((NOW - 3600) as u32));
+        assert_eq!(p.last, Some(NOW as u32));
+        assert_eq!(
+            with_dates(NOW - 3604).1,
+            Persist {
+                seen: true,
+                ..Persist::default()
+            }
+        );
+        assert_eq!(with_dates(NOW + 86_404).1.server, None);
+        // maxlife is checked before maxidle, and either kills the cookie.
+        let both = "SRV insert maxidle 10m maxlife 1h";
+        let (_, p) = run1(
+            both,
+            &format!("SRV=s1|{}|{}", date(NOW - 700), date(NOW - 100)),
+        );
+        assert_eq!(p.server, None);
+        // An empty "last" field still lets "first" be read.
+        let (_, p) = run1(args, &format!("SRV=s1||{}", date(NOW - 8)));
+        assert_eq!(
+            (p.server, p.last, p.first),
+            (Some(0), None, Some((NOW - 8) as u32))
+        );
+    }
+
+    #[test]
+    fn dates_are_decoded_even_when_not_checked() {
+        // HAProxy parses the dates in every non-prefix mode; without
+        // maxidle/maxlife it does not reject old ones.
+        let (_, p) = run1("SRV insert", &format!("SRV=s2|{}|{}", date(8), date(4)));
+        assert_eq!((p.server, p.last, p.first), (Some(1), Some(8), Some(4)));
+    }
+
+    #[test]
+    fn broken_dates_are_ignored_but_the_server_part_counts() {
+        for cookie in [
+            "SRV=s1|",
+            "SRV=s1|ab",
+            "SRV=s1|!!!!!",
+            "SRV=s1|AAAAA",
+            "SRV=s1|AAAA=",
+            "SRV=s1|\u{e9}\u{e9}\u{e9}",
+            "SRV=s1|!!!!!|",
+            "SRV=s1|!!!!!|zz",
+            "SRV=s1|||||||",
+        ] {
+            let (_, p) = run1("SRV insert maxidle 30m maxlife 1h", cookie);
+            assert_eq!(p.server, Some(0), "{cookie:?}");
+            assert_eq!(p.first, None, "{cookie:?}");
+        }
+        // "AAAAB" = 1, i.e. Unix time 4: far too old for maxidle.
+        let (_, p) = run1("SRV insert maxidle 30m", "SRV=s1|AAAAB");
+        assert_eq!(p.server, None);
+    }
+
+    #[test]
+    fn dates_belong_to_the_transaction_not_the_occurrence() {
+        let args = "SRV insert maxidle 30m";
+        // An invalid occurrence's fresh date is kept for the valid one.
+        let (_, p) = run1(args, &format!("SRV=zz|{}; SRV=s1", date(NOW - 8)));
+        assert_eq!((p.server, p.last), (Some(0), Some((NOW - 8) as u32)));
+        // A later expired occurrence clears the dates of the chosen one.
+        let (_, p) = run1(
+            args,
+            &format!("SRV=s1|{}; SRV=s2|{}", date(NOW - 8), date(NOW - 4000)),
+        );
+        assert_eq!((p.server, p.last), (Some(0), None));
+    }
+
+    #[test]
+    fn other_modes_do_not_touch_the_request() {
+        for args in ["SRV", "SRV rewrite", "SRV insert", "SRV indirect"] {
+            let (left, p) = run1(args, "a=1; SRV=s2; b=2");
+            assert_eq!(left, ["a=1; SRV=s2; b=2"], "{args}");
+            assert_eq!(p.server, Some(1), "{args}");
+        }
+    }
+
+    #[test]
+    fn garbage_headers_never_panic() {
+        let inputs: &[&[u8]] = &[
+            b"",
+            b" ",
+            b";",
+            b";;;",
+            b",,,",
+            b"=",
+            b"==;=",
+            b"=s1",
+            b"SRV",
+            b"SRV=",
+            b"SRV=;SRV=;",
+            b"$",
+            b"$=",
+            b"\"",
+            b"SRV=\"s1",
+            b"SRV=s1\\",
+            b"SRV=\"\\",
+            b" ; SRV=s1 , ",
+            b"\xff\xfe\xfd",
+            b"SRV=\xffs1|\xff\xff\xff\xff\xff|\x80",
+            b"SRV=s1|ZZZZZ|ZZZZZ|ZZZZZ",
+            b"SRV=s1~",
+            b"SRV=~",
+            b"~~~",
+            b"SRV=s1|",
+            b"SRV\t=\t",
+            b"a=1;\t;\t;SRV=s1;\t",
+        ];
+        let configs = [
+            "SRV insert indirect maxidle 1m maxlife 1h",
+            "SRV insert",
+            "SRV prefix",
+            "SRV prefix indirect",
+            "SRV rewrite",
+            "SRV",
+            "SRV indirect",
+        ];
+        for args in configs {
+            for input in inputs {
+                let mut headers = request_headers(&[input]);
+                let _ = process_request(&cfg(args), &mut headers, &VALUES, NOW);
+                let _ = process_request(&cfg(args), &mut headers, &[], 0);
+                let _ = process_request(&cfg(args), &mut headers, &VALUES, u64::MAX);
+            }
+        }
+    }
+
+    /// A tiny deterministic generator for the fuzz tests.
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *seed >> 33
+    }
+
+    fn random_header(seed: &mut u64) -> Vec<u8> {
+        const TOKENS: &[&[u8]] = &[
+            b"SRV", b"SRV=", b"SRV=s1", b"s1", b"s2", b"a", b"x=1", b"=", b";", b";", b",", b" ",
+            b" ", b"\t", b"\"", b"\\", b"$", b"~", b"|", b"AAAAB", b"\xff", b"s1~",
+        ];
+        let len = lcg(seed) % 16;
+        (0..len)
+            .flat_map(|_| {
+                TOKENS[(lcg(seed) % TOKENS.len() as u64) as usize]
+                    .iter()
+                    .copied()
+            })
+            .collect()
+    }
+
+    fn without_blanks(v: &[u8]) -> Vec<u8> {
+        v.iter().copied().filter(|&b| !is_spht(b)).collect()
+    }
+
+    #[test]
+    fn fuzz_request_side() {
+        let mut seed = 42;
+        let insert = cfg("SRV insert indirect maxidle 1m");
+        let passive = cfg("SRV");
+        for _ in 0..5_000 {
+            let input = random_header(&mut seed);
+            let Ok(value) = HeaderValue::from_bytes(&input) else {
+                continue;
+            };
+            // insert + indirect: nothing named SRV survives.
+            let mut headers = HeaderMap::new();
+            headers.insert(COOKIE, value.clone());
+            process_request(&insert, &mut headers, &VALUES, NOW);
+            let again = process_request(&insert, &mut headers, &VALUES, NOW);
+            assert!(!again.seen, "{:?} -> {:?}", input, all(&headers, "cookie"));
+            // Passive: at most blanks are removed.
+            let mut headers = HeaderMap::new();
+            headers.insert(COOKIE, value);
+            process_request(&passive, &mut headers, &VALUES, NOW);
+            let left = all(&headers, "cookie");
+            assert_eq!(left.len(), 1);
+            assert_eq!(
+                without_blanks(&left[0]),
+                without_blanks(&input),
+                "{input:?}"
+            );
+        }
+    }
+
+    /// HAProxy's in-place algorithm, transcribed literally (edits made on the
+    /// buffer as it is walked, re-scanning the edited bytes), to check the
+    /// single-pass rewrite of `process_cookie_header` against it.
+    fn in_place_request(raw: &[u8], name: &[u8], remove_ours: bool, prefix: bool) -> Vec<u8> {
+        let mut buf = trim_lws(raw).to_vec();
+        let mut del_from: Option<usize> = None;
+        let mut preserve = false;
+        let mut prev = 0;
+        let mut first = true;
+        while prev < buf.len() {
+            let pair = scan_pair(&buf, prev, first, buf.len(), true);
+            first = false;
+            let Pair {
+                att_beg,
+                att_end,
+                mut equal,
+                mut val_beg,
+                mut val_end,
+                mut next,
+                has_equal,
+            } = pair;
+            if buf.get(att_beg) == Some(&b'$') {
+                prev = next;
+                continue;
+            }
+            if !has_equal {
+                preserve = true;
+                if let Some(mut from) = del_from.take() {
+                    let before = buf.len();
+                    del_hdr_value(&mut buf, &mut from, prev);
+                    next -= before - buf.len();
+                }
+                prev = next;
+                continue;
+            }
+            if att_end != equal || val_beg > equal + 1 {
+                let removed = (equal - att_end) + (val_beg - equal - 1);
+                buf.drain(equal + 1..val_beg);
+                buf.drain(att_end..equal);
+                equal = att_end;
+                val_beg = equal + 1;
+                val_end -= removed;
+                next -= removed;
+            }
+            if &buf[att_beg..att_end] == name {
+                let delim = if prefix {
+                    buf[val_beg..val_end]
+                        .iter()
+                        .position(|&b| b == COOKIE_DELIM)
+                        .map_or(val_end, |i| val_beg + i)
+                } else {
+                    val_end
+                };
+                if prefix && delim != val_end {
+                    buf.drain(val_beg..=delim);
+                    next -= delim + 1 - val_beg;
+                    del_from = None;
+                    preserve = true;
+                } else if del_from.is_none() && remove_ours {
+                    del_from = Some(prev);
+                }
+            } else {
+                preserve = true;
+                if let Some(mut from) = del_from.take() {
+                    let before = buf.len();
+                    del_hdr_value(&mut buf, &mut from, prev);
+                    next -= before - buf.len();
+                }
+            }
+            prev = next;
+        }
+        if let Some(from) = del_from {
+            buf.truncate(if preserve { from } else { 0 });
+        }
+        buf
+    }
+
+    #[test]
+    fn single_pass_rewrite_equals_haproxys_in_place_algorithm() {
+        let configs = [
+            ("SRV insert indirect", true, false),
+            ("SRV prefix", false, true),
+            ("SRV", false, false),
+        ];
+        let mut seed = 1234;
+        for round in 0..20_000 {
+            let input = random_header(&mut seed);
+            let (args, remove_ours, prefix) = configs[round % configs.len()];
+            let config = cfg(args);
+            let mut state = RequestState::default();
+            let ours = process_cookie_header(&config, &input, &VALUES, &mut state)
+                .unwrap_or_else(|| trim_lws(&input).to_vec());
+            let theirs = in_place_request(&input, b"SRV", remove_ours, prefix);
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&theirs),
+                "{args}: {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+
+    #[test]
+    fn enormous_header_is_processed_in_linear_time() {
+        const N: usize = 20_000;
+        let header = "SRV=s1; a=1; ".repeat(N);
+        let (left, p) = run("SRV insert indirect", &[header.as_bytes()], &VALUES, NOW);
+        assert_eq!(p.server, Some(0));
+        let expected = format!("{};", vec!["a=1"; N].join("; "));
+        assert_eq!(left, [expected]);
+        // And one with nothing to remove.
+        let header = "a=1; ".repeat(N);
+        let (left, _) = run("SRV insert indirect", &[header.as_bytes()], &VALUES, NOW);
+        assert_eq!(left, [header]);
+    }
+
+    // ----- response side ---------------------------------------------------
+
+    #[test]
+    fn insert_for_a_new_client() {
+        let h = respond(
+            "SRV insert indirect",
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s1; path=/"]);
+        assert!(h.get(CACHE_CONTROL).is_none());
+        assert_eq!(
+            h.get("content-type").map(HeaderValue::as_bytes),
+            Some(&b"text/html"[..])
+        );
+    }
+
+    #[test]
+    fn inserted_cookie_spelling_and_order() {
+        let args = "SRV insert attr SameSite=Lax secure domain .a.com httponly domain .b.com attr Partitioned";
+        let h = respond(
+            args,
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(
+            strings(&h, "set-cookie"),
+            [
+                "SRV=s1; path=/; domain=.a.com; domain=.b.com; HttpOnly; Secure; SameSite=Lax; Partitioned"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_insert_when_the_client_has_a_valid_cookie() {
+        let h = respond(
+            "SRV insert indirect",
+            &["SRV=from-app; path=/", "other=1; path=/"],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &direct(0),
+            NOW,
+        );
+        // The server's own SRV cookie is removed all the same.
+        assert_eq!(strings(&h, "set-cookie"), ["other=1; path=/"]);
+    }
+
+    #[test]
+    fn redispatched_request_gets_a_new_cookie() {
+        // The cookie named s1, but s2 answered (option redispatch).
+        let h = respond(
+            "SRV insert",
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s2"),
+            &direct(0),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s2; path=/"]);
+        // Same when the caller clears `server` instead.
+        let cleared = Persist {
+            server: None,
+            ..direct(1)
+        };
+        let h = respond(
+            "SRV insert",
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s2"),
+            &cleared,
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s2; path=/"]);
+    }
+
+    #[test]
+    fn server_without_cookie_gets_an_expired_cookie() {
+        let args = "SRV insert maxidle 1m maxlife 1h domain .a.com httponly attr SameSite=Strict";
+        let expected = "SRV=; Expires=Thu, 01-Jan-1970 00:00:01 GMT; path=/; domain=.a.com; HttpOnly; SameSite=Strict";
+        for persist in [Persist::default(), direct(0)] {
+            let h = respond(args, &[], &[], 200, Method::GET, None, &persist, NOW);
+            assert_eq!(strings(&h, "set-cookie"), [expected]);
+        }
+    }
+
+    #[test]
+    fn postonly_inserts_on_post_only() {
+        let args = "SRV insert postonly";
+        let h = respond(
+            args,
+            &["SRV=app"],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert!(strings(&h, "set-cookie").is_empty()); // removed, not replaced
+        let h = respond(
+            args,
+            &[],
+            &[],
+            200,
+            Method::POST,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s1; path=/"]);
+    }
+
+    #[test]
+    fn preserve_leaves_the_servers_cookie_alone() {
+        let args = "SRV insert preserve";
+        let logout = "SRV=; Max-Age=0; path=/";
+        let h = respond(
+            args,
+            &[logout],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), [logout]);
+        let h = respond(
+            args,
+            &["a=1"],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["a=1", "SRV=s1; path=/"]);
+        // Passive + indirect + preserve: the server's cookie stays even
+        // for a client that has a valid one.
+        let h = respond(
+            "SRV indirect preserve",
+            &[logout],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &direct(0),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), [logout]);
+    }
+
+    #[test]
+    fn insert_replaces_the_servers_own_cookie() {
+        let h = respond(
+            "SRV insert",
+            &[
+                "SRV=app; path=/x",
+                "srv=lowercase-is-another-cookie",
+                "a=1; SRV=attr-position",
+            ],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(
+            strings(&h, "set-cookie"),
+            [
+                "srv=lowercase-is-another-cookie",
+                "a=1; SRV=attr-position",
+                "SRV=s1; path=/"
+            ]
+        );
+    }
+
+    #[test]
+    fn rewrite_replaces_the_value() {
+        let set = [
+            "a=1",
+            "SRV=whatever; path=/app; HttpOnly",
+            "SRV = x ;Path=/",
+            "SRV=; Max-Age=0",
+        ];
+        let h = respond(
+            "SRV rewrite",
+            &set,
+            &[],
+            200,
+            Method::GET,
+            Some("s2"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(
+            strings(&h, "set-cookie"),
+            [
+                "a=1",
+                "SRV=s2; path=/app; HttpOnly",
+                "SRV=s2 ;Path=/",
+                "SRV=s2; Max-Age=0"
+            ]
+        );
+        // Same for a client with a valid cookie (rewrite has no indirect).
+        let h = respond(
+            "SRV rewrite",
+            &set[1..2],
+            &[],
+            200,
+            Method::GET,
+            Some("s2"),
+            &direct(1),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s2; path=/app; HttpOnly"]);
+        // A server without a cookie: values untouched (HAProxy still removes
+        // the blanks around '='), and nothing inserted.
+        let h = respond(
+            "SRV rewrite",
+            &set,
+            &[],
+            200,
+            Method::GET,
+            None,
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(
+            strings(&h, "set-cookie"),
+            [
+                "a=1",
+                "SRV=whatever; path=/app; HttpOnly",
+                "SRV=x ;Path=/",
+                "SRV=; Max-Age=0"
+            ]
+        );
+    }
+
+    #[test]
+    fn prefix_prepends_the_server_value() {
+        let h = respond(
+            "JSESSIONID prefix",
+            &["JSESSIONID=abc; Path=/", "JSESSIONID=; Path=/", "other=abc"],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(
+            strings(&h, "set-cookie"),
+            [
+                "JSESSIONID=s1~abc; Path=/",
+                "JSESSIONID=s1~; Path=/",
+                "other=abc"
+            ]
+        );
+        // prefix + indirect: a client that has a valid cookie does not get the
+        // server's update at all (HAProxy's documented pitfall).
+        let h = respond(
+            "JSESSIONID prefix indirect",
+            &["JSESSIONID=abc"],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &direct(0),
+            NOW,
+        );
+        assert!(strings(&h, "set-cookie").is_empty());
+        let h = respond(
+            "JSESSIONID prefix indirect",
+            &["JSESSIONID=abc"],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["JSESSIONID=s1~abc"]);
+    }
+
+    #[test]
+    fn passive_mode_never_inserts() {
+        let h = respond(
+            "SRV",
+            &["SRV=x"],
+            &[],
+            200,
+            Method::POST,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=x"]);
+        let h = respond(
+            "SRV indirect",
+            &["SRV=x"],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=x"]);
+        let h = respond(
+            "SRV indirect",
+            &["SRV=x", "b=2"],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &direct(0),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["b=2"]);
+    }
+
+    #[test]
+    fn interim_responses_are_untouched_but_101_is_not() {
+        let h = respond(
+            "SRV insert",
+            &["SRV=x"],
+            &[],
+            100,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=x"]);
+        let h = respond(
+            "SRV insert nocache",
+            &[],
+            &[],
+            101,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s1; path=/"]);
+        assert!(h.get(CACHE_CONTROL).is_none());
+    }
+
+    #[test]
+    fn nocache_marks_cacheable_responses_private() {
+        let args = "SRV insert nocache";
+        let fresh = Persist::default();
+        let private = |method: Method, status: u16, extra: &[(&'static str, &'static str)]| {
+            let h = respond(args, &[], extra, status, method, Some("s1"), &fresh, NOW);
+            assert_eq!(strings(&h, "set-cookie"), ["SRV=s1; path=/"]);
+            let cc = strings(&h, "cache-control");
+            cc.last().is_some_and(|v| v == "private")
+        };
+        // Cacheable: safe method, cacheable status, freshness or validator.
+        assert!(private(
+            Method::GET,
+            200,
+            &[("cache-control", "max-age=60")]
+        ));
+        assert!(private(Method::GET, 200, &[("etag", "\"x\"")]));
+        assert!(private(
+            Method::GET,
+            200,
+            &[("last-modified", "Tue, 15 Nov 1994 12:45:26 GMT")]
+        ));
+        assert!(private(
+            Method::HEAD,
+            404,
+            &[("expires", "Thu, 01 Dec 2094 16:00:00 GMT")]
+        ));
+        assert!(private(
+            Method::GET,
+            200,
+            &[("cache-control", "MAX-AGE=0, s-maxage=60")]
+        ));
+        assert!(private(
+            Method::GET,
+            200,
+            &[("cache-control", "no-cache=\"set-cookie\", max-age=5")]
+        ));
+        assert!(private(
+            Method::GET,
+            200,
+            &[("pragma", "no-cache, x"), ("cache-control", "max-age=5")]
+        ));
+        // "public" makes anything cacheable, even a POST or a 302.
+        assert!(private(
+            Method::POST,
+            200,
+            &[("cache-control", "public, max-age=60")]
+        ));
+        assert!(private(
+            Method::GET,
+            302,
+            &[("cache-control", "public"), ("cache-control", "max-age=60")]
+        ));
+        // Not cacheable.
+        assert!(!private(Method::GET, 200, &[]));
+        assert!(!private(
+            Method::POST,
+            200,
+            &[("cache-control", "max-age=60")]
+        ));
+        assert!(!private(
+            Method::GET,
+            302,
+            &[("cache-control", "max-age=60")]
+        ));
+        assert!(!private(
+            Method::GET,
+            200,
+            &[("cache-control", "private, max-age=60")]
+        ));
+        assert!(!private(
+            Method::GET,
+            200,
+            &[("cache-control", "max-age=60, No-Store")]
+        ));
+        assert!(!private(
+            Method::GET,
+            200,
+            &[("cache-control", "no-cache"), ("etag", "\"x\"")]
+        ));
+        assert!(!private(
+            Method::GET,
+            200,
+            &[("cache-control", "s-maxage=0, max-age=60")]
+        ));
+        assert!(!private(
+            Method::GET,
+            200,
+            &[("cache-control", "max-age=0")]
+        ));
+        assert!(!private(
+            Method::GET,
+            200,
+            &[("cache-control", "s-maxage=60, max-age=0")]
+        ));
+        assert!(!private(
+            Method::GET,
+            200,
+            &[("pragma", "No-Cache"), ("cache-control", "max-age=60")]
+        ));
+        assert!(!private(Method::GET, 200, &[("cache-control", "public")]));
+    }
+
+    #[test]
+    fn nocache_only_applies_when_a_cookie_is_inserted() {
+        let extra = [("cache-control", "max-age=60")];
+        let h = respond(
+            "SRV insert nocache",
+            &[],
+            &extra,
+            200,
+            Method::GET,
+            Some("s1"),
+            &direct(0),
+            NOW,
+        );
+        assert!(strings(&h, "set-cookie").is_empty());
+        assert_eq!(strings(&h, "cache-control"), ["max-age=60"]);
+        // HAProxy only handles nocache in insert mode.
+        let h = respond(
+            "SRV rewrite nocache",
+            &["SRV=x"],
+            &extra,
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s1"]);
+        assert_eq!(strings(&h, "cache-control"), ["max-age=60"]);
+        // Without nocache, nothing is added.
+        let h = respond(
+            "SRV insert",
+            &[],
+            &extra,
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "cache-control"), ["max-age=60"]);
+    }
+
+    #[test]
+    fn cacheability_flags() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-cache=\"Set-Cookie\", max-age=5"),
+        );
+        assert_eq!(
+            response_cacheability(&Method::GET, 200, &h),
+            Cacheability {
+                cacheable: true,
+                cookie_cacheable: false
+            }
+        );
+        assert!(!response_cacheability(&Method::GET, 100, &h).cacheable);
+        assert!(!response_cacheability(&Method::DELETE, 200, &h).cacheable);
+        assert!(response_cacheability(&Method::OPTIONS, 501, &h).cacheable);
+        assert!(response_cacheability(&Method::TRACE, 414, &h).cacheable);
+        // Quoted commas do not split directives; empty elements are fine.
+        let elements: Vec<&[u8]> = list_elements(b" a ,\"b,c\" , ,d,").collect();
+        assert_eq!(elements, [&b"a"[..], b"\"b,c\"", b"", b"d", b""]);
+        let elements: Vec<&[u8]> = list_elements(b"").collect();
+        assert_eq!(elements, [&b""[..]]);
+    }
+
+    #[test]
+    fn maxidle_cookie_carries_the_date_and_is_refreshed() {
+        let args = "SRV insert indirect maxidle 30m";
+        // Hand-computed: (1_700_000_000 + 3) >> 2 = 425_000_000
+        //   = 25*64^4 + 21*64^3 + 15*64^2 + 49*64 + 0 -> "Z" "V" "P" "x" "A".
+        let expected = "SRV=s1|ZVPxA; path=/";
+        let h = respond(
+            args,
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), [expected]);
+        // The rounding is up: NOW + 1 still writes 425_000_001 ("ZVPxB").
+        let h = respond(
+            args,
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW + 1,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s1|ZVPxB; path=/"]);
+
+        let seen = |last: Option<u64>| Persist {
+            last: last.map(|l| l as u32),
+            ..direct(0)
+        };
+        // Last seen in the past: refreshed.
+        let h = respond(
+            args,
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &seen(Some(NOW - 100)),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), [expected]);
+        // Not in the past (same 4-second step, or ahead): left alone.
+        for last in [NOW, NOW + 4] {
+            let h = respond(
+                args,
+                &[],
+                &[],
+                200,
+                Method::GET,
+                Some("s1"),
+                &seen(Some(last)),
+                NOW,
+            );
+            assert!(strings(&h, "set-cookie").is_empty());
+        }
+        // A cookie without a date gets one.
+        let h = respond(
+            args,
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &seen(None),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), [expected]);
+        // Without maxidle, a past date in the cookie still triggers a
+        // re-insert, which drops it.
+        let h = respond(
+            "SRV insert",
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &seen(Some(NOW - 100)),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s1; path=/"]);
+    }
+
+    #[test]
+    fn maxlife_cookie_keeps_its_first_date() {
+        let args = "SRV insert maxlife 8h";
+        let h = respond(
+            args,
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s1|ZVPxA|ZVPxA; path=/"]);
+
+        let first = NOW - 1000;
+        let with = |last: u64| Persist {
+            first: Some(first as u32),
+            last: Some(last as u32),
+            ..direct(0)
+        };
+        let h = respond(
+            args,
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &with(NOW - 100),
+            NOW,
+        );
+        assert_eq!(
+            strings(&h, "set-cookie"),
+            [format!("SRV=s1|ZVPxA|{}; path=/", date(first))]
+        );
+        let h = respond(
+            args,
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &with(NOW),
+            NOW,
+        );
+        assert!(strings(&h, "set-cookie").is_empty());
+        // A valid cookie without a first date gets one.
+        let h = respond(
+            args,
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &direct(0),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s1|ZVPxA|ZVPxA; path=/"]);
+        // An invalid cookie's first date is reused (HAProxy keeps the
+        // transaction's date even when the cookie named no server).
+        let stray = Persist {
+            seen: true,
+            first: Some(first as u32),
+            ..Persist::default()
+        };
+        let h = respond(args, &[], &[], 200, Method::GET, Some("s2"), &stray, NOW);
+        assert_eq!(
+            strings(&h, "set-cookie"),
+            [format!("SRV=s2|ZVPxA|{}; path=/", date(first))]
+        );
+        // maxlife no longer configured: the first date is dropped.
+        let h = respond(
+            "SRV insert",
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s1"),
+            &with(NOW),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=s1; path=/"]);
+    }
+
+    #[test]
+    fn set_cookie2_lists_are_handled_like_haproxy() {
+        let run2 = |args: &str, value: &'static str, chosen: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert("set-cookie2", HeaderValue::from_static(value));
+            process_response(
+                &cfg(args),
+                &mut h,
+                200,
+                &Method::GET,
+                chosen,
+                &direct(0),
+                NOW,
+            );
+            strings(&h, "set-cookie2")
+        };
+        assert_eq!(
+            run2("SRV insert", "a=1, SRV=x, b=2", Some("s1")),
+            ["a=1, b=2"]
+        );
+        assert_eq!(run2("SRV insert", "a=1, SRV=x", Some("s1")), ["a=1"]);
+        assert!(run2("SRV insert", "SRV=x; Version=1", Some("s1")).is_empty());
+        assert_eq!(
+            run2("SRV rewrite", "a=1, SRV=x; Version=1, b=2", Some("s1")),
+            ["a=1, SRV=s1; Version=1, b=2"]
+        );
+        assert_eq!(
+            run2("SRV prefix", "SRV=x, SRV = y", Some("s1")),
+            ["SRV=s1~x, SRV=s1~y"]
+        );
+        // HAProxy quirk: after removing the first cookie of a line it reads
+        // the next one from its second byte, so "SRV=y" is seen as "RV=y".
+        assert_eq!(run2("SRV insert", "SRV=x, SRV=y", Some("s1")), ["SRV=y"]);
+    }
+
+    #[test]
+    fn garbage_set_cookie_never_panics() {
+        let inputs: &[&[u8]] = &[
+            b"",
+            b"=",
+            b";",
+            b",",
+            b"SRV",
+            b"SRV=",
+            b" SRV = ",
+            b"SRV=\"unterminated",
+            b"\xff=\xff",
+            b"SRV=x,SRV=y,SRV=z",
+            b",SRV=x",
+            b"SRV=x,",
+            b"SRV\t=\t\"a,b\"\t,\tSRV=c",
+            b"=SRV=",
+        ];
+        let configs = [
+            "SRV insert",
+            "SRV insert preserve",
+            "SRV rewrite",
+            "SRV prefix",
+            "SRV indirect",
+        ];
+        let mut seed = 7;
+        let mut random: Vec<Vec<u8>> = (0..3_000).map(|_| random_header(&mut seed)).collect();
+        random.extend(inputs.iter().map(|i| i.to_vec()));
+        for args in configs {
+            let config = cfg(args);
+            for input in &random {
+                let Ok(value) = HeaderValue::from_bytes(input) else {
+                    continue;
+                };
+                for name in ["set-cookie", "set-cookie2"] {
+                    let mut h = HeaderMap::new();
+                    h.insert(name, value.clone());
+                    process_response(
+                        &config,
+                        &mut h,
+                        200,
+                        &Method::GET,
+                        Some("s1"),
+                        &direct(0),
+                        NOW,
+                    );
+                    process_response(
+                        &config,
+                        &mut h,
+                        200,
+                        &Method::GET,
+                        None,
+                        &Persist::default(),
+                        0,
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unsendable_server_value_is_skipped_not_panicked_on() {
+        let h = respond(
+            "SRV insert",
+            &[],
+            &[],
+            200,
+            Method::GET,
+            Some("s\u{1}1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert!(strings(&h, "set-cookie").is_empty());
+        let h = respond(
+            "SRV rewrite",
+            &["SRV=x"],
+            &[],
+            200,
+            Method::GET,
+            Some("s\n1"),
+            &Persist::default(),
+            NOW,
+        );
+        assert_eq!(strings(&h, "set-cookie"), ["SRV=x"]);
+    }
+
+    #[test]
+    fn round_trip_through_a_client() {
+        let config = cfg("SRV insert indirect nocache maxidle 30m");
+        // First visit: no cookie, the balancer picks s2 and inserts.
+        let mut request = request_headers(&[b"app=1"]);
+        let persist = process_request(&config, &mut request, &VALUES, NOW);
+        assert_eq!(persist.server, None);
+        let mut response = HeaderMap::new();
+        process_response(
+            &config,
+            &mut response,
+            200,
+            &Method::GET,
+            Some("s2"),
+            &persist,
+            NOW,
+        );
+        let set = strings(&response, "set-cookie");
+        assert_eq!(set, ["SRV=s2|ZVPxA; path=/"]);
+        // The browser sends it back (name=value part) with its own cookie.
+        let pair = set[0].split(';').next().unwrap_or_default();
+        let later = NOW + 600;
+        let sent = format!("app=1; {pair}");
+        let mut request = request_headers(&[sent.as_bytes()]);
+        let persist = process_request(&config, &mut request, &VALUES, later);
+        assert_eq!(persist.server, Some(1));
+        assert_eq!(strings(&request, "cookie"), ["app=1"]);
+        // s2 answers: the last-seen date is refreshed.
+        let mut response = HeaderMap::new();
+        process_response(
+            &config,
+            &mut response,
+            200,
+            &Method::GET,
+            Some("s2"),
+            &persist,
+            later,
+        );
+        assert_eq!(
+            strings(&response, "set-cookie"),
+            [format!("SRV=s2|{}; path=/", date(later + 3))]
+        );
+        // After 30 idle minutes the cookie is ignored.
+        let mut request = request_headers(&[sent.as_bytes()]);
+        let persist = process_request(&config, &mut request, &VALUES, NOW + 1804 + 3);
+        assert_eq!(persist.server, None);
+    }
+
+    // ----- encodings -------------------------------------------------------
+
+    #[test]
+    fn date_encoding_is_haproxys_base64() {
+        assert_eq!(&s30_to_b64(425_000_000), b"ZVPxA");
+        assert_eq!(&s30_to_b64(0), b"AAAAA");
+        assert_eq!(&s30_to_b64((1 << 30) - 1), b"/////");
+        // Only the low 30 bits count.
+        assert_eq!(s30_to_b64(0xc000_0005), s30_to_b64(5));
+        for v in [0, 1, 63, 64, 425_000_000, (1 << 30) - 1] {
+            assert_eq!(b64_to_s30(&s30_to_b64(v)), Some(v));
+        }
+        assert_eq!(
+            b64_to_s30(b"+/09a"),
+            Some((62 << 24) | (63 << 18) | (52 << 12) | (61 << 6) | 26)
+        );
+        for bad in [
+            &b"AAAA="[..],
+            b"AAAA|",
+            b"AAAA",
+            b"AA AA",
+            b"AAAA\xff",
+            b"-AAAA",
+        ] {
+            assert_eq!(b64_to_s30(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn helpers_behave() {
+        assert_eq!(trim_lws(b" \t\r\na b \n"), b"a b");
+        assert_eq!(trim_lws(b" \t "), b"");
+        assert_eq!(value_end(b"a\"b;c\"d;e", 0, 9, true), 7);
+        assert_eq!(value_end(b"\"a\\\"b,\"c,d", 0, 10, false), 8);
+        assert_eq!(whole_secs(Some(Duration::from_millis(1500))), 2);
+        assert_eq!(whole_secs(Some(Duration::ZERO)), 0);
+        assert_eq!(whole_secs(None), 0);
+        assert_eq!(whole_secs(Some(Duration::from_secs(u64::MAX))), 0x7fff_ffff);
+        assert_eq!(diff_i32(1 << 32, 1), -1);
+    }
+
+    /// XXH64 written from its specification (Yann Collet's xxHash spec,
+    /// "XXH64 algorithm description"), independent of the crate under use.
+    fn reference_xxh64(input: &[u8], seed: u64) -> u64 {
+        const P1: u64 = 0x9E37_79B1_85EB_CA87;
+        const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+        const P3: u64 = 0x1656_67B1_9E37_79F9;
+        const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+        const P5: u64 = 0x27D4_EB2F_1656_67C5;
+        fn round(acc: u64, lane: u64) -> u64 {
+            acc.wrapping_add(lane.wrapping_mul(P2))
+                .rotate_left(31)
+                .wrapping_mul(P1)
+        }
+        fn merge(acc: u64, v: u64) -> u64 {
+            (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4)
+        }
+        let u64_at = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let u32_at = |b: &[u8]| u64::from(u32::from_le_bytes(b[..4].try_into().expect("4 bytes")));
+
+        let mut rest = input;
+        let mut h = if input.len() >= 32 {
+            let mut v = [
+                seed.wrapping_add(P1).wrapping_add(P2),
+                seed.wrapping_add(P2),
+                seed,
+                seed.wrapping_sub(P1),
+            ];
+            while rest.len() >= 32 {
+                for (i, acc) in v.iter_mut().enumerate() {
+                    *acc = round(*acc, u64_at(&rest[i * 8..]));
+                }
+                rest = &rest[32..];
+            }
+            let mut h = v[0]
+                .rotate_left(1)
+                .wrapping_add(v[1].rotate_left(7))
+                .wrapping_add(v[2].rotate_left(12))
+                .wrapping_add(v[3].rotate_left(18));
+            for lane in v {
+                h = merge(h, lane);
+            }
+            h
+        } else {
+            seed.wrapping_add(P5)
+        };
+        h = h.wrapping_add(input.len() as u64);
+        while rest.len() >= 8 {
+            h ^= round(0, u64_at(rest));
+            h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+            rest = &rest[8..];
+        }
+        if rest.len() >= 4 {
+            h ^= u32_at(rest).wrapping_mul(P1);
+            h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+            rest = &rest[4..];
+        }
+        for &byte in rest {
+            h ^= u64::from(byte).wrapping_mul(P5);
+            h = h.rotate_left(11).wrapping_mul(P1);
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(P2);
+        h ^= h >> 29;
+        h = h.wrapping_mul(P3);
+        h ^= h >> 32;
+        h
+    }
+
+    #[test]
+    fn reference_xxh64_matches_the_spec_and_the_crate() {
+        // The specification's published value for the empty input, seed 0.
+        assert_eq!(reference_xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
+        let data: Vec<u8> = (0..100u32).map(|i| (i * 7 + 3) as u8).collect();
+        for len in 0..=data.len() {
+            assert_eq!(
+                reference_xxh64(&data[..len], 0),
+                xxhash_rust::xxh64::xxh64(&data[..len], 0),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn dynamic_cookie_ipv4() {
+        // Inputs: key "secret", server 192.0.2.10 port 8080. Hashed bytes:
+        // "secret" ++ [192, 0, 2, 10] ++ [0, 0, 0x1f, 0x90] (8080 as a
+        // big-endian 32-bit integer).
+        let mut bytes = b"secret".to_vec();
+        bytes.extend_from_slice(&[192, 0, 2, 10, 0, 0, 0x1f, 0x90]);
+        let expected = format!("{:016x}", reference_xxh64(&bytes, 0));
+        let value = dynamic_value(b"secret", IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)), 8080);
+        assert_eq!(value, expected);
+        assert_eq!(value.len(), 16);
+        assert!(
+            value
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        // Every input matters.
+        assert_ne!(
+            value,
+            dynamic_value(b"secret", IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)), 8081)
+        );
+        assert_ne!(
+            value,
+            dynamic_value(b"secret", IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11)), 8080)
+        );
+        assert_ne!(
+            value,
+            dynamic_value(b"Secret", IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)), 8080)
+        );
+        // HAProxy's key is a C string: it ends at the first NUL.
+        assert_eq!(
+            value,
+            dynamic_value(
+                b"secret\0ignored",
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+                8080
+            )
+        );
+    }
+
+    #[test]
+    fn dynamic_cookie_ipv6() {
+        // Inputs: key "k3y", server 2001:db8::1 port 443. Hashed bytes:
+        // "k3y" ++ 20 01 0d b8 00*11 01 ++ [0, 0, 0x01, 0xbb].
+        let mut bytes = b"k3y".to_vec();
+        bytes.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        bytes.extend_from_slice(&[0; 11]);
+        bytes.push(1);
+        bytes.extend_from_slice(&[0, 0, 0x01, 0xbb]);
+        assert_eq!(bytes.len(), 3 + 16 + 4);
+        let addr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        assert_eq!(
+            dynamic_value(b"k3y", addr, 443),
+            format!("{:016x}", reference_xxh64(&bytes, 0))
+        );
+        // An IPv4-mapped IPv6 address hashes its 16 bytes, not 4.
+        let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 10).to_ipv6_mapped());
+        let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+        assert_ne!(
+            dynamic_value(b"k3y", mapped, 443),
+            dynamic_value(b"k3y", v4, 443)
+        );
+        // An empty key is allowed.
+        let mut bytes = Ipv6Addr::LOCALHOST.octets().to_vec();
+        bytes.extend_from_slice(&[0, 0, 0, 80]);
+        assert_eq!(
+            dynamic_value(b"", IpAddr::V6(Ipv6Addr::LOCALHOST), 80),
+            format!("{:016x}", reference_xxh64(&bytes, 0))
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! The HTTP path: `mode = "http"` frontends, a hyper reverse proxy with
+//! HAProxy's cookie persistence.
+
+pub mod balance;
+pub mod cookie;
+pub mod proxy;

@@ -1,0 +1,470 @@
+//! The reverse proxy of `mode = "http"` frontends (hyper 1.x).
+//!
+//! Per request: read the persistence cookie (`cookie::process_request`,
+//! which also strips it with `indirect`); if it names a server that may
+//! take the request (up or draining; down too with `option persist`), go
+//! there, else balance among the up servers; forward with the body
+//! streamed both ways; edit the response's cookies
+//! (`cookie::process_response`). The servers, their states and the
+//! backend settings come from the controller through a `watch` channel, so
+//! health checks, the admin API and reloads reach the proxy at once.
+//!
+//! Connections: HTTP/1.1 with keep-alive and HTTP/2 (h2c, prior knowledge)
+//! from clients; HTTP/1.1 to servers through a pooled client. `Upgrade`
+//! (WebSocket) requests are passed through: after the server's 101 the two
+//! connections are spliced. `X-Forwarded-For` gets the client's address
+//! appended. Errors: 503 when no server may take the request, 502 when the
+//! server cannot be reached or fails, 504 when it does not answer within
+//! `timeout_server`. A request that failed to connect is tried once on
+//! another server when that is safe (idempotent method, no body) and the
+//! request was not persistent, or `option redispatch` is set.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use balancer_common::maps::{STATE_DOWN, STATE_DRAIN, STATE_UP};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use log::{debug, warn};
+use tokio::{net::TcpListener, sync::watch};
+
+use super::{
+    balance::{Candidate, InFlight, SmoothWrr, least_conn, source},
+    cookie::{self, Persist},
+};
+use crate::config::{Balance, HttpBackend};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// What the proxy serves, as the controller last published it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpView {
+    pub backends: BTreeMap<String, Arc<HttpBackendView>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpBackendView {
+    pub name: String,
+    pub settings: HttpBackend,
+    pub servers: Vec<HttpServerView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpServerView {
+    /// The controller's id (stable across reloads).
+    pub id: u32,
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    /// Effective state (`balancer_common::maps::STATE_*`).
+    pub state: u8,
+    pub cookie: Option<String>,
+}
+
+/// One HTTP frontend's fixed settings.
+#[derive(Debug, Clone)]
+pub struct FrontendSpec {
+    pub name: String,
+    pub backend: String,
+    pub timeout_client: Duration,
+    pub max_header_bytes: usize,
+}
+
+/// State shared by every connection of one frontend.
+struct Proxy {
+    spec: FrontendSpec,
+    view: watch::Receiver<Arc<HttpView>>,
+    /// One pooled client per (connect timeout): backends share it.
+    clients: Mutex<HashMap<Duration, Client<HttpConnector, ProxyBody>>>,
+    rr: Mutex<HashMap<String, SmoothWrr>>,
+    in_flight: InFlight,
+    rotate: AtomicUsize,
+}
+
+/// Serve `listener` until `stop` turns true; then stop accepting and let
+/// in-flight requests finish (at most `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    spec: FrontendSpec,
+    view: watch::Receiver<Arc<HttpView>>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let proxy = Arc::new(Proxy {
+        spec,
+        view,
+        clients: Mutex::default(),
+        rr: Mutex::default(),
+        in_flight: InFlight::default(),
+        rotate: AtomicUsize::new(0),
+    });
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("{}: accept: {e}", proxy.spec.name);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let p = proxy.clone();
+        let svc = hyper::service::service_fn(move |req| handle(p.clone(), peer, req));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(proxy.spec.timeout_client)
+            .max_buf_size(proxy.spec.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(proxy.spec.max_header_bytes as u32);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn.into_owned());
+        let name = proxy.spec.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!("{name}: client {peer}: {e}");
+            }
+        });
+    }
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            "{}: requests still in flight after {} s; closing",
+            proxy.spec.name,
+            grace.as_secs()
+        );
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn error(status: StatusCode, msg: &str) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from(format!("{msg}\n")))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Headers that describe one hop and are not forwarded (RFC 9110 7.6.1),
+/// plus those named in `Connection`.
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for n in named {
+        if keep_upgrade && n == "upgrade" {
+            continue;
+        }
+        h.remove(n.as_str());
+    }
+    for n in [
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+    ] {
+        h.remove(n);
+    }
+    h.remove(header::CONNECTION);
+    if !keep_upgrade {
+        h.remove(header::UPGRADE);
+    }
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+impl Proxy {
+    fn client(&self, connect: Duration) -> Client<HttpConnector, ProxyBody> {
+        let mut m = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(connect)
+            .or_insert_with(|| {
+                let mut c = HttpConnector::new();
+                c.set_connect_timeout(Some(connect));
+                c.set_nodelay(true);
+                c.enforce_http(true);
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .build(c)
+            })
+            .clone()
+    }
+
+    /// A server for a user without a usable cookie: up, weight > 0, not in
+    /// `exclude`.
+    fn balance(
+        &self,
+        b: &HttpBackendView,
+        client: IpAddr,
+        exclude: Option<usize>,
+    ) -> Option<usize> {
+        let cands: Vec<Candidate> = b
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.state == STATE_UP && s.weight > 0 && Some(*i) != exclude)
+            .map(|(_, s)| Candidate {
+                id: s.id,
+                weight: s.weight,
+            })
+            .collect();
+        let id = match b.settings.balance {
+            Balance::RoundRobin => {
+                let mut rr = self.rr.lock().unwrap_or_else(|e| e.into_inner());
+                rr.entry(b.name.clone()).or_default().pick(&cands)
+            }
+            Balance::LeastConn => least_conn(
+                &cands,
+                |id| self.in_flight.get(id),
+                self.rotate.fetch_add(1, Ordering::Relaxed),
+            ),
+            Balance::Source => source(&cands, client),
+        }?;
+        b.servers.iter().position(|s| s.id == id)
+    }
+}
+
+async fn handle(
+    p: Arc<Proxy>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let view = p.view.borrow().clone();
+    let Some(b) = view.backends.get(&p.spec.backend).cloned() else {
+        return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "no backend"));
+    };
+    let now = unix_now();
+    // Only servers that may take a persistent request are matched against
+    // the cookie (up or draining; down too with `option persist`), as
+    // HAProxy skips the others when it looks the value up.
+    let may_persist = |s: &HttpServerView| {
+        s.state == STATE_UP
+            || s.state == STATE_DRAIN
+            || (b.settings.persist && s.state == STATE_DOWN)
+    };
+    let persist = match &b.settings.cookie {
+        Some(c) => {
+            let values: Vec<Option<&str>> = b
+                .servers
+                .iter()
+                .map(|s| s.cookie.as_deref().filter(|_| may_persist(s)))
+                .collect();
+            cookie::process_request(c, req.headers_mut(), &values, now)
+        }
+        None => Persist::default(),
+    };
+    let by_cookie = persist
+        .server
+        .filter(|&i| b.servers.get(i).is_some_and(may_persist));
+    let Some(mut chosen) = by_cookie.or_else(|| p.balance(&b, peer.ip(), None)) else {
+        return Ok(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no server available",
+        ));
+    };
+    let method = req.method().clone();
+    let upgrade = is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // Safe to send again on another server: idempotent and nothing to resend.
+    let retryable = matches!(
+        method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT
+    ) && hyper::body::Body::is_end_stream(req.body())
+        && !upgrade
+        && (by_cookie.is_none() || b.settings.redispatch);
+    let (parts, body) = req.into_parts();
+    let mut body = Some(body.map_err(BoxError::from).boxed());
+    let client = p.client(b.settings.timeout_connect);
+    let mut attempt = 0;
+    let resp = loop {
+        let server = &b.servers[chosen];
+        let guard = p.in_flight.start(server.id);
+        let up = upstream_request(&parts, body.take(), server.addr, peer.ip(), upgrade);
+        let r = tokio::time::timeout(b.settings.timeout_server, client.request(up)).await;
+        match r {
+            Ok(Ok(resp)) => break (resp, guard),
+            Ok(Err(e)) if e.is_connect() && retryable && attempt == 0 => {
+                warn!(
+                    "{}: {}/{} ({}): {e}; trying another server",
+                    p.spec.name, b.name, server.name, server.addr
+                );
+                attempt += 1;
+                body = Some(Full::new(Bytes::new()).map_err(|n| match n {}).boxed());
+                match p.balance(&b, peer.ip(), Some(chosen)) {
+                    Some(i) => chosen = i,
+                    None => {
+                        return Ok(error(StatusCode::BAD_GATEWAY, "server connection failed"));
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                warn!(
+                    "{}: {}/{} ({}): {}",
+                    p.spec.name,
+                    b.name,
+                    server.name,
+                    server.addr,
+                    crate::dataplane::error_chain(&e)
+                );
+                return Ok(error(StatusCode::BAD_GATEWAY, "server connection failed"));
+            }
+            Err(_) => {
+                warn!(
+                    "{}: {}/{} ({}): no response within {} ms",
+                    p.spec.name,
+                    b.name,
+                    server.name,
+                    server.addr,
+                    b.settings.timeout_server.as_millis()
+                );
+                return Ok(error(StatusCode::GATEWAY_TIMEOUT, "server timeout"));
+            }
+        }
+    };
+    let (mut resp, guard) = resp;
+    let server = &b.servers[chosen];
+    if let Some(c) = &b.settings.cookie {
+        let status = resp.status().as_u16();
+        cookie::process_response(
+            c,
+            resp.headers_mut(),
+            status,
+            &method,
+            server.cookie.as_deref(),
+            &persist,
+            now,
+        );
+    }
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let server_upgrade = hyper::upgrade::on(&mut resp);
+        let name = p.spec.name.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            match tokio::try_join!(client_upgrade, server_upgrade) {
+                Ok((c, s)) => {
+                    let (mut c, mut s) = (TokioIo::new(c), TokioIo::new(s));
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut s).await {
+                        debug!("{name}: upgraded connection: {e}");
+                    }
+                }
+                Err(e) => debug!("{name}: upgrade failed: {e}"),
+            }
+        });
+        let (parts, _) = resp.into_parts();
+        return Ok(Response::from_parts(parts, empty()));
+    }
+    strip_hop_by_hop(resp.headers_mut(), false);
+    let (parts, body) = resp.into_parts();
+    // The in-flight count lasts as long as the response body.
+    let body = body
+        .map_err(BoxError::from)
+        .map_frame(move |f| {
+            let _ = &guard;
+            f
+        })
+        .boxed();
+    Ok(Response::from_parts(parts, body))
+}
+
+fn empty() -> ProxyBody {
+    Full::new(Bytes::new()).map_err(|n| match n {}).boxed()
+}
+
+/// The request to send to `server`: same method, path and headers minus
+/// hop-by-hop ones, `X-Forwarded-For` extended, HTTP/1.1.
+fn upstream_request(
+    parts: &http::request::Parts,
+    body: Option<ProxyBody>,
+    server: SocketAddr,
+    client: IpAddr,
+    upgrade: bool,
+) -> Request<ProxyBody> {
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let uri: Uri = format!("http://{server}{pq}")
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("/"));
+    let mut headers = parts.headers.clone();
+    strip_hop_by_hop(&mut headers, upgrade);
+    // The body's framing is hyper's to choose from the body it streams.
+    headers.remove(header::CONTENT_LENGTH);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if !headers.contains_key(header::HOST)
+        && let Some(a) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        headers.insert(header::HOST, v);
+    }
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
+        _ => client.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    let mut r = Request::new(body.unwrap_or_else(empty));
+    *r.method_mut() = parts.method.clone();
+    *r.uri_mut() = uri;
+    *r.version_mut() = http::Version::HTTP_11;
+    *r.headers_mut() = headers;
+    r
+}

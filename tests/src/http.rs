@@ -1,0 +1,301 @@
+//! Minimal HTTP/1.1 peers for the proxy tests, on loopback, std only: a
+//! backend that answers its own name and records what it was sent, and a
+//! keep-alive client with a cookie jar. Deliberately small and strict: they
+//! read exactly what `Content-Length` says, so framing mistakes of the proxy
+//! show up as errors instead of being papered over.
+
+use std::{
+    collections::BTreeMap,
+    io::{self, BufReader, Read as _, Write as _},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+/// What a backend saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    /// Every header, lower-cased names, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A backend answering `200` with its name as the body.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+    /// Open client connections, shut down on stop (a dead server).
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Backend {
+    /// Listen on 127.0.0.1 (a free port, or `port`).
+    pub fn start(name: &str, port: u16) -> io::Result<Backend> {
+        Self::start_with(name, port, "")
+    }
+
+    /// ... adding `extra` (whole header lines, each ending in `\r\n`) to
+    /// every response, e.g. a validator that makes it cacheable.
+    pub fn start_with(name: &str, port: u16, extra: &str) -> io::Result<Backend> {
+        let l = TcpListener::bind(("127.0.0.1", port))?;
+        let addr = l.local_addr()?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (n, s, st, cs) = (name.to_owned(), seen.clone(), stop.clone(), conns.clone());
+        let extra = extra.to_owned();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                if st.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(c) = c else { continue };
+                if let Ok(dup) = c.try_clone() {
+                    cs.lock().unwrap_or_else(|e| e.into_inner()).push(dup);
+                }
+                let (n, s, e) = (n.clone(), s.clone(), extra.clone());
+                std::thread::spawn(move || serve(c, &n, &s, &e));
+            }
+        });
+        Ok(Backend {
+            name: name.to_owned(),
+            addr,
+            seen,
+            stop,
+            conns,
+        })
+    }
+
+    /// Stop listening and cut every open connection: the server is dead.
+    pub fn kill(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
+        for c in self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn serve(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, extra: &str) {
+    let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut w) = c.try_clone() else { return };
+    let mut r = BufReader::new(c);
+    loop {
+        let Ok(Some(head)) = read_head(&mut r) else {
+            return;
+        };
+        let mut lines = head.lines();
+        let mut first = lines.next().unwrap_or_default().split(' ');
+        let method = first.next().unwrap_or_default().to_owned();
+        let path = first.next().unwrap_or_default().to_owned();
+        let headers = parse_headers(lines);
+        let len: usize = header_of(&headers, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let close =
+            header_of(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        seen.lock().unwrap_or_else(|e| e.into_inner()).push(Seen {
+            method,
+            path,
+            headers,
+        });
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n{name}",
+            name.len()
+        );
+        if w.write_all(answer.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// The head of a message (up to the empty line); `None` at a clean EOF.
+fn read_head(r: &mut impl io::BufRead) -> io::Result<Option<String>> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return if head.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cut head"))
+            };
+        }
+        if line == "\r\n" || line == "\n" {
+            return Ok(Some(head));
+        }
+        head.push_str(&line);
+        if head.len() > 1 << 20 {
+            return Err(io::Error::other("head too large"));
+        }
+    }
+}
+
+fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
+    lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect()
+}
+
+fn header_of<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// One response as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_of(&self.headers, name)
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A browser-like client: one keep-alive connection (reopened when the
+/// server closes it) and a cookie jar (name -> value, from `Set-Cookie`).
+pub struct Client {
+    to: SocketAddr,
+    conn: Option<(BufReader<TcpStream>, TcpStream)>,
+    pub jar: BTreeMap<String, String>,
+    /// Cookies always sent besides the jar's (e.g. an application's).
+    pub extra_cookie: Option<String>,
+}
+
+impl Client {
+    pub fn new(to: SocketAddr) -> Client {
+        Client {
+            to,
+            conn: None,
+            jar: BTreeMap::new(),
+            extra_cookie: None,
+        }
+    }
+
+    fn connect(&mut self) -> io::Result<&mut (BufReader<TcpStream>, TcpStream)> {
+        if self.conn.is_none() {
+            let s = TcpStream::connect(self.to)?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.set_nodelay(true)?;
+            self.conn = Some((BufReader::new(s.try_clone()?), s));
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no connection"))
+    }
+
+    /// `GET path` with the jar's cookies; updates the jar from the answer.
+    pub fn get(&mut self, path: &str) -> io::Result<Answer> {
+        let mut cookies: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if let Some(e) = &self.extra_cookie {
+            cookies.push(e.clone());
+        }
+        let cookie = if cookies.is_empty() {
+            String::new()
+        } else {
+            format!("Cookie: {}\r\n", cookies.join("; "))
+        };
+        let req = format!("GET {path} HTTP/1.1\r\nHost: lab\r\n{cookie}\r\n");
+        let a = match self.exchange(&req) {
+            Ok(a) => a,
+            // The proxy may close an idle keep-alive connection: once more
+            // on a fresh one.
+            Err(_) => {
+                self.conn = None;
+                self.exchange(&req)?
+            }
+        };
+        for v in a.all("set-cookie") {
+            let first = v.split(';').next().unwrap_or_default();
+            if let Some((k, val)) = first.split_once('=') {
+                let (k, val) = (k.trim().to_owned(), val.trim().to_owned());
+                let expired = v.to_ascii_lowercase().contains("expires=thu, 01-jan-1970")
+                    || v.to_ascii_lowercase().contains("max-age=0");
+                if expired {
+                    self.jar.remove(&k);
+                } else {
+                    self.jar.insert(k, val);
+                }
+            }
+        }
+        Ok(a)
+    }
+
+    fn exchange(&mut self, req: &str) -> io::Result<Answer> {
+        let (r, w) = self.connect()?;
+        w.write_all(req.as_bytes())?;
+        let head = read_head(r)?.ok_or_else(|| io::Error::other("connection closed"))?;
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line in {head:?}")))?;
+        let headers = parse_headers(lines);
+        let len: usize = header_of(&headers, "content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no content-length in {head:?}")))?;
+        let mut body = vec![0; len];
+        r.read_exact(&mut body)?;
+        if header_of(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+            self.conn = None;
+        }
+        Ok(Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: a small race, fine
+/// for tests on a private loopback).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

@@ -1,6 +1,7 @@
 //! Minimal HTTP/1.1 peers for the proxy tests, on loopback, std only: a
 //! backend that answers its own name and records what it was sent, and a
-//! keep-alive client with a cookie jar. Deliberately small and strict: they
+//! keep-alive client with a cookie jar, and [`Svc`]: `balancer run` with
+//! one http frontend in front of such backends. Deliberately small and strict: they
 //! read exactly what `Content-Length` says, so framing mistakes of the proxy
 //! show up as errors instead of being papered over.
 
@@ -8,12 +9,16 @@ use std::{
     collections::BTreeMap,
     io::{self, BufReader, Read as _, Write as _},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
+
+use crate::proc::{Proc, wait_for};
 
 /// What a backend saw of one request.
 #[derive(Debug, Clone)]
@@ -291,6 +296,105 @@ impl Client {
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
+    }
+}
+
+/// A daemon serving one http frontend in front of `backends`.
+pub struct Svc {
+    pub dir: PathBuf,
+    pub pin_dir: PathBuf,
+    pub daemon: Proc,
+    pub front: SocketAddr,
+    pub backends: Vec<Backend>,
+}
+
+impl Svc {
+    pub fn start(tag: &str, backend_extra: &str, server_extra: &str, n: usize) -> Svc {
+        Self::start_with(tag, backend_extra, server_extra, n, "")
+    }
+
+    /// `response_extra`: header lines every backend adds to its answers.
+    pub fn start_with(
+        tag: &str,
+        backend_extra: &str,
+        server_extra: &str,
+        n: usize,
+        response_extra: &str,
+    ) -> Svc {
+        crate::require_root();
+        let id = format!("blb-{}-{tag}", std::process::id());
+        let dir = std::env::temp_dir().join(&id);
+        let pin_dir = PathBuf::from(crate::lab::BPFFS).join(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let backends: Vec<Backend> = (0..n)
+            .map(|j| Backend::start_with(&format!("s{j}"), 0, response_extra).expect("backend"))
+            .collect();
+        let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+            .parse()
+            .unwrap();
+        let servers: String = backends
+            .iter()
+            .map(|b| {
+                format!(
+                    "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\ncookie = \"{}\"\n{server_extra}",
+                    b.name, b.addr, b.name
+                )
+            })
+            .collect();
+        let config = dir.join("balancer.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
+                 [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"{front}\"\ndefault_backend = \"app\"\n\n\
+                 [[backend]]\nname = \"app\"\n{backend_extra}\n{servers}",
+                pin_dir.display(),
+                dir.join("admin.sock").display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(crate::balancer_bin());
+        cmd.args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info");
+        let mut daemon = Proc::spawn("balancer", cmd, &dir).unwrap();
+        let ready = wait_for(Duration::from_secs(20), || {
+            daemon.output().contains("running:") || daemon.try_wait().ok().flatten().is_some()
+        });
+        assert!(
+            ready && daemon.try_wait().unwrap().is_none(),
+            "daemon did not start: {}",
+            daemon.output()
+        );
+        Svc {
+            dir,
+            pin_dir,
+            daemon,
+            front,
+            backends,
+        }
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        crate::lab::output(
+            Command::new(crate::balancer_bin())
+                .arg("--socket")
+                .arg(self.dir.join("admin.sock"))
+                .args(args),
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for Svc {
+    fn drop(&mut self) {
+        let _ = self.daemon.stop();
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("logs kept in {}", self.dir.display());
+        }
     }
 }
 

@@ -3,115 +3,12 @@
 //! with cookie jars (see `balancer_tests::http`). Which server answered is
 //! the backend's own body; what the backend received is its own record.
 
-use std::{
-    collections::BTreeMap, net::SocketAddr, path::PathBuf, process::Command, time::Duration,
-};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use balancer_tests::{
-    balancer_bin,
-    http::{Backend, Client, free_port},
-    proc::{Proc, wait_for},
-    require_root,
+    http::{Client, Svc},
+    proc::wait_for,
 };
-
-/// A daemon serving one http frontend in front of `backends`.
-struct Svc {
-    dir: PathBuf,
-    pin_dir: PathBuf,
-    daemon: Proc,
-    front: SocketAddr,
-    backends: Vec<Backend>,
-}
-
-impl Svc {
-    fn start(tag: &str, backend_extra: &str, server_extra: &str, n: usize) -> Svc {
-        Self::start_with(tag, backend_extra, server_extra, n, "")
-    }
-
-    /// `response_extra`: header lines every backend adds to its answers.
-    fn start_with(
-        tag: &str,
-        backend_extra: &str,
-        server_extra: &str,
-        n: usize,
-        response_extra: &str,
-    ) -> Svc {
-        require_root();
-        let id = format!("blb-{}-{tag}", std::process::id());
-        let dir = std::env::temp_dir().join(&id);
-        let pin_dir = PathBuf::from(balancer_tests::lab::BPFFS).join(&id);
-        std::fs::create_dir_all(&dir).unwrap();
-        let backends: Vec<Backend> = (0..n)
-            .map(|j| Backend::start_with(&format!("s{j}"), 0, response_extra).expect("backend"))
-            .collect();
-        let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-            .parse()
-            .unwrap();
-        let servers: String = backends
-            .iter()
-            .map(|b| {
-                format!(
-                    "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\ncookie = \"{}\"\n{server_extra}",
-                    b.name, b.addr, b.name
-                )
-            })
-            .collect();
-        let config = dir.join("balancer.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
-                 [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"{front}\"\ndefault_backend = \"app\"\n\n\
-                 [[backend]]\nname = \"app\"\n{backend_extra}\n{servers}",
-                pin_dir.display(),
-                dir.join("admin.sock").display()
-            ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(balancer_bin());
-        cmd.args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info");
-        let mut daemon = Proc::spawn("balancer", cmd, &dir).unwrap();
-        let ready = wait_for(Duration::from_secs(20), || {
-            daemon.output().contains("running:") || daemon.try_wait().ok().flatten().is_some()
-        });
-        assert!(
-            ready && daemon.try_wait().unwrap().is_none(),
-            "daemon did not start: {}",
-            daemon.output()
-        );
-        Svc {
-            dir,
-            pin_dir,
-            daemon,
-            front,
-            backends,
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        balancer_tests::lab::output(
-            Command::new(balancer_bin())
-                .arg("--socket")
-                .arg(self.dir.join("admin.sock"))
-                .args(args),
-        )
-        .unwrap()
-    }
-}
-
-impl Drop for Svc {
-    fn drop(&mut self) {
-        let _ = self.daemon.stop();
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("logs kept in {}", self.dir.display());
-        }
-    }
-}
 
 const CLIENTS: usize = 1000;
 const REQUESTS: usize = 10;

@@ -29,6 +29,10 @@ const COMMANDS: &[(&str, &str)] = &[
     ("python3", "python3"),
     ("sha256sum", "coreutils"),
     ("dpkg", "dpkg"),
+    // The HTTP path is compared with HAProxy (conformance tests, benchmark)
+    // and loaded with wrk.
+    ("haproxy", "haproxy"),
+    ("wrk", "wrk"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

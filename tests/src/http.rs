@@ -86,6 +86,43 @@ impl Backend {
         })
     }
 
+    /// ... answering each request with the status and the extra header
+    /// lines (each ending in `\r\n`) that `respond` chooses from what was
+    /// received (e.g. from the request's path); the body is still the name.
+    pub fn start_fn(
+        name: &str,
+        port: u16,
+        respond: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static,
+    ) -> io::Result<Backend> {
+        let l = TcpListener::bind(("127.0.0.1", port))?;
+        let addr = l.local_addr()?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (n, s, st, cs) = (name.to_owned(), seen.clone(), stop.clone(), conns.clone());
+        let respond: Arc<Responder> = Arc::new(respond);
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                if st.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(c) = c else { continue };
+                if let Ok(dup) = c.try_clone() {
+                    cs.lock().unwrap_or_else(|e| e.into_inner()).push(dup);
+                }
+                let (n, s, r) = (n.clone(), s.clone(), respond.clone());
+                std::thread::spawn(move || serve_fn(c, &n, &s, &*r));
+            }
+        });
+        Ok(Backend {
+            name: name.to_owned(),
+            addr,
+            seen,
+            stop,
+            conns,
+        })
+    }
+
     /// Stop listening and cut every open connection: the server is dead.
     pub fn kill(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -140,6 +177,59 @@ fn serve(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, extra: &str) {
         });
         let answer = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n{name}",
+            name.len()
+        );
+        if w.write_all(answer.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// What [`Backend::start_fn`] calls per request: (status, extra header lines).
+type Responder = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
+
+/// [`serve`] with the status and header lines chosen per request.
+fn serve_fn(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, respond: &Responder) {
+    let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut w) = c.try_clone() else { return };
+    let mut r = BufReader::new(c);
+    loop {
+        let Ok(Some(head)) = read_head(&mut r) else {
+            return;
+        };
+        let mut lines = head.lines();
+        let mut first = lines.next().unwrap_or_default().split(' ');
+        let method = first.next().unwrap_or_default().to_owned();
+        let path = first.next().unwrap_or_default().to_owned();
+        let headers = parse_headers(lines);
+        let len: usize = header_of(&headers, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let close =
+            header_of(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let request = Seen {
+            method,
+            path,
+            headers,
+        };
+        let (status, extra) = respond(&request);
+        seen.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request);
+        let reason = match status {
+            200 => "OK",
+            301 => "Moved Permanently",
+            302 => "Found",
+            404 => "Not Found",
+            500 => "Internal Server Error",
+            _ => "Status",
+        };
+        let answer = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n{name}",
             name.len()
         );
         if w.write_all(answer.as_bytes()).is_err() || close {
@@ -272,6 +362,12 @@ impl Client {
         Ok(a)
     }
 
+    /// Send `req` (a whole request: head, empty line, body) as is, on the
+    /// current connection; the jar is neither used nor updated.
+    pub fn raw(&mut self, req: &str) -> io::Result<Answer> {
+        self.exchange(req)
+    }
+
     fn exchange(&mut self, req: &str) -> io::Result<Answer> {
         let (r, w) = self.connect()?;
         w.write_all(req.as_bytes())?;
@@ -372,6 +468,60 @@ impl Svc {
             daemon,
             front,
             backends,
+        }
+    }
+
+    /// A daemon in front of servers that already run elsewhere (e.g.
+    /// backends shared with another proxy): `servers` are (name, address,
+    /// extra TOML lines of that `[[backend.server]]`, e.g. `cookie = "a"`,
+    /// `weight = 0`, `state = "down"`); no cookie value is added for them.
+    /// [`Svc::backends`] stays empty.
+    pub fn start_on(tag: &str, backend_extra: &str, servers: &[(&str, SocketAddr, &str)]) -> Svc {
+        crate::require_root();
+        let id = format!("blb-{}-{tag}", std::process::id());
+        let dir = std::env::temp_dir().join(&id);
+        let pin_dir = PathBuf::from(crate::lab::BPFFS).join(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+            .parse()
+            .unwrap();
+        let servers: String = servers
+            .iter()
+            .map(|(name, addr, extra)| {
+                format!("[[backend.server]]\nname = \"{name}\"\naddress = \"{addr}\"\n{extra}\n")
+            })
+            .collect();
+        let config = dir.join("balancer.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
+                 [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"{front}\"\ndefault_backend = \"app\"\n\n\
+                 [[backend]]\nname = \"app\"\n{backend_extra}\n{servers}",
+                pin_dir.display(),
+                dir.join("admin.sock").display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(crate::balancer_bin());
+        cmd.args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info");
+        let mut daemon = Proc::spawn("balancer", cmd, &dir).unwrap();
+        let ready = wait_for(Duration::from_secs(20), || {
+            daemon.output().contains("running:") || daemon.try_wait().ok().flatten().is_some()
+        });
+        assert!(
+            ready && daemon.try_wait().unwrap().is_none(),
+            "daemon did not start: {}",
+            daemon.output()
+        );
+        Svc {
+            dir,
+            pin_dir,
+            daemon,
+            front,
+            backends: Vec::new(),
         }
     }
 

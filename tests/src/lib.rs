@@ -9,6 +9,7 @@ pub mod http;
 pub mod lab;
 pub mod packets;
 pub mod proc;
+pub mod stream;
 
 use std::path::PathBuf;
 

@@ -151,6 +151,21 @@ impl Drop for Backend {
 fn serve(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, extra: &str) {
     let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut w) = c.try_clone() else { return };
+    // `kill` keeps a duplicate of the socket: close it for real on return.
+    let closer = w.try_clone();
+    serve_requests(c, &mut w, name, seen, extra);
+    if let Ok(c) = closer {
+        let _ = c.shutdown(Shutdown::Both);
+    }
+}
+
+fn serve_requests(
+    c: TcpStream,
+    w: &mut TcpStream,
+    name: &str,
+    seen: &Mutex<Vec<Seen>>,
+    extra: &str,
+) {
     let mut r = BufReader::new(c);
     loop {
         let Ok(Some(head)) = read_head(&mut r) else {
@@ -217,9 +232,7 @@ fn serve_fn(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, respond: &Respond
             headers,
         };
         let (status, extra) = respond(&request);
-        seen.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(request);
+        seen.lock().unwrap_or_else(|e| e.into_inner()).push(request);
         let reason = match status {
             200 => "OK",
             301 => "Moved Permanently",
@@ -242,14 +255,16 @@ fn serve_fn(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, respond: &Respond
 fn read_head(r: &mut impl io::BufRead) -> io::Result<Option<String>> {
     let mut head = String::new();
     loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
+        // Bytes, not UTF-8: header values may carry any octet (obs-text).
+        let mut bytes = Vec::new();
+        if r.read_until(b'\n', &mut bytes)? == 0 {
             return if head.is_empty() {
                 Ok(None)
             } else {
                 Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cut head"))
             };
         }
+        let line = String::from_utf8_lossy(&bytes);
         if line == "\r\n" || line == "\n" {
             return Ok(Some(head));
         }

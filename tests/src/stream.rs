@@ -235,7 +235,22 @@ pub struct ProxyDaemon {
 
 impl ProxyDaemon {
     /// `frontend_extra`: more lines in the `[[frontend]]` table.
-    pub fn start(tag: &str, servers: &[SocketAddr], frontend_extra: &str) -> io::Result<ProxyDaemon> {
+    pub fn start(
+        tag: &str,
+        servers: &[SocketAddr],
+        frontend_extra: &str,
+    ) -> io::Result<ProxyDaemon> {
+        Self::start_with(tag, servers, frontend_extra, "")
+    }
+
+    /// ... and `backend_extra` in the `[[backend]]` table; server `j` is
+    /// named `sJ` and has the cookie value `sJ`.
+    pub fn start_with(
+        tag: &str,
+        servers: &[SocketAddr],
+        frontend_extra: &str,
+        backend_extra: &str,
+    ) -> io::Result<ProxyDaemon> {
         crate::require_root();
         let id = format!("blb-{}-{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&id);
@@ -247,7 +262,11 @@ impl ProxyDaemon {
         let servers: String = servers
             .iter()
             .enumerate()
-            .map(|(j, a)| format!("[[backend.server]]\nname = \"s{j}\"\naddress = \"{a}\"\n"))
+            .map(|(j, a)| {
+                format!(
+                    "[[backend.server]]\nname = \"s{j}\"\naddress = \"{a}\"\ncookie = \"s{j}\"\n"
+                )
+            })
             .collect();
         let config = dir.join("balancer.toml");
         std::fs::write(
@@ -256,7 +275,7 @@ impl ProxyDaemon {
                 "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
                  [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"{front}\"\n\
                  default_backend = \"app\"\n{frontend_extra}\n\
-                 [[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n{servers}",
+                 [[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n{backend_extra}\n{servers}",
                 pin_dir.display(),
                 dir.join("admin.sock").display()
             ),

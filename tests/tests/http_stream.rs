@@ -38,10 +38,18 @@ fn gigabyte_bodies_stream_in_bounded_memory_and_websockets_pass() {
         })
     };
     let t = Instant::now();
-    assert_eq!(upload(p.front, GIB).unwrap(), GIB, "upload: bytes the backend got");
+    assert_eq!(
+        upload(p.front, GIB).unwrap(),
+        GIB,
+        "upload: bytes the backend got"
+    );
     let up = t.elapsed();
     let t = Instant::now();
-    assert_eq!(download(p.front, GIB).unwrap(), GIB, "download: bytes received");
+    assert_eq!(
+        download(p.front, GIB).unwrap(),
+        GIB,
+        "download: bytes received"
+    );
     let down = t.elapsed();
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();

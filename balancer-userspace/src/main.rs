@@ -251,7 +251,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, reset } => {
             let loaded = Config::load(&config)?;
-            runtime()?.block_on(daemon::run(config, loaded, reset))?;
+            // The daemon serves HTTP on every core; the CLI needs one thread.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("balancer")
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(daemon::run(config, loaded, reset))?;
         }
         Command::Detach { config, pin_dir } => {
             let pin_dir = match config {

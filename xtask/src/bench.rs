@@ -25,6 +25,8 @@ enum Runner {
     BenchBinary,
     /// The daemon in a namespace lab (`bench_control`).
     ControlPlane,
+    /// The HTTP proxy against HAProxy under wrk (`bench_http`).
+    Http,
 }
 
 struct Section {
@@ -39,6 +41,11 @@ const SECTIONS: &[Section] = &[
         name: "xdp-testrun",
         about: "ns/packet of the XDP program through BPF_PROG_TEST_RUN against the bare floor",
         runner: Runner::BenchBinary,
+    },
+    Section {
+        name: "http",
+        about: "HTTP cookie proxy vs HAProxy 2.6 (cookie insert indirect nocache) under wrk",
+        runner: Runner::Http,
     },
     Section {
         name: "control-plane",
@@ -89,6 +96,10 @@ pub fn run(only: Option<&str>, quick: bool, json: Option<&Path>) -> anyhow::Resu
         println!("\nbench: {}: {}", s.name, s.about);
         let part = match s.runner {
             Runner::BenchBinary => run_binary(&bin, &target, s.name, quick)?,
+            Runner::Http => {
+                let daemon = crate::util::build_balancer(true)?;
+                crate::bench_http::run(&daemon, quick)?
+            }
             Runner::ControlPlane => {
                 let daemon = crate::util::build_balancer(true)?;
                 crate::bench_control::run(&daemon, quick)?

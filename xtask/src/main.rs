@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_control;
+mod bench_http;
 mod demo;
 mod setup;
 mod test;

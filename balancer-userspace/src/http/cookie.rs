@@ -71,9 +71,8 @@
 //!   server: do not call [`process_response`] for them (HAProxy only inserts
 //!   when `objt_server(s->target)` is set).
 //! * **HTTP/2.** HAProxy's H2 demultiplexer joins all `cookie` fields into one
-//!   `Cookie` header before analysis; this module processes the fields it is
-//!   given one by one, which only differs when a persistence cookie must be
-//!   removed from a request whose fields were split.
+//!   `Cookie` header before analysis; the proxy does the same before calling
+//!   [`process_request`] (which would otherwise process each field alone).
 //! * Config arguments are split on ASCII white space; HAProxy's quoting and
 //!   backslash escapes are not interpreted.
 
@@ -778,7 +777,9 @@ fn delete_run(out: &mut Vec<u8>, src: &[u8], from: usize, sep: usize) -> usize {
 ///   by `chosen` in `rewrite` mode, or prefixed with `chosen~` in `prefix`
 ///   mode (nothing when `chosen` is `None`). Only the first pair of a
 ///   `Set-Cookie` line is the cookie (the rest are attributes), and blanks
-///   around its `=` are removed, whatever its name.
+///   around its `=` are removed, whatever its name. A `Set-Cookie2` line a
+///   cookie is removed from keeps its length, as in HAProxy 2.6 (see
+///   `process_set_cookie_header`).
 /// * Insertion, in `insert` mode only, when the server did not set `<name>`
 ///   itself with `preserve`, when the request is a POST if `postonly`, and
 ///   when the client did not present a valid cookie for this server, or
@@ -945,6 +946,22 @@ enum SetCookieEdit {
 /// does the same. Response headers come from the servers, and `Set-Cookie2`
 /// is obsolete, so the quadratic worst case of repeated removals is
 /// acceptable here.
+///
+/// **HAProxy 2.6 does not shrink a `Set-Cookie2` header it removed a cookie
+/// from.** Its removal (`http_del_hdr_value()`) moves the rest of the line
+/// left in place and only shortens the loop's own end (`hdr_end`), never the
+/// header's length (no `htx_change_blk_value_len()` there, unlike the blank
+/// stripping next to it). What goes out is the whole old length: the edited
+/// line followed by the bytes the move left behind, i.e. the original bytes
+/// at those positions. `a=1, SRV=x, b=2` becomes `a=1, b=2=x, b=2`, and
+/// `SRV=x, SRV=y` becomes `SRV=y, SRV=y`. The loop goes on reading up to its
+/// shortened end only; a later blank stripping sets the header's length to
+/// that end (dropping the left-over bytes), a rewrite or prefix edits the
+/// header with the left-over bytes kept after it. This code does the same,
+/// checked against HAProxy 2.6.12 by `tests/tests/haproxy_conformance.rs`
+/// (later HAProxy versions dropped `Set-Cookie2` processing altogether).
+/// `Set-Cookie` is not affected: its one cookie is removed with the whole
+/// header.
 fn process_set_cookie_header(
     cfg: &CookieConfig,
     raw: &[u8],
@@ -953,12 +970,15 @@ fn process_set_cookie_header(
     direct: bool,
     found: &mut bool,
 ) -> SetCookieEdit {
+    // `buf` is the header's value as HAProxy will send it; `hdr_end` is the
+    // end its loop reads up to (shorter after a removal, see above).
     let mut buf = trim_lws(raw).to_vec();
+    let mut hdr_end = buf.len();
     let name = cfg.name.as_bytes();
     let mut changed = false;
     let mut prev = 0;
     let mut first = true;
-    while prev < buf.len() {
+    while prev < hdr_end {
         let Pair {
             att_beg,
             att_end,
@@ -967,15 +987,15 @@ fn process_set_cookie_header(
             mut val_end,
             mut next,
             ..
-        } = scan_pair(&buf, prev, first, buf.len(), cookie2);
+        } = scan_pair(&buf, prev, first, hdr_end, cookie2);
         first = false;
-        if next < buf.len() {
+        if next < hdr_end {
             // Set-Cookie: the rest of the line is attributes (and an Expires
             // date may hold a comma). Set-Cookie2: skip to the next cookie.
             next = if cookie2 {
-                value_end(&buf, next, buf.len(), false)
+                value_end(&buf, next, hdr_end, false)
             } else {
-                buf.len()
+                hdr_end
             };
         }
         if equal == val_end {
@@ -992,6 +1012,10 @@ fn process_set_cookie_header(
             val_beg = equal + 1;
             val_end -= before + after;
             next -= before + after;
+            hdr_end -= before + after;
+            // htx_change_blk_value_len(): the header now ends where the loop
+            // does (bytes left behind by an earlier removal are dropped).
+            buf.truncate(hdr_end);
             changed = true;
         }
 
@@ -1000,11 +1024,16 @@ fn process_set_cookie_header(
             if cfg.preserve {
                 // The server's cookie is left untouched.
             } else if cfg.mode == CookieMode::Insert || (direct && cfg.indirect) {
-                if prev == 0 && next == buf.len() {
+                if prev == 0 && next == hdr_end {
                     return SetCookieEdit::Removed;
                 }
+                // Moved in place: the header keeps its length, the bytes
+                // between the new end and the old one stay as they were.
+                let mut line = buf[..hdr_end].to_vec();
                 let mut from = prev;
-                del_hdr_value(&mut buf, &mut from, next);
+                del_hdr_value(&mut line, &mut from, next);
+                hdr_end = line.len();
+                buf[..hdr_end].copy_from_slice(&line);
                 next = from;
                 changed = true;
             } else if let Some(value) = chosen {
@@ -1012,6 +1041,7 @@ fn process_set_cookie_header(
                     CookieMode::Rewrite => {
                         buf.splice(val_beg..val_end, value.iter().copied());
                         next = next - val_end + val_beg + value.len();
+                        hdr_end = hdr_end - val_end + val_beg + value.len();
                         changed = true;
                     }
                     CookieMode::Prefix => {
@@ -1020,6 +1050,7 @@ fn process_set_cookie_header(
                             value.iter().copied().chain(iter::once(COOKIE_DELIM)),
                         );
                         next += value.len() + 1;
+                        hdr_end += value.len() + 1;
                         changed = true;
                     }
                     CookieMode::Insert | CookieMode::Passive => {}
@@ -1089,13 +1120,19 @@ pub struct Cacheability {
 /// * `http_check_response_for_cacheability()`: a 1xx is not; the first
 ///   `Pragma` header equal to `no-cache` makes it not; then each element of
 ///   the `Cache-Control` headers in order: `public` makes it cacheable (even a
-///   POST or a 302!); `private`, `no-cache`, `no-store`, `s-maxage=0` make it
-///   not; `no-cache="set-cookie...` keeps it cacheable but not its cookies;
-///   `max-age=0` makes it not unless an `s-maxage...` follows; `s-maxage...`
-///   and `max-age...` are freshness information. Without freshness
+///   POST or a 302!); `private`, `no-cache`, `no-store`, `max-age=0`,
+///   `s-maxage=0` make it not (until a later `public`);
+///   `no-cache="set-cookie...` keeps it cacheable but not its cookies;
+///   `s-maxage...` and `max-age...` are freshness information. Without freshness
 ///   information, an `Expires` header is; without either, an `ETag` or
 ///   `Last-Modified` validator is needed or the response is not cacheable
 ///   (RFC 7234 3). Names and directives compare case-insensitively.
+///
+/// `max-age=0` is final in HAProxy 2.6.12 (the reference,
+/// `tests/tests/haproxy_conformance.rs`): an `s-maxage` does not make such
+/// a response cacheable again (`max-age=0, s-maxage=60` gets no `private`),
+/// while a later `public` does (`max-age=0, public` gets one). Later HAProxy
+/// versions let an `s-maxage` override `max-age=0`; 2.6.12 does not.
 pub fn response_cacheability(method: &Method, status: u16, headers: &HeaderMap) -> Cacheability {
     let safe = [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method);
     let mut cacheable = safe;
@@ -1122,34 +1159,31 @@ pub fn response_cacheability(method: &Method, status: u16, headers: &HeaderMap) 
     }
 
     let mut has_freshness_info = false;
-    let mut has_null_maxage = false;
     for header in headers.get_all(CACHE_CONTROL) {
         for directive in list_elements(header.as_bytes()) {
             if directive.eq_ignore_ascii_case(b"public") {
                 cacheable = true;
                 cookie_cacheable = true;
-            } else if directive.eq_ignore_ascii_case(b"max-age=0") {
-                // May still be overridden by an s-maxage directive.
-                has_null_maxage = true;
-            } else if [&b"private"[..], b"no-cache", b"no-store", b"s-maxage=0"]
-                .iter()
-                .any(|d| directive.eq_ignore_ascii_case(d))
+            } else if [
+                &b"private"[..],
+                b"no-cache",
+                b"no-store",
+                b"max-age=0",
+                b"s-maxage=0",
+            ]
+            .iter()
+            .any(|d| directive.eq_ignore_ascii_case(d))
             {
                 cacheable = false;
                 cookie_cacheable = false;
             } else if starts_with_ignore_case(directive, b"no-cache=\"set-cookie") {
                 cookie_cacheable = false;
-            } else if starts_with_ignore_case(directive, b"s-maxage") {
-                has_freshness_info = true;
-                has_null_maxage = false;
-            } else if starts_with_ignore_case(directive, b"max-age") {
+            } else if starts_with_ignore_case(directive, b"s-maxage")
+                || starts_with_ignore_case(directive, b"max-age")
+            {
                 has_freshness_info = true;
             }
         }
-    }
-    if has_null_maxage {
-        cacheable = false;
-        cookie_cacheable = false;
     }
     if !has_freshness_info {
         has_freshness_info = headers.contains_key(EXPIRES);
@@ -2540,10 +2574,14 @@ mod tests {
             404,
             &[("expires", "Thu, 01 Dec 2094 16:00:00 GMT")]
         ));
+        // HAProxy 2.6.12: a later "public" undoes "max-age=0"...
         assert!(private(
             Method::GET,
             200,
-            &[("cache-control", "MAX-AGE=0, s-maxage=60")]
+            &[
+                ("cache-control", "MAX-AGE=0, public"),
+                ("last-modified", "Tue, 15 Nov 1994 12:45:26 GMT")
+            ]
         ));
         assert!(private(
             Method::GET,
@@ -2607,6 +2645,20 @@ mod tests {
             Method::GET,
             200,
             &[("cache-control", "s-maxage=60, max-age=0")]
+        ));
+        // ... an "s-maxage" does not (it does in later HAProxy versions).
+        assert!(!private(
+            Method::GET,
+            200,
+            &[("cache-control", "MAX-AGE=0, s-maxage=60")]
+        ));
+        assert!(!private(
+            Method::GET,
+            200,
+            &[
+                ("cache-control", "max-age=0"),
+                ("cache-control", "s-maxage=60")
+            ]
         ));
         assert!(!private(
             Method::GET,
@@ -2870,11 +2922,25 @@ mod tests {
             );
             strings(&h, "set-cookie2")
         };
+        // HAProxy 2.6 does not shrink the line after removing a cookie from
+        // it: the bytes left behind by the move stay (checked against
+        // HAProxy 2.6.12).
         assert_eq!(
             run2("SRV insert", "a=1, SRV=x, b=2", Some("s1")),
+            ["a=1, b=2=x, b=2"]
+        );
+        assert_eq!(run2("SRV insert", "SRV=x, b=2", Some("s1")), ["b=2=x, b=2"]);
+        assert_eq!(
+            run2("SRV insert", "a=1, SRV=x, SRV=y, b=2", Some("s1")),
+            ["a=1, b=2=y, b=2=y, b=2"]
+        );
+        // Removing the last cookie of a line changes nothing visible.
+        assert_eq!(run2("SRV insert", "a=1, SRV=x", Some("s1")), ["a=1, SRV=x"]);
+        // A later blank stripping sets the length to what the loop read.
+        assert_eq!(
+            run2("SRV insert", "a=1, SRV=x; Version=1, b = 2", Some("s1")),
             ["a=1, b=2"]
         );
-        assert_eq!(run2("SRV insert", "a=1, SRV=x", Some("s1")), ["a=1"]);
         assert!(run2("SRV insert", "SRV=x; Version=1", Some("s1")).is_empty());
         assert_eq!(
             run2("SRV rewrite", "a=1, SRV=x; Version=1, b=2", Some("s1")),
@@ -2885,8 +2951,12 @@ mod tests {
             ["SRV=s1~x, SRV=s1~y"]
         );
         // HAProxy quirk: after removing the first cookie of a line it reads
-        // the next one from its second byte, so "SRV=y" is seen as "RV=y".
-        assert_eq!(run2("SRV insert", "SRV=x, SRV=y", Some("s1")), ["SRV=y"]);
+        // the next one from its second byte, so "SRV=y" is seen as "RV=y"
+        // (and the line keeps its length).
+        assert_eq!(
+            run2("SRV insert", "SRV=x, SRV=y", Some("s1")),
+            ["SRV=y, SRV=y"]
+        );
     }
 
     #[test]

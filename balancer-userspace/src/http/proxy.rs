@@ -13,9 +13,10 @@
 //! from clients; HTTP/1.1 to servers through a pooled client. `Upgrade`
 //! (WebSocket) requests are passed through: after the server's 101 the two
 //! connections are spliced. `X-Forwarded-For` gets the client's address
-//! appended. Errors: 503 when no server may take the request, 502 when the
-//! server cannot be reached or fails, 504 when it does not answer within
-//! `timeout_server`. A request that failed to connect is tried once on
+//! appended. Errors, as HAProxy answers them: 503 when no server may take
+//! the request or the chosen one refuses the connection, 502 when the
+//! connection fails after it was made, 504 when the server does not answer
+//! within `timeout_server`. A request that failed to connect is tried once on
 //! another server when that is safe (idempotent method, no body) and the
 //! request was not persistent, or `option redispatch` is set.
 
@@ -30,7 +31,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use balancer_common::maps::{STATE_DOWN, STATE_DRAIN, STATE_UP};
+use balancer_common::maps::{STATE_DOWN, STATE_DRAIN, STATE_MAINT, STATE_UP};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
@@ -287,13 +288,21 @@ async fn handle(
         return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "no backend"));
     };
     let now = unix_now();
+    // HTTP/2 may split `cookie` into several fields; joined with "; " as
+    // RFC 9113 8.2.3 asks before forwarding to HTTP/1.1 (and as HAProxy does
+    // before it looks at them).
+    if req.version() == http::Version::HTTP_2 {
+        join_cookie_fields(req.headers_mut());
+    }
     // Only servers that may take a persistent request are matched against
     // the cookie (up or draining; down too with `option persist`), as
     // HAProxy skips the others when it looks the value up.
     let may_persist = |s: &HttpServerView| {
         s.state == STATE_UP
             || s.state == STATE_DRAIN
-            || (b.settings.persist && s.state == STATE_DOWN)
+            // HAProxy's `option persist` follows the cookie to any stopped
+            // server, in maintenance too.
+            || (b.settings.persist && (s.state == STATE_DOWN || s.state == STATE_MAINT))
     };
     let persist = match &b.settings.cookie {
         Some(c) => {
@@ -346,7 +355,7 @@ async fn handle(
                 match p.balance(&b, peer.ip(), Some(chosen)) {
                     Some(i) => chosen = i,
                     None => {
-                        return Ok(error(StatusCode::BAD_GATEWAY, "server connection failed"));
+                        return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable"));
                     }
                 }
             }
@@ -359,7 +368,13 @@ async fn handle(
                     server.addr,
                     crate::dataplane::error_chain(&e)
                 );
-                return Ok(error(StatusCode::BAD_GATEWAY, "server connection failed"));
+                // As HAProxy: no connection to the server is a 503; a
+                // connection that failed afterwards is a 502.
+                return Ok(if e.is_connect() {
+                    error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable")
+                } else {
+                    error(StatusCode::BAD_GATEWAY, "server connection failed")
+                });
             }
             Err(_) => {
                 warn!(
@@ -419,6 +434,23 @@ async fn handle(
         })
         .boxed();
     Ok(Response::from_parts(parts, body))
+}
+
+/// Replace several `cookie` fields by one, their values joined with "; ".
+fn join_cookie_fields(h: &mut HeaderMap) {
+    if h.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for v in h.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(header::COOKIE, v);
+    }
 }
 
 fn empty() -> ProxyBody {

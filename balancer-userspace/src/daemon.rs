@@ -161,7 +161,7 @@ pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<()
 struct Running {
     controller: Controller,
     listener: tokio::net::UnixListener,
-    http: Vec<(tokio::net::TcpListener, FrontendSpec)>,
+    http: Vec<(Vec<std::net::TcpListener>, FrontendSpec)>,
     metrics: Option<tokio::net::TcpListener>,
     logger: Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>,
     interfaces: Vec<String>,
@@ -196,14 +196,15 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     // HTTP frontends: their listening sockets now, so a taken port fails
     // the start before anything is attached.
     let mut http = Vec::new();
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
     for f in config.frontends.iter().filter(|f| f.mode == Mode::Http) {
-        let l = tokio::net::TcpListener::bind(f.vip)
-            .await
-            .map_err(|source| DaemonError::HttpBind {
+        let l = crate::http::proxy::bind_workers(f.vip, workers).map_err(|source| {
+            DaemonError::HttpBind {
                 frontend: f.name.clone(),
                 addr: f.vip,
                 source,
-            })?;
+            }
+        })?;
         let spec = FrontendSpec {
             name: f.name.clone(),
             backend: config.backends[f.backend].name.clone(),
@@ -253,17 +254,17 @@ impl Running {
         let (stop_http, stop_rx) = tokio::sync::watch::channel(false);
         let mut http_tasks = Vec::new();
         for (l, spec) in http {
-            if let Ok(a) = l.local_addr() {
-                info!("http frontend {} on {a}", spec.name);
+            if let Some(a) = l.first().and_then(|l| l.local_addr().ok()) {
+                info!(
+                    "http frontend {} on {a} ({} worker threads)",
+                    spec.name,
+                    l.len()
+                );
             }
             let view = shared.lock().await.http.subscribe();
-            http_tasks.push(tokio::spawn(crate::http::proxy::serve(
-                l,
-                spec,
-                view,
-                stop_rx.clone(),
-                HTTP_GRACE,
-            )));
+            http_tasks.extend(crate::http::proxy::spawn_workers(
+                l, &spec, &view, &stop_rx, HTTP_GRACE,
+            ));
         }
         let mut metric_tasks = Vec::new();
         if let Some(l) = metrics {
@@ -390,9 +391,12 @@ impl Running {
         }
         // HTTP: stop accepting, let requests in flight finish.
         let _ = stop_http.send(true);
-        for t in http_tasks {
-            let _ = t.await;
-        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in http_tasks {
+                let _ = t.join();
+            }
+        })
+        .await;
         admin_task.abort();
         for t in metric_tasks {
             t.abort();

@@ -87,15 +87,91 @@ pub struct FrontendSpec {
     pub max_header_bytes: usize,
 }
 
-/// State shared by every connection of one frontend.
-struct Proxy {
-    spec: FrontendSpec,
-    view: watch::Receiver<Arc<HttpView>>,
-    /// One pooled client per (connect timeout): backends share it.
-    clients: Mutex<HashMap<Duration, Client<HttpConnector, ProxyBody>>>,
+/// Balancing state of one frontend, shared by its worker threads.
+#[derive(Default)]
+pub struct BalanceState {
     rr: Mutex<HashMap<String, SmoothWrr>>,
     in_flight: InFlight,
     rotate: AtomicUsize,
+}
+
+/// State shared by the connections one worker thread serves.
+struct Proxy {
+    spec: FrontendSpec,
+    view: watch::Receiver<Arc<HttpView>>,
+    /// One pooled client per (connect timeout): backends share it. Per
+    /// thread: a server connection stays with the thread that made it.
+    clients: Mutex<HashMap<Duration, Client<HttpConnector, ProxyBody>>>,
+    shared: Arc<BalanceState>,
+}
+
+/// Bind `addr` once per worker (`SO_REUSEPORT`: the kernel spreads new
+/// connections over them), listening, non-blocking.
+pub fn bind_workers(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    (0..workers.max(1))
+        .map(|_| {
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            s.set_reuse_address(true)?;
+            s.set_reuse_port(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&addr.into())?;
+            s.listen(1024)?;
+            Ok(s.into())
+        })
+        .collect()
+}
+
+/// Serve one frontend with a thread per listener, each running its own
+/// single-threaded runtime: a client connection, its requests and the
+/// server connections they use stay on one thread (no cross-thread
+/// wake-ups), as in HAProxy's per-thread event loops. Balancing state is
+/// shared. The threads end when `stop` turns true and their requests in
+/// flight are done (at most `grace`).
+pub fn spawn_workers(
+    listeners: Vec<std::net::TcpListener>,
+    spec: &FrontendSpec,
+    view: &watch::Receiver<Arc<HttpView>>,
+    stop: &watch::Receiver<bool>,
+    grace: Duration,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let shared = Arc::new(BalanceState::default());
+    listeners
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let (spec, view, stop, shared) =
+                (spec.clone(), view.clone(), stop.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("http-{}-{i}", spec.name))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            warn!("{}: worker {i}: no runtime: {e}", spec.name);
+                            return;
+                        }
+                    };
+                    rt.block_on(async move {
+                        match TcpListener::from_std(l) {
+                            Ok(l) => serve(l, spec, view, stop, grace, shared).await,
+                            Err(e) => warn!("{}: worker {i}: {e}", spec.name),
+                        }
+                    });
+                })
+                .map_err(|e| warn!("starting an HTTP worker: {e}"))
+                .ok()
+        })
+        .collect()
 }
 
 /// Serve `listener` until `stop` turns true; then stop accepting and let
@@ -106,14 +182,13 @@ pub async fn serve(
     view: watch::Receiver<Arc<HttpView>>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
+    shared: Arc<BalanceState>,
 ) {
     let proxy = Arc::new(Proxy {
         spec,
         view,
         clients: Mutex::default(),
-        rr: Mutex::default(),
-        in_flight: InFlight::default(),
-        rotate: AtomicUsize::new(0),
+        shared,
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -264,13 +339,13 @@ impl Proxy {
             .collect();
         let id = match b.settings.balance {
             Balance::RoundRobin => {
-                let mut rr = self.rr.lock().unwrap_or_else(|e| e.into_inner());
+                let mut rr = self.shared.rr.lock().unwrap_or_else(|e| e.into_inner());
                 rr.entry(b.name.clone()).or_default().pick(&cands)
             }
             Balance::LeastConn => least_conn(
                 &cands,
-                |id| self.in_flight.get(id),
-                self.rotate.fetch_add(1, Ordering::Relaxed),
+                |id| self.shared.in_flight.get(id),
+                self.shared.rotate.fetch_add(1, Ordering::Relaxed),
             ),
             Balance::Source => source(&cands, client),
         }?;
@@ -340,7 +415,7 @@ async fn handle(
     let mut attempt = 0;
     let resp = loop {
         let server = &b.servers[chosen];
-        let guard = p.in_flight.start(server.id);
+        let guard = p.shared.in_flight.start(server.id);
         let up = upstream_request(&parts, body.take(), server.addr, peer.ip(), upgrade);
         let r = tokio::time::timeout(b.settings.timeout_server, client.request(up)).await;
         match r {

@@ -172,3 +172,19 @@ fn a_dead_server_loses_only_its_users_who_get_a_new_cookie() {
         }
     }
 }
+
+#[test]
+fn option_forwarded_adds_an_rfc7239_element() {
+    let svc = Svc::start("http-fwd", "options = [\"forwarded\"]\n", "", 1);
+    let mut c = Client::new(svc.front);
+    assert_eq!(c.get("/").unwrap().status, 200);
+    let r = svc.backends[0].requests();
+    let seen = r.last().unwrap();
+    assert_eq!(
+        seen.header("forwarded"),
+        Some("for=127.0.0.1;proto=http;host=\"lab\""),
+        "{:?}",
+        seen.headers
+    );
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+}

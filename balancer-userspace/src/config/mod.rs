@@ -321,6 +321,9 @@ pub struct HttpBackend {
     /// `option redispatch`: a persistent request whose server cannot be
     /// reached is sent to another one (and gets a new cookie).
     pub redispatch: bool,
+    /// `option forwarded`: also add an RFC 7239 `Forwarded` element
+    /// (`X-Forwarded-For` is always extended).
+    pub forwarded: bool,
     pub timeout_connect: Duration,
     /// Longest wait for the server's response headers.
     pub timeout_server: Duration,
@@ -787,15 +790,16 @@ impl Validator<'_> {
                 "`dynamic` needs dynamic_cookie_key in the same backend",
             ));
         }
-        let (mut persist, mut redispatch) = (false, false);
+        let (mut persist, mut redispatch, mut forwarded) = (false, false, false);
         for (i, o) in b.options.iter().enumerate() {
             match o.as_str() {
                 "persist" => persist = true,
                 "redispatch" => redispatch = true,
+                "forwarded" => forwarded = true,
                 other => {
                     return Err(self.err(
                         format!("{key}.options[{i}]"),
-                        format!("{other:?}: want \"persist\" or \"redispatch\""),
+                        format!("{other:?}: want \"persist\", \"redispatch\" or \"forwarded\""),
                     ));
                 }
             }
@@ -819,6 +823,7 @@ impl Validator<'_> {
             dynamic_cookie_key: b.dynamic_cookie_key.clone(),
             persist,
             redispatch,
+            forwarded,
             timeout_connect: time(
                 "timeout_connect",
                 &b.timeout_connect,
@@ -1039,6 +1044,7 @@ impl Validator<'_> {
                     dynamic_cookie_key: None,
                     persist: false,
                     redispatch: false,
+                    forwarded: false,
                     timeout_connect: DEFAULT_TIMEOUT_CONNECT,
                     timeout_server: DEFAULT_TIMEOUT_SERVER,
                 });

@@ -13,7 +13,7 @@
 //! from clients; HTTP/1.1 to servers through a pooled client. `Upgrade`
 //! (WebSocket) requests are passed through: after the server's 101 the two
 //! connections are spliced. `X-Forwarded-For` gets the client's address
-//! appended. Errors, as HAProxy answers them: 503 when no server may take
+//! appended (and, with `option forwarded`, an RFC 7239 `Forwarded` element). Errors, as HAProxy answers them: 503 when no server may take
 //! the request or the chosen one refuses the connection, 502 when the
 //! connection fails after it was made, 504 when the server does not answer
 //! within `timeout_server`. A request that failed to connect is tried once on
@@ -416,7 +416,14 @@ async fn handle(
     let resp = loop {
         let server = &b.servers[chosen];
         let guard = p.shared.in_flight.start(server.id);
-        let up = upstream_request(&parts, body.take(), server.addr, peer.ip(), upgrade);
+        let up = upstream_request(
+            &parts,
+            body.take(),
+            server.addr,
+            peer.ip(),
+            upgrade,
+            b.settings.forwarded,
+        );
         let r = tokio::time::timeout(b.settings.timeout_server, client.request(up)).await;
         match r {
             Ok(Ok(resp)) => break (resp, guard),
@@ -540,6 +547,7 @@ fn upstream_request(
     server: SocketAddr,
     client: IpAddr,
     upgrade: bool,
+    forwarded: bool,
 ) -> Request<ProxyBody> {
     let pq = parts
         .uri
@@ -567,6 +575,28 @@ fn upstream_request(
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
+    }
+    if forwarded {
+        // RFC 7239: IPv6 addresses quoted in brackets; appended to any
+        // elements already there.
+        let node = match client {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("\"[{a}]\""),
+        };
+        let mut element = format!("for={node};proto=http");
+        if let Some(h) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
+            && h.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            element.push_str(&format!(";host=\"{h}\""));
+        }
+        let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
+            _ => element,
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(header::FORWARDED, v);
+        }
     }
     let mut r = Request::new(body.unwrap_or_else(empty));
     *r.method_mut() = parts.method.clone();

@@ -433,16 +433,9 @@ impl Svc {
         response_extra: &str,
     ) -> Svc {
         crate::require_root();
-        let id = format!("blb-{}-{tag}", std::process::id());
-        let dir = std::env::temp_dir().join(&id);
-        let pin_dir = PathBuf::from(crate::lab::BPFFS).join(&id);
-        std::fs::create_dir_all(&dir).unwrap();
         let backends: Vec<Backend> = (0..n)
             .map(|j| Backend::start_with(&format!("s{j}"), 0, response_extra).expect("backend"))
             .collect();
-        let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-            .parse()
-            .unwrap();
         let servers: String = backends
             .iter()
             .map(|b| {
@@ -452,31 +445,8 @@ impl Svc {
                 )
             })
             .collect();
-        let config = dir.join("balancer.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
-                 [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"{front}\"\ndefault_backend = \"app\"\n\n\
-                 [[backend]]\nname = \"app\"\n{backend_extra}\n{servers}",
-                pin_dir.display(),
-                dir.join("admin.sock").display()
-            ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(crate::balancer_bin());
-        cmd.args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info");
-        let mut daemon = Proc::spawn("balancer", cmd, &dir).unwrap();
-        let ready = wait_for(Duration::from_secs(20), || {
-            daemon.output().contains("running:") || daemon.try_wait().ok().flatten().is_some()
-        });
-        assert!(
-            ready && daemon.try_wait().unwrap().is_none(),
-            "daemon did not start: {}",
-            daemon.output()
-        );
+        let (dir, pin_dir, daemon, front) =
+            launch_http(tag, "", backend_extra, &servers).expect("balancer run");
         Svc {
             dir,
             pin_dir,
@@ -492,45 +462,14 @@ impl Svc {
     /// `weight = 0`, `state = "down"`); no cookie value is added for them.
     /// [`Svc::backends`] stays empty.
     pub fn start_on(tag: &str, backend_extra: &str, servers: &[(&str, SocketAddr, &str)]) -> Svc {
-        crate::require_root();
-        let id = format!("blb-{}-{tag}", std::process::id());
-        let dir = std::env::temp_dir().join(&id);
-        let pin_dir = PathBuf::from(crate::lab::BPFFS).join(&id);
-        std::fs::create_dir_all(&dir).unwrap();
-        let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-            .parse()
-            .unwrap();
         let servers: String = servers
             .iter()
             .map(|(name, addr, extra)| {
                 format!("[[backend.server]]\nname = \"{name}\"\naddress = \"{addr}\"\n{extra}\n")
             })
             .collect();
-        let config = dir.join("balancer.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
-                 [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"{front}\"\ndefault_backend = \"app\"\n\n\
-                 [[backend]]\nname = \"app\"\n{backend_extra}\n{servers}",
-                pin_dir.display(),
-                dir.join("admin.sock").display()
-            ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(crate::balancer_bin());
-        cmd.args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info");
-        let mut daemon = Proc::spawn("balancer", cmd, &dir).unwrap();
-        let ready = wait_for(Duration::from_secs(20), || {
-            daemon.output().contains("running:") || daemon.try_wait().ok().flatten().is_some()
-        });
-        assert!(
-            ready && daemon.try_wait().unwrap().is_none(),
-            "daemon did not start: {}",
-            daemon.output()
-        );
+        let (dir, pin_dir, daemon, front) =
+            launch_http(tag, "", backend_extra, &servers).expect("balancer run");
         Svc {
             dir,
             pin_dir,
@@ -561,6 +500,52 @@ impl Drop for Svc {
             eprintln!("logs kept in {}", self.dir.display());
         }
     }
+}
+
+/// Write an http-only config (one frontend `web` on a free 127.0.0.1 port,
+/// backend `app` with `backend_extra` and the `[[backend.server]]` tables
+/// in `servers`, pins and admin socket named after `tag`) and start
+/// `balancer run` on it; returns (work dir, pin dir, daemon, frontend).
+pub fn launch_http(
+    tag: &str,
+    frontend_extra: &str,
+    backend_extra: &str,
+    servers: &str,
+) -> io::Result<(PathBuf, PathBuf, Proc, SocketAddr)> {
+    crate::require_root();
+    let id = format!("blb-{}-{tag}", std::process::id());
+    let dir = std::env::temp_dir().join(&id);
+    let pin_dir = PathBuf::from(crate::lab::BPFFS).join(&id);
+    std::fs::create_dir_all(&dir)?;
+    let front: SocketAddr = format!("127.0.0.1:{}", free_port()?)
+        .parse()
+        .map_err(io::Error::other)?;
+    let config = dir.join("balancer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
+             [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"{front}\"\ndefault_backend = \"app\"\n\
+             {frontend_extra}\n[[backend]]\nname = \"app\"\n{backend_extra}\n{servers}",
+            pin_dir.display(),
+            dir.join("admin.sock").display()
+        ),
+    )?;
+    let mut cmd = Command::new(crate::balancer_bin());
+    cmd.args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info");
+    let mut daemon = Proc::spawn("balancer", cmd, &dir)?;
+    let ready = wait_for(Duration::from_secs(20), || {
+        daemon.output().contains("running:") || daemon.try_wait().ok().flatten().is_some()
+    });
+    if !ready || daemon.try_wait()?.is_some() {
+        return Err(io::Error::other(format!(
+            "daemon did not start: {}",
+            daemon.output()
+        )));
+    }
+    Ok((dir, pin_dir, daemon, front))
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released: a small race, fine

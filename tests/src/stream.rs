@@ -251,14 +251,6 @@ impl ProxyDaemon {
         frontend_extra: &str,
         backend_extra: &str,
     ) -> io::Result<ProxyDaemon> {
-        crate::require_root();
-        let id = format!("blb-{}-{tag}", std::process::id());
-        let dir = std::env::temp_dir().join(&id);
-        let pin_dir = std::path::PathBuf::from(crate::lab::BPFFS).join(&id);
-        std::fs::create_dir_all(&dir)?;
-        let front: SocketAddr = format!("127.0.0.1:{}", crate::http::free_port()?)
-            .parse()
-            .map_err(io::Error::other)?;
         let servers: String = servers
             .iter()
             .enumerate()
@@ -268,32 +260,9 @@ impl ProxyDaemon {
                 )
             })
             .collect();
-        let config = dir.join("balancer.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
-                 [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"{front}\"\n\
-                 default_backend = \"app\"\n{frontend_extra}\n\
-                 [[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n{backend_extra}\n{servers}",
-                pin_dir.display(),
-                dir.join("admin.sock").display()
-            ),
-        )?;
-        let mut cmd = std::process::Command::new(crate::balancer_bin());
-        cmd.args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info");
-        let mut daemon = crate::proc::Proc::spawn("balancer", cmd, &dir)?;
-        let ready = crate::proc::wait_for(Duration::from_secs(20), || {
-            daemon.output().contains("running:") || daemon.try_wait().ok().flatten().is_some()
-        });
-        if !ready || daemon.try_wait()?.is_some() {
-            return Err(io::Error::other(format!(
-                "daemon did not start: {}",
-                daemon.output()
-            )));
-        }
+        let backend_extra = format!("balance = \"roundrobin\"\n{backend_extra}");
+        let (dir, pin_dir, daemon, front) =
+            crate::http::launch_http(tag, frontend_extra, &backend_extra, &servers)?;
         Ok(ProxyDaemon {
             dir,
             pin_dir,

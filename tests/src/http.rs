@@ -153,50 +153,10 @@ fn serve(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, extra: &str) {
     let Ok(mut w) = c.try_clone() else { return };
     // `kill` keeps a duplicate of the socket: close it for real on return.
     let closer = w.try_clone();
-    serve_requests(c, &mut w, name, seen, extra);
+    let extra = extra.to_owned();
+    serve_loop(c, &mut w, name, seen, &move |_: &Seen| (200, extra.clone()));
     if let Ok(c) = closer {
         let _ = c.shutdown(Shutdown::Both);
-    }
-}
-
-fn serve_requests(
-    c: TcpStream,
-    w: &mut TcpStream,
-    name: &str,
-    seen: &Mutex<Vec<Seen>>,
-    extra: &str,
-) {
-    let mut r = BufReader::new(c);
-    loop {
-        let Ok(Some(head)) = read_head(&mut r) else {
-            return;
-        };
-        let mut lines = head.lines();
-        let mut first = lines.next().unwrap_or_default().split(' ');
-        let method = first.next().unwrap_or_default().to_owned();
-        let path = first.next().unwrap_or_default().to_owned();
-        let headers = parse_headers(lines);
-        let len: usize = header_of(&headers, "content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        if r.read_exact(&mut body).is_err() {
-            return;
-        }
-        let close =
-            header_of(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        seen.lock().unwrap_or_else(|e| e.into_inner()).push(Seen {
-            method,
-            path,
-            headers,
-        });
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n{name}",
-            name.len()
-        );
-        if w.write_all(answer.as_bytes()).is_err() || close {
-            return;
-        }
     }
 }
 
@@ -207,6 +167,18 @@ type Responder = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
 fn serve_fn(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, respond: &Responder) {
     let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut w) = c.try_clone() else { return };
+    serve_loop(c, &mut w, name, seen, respond);
+}
+
+/// Answer requests on `c` until it closes or asks to: each answer's status
+/// and extra header lines come from `respond`, its body is `name`.
+fn serve_loop(
+    c: TcpStream,
+    w: &mut TcpStream,
+    name: &str,
+    seen: &Mutex<Vec<Seen>>,
+    respond: &(dyn Fn(&Seen) -> (u16, String) + Send + Sync),
+) {
     let mut r = BufReader::new(c);
     loop {
         let Ok(Some(head)) = read_head(&mut r) else {

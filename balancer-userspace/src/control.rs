@@ -722,6 +722,8 @@ impl Controller {
                 ..Default::default()
             },
         )?;
+        // The HTTP proxy drops it from its view too.
+        self.publish_http();
         self.rebuild_tables()?;
         let purged = self.dp.stick_purge_backend(s.id)?;
         self.dp.set_id_name(m::SERVER_IDS_MAP, s.id, None)?;

@@ -57,33 +57,8 @@ impl Backend {
     /// ... adding `extra` (whole header lines, each ending in `\r\n`) to
     /// every response, e.g. a validator that makes it cacheable.
     pub fn start_with(name: &str, port: u16, extra: &str) -> io::Result<Backend> {
-        let l = TcpListener::bind(("127.0.0.1", port))?;
-        let addr = l.local_addr()?;
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns = Arc::new(Mutex::new(Vec::new()));
-        let (n, s, st, cs) = (name.to_owned(), seen.clone(), stop.clone(), conns.clone());
         let extra = extra.to_owned();
-        std::thread::spawn(move || {
-            for c in l.incoming() {
-                if st.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(c) = c else { continue };
-                if let Ok(dup) = c.try_clone() {
-                    cs.lock().unwrap_or_else(|e| e.into_inner()).push(dup);
-                }
-                let (n, s, e) = (n.clone(), s.clone(), extra.clone());
-                std::thread::spawn(move || serve(c, &n, &s, &e));
-            }
-        });
-        Ok(Backend {
-            name: name.to_owned(),
-            addr,
-            seen,
-            stop,
-            conns,
-        })
+        Self::start_fn(name, port, move |_| (200, extra.clone()))
     }
 
     /// ... answering each request with the status and the extra header
@@ -148,26 +123,19 @@ impl Drop for Backend {
     }
 }
 
-fn serve(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, extra: &str) {
+/// What [`Backend::start_fn`] calls per request: (status, extra header lines).
+type Responder = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
+
+/// Serve one connection of a [`Backend`].
+fn serve_fn(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, respond: &Responder) {
     let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut w) = c.try_clone() else { return };
     // `kill` keeps a duplicate of the socket: close it for real on return.
     let closer = w.try_clone();
-    let extra = extra.to_owned();
-    serve_loop(c, &mut w, name, seen, &move |_: &Seen| (200, extra.clone()));
+    serve_loop(c, &mut w, name, seen, respond);
     if let Ok(c) = closer {
         let _ = c.shutdown(Shutdown::Both);
     }
-}
-
-/// What [`Backend::start_fn`] calls per request: (status, extra header lines).
-type Responder = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
-
-/// [`serve`] with the status and header lines chosen per request.
-fn serve_fn(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, respond: &Responder) {
-    let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(mut w) = c.try_clone() else { return };
-    serve_loop(c, &mut w, name, seen, respond);
 }
 
 /// Answer requests on `c` until it closes or asks to: each answer's status
@@ -284,6 +252,8 @@ impl Answer {
 /// server closes it) and a cookie jar (name -> value, from `Set-Cookie`).
 pub struct Client {
     to: SocketAddr,
+    /// Source address to connect from (any of 127/8 on loopback).
+    from: Option<std::net::IpAddr>,
     conn: Option<(BufReader<TcpStream>, TcpStream)>,
     pub jar: BTreeMap<String, String>,
     /// Cookies always sent besides the jar's (e.g. an application's).
@@ -291,8 +261,18 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client connecting from `from` (e.g. 127.0.0.7: all of 127/8 is
+    /// loopback on Linux), so tests can have many client addresses.
+    pub fn from(to: SocketAddr, from: std::net::IpAddr) -> Client {
+        Client {
+            from: Some(from),
+            ..Client::new(to)
+        }
+    }
+
     pub fn new(to: SocketAddr) -> Client {
         Client {
+            from: None,
             to,
             conn: None,
             jar: BTreeMap::new(),
@@ -302,7 +282,19 @@ impl Client {
 
     fn connect(&mut self) -> io::Result<&mut (BufReader<TcpStream>, TcpStream)> {
         if self.conn.is_none() {
-            let s = TcpStream::connect(self.to)?;
+            let s = match self.from {
+                None => TcpStream::connect(self.to)?,
+                Some(ip) => {
+                    let sock = socket2::Socket::new(
+                        socket2::Domain::for_address(self.to),
+                        socket2::Type::STREAM,
+                        None,
+                    )?;
+                    sock.bind(&SocketAddr::new(ip, 0).into())?;
+                    sock.connect(&self.to.into())?;
+                    sock.into()
+                }
+            };
             s.set_read_timeout(Some(Duration::from_secs(10)))?;
             s.set_nodelay(true)?;
             self.conn = Some((BufReader::new(s.try_clone()?), s));

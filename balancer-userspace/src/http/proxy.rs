@@ -507,14 +507,12 @@ async fn handle(
     }
     strip_hop_by_hop(resp.headers_mut(), false);
     let (parts, body) = resp.into_parts();
-    // The in-flight count lasts as long as the response body.
-    let body = body
-        .map_err(BoxError::from)
-        .map_frame(move |f| {
-            let _ = &guard;
-            f
-        })
-        .boxed();
+    // The request counts as in flight until its response body ends.
+    let body = Counted {
+        inner: body.map_err(BoxError::from).boxed(),
+        guard: Some(guard),
+    }
+    .boxed();
     Ok(Response::from_parts(parts, body))
 }
 
@@ -532,6 +530,43 @@ fn join_cookie_fields(h: &mut HeaderMap) {
     }
     if let Ok(v) = HeaderValue::from_bytes(&joined) {
         h.insert(header::COOKIE, v);
+    }
+}
+
+/// A response body that releases its request's in-flight count (for
+/// `leastconn`) as soon as it has yielded its last byte, not when hyper
+/// gets round to dropping it.
+struct Counted {
+    inner: ProxyBody,
+    guard: Option<super::balance::InFlightGuard>,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        let done = match &r {
+            std::task::Poll::Ready(None | Some(Err(_))) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            std::task::Poll::Pending => false,
+        };
+        if done {
+            self.guard = None;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -574,17 +574,8 @@ impl Controller {
             .position(|b| b.name == new.backend)
             .ok_or_else(|| ControlError::UnknownBackend(new.backend.clone()))?;
         let b = &self.config.backends[bi];
-        if new.name.is_empty()
-            || new.name.contains(['/', ' '])
-            || b.name.len() + 1 + new.name.len() > m::ID_NAME_LEN
-        {
-            return Err(ControlError::InvalidServer(format!(
-                "server name {:?}: empty, contains '/' or a space, or \"{}/{}\" is longer than {} bytes",
-                new.name,
-                b.name,
-                new.name,
-                m::ID_NAME_LEN
-            )));
+        if let Some(why) = crate::config::server_name_problem(&b.name, &new.name) {
+            return Err(ControlError::InvalidServer(format!("server name {why}")));
         }
         if self
             .servers
@@ -624,17 +615,9 @@ impl Controller {
             ),
             None => None,
         };
-        let cookie = match http.and_then(|h| h.cookie.as_ref().map(|c| (c, h))) {
-            Some((c, h)) if c.dynamic && new.cookie.is_none() => {
-                h.dynamic_cookie_key.as_ref().map(|k| {
-                    crate::http::cookie::dynamic_value(
-                        k.as_bytes(),
-                        new.address,
-                        port.unwrap_or(80),
-                    )
-                })
-            }
-            _ => new.cookie.clone(),
+        let cookie = match (http, port) {
+            (Some(h), Some(p)) => h.server_cookie(new.cookie.clone(), new.address, p),
+            _ => None,
         };
         if let Some(f) = users
             .iter()

@@ -687,15 +687,7 @@ impl Dataplane {
     /// Entries of one VIP (or all), walking the keys only.
     pub fn stick_count(&self, vip_id: Option<u32>) -> Result<usize, DataplaneError> {
         let m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_ref(STICK_MAP)?)?;
-        let mut n = 0;
-        for k in m.keys() {
-            match k {
-                Ok(k) if vip_id.is_none_or(|id| id == k.vip_id) => n += 1,
-                Ok(_) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(STICK_MAP)(e)),
-            }
-        }
-        Ok(n)
+        count_stick_keys(&m, vip_id)
     }
 
     /// Delete every entry of one VIP (or all); returns how many.
@@ -800,16 +792,7 @@ impl Dataplane {
         let map = Map::from_map_data(data).map_err(|e| not_pinned(error_chain(&e)))?;
         let m: HashMap<MapData, StickKey, StickValue> =
             HashMap::try_from(map).map_err(|e| not_pinned(error_chain(&e)))?;
-        let mut n = 0;
-        for k in m.keys() {
-            match k {
-                Ok(_) => n += 1,
-                // An entry deleted while we walk: the walk goes on.
-                Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(STICK_MAP)(e)),
-            }
-        }
-        Ok(n)
+        Ok(count_stick_keys(&m, None)? as u64)
     }
 
     /// The stick table's map fd, e.g. to read the kernel's `memlock:`
@@ -985,6 +968,23 @@ impl Drop for AuxProgram {
 }
 
 /// A typed view of a map, or which map did not have the expected type.
+/// Stick entries of one VIP (or all), walking the keys only. An entry
+/// deleted during the walk is skipped.
+fn count_stick_keys<T: std::borrow::Borrow<MapData>>(
+    m: &HashMap<T, StickKey, StickValue>,
+    vip_id: Option<u32>,
+) -> Result<usize, DataplaneError> {
+    let mut n = 0;
+    for k in m.keys() {
+        match k {
+            Ok(k) if vip_id.is_none_or(|id| id == k.vip_id) => n += 1,
+            Ok(_) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(STICK_MAP)(e)),
+        }
+    }
+    Ok(n)
+}
+
 fn typed<R, T>(name: &'static str, map: R) -> Result<T, DataplaneError>
 where
     T: TryFrom<R, Error = MapError>,

@@ -426,6 +426,16 @@ impl Svc {
     /// `weight = 0`, `state = "down"`); no cookie value is added for them.
     /// [`Svc::backends`] stays empty.
     pub fn start_on(tag: &str, backend_extra: &str, servers: &[(&str, SocketAddr, &str)]) -> Svc {
+        Self::start_on_with(tag, "", backend_extra, servers)
+    }
+
+    /// [`Svc::start_on`] with more lines in the `[[frontend]]` table.
+    pub fn start_on_with(
+        tag: &str,
+        frontend_extra: &str,
+        backend_extra: &str,
+        servers: &[(&str, SocketAddr, &str)],
+    ) -> Svc {
         let servers: String = servers
             .iter()
             .map(|(name, addr, extra)| {
@@ -433,7 +443,7 @@ impl Svc {
             })
             .collect();
         let (dir, pin_dir, daemon, front) =
-            launch_http(tag, "", backend_extra, &servers).expect("balancer run");
+            launch_http(tag, frontend_extra, backend_extra, &servers).expect("balancer run");
         Svc {
             dir,
             pin_dir,

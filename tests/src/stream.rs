@@ -225,63 +225,6 @@ fn read_head(r: &mut impl io::BufRead) -> io::Result<(u16, u64)> {
     }
 }
 
-/// `balancer run` with one http frontend (no cookie) in front of `servers`.
-pub struct ProxyDaemon {
-    pub dir: std::path::PathBuf,
-    pub pin_dir: std::path::PathBuf,
-    pub daemon: crate::proc::Proc,
-    pub front: SocketAddr,
-}
-
-impl ProxyDaemon {
-    /// `frontend_extra`: more lines in the `[[frontend]]` table.
-    pub fn start(
-        tag: &str,
-        servers: &[SocketAddr],
-        frontend_extra: &str,
-    ) -> io::Result<ProxyDaemon> {
-        Self::start_with(tag, servers, frontend_extra, "")
-    }
-
-    /// ... and `backend_extra` in the `[[backend]]` table; server `j` is
-    /// named `sJ` and has the cookie value `sJ`.
-    pub fn start_with(
-        tag: &str,
-        servers: &[SocketAddr],
-        frontend_extra: &str,
-        backend_extra: &str,
-    ) -> io::Result<ProxyDaemon> {
-        let servers: String = servers
-            .iter()
-            .enumerate()
-            .map(|(j, a)| {
-                format!(
-                    "[[backend.server]]\nname = \"s{j}\"\naddress = \"{a}\"\ncookie = \"s{j}\"\n"
-                )
-            })
-            .collect();
-        let backend_extra = format!("balance = \"roundrobin\"\n{backend_extra}");
-        let (dir, pin_dir, daemon, front) =
-            crate::http::launch_http(tag, frontend_extra, &backend_extra, &servers)?;
-        Ok(ProxyDaemon {
-            dir,
-            pin_dir,
-            daemon,
-            front,
-        })
-    }
-}
-
-impl Drop for ProxyDaemon {
-    fn drop(&mut self) {
-        let _ = self.daemon.stop();
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 /// VmRSS of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> io::Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -9,10 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use balancer_tests::{
-    http::{Backend, Client},
-    stream::ProxyDaemon,
-};
+use balancer_tests::http::{Backend, Client, Svc};
 
 /// Send raw bytes, read until the proxy closes or 3 s pass; the text.
 fn raw(to: SocketAddr, bytes: &[u8]) -> String {
@@ -37,14 +34,21 @@ fn bad_requests_get_4xx_or_a_close_and_hurt_nobody() {
     let backends: Vec<Backend> = (0..2)
         .map(|j| Backend::start(&format!("s{j}"), 0).unwrap())
         .collect();
-    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
-    let mut p = ProxyDaemon::start_with(
+    let cookies: Vec<String> = backends
+        .iter()
+        .map(|b| format!("cookie = \"{}\"", b.name))
+        .collect();
+    let servers: Vec<(&str, SocketAddr, &str)> = backends
+        .iter()
+        .zip(&cookies)
+        .map(|(b, c)| (b.name.as_str(), b.addr, c.as_str()))
+        .collect();
+    let mut p = Svc::start_on_with(
         "http-bad",
-        &addrs,
         "timeout_client = \"1s\"\nmax_header_bytes = 16384\n",
         "cookie = \"SERVER insert indirect nocache\"\n",
-    )
-    .unwrap();
+        &servers,
+    );
     let mut good = Client::new(p.front);
     let home = good.get("/").unwrap().body;
 

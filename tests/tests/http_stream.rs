@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use balancer_tests::stream::{ProxyDaemon, StreamBackend, download, rss_kib, upload};
+use balancer_tests::{
+    http::Svc,
+    stream::{StreamBackend, download, rss_kib, upload},
+};
 
 const GIB: u64 = 1 << 30;
 const MAX_GROWTH_KIB: u64 = 64 * 1024;
@@ -19,7 +22,7 @@ const MAX_GROWTH_KIB: u64 = 64 * 1024;
 #[test]
 fn gigabyte_bodies_stream_in_bounded_memory_and_websockets_pass() {
     let be = StreamBackend::start().unwrap();
-    let p = ProxyDaemon::start("http-stream", &[be.addr], "").unwrap();
+    let p = Svc::start_on("http-stream", "", &[("s0", be.addr, "")]);
     let pid = p.daemon.pid();
     // Warm the connection pool so the baseline includes it.
     assert_eq!(download(p.front, 1 << 20).unwrap(), 1 << 20);

@@ -248,17 +248,11 @@ fn set_state(c: &mut Controller, body: &Value) -> Answer {
 
 async fn add_server(c: &mut Controller, body: &Value) -> Answer {
     let address = str_field(body, "address")?;
-    let (address, port) = match address.parse::<IpAddr>() {
-        Ok(a) => (a, None),
-        Err(_) => match address.parse::<std::net::SocketAddr>() {
-            Ok(sa) if sa.port() != 0 => (sa.ip(), Some(sa.port())),
-            _ => {
-                return Err(bad(format!(
-                    "address {address:?} is not an IP address (or IP:PORT for HTTP servers)"
-                )));
-            }
-        },
-    };
+    let (address, port) = crate::config::parse_server_address(address).ok_or_else(|| {
+        bad(format!(
+            "address {address:?} is not an IP address (or IP:PORT for HTTP servers)"
+        ))
+    })?;
     let cookie = match body.get("cookie") {
         None | Some(Value::Null) => None,
         Some(v) => Some(

@@ -329,6 +329,19 @@ pub struct HttpBackend {
     pub timeout_server: Duration,
 }
 
+impl HttpBackend {
+    /// A server's cookie value: its own, else with a `dynamic` cookie the
+    /// value derived from `dynamic_cookie_key`, address and port.
+    pub fn server_cookie(&self, own: Option<String>, addr: IpAddr, port: u16) -> Option<String> {
+        own.or_else(|| match (&self.cookie, &self.dynamic_cookie_key) {
+            (Some(c), Some(k)) if c.dynamic => {
+                Some(crate::http::cookie::dynamic_value(k.as_bytes(), addr, port))
+            }
+            _ => None,
+        })
+    }
+}
+
 pub const DEFAULT_TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT_SERVER: Duration = Duration::from_secs(30);
 pub const DEFAULT_TIMEOUT_CLIENT: Duration = Duration::from_secs(30);
@@ -893,37 +906,18 @@ impl Validator<'_> {
                     format!("duplicate server name {:?} in backend {:?}", s.name, b.name),
                 ));
             }
-            if s.name.is_empty() || s.name.contains(['/', ' ']) {
-                return Err(self.err(
-                    format!("{skey}.name"),
-                    format!("{:?}: empty, or contains '/' or a space", s.name),
-                ));
+            if let Some(why) = server_name_problem(&b.name, &s.name) {
+                return Err(self.err(format!("{skey}.name"), why));
             }
-            // "backend/server" is what the id map records (maps::IdName).
-            if b.name.len() + 1 + s.name.len() > ID_NAME_LEN {
-                return Err(self.err(
-                    format!("{skey}.name"),
+            let (address, port) = parse_server_address(&s.address).ok_or_else(|| {
+                self.err(
+                    format!("{skey}.address"),
                     format!(
-                        "\"{}/{}\" is longer than {ID_NAME_LEN} bytes",
-                        b.name, s.name
+                        "{:?} is not an IP address (or IP:PORT for HTTP servers)",
+                        s.address
                     ),
-                ));
-            }
-            let (address, port) = match s.address.parse::<IpAddr>() {
-                Ok(a) => (a, None),
-                Err(_) => match s.address.parse::<SocketAddr>() {
-                    Ok(sa) if sa.port() != 0 => (sa.ip(), Some(sa.port())),
-                    _ => {
-                        return Err(self.err(
-                            format!("{skey}.address"),
-                            format!(
-                                "{:?} is not an IP address (or IP:PORT for HTTP servers)",
-                                s.address
-                            ),
-                        ));
-                    }
-                },
-            };
+                )
+            })?;
             if address.is_unspecified() || address.is_multicast() {
                 return Err(self.err(
                     format!("{skey}.address"),
@@ -1051,16 +1045,7 @@ impl Validator<'_> {
                 let default_port = users[0].vip.port();
                 for s in &mut b.servers {
                     let port = *s.port.get_or_insert(default_port);
-                    if s.cookie.is_none()
-                        && let (Some(c), Some(k)) = (&settings.cookie, &settings.dynamic_cookie_key)
-                        && c.dynamic
-                    {
-                        s.cookie = Some(crate::http::cookie::dynamic_value(
-                            k.as_bytes(),
-                            s.address,
-                            port,
-                        ));
-                    }
+                    s.cookie = settings.server_cookie(s.cookie.take(), s.address, port);
                 }
                 continue;
             }
@@ -1091,6 +1076,32 @@ impl Validator<'_> {
         }
         Ok(())
     }
+}
+
+/// A server address as the config and the admin API take it: `IP`, or for
+/// HTTP servers `IP:PORT` (`[IPv6]:PORT`), port not 0.
+pub fn parse_server_address(s: &str) -> Option<(IpAddr, Option<u16>)> {
+    match s.parse::<IpAddr>() {
+        Ok(a) => Some((a, None)),
+        Err(_) => match s.parse::<SocketAddr>() {
+            Ok(sa) if sa.port() != 0 => Some((sa.ip(), Some(sa.port()))),
+            _ => None,
+        },
+    }
+}
+
+/// Why `server` cannot be the name of a server of `backend` (`None`: it
+/// can). "backend/server" is what the id map records (`maps::IdName`).
+pub fn server_name_problem(backend: &str, server: &str) -> Option<String> {
+    if server.is_empty() || server.contains(['/', ' ']) {
+        return Some(format!("{server:?}: empty, or contains '/' or a space"));
+    }
+    if backend.len() + 1 + server.len() > ID_NAME_LEN {
+        return Some(format!(
+            "\"{backend}/{server}\" is longer than {ID_NAME_LEN} bytes"
+        ));
+    }
+    None
 }
 
 /// The first HTTP-only key set in a raw backend.

@@ -1,0 +1,400 @@
+//! `balancer-bench`: the measuring program behind `cargo xtask bench`.
+//!
+//! Every figure is measured in this run, side by side with its peer, and
+//! reported with its unit, the peer's figure, the ratio and how it was taken;
+//! `--json` writes the same as a machine-readable report. Ratios are compared
+//! with the project's targets and reported as "meets"/"misses", never as a
+//! failure: a benchmark documents, the tests assert.
+//!
+//! Sections (`--only NAME` runs one):
+//! - `xdp-testrun`: ns/packet of the real XDP program through
+//!   BPF_PROG_TEST_RUN, against the `bare` floor program (parse Ethernet/IP,
+//!   swap MACs, XDP_TX) from the same object.
+
+use std::{
+    fmt::Write as _,
+    net::{Ipv4Addr, Ipv6Addr},
+    os::fd::{AsRawFd as _, BorrowedFd},
+    path::PathBuf,
+    process::{Command, ExitCode},
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use balancer::{
+    dataplane::{AuxProgram, Dataplane, LoadOptions},
+    testrun::{TestRun, test_run},
+};
+use balancer_common::{
+    hash::MAGLEV_M,
+    layout::{IPPROTO_IPIP, IPPROTO_TCP, IPV4_MIN_HLEN, XDP_PASS, XDP_TX},
+    maglev::{MaglevBackend, build},
+    maps::*,
+    stats::Class,
+};
+use clap::{Parser, ValueEnum};
+use etherparse::PacketBuilder;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "balancer-bench",
+    about = "balancer's benchmarks (run through `cargo xtask bench`, as root)"
+)]
+struct Cli {
+    /// Run only this section.
+    #[arg(long, value_enum)]
+    only: Option<Section>,
+    /// Fewer repetitions and calls: a smoke run, noisier figures.
+    #[arg(long)]
+    quick: bool,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Pin the measuring thread to this CPU (default: the highest-numbered
+    /// CPU this process may run on).
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+/// The benchmark sections, in the order a full run takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Section {
+    /// ns/packet through BPF_PROG_TEST_RUN, against the `bare` floor program.
+    XdpTestrun,
+}
+
+impl Section {
+    const ALL: [Section; 1] = [Section::XdpTestrun];
+
+    fn name(self) -> &'static str {
+        match self {
+            Section::XdpTestrun => "xdp-testrun",
+        }
+    }
+
+    fn run(self, ctx: &Ctx) -> anyhow::Result<Value> {
+        match self {
+            Section::XdpTestrun => xdp_testrun::run(ctx),
+        }
+    }
+}
+
+/// What every section gets: the run's sizes and where it is pinned.
+struct Ctx {
+    quick: bool,
+    cpu: usize,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("balancer-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("loading XDP programs and BPF_PROG_TEST_RUN need root");
+    }
+    // Read before pinning: afterwards this process sees one CPU.
+    let machine = machine();
+    let cpu = pin_to_cpu(cli.cpu)?;
+    let ctx = Ctx {
+        quick: cli.quick,
+        cpu,
+    };
+    let sections: Vec<Section> = match cli.only {
+        Some(s) => vec![s],
+        None => Section::ALL.to_vec(),
+    };
+    let mut reports = Vec::new();
+    for s in sections {
+        let noise = Noise::start(cpu);
+        let mut report = s
+            .run(&ctx)
+            .with_context(|| format!("section {}", s.name()))?;
+        let (noise, line) = noise.finish();
+        println!("{}: {line}", s.name());
+        report["name"] = json!(s.name());
+        report["elapsed_s"] = noise["elapsed_s"].clone();
+        report["noise"] = noise;
+        reports.push(report);
+    }
+    if let Some(path) = cli.json {
+        let report = json!({
+            "schema": "balancer-bench/1",
+            "generated_unix_s": SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            "command": std::env::args().collect::<Vec<_>>(),
+            "quick": cli.quick,
+            "pinned_cpu": cpu,
+            "machine": machine,
+            "sections": reports,
+        });
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+// ---- the machine -----------------------------------------------------------
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    // x86 says "model name"; some arm64 kernels only give "Hardware" or nothing.
+    let cpu_model = ["model name", "Hardware", "cpu model"]
+        .iter()
+        .find_map(|key| {
+            cpuinfo.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == *key).then(|| v.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    // SAFETY: sysconf has no preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let git = |args: &[&str]| -> Option<String> {
+        let out = Command::new("git").args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "HEAD"]);
+    // --no-optional-locks: `status` must not rewrite the index (another
+    // engineer may be using the tree).
+    let dirty = commit.as_ref().and_then(|_| {
+        git(&[
+            "--no-optional-locks",
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ])
+        .map(|s| !s.is_empty())
+    });
+    json!({
+        "cpu_model": cpu_model,
+        "cpus_online": online,
+        "kernel_release": kernel,
+        "git_commit": commit,
+        "git_dirty": dirty,
+    })
+}
+
+/// Pin this thread (the only one) to `want`, or to the highest-numbered CPU
+/// it may run on: BPF_PROG_TEST_RUN runs the program on the calling CPU with
+/// migration disabled, so every trial then runs on the same core.
+fn pin_to_cpu(want: Option<usize>) -> anyhow::Result<usize> {
+    // SAFETY: zeroed cpu_set_t is a valid empty set; the calls only read or
+    // write the set we pass, for this thread.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of_val(&allowed), &mut allowed) != 0 {
+            bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
+        }
+        let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+        let cpu = match want {
+            Some(c) => {
+                ensure!(
+                    c < max && libc::CPU_ISSET(c, &allowed),
+                    "CPU {c} is not one this process may run on"
+                );
+                c
+            }
+            None => (0..max)
+                .rev()
+                .find(|&c| libc::CPU_ISSET(c, &allowed))
+                .context("no CPU in this process's affinity mask")?,
+        };
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+            bail!(
+                "sched_setaffinity to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(cpu)
+    }
+}
+
+/// How much of the pinned CPU a section really had: this thread's CPU time
+/// against the wall clock, and the CPU's steal and interrupt time from
+/// /proc/stat. Other tasks on the CPU show as a share below 100 % (the
+/// kernel pauses its BPF_PROG_TEST_RUN timer while they run); steal is time
+/// the hypervisor gave the virtual CPU to someone else, which the timer
+/// cannot exclude.
+struct Noise {
+    cpu: usize,
+    wall: Instant,
+    thread_ns: u64,
+    ticks: Option<Vec<u64>>,
+}
+
+impl Noise {
+    fn start(cpu: usize) -> Noise {
+        Noise {
+            cpu,
+            wall: Instant::now(),
+            thread_ns: thread_cpu_ns(),
+            ticks: cpu_ticks(cpu),
+        }
+    }
+
+    /// The figures as JSON and as one line for the human output.
+    fn finish(self) -> (Value, String) {
+        let wall = self.wall.elapsed().as_secs_f64();
+        let share = (thread_cpu_ns() - self.thread_ns) as f64 / 1e9 / wall;
+        // user nice system idle iowait irq softirq steal
+        let pct = match (self.ticks, cpu_ticks(self.cpu)) {
+            (Some(a), Some(b)) if a.len() >= 8 && b.len() >= 8 => {
+                let d: Vec<u64> = b
+                    .iter()
+                    .zip(&a)
+                    .map(|(b, a)| b.saturating_sub(*a))
+                    .collect();
+                let total: u64 = d.iter().take(8).sum();
+                (total > 0).then(|| {
+                    let p = |n: u64| 100.0 * n as f64 / total as f64;
+                    (p(d[7]), p(d[5] + d[6]))
+                })
+            }
+            _ => None,
+        };
+        let mut line = format!(
+            "{wall:.1} s; this thread ran {:.0} % of that time on CPU {} (100 % = the CPU to itself)",
+            100.0 * share,
+            self.cpu
+        );
+        if let Some((steal, irq)) = pct {
+            let _ = write!(
+                line,
+                "; CPU {}: steal {steal:.1} %, irq+softirq {irq:.1} %",
+                self.cpu
+            );
+        }
+        let json = json!({
+            "elapsed_s": round3(wall),
+            "thread_cpu_share": round3(share),
+            "pinned_cpu_steal_pct": pct.map(|p| round3(p.0)),
+            "pinned_cpu_irq_softirq_pct": pct.map(|p| round3(p.1)),
+        });
+        (json, line)
+    }
+}
+
+/// CPU time of the calling thread, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The `cpuN` line of /proc/stat, in ticks.
+fn cpu_ticks(cpu: usize) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let label = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(label.as_str()))?;
+    line.split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect()
+}
+
+// ---- figures ---------------------------------------------------------------
+
+/// One figure over several trials.
+#[derive(Debug, Clone, Default)]
+struct Figure {
+    trials: Vec<f64>,
+}
+
+impl Figure {
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.trials.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    fn median(&self) -> f64 {
+        let v = self.sorted();
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    fn min(&self) -> f64 {
+        self.sorted().first().copied().unwrap_or(f64::NAN)
+    }
+
+    fn max(&self) -> f64 {
+        self.sorted().last().copied().unwrap_or(f64::NAN)
+    }
+
+    /// `median [min..max]`.
+    fn show(&self) -> String {
+        format!(
+            "{} [{}..{}]",
+            ns(self.median()),
+            ns(self.min()),
+            ns(self.max())
+        )
+    }
+
+    fn json(&self, unit: &str) -> Value {
+        json!({
+            "unit": unit,
+            "median": round3(self.median()),
+            "min": round3(self.min()),
+            "max": round3(self.max()),
+            "trials": self.trials.iter().map(|&t| round3(t)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn ns(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Thousands separators, for counts in the human output.
+fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+mod xdp_testrun;

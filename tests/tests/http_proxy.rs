@@ -188,3 +188,102 @@ fn option_forwarded_adds_an_rfc7239_element() {
     );
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
 }
+
+/// A keep-alive HTTP/1.1 server on loopback that counts the connections and
+/// requests it gets; with `idle_close`, it closes each connection that long
+/// after answering a request (an idle timeout, without `Connection: close`).
+struct CountingServer {
+    addr: SocketAddr,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingServer {
+    fn start(idle_close: Option<Duration>) -> CountingServer {
+        use std::{
+            io::{BufRead as _, BufReader, Write as _},
+            sync::{Arc, atomic::AtomicUsize, atomic::Ordering::Relaxed},
+        };
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (c, r) = (connections.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                c.fetch_add(1, Relaxed);
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(idle_close.or(Some(Duration::from_secs(30))));
+                    let mut w = s.try_clone().unwrap();
+                    let mut rd = BufReader::new(s);
+                    loop {
+                        let mut line = String::new();
+                        // The head; a timeout is the idle close.
+                        loop {
+                            line.clear();
+                            match rd.read_line(&mut line) {
+                                Ok(0) | Err(_) => {
+                                    let _ = w.shutdown(std::net::Shutdown::Both);
+                                    return;
+                                }
+                                Ok(_) if line == "\r\n" => break,
+                                Ok(_) => {}
+                            }
+                        }
+                        r.fetch_add(1, Relaxed);
+                        let body = "counted";
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if w.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        CountingServer {
+            addr,
+            connections,
+            requests,
+        }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.connections.load(Relaxed), self.requests.load(Relaxed))
+    }
+}
+
+#[test]
+fn server_connections_are_reused_and_survive_idle_closes() {
+    // A server that keeps connections open: one client's sequential
+    // requests all go over one pooled server connection.
+    let keep = CountingServer::start(None);
+    let svc = Svc::start_on("http-pool", "", &[("k", keep.addr, "")]);
+    let mut c = Client::new(svc.front);
+    for i in 0..50 {
+        let a = c.get("/").unwrap();
+        assert_eq!((a.status, a.body.as_str()), (200, "counted"), "request {i}");
+    }
+    assert_eq!(keep.counts(), (1, 50), "(server connections, requests)");
+    drop(svc);
+
+    // A server that closes idle connections after 50 ms: requests 200 ms
+    // apart find their pooled connection closed; each still gets its
+    // answer, and the server sees each request exactly once.
+    let closing = CountingServer::start(Some(Duration::from_millis(50)));
+    let svc = Svc::start_on("http-idle", "", &[("c", closing.addr, "")]);
+    let mut c = Client::new(svc.front);
+    for i in 0..10 {
+        let a = c.get("/").unwrap();
+        assert_eq!((a.status, a.body.as_str()), (200, "counted"), "request {i}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (conns, reqs) = closing.counts();
+    assert_eq!(reqs, 10, "each request reached the server once");
+    assert_eq!(conns, 10, "a closed connection was not reused");
+}

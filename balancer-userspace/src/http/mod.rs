@@ -4,3 +4,4 @@
 pub mod balance;
 pub mod cookie;
 pub mod proxy;
+pub mod upstream;

@@ -33,11 +33,12 @@ use std::{
 
 use balancer_common::maps::{STATE_DOWN, STATE_DRAIN, STATE_MAINT, STATE_UP};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
+};
 use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
@@ -47,6 +48,7 @@ use tokio::{net::TcpListener, sync::watch};
 use super::{
     balance::{Candidate, InFlight, SmoothWrr, least_conn, source},
     cookie::{self, Persist},
+    upstream::{Leased, Pool, SendError},
 };
 use crate::config::{Balance, HttpBackend};
 
@@ -99,9 +101,9 @@ pub struct BalanceState {
 struct Proxy {
     spec: FrontendSpec,
     view: watch::Receiver<Arc<HttpView>>,
-    /// One pooled client per (connect timeout): backends share it. Per
-    /// thread: a server connection stays with the thread that made it.
-    clients: Mutex<HashMap<Duration, Client<HttpConnector, ProxyBody>>>,
+    /// Idle server connections of this worker thread: a server connection
+    /// stays with the thread that made it.
+    pool: Arc<Pool>,
     shared: Arc<BalanceState>,
 }
 
@@ -187,7 +189,7 @@ pub async fn serve(
     let proxy = Arc::new(Proxy {
         spec,
         view,
-        clients: Mutex::default(),
+        pool: Arc::default(),
         shared,
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -206,7 +208,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let p = proxy.clone();
-        let svc = hyper::service::service_fn(move |req| handle(p.clone(), peer, req));
+        // The client's address as X-Forwarded-For carries it, formatted
+        // once per connection rather than per request.
+        let client_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let svc =
+            hyper::service::service_fn(move |req| handle(p.clone(), peer, client_ip.clone(), req));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -260,9 +267,31 @@ fn error(status: StatusCode, msg: &str) -> Response<ProxyBody> {
     r
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers of RFC 9110 7.6.1 (and the old `Proxy-Connection`),
+/// `Upgrade` apart.
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    n == header::CONNECTION
+        || n == header::TE
+        || n == header::TRAILER
+        || n == header::TRANSFER_ENCODING
+        || n == KEEP_ALIVE
+        || n == PROXY_CONNECTION
+}
+
 /// Headers that describe one hop and are not forwarded (RFC 9110 7.6.1),
 /// plus those named in `Connection`.
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names, no lookups.
+    if !h
+        .keys()
+        .any(|n| is_hop_by_hop(n) || (!keep_upgrade && n == header::UPGRADE))
+    {
+        return;
+    }
     let named: Vec<String> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -278,15 +307,15 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         h.remove(n.as_str());
     }
     for n in [
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
     ] {
         h.remove(n);
     }
-    h.remove(header::CONNECTION);
     if !keep_upgrade {
         h.remove(header::UPGRADE);
     }
@@ -303,22 +332,6 @@ fn is_upgrade(h: &HeaderMap) -> bool {
 }
 
 impl Proxy {
-    fn client(&self, connect: Duration) -> Client<HttpConnector, ProxyBody> {
-        let mut m = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry(connect)
-            .or_insert_with(|| {
-                let mut c = HttpConnector::new();
-                c.set_connect_timeout(Some(connect));
-                c.set_nodelay(true);
-                c.enforce_http(true);
-                Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .build(c)
-            })
-            .clone()
-    }
-
     /// A server for a user without a usable cookie: up, weight > 0, not in
     /// `exclude`.
     fn balance(
@@ -356,6 +369,7 @@ impl Proxy {
 async fn handle(
     p: Arc<Proxy>,
     peer: SocketAddr,
+    client_ip: HeaderValue,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let view = p.view.borrow().clone();
@@ -410,30 +424,20 @@ async fn handle(
         && !upgrade
         && (by_cookie.is_none() || b.settings.redispatch);
     let (parts, body) = req.into_parts();
-    let mut body = Some(body.map_err(BoxError::from).boxed());
-    let client = p.client(b.settings.timeout_connect);
+    let connect_timeout = b.settings.timeout_connect;
+    // Connect first (or take an idle connection): a server that refuses
+    // has not seen the request, so another may take it when that is safe.
     let mut attempt = 0;
-    let resp = loop {
+    let (conn, reused, guard) = loop {
         let server = &b.servers[chosen];
-        let guard = p.shared.in_flight.start(server.id);
-        let up = upstream_request(
-            &parts,
-            body.take(),
-            server.addr,
-            peer.ip(),
-            upgrade,
-            b.settings.forwarded,
-        );
-        let r = tokio::time::timeout(b.settings.timeout_server, client.request(up)).await;
-        match r {
-            Ok(Ok(resp)) => break (resp, guard),
-            Ok(Err(e)) if e.is_connect() && retryable && attempt == 0 => {
+        match p.pool.checkout(server.addr, connect_timeout).await {
+            Ok((conn, reused)) => break (conn, reused, p.shared.in_flight.start(server.id)),
+            Err(e) if retryable && attempt == 0 => {
                 warn!(
-                    "{}: {}/{} ({}): {e}; trying another server",
-                    p.spec.name, b.name, server.name, server.addr
+                    "{}: {}/{}: {e}; trying another server",
+                    p.spec.name, b.name, server.name
                 );
                 attempt += 1;
-                body = Some(Full::new(Bytes::new()).map_err(|n| match n {}).boxed());
                 match p.balance(&b, peer.ip(), Some(chosen)) {
                     Some(i) => chosen = i,
                     None => {
@@ -441,38 +445,56 @@ async fn handle(
                     }
                 }
             }
-            Ok(Err(e)) => {
-                warn!(
-                    "{}: {}/{} ({}): {}",
-                    p.spec.name,
-                    b.name,
-                    server.name,
-                    server.addr,
-                    crate::dataplane::error_chain(&e)
-                );
-                // As HAProxy: no connection to the server is a 503; a
-                // connection that failed afterwards is a 502.
-                return Ok(if e.is_connect() {
-                    error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable")
-                } else {
-                    error(StatusCode::BAD_GATEWAY, "server connection failed")
-                });
-            }
-            Err(_) => {
-                warn!(
-                    "{}: {}/{} ({}): no response within {} ms",
-                    p.spec.name,
-                    b.name,
-                    server.name,
-                    server.addr,
-                    b.settings.timeout_server.as_millis()
-                );
-                return Ok(error(StatusCode::GATEWAY_TIMEOUT, "server timeout"));
+            Err(e) => {
+                warn!("{}: {}/{}: {e}", p.spec.name, b.name, server.name);
+                // As HAProxy: no connection to the server is a 503.
+                return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable"));
             }
         }
     };
-    let (mut resp, guard) = resp;
     let server = &b.servers[chosen];
+    let up = upstream_request(
+        parts,
+        body.map_err(BoxError::from).boxed(),
+        &client_ip,
+        peer.ip(),
+        upgrade,
+        b.settings.forwarded,
+    );
+    let sent = p.pool.send(conn, reused, connect_timeout, up);
+    let (mut resp, mut lease) = match tokio::time::timeout(b.settings.timeout_server, sent).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            warn!(
+                "{}: {}/{} ({}): {}",
+                p.spec.name,
+                b.name,
+                server.name,
+                server.addr,
+                crate::dataplane::error_chain(&e)
+            );
+            // A connection that failed after it was made is a 502.
+            return Ok(match e {
+                SendError::Connect(_) => {
+                    error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable")
+                }
+                SendError::Exchange(_) => {
+                    error(StatusCode::BAD_GATEWAY, "server connection failed")
+                }
+            });
+        }
+        Err(_) => {
+            warn!(
+                "{}: {}/{} ({}): no response within {} ms",
+                p.spec.name,
+                b.name,
+                server.name,
+                server.addr,
+                b.settings.timeout_server.as_millis()
+            );
+            return Ok(error(StatusCode::GATEWAY_TIMEOUT, "server timeout"));
+        }
+    };
     if let Some(c) = &b.settings.cookie {
         let status = resp.status().as_u16();
         cookie::process_response(
@@ -489,6 +511,8 @@ async fn handle(
         && let Some(client_upgrade) = client_upgrade
     {
         let server_upgrade = hyper::upgrade::on(&mut resp);
+        // The server connection now belongs to the upgraded stream.
+        lease.discard();
         let name = p.spec.name.clone();
         tokio::spawn(async move {
             let _guard = guard;
@@ -507,10 +531,12 @@ async fn handle(
     }
     strip_hop_by_hop(resp.headers_mut(), false);
     let (parts, body) = resp.into_parts();
-    // The request counts as in flight until its response body ends.
+    // The request counts as in flight, and its server connection stays
+    // taken, until its response body ends.
     let body = Counted {
-        inner: body.map_err(BoxError::from).boxed(),
+        inner: body,
         guard: Some(guard),
+        lease,
     }
     .boxed();
     Ok(Response::from_parts(parts, body))
@@ -533,12 +559,15 @@ fn join_cookie_fields(h: &mut HeaderMap) {
     }
 }
 
-/// A response body that releases its request's in-flight count (for
-/// `leastconn`) as soon as it has yielded its last byte, not when hyper
-/// gets round to dropping it.
+/// A server's response body on its way to the client. When its last byte
+/// has been yielded it releases the request's in-flight count (for
+/// `leastconn`) and hands the server connection back to the worker's pool,
+/// rather than when hyper gets round to dropping it; a body dropped before
+/// its end closes the connection.
 struct Counted {
-    inner: ProxyBody,
+    inner: Incoming,
     guard: Option<super::balance::InFlightGuard>,
+    lease: Leased,
 }
 
 impl hyper::body::Body for Counted {
@@ -549,16 +578,18 @@ impl hyper::body::Body for Counted {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
         let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        let done = match &r {
-            std::task::Poll::Ready(None | Some(Err(_))) => true,
-            std::task::Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
-            std::task::Poll::Pending => false,
-        };
-        if done {
-            self.guard = None;
+        match &r {
+            Poll::Ready(None) => self.finish(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
+            Poll::Ready(Some(Err(_))) => {
+                self.guard = None;
+                self.lease.discard();
+            }
+            _ => {}
         }
-        r
+        r.map(|f| f.map(|f| f.map_err(BoxError::from)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -570,28 +601,42 @@ impl hyper::body::Body for Counted {
     }
 }
 
+impl Counted {
+    fn finish(&mut self) {
+        self.guard = None;
+        self.lease.release();
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        // hyper does not poll a body it knows to be empty (HEAD, 204, 304).
+        if hyper::body::Body::is_end_stream(&self.inner) {
+            self.lease.release();
+        }
+    }
+}
+
 fn empty() -> ProxyBody {
     Full::new(Bytes::new()).map_err(|n| match n {}).boxed()
 }
 
-/// The request to send to `server`: same method, path and headers minus
-/// hop-by-hop ones, `X-Forwarded-For` extended, HTTP/1.1.
+/// The request to send to a server: same method, path and headers minus
+/// hop-by-hop ones, `X-Forwarded-For` extended, HTTP/1.1 in origin form.
 fn upstream_request(
-    parts: &http::request::Parts,
-    body: Option<ProxyBody>,
-    server: SocketAddr,
+    parts: http::request::Parts,
+    body: ProxyBody,
+    client_ip: &HeaderValue,
     client: IpAddr,
     upgrade: bool,
     forwarded: bool,
 ) -> Request<ProxyBody> {
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str);
-    let uri: Uri = format!("http://{server}{pq}")
-        .parse()
-        .unwrap_or_else(|_| Uri::from_static("/"));
-    let mut headers = parts.headers.clone();
+    let http::request::Parts {
+        method,
+        uri,
+        mut headers,
+        ..
+    } = parts;
     strip_hop_by_hop(&mut headers, upgrade);
     // The body's framing is hyper's to choose from the body it streams.
     headers.remove(header::CONTENT_LENGTH);
@@ -599,17 +644,23 @@ fn upstream_request(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     if !headers.contains_key(header::HOST)
-        && let Some(a) = parts.uri.authority()
+        && let Some(a) = uri.authority()
         && let Ok(v) = HeaderValue::from_str(a.as_str())
     {
         headers.insert(header::HOST, v);
     }
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
-        _ => client.to_string(),
+    let origin_form = match uri.into_parts().path_and_query {
+        Some(pq) => Uri::from(pq),
+        None => Uri::from_static("/"),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {client}")).ok()
+        }
+        _ => Some(client_ip.clone()),
+    };
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR, v);
     }
     if forwarded {
         // RFC 7239: IPv6 addresses quoted in brackets; appended to any
@@ -633,9 +684,9 @@ fn upstream_request(
             headers.insert(header::FORWARDED, v);
         }
     }
-    let mut r = Request::new(body.unwrap_or_else(empty));
-    *r.method_mut() = parts.method.clone();
-    *r.uri_mut() = uri;
+    let mut r = Request::new(body);
+    *r.method_mut() = method;
+    *r.uri_mut() = origin_form;
     *r.version_mut() = http::Version::HTTP_11;
     *r.headers_mut() = headers;
     r

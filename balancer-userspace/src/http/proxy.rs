@@ -431,7 +431,13 @@ async fn handle(
     let (conn, reused, guard) = loop {
         let server = &b.servers[chosen];
         match p.pool.checkout(server.addr, connect_timeout).await {
-            Ok((conn, reused)) => break (conn, reused, p.shared.in_flight.start(server.id)),
+            Ok((conn, reused)) => {
+                // Counted only where `leastconn` reads it: the count is
+                // shared by the worker threads.
+                let guard = (b.settings.balance == Balance::LeastConn)
+                    .then(|| p.shared.in_flight.start(server.id));
+                break (conn, reused, guard);
+            }
             Err(e) if retryable && attempt == 0 => {
                 warn!(
                     "{}: {}/{}: {e}; trying another server",
@@ -535,7 +541,7 @@ async fn handle(
     // taken, until its response body ends.
     let body = Counted {
         inner: body,
-        guard: Some(guard),
+        guard,
         lease,
     }
     .boxed();

@@ -1,17 +1,23 @@
 //! `cargo xtask bench`: set up, build the measuring program
 //! (`balancer-bench`, release) and run the benchmark sections; the report
-//! goes to `--json PATH` (default `<target dir>/bench/report.json`).
+//! (schema `balancer-bench/2`, [`crate::report`]) goes to `--json PATH`
+//! (default `<out>/report.json`), the plots ([`crate::plots`]) to `--out
+//! DIR` (default `<target dir>/bench/`); `--readme` also rewrites README's
+//! generated "Performance" part from the report, with the report and the
+//! plots in `docs/bench/`.
 //!
 //! Each section is one row of [`SECTIONS`]. The ones measured in-process run
 //! as `balancer-bench --only NAME`, which prints its table and writes its part
 //! of the report; sections that drive other tools (IPVS, HAProxy, load
 //! generators) get their own runner here. Figures are never asserted: a
-//! target missed is reported as "misses", the command still succeeds.
+//! target missed is reported as "misses", the command still succeeds. The
+//! report's shape is: a report that does not follow the schema fails the
+//! command (after it is written, to be looked at).
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Instant,
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context as _, bail};
@@ -43,9 +49,19 @@ const SECTIONS: &[Section] = &[
         runner: Runner::BenchBinary,
     },
     Section {
-        name: "http",
-        about: "HTTP cookie proxy vs HAProxy 2.6 (cookie insert indirect nocache) under wrk",
+        name: "http-cookie",
+        about: "HTTP cookie proxy vs HAProxy (cookie insert indirect nocache) under wrk, pinned apart",
         runner: Runner::Http,
+    },
+    Section {
+        name: "affinity",
+        about: "clients that change server when 1 of N fails and recovers: stick table, Maglev, modulo",
+        runner: Runner::BenchBinary,
+    },
+    Section {
+        name: "table",
+        about: "1,000,000-entry stick table: memory, insert rate, table show, vs an nftables map",
+        runner: Runner::BenchBinary,
     },
     Section {
         name: "control-plane",
@@ -56,8 +72,26 @@ const SECTIONS: &[Section] = &[
 
 const BENCH_BIN: &str = "balancer-bench";
 
-pub fn run(only: Option<&str>, quick: bool, json: Option<&Path>) -> anyhow::Result<()> {
-    let selected: Vec<&Section> = match only {
+/// What `cargo xtask bench` was asked for.
+pub struct Options {
+    pub only: Option<String>,
+    pub quick: bool,
+    /// The report (default `<out>/report.json`).
+    pub json: Option<PathBuf>,
+    /// Plots and the report (default `<target dir>/bench`).
+    pub out: Option<PathBuf>,
+    /// Also rewrite README's generated part (and docs/bench/).
+    pub readme: bool,
+}
+
+/// Every section's name, in order: what a full report holds.
+pub fn section_names() -> Vec<&'static str> {
+    SECTIONS.iter().map(|s| s.name).collect()
+}
+
+pub fn run(opts: &Options) -> anyhow::Result<()> {
+    let quick = opts.quick;
+    let selected: Vec<&Section> = match opts.only.as_deref() {
         None => SECTIONS.iter().collect(),
         Some(name) => match SECTIONS.iter().find(|s| s.name == name) {
             Some(s) => vec![s],
@@ -77,7 +111,14 @@ pub fn run(only: Option<&str>, quick: bool, json: Option<&Path>) -> anyhow::Resu
     let started = Instant::now();
     crate::setup::run()?;
     let target = target_dir()?;
-    let out = json.map_or_else(|| target.join("bench/report.json"), Path::to_owned);
+    let out_dir = match &opts.out {
+        Some(d) => std::path::absolute(d).with_context(|| format!("resolving {}", d.display()))?,
+        None => target.join("bench"),
+    };
+    let out = opts
+        .json
+        .clone()
+        .unwrap_or_else(|| out_dir.join("report.json"));
 
     let build = [
         "build",
@@ -90,10 +131,17 @@ pub fn run(only: Option<&str>, quick: bool, json: Option<&Path>) -> anyhow::Resu
     println!("bench: cargo {}", build.join(" "));
     status(cargo().args(build))?;
     let bin = target.join("release").join(BENCH_BIN);
+    // The machine is described once, by balancer-bench, whatever ran.
+    let machine: Value = serde_json::from_str(&crate::util::stdout(
+        Command::new(&bin).arg("--machine").current_dir(root()),
+    )?)
+    .context("parsing `balancer-bench --machine`")?;
 
-    let mut report: Option<Value> = None;
-    for s in selected {
+    let mut sections: Vec<Value> = Vec::new();
+    let mut section_times = serde_json::Map::new();
+    for s in &selected {
         println!("\nbench: {}: {}", s.name, s.about);
+        let section_started = Instant::now();
         let part = match s.runner {
             Runner::BenchBinary => run_binary(&bin, &target, s.name, quick)?,
             Runner::Http => {
@@ -105,27 +153,110 @@ pub fn run(only: Option<&str>, quick: bool, json: Option<&Path>) -> anyhow::Resu
                 crate::bench_control::run(&daemon, quick)?
             }
         };
-        merge(&mut report, part);
+        let took = round3(section_started.elapsed().as_secs_f64());
+        println!("bench: {}: {took} s", s.name);
+        section_times.insert(s.name.to_owned(), json!(took));
+        sections.extend(sections_of(part, s)?);
     }
-    let mut report = report.context("no section ran")?;
     let invoked: Vec<String> = std::env::args().skip(1).collect();
-    report["xtask"] = json!({
+    let report = json!({
+        "schema": crate::report::SCHEMA,
+        "generated_unix_s": SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         "command": format!("cargo xtask {}", invoked.join(" ")),
-        "build": format!("cargo {}", build.join(" ")),
-        "binary": bin,
-        "elapsed_s": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        "quick": quick,
+        "machine": machine,
+        "xtask": {
+            "build": format!("cargo {}", build.join(" ")),
+            "binary": bin,
+            "out": out_dir,
+            "elapsed_s": round3(started.elapsed().as_secs_f64()),
+            "section_elapsed_s": section_times,
+        },
+        "sections": sections,
     });
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", out.display()))?;
+    println!("\nbench: report written to {}", out.display());
+    let expected: Vec<&str> = selected.iter().map(|s| s.name).collect();
+    if let Err(errs) = crate::report::validate(&report, &expected) {
+        bail!(
+            "the report does not follow the schema {} (notes/bench-schema.md):\n  {}",
+            crate::report::SCHEMA,
+            errs.join("\n  ")
+        );
+    }
+    crate::plots::write_all(&report, &out_dir)?;
+    if opts.readme {
+        readme(&report, &root().join("README.md"))?;
+    }
+    println!("bench: done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The sections in what a runner returned: `{"sections": [...]}` (a
+/// `balancer-bench` report or a runner's part) or one section object. A
+/// section without its one-line "about" gets the one of [`SECTIONS`].
+fn sections_of(part: Value, s: &Section) -> anyhow::Result<Vec<Value>> {
+    let mut list = match part {
+        Value::Object(mut o) if o.contains_key("sections") => match o.remove("sections") {
+            Some(Value::Array(a)) => a,
+            _ => bail!("section {}: \"sections\" is not an array", s.name),
+        },
+        Value::Object(o) if o.contains_key("name") => vec![Value::Object(o)],
+        _ => bail!("section {}: its runner returned no section", s.name),
+    };
+    for sec in &mut list {
+        if sec.get("about").is_none() && sec["name"] == s.name {
+            sec["about"] = json!(s.about);
+        }
+    }
+    Ok(list)
+}
+
+/// Rewrite README's generated "Performance" part from `report`: the report
+/// and its plots go to `docs/bench/` next to the README, which links them.
+pub fn readme(report: &Value, readme: &Path) -> anyhow::Result<()> {
+    let dir = readme.parent().context("README path has no directory")?;
+    let docs = dir.join("docs/bench");
+    std::fs::create_dir_all(&docs).with_context(|| format!("creating {}", docs.display()))?;
+    std::fs::write(
+        docs.join("report.json"),
+        serde_json::to_string_pretty(report)? + "\n",
+    )?;
+    let plots: Vec<(String, String)> = crate::plots::write_all(report, &docs)?
+        .into_iter()
+        .map(|(name, png)| {
+            let file = png.file_name().map(|f| f.to_string_lossy().into_owned());
+            (name, format!("docs/bench/{}", file.unwrap_or_default()))
+        })
+        .collect();
+    let text =
+        std::fs::read_to_string(readme).with_context(|| format!("reading {}", readme.display()))?;
+    let new = crate::report::splice_readme(&text, &crate::report::markdown(report, &plots))?;
+    std::fs::write(readme, new).with_context(|| format!("writing {}", readme.display()))?;
     println!(
-        "\nbench: report written to {} ({:.1} s in all)",
-        out.display(),
-        started.elapsed().as_secs_f64()
+        "bench: {} rewritten between its bench markers; report and plots in {}",
+        readme.display(),
+        docs.display()
     );
     Ok(())
+}
+
+/// `cargo xtask bench-readme REPORT`: the README part from a report written
+/// earlier (checked against the schema first).
+pub fn readme_from(report: &Path, readme_file: Option<&Path>) -> anyhow::Result<()> {
+    let value = crate::report::validate_file(report, &[])?;
+    let default = root().join("README.md");
+    readme(&value, readme_file.unwrap_or(&default))
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 /// Run one section of `balancer-bench` (its table goes to our stdout) and
@@ -142,22 +273,6 @@ fn run_binary(bin: &Path, target: &Path, name: &str, quick: bool) -> anyhow::Res
     let text =
         std::fs::read_to_string(&part).with_context(|| format!("reading {}", part.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", part.display()))
-}
-
-/// The first report is the base (schema, machine, ...); later ones add
-/// their sections.
-fn merge(report: &mut Option<Value>, part: Value) {
-    match report {
-        None => *report = Some(part),
-        Some(r) => {
-            if let (Some(all), Some(more)) = (
-                r.get_mut("sections").and_then(Value::as_array_mut),
-                part.get("sections").and_then(Value::as_array),
-            ) {
-                all.extend(more.iter().cloned());
-            }
-        }
-    }
 }
 
 /// cargo's target directory (CARGO_TARGET_DIR, else `<root>/target`),

@@ -26,6 +26,8 @@ use balancer_tests::{
 };
 use serde_json::{Value, json};
 
+use crate::report::{Cpus, Figure, Target};
+
 const VIP: &str = "198.18.2.100";
 const PORT: u16 = 80;
 const INTER_MS: u64 = 500;
@@ -141,8 +143,8 @@ fn measure(lab: &Lab, bin: &Path, quick: bool) -> anyhow::Result<Value> {
     let fill = if quick { 100_000 } else { TABLE };
     // The generator transmits XDP frames: the client's bridge port must run XDP.
     lab.accept_xdp_frames_from(&lab.clients[0])?;
-    let generated = lab.clients[0]
-        .command(bin)
+    let mut gen_cmd = lab.clients[0].command(bin);
+    gen_cmd
         .args([
             "gen",
             "--interface",
@@ -163,8 +165,9 @@ fn measure(lab: &Lab, bin: &Path, quick: bool) -> anyhow::Result<Value> {
             &(fill + fill / 5).to_string(),
             "--rate",
             "150000",
-        ])
-        .output()?;
+        ]);
+    let gen_command = crate::report::command_line(&gen_cmd);
+    let generated = gen_cmd.output()?;
     if !generated.status.success() {
         bail!("gen: {}", String::from_utf8_lossy(&generated.stderr));
     }
@@ -185,27 +188,115 @@ fn measure(lab: &Lab, bin: &Path, quick: bool) -> anyhow::Result<Value> {
         memlock / 1024
     );
     drop(daemon);
+    let ms_target = |v: f64, limit: f64| Target::below(v, limit, "ms");
+    let deadline_ms = deadline.as_millis() as f64;
+    let detect_ms = detect.as_secs_f64() * 1000.0;
+    let figures = [
+        Figure::new(
+            "state-change-median",
+            format!(
+                "state change: PUT /v1/backends/state round trip, answered after the backend \
+                 slot and the Maglev table are written; median of {rounds}"
+            ),
+            "ms",
+            median,
+        ),
+        Figure::new(
+            "state-change-p99",
+            format!("state change round trip, p99 of {rounds}"),
+            "ms",
+            p99,
+        )
+        .target(ms_target(p99, 10.0)),
+        Figure::new(
+            "state-change-max",
+            format!("state change round trip, max of {rounds}"),
+            "ms",
+            max,
+        ),
+        Figure::new(
+            "failure-to-redispatch",
+            format!(
+                "a checked server's HTTP server killed to the daemon reporting it down (its \
+                 clients redispatched by the same map write); inter {INTER_MS} ms, fall {FALL}"
+            ),
+            "ms",
+            detect_ms,
+        )
+        .target(Target {
+            text: format!("<= inter*fall + inter = {deadline_ms} ms"),
+            met: detect <= deadline,
+        }),
+        Figure::new(
+            "rss-idle",
+            "daemon resident memory, idle (includes the mmap'ed Maglev map, kernel memory)",
+            "bytes",
+            rss_idle as f64 * 1024.0,
+        ),
+        Figure::new(
+            "rss-anon-idle",
+            "daemon's own memory (RssAnon), idle",
+            "bytes",
+            anon_idle as f64 * 1024.0,
+        ),
+        Figure::new(
+            "rss-anon-after-walk",
+            format!("daemon's own memory (RssAnon) after walking {count} stick entries"),
+            "bytes",
+            anon_after as f64 * 1024.0,
+        ),
+        Figure::new(
+            "rss-peak",
+            format!("daemon peak resident memory (VmHWM) after walking {count} stick entries"),
+            "bytes",
+            hwm as f64 * 1024.0,
+        ),
+        Figure::new(
+            "table-walk",
+            format!("`balancer table count` walking {count} stick entries"),
+            "s",
+            walk.as_secs_f64(),
+        ),
+        Figure::new(
+            "maps-memlock",
+            format!(
+                "kernel memory (memlock) of every map the daemon holds, {TABLE}-entry stick table"
+            ),
+            "bytes",
+            memlock as f64,
+        ),
+    ];
     Ok(json!({
         "sections": [{
             "name": "control-plane",
-            "rows": [
-                {"id": "state_change_ms", "rounds": rounds, "median": median, "p99": p99, "max": max,
-                 "target": {"max_ms": 10, "result": if p99 < 10.0 { "meets" } else { "misses" }},
-                 "how": "PUT /v1/backends/state round trip on the admin socket (answered after the \
-                         backend slot and Maglev table are written), toggling s1 down/up"},
-                {"id": "failure_to_redispatch_ms", "value": detect.as_secs_f64() * 1000.0,
-                 "inter_ms": INTER_MS, "fall": FALL,
-                 "target": {"max_ms": deadline.as_millis() as u64,
-                            "result": if detect <= deadline { "meets" } else { "misses" }},
-                 "how": "s2's HTTP server killed; time until GET /v1/backends shows s2 down"},
-                {"id": "memory", "rss_idle_kib": rss_idle, "rss_anon_idle_kib": anon_idle,
-                 "rss_anon_after_walk_kib": anon_after, "stick_entries": count,
-                 "table_walk_s": walk.as_secs_f64(), "rss_after_walk_kib": rss_after,
-                 "rss_peak_kib": hwm, "maps_memlock_bytes": memlock,
-                 "how": "VmRSS/VmHWM of the daemon (/proc/PID/status); memlock summed over the \
-                         map fds in /proc/PID/fdinfo; table filled by balancer gen SYNs from \
-                         fresh sources, walked by `balancer table count`"},
+            "how": format!(
+                "the release daemon in a namespace lab with 3 HTTP-checked servers (inter \
+                 {INTER_MS} ms, rise {RISE}, fall {FALL}), measured from outside: {rounds} state \
+                 changes on the admin socket toggling s1 down/up; s2's HTTP server killed and \
+                 GET /v1/backends polled until s2 is down; memory from /proc/PID/status and \
+                 the map fds' fdinfo, the stick table filled by `balancer gen` SYNs from {fill} \
+                 fresh sources and walked by `balancer table count`"
+            ),
+            "commands": [
+                gen_command,
+                format!("{} --socket {} table count", bin.display(), sock.display()),
             ],
+            "versions": {},
+            "cpus": Cpus {
+                generator: None,
+                subject: None,
+                note: "not pinned: the daemon, its checks and the admin client share the \
+                       machine's CPUs (these are latencies of single operations, not a load test)"
+                    .into(),
+            }
+            .json(),
+            "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),
+            "state_change_ms": {"rounds": rounds, "median": median, "p99": p99, "max": max},
+            "memory": {"rss_idle_kib": rss_idle, "rss_anon_idle_kib": anon_idle,
+                       "rss_anon_after_walk_kib": anon_after, "stick_entries": count,
+                       "sources_sent": fill, "table_walk_s": walk.as_secs_f64(),
+                       "rss_after_walk_kib": rss_after, "rss_peak_kib": hwm,
+                       "maps_memlock_bytes": memlock},
         }]
     }))
 }

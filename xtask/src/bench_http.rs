@@ -1,17 +1,29 @@
-//! `cargo xtask bench --only http`: the HTTP cookie proxy against HAProxy
-//! 2.6, side by side in one run, on loopback: the same two backends (the
-//! tests' small HTTP/1.1 server, in this process), the same load generator
-//! (wrk, keep-alive), the same `cookie SERVER insert indirect nocache`
-//! setup, small responses. Each proxy is measured in alternating trials;
-//! reported: requests/s, latency p50/p99/p99.9 (wrk's own histogram, via a
-//! Lua `done` hook), CPU seconds per 100k requests (the proxy process's
-//! utime+stime from /proc), RSS after the run.
+//! `cargo xtask bench --only http-cookie`: the HTTP cookie proxy against
+//! HAProxy, side by side in one run, on loopback: the same two backends
+//! (the tests' small HTTP/1.1 server, in this process), the same load
+//! generator (wrk, keep-alive), the same `cookie SERVER insert indirect
+//! nocache` setup, small responses. Each proxy is measured in alternating
+//! trials; reported: requests/s, latency p50/p99/p99.9 (wrk's own histogram,
+//! via a Lua `done` hook), CPU seconds per 100k requests (the proxy
+//! process's utime+stime from /proc), RSS after the run; every figure with
+//! HAProxy's as its peer.
 //!
-//! Everything shares the machine's cores (wrk, both proxies' workers, the
-//! backends): figures are for comparing the two proxies in the same run,
-//! not absolutes.
+//! CPUs: with two or more CPUs, wrk and the backends run on the first CPU
+//! this process may use and the proxy under test (balancer and HAProxy
+//! alike) on the last one, through `taskset`; with one CPU they share it
+//! (and the report says so). Both proxies size themselves from their CPU
+//! affinity: balancer runs one HTTP worker per CPU it may use
+//! (`available_parallelism`), HAProxy one thread per CPU it is bound to; the
+//! report records the counts they really ran with.
+//!
+//! A peer that cannot be started (HAProxy missing, failing to bind) or that
+//! answers with errors fails the section: there is no ratio against nothing.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, bail};
 use balancer_tests::{
@@ -19,6 +31,8 @@ use balancer_tests::{
     proc::{Proc, wait_for},
 };
 use serde_json::{Value, json};
+
+use crate::report::{Cpus, Figure, Target, allowed_cpus, command_line, pin_thread, tool_version};
 
 const CONNECTIONS: u32 = 32;
 const LUA: &str = r#"
@@ -30,6 +44,8 @@ done = function(summary, latency, requests)
       + summary.errors.status + summary.errors.timeout))
 end
 "#;
+/// More failed requests than this share fails the section.
+const MAX_ERROR_SHARE: f64 = 0.01;
 
 struct Trial {
     requests: u64,
@@ -40,6 +56,34 @@ struct Trial {
     errors: u64,
     cpu_s_per_100k: f64,
     rss_kib: u64,
+}
+
+/// Where the load generator and the proxies run.
+struct Placement {
+    generator: usize,
+    subject: usize,
+    all: Vec<usize>,
+}
+
+impl Placement {
+    fn new() -> anyhow::Result<Placement> {
+        let all = allowed_cpus()?;
+        let (first, last) = (
+            *all.first().context("no CPU allowed")?,
+            *all.last().context("no CPU allowed")?,
+        );
+        Ok(Placement {
+            generator: first,
+            subject: last,
+            all,
+        })
+    }
+
+    fn taskset(cpu: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("taskset");
+        c.args(["-c", &cpu.to_string()]).arg(program);
+        c
+    }
 }
 
 pub fn run(bin: &Path, quick: bool) -> anyhow::Result<Value> {
@@ -53,8 +97,23 @@ pub fn run(bin: &Path, quick: bool) -> anyhow::Result<Value> {
 }
 
 fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Value> {
-    let backends = [Backend::start("s0", 0)?, Backend::start("s1", 0)?];
+    // The peer and the load generator must exist before anything runs.
+    let versions = json!({
+        "haproxy": tool_version("haproxy", &["-v"])
+            .context("HAProxy, the peer of this section, is not available")?,
+        "wrk": tool_version("wrk", &["-v"]).context("wrk, the load generator, is not available")?,
+        "taskset": tool_version("taskset", &["--version"])?,
+    });
+    let place = Placement::new()?;
+    // The backends' threads (started from this thread) run with the load
+    // generator, away from the proxy under test.
+    pin_thread(&[place.generator])?;
+    let backends = (Backend::start("s0", 0), Backend::start("s1", 0));
+    pin_thread(&place.all)?;
+    let backends = [backends.0?, backends.1?];
     let (bal_port, hap_port) = (free_port()?, free_port()?);
+    let mut commands = Vec::new();
+
     // balancer
     let servers: String = backends
         .iter()
@@ -65,52 +124,58 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
             )
         })
         .collect();
+    let bal_cfg = format!(
+        "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
+         [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"127.0.0.1:{bal_port}\"\n\
+         default_backend = \"app\"\n\n[[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n\
+         cookie = \"SERVER insert indirect nocache\"\n{servers}",
+        Path::new(balancer_tests::lab::BPFFS).join(id).display(),
+        dir.join("admin.sock").display()
+    );
     let cfg = dir.join("balancer.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
-             [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"127.0.0.1:{bal_port}\"\n\
-             default_backend = \"app\"\n\n[[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n\
-             cookie = \"SERVER insert indirect nocache\"\n{servers}",
-            Path::new(balancer_tests::lab::BPFFS).join(id).display(),
-            dir.join("admin.sock").display()
-        ),
-    )?;
-    let mut cmd = Command::new(bin);
+    std::fs::write(&cfg, &bal_cfg)?;
+    let mut cmd = Placement::taskset(place.subject, bin);
     cmd.args(["run", "--config"])
         .arg(&cfg)
-        .env("RUST_LOG", "warn");
+        // The daemon logs its HTTP worker count at info.
+        .env("RUST_LOG", "warn,balancer::daemon=info");
+    commands.push(format!(
+        "RUST_LOG=warn,balancer::daemon=info {}",
+        command_line(&cmd)
+    ));
     let mut bal = Proc::spawn("balancer", cmd, dir)?;
-    // HAProxy, equivalent: one process, as many threads as cores.
-    let hcfg = dir.join("haproxy.cfg");
+
+    // HAProxy, equivalent: one process, one thread per CPU it is bound to.
     let hservers: String = backends
         .iter()
         .map(|b| format!("  server {} {} cookie {}\n", b.name, b.addr, b.name))
         .collect();
-    std::fs::write(
-        &hcfg,
-        format!(
-            "global\n  maxconn 4096\n\ndefaults\n  mode http\n  timeout connect 5s\n  \
-             timeout client 30s\n  timeout server 30s\n\nfrontend web\n  bind 127.0.0.1:{hap_port}\n  \
-             default_backend app\n\nbackend app\n  balance roundrobin\n  \
-             cookie SERVER insert indirect nocache\n{hservers}"
-        ),
-    )?;
-    let mut hcmd = Command::new("haproxy");
+    let hap_cfg = format!(
+        "global\n  maxconn 4096\n\ndefaults\n  mode http\n  timeout connect 5s\n  \
+         timeout client 30s\n  timeout server 30s\n\nfrontend web\n  bind 127.0.0.1:{hap_port}\n  \
+         default_backend app\n\nbackend app\n  balance roundrobin\n  \
+         cookie SERVER insert indirect nocache\n{hservers}"
+    );
+    let hcfg = dir.join("haproxy.cfg");
+    std::fs::write(&hcfg, &hap_cfg)?;
+    let mut hcmd = Placement::taskset(place.subject, "haproxy");
     hcmd.args(["-db", "-f"]).arg(&hcfg);
+    commands.push(command_line(&hcmd));
     let mut hap = Proc::spawn("haproxy", hcmd, dir)?;
-    let up = |port: u16| {
-        wait_for(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+
+    wait_listening(&mut bal, bal_port).context("balancer, the system under test")?;
+    wait_listening(&mut hap, hap_port).context("HAProxy, the peer")?;
+    // Logged right after the listeners are bound: it may lag a little.
+    let logged_workers = |p: &Proc| {
+        p.output().lines().find_map(|l| {
+            let (_, rest) = l.split_once(" worker threads)")?.0.rsplit_once('(')?;
+            rest.trim().parse::<u64>().ok()
         })
     };
-    if !up(bal_port) || bal.try_wait()?.is_some() {
-        bail!("balancer did not start: {}", bal.output());
-    }
-    if !up(hap_port) || hap.try_wait()?.is_some() {
-        bail!("haproxy did not start: {}", hap.output());
-    }
+    wait_for(Duration::from_secs(10), || logged_workers(&bal).is_some());
+    let bal_workers = logged_workers(&bal).context("balancer did not log its HTTP worker count")?;
+    let hap_threads = threads(hap.pid())?;
+
     let lua = dir.join("report.lua");
     std::fs::write(&lua, LUA)?;
     let secs = if quick { 3 } else { 10 };
@@ -119,25 +184,30 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
         ("balancer", bal_port, bal.pid()),
         ("haproxy", hap_port, hap.pid()),
     ];
+    for (_, port, _) in targets {
+        for s in [1, secs] {
+            commands.push(command_line(&wrk_command(&place, &lua, port, s)));
+        }
+    }
     let mut results: Vec<Vec<Trial>> = vec![Vec::new(), Vec::new()];
     for t in 0..trials {
         let order: [usize; 2] = if t % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
             let (name, port, pid) = targets[i];
             // Warm up (connections, pools), then measure.
-            wrk(&lua, port, 1)?;
+            wrk(&place, &lua, port, 1).with_context(|| format!("{name}: warm-up"))?;
             let cpu0 = cpu_seconds(pid)?;
-            let r = wrk(&lua, port, secs)?;
+            let r = wrk(&place, &lua, port, secs).with_context(|| format!("{name}: trial {t}"))?;
             let cpu = cpu_seconds(pid)? - cpu0;
             let trial = Trial {
-                cpu_s_per_100k: cpu / r.0 as f64 * 100_000.0,
+                cpu_s_per_100k: cpu / r.requests as f64 * 100_000.0,
                 rss_kib: rss_kib(pid)?,
-                requests: r.0,
-                rps: r.0 as f64 / r.1,
-                p50_us: r.2,
-                p99_us: r.3,
-                p999_us: r.4,
-                errors: r.5,
+                requests: r.requests,
+                rps: r.requests as f64 / r.seconds,
+                p50_us: r.p50_us,
+                p99_us: r.p99_us,
+                p999_us: r.p999_us,
+                errors: r.errors,
             };
             println!(
                 "  {name:<9} trial {t}: {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  \
@@ -150,9 +220,25 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
                 trial.rss_kib,
                 trial.errors
             );
+            if trial.requests == 0 || trial.errors as f64 > MAX_ERROR_SHARE * trial.requests as f64
+            {
+                bail!(
+                    "{name}: {} of {} requests failed under wrk: no figure from it",
+                    trial.errors,
+                    trial.requests
+                );
+            }
             results[i].push(trial);
         }
     }
+    for (p, name) in [(&mut bal, "balancer"), (&mut hap, "haproxy")] {
+        if let Some(st) = p.try_wait()? {
+            bail!("{name} exited during the run ({st}): {}", p.output());
+        }
+    }
+    drop(bal);
+    drop(hap);
+
     let med = |v: &[Trial], f: fn(&Trial) -> f64| {
         let mut x: Vec<f64> = v.iter().map(f).collect();
         x.sort_by(f64::total_cmp);
@@ -172,17 +258,62 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
                 "rss_kib": med(r, |t| t.rss_kib as f64),
                 "errors": r.iter().map(|t| t.errors).sum::<u64>(),
                 "requests": r.iter().map(|t| t.requests).sum::<u64>(),
+                "trials": r.iter().map(|t| json!({
+                    "requests_per_s": t.rps, "p50_us": t.p50_us, "p99_us": t.p99_us,
+                    "p999_us": t.p999_us, "cpu_s_per_100k": t.cpu_s_per_100k,
+                    "rss_kib": t.rss_kib, "errors": t.errors, "requests": t.requests,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
+    let peer = versions["haproxy"]
+        .as_str()
+        .and_then(|v| v.split_whitespace().take(3).nth(2))
+        .map_or_else(
+            || "HAProxy".to_owned(),
+            |v| format!("HAProxy {}", v.split('-').next().unwrap_or(v)),
+        );
     let (b, h) = (&summary[0], &summary[1]);
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    let rps_ratio = f(b, "requests_per_s") / f(h, "requests_per_s");
-    let p99_ratio = f(b, "p99_us") / f(h, "p99_us");
-    let cpu_ratio = f(b, "cpu_s_per_100k") / f(h, "cpu_s_per_100k");
+    let pair = |id: &'static str, what: &str, unit: &'static str, key: &str, scale: f64| {
+        Figure::new(id, format!("balancer {what}"), unit, f(b, key) * scale)
+            .peer(&peer, f(h, key) * scale)
+    };
+    let rps = pair(
+        "requests-per-s",
+        "requests/s",
+        "requests/s",
+        "requests_per_s",
+        1.0,
+    );
+    let rps_ratio = rps.ratio().unwrap_or(f64::NAN);
+    let p99 = pair("latency-p99", "latency p99", "us", "p99_us", 1.0);
+    let p99_ratio = p99.ratio().unwrap_or(f64::NAN);
+    let cpu = pair(
+        "cpu-per-100k-requests",
+        "CPU time (user+system) per 100,000 requests",
+        "s",
+        "cpu_s_per_100k",
+        1.0,
+    );
+    let cpu_ratio = cpu.ratio().unwrap_or(f64::NAN);
+    let figures = [
+        rps.target(Target::ratio_at_least(rps_ratio, 1.0, &peer)),
+        pair("latency-p50", "latency p50", "us", "p50_us", 1.0),
+        p99.target(Target::ratio_at_most(p99_ratio, 1.0, &peer)),
+        pair("latency-p99-9", "latency p99.9", "us", "p999_us", 1.0),
+        cpu.target(Target::ratio_at_most(cpu_ratio, 1.2, &peer)),
+        pair(
+            "rss",
+            "resident memory after the run (includes the mmap'ed Maglev map, kernel memory)",
+            "bytes",
+            "rss_kib",
+            1024.0,
+        ),
+    ];
     let verdict = |ok: bool| if ok { "meets" } else { "misses" };
     println!(
-        "http: medians of {trials} trial(s) of {secs} s, wrk {CONNECTIONS} connections, \
+        "http-cookie: medians of {trials} trial(s) of {secs} s, wrk {CONNECTIONS} connections, \
          cookie SERVER=s0 on every request:\n  \
          balancer/haproxy requests/s {rps_ratio:.2}x (target >= 1: {}), p99 {p99_ratio:.2}x \
          (target <= 1: {}), CPU per request {cpu_ratio:.2}x (target <= 1.2: {})",
@@ -190,33 +321,100 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
         verdict(p99_ratio <= 1.0),
         verdict(cpu_ratio <= 1.2)
     );
-    drop(bal);
-    drop(hap);
+    let shared = place.generator == place.subject;
+    let cpus = Cpus {
+        generator: Some(vec![place.generator]),
+        subject: Some(vec![place.subject]),
+        note: format!(
+            "{}; balancer ran {bal_workers} HTTP worker(s) (one per CPU it may use), HAProxy \
+             {hap_threads} thread(s) (one per CPU it is bound to)",
+            if shared {
+                format!(
+                    "one CPU only: wrk, the backends and the proxy under test share CPU {}",
+                    place.subject
+                )
+            } else {
+                format!(
+                    "wrk and the two backends (threads of xtask) on CPU {}, the proxy under test \
+                     on CPU {} (taskset); other work on the machine is not excluded",
+                    place.generator, place.subject
+                )
+            }
+        ),
+    };
     Ok(json!({
         "sections": [{
-            "name": "http",
-            "how": format!("wrk -t1 -c{CONNECTIONS} -d{secs}s with 'Cookie: SERVER=s0' against each \
-                            proxy in turn (alternating), same two loopback backends; CPU from \
-                            /proc/PID/stat utime+stime of the proxy process"),
+            "name": "http-cookie",
+            "how": format!("wrk -t1 -c{CONNECTIONS}, 1 s warm-up then {secs} s, with 'Cookie: \
+                            SERVER=s0', against each proxy in turn ({trials} alternating trial(s), \
+                            medians), same two loopback backends answering their name; CPU from \
+                            /proc/PID/stat utime+stime of the proxy process; RSS from \
+                            /proc/PID/status after each trial"),
+            "commands": commands,
+            "versions": versions,
+            "cpus": cpus.json(),
+            "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),
             "proxies": summary,
-            "ratios": {"requests_per_s": rps_ratio, "p99": p99_ratio, "cpu_per_request": cpu_ratio},
-            "targets": {"requests_per_s": verdict(rps_ratio >= 1.0), "p99": verdict(p99_ratio <= 1.0),
-                        "cpu_per_request": verdict(cpu_ratio <= 1.2)},
+            "workers": {"balancer_http_workers": bal_workers, "haproxy_threads": hap_threads},
+            "balancer_config": bal_cfg,
+            "haproxy_config": hap_cfg,
         }]
     }))
 }
 
-/// (requests, seconds, p50 us, p99 us, p99.9 us, errors) of one wrk run.
-fn wrk(lua: &Path, port: u16, secs: u32) -> anyhow::Result<(u64, f64, u64, u64, u64, u64)> {
-    let url = format!("http://127.0.0.1:{port}/");
-    let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s")])
+/// Wait until `port` accepts connections; fail at once if the process
+/// exits, and after 20 s if it never listens.
+fn wait_listening(p: &mut Proc, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = p.try_wait()? {
+            bail!("{} exited at start ({st}): {}", p.name, p.output().trim());
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} is not listening on 127.0.0.1:{port} after 20 s: {}",
+                p.name,
+                p.output().trim()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct WrkResult {
+    requests: u64,
+    seconds: f64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    errors: u64,
+}
+
+fn wrk_command(place: &Placement, lua: &Path, port: u16, secs: u32) -> Command {
+    let mut cmd = Placement::taskset(place.generator, "wrk");
+    cmd.args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s")])
         .args(["-H", "Cookie: SERVER=s0", "-s"])
         .arg(lua)
-        .arg(&url)
+        .arg(format!("http://127.0.0.1:{port}/"));
+    cmd
+}
+
+/// One wrk run, pinned to the generator's CPU.
+fn wrk(place: &Placement, lua: &Path, port: u16, secs: u32) -> anyhow::Result<WrkResult> {
+    let out = wrk_command(place, lua, port, secs)
         .output()
         .context("running wrk (cargo xtask setup installs it)")?;
     let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "wrk failed ({}): {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))
@@ -225,17 +423,17 @@ fn wrk(lua: &Path, port: u16, secs: u32) -> anyhow::Result<(u64, f64, u64, u64, 
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
         .collect();
-    if v.len() != 6 {
+    let [requests, seconds, p50, p99, p999, errors] = v[..] else {
         bail!("wrk: bad result line {line:?}");
-    }
-    Ok((
-        v[0] as u64,
-        v[1],
-        v[2] as u64,
-        v[3] as u64,
-        v[4] as u64,
-        v[5] as u64,
-    ))
+    };
+    Ok(WrkResult {
+        requests: requests as u64,
+        seconds,
+        p50_us: p50 as u64,
+        p99_us: p99 as u64,
+        p999_us: p999 as u64,
+        errors: errors as u64,
+    })
 }
 
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
@@ -250,10 +448,18 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks / hz)
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+fn status_field(pid: u32, key: &str) -> anyhow::Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("VmRSS")
+        .with_context(|| format!("{key} in /proc/{pid}/status"))
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_field(pid, "VmRSS:")
+}
+
+fn threads(pid: u32) -> anyhow::Result<u64> {
+    status_field(pid, "Threads:")
 }

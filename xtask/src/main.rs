@@ -8,6 +8,8 @@ mod bench;
 mod bench_control;
 mod bench_http;
 mod demo;
+mod plots;
+mod report;
 mod setup;
 mod test;
 mod util;
@@ -37,17 +39,35 @@ enum Command {
     Demo,
     /// Remove labs (namespaces, pins, logs) left behind by killed runs.
     Sweep,
-    /// Set up, build and run the benchmarks (root); prints tables, writes JSON.
+    /// Set up, build and run the benchmarks (root); prints tables, writes
+    /// the JSON report and plots.
     Bench {
-        /// Run only this section (xdp-testrun).
+        /// Run only this section (xdp-testrun, xdp-pps, http-cookie, ...).
         #[arg(long)]
         only: Option<String>,
         /// Fewer repetitions: a quick, noisier run.
         #[arg(long)]
         quick: bool,
-        /// Where to write the JSON report (default target/bench/report.json).
+        /// Where to write the JSON report (default <out>/report.json).
         #[arg(long)]
         json: Option<std::path::PathBuf>,
+        /// Where to write plots and the report (default <target>/bench).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Also rewrite README's Performance figures (between its bench
+        /// markers) and docs/bench/ (report and plots) from this run.
+        #[arg(long)]
+        readme: bool,
+    },
+    /// Rewrite README's Performance figures and docs/bench/ from a report
+    /// written earlier by `cargo xtask bench`.
+    BenchReadme {
+        /// The report (JSON).
+        report: std::path::PathBuf,
+        /// The README to rewrite (default: the workspace's README.md); its
+        /// plots and report go to docs/bench/ next to it.
+        #[arg(long)]
+        readme_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -60,7 +80,23 @@ fn main() -> std::process::ExitCode {
         Command::Test { args } => test::run(&args),
         Command::Demo => demo::run(),
         Command::Sweep => sweep(),
-        Command::Bench { only, quick, json } => bench::run(only.as_deref(), quick, json.as_deref()),
+        Command::Bench {
+            only,
+            quick,
+            json,
+            out,
+            readme,
+        } => bench::run(&bench::Options {
+            only,
+            quick,
+            json,
+            out,
+            readme,
+        }),
+        Command::BenchReadme {
+            report,
+            readme_file,
+        } => bench::readme_from(&report, readme_file.as_deref()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

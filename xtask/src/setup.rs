@@ -33,6 +33,9 @@ const COMMANDS: &[(&str, &str)] = &[
     // and loaded with wrk.
     ("haproxy", "haproxy"),
     ("wrk", "wrk"),
+    // The font of the bench plots (xtask/src/plots.rs); a path, not a
+    // command: the check below finds an absolute path as it is.
+    (crate::plots::FONT, "fonts-dejavu-core"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,4 +1,6 @@
-//! `cargo xtask test`: setup, lints, then every test tier, as root.
+//! `cargo xtask test`: setup, lints, then every test tier, as root; at the
+//! end (unless a test filter was given) a quick `cargo xtask bench` whose
+//! report is checked against the bench schema (its shape, not its figures).
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -72,6 +74,19 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
         }
     }
     let ok = child.wait()?.success();
+    // The benchmark schema check, after the other tests (a lab namespace
+    // left behind by a test is reported below, not swept by the bench).
+    let schema = if extra.is_empty() {
+        let leftovers = balancer_tests::lab::stale_namespaces()?;
+        if leftovers.is_empty() {
+            Some(bench_schema_check())
+        } else {
+            None
+        }
+    } else {
+        println!("test: a test filter was given: the bench schema check is skipped");
+        None
+    };
 
     // Every test process has exited: a lab namespace still here was not
     // cleaned up by its test. Report it, then remove it.
@@ -90,7 +105,39 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
     if totals[0] == 0 {
         bail!("no test ran");
     }
+    if let Some(result) = schema {
+        result.context("bench schema check")?;
+    }
     Ok(())
+}
+
+/// `cargo xtask bench --quick --json <tmp> --out <tmp>`, then the report
+/// must hold every section of [`crate::bench::SECTIONS`] in the schema's
+/// shape.
+fn bench_schema_check() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("blb-{}-bench-schema", std::process::id()));
+    let json = dir.join("report.json");
+    println!(
+        "test: bench schema check: cargo xtask bench --quick --json {} --out {}",
+        json.display(),
+        dir.display()
+    );
+    let started = std::time::Instant::now();
+    let result = status(
+        std::process::Command::new(std::env::current_exe().context("xtask's own path")?)
+            .args(["bench", "--quick", "--json"])
+            .arg(&json)
+            .arg("--out")
+            .arg(&dir),
+    )
+    .and_then(|()| crate::report::validate_file(&json, &crate::bench::section_names()));
+    println!(
+        "test: bench schema check: {} in {:.0} s",
+        if result.is_ok() { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    result.map(|_| ())
 }
 
 /// `N` in "... N passed; ..." (0 when absent).

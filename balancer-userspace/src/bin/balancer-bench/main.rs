@@ -55,6 +55,10 @@ struct Cli {
     /// CPU this process may run on).
     #[arg(long)]
     cpu: Option<usize>,
+    /// Print the machine's description (the report's `machine`) as JSON
+    /// and exit: `cargo xtask bench` puts it in every report.
+    #[arg(long, conflicts_with_all = ["only", "json"])]
+    machine: bool,
 }
 
 /// The benchmark sections, in the order a full run takes them.
@@ -97,6 +101,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.machine {
+        println!("{}", machine());
+        return Ok(());
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("loading XDP programs and BPF_PROG_TEST_RUN need root");
@@ -127,7 +135,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(path) = cli.json {
         let report = json!({
-            "schema": "balancer-bench/1",
+            // The shape shared by every section (notes/bench-schema.md,
+            // checked by xtask/src/report.rs).
+            "schema": "balancer-bench/2",
             "generated_unix_s": SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -320,6 +330,33 @@ fn cpu_ticks(cpu: usize) -> Option<Vec<u64>> {
 }
 
 // ---- figures ---------------------------------------------------------------
+
+/// One entry of a section's "figures" (the uniform part of the report,
+/// schema `balancer-bench/2`): a measured value in `unit`, its peer
+/// measured in the same run (`(name, value)`), value/peer and a target
+/// (`(text, met)`).
+fn report_figure(
+    id: &str,
+    what: &str,
+    unit: &str,
+    value: f64,
+    peer: Option<(&str, f64)>,
+    target: Option<(String, bool)>,
+) -> Value {
+    json!({
+        "id": id,
+        "what": what,
+        "unit": unit,
+        "value": value,
+        "peer": peer.map(|(name, v)| json!({"name": name, "value": v})),
+        "ratio": peer.map(|(_, v)| value / v),
+        "target": target.map(|(text, met)| json!({
+            "text": text,
+            "result": if met { "meets" } else { "misses" },
+        })),
+        "measured": true,
+    })
+}
 
 /// One figure over several trials.
 #[derive(Debug, Clone, Default)]

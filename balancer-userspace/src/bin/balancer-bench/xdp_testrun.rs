@@ -136,6 +136,37 @@ impl Row {
         Some(if r <= t { "meets" } else { "misses" })
     }
 
+    /// The row as a figure of the uniform report: median ns/packet, the
+    /// bare program's median as the peer.
+    fn figure(&self) -> Value {
+        let method = match self.method {
+            Method::Repeat => format!("repeat {}", self.repeat),
+            Method::PerCall => format!("1 call per packet, {} calls", self.calls_per_trial),
+        };
+        let peer = self.peer.as_ref().map(|(label, p)| {
+            (
+                format!("{BARE_PROGRAM} program ({label})"),
+                p.kernel.median(),
+            )
+        });
+        let target = self
+            .target
+            .zip(self.verdict())
+            .map(|(t, v)| (format!("<= {t}x {BARE_PROGRAM}"), v == "meets"));
+        report_figure(
+            &self.id.replace('_', "-"),
+            &format!(
+                "{} ({method}, median of {} trials)",
+                self.case,
+                self.trials()
+            ),
+            "ns/packet",
+            self.subject.kernel.median(),
+            peer.as_ref().map(|(n, v)| (n.as_str(), *v)),
+            target,
+        )
+    }
+
     fn json(&self) -> Value {
         let unit = "ns/packet";
         let mut v = json!({
@@ -300,7 +331,40 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let memory = stick_memory(&dp)?;
 
     print_table(ctx, &sz, &rows, &memory, &repeat_check);
+    let mut figures: Vec<Value> = rows.iter().map(Row::figure).collect();
+    if let Some(bytes) = memory["memlock_bytes"].as_f64() {
+        figures.push(report_figure(
+            "stick-table-memlock",
+            &format!("kernel memory (memlock) of a {STICK_ENTRIES}-entry stick table"),
+            "bytes",
+            bytes,
+            None,
+            None,
+        ));
+    }
     Ok(json!({
+        "how": format!(
+            "the kernel's BPF_PROG_TEST_RUN timer, ns per run: `repeat` cases one call with \
+             repeat={} (the kernel's average, whole ns), per-call cases {} calls with repeat=1 on \
+             fresh frames; {} trials per case interleaved with the `{BARE_PROGRAM}` program's \
+             (parse Ethernet/IP, swap MACs, XDP_TX) in alternating order; value = median of \
+             trials; {STICK_ENTRIES}-entry stick table",
+            sz.repeat, sz.calls, sz.trials
+        ),
+        "commands": [],
+        "versions": {},
+        "cpus": {
+            "generator": [ctx.cpu],
+            "subject": [ctx.cpu],
+            "shared": true,
+            "note": format!(
+                "BPF_PROG_TEST_RUN runs the program in the calling thread, pinned to CPU {}: \
+                 the measuring thread and the program share it by design; the kernel times \
+                 only the program's runs",
+                ctx.cpu
+            ),
+        },
+        "figures": figures,
         "parameters": {
             "repeat": sz.repeat,
             "trials": sz.trials,

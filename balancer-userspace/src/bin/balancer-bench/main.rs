@@ -10,6 +10,11 @@
 //! - `xdp-testrun`: ns/packet of the real XDP program through
 //!   BPF_PROG_TEST_RUN, against the `bare` floor program (parse Ethernet/IP,
 //!   swap MACs, XDP_TX) from the same object.
+//! - `affinity`: share of clients that change server when one of N fails
+//!   and when it comes back, through the real program (stick table, Maglev
+//!   alone) against modulo hashing (modelled).
+//! - `table`: a 1,000,000-entry stick table (memory, inserts, `table
+//!   show`) against an nftables map.
 
 use std::{
     fmt::Write as _,
@@ -66,20 +71,28 @@ struct Cli {
 enum Section {
     /// ns/packet through BPF_PROG_TEST_RUN, against the `bare` floor program.
     XdpTestrun,
+    /// Share of clients that change server when one of N fails and comes back.
+    Affinity,
+    /// A 1,000,000-entry stick table: memory, inserts, `table show`.
+    Table,
 }
 
 impl Section {
-    const ALL: [Section; 1] = [Section::XdpTestrun];
+    const ALL: [Section; 3] = [Section::XdpTestrun, Section::Affinity, Section::Table];
 
     fn name(self) -> &'static str {
         match self {
             Section::XdpTestrun => "xdp-testrun",
+            Section::Affinity => "affinity",
+            Section::Table => "table",
         }
     }
 
     fn run(self, ctx: &Ctx) -> anyhow::Result<Value> {
         match self {
             Section::XdpTestrun => xdp_testrun::run(ctx),
+            Section::Affinity => affinity::run(ctx),
+            Section::Table => table::run(ctx),
         }
     }
 }
@@ -434,4 +447,7 @@ fn count(n: u64) -> String {
     out
 }
 
+mod affinity;
+mod common;
+mod table;
 mod xdp_testrun;

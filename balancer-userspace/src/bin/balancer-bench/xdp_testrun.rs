@@ -16,6 +16,7 @@
 //! Each case interleaves its trials with the `bare` program's (alternating
 //! which goes first), so machine noise hits both alike.
 
+use super::common::*;
 use super::*;
 
 /// How much each case runs (`--quick`: a smoke run, noisier).
@@ -49,13 +50,6 @@ impl Sizes {
 
 /// The stick table size of the memory figure and of every case here.
 const STICK_ENTRIES: u32 = 1_000_000;
-/// Ethernet frame length of the IPv4 cases (padded after the IP packet).
-const FRAME_V4: usize = 64;
-/// Test runs arrive on the loopback device of this network namespace;
-/// backends on it make the program answer XDP_TX.
-const LO_IFINDEX: u32 = 1;
-const CLIENT_MAC: [u8; 6] = [0x02, 0xb1, 0, 2, 0, 0];
-const BALANCER_MAC: [u8; 6] = [0x02, 0xb1, 0, 1, 0, 0];
 
 const VIP_V4: u32 = 0;
 const VIP_V6: u32 = 1;
@@ -445,62 +439,6 @@ fn configure(dp: &mut Dataplane) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn backend(family: u8, addr: [u8; 16], mac_last: u8) -> Backend {
-    Backend {
-        addr,
-        family,
-        state: STATE_UP,
-        _pad: [0; 2],
-        weight: 1,
-        ifindex: LO_IFINDEX,
-        mtu: 1500,
-        dst_mac: [0x02, 0xb1, 0, 3, 0, mac_last],
-        src_mac: BALANCER_MAC,
-    }
-}
-
-fn v4(a: Ipv4Addr) -> [u8; 16] {
-    let mut o = [0u8; 16];
-    o[..4].copy_from_slice(&a.octets());
-    o
-}
-
-/// A TCP SYN without options, padded to `FRAME_V4` bytes after the IP
-/// packet (Ethernet padding: the IP total length still says 40).
-fn syn_v4(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    let mut out = Vec::with_capacity(FRAME_V4);
-    PacketBuilder::ethernet2(CLIENT_MAC, BALANCER_MAC)
-        .ipv4(src.octets(), dst.octets(), 64)
-        .tcp(40000, 80, 1, 65535)
-        .syn()
-        .write(&mut out, &[])
-        .expect("a SYN fits in a Vec");
-    out.resize(FRAME_V4, 0);
-    out
-}
-
-/// The smallest IPv6 TCP SYN: 14 + 40 + 20 = 74 bytes.
-fn syn_v6(src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, BALANCER_MAC)
-        .ipv6(src.octets(), dst.octets(), 64)
-        .tcp(40000, 80, 1, 65535)
-        .syn()
-        .write(&mut out, &[])
-        .expect("a SYN fits in a Vec");
-    out
-}
-
-fn expect(r: &TestRun, action: u32, what: &str) -> anyhow::Result<()> {
-    ensure!(
-        r.action == action,
-        "{what}: the program returned action {} where {action} was expected; \
-         the benchmark would measure the wrong path",
-        r.action
-    );
-    Ok(())
-}
-
 /// One repeat-based trial: the kernel's ns per repetition.
 fn repeat_trial(fd: BorrowedFd<'_>, frame: &[u8], action: u32, repeat: u32) -> anyhow::Result<f64> {
     let r = test_run(fd, frame, repeat)?;
@@ -854,31 +792,6 @@ fn ipip_hit(
         checks: json!({ "action": "XDP_TX" }),
     });
     Ok(rows)
-}
-
-/// The kernel's own accounting for the stick table: `memlock:` in the
-/// map fd's fdinfo.
-fn stick_memory(dp: &Dataplane) -> anyhow::Result<Value> {
-    let fd = dp.stick_map_fd()?;
-    let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
-    let info = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let field = |name: &str| -> Option<u64> {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-    };
-    let memlock = field("memlock:").with_context(|| format!("no memlock: line in {path}"))?;
-    let max_entries = field("max_entries:").unwrap_or(u64::from(STICK_ENTRIES));
-    Ok(json!({
-        "map": STICK_MAP,
-        "map_type": field("map_type:"),
-        "max_entries": max_entries,
-        "key_bytes": std::mem::size_of::<StickKey>(),
-        "value_bytes": std::mem::size_of::<StickValue>(),
-        "memlock_bytes": memlock,
-        "bytes_per_entry": round3(memlock as f64 / max_entries as f64),
-        "source": "memlock: in /proc/self/fdinfo/<STICK map fd> (the kernel's \
-                   accounting; an LRU hash preallocates every entry)",
-    }))
 }
 
 fn print_table(ctx: &Ctx, sz: &Sizes, rows: &[Row], memory: &Value, repeat_check: &Value) {

@@ -1,0 +1,890 @@
+//! A 1,000,000-entry stick table: kernel memory, insert rate, full-table
+//! iteration (`balancer table show`) and the daemon memory to hold the
+//! listing, against an nftables map (the kernel's other per-client state
+//! store) in a network namespace of its own.
+//!
+//! balancer: the real STICK map sized for 1,000,000 entries; its memory is
+//! the kernel's `memlock:` accounting; inserts are client SYNs through the
+//! program (BPF_PROG_TEST_RUN, one fresh IPv6 source per call), and for
+//! reference userspace BPF_MAP_UPDATE_BATCH into a second, empty table; the
+//! walk is `Dataplane::stick_entries`, what the admin API's `table show`
+//! calls, followed by the same JSON answer shape.
+//!
+//! nftables: a `type ipv6_addr : mark` map with `flags timeout` (30 min,
+//! the stick table's expiry), loaded with one `nft -f` batch, listed with
+//! `nft list map`. nft's listing time grows faster than linearly with the
+//! map (minutes at a million elements on this machine), so the peer runs
+//! at a smaller size and balancer is measured at that size too; the
+//! kernel memory of nft elements is the growth of the kmalloc-cg-* slab
+//! caches (/proc/slabinfo), which other activity on the machine also
+//! moves: approximate.
+
+use std::{
+    io::{Read as _, Write as _},
+    os::unix::process::ExitStatusExt as _,
+    path::Path,
+    process::Stdio,
+};
+
+use super::common::*;
+use super::*;
+
+const VIP_ID: u32 = 0;
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+/// Client k is 2001:db8:1:: + k.
+const CLIENT_BASE: u128 = 0x2001_0db8_0001_0000_0000_0000_0000_0000;
+const BACKENDS: u32 = 4;
+const STICK_REFRESH_NS: u64 = 1_000_000_000;
+const EXPIRE_NS: u64 = 30 * 60 * 1_000_000_000;
+/// Frames built (untimed) per chunk of program inserts.
+const CHUNK: usize = 10_000;
+/// Elements per `add element` statement of the nft batch file.
+const NFT_CHUNK: usize = 10_000;
+const NFT_TABLE: &str = "balancer_bench";
+const NFT_MAP: &str = "clients";
+
+struct Sizes {
+    /// The stick table's capacity and how many clients fill it.
+    entries: usize,
+    /// Elements of the nftables map, and the size at which balancer is
+    /// also measured for the like-for-like figures.
+    peer: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        Sizes {
+            entries: 1_000_000,
+            peer: if quick { 20_000 } else { 100_000 },
+        }
+    }
+}
+
+fn client(k: usize) -> Ipv6Addr {
+    Ipv6Addr::from(CLIENT_BASE + k as u128)
+}
+
+/// The listing held by the daemon: walk time, entries, RSS growth.
+struct Listing {
+    walk_s: f64,
+    entries: usize,
+    /// RSS growth holding the entries (key, value) as read.
+    rss_entries: i64,
+    /// The JSON answer, when rendered.
+    answer: Option<Answer>,
+}
+
+/// `table show`'s JSON answer to the listing.
+struct Answer {
+    /// RSS growth holding the entries and the answer.
+    rss: i64,
+    render_s: f64,
+    bytes: usize,
+}
+
+impl Listing {
+    fn json(&self) -> Value {
+        json!({
+            "walk_s": round6(self.walk_s),
+            "entries": self.entries,
+            "rss_growth_entries_bytes": self.rss_entries,
+            "rss_growth_with_answer_bytes": self.answer.as_ref().map(|a| a.rss),
+            "render_s": self.answer.as_ref().map(|a| round6(a.render_s)),
+            "answer_bytes": self.answer.as_ref().map(|a| a.bytes),
+        })
+    }
+}
+
+fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+/// Inserts through the program.
+#[derive(Default)]
+struct Inserts {
+    count: usize,
+    wall_s: f64,
+    kernel_ns: u64,
+}
+
+impl Inserts {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.wall_s
+    }
+}
+
+pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
+    let sz = Sizes::new(ctx.quick);
+    let nft_version = tool_version("nft", &["-v"])?;
+
+    // 1. The peer first, while this process is small: a child's peak RSS
+    // (wait4's ru_maxrss) starts from its parent's RSS at fork.
+    let nft = nft_peer(sz.peer)?;
+    println!(
+        "table: nftables map of {} elements: nft -f {:.2} s, nft list map {:.2} s, \
+         kmalloc-cg slabs +{} bytes (approx.)",
+        count(sz.peer as u64),
+        nft.insert_s,
+        nft.list_s,
+        count(nft.slab_bytes.max(0) as u64)
+    );
+
+    // 2. The table, loaded: kernel memory.
+    let mem0 = kernel_mem()?;
+    let mut dp = load(&sz)?;
+    let mem1 = kernel_mem()?;
+    let memory = stick_memory(&dp)?;
+    let memlock = memory["memlock_bytes"]
+        .as_u64()
+        .context("no memlock figure")?;
+    let capacity = memory["max_entries"].as_u64().unwrap_or(sz.entries as u64);
+    configure(&mut dp)?;
+    println!(
+        "table: STICK map for {} entries: memlock {} bytes ({:.1} MiB)",
+        count(capacity),
+        count(memlock),
+        memlock as f64 / (1024.0 * 1024.0)
+    );
+
+    // 3. Inserts through the program up to the peer's size; the walk there.
+    let stats0 = dp.vip_stats(VIP_ID)?;
+    let mut ins_peer = Inserts::default();
+    insert_through_program(&dp, 0..sz.peer, &mut ins_peer)?;
+    let at_peer = listing(&dp, true)?;
+    let peer_answer = at_peer.answer.as_ref().context("no answer rendered")?;
+    ensure!(
+        at_peer.entries == sz.peer,
+        "{} entries after {} inserts",
+        at_peer.entries,
+        sz.peer
+    );
+    // 4. On to the full table; the walk of a million (and in a full run
+    // its JSON answer: about 1 GB of heap for a million entries).
+    let mut rest = Inserts::default();
+    insert_through_program(&dp, sz.peer..sz.entries, &mut rest)?;
+    let stats1 = dp.vip_stats(VIP_ID)?;
+    let all_ins = Inserts {
+        count: ins_peer.count + rest.count,
+        wall_s: ins_peer.wall_s + rest.wall_s,
+        kernel_ns: ins_peer.kernel_ns + rest.kernel_ns,
+    };
+    let full = listing(&dp, !ctx.quick)?;
+    let new_sticks = stats1.new_sticks - stats0.new_sticks;
+    ensure!(
+        new_sticks == sz.entries as u64,
+        "{new_sticks} entries stored for {} fresh clients",
+        sz.entries
+    );
+    println!(
+        "table: {} SYNs from fresh clients through the program: {:.2} s, {:.0} entries/s; \
+         {} entries in the table ({} evicted); walk {:.2} s",
+        count(all_ins.count as u64),
+        all_ins.wall_s,
+        all_ins.rate(),
+        count(full.entries as u64),
+        count(sz.entries.saturating_sub(full.entries) as u64),
+        full.walk_s
+    );
+    drop(dp);
+
+    // 5. Userspace batch updates into an empty table, for reference.
+    let batch = batch_insert(&sz)?;
+    println!(
+        "table: BPF_MAP_UPDATE_BATCH of {} entries: {:.2} s, {:.0} entries/s",
+        count(batch.count as u64),
+        batch.wall_s,
+        batch.rate()
+    );
+
+    let peer_n = sz.peer;
+    let nft_rate = peer_n as f64 / nft.insert_s;
+    let nft_name = |what: &str| format!("nftables map, {what} ({} elements)", count(peer_n as u64));
+    let load_delta = mem1.saturating_sub(mem0);
+    let nft_slab_name = nft_name("slab growth per element");
+    if nft.slab_bytes <= 0 {
+        println!(
+            "table: WARNING: the kmalloc-cg slab caches did not grow while nft loaded its map \
+             (other activity freed more): no kernel-memory peer figure this run"
+        );
+    }
+    let figures = vec![
+        report_figure(
+            "stick-memlock",
+            &format!(
+                "kernel memory of the STICK map sized for {} entries (memlock: in the map's \
+                 fdinfo; an LRU hash preallocates every entry; /proc/meminfo Slab+VmallocUsed \
+                 grew by {} bytes around the load)",
+                count(capacity),
+                count(load_delta)
+            ),
+            "bytes",
+            memlock as f64,
+            None,
+            None,
+        ),
+        report_figure(
+            "kernel-bytes-per-entry",
+            "kernel memory per entry: balancer's memlock / capacity, against the growth of \
+             the kmalloc-cg-* slab caches (/proc/slabinfo) / elements while `nft -f` loaded \
+             the nftables map (approximate: machine-wide caches other activity also uses; \
+             nft's hash bucket array is not in them)",
+            "bytes",
+            round3(memlock as f64 / capacity as f64),
+            // Other activity can hide nft's growth entirely (the caches
+            // shrank meanwhile): then there is no peer figure this run.
+            (nft.slab_bytes > 0).then_some((
+                nft_slab_name.as_str(),
+                round3(nft.slab_bytes as f64 / peer_n as f64),
+            )),
+            None,
+        ),
+        report_figure(
+            "insert-rate-program",
+            &format!(
+                "new entries/s through the XDP program: {} IPv6 SYNs from fresh clients, one \
+                 BPF_PROG_TEST_RUN call each (wall clock including the syscall; the program \
+                 itself took {:.0} ns per insert on the kernel's timer)",
+                count(all_ins.count as u64),
+                all_ins.kernel_ns as f64 / all_ins.count as f64
+            ),
+            "entries/s",
+            all_ins.rate().round(),
+            Some((&nft_name("one `nft -f` batch"), nft_rate.round())),
+            None,
+        ),
+        report_figure(
+            "insert-rate-batch",
+            &format!(
+                "new entries/s from userspace, BPF_MAP_UPDATE_BATCH of {} entries ({} per \
+                 call) into an empty table",
+                count(batch.count as u64),
+                count(BATCH as u64)
+            ),
+            "entries/s",
+            batch.rate().round(),
+            Some((&nft_name("one `nft -f` batch"), nft_rate.round())),
+            None,
+        ),
+        report_figure(
+            "table-show-walk-peer-size",
+            &format!(
+                "time to read every entry the way `balancer table show` does \
+                 (Dataplane::stick_entries) with {} entries in the table",
+                count(at_peer.entries as u64)
+            ),
+            "s",
+            round6(at_peer.walk_s),
+            Some((&nft_name("`nft list map`"), round6(nft.list_s))),
+            None,
+        ),
+        report_figure(
+            "table-show-walk-full",
+            &format!(
+                "time to read every entry the way `balancer table show` does \
+                 (Dataplane::stick_entries), {} entries (nft lists a map this size in \
+                 minutes here: not run)",
+                count(full.entries as u64)
+            ),
+            "s",
+            round6(full.walk_s),
+            None,
+            None,
+        ),
+        report_figure(
+            "listing-rss-peer-size",
+            &format!(
+                "daemon-side memory to hold the `table show` listing of {} entries: RSS \
+                 growth holding the entries and their JSON answer ({} bytes); nft's figure \
+                 is its whole process (this process had {} bytes resident when it started \
+                 nft, a floor for wait4's figure)",
+                count(at_peer.entries as u64),
+                count(peer_answer.bytes as u64),
+                count(nft.spawn_rss)
+            ),
+            "bytes",
+            peer_answer.rss as f64,
+            Some((
+                &nft_name("peak RSS of `nft list map`"),
+                nft.list_max_rss as f64,
+            )),
+            None,
+        ),
+        report_figure(
+            "listing-rss-full",
+            &match &full.answer {
+                Some(a) => format!(
+                    "daemon-side memory to hold the `table show` listing of {} entries: RSS \
+                     growth holding the entries ({} bytes) and their JSON answer ({} bytes)",
+                    count(full.entries as u64),
+                    count(full.rss_entries.max(0) as u64),
+                    count(a.bytes as u64)
+                ),
+                None => format!(
+                    "daemon-side memory to hold the entries of a {}-entry `table show` \
+                     listing as read (quick run: the JSON answer is not rendered)",
+                    count(full.entries as u64)
+                ),
+            },
+            "bytes",
+            full.answer.as_ref().map_or(full.rss_entries, |a| a.rss) as f64,
+            None,
+            None,
+        ),
+    ];
+    print_figures("table", &figures);
+    Ok(json!({
+        "about": "a 1,000,000-entry stick table: kernel memory, insert rate, full-table walk \
+                  for `table show`, daemon memory for the listing; peer: an nftables map",
+        "how": format!(
+            "balancer: STICK map sized for {} entries, memory from memlock: in its fdinfo; \
+             {} IPv6 SYNs from fresh clients (2001:db8:1::/48) through the real XDP program by \
+             BPF_PROG_TEST_RUN, one call each, timed by the wall clock (frames built untimed); \
+             BPF_MAP_UPDATE_BATCH of {} entries into a second, empty table; walks by \
+             Dataplane::stick_entries (what the admin API's table show calls) at {} and {} \
+             entries, the JSON answer rendered with table show's fields ({}); RSS from \
+             /proc/self/status. nftables (in a network namespace created for the run and \
+             deleted after): `type ipv6_addr : mark` map, flags timeout, timeout 30m, {} \
+             elements (the same clients) loaded by one `nft -f` file of `add element` \
+             statements of {} elements, listed by `nft list map` (wall clock, peak RSS by \
+             wait4; nft runs first, while this process is small), kernel memory from the \
+             kmalloc-cg-* caches of /proc/slabinfo before/after (approximate). nft runs at a smaller size because its listing time grows faster \
+             than linearly; rates compare across sizes, the walk figures are like for like.",
+            count(capacity),
+            count(sz.entries as u64),
+            count(batch.count as u64),
+            count(sz.peer as u64),
+            count(full.entries as u64),
+            if ctx.quick {
+                "at the smaller size only in a quick run"
+            } else {
+                "at both sizes"
+            },
+            count(sz.peer as u64),
+            NFT_CHUNK
+        ),
+        "commands": nft.commands,
+        "versions": { "nft": nft_version },
+        "cpus": {
+            "generator": [ctx.cpu],
+            "subject": [ctx.cpu],
+            "shared": true,
+            "note": format!(
+                "everything runs on CPU {}: the program runs in the calling thread \
+                 (BPF_PROG_TEST_RUN), nft inherits the pin",
+                ctx.cpu
+            ),
+        },
+        "figures": figures,
+        "balancer": {
+            "memory": memory,
+            "meminfo_growth_at_load_bytes": load_delta,
+            "program_inserts": {
+                "entries": all_ins.count,
+                "wall_s": round6(all_ins.wall_s),
+                "entries_per_s": all_ins.rate().round(),
+                "kernel_ns_per_insert": round3(all_ins.kernel_ns as f64 / all_ins.count as f64),
+                "first_entries": ins_peer.count,
+                "first_entries_per_s": ins_peer.rate().round(),
+                "new_sticks_counted": new_sticks,
+                "in_table_after": full.entries,
+            },
+            "batch_inserts": {
+                "entries": batch.count,
+                "per_call": BATCH,
+                "wall_s": round6(batch.wall_s),
+                "entries_per_s": batch.rate().round(),
+            },
+            "listing_peer_size": at_peer.json(),
+            "listing_full": full.json(),
+        },
+        "nftables": nft.json(),
+        "parameters": {
+            "entries": sz.entries,
+            "peer_elements": sz.peer,
+            "expire_ns": EXPIRE_NS,
+        },
+    }))
+}
+
+fn load(sz: &Sizes) -> anyhow::Result<Dataplane> {
+    Dataplane::load_with(LoadOptions {
+        stick_size: sz.entries as u32,
+        max_vips: 1,
+        max_backends: BACKENDS,
+    })
+    .context("loading the XDP program")
+}
+
+fn configure(dp: &mut Dataplane) -> anyhow::Result<()> {
+    dp.set_config(&GlobalConfig {
+        stick_refresh_ns: STICK_REFRESH_NS,
+        insert_cap: 0,
+        tun_src_v4: [198, 18, 1, 1],
+        tun_src_v6: "2001:db8:0:1::1".parse::<Ipv6Addr>()?.octets(),
+    })?;
+    dp.set_vip(
+        &VipKey {
+            addr: VIP6.octets(),
+            port: 80,
+            proto: IPPROTO_TCP,
+            family: FAMILY_V6,
+        },
+        &VipInfo {
+            id: VIP_ID,
+            mode: MODE_DSR_L2,
+            _pad: [0; 3],
+            expire_ns: EXPIRE_NS,
+        },
+    )?;
+    let names: Vec<String> = (0..BACKENDS).map(|i| format!("pool/server{i}")).collect();
+    for i in 0..BACKENDS {
+        let addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 0x10 + i as u16).octets();
+        dp.set_backend(i, &backend(FAMILY_V6, addr, i as u8))?;
+    }
+    let members: Vec<MaglevBackend<'_>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| MaglevBackend {
+            id: i as u32,
+            key: n.as_bytes(),
+            weight: 1,
+        })
+        .collect();
+    let table = build(&members, MAGLEV_M).map_err(|e| anyhow::anyhow!("Maglev table: {e:?}"))?;
+    dp.set_maglev(VIP_ID, &table, None)?;
+    Ok(())
+}
+
+/// One SYN per client in `range` through the program, timed in chunks
+/// (frames are built between the timed parts).
+fn insert_through_program(
+    dp: &Dataplane,
+    range: std::ops::Range<usize>,
+    ins: &mut Inserts,
+) -> anyhow::Result<()> {
+    let fd = dp.program_fd()?;
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + CHUNK).min(range.end);
+        let frames: Vec<Vec<u8>> = (start..end).map(|k| syn_v6(client(k), VIP6)).collect();
+        let t = Instant::now();
+        for f in &frames {
+            let r = test_run(fd, f, 1)?;
+            expect(&r, XDP_TX, "SYN from a fresh client")?;
+            ins.kernel_ns += u64::from(r.duration_ns);
+        }
+        ins.wall_s += t.elapsed().as_secs_f64();
+        ins.count += frames.len();
+        start = end;
+    }
+    Ok(())
+}
+
+/// `table show`'s work: read every entry, then answer in JSON with the
+/// fields the admin API gives (admin::table_show; the controller that maps
+/// ids to names is not running here, so names are formatted from ids).
+fn listing(dp: &Dataplane, render: bool) -> anyhow::Result<Listing> {
+    let rss0 = proc_status_bytes("VmRSS")? as i64;
+    let t = Instant::now();
+    let entries = dp.stick_entries(None)?;
+    let walk_s = t.elapsed().as_secs_f64();
+    let rss1 = proc_status_bytes("VmRSS")? as i64;
+    let mut listing = Listing {
+        walk_s,
+        entries: entries.len(),
+        rss_entries: rss1 - rss0,
+        answer: None,
+    };
+    if !render {
+        return Ok(listing);
+    }
+    let t = Instant::now();
+    let now = monotonic_ns();
+    let answer: Vec<Value> = entries
+        .iter()
+        .map(|(k, v)| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&k.addr);
+            json!({
+                "frontend": "bench",
+                "client": Ipv6Addr::from(a).to_string(),
+                "server": format!("pool/server{}", v.backend),
+                "server_id": v.backend,
+                "idle_ms": now.saturating_sub(v.last_seen_ns) / 1_000_000,
+            })
+        })
+        .collect();
+    let body = serde_json::to_string(&answer)?;
+    let render_s = t.elapsed().as_secs_f64();
+    let rss2 = proc_status_bytes("VmRSS")? as i64;
+    listing.answer = Some(Answer {
+        rss: rss2 - rss0,
+        render_s,
+        bytes: body.len(),
+    });
+    Ok(listing)
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Slab + VmallocUsed from /proc/meminfo: where kernel objects like map
+/// elements and hash buckets live.
+fn kernel_mem() -> anyhow::Result<u64> {
+    Ok(meminfo_bytes("Slab")? + meminfo_bytes("VmallocUsed")?)
+}
+
+/// Bytes in the kmalloc-cg-* slab caches (objects x object size): where
+/// memory-accounted small kernel allocations, like nftables set elements,
+/// live.
+fn kmalloc_cg_bytes() -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/slabinfo").context("reading /proc/slabinfo")?;
+    let mut sum = 0;
+    for line in text.lines().filter(|l| l.starts_with("kmalloc-cg-")) {
+        // name active_objs num_objs objsize ...
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let num = |i: usize| -> anyhow::Result<u64> {
+            f.get(i)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("unexpected /proc/slabinfo line {line:?}"))
+        };
+        sum += num(2)? * num(3)?;
+    }
+    ensure!(sum > 0, "no kmalloc-cg-* caches in /proc/slabinfo");
+    Ok(sum)
+}
+
+// ---- userspace batch updates -------------------------------------------
+
+/// Entries per BPF_MAP_UPDATE_BATCH call.
+const BATCH: usize = 10_000;
+/// BPF_MAP_UPDATE_BATCH in `enum bpf_cmd`.
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+
+/// The `batch` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Write `keys`/`values` in one BPF_MAP_UPDATE_BATCH call.
+fn update_batch(
+    fd: BorrowedFd<'_>,
+    keys: &[StickKey],
+    values: &[StickValue],
+) -> anyhow::Result<()> {
+    ensure!(
+        keys.len() == values.len(),
+        "keys and values differ in count"
+    );
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count: keys.len() as u32,
+        map_fd: fd.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    // SAFETY: keys and values are valid for `count` elements of the map's
+    // key and value sizes until the call returns.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_BATCH,
+            &mut attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        bail!(
+            "BPF_MAP_UPDATE_BATCH: {} ({} of {} written)",
+            std::io::Error::last_os_error(),
+            attr.count,
+            keys.len()
+        );
+    }
+    ensure!(
+        attr.count as usize == keys.len(),
+        "BPF_MAP_UPDATE_BATCH wrote {} of {}",
+        attr.count,
+        keys.len()
+    );
+    Ok(())
+}
+
+/// A fresh table filled from userspace; the figure is the write time.
+fn batch_insert(sz: &Sizes) -> anyhow::Result<Inserts> {
+    let dp = load(sz)?;
+    let fd = dp.stick_map_fd()?;
+    let now = monotonic_ns();
+    let mut ins = Inserts::default();
+    let mut start = 0;
+    while start < sz.entries {
+        let end = (start + BATCH).min(sz.entries);
+        let keys: Vec<StickKey> = (start..end)
+            .map(|k| StickKey {
+                vip_id: VIP_ID,
+                addr: client(k).octets(),
+            })
+            .collect();
+        let values: Vec<StickValue> = (start..end)
+            .map(|k| StickValue {
+                backend: k as u32 % BACKENDS,
+                _pad: 0,
+                last_seen_ns: now,
+            })
+            .collect();
+        let t = Instant::now();
+        update_batch(fd, &keys, &values)?;
+        ins.wall_s += t.elapsed().as_secs_f64();
+        ins.count += keys.len();
+        start = end;
+    }
+    Ok(ins)
+}
+
+// ---- the nftables peer -----------------------------------------------------
+
+/// A network namespace and a ruleset file of this run, removed on drop
+/// (the namespace takes its nftables tables with it).
+struct NftScratch {
+    netns: String,
+    file: PathBuf,
+}
+
+impl NftScratch {
+    fn create() -> anyhow::Result<NftScratch> {
+        let pid = std::process::id();
+        let netns = format!("balancer-bench-nft-{pid}");
+        let file = std::env::temp_dir().join(format!("balancer-bench-nft-{pid}.nft"));
+        run_checked(Command::new("ip").args(["netns", "add", &netns]))?;
+        Ok(NftScratch { netns, file })
+    }
+
+    /// `ip netns exec NETNS nft ARGS`.
+    fn nft(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns, "nft"]).args(args);
+        c
+    }
+}
+
+impl Drop for NftScratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+        match Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "table: could not delete network namespace {}: {}",
+                self.netns,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!(
+                "table: could not delete network namespace {}: {e}",
+                self.netns
+            ),
+        }
+    }
+}
+
+fn run_checked(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// What a child process did: wall time, peak RSS, its stdout.
+struct ChildRun {
+    wall_s: f64,
+    max_rss: u64,
+    stdout: Vec<u8>,
+}
+
+/// Run `cmd` to completion, reading its stdout, and reap it with wait4 for
+/// its peak RSS.
+fn run_measured(cmd: &mut Command) -> anyhow::Result<ChildRun> {
+    let what = format!("{cmd:?}");
+    let t = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .context("no stdout pipe")?
+        .read_to_end(&mut stdout)?;
+    let mut stderr = Vec::new();
+    child
+        .stderr
+        .take()
+        .context("no stderr pipe")?
+        .read_to_end(&mut stderr)?;
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid; wait4 writes status and usage of our
+    // own child, which std has not reaped (we never call wait on it).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall_s = t.elapsed().as_secs_f64();
+    ensure!(rc == pid, "wait4: {}", std::io::Error::last_os_error());
+    let exit = std::process::ExitStatus::from_raw(status);
+    ensure!(
+        exit.success(),
+        "{what} failed ({exit}): {}",
+        String::from_utf8_lossy(&stderr).trim()
+    );
+    Ok(ChildRun {
+        wall_s,
+        // ru_maxrss is in KiB.
+        max_rss: usage.ru_maxrss as u64 * 1024,
+        stdout,
+    })
+}
+
+struct NftResult {
+    insert_s: f64,
+    insert_max_rss: u64,
+    list_s: f64,
+    list_max_rss: u64,
+    list_bytes: usize,
+    listed: usize,
+    /// Growth of the kmalloc-cg-* slab caches over `nft -f`.
+    slab_bytes: i64,
+    /// The same after deleting the namespace (what came back).
+    slab_freed_bytes: i64,
+    /// /proc/meminfo Slab + VmallocUsed growth over `nft -f`.
+    meminfo_bytes: i64,
+    /// This process's RSS when it started nft.
+    spawn_rss: u64,
+    file_bytes: u64,
+    commands: Vec<String>,
+}
+
+impl NftResult {
+    fn json(&self) -> Value {
+        json!({
+            "insert_s": round6(self.insert_s),
+            "insert_nft_max_rss_bytes": self.insert_max_rss,
+            "list_s": round6(self.list_s),
+            "list_nft_max_rss_bytes": self.list_max_rss,
+            "list_output_bytes": self.list_bytes,
+            "elements_listed": self.listed,
+            "kmalloc_cg_slab_growth_bytes": self.slab_bytes,
+            "kmalloc_cg_slab_freed_at_teardown_bytes": self.slab_freed_bytes,
+            "meminfo_slab_vmalloc_growth_bytes": self.meminfo_bytes,
+            "bench_rss_when_starting_nft_bytes": self.spawn_rss,
+            "batch_file_bytes": self.file_bytes,
+            "memory_source": "the kmalloc-cg-* caches of /proc/slabinfo (objects x object \
+                              size; nft allocates elements with memory accounting, so they \
+                              land there) before and after `nft -f`, and after deleting the \
+                              namespace; /proc/meminfo Slab + VmallocUsed for reference. \
+                              Machine-wide counters that other activity also moves, and the \
+                              hash bucket array (page allocations) is not in them: \
+                              approximate",
+        })
+    }
+}
+
+fn nft_peer(elements: usize) -> anyhow::Result<NftResult> {
+    let scratch = NftScratch::create()?;
+    let file_bytes = write_ruleset(&scratch.file, elements)?;
+    let file = scratch.file.to_string_lossy().into_owned();
+    let mut commands = vec![format!("ip netns add {}", scratch.netns)];
+
+    let spawn_rss = proc_status_bytes("VmRSS")?;
+    let (mem0, slab0) = (kernel_mem()?, kmalloc_cg_bytes()?);
+    commands.push(format!("ip netns exec {} nft -f {file}", scratch.netns));
+    let insert = run_measured(&mut scratch.nft(&["-f", &file]))?;
+    let (mem1, slab1) = (kernel_mem()?, kmalloc_cg_bytes()?);
+
+    commands.push(format!(
+        "ip netns exec {} nft list map inet {NFT_TABLE} {NFT_MAP}",
+        scratch.netns
+    ));
+    let list = run_measured(&mut scratch.nft(&["list", "map", "inet", NFT_TABLE, NFT_MAP]))?;
+    let text = String::from_utf8_lossy(&list.stdout);
+    let listed = text.matches(" : 0x").count();
+    ensure!(
+        listed == elements,
+        "nft list map shows {listed} elements, {elements} were added"
+    );
+
+    let loaded = kmalloc_cg_bytes()?;
+    commands.push(format!("ip netns del {}", scratch.netns));
+    drop(scratch);
+    // The namespace (and its tables) go in a kernel work item, after an
+    // RCU grace period: wait for the memory to come back, 3 s at most.
+    let grown = slab1 as i64 - slab0 as i64;
+    let mut freed = 0;
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        freed = loaded as i64 - kmalloc_cg_bytes()? as i64;
+        if freed * 10 >= grown * 9 {
+            break;
+        }
+    }
+    Ok(NftResult {
+        insert_s: insert.wall_s,
+        insert_max_rss: insert.max_rss,
+        list_s: list.wall_s,
+        list_max_rss: list.max_rss,
+        list_bytes: list.stdout.len(),
+        listed,
+        slab_bytes: grown,
+        slab_freed_bytes: freed,
+        meminfo_bytes: mem1 as i64 - mem0 as i64,
+        spawn_rss,
+        file_bytes,
+        commands,
+    })
+}
+
+/// The map and its elements (the same clients as the stick table, a mark
+/// per backend) as one nft batch file.
+fn write_ruleset(path: &Path, elements: usize) -> anyhow::Result<u64> {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "table inet {NFT_TABLE} {{\n  map {NFT_MAP} {{\n    type ipv6_addr : mark\n    \
+         flags timeout\n    timeout 30m\n  }}\n}}"
+    );
+    let mut start = 0;
+    while start < elements {
+        let end = (start + NFT_CHUNK).min(elements);
+        let _ = write!(out, "add element inet {NFT_TABLE} {NFT_MAP} {{ ");
+        for k in start..end {
+            let sep = if k + 1 < end { ", " } else { " }\n" };
+            let _ = write!(out, "{} : {:#x}{sep}", client(k), k as u32 % BACKENDS);
+        }
+        start = end;
+    }
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(out.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(out.len() as u64)
+}

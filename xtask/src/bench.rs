@@ -33,6 +33,8 @@ enum Runner {
     ControlPlane,
     /// The HTTP proxy against HAProxy under wrk (`bench_http`).
     Http,
+    /// Packets/s through a veth lab against its peers (`bench_pps`).
+    Pps,
 }
 
 struct Section {
@@ -47,6 +49,11 @@ const SECTIONS: &[Section] = &[
         name: "xdp-testrun",
         about: "ns/packet of the XDP program through BPF_PROG_TEST_RUN against the bare floor",
         runner: Runner::BenchBinary,
+    },
+    Section {
+        name: "xdp-pps",
+        about: "packets/s through a veth lab (XDP native, 65,536 sources) vs bare XDP_TX, nftables DNAT, HAProxy",
+        runner: Runner::Pps,
     },
     Section {
         name: "http-cookie",
@@ -147,6 +154,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             Runner::Http => {
                 let daemon = crate::util::build_balancer(true)?;
                 crate::bench_http::run(&daemon, quick)?
+            }
+            Runner::Pps => {
+                let daemon = crate::util::build_balancer(true)?;
+                crate::bench_pps::run(&daemon, quick)?
             }
             Runner::ControlPlane => {
                 let daemon = crate::util::build_balancer(true)?;

@@ -36,6 +36,9 @@ const COMMANDS: &[(&str, &str)] = &[
     // The font of the bench plots (xtask/src/plots.rs); a path, not a
     // command: the check below finds an absolute path as it is.
     (crate::plots::FONT, "fonts-dejavu-core"),
+    // Peers and the outside reference generator of the xdp-pps benchmark.
+    ("nft", "nftables"),
+    ("trafgen", "netsniff-ng"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

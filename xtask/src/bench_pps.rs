@@ -160,7 +160,16 @@ fn measure(lab: &PpsLab, daemon: &Path, helper: &Path, quick: bool) -> anyhow::R
     };
     let mut commands: Vec<String> = Vec::new();
     let gen_cmd = gen_args(daemon, cpus, None, None);
-    commands.push(format!("(gen ns) {}", gen_cmd.join(" ")));
+    commands.push(format!("(gen ns) {}", shell_words(&gen_cmd)));
+    commands.push(format!(
+        "(gen ns) {} (warming the stick table, repeated until it holds 99% of the sources)",
+        shell_words(&gen_args(
+            daemon,
+            cpus,
+            None,
+            Some((u64::from(SOURCES), WARM_RATE))
+        ))
+    ));
 
     lab.sinks(true)?;
     // 1. The bare XDP_TX floor: frames come back to the generator's side.
@@ -677,7 +686,7 @@ fn tcp_phase(
         ]);
         a
     };
-    commands.push(format!("(gen ns) {}", wrk_args(set.secs).join(" ")));
+    commands.push(format!("(gen ns) {}", shell_words(&wrk_args(set.secs))));
 
     // HAProxy on the VIP, local to the lb.
     lab.vip_on_lb(true)?;
@@ -731,10 +740,27 @@ fn tcp_phase(
         detail: json!({
             "haproxy_runs": hap_runs.iter().map(|r| json!({"connections_per_s": r.0, "errors": r.1})).collect::<Vec<_>>(),
             "balancer_runs": bal_runs.iter().map(|r| json!({"connections_per_s": r.0, "errors": r.1})).collect::<Vec<_>>(),
-            "note": "one client address: stick on src sends every connection to one backend in both; \
-                     the client is as likely as the subject to be the limit on this 2-CPU machine",
+        "note": "one client address: stick on src sends every connection to one backend in both. \
+                     wrk and the responders share CPU 1 at normal priority, so the client side is as \
+                     likely as the subject to be the limit. HAProxy runs on CPU 0; the kernel's \
+                     receive for it runs in softirq on the sending CPU (no XDP on the lb's veth, so \
+                     no NAPI thread); the balancer's XDP runs in the lb veth's NAPI thread on CPU 0",
         }),
     })
+}
+
+/// Arguments joined for the report, quoted where they hold a space.
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn median_f(mut v: Vec<f64>) -> f64 {

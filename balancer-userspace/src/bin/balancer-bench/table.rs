@@ -565,67 +565,6 @@ fn kmalloc_cg_bytes() -> anyhow::Result<u64> {
 
 /// Entries per BPF_MAP_UPDATE_BATCH call.
 const BATCH: usize = 10_000;
-/// BPF_MAP_UPDATE_BATCH in `enum bpf_cmd`.
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-
-/// The `batch` member of `union bpf_attr`.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// Write `keys`/`values` in one BPF_MAP_UPDATE_BATCH call.
-fn update_batch(
-    fd: BorrowedFd<'_>,
-    keys: &[StickKey],
-    values: &[StickValue],
-) -> anyhow::Result<()> {
-    ensure!(
-        keys.len() == values.len(),
-        "keys and values differ in count"
-    );
-    let mut attr = BatchAttr {
-        keys: keys.as_ptr() as u64,
-        values: values.as_ptr() as u64,
-        count: keys.len() as u32,
-        map_fd: fd.as_raw_fd() as u32,
-        ..Default::default()
-    };
-    // SAFETY: keys and values are valid for `count` elements of the map's
-    // key and value sizes until the call returns.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_UPDATE_BATCH,
-            &mut attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>() as u32,
-        )
-    };
-    if rc < 0 {
-        bail!(
-            "BPF_MAP_UPDATE_BATCH: {} ({} of {} written)",
-            std::io::Error::last_os_error(),
-            attr.count,
-            keys.len()
-        );
-    }
-    ensure!(
-        attr.count as usize == keys.len(),
-        "BPF_MAP_UPDATE_BATCH wrote {} of {}",
-        attr.count,
-        keys.len()
-    );
-    Ok(())
-}
-
 /// A fresh table filled from userspace; the figure is the write time.
 fn batch_insert(sz: &Sizes) -> anyhow::Result<Inserts> {
     let dp = load(sz)?;
@@ -649,7 +588,7 @@ fn batch_insert(sz: &Sizes) -> anyhow::Result<Inserts> {
             })
             .collect();
         let t = Instant::now();
-        update_batch(fd, &keys, &values)?;
+        stick_batch(fd, &keys, Some(&values))?;
         ins.wall_s += t.elapsed().as_secs_f64();
         ins.count += keys.len();
         start = end;

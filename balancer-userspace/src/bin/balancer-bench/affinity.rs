@@ -35,9 +35,6 @@ const CLIENT_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
 const MAX_CLIENTS: usize = 130_000;
 /// Twice the most clients: the LRU table never has to evict.
 const STICK_SIZE: u32 = 2 * MAX_CLIENTS as u32;
-/// The daemon's defaults (config/mod.rs).
-const STICK_REFRESH_NS: u64 = 1_000_000_000;
-const EXPIRE_NS: u64 = 30 * 60 * 1_000_000_000;
 /// The N whose figures head the report (in both the quick and full runs).
 const FIGURE_N: u32 = 8;
 /// Modulo hashing is "shown moving about (N-1)/N": within this of it.
@@ -271,27 +268,8 @@ fn round4(v: f64) -> f64 {
 }
 
 fn configure(dp: &mut Dataplane) -> anyhow::Result<()> {
-    dp.set_config(&GlobalConfig {
-        stick_refresh_ns: STICK_REFRESH_NS,
-        insert_cap: 0,
-        tun_src_v4: [198, 19, 255, 253],
-        tun_src_v6: "2001:db8:0:1::1".parse::<Ipv6Addr>()?.octets(),
-    })?;
-    dp.set_vip(
-        &VipKey {
-            addr: v4(VIP),
-            port: 80,
-            proto: IPPROTO_TCP,
-            family: FAMILY_V4,
-        },
-        &VipInfo {
-            id: VIP_ID,
-            mode: MODE_DSR_L2,
-            _pad: [0; 3],
-            expire_ns: EXPIRE_NS,
-        },
-    )?;
-    Ok(())
+    set_defaults(dp)?;
+    set_vip(dp, FAMILY_V4, v4(VIP), VIP_ID, MODE_DSR_L2)
 }
 
 /// Backend `id` in `state` (servers 0..16 at 198.19.255.1..16).

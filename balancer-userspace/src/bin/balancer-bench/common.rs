@@ -16,6 +16,48 @@ pub const BALANCER_MAC: [u8; 6] = [0x02, 0xb1, 0, 1, 0, 0];
 /// frame the program sends out names the backend it chose.
 pub const BACKEND_MAC_PREFIX: [u8; 5] = [0x02, 0xb1, 0, 3, 0];
 
+/// The daemon's defaults (config/mod.rs): refresh a hit's timestamp at
+/// most once a second, expire after 30 min, no insert cap.
+pub const STICK_REFRESH_NS: u64 = 1_000_000_000;
+pub const EXPIRE_NS: u64 = 30 * 60 * 1_000_000_000;
+
+/// The global settings with the daemon's defaults (tunnel sources from
+/// the lab ranges).
+pub fn set_defaults(dp: &mut Dataplane) -> anyhow::Result<()> {
+    dp.set_config(&GlobalConfig {
+        stick_refresh_ns: STICK_REFRESH_NS,
+        insert_cap: 0,
+        tun_src_v4: [198, 18, 1, 1],
+        tun_src_v6: "2001:db8:0:1::1".parse::<Ipv6Addr>()?.octets(),
+    })?;
+    Ok(())
+}
+
+/// A TCP VIP on port 80 with the daemon's default expiry.
+pub fn set_vip(
+    dp: &mut Dataplane,
+    family: u8,
+    addr: [u8; 16],
+    id: u32,
+    mode: u8,
+) -> anyhow::Result<()> {
+    dp.set_vip(
+        &VipKey {
+            addr,
+            port: 80,
+            proto: IPPROTO_TCP,
+            family,
+        },
+        &VipInfo {
+            id,
+            mode,
+            _pad: [0; 3],
+            expire_ns: EXPIRE_NS,
+        },
+    )?;
+    Ok(())
+}
+
 /// An `up` backend of weight 1 on the loopback device (forwarding answers
 /// XDP_TX), MAC `BACKEND_MAC_PREFIX:mac_last`.
 pub fn backend(family: u8, addr: [u8; 16], mac_last: u8) -> Backend {
@@ -168,6 +210,17 @@ pub fn stick_batch(
         keys.len()
     );
     Ok(())
+}
+
+/// `clock`'s time (CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID, ...) in ns.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A `kB` field of /proc/self/status (`VmRSS`, `VmHWM`, ...), in bytes.

@@ -34,8 +34,6 @@ const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
 /// Client k is 2001:db8:1:: + k.
 const CLIENT_BASE: u128 = 0x2001_0db8_0001_0000_0000_0000_0000_0000;
 const BACKENDS: u32 = 4;
-const STICK_REFRESH_NS: u64 = 1_000_000_000;
-const EXPIRE_NS: u64 = 30 * 60 * 1_000_000_000;
 /// Frames built (untimed) per chunk of program inserts.
 const CHUNK: usize = 10_000;
 /// Elements per `add element` statement of the nft batch file.
@@ -416,26 +414,8 @@ fn load(sz: &Sizes) -> anyhow::Result<Dataplane> {
 }
 
 fn configure(dp: &mut Dataplane) -> anyhow::Result<()> {
-    dp.set_config(&GlobalConfig {
-        stick_refresh_ns: STICK_REFRESH_NS,
-        insert_cap: 0,
-        tun_src_v4: [198, 18, 1, 1],
-        tun_src_v6: "2001:db8:0:1::1".parse::<Ipv6Addr>()?.octets(),
-    })?;
-    dp.set_vip(
-        &VipKey {
-            addr: VIP6.octets(),
-            port: 80,
-            proto: IPPROTO_TCP,
-            family: FAMILY_V6,
-        },
-        &VipInfo {
-            id: VIP_ID,
-            mode: MODE_DSR_L2,
-            _pad: [0; 3],
-            expire_ns: EXPIRE_NS,
-        },
-    )?;
+    set_defaults(dp)?;
+    set_vip(dp, FAMILY_V6, VIP6.octets(), VIP_ID, MODE_DSR_L2)?;
     let names: Vec<String> = (0..BACKENDS).map(|i| format!("pool/server{i}")).collect();
     for i in 0..BACKENDS {
         let addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 0x10 + i as u16).octets();
@@ -526,13 +506,7 @@ fn listing(dp: &Dataplane, render: bool) -> anyhow::Result<Listing> {
 }
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// Slab + VmallocUsed from /proc/meminfo: where kernel objects like map

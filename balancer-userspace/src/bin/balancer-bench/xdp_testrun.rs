@@ -65,11 +65,6 @@ const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
 const FRESH_BASE: u32 = u32::from_be_bytes([198, 18, 2, 0]);
 const FRESH_END: u32 = u32::from_be_bytes([198, 20, 0, 0]);
 
-/// The daemon's defaults (config/mod.rs): refresh a hit's timestamp at
-/// most once a second, expire after 30 min, no insert cap.
-const STICK_REFRESH_NS: u64 = 1_000_000_000;
-const EXPIRE_NS: u64 = 30 * 60 * 1_000_000_000;
-
 const TARGET_HIT: f64 = 1.5;
 const TARGET_NON_VIP: f64 = 1.2;
 
@@ -387,32 +382,14 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
 }
 
 fn configure(dp: &mut Dataplane) -> anyhow::Result<()> {
-    dp.set_config(&GlobalConfig {
-        stick_refresh_ns: STICK_REFRESH_NS,
-        insert_cap: 0,
-        tun_src_v4: [198, 18, 1, 1],
-        tun_src_v6: "2001:db8:0:1::1".parse::<Ipv6Addr>()?.octets(),
-    })?;
+    set_defaults(dp)?;
     let vips = [
         (FAMILY_V4, v4(VIP4), VIP_V4, MODE_DSR_L2),
         (FAMILY_V6, VIP6.octets(), VIP_V6, MODE_DSR_L2),
         (FAMILY_V4, v4(VIP4_IPIP), VIP_IPIP, MODE_IPIP),
     ];
     for (family, addr, id, mode) in vips {
-        dp.set_vip(
-            &VipKey {
-                addr,
-                port: 80,
-                proto: IPPROTO_TCP,
-                family,
-            },
-            &VipInfo {
-                id,
-                mode,
-                _pad: [0; 3],
-                expire_ns: EXPIRE_NS,
-            },
-        )?;
+        set_vip(dp, family, addr, id, mode)?;
     }
     // Four IPv4 backends (ids 0..4) and four IPv6 ones (4..8), all on
     // the loopback device, so forwarding answers XDP_TX.

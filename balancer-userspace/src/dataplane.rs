@@ -662,6 +662,11 @@ impl Dataplane {
         match m.remove(key) {
             Ok(()) => Ok(true),
             Err(MapError::KeyNotFound) => Ok(false),
+            // aya 0.14 reports a missing key on delete as the syscall's
+            // ENOENT, not as KeyNotFound.
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(false)
+            }
             Err(e) => Err(map_err(STICK_MAP)(e)),
         }
     }

@@ -231,6 +231,12 @@ fn table_and_weight_commands_steer_clients() {
         .cli(&["table", "clear", "--client", &c.to_string()])
         .unwrap();
     assert_eq!(cleared.trim(), "removed 1");
+    // A client without an entry: nothing removed, and no error.
+    let again = svc
+        .lab
+        .cli(&["table", "clear", "--client", &c.to_string()])
+        .unwrap();
+    assert_eq!(again.trim(), "removed 0");
     let r3 = svc.round("after table clear", &[c], 1);
     assert_eq!(
         Service::home(&r3, &c),

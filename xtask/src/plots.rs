@@ -214,25 +214,33 @@ fn affinity(s: &Value) -> Option<Plot> {
 }
 
 fn xdp_pps(s: &Value) -> Option<Plot> {
-    // Every figure in packets/s is one system's rate; a peer's rate that is
-    // not already a figure of its own is a bar too.
+    // Every figure in packets/s is one system's rate, named by the peer
+    // whose rate it is if there is one (a peer's figure of its own), else
+    // by its id; a peer's rate that is not a figure of its own is a bar too.
+    let rates: Vec<&Value> = figures(s).filter(|f| f["unit"] == "packets/s").collect();
+    let peers: Vec<(&str, f64)> = rates
+        .iter()
+        .filter_map(|f| Some((f["peer"]["name"].as_str()?, f["peer"]["value"].as_f64()?)))
+        .collect();
     let mut bars: Vec<(String, Vec<f64>)> = Vec::new();
-    let mut push = |label: &str, v: Option<f64>| {
-        if let Some(v) = v
-            && !bars.iter().any(|(_, b)| b[0] == v)
-        {
-            bars.push((label.to_owned(), vec![v]));
+    let mut push = |label: &str, v: f64| {
+        if !bars.iter().any(|(_, b)| b[0] == v) {
+            bars.push((short(label), vec![v]));
         }
     };
-    let rates: Vec<&Value> = figures(s).filter(|f| f["unit"] == "packets/s").collect();
     for f in &rates {
-        push(f["id"].as_str().unwrap_or("?"), f["value"].as_f64());
+        let Some(v) = f["value"].as_f64() else {
+            continue;
+        };
+        let id = f["id"].as_str().unwrap_or("?");
+        let name = f["peer"]
+            .is_null()
+            .then(|| peers.iter().find(|(_, p)| *p == v).map(|(n, _)| *n))
+            .flatten();
+        push(name.unwrap_or(id), v);
     }
-    for f in &rates {
-        push(
-            f["peer"]["name"].as_str().unwrap_or("?"),
-            f["peer"]["value"].as_f64(),
-        );
+    for (name, v) in peers {
+        push(name, v);
     }
     (!bars.is_empty()).then(|| Plot {
         title: "xdp-pps: packets/s per system (higher is better)".into(),
@@ -242,6 +250,15 @@ fn xdp_pps(s: &Value) -> Option<Plot> {
             groups: bars,
         }],
     })
+}
+
+/// A bar label that fits under its bar.
+fn short(label: &str) -> String {
+    const MAX: usize = 22;
+    if label.chars().count() <= MAX {
+        return label.to_owned();
+    }
+    label.chars().take(MAX - 1).collect::<String>() + "…"
 }
 
 // ---- drawing ---------------------------------------------------------------------

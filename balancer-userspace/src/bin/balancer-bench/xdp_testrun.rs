@@ -133,8 +133,9 @@ impl Row {
             Method::PerCall => format!("1 call per packet, {} calls", self.calls_per_trial),
         };
         let peer = self.peer.as_ref().map(|(label, p)| {
+            let label = label.trim_start_matches("bare, ");
             (
-                format!("{BARE_PROGRAM} program ({label})"),
+                format!("{BARE_PROGRAM} program, {label}"),
                 p.kernel.median(),
             )
         });

@@ -4,8 +4,13 @@
 //! from `src_base` (a permutation: `src_count` packets use each once), fixes the IP and TCP/UDP
 //! checksums incrementally, and transmits it out of the interface it was
 //! "received" on. `bare`: the floor the benchmarks compare with.
+//!
+//! Live frames are recycled with whatever the last user left in them: a
+//! frame that the receiver rewrote in place (MACs by a forwarder, addresses
+//! by DNAT) would go out again rewritten. So every run first restores the
+//! template's headers from `GEN_TEMPLATE`.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
 use balancer_common::{
     layout::*,
     maps::{FAMILY_V4, GenConfig, StickKey},
@@ -15,6 +20,45 @@ use crate::{
     maps::{GEN_CONFIG, GEN_SEQ, STICK},
     parse::bytes_at,
 };
+
+/// Bytes of the template restored into each frame: Ethernet + IPv6 + TCP
+/// (74) fit. Frames are at least the Ethernet minimum of 60 bytes.
+const TEMPLATE_MAX: usize = 80;
+const FRAME_MIN: usize = 60;
+
+/// Byte 0: how many template bytes to restore (0: none, e.g. a loader that
+/// does not fill it); bytes 1..: the template frame's first bytes.
+#[map(name = "GEN_TEMPLATE")]
+static GEN_TEMPLATE: Array<[u8; TEMPLATE_MAX + 1]> = Array::with_max_entries(1, 0);
+
+/// Write the template's first bytes back over the frame.
+#[inline(always)]
+fn restore_template(ctx: &XdpContext) {
+    let Some(t) = GEN_TEMPLATE.get(0) else {
+        return;
+    };
+    let len = t[0] as usize;
+    if len < FRAME_MIN {
+        return;
+    }
+    let Some(p) = bytes_at(ctx, 0, FRAME_MIN) else {
+        return;
+    };
+    let p = p as *mut u8;
+    let mut i = 0;
+    while i < FRAME_MIN {
+        // SAFETY: i < FRAME_MIN bytes, checked above.
+        unsafe { *p.add(i) = t[1 + i] };
+        i += 1;
+    }
+    while i < TEMPLATE_MAX && i < len {
+        if let Some(q) = bytes_at(ctx, i, 1) {
+            // SAFETY: one byte at i, checked by bytes_at.
+            unsafe { *(q as *mut u8) = t[1 + i] };
+        }
+        i += 1;
+    }
+}
 
 /// 2^32 * (golden ratio - 1), rounded to a prime.
 const PRIME: u64 = 2_654_435_761;
@@ -34,6 +78,7 @@ pub fn trafficgen(ctx: &XdpContext) -> u32 {
     let Some(cfg) = GEN_CONFIG.get(0) else {
         return XDP_DROP;
     };
+    restore_template(ctx);
     let Some(seq) = GEN_SEQ.get_ptr_mut(0) else {
         return XDP_DROP;
     };

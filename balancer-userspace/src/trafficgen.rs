@@ -20,6 +20,11 @@ use crate::{
     testrun::{TestRunError, test_run_live},
 };
 
+/// The generator program's template map (defined in its module of the
+/// eBPF object): byte 0 the length, then the template's first bytes.
+const GEN_TEMPLATE_MAP: &str = "GEN_TEMPLATE";
+const TEMPLATE_MAX: usize = 80;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GenKind {
     TcpSyn,
@@ -137,6 +142,21 @@ pub fn run(spec: &GenSpec) -> Result<GenReport, GenError> {
             _pad: [0; 3],
         };
         a.set(0, cfg, 0).map_err(|e| GenError::Map(e.to_string()))?;
+    }
+    {
+        // The headers every run restores (live frames come back with what
+        // the last receiver wrote into them).
+        let map = prog
+            .ebpf_mut()
+            .map_mut(GEN_TEMPLATE_MAP)
+            .ok_or_else(|| GenError::Map(format!("{GEN_TEMPLATE_MAP} missing")))?;
+        let mut a: Array<_, [u8; TEMPLATE_MAX + 1]> =
+            Array::try_from(map).map_err(|e| GenError::Map(e.to_string()))?;
+        let n = frame.len().min(TEMPLATE_MAX);
+        let mut t = [0u8; TEMPLATE_MAX + 1];
+        t[0] = n as u8;
+        t[1..=n].copy_from_slice(&frame[..n]);
+        a.set(0, t, 0).map_err(|e| GenError::Map(e.to_string()))?;
     }
     let start = Instant::now();
     let mut sent = 0u64;

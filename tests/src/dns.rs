@@ -46,16 +46,42 @@ fn name(n: &str) -> Name {
     Name::from_ascii(format!("{}.", n.trim_end_matches('.'))).expect("a DNS name")
 }
 
+/// A UDP and a TCP socket on one free port of 127.0.0.1.
+fn bind_pair() -> io::Result<(UdpSocket, TcpListener)> {
+    (0..20)
+        .find_map(|_| {
+            let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+            let tcp = TcpListener::bind(udp.local_addr().ok()?).ok()?;
+            Some((udp, tcp))
+        })
+        .ok_or_else(|| io::Error::other("no free port for the DNS server"))
+}
+
 impl DnsServer {
+    /// On the loopback of the test's own network namespace.
     pub fn start() -> io::Result<DnsServer> {
-        // One port for UDP and TCP: retry until both are free.
-        let (udp, tcp) = (0..20)
-            .find_map(|_| {
-                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
-                let tcp = TcpListener::bind(udp.local_addr().ok()?).ok()?;
-                Some((udp, tcp))
-            })
-            .ok_or_else(|| io::Error::other("no free port for the DNS server"))?;
+        Self::serve(bind_pair()?)
+    }
+
+    /// On the loopback of the lab namespace `ns` (where a daemon under
+    /// test runs): the sockets are made by a thread that entered it.
+    pub fn start_in(ns: &str) -> io::Result<DnsServer> {
+        let path = std::path::Path::new("/run/netns").join(ns);
+        let f = std::fs::File::open(&path)?;
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns(2) on this thread only, with an fd we own.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            bind_pair()
+        })
+        .join()
+        .map_err(|_| io::Error::other("namespace thread panicked"))?
+        .and_then(Self::serve)
+    }
+
+    fn serve((udp, tcp): (UdpSocket, TcpListener)) -> io::Result<DnsServer> {
         let addr = udp.local_addr()?;
         udp.set_read_timeout(Some(Duration::from_millis(50)))?;
         tcp.set_nonblocking(true)?;

@@ -180,10 +180,11 @@ mod tests {
         assert_eq!(p, [Placement::Held, Placement::Filled(0)]);
         let (p, _) = place(&slots, &[], t0 + Duration::from_secs(11), hold);
         assert_eq!(p, [Placement::Empty, Placement::Empty]);
-        // SRV: the same address on another port is another server.
+        // SRV: the same address on another port is another server (which
+        // takes the slot the old one freed, the lowest free).
         let mut srv = t("127.0.0.2");
         srv.port = Some(8080);
         let (p, _) = place(&slots, &[srv], t0, Duration::ZERO);
-        assert_eq!(p, [Placement::Empty, Placement::Filled(0)]);
+        assert_eq!(p, [Placement::Filled(0), Placement::Empty]);
     }
 }

@@ -463,6 +463,20 @@ impl Svc {
         }
     }
 
+    /// [`launch_http`] as a `Svc` without backends of its own; `tail` may
+    /// also hold other top-level tables (e.g. `[resolvers.NAME]`).
+    pub fn launch(tag: &str, frontend_extra: &str, backend_extra: &str, tail: &str) -> Svc {
+        let (dir, pin_dir, daemon, front) =
+            launch_http(tag, frontend_extra, backend_extra, tail).expect("balancer run");
+        Svc {
+            dir,
+            pin_dir,
+            daemon,
+            front,
+            backends: Vec::new(),
+        }
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         crate::lab::output(
             Command::new(crate::balancer_bin())

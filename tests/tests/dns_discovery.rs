@@ -20,7 +20,7 @@ use std::{
 
 use balancer_tests::{
     dns::DnsServer,
-    http::{Backend, Client, Svc, launch_http},
+    http::{Backend, Client, Svc},
     proc::wait_for,
 };
 
@@ -121,15 +121,8 @@ fn discovered_servers_follow_dns_and_keep_their_users() {
         "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\ntimeout = \"300ms\"\nretries = 2\n",
         dns.addr
     );
-    let (dir, pin_dir, daemon, front) =
-        launch_http("dns", "", &backend, &resolvers).expect("balancer run");
-    let svc = Svc {
-        dir,
-        pin_dir,
-        daemon,
-        front,
-        backends: Vec::new(),
-    };
+    let svc = Svc::launch("dns", "", &backend, &resolvers);
+    let front = svc.front;
 
     // 3 addresses -> 3 servers with distinct dynamic cookies.
     let s0 = wait_filled(&svc, &["127.0.0.2", "127.0.0.3", "::1"]);
@@ -276,15 +269,8 @@ fn srv_records_give_addresses_and_ports() {
         "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\n",
         dns.addr
     );
-    let (dir, pin_dir, daemon, front) =
-        launch_http("dns-srv", "", backend, &resolvers).expect("balancer run");
-    let svc = Svc {
-        dir,
-        pin_dir,
-        daemon,
-        front,
-        backends: Vec::new(),
-    };
+    let svc = Svc::launch("dns-srv", "", backend, &resolvers);
+    let front = svc.front;
     wait_filled(&svc, &["127.0.0.5", "127.0.0.6"]);
     let v: serde_json::Value =
         serde_json::from_str(&svc.cli(&["backend", "list", "--json"])).unwrap();
@@ -323,15 +309,8 @@ fn init_addr_libc_fills_slots_at_start() {
     );
     let resolvers =
         format!("[resolvers.lab]\nnameservers = [\"127.0.0.1:{dead}\"]\nrefresh = \"200ms\"\n");
-    let (dir, pin_dir, daemon, front) =
-        launch_http("dns-libc", "", &backend, &resolvers).expect("balancer run");
-    let svc = Svc {
-        dir,
-        pin_dir,
-        daemon,
-        front,
-        backends: Vec::new(),
-    };
+    let svc = Svc::launch("dns-libc", "", &backend, &resolvers);
+    let front = svc.front;
     // Filled before the daemon said it runs: by libc, not by DNS.
     assert!(
         svc.daemon
@@ -344,4 +323,39 @@ fn init_addr_libc_fills_slots_at_start() {
     assert!(s.values().flatten().any(|a| a == "127.0.0.1"), "{s:?}");
     let got = Client::new(front).get("/").unwrap().body;
     assert!(got == "127.0.0.1" || got == "::1", "{got}");
+}
+
+#[test]
+fn a_name_that_stops_existing_empties_the_slots_after_hold_nx() {
+    let dns = DnsServer::start().expect("DNS server");
+    let (port, _b) = backends(&["127.0.0.7", "127.0.0.8"]);
+    dns.set_addresses(NAME, &["127.0.0.7", "127.0.0.8"], 5);
+    let backend = format!(
+        "server_template = {{ prefix = \"web\", count = 2, fqdn = \"{NAME}\", port = {port}, \
+         resolvers = \"lab\", init_addr = \"none\" }}\n"
+    );
+    let resolvers = format!(
+        "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\nhold_nx = \"4s\"\n",
+        dns.addr
+    );
+    let svc = Svc::launch("dns-nx", "", &backend, &resolvers);
+    let front = svc.front;
+    wait_filled(&svc, &["127.0.0.7", "127.0.0.8"]);
+    // NXDOMAIN: the servers stay for hold_nx (logged), then go to maint.
+    dns.remove(NAME);
+    assert!(
+        wait_for(Duration::from_secs(10), || svc
+            .daemon
+            .output()
+            .contains("web.lab.test has no address: its 2 server(s) stay")),
+        "{}",
+        svc.daemon.output()
+    );
+    assert_eq!(filled(&slots(&svc)).len(), 2, "emptied before hold_nx");
+    wait_filled(&svc, &[]);
+    assert_eq!(Client::new(front).get("/").unwrap().status, 503);
+    // The name comes back: the slots fill again.
+    dns.set_addresses(NAME, &["127.0.0.8"], 5);
+    wait_filled(&svc, &["127.0.0.8"]);
+    assert_eq!(Client::new(front).get("/").unwrap().body, "127.0.0.8");
 }

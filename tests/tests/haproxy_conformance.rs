@@ -1926,16 +1926,7 @@ fn dynamic_cookies_of_discovered_servers() {
         "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\n",
         dns.addr
     );
-    let (bdir, pin_dir, daemon, front) =
-        balancer_tests::http::launch_http("conf-dns", "", &backend, &resolvers)
-            .expect("balancer run");
-    let svc = Svc {
-        dir: bdir,
-        pin_dir,
-        daemon,
-        front,
-        backends: Vec::new(),
-    };
+    let svc = Svc::launch("conf-dns", "", &backend, &resolvers);
 
     let ours = discovered_cookies(svc.front, 3, "");
     let theirs = discovered_cookies(ha_front, 3, "");

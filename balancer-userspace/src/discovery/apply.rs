@@ -85,6 +85,15 @@ pub fn slot_servers(
 }
 
 impl Controller {
+    /// How many of `backend`'s slots hold an address.
+    fn filled_slots(&self, backend: &str) -> usize {
+        self.servers
+            .iter()
+            .filter(|s| s.backend == backend)
+            .filter(|s| s.dns.as_ref().is_some_and(|d| d.filled.is_some()))
+            .count()
+    }
+
     /// Fill the slots of every template by its `init_addr` methods, in
     /// order: `last` (slots a reload kept filled), `libc` (the system
     /// resolver), `none` (empty slots). Fails when no method gives
@@ -96,12 +105,7 @@ impl Controller {
                 continue;
             };
             let name = b.name.clone();
-            let filled = self
-                .servers
-                .iter()
-                .filter(|s| s.backend == name)
-                .filter(|s| s.dns.as_ref().is_some_and(|d| d.filled.is_some()))
-                .count();
+            let filled = self.filled_slots(&name);
             let mut done = false;
             for m in &t.init_addr {
                 match m {
@@ -172,12 +176,7 @@ impl Controller {
             return Ok(());
         };
         let hold_nx = self.config.resolvers[t.resolvers].hold_nx;
-        let filled = self
-            .servers
-            .iter()
-            .filter(|s| s.backend == backend)
-            .filter(|s| s.dns.as_ref().is_some_and(|d| d.filled.is_some()))
-            .count();
+        let filled = self.filled_slots(backend);
         let state = self.discovery.entry(backend.to_owned()).or_default();
         let targets = match outcome {
             DnsOutcome::Failed(e) => {

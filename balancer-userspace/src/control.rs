@@ -276,12 +276,11 @@ impl Controller {
                 .iter()
                 .find(|o| o.backend == s.backend && o.name == s.name)
             {
-                // A DNS slot keeps what fills it (init_addr `last`).
+                // A DNS slot of an unchanged name keeps what fills it.
                 Some(o)
                     if s.dns.is_some()
                         && o.dns.as_ref().is_some_and(|d| d.filled.is_some())
-                        && s.dns.as_ref().map(|d| &d.fqdn) == o.dns.as_ref().map(|d| &d.fqdn)
-                        && keeps_last(&config, &s.backend) =>
+                        && s.dns.as_ref().map(|d| &d.fqdn) == o.dns.as_ref().map(|d| &d.fqdn) =>
                 {
                     s.address = o.address;
                     s.port = o.port;
@@ -940,17 +939,6 @@ fn build_servers(config: &Config) -> Vec<ServerRt> {
         }
     }
     servers
-}
-
-/// Whether `backend`'s template keeps its slots' addresses across a reload
-/// (`init_addr` lists `last`).
-fn keeps_last(config: &Config, backend: &str) -> bool {
-    config
-        .backends
-        .iter()
-        .find(|b| b.name == backend)
-        .and_then(|b| b.template.as_ref())
-        .is_some_and(|t| t.init_addr.contains(&crate::config::InitAddr::Last))
 }
 
 /// Give each of `names` its id from the id map `map` (SERVER_IDS or

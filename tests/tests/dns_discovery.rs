@@ -359,3 +359,47 @@ fn a_name_that_stops_existing_empties_the_slots_after_hold_nx() {
     wait_filled(&svc, &["127.0.0.8"]);
     assert_eq!(Client::new(front).get("/").unwrap().body, "127.0.0.8");
 }
+
+#[test]
+fn a_reload_keeps_the_discovered_servers() {
+    let mut dns = DnsServer::start().expect("DNS server");
+    let (port, _b) = backends(&["127.0.0.9", "127.0.0.10"]);
+    dns.set_addresses(NAME, &["127.0.0.10", "127.0.0.9"], 5);
+    let backend = format!(
+        "server_template = {{ prefix = \"web\", count = 3, fqdn = \"{NAME}\", port = {port}, \
+         resolvers = \"lab\", init_addr = \"none\" }}\n"
+    );
+    let resolvers = format!(
+        "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\n",
+        dns.addr
+    );
+    let svc = Svc::launch("dns-reload", "", &backend, &resolvers);
+    let before = wait_filled(&svc, &["127.0.0.9", "127.0.0.10"]);
+    // With the DNS server gone nothing could refill the slots: what they
+    // hold after the reload is what the reload kept.
+    dns.stop();
+    svc.daemon.signal(libc::SIGHUP).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || svc
+            .daemon
+            .output()
+            .contains("reloaded:")),
+        "{}",
+        svc.daemon.output()
+    );
+    assert!(
+        svc.daemon
+            .output()
+            .contains("keeps its 2 address(es) across the reload")
+    );
+    assert_eq!(slots(&svc), before, "the reload changed the slots");
+    assert!(
+        wait_for(Duration::from_secs(20), || svc
+            .daemon
+            .output()
+            .contains("DNS resolution of web.lab.test failed")),
+        "{}",
+        svc.daemon.output()
+    );
+    assert_eq!(slots(&svc), before);
+}

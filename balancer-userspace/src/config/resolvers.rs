@@ -71,8 +71,9 @@ pub struct Resolvers {
 /// tried in order until one gives addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InitAddr {
-    /// The addresses the slots held before a reload (SIGHUP); nothing at a
-    /// fresh start.
+    /// The addresses the slots held before a reload (SIGHUP; a reload
+    /// keeps them whatever the list says); nothing at a fresh start (no
+    /// state file), so the next method applies.
     Last,
     /// The system resolver (getaddrinfo) at start.
     Libc,

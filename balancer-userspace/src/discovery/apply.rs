@@ -95,9 +95,10 @@ impl Controller {
     }
 
     /// Fill the slots of every template by its `init_addr` methods, in
-    /// order: `last` (slots a reload kept filled), `libc` (the system
-    /// resolver), `none` (empty slots). Fails when no method gives
-    /// addresses and `none` is not listed.
+    /// order: `last` (the addresses held before a reload: nothing at a
+    /// fresh start), `libc` (the system resolver), `none` (empty slots).
+    /// A template whose slots a reload kept filled is left as it is. Fails
+    /// when no method gives addresses and `none` is not listed.
     pub async fn init_discovery(&mut self) -> Result<(), DiscoveryError> {
         for bi in 0..self.config.backends.len() {
             let b = &self.config.backends[bi];
@@ -106,16 +107,16 @@ impl Controller {
             };
             let name = b.name.clone();
             let filled = self.filled_slots(&name);
+            if filled > 0 {
+                info!(
+                    "backend {name}: {} keeps its {filled} address(es) across the reload",
+                    t.fqdn
+                );
+                continue;
+            }
             let mut done = false;
             for m in &t.init_addr {
                 match m {
-                    InitAddr::Last if filled > 0 => {
-                        info!(
-                            "backend {name}: {} keeps its {filled} address(es) (init_addr last)",
-                            t.fqdn
-                        );
-                        done = true;
-                    }
                     InitAddr::Last => {}
                     InitAddr::Libc if !t.srv => {
                         let fam = families(&self.config, bi);

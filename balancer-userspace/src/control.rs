@@ -104,12 +104,18 @@ pub struct ServerRt {
     pub health: Health,
     /// The last check's outcome, for `backend list`.
     pub last_check: Option<Result<Duration, String>>,
+    /// A `server_template` slot: the name and record that fill it.
+    pub dns: Option<crate::discovery::DnsSlot>,
 }
 
 impl ServerRt {
     /// Admin `down`/`maint` win; then an unresolved next hop or a failed
     /// health check make the server `down`; else its admin state.
     pub fn effective(&self) -> u8 {
+        // An empty DNS slot has no address: maintenance.
+        if self.dns.as_ref().is_some_and(|d| d.filled.is_none()) {
+            return m::STATE_MAINT;
+        }
         match self.admin {
             AdminState::Down => return m::STATE_DOWN,
             AdminState::Maint => return m::STATE_MAINT,
@@ -153,6 +159,8 @@ pub struct ServerView {
     pub check: Option<String>,
     pub packets: u64,
     pub bytes: u64,
+    /// Servers of a `server_template`: the name, record and TTL.
+    pub dns: Option<crate::discovery::DnsView>,
 }
 
 pub struct Controller {
@@ -170,6 +178,8 @@ pub struct Controller {
     /// VIP id -> its current Maglev table.
     tables: BTreeMap<u32, Vec<u32>>,
     resolver: Resolver,
+    /// DNS discovery state per backend with a `server_template`.
+    pub(crate) discovery: BTreeMap<String, crate::discovery::TemplateState>,
 }
 
 impl Controller {
@@ -197,6 +207,7 @@ impl Controller {
             http: tokio::sync::watch::Sender::new(Default::default()),
             tables: BTreeMap::new(),
             resolver,
+            discovery: BTreeMap::new(),
         };
         c.resolve_all().await;
         c.write_global()?;
@@ -265,6 +276,22 @@ impl Controller {
                 .iter()
                 .find(|o| o.backend == s.backend && o.name == s.name)
             {
+                // A DNS slot of an unchanged name keeps what fills it.
+                Some(o)
+                    if s.dns.is_some()
+                        && o.dns.as_ref().is_some_and(|d| d.filled.is_some())
+                        && s.dns.as_ref().map(|d| &d.fqdn) == o.dns.as_ref().map(|d| &d.fqdn) =>
+                {
+                    s.address = o.address;
+                    s.port = o.port;
+                    s.cookie = o.cookie.clone();
+                    s.dns = o.dns.clone();
+                    if let Some((_, addr, _)) = s.check.as_mut() {
+                        addr.set_ip(o.address);
+                    }
+                    s.next_hop = o.next_hop.clone();
+                    summary.kept += 1;
+                }
                 Some(o) if o.address == s.address => {
                     s.next_hop = o.next_hop.clone();
                     if s.check.is_some() && o.check.is_some() {
@@ -296,6 +323,7 @@ impl Controller {
         self.config = config;
         self.servers = servers;
         self.frontend_ids = frontend_ids;
+        self.discovery.clear();
         self.resolve_all().await;
         self.write_global()?;
         self.write_vips()?;
@@ -326,7 +354,11 @@ impl Controller {
     }
 
     async fn resolve_all(&mut self) {
-        for s in self.servers.iter_mut().filter(|s| s.port.is_none()) {
+        for s in self
+            .servers
+            .iter_mut()
+            .filter(|s| s.port.is_none() && s.dns.as_ref().is_none_or(|d| d.filled.is_some()))
+        {
             let r = self
                 .resolver
                 .resolve(s.address, RESOLVE_TIMEOUT)
@@ -354,7 +386,20 @@ impl Controller {
         }
     }
 
-    fn write_global(&mut self) -> Result<(), ControlError> {
+    /// The next hop towards `addr` (a server filled from DNS).
+    pub(crate) async fn resolve_next_hop(&mut self, addr: IpAddr) -> Result<NextHop, String> {
+        let r = self
+            .resolver
+            .resolve(addr, RESOLVE_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string());
+        if let Err(e) = &r {
+            warn!("server address {addr}: unreachable, treated as down: {e}");
+        }
+        r
+    }
+
+    pub(crate) fn write_global(&mut self) -> Result<(), ControlError> {
         let d = &self.config.dataplane;
         let prefsrc = |v4: bool| {
             self.servers
@@ -422,7 +467,7 @@ impl Controller {
         Ok(())
     }
 
-    fn write_backends(&mut self) -> Result<(), ControlError> {
+    pub(crate) fn write_backends(&mut self) -> Result<(), ControlError> {
         self.publish_http();
         for s in self.servers.iter().filter(|s| s.port.is_none()) {
             let (family, addr) = family_addr(s.address);
@@ -458,6 +503,8 @@ impl Controller {
                     .servers
                     .iter()
                     .filter(|s| s.backend == b.name)
+                    // Empty DNS slots have no address to offer.
+                    .filter(|s| s.dns.as_ref().is_none_or(|d| d.filled.is_some()))
                     .filter_map(|s| {
                         Some(HttpServerView {
                             id: s.id,
@@ -491,7 +538,7 @@ impl Controller {
 
     /// Rebuild each VIP's Maglev table from its `up` servers; only slots
     /// that change are written.
-    fn rebuild_tables(&mut self) -> Result<(), ControlError> {
+    pub(crate) fn rebuild_tables(&mut self) -> Result<(), ControlError> {
         for (f, &vip_id) in self.config.frontends.iter().zip(&self.frontend_ids) {
             if f.mode == Mode::Http {
                 continue;
@@ -681,6 +728,7 @@ impl Controller {
             check,
             health: Health::default(),
             last_check: None,
+            dns: None,
         });
         self.write_global()?;
         self.write_backends()?;
@@ -696,6 +744,12 @@ impl Controller {
     /// new server on their next packet) and its id is freed.
     pub fn remove_server(&mut self, name: &str) -> Result<ServerView, ControlError> {
         let i = self.find_server(name)?;
+        if let Some(d) = &self.servers[i].dns {
+            return Err(ControlError::InvalidServer(format!(
+                "{name} is a slot of the server_template of {}: change its DNS records or the template",
+                d.fqdn
+            )));
+        }
         let view = self.view(i)?;
         let s = self.servers.remove(i);
         self.dp.set_backend(
@@ -724,6 +778,8 @@ impl Controller {
         self.servers
             .iter()
             .enumerate()
+            // An empty DNS slot has no address to check.
+            .filter(|(_, s)| s.dns.as_ref().is_none_or(|d| d.filled.is_some()))
             .filter_map(|(i, s)| s.check.clone().map(|(k, a, t)| (i, k, a, t)))
             .collect()
     }
@@ -809,6 +865,7 @@ impl Controller {
             }),
             packets: c.packets,
             bytes: c.bytes,
+            dns: s.dns.as_ref().map(|d| d.view()),
         })
     }
 
@@ -874,7 +931,11 @@ fn build_servers(config: &Config) -> Vec<ServerRt> {
                 weight: s.weight,
                 admin: s.state,
                 next_hop: Err("not resolved yet".into()),
+                dns: None,
             });
+        }
+        if let Some(t) = &b.template {
+            servers.extend(crate::discovery::slot_servers(config, bi, t, port));
         }
     }
     servers

@@ -65,6 +65,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::DiscoveryError),
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -215,6 +217,7 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     }
     // Maps first, then attach: the first packet already sees the services.
     let mut controller = Controller::new(dp, config).await?;
+    controller.init_discovery().await?;
     for name in &interfaces {
         controller.dp.attach_pinned(name, mode, &pin_dir)?;
     }
@@ -250,6 +253,7 @@ impl Running {
         let controller_count_interval = controller.config.table_count_interval;
         let checks_changed = controller.checks_changed.clone();
         let shared = Arc::new(Mutex::new(controller));
+        let mut dns_tasks = spawn_discovery(&*shared.lock().await, &shared);
         let admin_task = tokio::spawn(admin::serve(listener, shared.clone()));
         let (stop_http, stop_rx) = tokio::sync::watch::channel(false);
         let mut http_tasks = Vec::new();
@@ -317,6 +321,13 @@ impl Running {
                     let mut c = shared.lock().await;
                     match c.reload(new).await {
                         Ok(sum) => {
+                            for t in dns_tasks.drain(..) {
+                                t.abort();
+                            }
+                            if let Err(e) = c.init_discovery().await {
+                                warn!("after the reload: {e}");
+                            }
+                            dns_tasks = spawn_discovery(&c, &shared);
                             for t in check_tasks.drain(..) {
                                 t.abort();
                             }
@@ -401,7 +412,7 @@ impl Running {
         for t in metric_tasks {
             t.abort();
         }
-        for t in check_tasks {
+        for t in check_tasks.into_iter().chain(dns_tasks) {
             t.abort();
         }
         let _ = std::fs::remove_file(&admin_socket);
@@ -415,6 +426,29 @@ impl Running {
         );
         Ok(())
     }
+}
+
+/// One DNS discovery task per backend with a `server_template`.
+fn spawn_discovery(
+    c: &Controller,
+    shared: &Arc<Mutex<Controller>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    c.config
+        .backends
+        .iter()
+        .enumerate()
+        .filter_map(|(bi, b)| {
+            let t = b.template.clone()?;
+            let resolvers = c.config.resolvers[t.resolvers].clone();
+            Some(tokio::spawn(crate::discovery::run(
+                shared.clone(),
+                b.name.clone(),
+                t,
+                resolvers,
+                crate::discovery::families(&c.config, bi),
+            )))
+        })
+        .collect()
 }
 
 type CheckResult = (u64, usize, Result<Duration, String>);

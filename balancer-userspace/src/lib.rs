@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod discovery;
 pub mod health;
 pub mod http;
 pub mod metrics;

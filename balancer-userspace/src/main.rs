@@ -580,6 +580,12 @@ fn print_servers(v: &Value) {
         if let Some(c) = s["check"].as_str() {
             hop = format!("{hop}; check {c}");
         }
+        if let Some(fqdn) = s["dns"]["fqdn"].as_str() {
+            hop = match (s["dns"]["record"].as_str(), s["dns"]["ttl"].as_u64()) {
+                (Some(r), Some(ttl)) => format!("{hop}; dns {fqdn}: {r} ttl {ttl}s"),
+                _ => format!("{hop}; dns {fqdn}: empty slot"),
+            };
+        }
         println!(
             "{:<4} {:<24} {:<28} {:<6} {:<6} {:>6} {:>12}  {hop}",
             num(&s["id"]),

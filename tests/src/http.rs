@@ -69,7 +69,17 @@ impl Backend {
         port: u16,
         respond: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static,
     ) -> io::Result<Backend> {
-        let l = TcpListener::bind(("127.0.0.1", port))?;
+        Self::start_at(name, SocketAddr::from(([127, 0, 0, 1], port)), respond)
+    }
+
+    /// ... listening on `addr` (any loopback address, e.g. 127.0.0.3:PORT
+    /// or [::1]:PORT, as DNS records can name them).
+    pub fn start_at(
+        name: &str,
+        addr: SocketAddr,
+        respond: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static,
+    ) -> io::Result<Backend> {
+        let l = TcpListener::bind(addr)?;
         let addr = l.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -444,6 +454,20 @@ impl Svc {
             .collect();
         let (dir, pin_dir, daemon, front) =
             launch_http(tag, frontend_extra, backend_extra, &servers).expect("balancer run");
+        Svc {
+            dir,
+            pin_dir,
+            daemon,
+            front,
+            backends: Vec::new(),
+        }
+    }
+
+    /// [`launch_http`] as a `Svc` without backends of its own; `tail` may
+    /// also hold other top-level tables (e.g. `[resolvers.NAME]`).
+    pub fn launch(tag: &str, frontend_extra: &str, backend_extra: &str, tail: &str) -> Svc {
+        let (dir, pin_dir, daemon, front) =
+            launch_http(tag, frontend_extra, backend_extra, tail).expect("balancer run");
         Svc {
             dir,
             pin_dir,

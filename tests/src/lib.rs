@@ -5,6 +5,7 @@
 //! xtask has to build before `cargo xtask setup` has installed what the
 //! eBPF build needs.
 
+pub mod dns;
 pub mod http;
 pub mod lab;
 pub mod packets;

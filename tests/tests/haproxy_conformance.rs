@@ -1843,3 +1843,123 @@ fn http2_split_cookie_fields() {
         ]
     });
 }
+
+// ----- servers discovered through DNS -----------------------------------------
+
+/// Fresh users until `want` servers (by address, not `skip`) have
+/// answered: the cookie each inserted.
+fn discovered_cookies(
+    front: SocketAddr,
+    want: usize,
+    skip: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut seen = std::collections::BTreeMap::new();
+    let ok = wait_for(Duration::from_secs(30), || {
+        if let Ok(a) = Client::new(front).get("/")
+            && a.status == 200
+            && a.body != skip
+            && let Some(c) = a.header("set-cookie")
+        {
+            seen.insert(a.body.clone(), c.to_owned());
+        }
+        seen.len() >= want
+    });
+    assert!(ok, "{front}: only {seen:?}");
+    seen
+}
+
+#[test]
+fn dynamic_cookies_of_discovered_servers() {
+    // HAProxy 2.6 and balancer resolve the same name at the same DNS server
+    // (server-template / server_template, init-addr none); the cookie each
+    // gives a discovered server must be the same, before and after the
+    // records change.
+    require_root();
+    const NAME: &str = "conf.lab.test";
+    let mut dns = balancer_tests::dns::DnsServer::start().expect("DNS server");
+    let addrs = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+    let (port, _backends) = (0..50)
+        .find_map(|_| {
+            let port = free_port().ok()?;
+            let b: Result<Vec<Backend>, _> = addrs
+                .iter()
+                .map(|a| {
+                    Backend::start_at(a, SocketAddr::new(a.parse().unwrap(), port), |_| {
+                        (200, String::new())
+                    })
+                })
+                .collect();
+            b.ok().map(|b| (port, b))
+        })
+        .expect("a port free on every address");
+    dns.set_addresses(NAME, &addrs[..3], 5);
+    let cookie = "SERVER insert indirect nocache dynamic";
+
+    let dir = std::env::temp_dir().join(format!("blb-{}-ha-dns", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ha_front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
+    let config = format!(
+        "global\n    nbthread 1\n\n\
+         resolvers lab\n    nameserver ns1 {}\n    resolve_retries 2\n    \
+         timeout resolve 200ms\n    timeout retry 200ms\n    hold valid 10s\n\n\
+         defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
+         timeout server 10s\n\n\
+         frontend fe\n    bind {ha_front}\n    default_backend app\n\n\
+         backend app\n    balance roundrobin\n    cookie {cookie}\n    \
+         dynamic-cookie-key {COOKIE_KEY}\n    \
+         server-template web 3 {NAME}:{port} resolvers lab init-addr none resolve-prefer ipv4\n",
+        dns.addr
+    );
+    std::fs::write(dir.join("haproxy.cfg"), &config).unwrap();
+    let mut cmd = Command::new(HAPROXY);
+    cmd.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
+    let mut ha = Proc::spawn("haproxy", cmd, &dir).expect("haproxy (run `cargo xtask setup`)");
+
+    let backend = format!(
+        "cookie = \"{cookie}\"\ndynamic_cookie_key = \"{COOKIE_KEY}\"\n\
+         server_template = {{ prefix = \"web\", count = 3, fqdn = \"{NAME}\", port = {port}, \
+         resolvers = \"lab\", init_addr = \"none\" }}\n"
+    );
+    let resolvers = format!(
+        "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\n",
+        dns.addr
+    );
+    let svc = Svc::launch("conf-dns", "", &backend, &resolvers);
+
+    let ours = discovered_cookies(svc.front, 3, "");
+    let theirs = discovered_cookies(ha_front, 3, "");
+    assert_eq!(ours, theirs, "balancer vs HAProxy, discovered servers");
+    for (server, set_cookie) in &ours {
+        let value = balancer::http::cookie::dynamic_value(
+            COOKIE_KEY.as_bytes(),
+            server.parse().unwrap(),
+            port,
+        );
+        assert!(
+            set_cookie.starts_with(&format!("SERVER={value};")),
+            "{server}: {set_cookie}"
+        );
+    }
+    // 127.0.0.3 leaves, 127.0.0.5 comes: its cookie, on both sides.
+    dns.set_addresses(NAME, &["127.0.0.5", "127.0.0.4", "127.0.0.2"], 5);
+    let has_new = |front: SocketAddr| {
+        wait_for(Duration::from_secs(30), || {
+            Client::new(front)
+                .get("/")
+                .is_ok_and(|a| a.body == "127.0.0.5")
+        })
+    };
+    assert!(has_new(svc.front) && has_new(ha_front), "{}", ha.output());
+    let ours = discovered_cookies(svc.front, 3, "127.0.0.3");
+    let theirs = discovered_cookies(ha_front, 3, "127.0.0.3");
+    assert!(ours.contains_key("127.0.0.5"), "{ours:?}");
+    assert_eq!(
+        ours, theirs,
+        "balancer vs HAProxy after the records changed"
+    );
+    let _ = ha.stop();
+    dns.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,17 +14,20 @@
 //! - `admin.socket` = `"/run/balancer/admin.sock"`
 //! - `metrics.bind`: none (no metrics endpoint unless set, e.g. `"127.0.0.1:9100"`)
 //! - `metrics.table_count_interval` = `"10s"` (stick-table entry count, at least 1s)
+//! - `[resolvers.NAME]` and `server_template`: see [`resolvers`]
 
+mod resolvers;
 mod units;
 
 use balancer_common::maps::ID_NAME_LEN;
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
 
+pub use resolvers::{InitAddr, Resolvers, ServerTemplate, fqdn_problem};
 use serde::Deserialize;
 pub use units::{parse_duration, parse_size};
 
@@ -126,6 +129,8 @@ struct RawConfig {
     backend: Vec<RawBackend>,
     admin: Option<RawAdmin>,
     metrics: Option<RawMetrics>,
+    #[serde(default)]
+    resolvers: BTreeMap<String, resolvers::RawResolvers>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +179,7 @@ struct RawBackend {
     timeout_server: Option<String>,
     #[serde(default)]
     server: Vec<RawServer>,
+    server_template: Option<resolvers::RawTemplate>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +231,8 @@ pub struct Config {
     /// `[metrics] table_count_interval`: how often the stick table's
     /// entries are counted (a walk over the whole table).
     pub table_count_interval: Duration,
+    /// `[resolvers.NAME]` sections, by name.
+    pub resolvers: Vec<Resolvers>,
 }
 
 #[derive(Debug, Clone)]
@@ -375,6 +383,8 @@ pub struct Backend {
     /// Port checked; default: the first frontend's port using this backend.
     pub check_port: Option<u16>,
     pub servers: Vec<Server>,
+    /// Servers discovered through DNS (`server_template`), besides `servers`.
+    pub template: Option<ServerTemplate>,
     /// HTTP settings (`balance`, `cookie`, ...): present when an `http`
     /// frontend uses this backend.
     pub http: Option<HttpBackend>,
@@ -534,6 +544,7 @@ impl Validator<'_> {
 
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let dataplane = self.dataplane(raw.dataplane)?;
+        let resolvers = self.resolvers(raw.resolvers)?;
         let mut backends = Vec::new();
         let mut names = BTreeSet::new();
         for (i, b) in raw.backend.into_iter().enumerate() {
@@ -544,7 +555,7 @@ impl Validator<'_> {
                     format!("duplicate backend name {:?}", b.name),
                 ));
             }
-            backends.push(self.backend(&key, b)?);
+            backends.push(self.backend(&key, b, &resolvers)?);
         }
         let mut frontends = Vec::new();
         let mut fnames = BTreeSet::new();
@@ -588,7 +599,10 @@ impl Validator<'_> {
                 format!("stick tables total {total_stick} entries, more than {MAX_STICK_SIZE}"),
             ));
         }
-        let servers: usize = backends.iter().map(|b| b.servers.len()).sum();
+        let servers: usize = backends
+            .iter()
+            .map(|b| b.servers.len() + b.template.as_ref().map_or(0, |t| t.count as usize))
+            .sum();
         let max_servers = balancer_common::maps::MAX_BACKENDS as usize;
         if servers > max_servers {
             return Err(self.err("backend", format!("at most {max_servers} servers in all")));
@@ -622,6 +636,7 @@ impl Validator<'_> {
             backends,
             metrics_bind,
             table_count_interval,
+            resolvers,
             admin_socket: raw
                 .admin
                 .and_then(|a| a.socket)
@@ -846,7 +861,12 @@ impl Validator<'_> {
         }))
     }
 
-    fn backend(&self, key: &str, b: RawBackend) -> Result<Backend, ConfigError> {
+    fn backend(
+        &self,
+        key: &str,
+        b: RawBackend,
+        resolvers: &[Resolvers],
+    ) -> Result<Backend, ConfigError> {
         let http = self.http_backend(key, &b)?;
         let http_key = http_key(&b);
         let forward = match b.forward.as_deref().unwrap_or("dsr-l2") {
@@ -992,6 +1012,10 @@ impl Validator<'_> {
         if b.check_port == Some(0) {
             return Err(self.err(format!("{key}.check_port"), "0 is not a port"));
         }
+        let template = match b.server_template {
+            None => None,
+            Some(t) => Some(self.template(key, &b.name, t, resolvers, &names, check_timeout)?),
+        };
         Ok(Backend {
             name: b.name,
             forward,
@@ -1000,6 +1024,7 @@ impl Validator<'_> {
             check_kind,
             check_port: b.check_port,
             servers,
+            template,
             http,
             http_key,
         })
@@ -1047,12 +1072,21 @@ impl Validator<'_> {
                     let port = *s.port.get_or_insert(default_port);
                     s.cookie = settings.server_cookie(s.cookie.take(), s.address, port);
                 }
+                if let Some(t) = b.template.as_mut().filter(|t| !t.srv) {
+                    t.port.get_or_insert(default_port);
+                }
                 continue;
             }
             if let Some(k) = b.http_key {
                 return Err(self.err(
                     format!("{key}.{k}"),
                     "only for backends of mode = \"http\" frontends",
+                ));
+            }
+            if b.template.as_ref().is_some_and(|t| t.port.is_some()) {
+                return Err(self.err(
+                    format!("{key}.server_template.port"),
+                    "an L4 server takes no port (the VIP's port is kept)",
                 ));
             }
             for (j, s) in b.servers.iter().enumerate() {

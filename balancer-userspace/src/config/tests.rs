@@ -340,3 +340,159 @@ fn files_that_are_not_configs_are_refused_clearly() {
     check("missing.toml", None, "cannot read config");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+const RESOLVERS: &str = "[resolvers.mydns]\nnameservers = [\"127.0.0.1:5353\"]\n";
+
+#[test]
+fn server_template_and_resolvers() {
+    let c = parse(&format!(
+        "{BASE}{RESOLVERS}refresh = \"500ms\"\n\
+         [[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = \"127.0.0.1:8080\"\ndefault_backend = \"b\"\n\
+         [[backend]]\nname = \"b\"\n\
+         server_template = {{ prefix = \"web\", count = 3, fqdn = \"svc.example.local.\", resolvers = \"mydns\", init_addr = \"libc,none\" }}\n"
+    ))
+    .unwrap();
+    let r = &c.resolvers[0];
+    assert_eq!(r.nameservers, ["127.0.0.1:5353".parse().unwrap()]);
+    assert_eq!(
+        (r.refresh, r.timeout, r.retries, r.accepted_payload_size),
+        (Duration::from_millis(500), Duration::from_secs(1), 3, 512)
+    );
+    let t = c.backends[0].template.as_ref().unwrap();
+    assert_eq!(t.slot_names().collect::<Vec<_>>(), ["web1", "web2", "web3"]);
+    assert_eq!(t.fqdn, "svc.example.local");
+    // HTTP: the frontend's port by default.
+    assert_eq!(t.port, Some(8080));
+    assert_eq!(t.init_addr, [InitAddr::Libc, InitAddr::None]);
+    assert!(!t.srv);
+    // SRV names give their own ports.
+    let c = parse(&format!(
+        "{BASE}{RESOLVERS}[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = \"127.0.0.1:8080\"\n\
+         default_backend = \"b\"\n[[backend]]\nname = \"b\"\n\
+         server_template = {{ prefix = \"s\", count = 2, fqdn = \"_http._tcp.svc.example.local\", resolvers = \"mydns\" }}\n"
+    ))
+    .unwrap();
+    let t = c.backends[0].template.as_ref().unwrap();
+    assert!(t.srv && t.port.is_none());
+    assert_eq!(
+        t.init_addr,
+        [InitAddr::Last, InitAddr::Libc, InitAddr::None]
+    );
+}
+
+#[test]
+fn template_errors_name_line_and_key() {
+    let front = "[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = \"127.0.0.1:8080\"\ndefault_backend = \"b\"\n";
+    // (template fields, key); the template is on line 12.
+    let cases: &[(&str, &str)] = &[
+        (
+            "prefix = \"w\", count = 0, fqdn = \"a.b\", resolvers = \"mydns\"",
+            "count",
+        ),
+        (
+            "prefix = \"w\", count = 1025, fqdn = \"a.b\", resolvers = \"mydns\"",
+            "count",
+        ),
+        (
+            "prefix = \"w\", count = 2, fqdn = \"a.b\", resolvers = \"other\"",
+            "resolvers",
+        ),
+        (
+            "prefix = \"w\", count = 2, fqdn = \"198.18.1.1\", resolvers = \"mydns\"",
+            "fqdn",
+        ),
+        (
+            "prefix = \"w\", count = 2, fqdn = \"not a name\", resolvers = \"mydns\"",
+            "fqdn",
+        ),
+        (
+            "prefix = \"w\", count = 2, fqdn = \"a.b\", resolvers = \"mydns\", init_addr = \"dns\"",
+            "init_addr",
+        ),
+        (
+            "prefix = \"w/\", count = 2, fqdn = \"a.b\", resolvers = \"mydns\"",
+            "prefix",
+        ),
+        (
+            "prefix = \"s\", count = 2, fqdn = \"a.b\", resolvers = \"mydns\"",
+            "prefix",
+        ),
+        (
+            "prefix = \"w\", count = 2, fqdn = \"_x._tcp.a.b\", port = 80, resolvers = \"mydns\"",
+            "port",
+        ),
+        (
+            "prefix = \"w\", count = 2, fqdn = \"a.b\", resolvers = \"mydns\", weight = 300",
+            "weight",
+        ),
+    ];
+    for (fields, k) in cases {
+        let text = format!(
+            "{BASE}{RESOLVERS}{front}[[backend]]\nname = \"b\"\nserver_template = {{ {fields} }}\n\
+             [[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:81\"\n"
+        );
+        let e = parse(&text).unwrap_err();
+        let key = format!("backend[0].server_template.{k}");
+        assert_eq!(key_of(&e), key, "{fields}: {e}");
+        assert!(
+            e.to_string().starts_with(&format!("t.toml:12: {key}: ")),
+            "{fields}: want line 12: {e}"
+        );
+    }
+    // The template's slots count towards the servers limit.
+    let text = format!(
+        "{BASE}{RESOLVERS}{front}[[backend]]\nname = \"b\"\n\
+         server_template = {{ prefix = \"w\", count = 1024, fqdn = \"a.b\", resolvers = \"mydns\" }}\n\
+         [[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:81\"\n"
+    );
+    assert!(
+        parse(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 1024 servers")
+    );
+    // Resolvers sections.
+    for (section, key, line) in [
+        (
+            "[resolvers.r]\nnameservers = []\n",
+            "resolvers.r.nameservers",
+            4,
+        ),
+        (
+            "[resolvers.r]\nnameservers = [\"dns.example\"]\n",
+            "resolvers.r.nameservers[0]",
+            4,
+        ),
+        (
+            "[resolvers.r]\nnameservers = [\"127.0.0.1:53\"]\nretries = 0\n",
+            "resolvers.r.retries",
+            5,
+        ),
+        (
+            "[resolvers.r]\nnameservers = [\"127.0.0.1:53\"]\nrefresh = \"1ms\"\n",
+            "resolvers.r.refresh",
+            5,
+        ),
+        (
+            "[resolvers.r]\nnameservers = [\"127.0.0.1:53\"]\naccepted_payload_size = 100\n",
+            "resolvers.r.accepted_payload_size",
+            5,
+        ),
+    ] {
+        let e = parse(&format!("{BASE}{section}")).unwrap_err();
+        assert_eq!(key_of(&e), key, "{section}: {e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("t.toml:{line}: {key}: ")),
+            "{section}: {e}"
+        );
+    }
+    // An L4 template takes no port.
+    let e = parse(&format!(
+        "{BASE}{RESOLVERS}[[frontend]]\nname = \"f\"\nbind = \"198.18.2.1:80\"\ndefault_backend = \"b\"\n\
+         [[backend]]\nname = \"b\"\n\
+         server_template = {{ prefix = \"w\", count = 2, fqdn = \"a.b\", port = 80, resolvers = \"mydns\" }}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(key_of(&e), "backend[0].server_template.port", "{e}");
+}

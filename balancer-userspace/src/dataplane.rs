@@ -242,6 +242,52 @@ pub struct Adopted {
     pub stick_size_kept: Option<u32>,
 }
 
+/// Detach the link pinned at `path` from its hook now (BPF_LINK_DETACH,
+/// Linux 5.9+). Removing the pin alone detaches it only when the kernel
+/// frees the link, which it does later, not by the time `unlink` returns:
+/// `balancer detach` must leave the interface without XDP when it exits.
+fn detach_pinned_link(path: &Path) -> std::io::Result<()> {
+    use std::os::{fd::FromRawFd as _, unix::ffi::OsStrExt as _};
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // union bpf_attr, BPF_OBJ_GET: pathname (u64), bpf_fd, file_flags.
+    let mut get = [0u64; 2];
+    get[0] = cpath.as_ptr() as u64;
+    // SAFETY: `get` is a valid bpf_attr prefix for BPF_OBJ_GET, whose
+    // pathname points at a NUL-terminated string that outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            get.as_mut_ptr(),
+            std::mem::size_of_val(&get),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // union bpf_attr, BPF_LINK_DETACH: link_fd.
+    let mut detach = [0u64; 1];
+    detach[0] = u64::from(std::os::fd::AsRawFd::as_raw_fd(&link) as u32);
+    // SAFETY: `detach` is a valid bpf_attr prefix for BPF_LINK_DETACH.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_DETACH,
+            detach.as_mut_ptr(),
+            std::mem::size_of_val(&detach),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl Dataplane {
     /// Load with the [`PERSISTENT_MAPS`] pinned under `dir` (a bpffs
     /// directory, created if missing): maps already pinned there by an
@@ -316,6 +362,13 @@ impl Dataplane {
             let name = name.to_string_lossy();
             let ours = PERSISTENT_MAPS.contains(&name.as_ref()) || name.starts_with(LINK_PREFIX);
             if ours {
+                if name.starts_with(LINK_PREFIX)
+                    && let Err(err) = detach_pinned_link(&e.path())
+                {
+                    // Unpinning below still detaches it, once the kernel
+                    // frees the link (later, not at once).
+                    warn!("{}: BPF_LINK_DETACH: {err}", e.path().display());
+                }
                 std::fs::remove_file(e.path()).map_err(|err| DataplaneError::Pin {
                     path: e.path(),
                     reason: err.to_string(),

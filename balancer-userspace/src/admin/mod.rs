@@ -14,6 +14,7 @@
 //! | GET | `/v1/table/count` | `?frontend=F` (optional) | `{"entries": N}` |
 //! | PUT | `/v1/table` | `{"frontend": F, "client": ADDR, "server": NAME}` | the entry |
 //! | DELETE | `/v1/table` | `?frontend=F&client=ADDR` (both optional) | `{"removed": N}` |
+//! | GET | `/v1/peers` | | peers section, each peer's link state and counters |
 //!
 //! Errors answer 400 (bad request), 404 (unknown name) or 500, with
 //! `{"error": "..."}`.
@@ -134,6 +135,8 @@ async fn handle(
         (&Method::GET, "/v1/table/count") => table_count(&c, &query),
         (&Method::PUT, "/v1/table") => table_set(&mut c, &body),
         (&Method::DELETE, "/v1/table") => table_clear(&mut c, &query),
+        (&Method::GET, "/v1/peers") => crate::peers::status_json()
+            .ok_or_else(|| bad("no [peers] section in the configuration")),
         _ => Err((
             StatusCode::NOT_FOUND,
             format!("no such endpoint: {method} {path}"),

@@ -263,11 +263,13 @@ impl Engine {
     }
 
     /// Run on a thread of its own until every handle is dropped.
-    pub fn spawn(self) -> std::io::Result<EngineHandle> {
+    pub fn spawn(self, thread_name: &str) -> std::io::Result<EngineHandle> {
         let (tx, rx) = mpsc::channel();
         let stats = self.stats.clone();
+        // Linux keeps 15 bytes of a thread's name.
+        let name: String = thread_name.chars().take(15).collect();
         std::thread::Builder::new()
-            .name("peers-engine".into())
+            .name(name)
             .spawn(move || self.run(rx))?;
         Ok(EngineHandle { tx, stats })
     }

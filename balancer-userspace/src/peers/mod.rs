@@ -102,6 +102,15 @@ impl Ctx {
         }
     }
 
+    /// Our link to `name` is up (resync sent, updates flowing).
+    pub fn is_up(&self, name: &str) -> bool {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .is_some_and(|p| p.outbound == OutState::Up)
+    }
+
     fn set_out(&self, name: &str, s: OutState) {
         self.peer(name, |p| {
             p.outbound = s;
@@ -212,7 +221,8 @@ impl Drop for Peers {
 /// from the controller (they change on reload and runtime add/remove).
 const NAMES_EVERY: Duration = Duration::from_secs(1);
 
-/// Start the engine, the listener and one dial loop per remote peer.
+/// Start the engine, the listener and one dial loop per remote peer, for
+/// the daemon's controller (whose frontends and servers name the entries).
 pub async fn start(
     config: PeersConfig,
     listener: TcpListener,
@@ -238,8 +248,38 @@ pub async fn start(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let section = config.section.clone();
+    let (mut peers, ctx) = start_with(config, listener, pin_dir, names)?;
+    let _ = RUNNING.set(ctx.clone());
+    let engine = ctx.engine.clone();
+    peers.tasks.push(tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            tokio::time::sleep(NAMES_EVERY).await;
+            let n = Names::build(&*shared.lock().await, &section);
+            if last.as_ref() != Some(&n) {
+                if last.is_some() {
+                    info!("peers: frontends or servers changed: names refreshed");
+                }
+                engine.set_names(Arc::new(n.clone()));
+                last = Some(n);
+            }
+        }
+    }));
+    Ok(peers)
+}
+
+/// [`start`] with fixed `names` and no controller (the benchmark runs two
+/// instances in one process this way). The engine thread is named
+/// `peers-<local>`.
+pub fn start_with(
+    config: PeersConfig,
+    listener: TcpListener,
+    pin_dir: &Path,
+    names: Names,
+) -> Result<(Peers, Arc<Ctx>), PeersError> {
     let engine = Engine::open(pin_dir, names, config.scan_interval, config.refresh)?
-        .spawn()
+        .spawn(&format!("peers-{}", config.local))
         .map_err(PeersError::Thread)?;
     let peers = config
         .remotes
@@ -272,30 +312,14 @@ pub async fn start(
         .collect();
     let ctx = Arc::new(Ctx {
         config: config.clone(),
-        engine: engine.clone(),
+        engine,
         peers: Mutex::new(peers),
         counters: Default::default(),
         kicks,
     });
-    let _ = RUNNING.set(ctx.clone());
     let mut tasks = vec![tokio::spawn(link::listen(ctx.clone(), listener))];
     for (n, a) in &config.remotes {
         tasks.push(tokio::spawn(link::dial_loop(ctx.clone(), n.clone(), *a)));
     }
-    let section = config.section.clone();
-    tasks.push(tokio::spawn(async move {
-        let mut last = None;
-        loop {
-            tokio::time::sleep(NAMES_EVERY).await;
-            let n = Names::build(&*shared.lock().await, &section);
-            if last.as_ref() != Some(&n) {
-                if last.is_some() {
-                    info!("peers: frontends or servers changed: names refreshed");
-                }
-                engine.set_names(Arc::new(n.clone()));
-                last = Some(n);
-            }
-        }
-    }));
-    Ok(Peers { tasks })
+    Ok((Peers { tasks }, ctx))
 }

@@ -10,6 +10,8 @@
 //! - `xdp-testrun`: ns/packet of the real XDP program through
 //!   BPF_PROG_TEST_RUN, against the `bare` floor program (parse Ethernet/IP,
 //!   swap MACs, XDP_TX) from the same object.
+//! - `peers`: stick-table replication between two instances (lag,
+//!   throughput, sender CPU); no peer program (figures without a ratio).
 
 use std::{
     fmt::Write as _,
@@ -62,20 +64,24 @@ struct Cli {
 enum Section {
     /// ns/packet through BPF_PROG_TEST_RUN, against the `bare` floor program.
     XdpTestrun,
+    /// Stick-table replication between two instances: lag, throughput, CPU.
+    Peers,
 }
 
 impl Section {
-    const ALL: [Section; 1] = [Section::XdpTestrun];
+    const ALL: [Section; 2] = [Section::XdpTestrun, Section::Peers];
 
     fn name(self) -> &'static str {
         match self {
             Section::XdpTestrun => "xdp-testrun",
+            Section::Peers => "peers",
         }
     }
 
     fn run(self, ctx: &Ctx) -> anyhow::Result<Value> {
         match self {
             Section::XdpTestrun => xdp_testrun::run(ctx),
+            Section::Peers => peers::run(ctx),
         }
     }
 }
@@ -397,4 +403,5 @@ fn count(n: u64) -> String {
     out
 }
 
+mod peers;
 mod xdp_testrun;

@@ -57,10 +57,10 @@ const LO_IFINDEX: u32 = 1;
 const CLIENT_MAC: [u8; 6] = [0x02, 0xb1, 0, 2, 0, 0];
 const BALANCER_MAC: [u8; 6] = [0x02, 0xb1, 0, 1, 0, 0];
 
-const VIP_V4: u32 = 0;
+pub(crate) const VIP_V4: u32 = 0;
 const VIP_V6: u32 = 1;
 const VIP_IPIP: u32 = 2;
-const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+pub(crate) const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const VIP4_IPIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 101);
 const NOT_A_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 200);
 const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
@@ -328,7 +328,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     }))
 }
 
-fn configure(dp: &mut Dataplane) -> anyhow::Result<()> {
+pub(crate) fn configure(dp: &mut Dataplane) -> anyhow::Result<()> {
     dp.set_config(&GlobalConfig {
         stick_refresh_ns: STICK_REFRESH_NS,
         insert_cap: 0,
@@ -395,7 +395,7 @@ fn backend(family: u8, addr: [u8; 16], mac_last: u8) -> Backend {
     }
 }
 
-fn v4(a: Ipv4Addr) -> [u8; 16] {
+pub(crate) fn v4(a: Ipv4Addr) -> [u8; 16] {
     let mut o = [0u8; 16];
     o[..4].copy_from_slice(&a.octets());
     o
@@ -403,7 +403,7 @@ fn v4(a: Ipv4Addr) -> [u8; 16] {
 
 /// A TCP SYN without options, padded to `FRAME_V4` bytes after the IP
 /// packet (Ethernet padding: the IP total length still says 40).
-fn syn_v4(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+pub(crate) fn syn_v4(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_V4);
     PacketBuilder::ethernet2(CLIENT_MAC, BALANCER_MAC)
         .ipv4(src.octets(), dst.octets(), 64)

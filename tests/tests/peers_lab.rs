@@ -401,7 +401,21 @@ fn cut_link_converges_and_bad_peers_are_refused() {
     let a_side = p.svc.round("new via A while cut", new_a, 1);
     p.route_via(B_V4);
     let b_side = p.svc.round("new via B while cut", new_b, 1);
-    assert_eq!(p.table(&p.a_sock).len(), 150);
+    // Deterministic first choice: clients new to A (B's new ones, not
+    // replicated while cut) get on A the server B gave them (same Maglev
+    // tables from the same config, whatever the server ids).
+    p.route_via(A_V4);
+    let first_on_a = p
+        .svc
+        .round("B's new clients via A while cut", &new_b[..20], 1);
+    for c in &new_b[..20] {
+        assert_eq!(
+            Service::home(&first_on_a, c),
+            Service::home(&b_side, c),
+            "client {c}: A and B picked different servers for a new client"
+        );
+    }
+    assert_eq!(p.table(&p.a_sock).len(), 170);
     assert_eq!(p.table(&p.b_sock).len(), 150);
     assert_ne!(
         Pair::by_name(&p.table(&p.a_sock)),

@@ -1,7 +1,10 @@
 //! The replication engine: one thread that owns this instance's view of
 //! the replicated part of the stick table.
 //!
-//! Outgoing: every `scan_interval` it reads the whole stick table with
+//! Outgoing: every `scan_interval` it reads the data plane's per-frontend
+//! counters of new entries and redispatches (one syscall per replicated
+//! frontend); when they moved, or at least every [`FULL_SCAN_EVERY`]
+//! (entries set through the admin API, refreshes), it reads the whole stick table with
 //! batched lookups ([`super::scan`]) and compares it with a shadow copy:
 //! a new entry, or one whose server changed (a redispatch), is sent at
 //! once; an entry whose last-seen time moved by at least `refresh` since it
@@ -22,8 +25,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError};
-use balancer_common::maps::{STICK_MAP, StickKey, StickValue};
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
+use balancer_common::maps::{STICK_MAP, StickKey, StickValue, VIP_STATS_MAP, VipStats};
 use log::{debug, warn};
 use serde::Serialize;
 use tokio::sync::{mpsc as tmpsc, oneshot};
@@ -44,6 +47,9 @@ use crate::{
 const QUEUE: usize = 512;
 /// Entries read per `BPF_MAP_LOOKUP_BATCH` call.
 const SCAN_CHUNK: usize = 4096;
+/// The table is scanned at least this often even when the counters say
+/// nothing changed (entries set by hand, refreshed last-seen times).
+pub const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// One replicated table: a frontend whose backend's stick table names this
 /// peers section.
@@ -151,6 +157,8 @@ pub enum Command {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct EngineStats {
     pub scans: u64,
+    /// Ticks where the counters showed no new entry and no scan was due.
+    pub scans_skipped: u64,
     /// Entries read by the last scan.
     pub last_scan_entries: u64,
     pub last_scan_us: u64,
@@ -220,6 +228,10 @@ struct Shadow {
 
 pub struct Engine {
     map: BpfHashMap<MapData, StickKey, StickValue>,
+    vip_stats: PerCpuArray<MapData, VipStats>,
+    /// Sum of the replicated frontends' new entries and redispatches at
+    /// the last scan.
+    signature: u64,
     fd: RawFd,
     scanner: Scanner,
     shadow: HashMap<StickKey, Shadow>,
@@ -248,8 +260,15 @@ impl Engine {
         let fd = data.fd().as_fd().as_raw_fd();
         let map = Map::from_map_data(data).map_err(|e| err(error_chain(&e)))?;
         let map = BpfHashMap::try_from(map).map_err(|e| err(error_chain(&e)))?;
+        let stats_path = pin_dir.join(VIP_STATS_MAP);
+        let vip_stats = MapData::from_pin(&stats_path)
+            .and_then(Map::from_map_data)
+            .map_err(|e| err(error_chain(&e)))
+            .and_then(|m| PerCpuArray::try_from(m).map_err(|e| err(error_chain(&e))))?;
         Ok(Engine {
             map,
+            vip_stats,
+            signature: u64::MAX,
             fd,
             scanner: Scanner::new(SCAN_CHUNK),
             shadow: HashMap::new(),
@@ -275,19 +294,44 @@ impl Engine {
     }
 
     fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let mut next_scan = Instant::now();
+        let mut next_tick = Instant::now();
+        let mut last_scan = Instant::now();
         loop {
-            let wait = next_scan.saturating_duration_since(Instant::now());
+            let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(cmd) => self.command(cmd),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
-            if Instant::now() >= next_scan {
-                self.scan_and_send();
-                next_scan = Instant::now() + self.scan_interval;
+            if Instant::now() >= next_tick {
+                let sig = self.signature();
+                if sig != Some(self.signature) || last_scan.elapsed() >= FULL_SCAN_EVERY {
+                    // Read before the scan: a change during it is seen next time.
+                    self.signature = sig.unwrap_or(u64::MAX);
+                    self.scan_and_send();
+                    last_scan = Instant::now();
+                } else {
+                    self.stats
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .scans_skipped += 1;
+                }
+                next_tick = Instant::now() + self.scan_interval;
             }
         }
+    }
+
+    /// New entries plus redispatches of the replicated frontends, summed
+    /// over CPUs; `None` if the counters cannot be read.
+    fn signature(&self) -> Option<u64> {
+        let mut sum = 0u64;
+        for &vip in self.names.tables.keys() {
+            let per_cpu = self.vip_stats.get(&vip, 0).ok()?;
+            for s in per_cpu.iter() {
+                sum = sum.wrapping_add(s.new_sticks).wrapping_add(s.redispatches);
+            }
+        }
+        Some(sum)
     }
 
     fn command(&mut self, cmd: Command) {

@@ -571,7 +571,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     Ok(json!({
         "about": "stick-table replication between two instances: lag, throughput, sender CPU",
         "how": format!(
-            "two instances in one process: A = the XDP program with its pinned stick table, its replication engine and peer link; B = a second pinned table with its engine and link, other server ids; TCP over 127.0.0.1 with the HMAC handshake. New clients = TCP SYNs run through A's program with BPF_PROG_TEST_RUN (the program inserts the entry). Burst: {} clients as fast as possible; paced: {} clients at {}/s. Lag sampled on every {}th client by a thread polling B's table (bpf lookups, ~1 ms apart). CPU from /proc/self/task/*/schedstat of A's threads. scan_interval {} ms.",
+            "two instances in one process: A = the XDP program with its pinned stick table, its replication engine and peer link; B = a second pinned table with its engine and link, other server ids; TCP over 127.0.0.1 with the HMAC handshake. New clients = TCP SYNs run through A's program with BPF_PROG_TEST_RUN (the program inserts the entry). Burst: {} clients as fast as possible; paced: {} clients at {}/s. Lag sampled on every {}th client by a thread polling B's table (bpf lookups, ~1 ms apart). CPU from /proc/self/task/*/schedstat of A's threads. scan_interval {} ms (the engine checks the data plane's new-entry counters that often and scans the table when they moved, and at least once a second).",
             sz.clients, sz.paced_clients, sz.paced_rate, SAMPLE_EVERY, SCAN_INTERVAL.as_millis()
         ),
         "commands": [],

@@ -484,8 +484,10 @@ fn cut_link_converges_and_bad_peers_are_refused() {
         &p.a_sock.clone(),
         &["table", "set", "web", "198.18.9.200", "s2"],
     );
+    // Set by hand, not by a packet: found by the periodic full scan
+    // (every refresh / 2 = 5 s here).
     assert!(
-        wait_for(Duration::from_secs(5), || p
+        wait_for(Duration::from_secs(20), || p
             .table(&p.b_sock)
             .get("198.18.9.200")
             .is_some_and(|(s, _)| s == "web/s2")),

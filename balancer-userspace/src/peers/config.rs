@@ -6,7 +6,8 @@
 //! local = "a"                        # this instance: one of the names below
 //! secret = "at least 16 bytes ..."   # shared by every peer of the section
 //! scan_interval = "100ms"            # how often the stick table is scanned for changes
-//! refresh = "10s"                    # a refreshed last-seen time is sent at most this often per entry
+//! refresh = "10s"                    # a refreshed last-seen time is sent at most this often per entry;
+//!                                    # the whole table is also rescanned every refresh / 2 (1 s to 30 s)
 //! [peers.lb.peer]
 //! a = "198.18.0.1:7100"              # NAME = ADDRESS:PORT; `local`'s is where it listens
 //! b = "198.18.0.2:7100"

@@ -3,8 +3,9 @@
 //!
 //! Outgoing: every `scan_interval` it reads the data plane's per-frontend
 //! counters of new entries and redispatches (one syscall per replicated
-//! frontend); when they moved, or at least every [`FULL_SCAN_EVERY`]
-//! (entries set through the admin API, refreshes), it reads the whole stick table with
+//! frontend); when they moved, or at least every `refresh / 2` (1 s to
+//! 30 s: entries set through the admin API, refreshed last-seen times), it
+//! reads the whole stick table with
 //! batched lookups ([`super::scan`]) and compares it with a shadow copy:
 //! a new entry, or one whose server changed (a redispatch), is sent at
 //! once; an entry whose last-seen time moved by at least `refresh` since it
@@ -47,9 +48,6 @@ use crate::{
 const QUEUE: usize = 512;
 /// Entries read per `BPF_MAP_LOOKUP_BATCH` call.
 const SCAN_CHUNK: usize = 4096;
-/// The table is scanned at least this often even when the counters say
-/// nothing changed (entries set by hand, refreshed last-seen times).
-pub const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// One replicated table: a frontend whose backend's stick table names this
 /// peers section.
@@ -161,7 +159,10 @@ pub struct EngineStats {
     pub scans_skipped: u64,
     /// Entries read by the last scan.
     pub last_scan_entries: u64,
+    /// Wall time of the last scan (with sending its changes).
     pub last_scan_us: u64,
+    /// CPU time of the engine thread during the last scan.
+    pub last_scan_cpu_us: u64,
     pub max_scan_us: u64,
     pub total_scan_us: u64,
     /// Replicated entries the shadow holds.
@@ -239,6 +240,8 @@ pub struct Engine {
     names: Arc<Names>,
     subscribers: Vec<(String, tmpsc::Sender<Arc<Batch>>)>,
     scan_interval: Duration,
+    /// Scan at least this often even when the counters say nothing changed.
+    full_every: Duration,
     refresh_ns: u64,
     stats: Arc<Mutex<EngineStats>>,
 }
@@ -276,6 +279,7 @@ impl Engine {
             names: Arc::new(names),
             subscribers: Vec::new(),
             scan_interval,
+            full_every: (refresh / 2).clamp(Duration::from_secs(1), Duration::from_secs(30)),
             refresh_ns: refresh.as_nanos() as u64,
             stats: Default::default(),
         })
@@ -305,7 +309,7 @@ impl Engine {
             }
             if Instant::now() >= next_tick {
                 let sig = self.signature();
-                if sig != Some(self.signature) || last_scan.elapsed() >= FULL_SCAN_EVERY {
+                if sig != Some(self.signature) || last_scan.elapsed() >= self.full_every {
                     // Read before the scan: a change during it is seen next time.
                     self.signature = sig.unwrap_or(u64::MAX);
                     self.scan_and_send();
@@ -380,6 +384,7 @@ impl Engine {
     /// Scan the table; send what changed to every subscriber.
     pub fn scan_and_send(&mut self) {
         let started = Instant::now();
+        let cpu_before = thread_cpu_ns();
         let now = monotonic_ns();
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
@@ -444,6 +449,7 @@ impl Engine {
         s.scans += 1;
         s.last_scan_entries = scanned as u64;
         s.last_scan_us = took;
+        s.last_scan_cpu_us = thread_cpu_ns().saturating_sub(cpu_before) / 1000;
         s.max_scan_us = s.max_scan_us.max(took);
         s.total_scan_us += took;
         s.tracked_entries = self.shadow.len() as u64;
@@ -628,4 +634,15 @@ fn make_batches(
         out.push(Arc::new(cur));
     }
     out
+}
+
+/// CPU time of the calling thread, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

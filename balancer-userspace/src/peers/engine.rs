@@ -37,7 +37,7 @@ use super::{
     wire::{MAX_BATCH, TableUpdates, WireEntry},
 };
 use crate::{
-    admin::monotonic_ns,
+    admin::{monotonic_ns, thread_cpu_ns},
     config::Mode,
     control::{Controller, addr_of, family_addr},
     dataplane::error_chain,
@@ -634,15 +634,4 @@ fn make_batches(
         out.push(Arc::new(cur));
     }
     out
-}
-
-/// CPU time of the calling thread, in ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

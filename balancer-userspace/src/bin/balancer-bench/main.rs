@@ -301,16 +301,7 @@ impl Noise {
     }
 }
 
-/// CPU time of the calling thread, in ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+use balancer::admin::thread_cpu_ns;
 
 /// The `cpuN` line of /proc/stat, in ticks.
 fn cpu_ticks(cpu: usize) -> Option<Vec<u64>> {

@@ -69,6 +69,8 @@ pub enum DaemonError {
     Discovery(#[from] crate::discovery::DiscoveryError),
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Peers(#[from] crate::peers::PeersError),
 }
 
 /// An exclusive lock on the pin directory, held while a daemon (or
@@ -169,6 +171,8 @@ struct Running {
     interfaces: Vec<String>,
     pin_dir: std::path::PathBuf,
     admin_socket: std::path::PathBuf,
+    /// `[peers]`: the section and its bound listener.
+    peers: Option<(crate::peers::config::PeersConfig, tokio::net::TcpListener)>,
 }
 
 async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError> {
@@ -193,6 +197,10 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
                 .await
                 .map_err(|source| DaemonError::Metrics { addr, source })?,
         ),
+        None => None,
+    };
+    let peers = match &config.peers {
+        Some(p) => Some((p.clone(), crate::peers::bind(p).await?)),
         None => None,
     };
     // HTTP frontends: their listening sockets now, so a taken port fails
@@ -230,6 +238,7 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
         interfaces,
         pin_dir,
         admin_socket,
+        peers,
     })
 }
 
@@ -244,6 +253,7 @@ impl Running {
             interfaces,
             pin_dir,
             admin_socket,
+            peers,
         } = self;
         // Health checks: one task per checked server, results to the main
         // loop tagged with the configuration generation they belong to.
@@ -255,6 +265,11 @@ impl Running {
         let shared = Arc::new(Mutex::new(controller));
         let mut dns_tasks = spawn_discovery(&*shared.lock().await, &shared);
         let admin_task = tokio::spawn(admin::serve(listener, shared.clone()));
+        // Stick-table replication; stopped when dropped.
+        let _peers = match peers {
+            Some((cfg, l)) => Some(crate::peers::start(cfg, l, &pin_dir, shared.clone()).await?),
+            None => None,
+        };
         let (stop_http, stop_rx) = tokio::sync::watch::channel(false);
         let mut http_tasks = Vec::new();
         for (l, spec) in http {

@@ -11,6 +11,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod netlink;
+pub mod peers;
 pub mod stats;
 pub mod testrun;
 pub mod trafficgen;

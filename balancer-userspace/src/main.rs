@@ -76,6 +76,9 @@ enum Command {
     /// The stick table: show, count, set or clear entries.
     #[command(subcommand)]
     Table(TableCmd),
+    /// Stick-table replication with the other instances (`[peers]`).
+    #[command(subcommand)]
+    Peers(PeersCmd),
     /// Frontends, servers and table occupancy of the running daemon.
     Status {
         #[arg(long)]
@@ -177,6 +180,15 @@ enum BackendCmd {
     Remove {
         /// SERVER, or BACKEND/SERVER when several backends have one of that name.
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeersCmd {
+    /// Each peer's link state, last contact, entries sent/received, lag.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -503,6 +515,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )?;
             println!("removed {}", v["removed"]);
         }
+        Command::Peers(PeersCmd::Status { json }) => {
+            let v = api(Method::GET, "/v1/peers".into(), None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_peers(&v);
+            }
+        }
         Command::Status { json } => {
             let v = api(Method::GET, "/v1/status".into(), None)?;
             if json {
@@ -528,6 +548,58 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_peers(v: &Value) {
+    println!(
+        "peers {}: local {} on {}; refused handshakes {}, bad frames {}",
+        v["section"].as_str().unwrap_or("?"),
+        v["local"].as_str().unwrap_or("?"),
+        v["bind"].as_str().unwrap_or("?"),
+        num(&v["refused_handshakes"]),
+        num(&v["bad_frames"])
+    );
+    println!(
+        "{:<12} {:<22} {:<10} {:>3} {:>12} {:>10} {:>10} {:>10} {:>9}  last error",
+        "peer",
+        "address",
+        "outbound",
+        "in",
+        "last contact",
+        "sent",
+        "received",
+        "written",
+        "lag ms"
+    );
+    for p in v["peers"].as_array().into_iter().flatten() {
+        let contact = match p["last_contact_ms_ago"].as_u64() {
+            Some(ms) => format!("{:.1}s ago", ms as f64 / 1000.0),
+            None => "never".into(),
+        };
+        println!(
+            "{:<12} {:<22} {:<10} {:>3} {:>12} {:>10} {:>10} {:>10} {:>9.1}  {}",
+            p["name"].as_str().unwrap_or("?"),
+            p["address"].as_str().unwrap_or("?"),
+            p["outbound"].as_str().unwrap_or("?"),
+            num(&p["inbound"]),
+            contact,
+            num(&p["entries_sent"]),
+            num(&p["entries_received"]),
+            num(&p["learned"]["written"]),
+            p["lag_ms"].as_f64().unwrap_or(0.0),
+            p["last_error"].as_str().unwrap_or("-")
+        );
+    }
+    let e = &v["engine"];
+    println!(
+        "engine: {} scans (last {} entries in {} us, max {} us), {} tracked, {} changes found",
+        num(&e["scans"]),
+        num(&e["last_scan_entries"]),
+        num(&e["last_scan_us"]),
+        num(&e["max_scan_us"]),
+        num(&e["tracked_entries"]),
+        num(&e["changes_found"])
+    );
 }
 
 /// A JSON counter as a number that honours format widths.

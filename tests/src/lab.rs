@@ -98,6 +98,8 @@ pub struct Lab {
     pub balancer: Node,
     pub clients: Vec<Node>,
     pub backends: Vec<Node>,
+    /// Balancers added by [`Lab::add_balancer`].
+    pub extra_balancers: Vec<Node>,
     namespaces: Vec<String>,
     /// Helper processes the lab itself started (stopped at teardown).
     helpers: std::sync::Mutex<Vec<Proc>>,
@@ -134,6 +136,7 @@ impl Lab {
                 .collect(),
             bridge_ns,
             id,
+            extra_balancers: Vec::new(),
             namespaces: Vec::new(),
             helpers: std::sync::Mutex::new(Vec::new()),
             torn_down: false,
@@ -466,23 +469,41 @@ impl Lab {
 
     /// [`Lab::start_balancer`] with more `balancer run` arguments.
     pub fn start_balancer_with(&self, config: &Path, extra: &[&str]) -> io::Result<Proc> {
+        self.start_balancer_in(&self.balancer.clone(), config, extra)
+    }
+
+    /// [`Lab::start_balancer_with`] in any balancer node (see
+    /// [`Lab::add_balancer`]); its log is `balancer.log` for the first
+    /// balancer, `balancer-<role>.log` for the others.
+    pub fn start_balancer_in(
+        &self,
+        node: &Node,
+        config: &Path,
+        extra: &[&str],
+    ) -> io::Result<Proc> {
         let bin = crate::balancer_bin();
+        let port = self.bridge_port(node);
         let has_pass = self
             .helpers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .any(|p| p.name == "xdp-pass-v-lb");
+            .any(|p| p.name == format!("xdp-pass-{port}"));
         if !has_pass {
-            self.accept_xdp_frames_from(&self.balancer)?;
+            self.accept_xdp_frames_from(node)?;
         }
-        let mut cmd = self.balancer.command(&bin);
+        let mut cmd = node.command(&bin);
         cmd.arg("run")
             .arg("--config")
             .arg(config)
             .args(extra)
             .env("RUST_LOG", "info");
-        let mut p = Proc::spawn("balancer", cmd, &self.dir)?;
+        let name = if node.ns == self.balancer.ns {
+            "balancer".to_owned()
+        } else {
+            format!("balancer-{}", port.trim_start_matches("v-"))
+        };
+        let mut p = Proc::spawn(&name, cmd, &self.dir)?;
         let mut exited = None;
         let ready = wait_for(Duration::from_secs(20), || {
             if let Ok(Some(status)) = p.try_wait() {
@@ -504,6 +525,53 @@ impl Lab {
             )));
         }
         Ok(p)
+    }
+
+    /// Another balancer node on the same bridge, `lb<n>` (n = 2, 3, ...):
+    /// 198.18.0.n/24 and 198.18.1.n/24 (2001:db8::n, 2001:db8:0:1::n),
+    /// forwarding like the first one. Clients still route the services
+    /// through the first balancer; move them with
+    /// `ip route replace 198.18.2.0/24 via 198.18.0.n` in the client.
+    pub fn add_balancer(&mut self) -> io::Result<Node> {
+        let n = 2 + self.extra_balancers.len();
+        assert!(n < 10, "balancer addresses 198.18.x.2-9 only");
+        let node = node(
+            &self.id,
+            &format!("lb{n}"),
+            1,
+            n - 1,
+            Ipv4Addr::new(198, 18, 0, n as u8),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n as u16),
+        );
+        let port = format!("v-lb{n}");
+        self.add_node(&node, &port)?;
+        ip(
+            &node.ns,
+            &["addr", "add", &format!("198.18.1.{n}/24"), "dev", "eth0"],
+        )?;
+        ip(
+            &node.ns,
+            &[
+                "addr",
+                "add",
+                &format!("2001:db8:0:1::{n}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
+        sysctl(&node, "net/ipv4/ip_forward", "1")?;
+        sysctl(&node, "net/ipv6/conf/all/forwarding", "1")?;
+        sysctl(&node, "net/ipv4/conf/all/send_redirects", "0")?;
+        sysctl(&node, "net/ipv4/conf/eth0/send_redirects", "0")?;
+        output(ns_command(&self.bridge_ns, "ethtool").args(["-K", &port, "gro", "on"]))?;
+        self.extra_balancers.push(node.clone());
+        Ok(node)
+    }
+
+    /// `ip route add PREFIX via VIA` in `node`.
+    pub fn route(&self, node: &Node, prefix: &str, via: impl std::fmt::Display) -> io::Result<()> {
+        route_via(&node.ns, prefix, via).map(|_| ())
     }
 
     /// `balancer detach` for this lab's pin dir: removes the XDP links and

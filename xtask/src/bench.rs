@@ -75,6 +75,11 @@ const SECTIONS: &[Section] = &[
         about: "state change and failure-to-redispatch latency, daemon memory with a full table",
         runner: Runner::ControlPlane,
     },
+    Section {
+        name: "peers",
+        about: "stick-table replication between two instances: lag, throughput, sender CPU",
+        runner: Runner::BenchBinary,
+    },
 ];
 
 const BENCH_BIN: &str = "balancer-bench";

@@ -14,6 +14,7 @@
 //! | GET | `/v1/table/count` | `?frontend=F` (optional) | `{"entries": N}` |
 //! | PUT | `/v1/table` | `{"frontend": F, "client": ADDR, "server": NAME}` | the entry |
 //! | DELETE | `/v1/table` | `?frontend=F&client=ADDR` (both optional) | `{"removed": N}` |
+//! | GET | `/v1/peers` | | peers section, each peer's link state and counters |
 //!
 //! Errors answer 400 (bad request), 404 (unknown name) or 500, with
 //! `{"error": "..."}`.
@@ -134,6 +135,8 @@ async fn handle(
         (&Method::GET, "/v1/table/count") => table_count(&c, &query),
         (&Method::PUT, "/v1/table") => table_set(&mut c, &body),
         (&Method::DELETE, "/v1/table") => table_clear(&mut c, &query),
+        (&Method::GET, "/v1/peers") => crate::peers::status_json()
+            .ok_or_else(|| bad("no [peers] section in the configuration")),
         _ => Err((
             StatusCode::NOT_FOUND,
             format!("no such endpoint: {method} {path}"),
@@ -457,5 +460,16 @@ pub fn monotonic_ns() -> u64 {
     };
     // SAFETY: a valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU time of the calling thread, in ns.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -131,6 +131,7 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     #[serde(default)]
     resolvers: BTreeMap<String, resolvers::RawResolvers>,
+    peers: std::collections::BTreeMap<String, crate::peers::config::RawPeers>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +190,8 @@ struct RawStickTable {
     ty: Option<String>,
     size: Option<String>,
     expire: Option<String>,
+    /// Name of the `[peers.<section>]` this table is replicated with.
+    peers: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +236,8 @@ pub struct Config {
     pub table_count_interval: Duration,
     /// `[resolvers.NAME]` sections, by name.
     pub resolvers: Vec<Resolvers>,
+    /// `[peers.<section>]`: stick-table replication with other instances.
+    pub peers: Option<crate::peers::config::PeersConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -378,6 +383,8 @@ pub struct Backend {
     pub stick_size: u64,
     /// An entry unused for this long counts as a miss (HAProxy `expire`).
     pub expire: Duration,
+    /// `stick_table.peers`: the peers section replicating this table.
+    pub peers: Option<String>,
     /// How servers with `check = true` are checked.
     pub check_kind: CheckKind,
     /// Port checked; default: the first frontend's port using this backend.
@@ -630,7 +637,10 @@ impl Validator<'_> {
                 (Some(bind), every)
             }
         };
+        let peers = crate::peers::config::validate(raw.peers, &backends)
+            .map_err(|(key, reason)| self.err(key, reason))?;
         Ok(Config {
+            peers,
             dataplane,
             frontends,
             backends,
@@ -880,7 +890,9 @@ impl Validator<'_> {
             }
         };
         let (mut stick_size, mut expire) = (DEFAULT_STICK_SIZE, DEFAULT_EXPIRE);
+        let mut peers = None;
         if let Some(t) = b.stick_table {
+            peers = t.peers;
             if let Some(ty) = t.ty.as_deref()
                 && ty != "ip"
                 && ty != "ipv6"
@@ -1021,6 +1033,7 @@ impl Validator<'_> {
             forward,
             stick_size,
             expire,
+            peers,
             check_kind,
             check_port: b.check_port,
             servers,

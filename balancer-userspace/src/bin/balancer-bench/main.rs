@@ -15,6 +15,8 @@
 //!   alone) against modulo hashing (modelled).
 //! - `table`: a 1,000,000-entry stick table (memory, inserts, `table
 //!   show`) against an nftables map.
+//! - `peers`: stick-table replication between two instances (lag,
+//!   throughput, sender CPU); no peer program (figures without a ratio).
 
 use std::{
     fmt::Write as _,
@@ -75,16 +77,24 @@ enum Section {
     Affinity,
     /// A 1,000,000-entry stick table: memory, inserts, `table show`.
     Table,
+    /// Stick-table replication between two instances: lag, throughput, CPU.
+    Peers,
 }
 
 impl Section {
-    const ALL: [Section; 3] = [Section::XdpTestrun, Section::Affinity, Section::Table];
+    const ALL: [Section; 4] = [
+        Section::XdpTestrun,
+        Section::Affinity,
+        Section::Table,
+        Section::Peers,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Section::XdpTestrun => "xdp-testrun",
             Section::Affinity => "affinity",
             Section::Table => "table",
+            Section::Peers => "peers",
         }
     }
 
@@ -93,6 +103,7 @@ impl Section {
             Section::XdpTestrun => xdp_testrun::run(ctx),
             Section::Affinity => affinity::run(ctx),
             Section::Table => table::run(ctx),
+            Section::Peers => peers::run(ctx),
         }
     }
 }
@@ -318,10 +329,7 @@ impl Noise {
     }
 }
 
-/// CPU time of the calling thread, in ns.
-fn thread_cpu_ns() -> u64 {
-    common::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
-}
+use balancer::admin::thread_cpu_ns;
 
 /// The `cpuN` line of /proc/stat, in ticks.
 fn cpu_ticks(cpu: usize) -> Option<Vec<u64>> {
@@ -443,5 +451,6 @@ fn count(n: u64) -> String {
 
 mod affinity;
 mod common;
+mod peers;
 mod table;
 mod xdp_testrun;

@@ -51,10 +51,10 @@ impl Sizes {
 /// The stick table size of the memory figure and of every case here.
 const STICK_ENTRIES: u32 = 1_000_000;
 
-const VIP_V4: u32 = 0;
+pub(crate) const VIP_V4: u32 = 0;
 const VIP_V6: u32 = 1;
 const VIP_IPIP: u32 = 2;
-const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+pub(crate) const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const VIP4_IPIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 101);
 const NOT_A_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 200);
 const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
@@ -382,7 +382,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     }))
 }
 
-fn configure(dp: &mut Dataplane) -> anyhow::Result<()> {
+pub(crate) fn configure(dp: &mut Dataplane) -> anyhow::Result<()> {
     set_defaults(dp)?;
     let vips = [
         (FAMILY_V4, v4(VIP4), VIP_V4, MODE_DSR_L2),

@@ -1,0 +1,325 @@
+//! Peers: stick-table replication between balancer instances (HAProxy's
+//! `peers` section).
+//!
+//! - [`config`]: the `[peers.<section>]` configuration.
+//! - [`engine`]: finds new, redispatched and refreshed entries by scanning
+//!   the pinned stick table in batches, and writes entries learned from
+//!   peers into it (newer wins).
+//! - [`link`]: the authenticated TCP links (full resync, then batched,
+//!   acknowledged updates; heartbeats; reconnection with backoff).
+//! - [`wire`], [`auth`], [`scan`]: framing, HMAC handshake, batched lookups.
+//!
+//! `balancer peers status` reads [`status_json`] through the admin API.
+
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod link;
+pub mod scan;
+pub mod wire;
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use log::info;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+
+use self::{
+    config::PeersConfig,
+    engine::{Applied, Engine, EngineError, EngineHandle, Names},
+};
+use crate::admin::Shared;
+
+/// State of this instance's dialed link to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutState {
+    Connecting,
+    Handshake,
+    Resync,
+    Up,
+    Backoff,
+}
+
+/// What `peers status` shows about one peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerRt {
+    pub name: String,
+    pub address: String,
+    /// Our link to it (we push our entries over it).
+    pub outbound: OutState,
+    /// Its authenticated links to us (it pushes its entries over them).
+    pub inbound: u32,
+    #[serde(skip)]
+    last_contact: Option<Instant>,
+    pub entries_sent: u64,
+    pub entries_received: u64,
+    /// What became of the received entries.
+    pub learned: Applied,
+    pub resyncs_sent: u64,
+    pub resyncs_received: u64,
+    pub batches_unacked: u64,
+    /// Time from a batch's scan to its acknowledgement, last batch (ms).
+    pub lag_ms: f64,
+    pub last_error: Option<String>,
+}
+
+impl PeerRt {
+    fn touch(&mut self) {
+        self.last_contact = Some(Instant::now());
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    refused: u64,
+    last_refusal: Option<String>,
+    bad_frames: u64,
+    last_bad_frame: Option<String>,
+}
+
+/// Shared by the links.
+pub struct Ctx {
+    pub config: PeersConfig,
+    pub engine: EngineHandle,
+    peers: Mutex<BTreeMap<String, PeerRt>>,
+    counters: Mutex<Counters>,
+    /// Per peer: wakes its dial loop out of a backoff.
+    kicks: BTreeMap<String, Arc<Notify>>,
+}
+
+impl Ctx {
+    fn peer(&self, name: &str, f: impl FnOnce(&mut PeerRt)) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = peers.get_mut(name) {
+            f(p);
+        }
+    }
+
+    /// Our link to `name` is up (resync sent, updates flowing).
+    pub fn is_up(&self, name: &str) -> bool {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .is_some_and(|p| p.outbound == OutState::Up)
+    }
+
+    fn set_out(&self, name: &str, s: OutState) {
+        self.peer(name, |p| {
+            p.outbound = s;
+            if s == OutState::Up {
+                p.touch();
+            }
+        });
+    }
+
+    fn kick(&self, name: &str) -> Arc<Notify> {
+        self.kicks.get(name).cloned().unwrap_or_default()
+    }
+
+    fn refused(&self, what: String) {
+        let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        c.refused += 1;
+        c.last_refusal = Some(what);
+    }
+
+    fn bad_frame(&self, what: String) {
+        let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        c.bad_frames += 1;
+        c.last_bad_frame = Some(what);
+    }
+
+    /// The status as `GET /v1/peers` answers it.
+    pub fn status_json(&self) -> Value {
+        let peers: Vec<Value> = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|p| {
+                let mut v = json!(p);
+                v["last_contact_ms_ago"] =
+                    json!(p.last_contact.map(|t| t.elapsed().as_millis() as u64));
+                v
+            })
+            .collect();
+        let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let e = self
+            .engine
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        json!({
+            "section": self.config.section,
+            "local": self.config.local,
+            "bind": self.config.bind.to_string(),
+            "peers": peers,
+            "refused_handshakes": c.refused,
+            "last_refusal": c.last_refusal,
+            "bad_frames": c.bad_frames,
+            "last_bad_frame": c.last_bad_frame,
+            "engine": e,
+        })
+    }
+}
+
+/// The running daemon's peers, for the admin API (one daemon per process).
+static RUNNING: OnceLock<Arc<Ctx>> = OnceLock::new();
+
+/// `GET /v1/peers`: `None` when no peers section is configured.
+pub fn status_json() -> Option<Value> {
+    RUNNING.get().map(|c| c.status_json())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeersError {
+    #[error("peers: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("peers: {0}")]
+    Engine(#[from] EngineError),
+    #[error("peers: starting the engine thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Bind the peer port (before anything is attached, so a taken port fails
+/// the start).
+pub async fn bind(config: &PeersConfig) -> Result<TcpListener, PeersError> {
+    TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| PeersError::Bind {
+            addr: config.bind,
+            source,
+        })
+}
+
+/// The running replication: tasks stopped when dropped.
+pub struct Peers {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// How often the engine's names (frontend and server ids) are refreshed
+/// from the controller (they change on reload and runtime add/remove).
+const NAMES_EVERY: Duration = Duration::from_secs(1);
+
+/// Start the engine, the listener and one dial loop per remote peer, for
+/// the daemon's controller (whose frontends and servers name the entries).
+pub async fn start(
+    config: PeersConfig,
+    listener: TcpListener,
+    pin_dir: &Path,
+    shared: Shared,
+) -> Result<Peers, PeersError> {
+    let names = Names::build(&*shared.lock().await, &config.section);
+    let tables: Vec<&str> = names.tables.values().map(|t| t.frontend.as_str()).collect();
+    info!(
+        "peers {}: {} on {}, replicating {} with {}",
+        config.section,
+        config.local,
+        config.bind,
+        if tables.is_empty() {
+            "no frontend".to_owned()
+        } else {
+            format!("frontend(s) {}", tables.join(", "))
+        },
+        config
+            .remotes
+            .iter()
+            .map(|(n, a)| format!("{n} ({a})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let section = config.section.clone();
+    let (mut peers, ctx) = start_with(config, listener, pin_dir, names)?;
+    let _ = RUNNING.set(ctx.clone());
+    let engine = ctx.engine.clone();
+    peers.tasks.push(tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            tokio::time::sleep(NAMES_EVERY).await;
+            let n = Names::build(&*shared.lock().await, &section);
+            if last.as_ref() != Some(&n) {
+                if last.is_some() {
+                    info!("peers: frontends or servers changed: names refreshed");
+                }
+                engine.set_names(Arc::new(n.clone()));
+                last = Some(n);
+            }
+        }
+    }));
+    Ok(peers)
+}
+
+/// [`start`] with fixed `names` and no controller (the benchmark runs two
+/// instances in one process this way). The engine thread is named
+/// `peers-<local>`.
+pub fn start_with(
+    config: PeersConfig,
+    listener: TcpListener,
+    pin_dir: &Path,
+    names: Names,
+) -> Result<(Peers, Arc<Ctx>), PeersError> {
+    let engine = Engine::open(pin_dir, names, config.scan_interval, config.refresh)?
+        .spawn(&format!("peers-{}", config.local))
+        .map_err(PeersError::Thread)?;
+    let peers = config
+        .remotes
+        .iter()
+        .map(|(n, a)| {
+            (
+                n.clone(),
+                PeerRt {
+                    name: n.clone(),
+                    address: a.to_string(),
+                    outbound: OutState::Connecting,
+                    inbound: 0,
+                    last_contact: None,
+                    entries_sent: 0,
+                    entries_received: 0,
+                    learned: Applied::default(),
+                    resyncs_sent: 0,
+                    resyncs_received: 0,
+                    batches_unacked: 0,
+                    lag_ms: 0.0,
+                    last_error: None,
+                },
+            )
+        })
+        .collect();
+    let kicks = config
+        .remotes
+        .keys()
+        .map(|n| (n.clone(), Arc::new(Notify::new())))
+        .collect();
+    let ctx = Arc::new(Ctx {
+        config: config.clone(),
+        engine,
+        peers: Mutex::new(peers),
+        counters: Default::default(),
+        kicks,
+    });
+    let mut tasks = vec![tokio::spawn(link::listen(ctx.clone(), listener))];
+    for (n, a) in &config.remotes {
+        tasks.push(tokio::spawn(link::dial_loop(ctx.clone(), n.clone(), *a)));
+    }
+    Ok((Peers { tasks }, ctx))
+}

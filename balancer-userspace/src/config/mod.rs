@@ -131,6 +131,7 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     #[serde(default)]
     resolvers: BTreeMap<String, resolvers::RawResolvers>,
+    #[serde(default)]
     peers: std::collections::BTreeMap<String, crate::peers::config::RawPeers>,
 }
 

@@ -64,6 +64,12 @@ pub enum DataplaneError {
          start with `balancer run --reset` to discard the pinned state"
     )]
     PinnedIncompatible { path: PathBuf, reason: String },
+    #[error("map {name}: batched read: {source}")]
+    Batch {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("name {name:?} is longer than {ID_NAME_LEN} bytes")]
     NameTooLong { name: String },
     #[error("no free id in {map} (all {max} in use)")]
@@ -730,15 +736,21 @@ impl Dataplane {
         &self,
         vip_id: Option<u32>,
     ) -> Result<Vec<(StickKey, StickValue)>, DataplaneError> {
-        let m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_ref(STICK_MAP)?)?;
+        use std::os::fd::AsRawFd as _;
+        let fd = self.stick_map_fd()?;
         let mut out = Vec::new();
-        for item in m.iter() {
-            match item {
-                Ok((k, v)) if vip_id.is_none_or(|id| id == k.vip_id) => out.push((k, v)),
-                Ok(_) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(STICK_MAP)(e)),
-            }
-        }
+        // BPF_MAP_LOOKUP_BATCH: 4,096 entries per syscall, where aya's
+        // iterator makes two syscalls per entry.
+        crate::stick_batch::Scanner::new(4096)
+            .scan(fd.as_raw_fd(), |k, v| {
+                if vip_id.is_none_or(|id| id == k.vip_id) {
+                    out.push((*k, *v));
+                }
+            })
+            .map_err(|source| DataplaneError::Batch {
+                name: STICK_MAP,
+                source,
+            })?;
         Ok(out)
     }
 

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod peers;
 pub mod stats;
+pub mod stick_batch;
 pub mod testrun;
 pub mod trafficgen;
 

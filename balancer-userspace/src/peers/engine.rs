@@ -32,15 +32,13 @@ use log::{debug, warn};
 use serde::Serialize;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
-use super::{
-    scan::Scanner,
-    wire::{MAX_BATCH, TableUpdates, WireEntry},
-};
+use super::wire::{MAX_BATCH, TableUpdates, WireEntry};
 use crate::{
     admin::{monotonic_ns, thread_cpu_ns},
     config::Mode,
     control::{Controller, addr_of, family_addr},
     dataplane::error_chain,
+    stick_batch::Scanner,
 };
 
 /// Batches queued for one peer link before it is considered too slow (it

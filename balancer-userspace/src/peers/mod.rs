@@ -7,7 +7,8 @@
 //!   peers into it (newer wins).
 //! - [`link`]: the authenticated TCP links (full resync, then batched,
 //!   acknowledged updates; heartbeats; reconnection with backoff).
-//! - [`wire`], [`auth`], [`scan`]: framing, HMAC handshake, batched lookups.
+//! - [`wire`], [`auth`]: framing, HMAC handshake; the table is read with
+//!   [`crate::stick_batch::Scanner`] (batched lookups).
 //!
 //! `balancer peers status` reads [`status_json`] through the admin API.
 
@@ -15,7 +16,6 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod link;
-pub mod scan;
 pub mod wire;
 
 use std::{

@@ -145,71 +145,17 @@ pub fn stick_memory(dp: &Dataplane) -> anyhow::Result<Value> {
     }))
 }
 
-/// The `batch` member of `union bpf_attr`.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// BPF_MAP_UPDATE_BATCH and BPF_MAP_DELETE_BATCH in `enum bpf_cmd`.
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
-
-/// One syscall on many stick entries (aya 0.14 has no batch calls): with
-/// `values`, BPF_MAP_UPDATE_BATCH writes them; without, BPF_MAP_DELETE_BATCH
-/// deletes `keys` (every one must be present).
+/// Many stick entries in one syscall (aya 0.14 has no batch calls): with
+/// `values`, write them; without, delete `keys` (every one must be present).
 pub fn stick_batch(
     fd: BorrowedFd<'_>,
     keys: &[StickKey],
     values: Option<&[StickValue]>,
 ) -> anyhow::Result<()> {
-    let (cmd, name) = match values {
-        Some(v) => {
-            ensure!(v.len() == keys.len(), "keys and values differ in count");
-            (BPF_MAP_UPDATE_BATCH, "BPF_MAP_UPDATE_BATCH")
-        }
-        None => (BPF_MAP_DELETE_BATCH, "BPF_MAP_DELETE_BATCH"),
-    };
-    let mut attr = BatchAttr {
-        keys: keys.as_ptr() as u64,
-        values: values.map_or(0, |v| v.as_ptr() as u64),
-        count: u32::try_from(keys.len()).context("too many keys for one batch")?,
-        map_fd: fd.as_raw_fd() as u32,
-        ..Default::default()
-    };
-    // SAFETY: keys (and values) are valid for `count` elements of the
-    // map's key (and value) size until the call returns.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            &mut attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>() as u32,
-        )
-    };
-    if rc < 0 {
-        bail!(
-            "{name}: {} ({} of {} done)",
-            std::io::Error::last_os_error(),
-            attr.count,
-            keys.len()
-        );
+    match values {
+        Some(v) => balancer::stick_batch::update(fd, keys, v).context("BPF_MAP_UPDATE_BATCH"),
+        None => balancer::stick_batch::delete(fd, keys).context("BPF_MAP_DELETE_BATCH"),
     }
-    ensure!(
-        attr.count as usize == keys.len(),
-        "{name} did {} of {}",
-        attr.count,
-        keys.len()
-    );
-    Ok(())
 }
 
 /// `clock`'s time (CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID, ...) in ns.

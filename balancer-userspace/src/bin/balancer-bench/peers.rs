@@ -36,8 +36,8 @@ use balancer::{
         self, Ctx as PeersCtx,
         config::PeersConfig,
         engine::{Names, TableInfo},
-        scan::Scanner,
     },
+    stick_batch::Scanner,
 };
 
 use super::*;

@@ -1,14 +1,18 @@
-//! Reading the whole stick table in a few syscalls: `BPF_MAP_LOOKUP_BATCH`
-//! (kernel 5.6+ for hash and LRU hash maps) copies up to `chunk` entries
-//! per call, where aya 0.14's iterator costs two syscalls per entry.
+//! Many stick-table entries per syscall (kernel 5.6+ for hash and LRU hash
+//! maps), where aya 0.14 has one syscall per entry (two per entry to
+//! iterate): [`Scanner`] reads the whole table with `BPF_MAP_LOOKUP_BATCH`
+//! (the peers engine, `table show`), [`update`] and [`delete`] write and
+//! remove many entries at once (the benchmarks).
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd as _, BorrowedFd, RawFd};
 
 use balancer_common::maps::{StickKey, StickValue};
 use bytemuck::Zeroable as _;
 
-/// `BPF_MAP_LOOKUP_BATCH` (include/uapi/linux/bpf.h).
+/// `enum bpf_cmd` (include/uapi/linux/bpf.h).
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
 /// `union bpf_attr`'s `batch` member.
 #[repr(C)]
@@ -89,4 +93,62 @@ impl Scanner {
             first = false;
         }
     }
+}
+
+/// Write `values[i]` under `keys[i]` for every i, in one syscall.
+pub fn update(fd: BorrowedFd<'_>, keys: &[StickKey], values: &[StickValue]) -> std::io::Result<()> {
+    if keys.len() != values.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "keys and values differ in count",
+        ));
+    }
+    write_batch(fd, BPF_MAP_UPDATE_BATCH, keys, values.as_ptr() as u64)
+}
+
+/// Remove every one of `keys` (all must be present), in one syscall.
+pub fn delete(fd: BorrowedFd<'_>, keys: &[StickKey]) -> std::io::Result<()> {
+    write_batch(fd, BPF_MAP_DELETE_BATCH, keys, 0)
+}
+
+fn write_batch(
+    fd: BorrowedFd<'_>,
+    cmd: libc::c_long,
+    keys: &[StickKey],
+    values: u64,
+) -> std::io::Result<()> {
+    let count = u32::try_from(keys.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "too many keys"))?;
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values,
+        count,
+        map_fd: fd.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    // SAFETY: keys (and values, when given) are valid for `count` elements
+    // of the map's key and value types until the call returns.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            &mut attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>(),
+        )
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("{e} ({} of {} done)", attr.count, keys.len()),
+        ));
+    }
+    if attr.count as usize != keys.len() {
+        return Err(std::io::Error::other(format!(
+            "{} of {} done",
+            attr.count,
+            keys.len()
+        )));
+    }
+    Ok(())
 }

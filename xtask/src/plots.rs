@@ -214,51 +214,54 @@ fn affinity(s: &Value) -> Option<Plot> {
 }
 
 fn xdp_pps(s: &Value) -> Option<Plot> {
-    // Every figure in packets/s is one system's rate, named by the peer
-    // whose rate it is if there is one (a peer's figure of its own), else
-    // by its id; a peer's rate that is not a figure of its own is a bar too.
-    let rates: Vec<&Value> = figures(s).filter(|f| f["unit"] == "packets/s").collect();
-    let peers: Vec<(&str, f64)> = rates
-        .iter()
-        .filter_map(|f| Some((f["peer"]["name"].as_str()?, f["peer"]["value"].as_f64()?)))
-        .collect();
-    let mut bars: Vec<(String, Vec<f64>)> = Vec::new();
-    let mut push = |label: &str, v: f64| {
-        if !bars.iter().any(|(_, b)| b[0] == v) {
-            bars.push((short(label), vec![v]));
-        }
+    // The section's figures, by id: (figure, value or its peer's, label).
+    let find = |id: &str| figures(s).find(|f| f["id"] == id);
+    let value = |id: &str| find(id).and_then(|f| f["value"].as_f64());
+    let peer = |id: &str| find(id).and_then(|f| f["peer"]["value"].as_f64());
+    let bars = |list: Vec<(&str, Option<f64>)>| -> Vec<(String, Vec<f64>)> {
+        list.into_iter()
+            .filter_map(|(label, v)| Some((label.to_owned(), vec![v?])))
+            .collect()
     };
-    for f in &rates {
-        let Some(v) = f["value"].as_f64() else {
-            continue;
-        };
-        let id = f["id"].as_str().unwrap_or("?");
-        let name = f["peer"]
-            .is_null()
-            .then(|| peers.iter().find(|(_, p)| *p == v).map(|(n, _)| *n))
-            .flatten();
-        push(name.unwrap_or(id), v);
-    }
-    for (name, v) in peers {
-        push(name, v);
-    }
-    (!bars.is_empty()).then(|| Plot {
-        title: "xdp-pps: packets/s per system (higher is better)".into(),
-        panels: vec![Panel::Bars {
-            y_desc: "packets/s".into(),
-            series: vec!["packets/s".into()],
-            groups: bars,
-        }],
+    let panels: Vec<Panel> = [
+        (
+            "delivered packets/s, under balancer gen",
+            bars(vec![
+                (
+                    "bare XDP_TX",
+                    value("pps-bare").or_else(|| peer("pps-stick")),
+                ),
+                ("balancer", value("pps-stick")),
+                ("nftables", value("pps-nft").or_else(|| peer("pps-vs-nft"))),
+            ]),
+        ),
+        (
+            "delivered packets/s, under trafgen",
+            bars(vec![
+                ("balancer", value("pps-vs-nft-trafgen")),
+                ("nftables", peer("pps-vs-nft-trafgen")),
+            ]),
+        ),
+        (
+            "packets/s sent by the generator",
+            bars(vec![
+                ("balancer gen", value("gen-pps")),
+                ("trafgen", peer("gen-pps")),
+            ]),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, groups)| !groups.is_empty())
+    .map(|(y_desc, groups)| Panel::Bars {
+        y_desc: y_desc.into(),
+        series: vec!["packets/s".into()],
+        groups,
     })
-}
-
-/// A bar label that fits under its bar.
-fn short(label: &str) -> String {
-    const MAX: usize = 22;
-    if label.chars().count() <= MAX {
-        return label.to_owned();
-    }
-    label.chars().take(MAX - 1).collect::<String>() + "…"
+    .collect();
+    (!panels.is_empty()).then(|| Plot {
+        title: "xdp-pps: packets/s per system (higher is better), by load generator".into(),
+        panels,
+    })
 }
 
 // ---- drawing ---------------------------------------------------------------------

@@ -102,6 +102,23 @@ fn visit(users: &mut [Client]) -> Vec<(String, String)> {
 }
 
 /// The dynamic cookie value of a server, as HAProxy computes it.
+/// A backend's `server_template` of `count` slots `web1..` for [`NAME`] on
+/// `port`, filled only by the `lab` resolvers (`init_addr = "none"`).
+fn name_template(count: usize, port: u16) -> String {
+    format!(
+        "server_template = {{ prefix = \"web\", count = {count}, fqdn = \"{NAME}\", \
+         port = {port}, resolvers = \"lab\", init_addr = \"none\" }}\n"
+    )
+}
+
+/// `[resolvers.lab]` asking `dns` every 200 ms, plus `extra` lines.
+fn lab_resolvers(dns: &DnsServer, extra: &str) -> String {
+    format!(
+        "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\n{extra}",
+        dns.addr
+    )
+}
+
 fn dynamic(addr: &str, port: u16) -> String {
     balancer::http::cookie::dynamic_value(KEY.as_bytes(), addr.parse().unwrap(), port)
 }
@@ -113,14 +130,10 @@ fn discovered_servers_follow_dns_and_keep_their_users() {
     let (port, _servers) = backends(&["127.0.0.2", "127.0.0.3", "127.0.0.4", "::1"]);
     let backend = format!(
         "cookie = \"{COOKIE} insert indirect nocache dynamic\"\n\
-         dynamic_cookie_key = \"{KEY}\"\n\
-         server_template = {{ prefix = \"web\", count = 5, fqdn = \"{NAME}\", port = {port}, \
-         resolvers = \"lab\", init_addr = \"none\" }}\n"
+         dynamic_cookie_key = \"{KEY}\"\n{}",
+        name_template(5, port)
     );
-    let resolvers = format!(
-        "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\ntimeout = \"300ms\"\nretries = 2\n",
-        dns.addr
-    );
+    let resolvers = lab_resolvers(&dns, "timeout = \"300ms\"\nretries = 2\n");
     let svc = Svc::launch("dns", "", &backend, &resolvers);
     let front = svc.front;
 
@@ -330,14 +343,8 @@ fn a_name_that_stops_existing_empties_the_slots_after_hold_nx() {
     let dns = DnsServer::start().expect("DNS server");
     let (port, _b) = backends(&["127.0.0.7", "127.0.0.8"]);
     dns.set_addresses(NAME, &["127.0.0.7", "127.0.0.8"], 5);
-    let backend = format!(
-        "server_template = {{ prefix = \"web\", count = 2, fqdn = \"{NAME}\", port = {port}, \
-         resolvers = \"lab\", init_addr = \"none\" }}\n"
-    );
-    let resolvers = format!(
-        "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\nhold_nx = \"4s\"\n",
-        dns.addr
-    );
+    let backend = name_template(2, port);
+    let resolvers = lab_resolvers(&dns, "hold_nx = \"4s\"\n");
     let svc = Svc::launch("dns-nx", "", &backend, &resolvers);
     let front = svc.front;
     wait_filled(&svc, &["127.0.0.7", "127.0.0.8"]);
@@ -365,14 +372,8 @@ fn a_reload_keeps_the_discovered_servers() {
     let mut dns = DnsServer::start().expect("DNS server");
     let (port, _b) = backends(&["127.0.0.9", "127.0.0.10"]);
     dns.set_addresses(NAME, &["127.0.0.10", "127.0.0.9"], 5);
-    let backend = format!(
-        "server_template = {{ prefix = \"web\", count = 3, fqdn = \"{NAME}\", port = {port}, \
-         resolvers = \"lab\", init_addr = \"none\" }}\n"
-    );
-    let resolvers = format!(
-        "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\n",
-        dns.addr
-    );
+    let backend = name_template(3, port);
+    let resolvers = lab_resolvers(&dns, "");
     let svc = Svc::launch("dns-reload", "", &backend, &resolvers);
     let before = wait_filled(&svc, &["127.0.0.9", "127.0.0.10"]);
     // With the DNS server gone nothing could refill the slots: what they

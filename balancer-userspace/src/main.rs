@@ -2,6 +2,9 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context as _;
 use balancer::{
     admin::client::request,

@@ -287,3 +287,104 @@ fn server_connections_are_reused_and_survive_idle_closes() {
     assert_eq!(reqs, 10, "each request reached the server once");
     assert_eq!(conns, 10, "a closed connection was not reused");
 }
+
+/// Send `parts` on one connection, `gap` apart, then read until the proxy
+/// closes (at most 5 s); the text.
+fn send_in_parts(to: SocketAddr, parts: &[&[u8]], gap: Duration) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(gap);
+        }
+        s.write_all(p).unwrap();
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn first_bytes_in_pieces_silent_clients_and_shutdown_with_requests_in_flight() {
+    // `/slow` is answered after 1.5 s.
+    let slow = balancer_tests::http::Backend::start_fn("s0", 0, |seen| {
+        if seen.path == "/slow" {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        (200, String::new())
+    })
+    .unwrap();
+    let mut svc = Svc::start_on_with(
+        "http-conn",
+        "timeout_client = \"1s\"\n",
+        "",
+        &[("s0", slow.addr, "")],
+    );
+    let front = svc.front;
+
+    // The proxy tells HTTP/1.1 from HTTP/2's preface by the first bytes:
+    // a request whose first byte ("P", as in "PRI * HTTP/2.0") comes alone,
+    // or whose start matches the preface longer, is still HTTP/1.1.
+    let tail = b" / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    for (first, rest) in [
+        (&b"P"[..], [&b"OST"[..], tail].concat()),
+        (&b"PRI"[..], [&b""[..], tail].concat()),
+        (&b"G"[..], [&b"ET"[..], tail].concat()),
+    ] {
+        let a = send_in_parts(front, &[first, &rest], Duration::from_millis(100));
+        let method = String::from_utf8_lossy(first).into_owned();
+        if method == "PRI" {
+            // "PRI / HTTP/1.1" is no HTTP/2 preface: HTTP/1.1's parser
+            // answers it (the server refuses the unknown method or not,
+            // but it is a response, not a hang).
+            assert!(a.starts_with("HTTP/1.1 "), "PRI request: {a:?}");
+        } else {
+            assert!(
+                a.starts_with("HTTP/1.1 200 "),
+                "split after {method:?}: {a:?}"
+            );
+            assert!(a.ends_with("s0"), "{a:?}");
+        }
+    }
+
+    // A client that connects and says nothing is closed after
+    // `timeout_client` (1 s here; at most 5 s allowed).
+    let t = std::time::Instant::now();
+    let a = send_in_parts(front, &[], Duration::ZERO);
+    assert!(a.is_empty(), "{a:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(4500),
+        "silent client kept {:?}",
+        t.elapsed()
+    );
+
+    // SIGTERM while a request is in flight: the request is answered, then
+    // the daemon exits and the frontend no longer accepts.
+    let in_flight = std::thread::spawn(move || {
+        send_in_parts(
+            front,
+            &[b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"],
+            Duration::ZERO,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    svc.daemon.signal(libc::SIGTERM).unwrap();
+    let a = in_flight.join().unwrap();
+    assert!(
+        a.starts_with("HTTP/1.1 200 "),
+        "request in flight at SIGTERM: {a:?}"
+    );
+    assert!(a.ends_with("s0"), "{a:?}");
+    assert!(
+        wait_for(Duration::from_secs(10), || svc
+            .daemon
+            .try_wait()
+            .ok()
+            .flatten()
+            .is_some()),
+        "the daemon did not exit after its last request: {}",
+        svc.daemon.output()
+    );
+    assert!(std::net::TcpStream::connect(front).is_err());
+}

@@ -158,7 +158,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             Runner::BenchBinary => run_binary(&bin, &target, s.name, quick)?,
             Runner::Http => {
                 let daemon = crate::util::build_balancer(true)?;
-                crate::bench_http::run(&daemon, quick)?
+                crate::bench_http::run(&daemon, &bin, quick)?
             }
             Runner::Pps => {
                 let daemon = crate::util::build_balancer(true)?;

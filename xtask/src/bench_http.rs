@@ -1,14 +1,19 @@
 //! `cargo xtask bench --only http-cookie`: the HTTP cookie proxy against
-//! HAProxy, side by side in one run, on loopback: the same two backends
-//! (the tests' small HTTP/1.1 server, in this process), the same load
+//! HAProxy, side by side in one run, on loopback: the same two origin
+//! servers (`balancer-bench --origin`: one single-threaded keep-alive
+//! server per name, release-built, cheap enough that the proxy under test
+//! and not the load generator's CPU limits the rate), the same load
 //! generator (wrk, keep-alive), the same `cookie SERVER insert indirect
 //! nocache` setup, small responses. Each proxy is measured in alternating
-//! trials; reported: requests/s, latency p50/p99/p99.9 (wrk's own histogram,
-//! via a Lua `done` hook), CPU seconds per 100k requests (the proxy
-//! process's utime+stime from /proc), RSS after the run; every figure with
-//! HAProxy's as its peer.
+//! trials (the machine's speed drifts; pairs taken back to back see the
+//! same drift); reported: requests/s, latency p50/p99/p99.9 (wrk's own
+//! histogram, via a Lua `done` hook), CPU seconds per 100k requests (the
+//! proxy process's utime+stime from /proc), RSS after the run; every figure
+//! with HAProxy's as its peer. The origins' request counts are reported too
+//! (every request carries `SERVER=s0`, so s1 should see none), and a
+//! request an origin refused fails the section.
 //!
-//! CPUs: with two or more CPUs, wrk and the backends run on the first CPU
+//! CPUs: with two or more CPUs, wrk and the origins run on the first CPU
 //! this process may use and the proxy under test (balancer and HAProxy
 //! alike) on the last one, through `taskset`; with one CPU they share it
 //! (and the report says so). Both proxies size themselves from their CPU
@@ -20,19 +25,20 @@
 //! answers with errors fails the section: there is no ratio against nothing.
 
 use std::{
+    io::{BufRead as _, BufReader},
     path::Path,
-    process::Command,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use balancer_tests::{
-    http::{Backend, free_port},
+    http::free_port,
     proc::{Proc, wait_for},
 };
 use serde_json::{Value, json};
 
-use crate::report::{Cpus, Figure, Target, allowed_cpus, command_line, pin_thread, tool_version};
+use crate::report::{Cpus, Figure, Target, allowed_cpus, command_line, tool_version};
 
 const CONNECTIONS: u32 = 32;
 const LUA: &str = r#"
@@ -62,7 +68,6 @@ struct Trial {
 struct Placement {
     generator: usize,
     subject: usize,
-    all: Vec<usize>,
 }
 
 impl Placement {
@@ -75,7 +80,6 @@ impl Placement {
         Ok(Placement {
             generator: first,
             subject: last,
-            all,
         })
     }
 
@@ -86,17 +90,23 @@ impl Placement {
     }
 }
 
-pub fn run(bin: &Path, quick: bool) -> anyhow::Result<Value> {
+pub fn run(bin: &Path, bench_bin: &Path, quick: bool) -> anyhow::Result<Value> {
     let id = format!("blb-{}-bench-http", std::process::id());
     let dir = std::env::temp_dir().join(&id);
     std::fs::create_dir_all(&dir)?;
-    let result = measure(bin, quick, &dir, &id);
+    let result = measure(bin, bench_bin, quick, &dir, &id);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(Path::new(balancer_tests::lab::BPFFS).join(&id));
     result
 }
 
-fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Value> {
+fn measure(
+    bin: &Path,
+    bench_bin: &Path,
+    quick: bool,
+    dir: &Path,
+    id: &str,
+) -> anyhow::Result<Value> {
     // The peer and the load generator must exist before anything runs.
     let versions = json!({
         "haproxy": tool_version("haproxy", &["-v"])
@@ -104,15 +114,15 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
         "wrk": tool_version("wrk", &["-v"]).context("wrk, the load generator, is not available")?,
         "taskset": tool_version("taskset", &["--version"])?,
     });
-    let place = Placement::new()?;
-    // The backends' threads (started from this thread) run with the load
-    // generator, away from the proxy under test.
-    pin_thread(&[place.generator])?;
-    let backends = (Backend::start("s0", 0), Backend::start("s1", 0));
-    pin_thread(&place.all)?;
-    let backends = [backends.0?, backends.1?];
-    let (bal_port, hap_port) = (free_port()?, free_port()?);
     let mut commands = Vec::new();
+    let place = Placement::new()?;
+    // The origins run with the load generator, away from the proxy under test.
+    let mut ocmd = Placement::taskset(place.generator, bench_bin);
+    ocmd.args(["--origin", "s0", "--origin", "s1"]);
+    commands.push(command_line(&ocmd));
+    let mut origins = Origins::start(ocmd)?;
+    let backends = origins.servers.clone();
+    let (bal_port, hap_port) = (free_port()?, free_port()?);
 
     // balancer
     let servers: String = backends
@@ -178,8 +188,8 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
 
     let lua = dir.join("report.lua");
     std::fs::write(&lua, LUA)?;
-    let secs = if quick { 3 } else { 10 };
-    let trials = if quick { 1 } else { 3 };
+    let secs = if quick { 3 } else { 6 };
+    let trials = if quick { 1 } else { 5 };
     let targets = [
         ("balancer", bal_port, bal.pid()),
         ("haproxy", hap_port, hap.pid()),
@@ -238,6 +248,15 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
     }
     drop(bal);
     drop(hap);
+    let counts = origins.finish()?;
+    let refused: u64 = counts.iter().map(|c| c.refused).sum();
+    if refused > 0 {
+        bail!("the origin servers refused {refused} request(s): no figure from this run");
+    }
+    let origin_requests: serde_json::Map<String, Value> = counts
+        .iter()
+        .map(|c| (c.name.clone(), json!(c.answered)))
+        .collect();
 
     let med = |v: &[Trial], f: fn(&Trial) -> f64| {
         let mut x: Vec<f64> = v.iter().map(f).collect();
@@ -330,12 +349,12 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
              {hap_threads} thread(s) (one per CPU it is bound to)",
             if shared {
                 format!(
-                    "one CPU only: wrk, the backends and the proxy under test share CPU {}",
+                    "one CPU only: wrk, the origins and the proxy under test share CPU {}",
                     place.subject
                 )
             } else {
                 format!(
-                    "wrk and the two backends (threads of xtask) on CPU {}, the proxy under test \
+                    "wrk and the two origin servers (balancer-bench --origin) on CPU {}, the proxy under test \
                      on CPU {} (taskset); other work on the machine is not excluded",
                     place.generator, place.subject
                 )
@@ -347,7 +366,7 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
             "name": "http-cookie",
             "how": format!("wrk -t1 -c{CONNECTIONS}, 1 s warm-up then {secs} s, with 'Cookie: \
                             SERVER=s0', against each proxy in turn ({trials} alternating trial(s), \
-                            medians), same two loopback backends answering their name; CPU from \
+                            medians), same two loopback origin servers answering their name; CPU from \
                             /proc/PID/stat utime+stime of the proxy process; RSS from \
                             /proc/PID/status after each trial"),
             "commands": commands,
@@ -356,10 +375,102 @@ fn measure(bin: &Path, quick: bool, dir: &Path, id: &str) -> anyhow::Result<Valu
             "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),
             "proxies": summary,
             "workers": {"balancer_http_workers": bal_workers, "haproxy_threads": hap_threads},
+            "origin_requests": origin_requests,
             "balancer_config": bal_cfg,
             "haproxy_config": hap_cfg,
         }]
     }))
+}
+
+/// One origin server as `balancer-bench --origin` announced it.
+#[derive(Clone)]
+struct Server {
+    name: String,
+    addr: std::net::SocketAddr,
+}
+
+struct OriginCount {
+    name: String,
+    answered: u64,
+    refused: u64,
+}
+
+/// The `balancer-bench --origin` process: killed if dropped unfinished.
+struct Origins {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+    servers: Vec<Server>,
+}
+
+impl Origins {
+    fn start(mut cmd: Command) -> anyhow::Result<Origins> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the origin servers (balancer-bench --origin)")?;
+        let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
+        let mut o = Origins {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout.context("origin servers' stdout")?),
+            servers: Vec::new(),
+        };
+        let wanted = cmd.get_args().filter(|a| *a == "--origin").count();
+        while o.servers.len() < wanted {
+            let line = o.line()?;
+            let mut w = line.split_whitespace();
+            if let (Some("ORIGIN"), Some(name), Some(addr)) = (w.next(), w.next(), w.next()) {
+                o.servers.push(Server {
+                    name: name.to_owned(),
+                    addr: addr
+                        .parse()
+                        .with_context(|| format!("origin address in {line:?}"))?,
+                });
+            }
+        }
+        Ok(o)
+    }
+
+    fn line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!(
+                "the origin servers exited early ({:?})",
+                self.child.try_wait()?
+            );
+        }
+        Ok(line)
+    }
+
+    /// Stop the servers and read what each answered and refused.
+    fn finish(&mut self) -> anyhow::Result<Vec<OriginCount>> {
+        self.stdin = None;
+        let mut counts = Vec::new();
+        while counts.len() < self.servers.len() {
+            let line = self.line()?;
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if let ["ORIGIN-COUNT", name, answered, refused] = w[..] {
+                counts.push(OriginCount {
+                    name: name.to_owned(),
+                    answered: answered.parse()?,
+                    refused: refused.parse()?,
+                });
+            }
+        }
+        self.child.wait()?;
+        Ok(counts)
+    }
+}
+
+impl Drop for Origins {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Wait until `port` accepts connections; fail at once if the process

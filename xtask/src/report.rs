@@ -142,25 +142,6 @@ pub fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
     }
 }
 
-/// Run the calling thread (and the threads it starts from now on) on
-/// `cpus`.
-pub fn pin_thread(cpus: &[usize]) -> anyhow::Result<()> {
-    // SAFETY: as above; the call reads the set we pass, for this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &c in cpus {
-            libc::CPU_SET(c, &mut set);
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
-            bail!(
-                "sched_setaffinity to {cpus:?}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    Ok(())
-}
-
 /// A command line as one shell-pasteable string.
 pub fn command_line(cmd: &std::process::Command) -> String {
     std::iter::once(cmd.get_program())

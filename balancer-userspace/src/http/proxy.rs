@@ -36,14 +36,14 @@ use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
 };
-use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
-};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use log::{debug, warn};
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
 
 use super::{
     balance::{Candidate, InFlight, SmoothWrr, least_conn, source},
@@ -53,7 +53,61 @@ use super::{
 use crate::config::{Balance, HttpBackend};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Every body the proxy sends, to a client or to a server: one enum rather
+/// than a boxed trait object, so a proxied request allocates no body boxes.
+pub enum ProxyBody {
+    /// A complete body the proxy made itself (error pages, or nothing).
+    Full(Option<Bytes>),
+    /// A client's request body, streamed to the server.
+    Request(Incoming),
+    /// A server's response body, streamed to the client.
+    Response(Counted),
+}
+
+impl ProxyBody {
+    fn full(b: impl Into<Bytes>) -> ProxyBody {
+        let b = b.into();
+        ProxyBody::Full((!b.is_empty()).then_some(b))
+    }
+}
+
+impl hyper::body::Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        match self.get_mut() {
+            ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(hyper::body::Frame::data(b)))),
+            ProxyBody::Request(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(BoxError::from))),
+            ProxyBody::Response(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(b) => b.is_none(),
+            ProxyBody::Request(b) => b.is_end_stream(),
+            ProxyBody::Response(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            ProxyBody::Full(b) => {
+                hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ProxyBody::Request(b) => b.size_hint(),
+            ProxyBody::Response(b) => b.size_hint(),
+        }
+    }
+}
 
 /// What the proxy serves, as the controller last published it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -176,6 +230,52 @@ pub fn spawn_workers(
         .collect()
 }
 
+/// The HTTP/2 connection preface (RFC 9113 3.4), which h2c clients with
+/// prior knowledge send first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a client opens with HTTP/2's preface, looked at with `peek` so
+/// that the chosen protocol's parser reads every byte itself (no rewinding
+/// layer under every later read). `None` when the client closes, errs, or
+/// has not said enough to tell within `timeout`.
+async fn sniff_http2(s: &TcpStream, timeout: Duration) -> Option<bool> {
+    let sniff = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            let n = s.peek(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if buf[..n] != H2_PREFACE[..n] {
+                return Some(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(true);
+            }
+            // A prefix of the preface so far: peeking again would return the
+            // same bytes at once, so wait a little for the rest.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::time::timeout(timeout, sniff).await.ok().flatten()
+}
+
+/// Drive `conn` to its end; when `stop` turns true, ask it (`shutdown`) to
+/// finish the requests in flight and close, and keep driving it.
+async fn until_done<C: Future>(
+    conn: C,
+    mut stop: watch::Receiver<bool>,
+    shutdown: impl FnOnce(std::pin::Pin<&mut C>),
+) -> C::Output {
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    shutdown(conn.as_mut());
+    conn.await
+}
+
 /// Serve `listener` until `stop` turns true; then stop accepting and let
 /// in-flight requests finish (at most `grace`).
 pub async fn serve(
@@ -192,7 +292,22 @@ pub async fn serve(
         pool: Arc::default(),
         shared,
     });
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        // One buffer, written with send(2) as HAProxy does, rather than
+        // writev(2) of head and body: cheaper in the kernel for the small
+        // messages that dominate (large bodies pay one more copy).
+        .writev(false)
+        .keep_alive(true)
+        .header_read_timeout(proxy.spec.timeout_client)
+        .max_buf_size(proxy.spec.max_header_bytes.max(8192));
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(proxy.spec.max_header_bytes as u32);
+    let (h1, h2) = (Arc::new(h1), Arc::new(h2));
+    // Every connection task holds a subscription: all have ended when the
+    // sender sees none left.
+    let (open, _) = watch::channel(());
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -208,36 +323,41 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let p = proxy.clone();
-        // The client's address as X-Forwarded-For carries it, formatted
-        // once per connection rather than per request.
-        let client_ip = HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        let svc =
-            hyper::service::service_fn(move |req| handle(p.clone(), peer, client_ip.clone(), req));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .keep_alive(true)
-            .header_read_timeout(proxy.spec.timeout_client)
-            .max_buf_size(proxy.spec.max_header_bytes.max(8192));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(proxy.spec.max_header_bytes as u32);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn.into_owned());
-        let name = proxy.spec.name.clone();
+        let (h1, h2, mut stop, open) = (h1.clone(), h2.clone(), stop.clone(), open.subscribe());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let _open = open;
+            let name = p.spec.name.clone();
+            let sniffed = tokio::select! {
+                r = sniff_http2(&stream, p.spec.timeout_client) => r,
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let Some(is_h2) = sniffed else {
+                debug!("{name}: client {peer}: closed or silent before its first request");
+                return;
+            };
+            // The client's address as X-Forwarded-For carries it, formatted
+            // once per connection rather than per request.
+            let client_ip = HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+            let svc = hyper::service::service_fn(move |req| {
+                handle(p.clone(), peer, client_ip.clone(), req)
+            });
+            let io = TokioIo::new(stream);
+            let r = if is_h2 {
+                until_done(h2.serve_connection(io, svc), stop, |c| {
+                    c.graceful_shutdown()
+                })
+                .await
+            } else {
+                let conn = h1.serve_connection(io, svc).with_upgrades();
+                until_done(conn, stop, |c| c.graceful_shutdown()).await
+            };
+            if let Err(e) = r {
                 debug!("{name}: client {peer}: {e}");
             }
         });
     }
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, open.closed()).await.is_err() {
         warn!(
             "{}: requests still in flight after {} s; closing",
             proxy.spec.name,
@@ -253,10 +373,7 @@ fn unix_now() -> u64 {
 }
 
 fn error(status: StatusCode, msg: &str) -> Response<ProxyBody> {
-    let body = Full::new(Bytes::from(format!("{msg}\n")))
-        .map_err(|never| match never {})
-        .boxed();
-    let mut r = Response::new(body);
+    let mut r = Response::new(ProxyBody::full(format!("{msg}\n")));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -461,7 +578,7 @@ async fn handle(
     let server = &b.servers[chosen];
     let up = upstream_request(
         parts,
-        body.map_err(BoxError::from).boxed(),
+        ProxyBody::Request(body),
         &client_ip,
         peer.ip(),
         upgrade,
@@ -539,12 +656,11 @@ async fn handle(
     let (parts, body) = resp.into_parts();
     // The request counts as in flight, and its server connection stays
     // taken, until its response body ends.
-    let body = Counted {
+    let body = ProxyBody::Response(Counted {
         inner: body,
         guard,
         lease,
-    }
-    .boxed();
+    });
     Ok(Response::from_parts(parts, body))
 }
 
@@ -570,7 +686,7 @@ fn join_cookie_fields(h: &mut HeaderMap) {
 /// `leastconn`) and hands the server connection back to the worker's pool,
 /// rather than when hyper gets round to dropping it; a body dropped before
 /// its end closes the connection.
-struct Counted {
+pub struct Counted {
     inner: Incoming,
     guard: Option<super::balance::InFlightGuard>,
     lease: Leased,
@@ -624,7 +740,7 @@ impl Drop for Counted {
 }
 
 fn empty() -> ProxyBody {
-    Full::new(Bytes::new()).map_err(|n| match n {}).boxed()
+    ProxyBody::Full(None)
 }
 
 /// The request to send to a server: same method, path and headers minus

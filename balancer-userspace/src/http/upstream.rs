@@ -178,7 +178,9 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectErr
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
+    // send(2) of one buffer rather than writev(2), as for clients (proxy.rs).
     let (sender, conn) = Builder::new()
+        .writev(false)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;

@@ -17,6 +17,9 @@
 //!   show`) against an nftables map.
 //! - `peers`: stick-table replication between two instances (lag,
 //!   throughput, sender CPU); no peer program (figures without a ratio).
+//!
+//! `--origin NAME` is no section: it serves the HTTP benchmark's origin
+//! servers (origin.rs) for xtask's `http-cookie` section.
 
 use std::{
     fmt::Write as _,
@@ -66,6 +69,11 @@ struct Cli {
     /// and exit: `cargo xtask bench` puts it in every report.
     #[arg(long, conflicts_with_all = ["only", "json"])]
     machine: bool,
+    /// Serve an HTTP origin server by this name (repeatable) until stdin
+    /// closes: the backends of `cargo xtask bench --only http-cookie`
+    /// (see origin.rs for the protocol).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["only", "json", "machine"])]
+    origin: Vec<String>,
 }
 
 /// The benchmark sections, in the order a full run takes them.
@@ -128,6 +136,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.machine {
         println!("{}", machine());
         return Ok(());
+    }
+    if !cli.origin.is_empty() {
+        return origin::run(&cli.origin);
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -451,6 +462,7 @@ fn count(n: u64) -> String {
 
 mod affinity;
 mod common;
+mod origin;
 mod peers;
 mod table;
 mod xdp_testrun;

@@ -155,7 +155,8 @@ fn measure(
     ));
     let mut bal = Proc::spawn("balancer", cmd, dir)?;
 
-    // HAProxy, equivalent: one process, one thread per CPU it is bound to.
+    // HAProxy, equivalent: one process, one thread per CPU it is bound to;
+    // `option forwardfor` because balancer always appends X-Forwarded-For.
     let hservers: String = backends
         .iter()
         .map(|b| format!("  server {} {} cookie {}\n", b.name, b.addr, b.name))
@@ -164,7 +165,7 @@ fn measure(
         "global\n  maxconn 4096\n\ndefaults\n  mode http\n  timeout connect 5s\n  \
          timeout client 30s\n  timeout server 30s\n\nfrontend web\n  bind 127.0.0.1:{hap_port}\n  \
          default_backend app\n\nbackend app\n  balance roundrobin\n  \
-         cookie SERVER insert indirect nocache\n{hservers}"
+         cookie SERVER insert indirect nocache\n  option forwardfor\n{hservers}"
     );
     let hcfg = dir.join("haproxy.cfg");
     std::fs::write(&hcfg, &hap_cfg)?;

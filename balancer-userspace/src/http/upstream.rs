@@ -91,9 +91,22 @@ impl Pool {
         addr: SocketAddr,
         connect_timeout: Duration,
     ) -> Result<(Conn, bool), ConnectError> {
-        while let Some(mut sender) = self.take_idle(addr) {
-            // Ready at once unless the connection task is still finishing
-            // the previous exchange; a closed one says so at once too.
+        // Ready at once unless the connection task is still finishing the
+        // previous exchange (a closed one says so at once too): the common
+        // case stays out of the (boxed) slow path and its timers.
+        match self.take_idle(addr) {
+            Some(sender) if sender.is_ready() => Ok((Conn { addr, sender }, true)),
+            first => Box::pin(self.checkout_slow(addr, connect_timeout, first)).await,
+        }
+    }
+
+    async fn checkout_slow(
+        &self,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        mut next: Option<SendRequest<ProxyBody>>,
+    ) -> Result<(Conn, bool), ConnectError> {
+        while let Some(mut sender) = next {
             if sender.is_ready()
                 || tokio::time::timeout(connect_timeout, sender.ready())
                     .await
@@ -101,6 +114,7 @@ impl Pool {
             {
                 return Ok((Conn { addr, sender }, true));
             }
+            next = self.take_idle(addr);
         }
         Ok((connect(addr, connect_timeout).await?, false))
     }
@@ -138,39 +152,58 @@ impl Pool {
     pub async fn send(
         self: &Arc<Self>,
         mut conn: Conn,
-        mut reused: bool,
+        reused: bool,
         connect_timeout: Duration,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
     ) -> Result<(Response<Incoming>, Leased), SendError> {
-        let addr = conn.addr;
-        loop {
-            match conn.sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let leased = Leased {
-                        pool: self.clone(),
-                        conn: Some(conn),
-                    };
-                    return Ok((resp, leased));
+        match conn.sender.try_send_request(req).await {
+            Ok(resp) => Ok((resp, self.lease(conn))),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if reused => {
+                    debug!(
+                        "{}: pooled connection closed ({}); reconnecting",
+                        conn.addr,
+                        e.error()
+                    );
+                    // Rare: boxed, and nothing else kept across it, so that
+                    // every request's future stays small.
+                    let (addr, resend) = (conn.addr, self.clone());
+                    drop((e, conn));
+                    Box::pin(resend.resend(addr, connect_timeout, unsent)).await
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => {
-                        debug!(
-                            "{addr}: pooled connection closed ({}); reconnecting",
-                            e.error()
-                        );
-                        req = unsent;
-                        conn = connect(addr, connect_timeout).await?;
-                        reused = false;
-                    }
-                    _ => return Err(SendError::Exchange(e.into_error())),
-                },
-            }
+                _ => Err(SendError::Exchange(e.into_error())),
+            },
+        }
+    }
+
+    /// [`Pool::send`] once more, on a new connection.
+    async fn resend(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        req: Request<ProxyBody>,
+    ) -> Result<(Response<Incoming>, Leased), SendError> {
+        let mut conn = connect(addr, connect_timeout).await?;
+        match conn.sender.try_send_request(req).await {
+            Ok(resp) => Ok((resp, self.lease(conn))),
+            Err(e) => Err(SendError::Exchange(e.into_error())),
+        }
+    }
+
+    fn lease(self: &Arc<Self>, conn: Conn) -> Leased {
+        Leased {
+            pool: self.clone(),
+            conn: Some(conn),
         }
     }
 }
 
 /// A new HTTP/1.1 connection; its task runs on the calling worker's
 /// runtime (with upgrades, for WebSocket passthrough).
+///
+/// Only the (boxed) slow paths call this: its future is large (the TCP
+/// connect, a timer, hyper's handshake), and inline it would make every
+/// request's future, which rarely connects, that much larger to move.
 async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),

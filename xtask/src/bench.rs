@@ -94,6 +94,9 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// Also rewrite README's generated part (and docs/bench/).
     pub readme: bool,
+    /// Release binaries (what users run); else debug ones, for a quick
+    /// check of the report's shape.
+    pub release: bool,
 }
 
 /// Every section's name, in order: what a full report holds.
@@ -132,17 +135,25 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| out_dir.join("report.json"));
 
-    let build = [
-        "build",
-        "--release",
-        "-p",
-        "balancer-userspace",
-        "--bin",
-        BENCH_BIN,
-    ];
+    // Every binary a section runs, in one cargo run: with fat LTO each
+    // link is long, and cargo runs them side by side.
+    let mut build = vec!["build", "-p", "balancer-userspace"];
+    if opts.release {
+        build.push("--release");
+    }
+    for b in [BENCH_BIN, "balancer", crate::bench_pps::HELPER] {
+        build.extend(["--bin", b]);
+    }
+    if !opts.release {
+        println!(
+            "bench: --dev-build: debug binaries; this run checks that every section runs and \
+             reports in shape, its figures (and meets/misses) say nothing of the program"
+        );
+    }
     println!("bench: cargo {}", build.join(" "));
-    status(cargo().args(build))?;
-    let bin = target.join("release").join(BENCH_BIN);
+    status(cargo().args(&build))?;
+    let profile_dir = if opts.release { "release" } else { "debug" };
+    let bin = target.join(profile_dir).join(BENCH_BIN);
     // The machine is described once, by balancer-bench, whatever ran.
     let machine: Value = serde_json::from_str(&crate::util::stdout(
         Command::new(&bin).arg("--machine").current_dir(root()),
@@ -157,15 +168,16 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         let part = match s.runner {
             Runner::BenchBinary => run_binary(&bin, &target, s.name, quick)?,
             Runner::Http => {
-                let daemon = crate::util::build_balancer(true)?;
+                let daemon = crate::util::build_balancer(opts.release)?;
                 crate::bench_http::run(&daemon, &bin, quick)?
             }
             Runner::Pps => {
-                let daemon = crate::util::build_balancer(true)?;
-                crate::bench_pps::run(&daemon, quick)?
+                let daemon = crate::util::build_balancer(opts.release)?;
+                let helper = target.join(profile_dir).join(crate::bench_pps::HELPER);
+                crate::bench_pps::run(&daemon, &helper, quick)?
             }
             Runner::ControlPlane => {
-                let daemon = crate::util::build_balancer(true)?;
+                let daemon = crate::util::build_balancer(opts.release)?;
                 crate::bench_control::run(&daemon, quick)?
             }
         };
@@ -185,6 +197,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         "machine": machine,
         "xtask": {
             "build": format!("cargo {}", build.join(" ")),
+            "profile": if opts.release { "release" } else { "dev" },
             "binary": bin,
             "out": out_dir,
             "elapsed_s": round3(started.elapsed().as_secs_f64()),
@@ -267,6 +280,12 @@ pub fn readme(report: &Value, readme: &Path) -> anyhow::Result<()> {
 /// earlier (checked against the schema first).
 pub fn readme_from(report: &Path, readme_file: Option<&Path>) -> anyhow::Result<()> {
     let value = crate::report::validate_file(report, &[])?;
+    if value["xtask"]["profile"] == "dev" {
+        bail!(
+            "{} comes from debug binaries (--dev-build): its figures are not the program's",
+            report.display()
+        );
+    }
     let default = root().join("README.md");
     readme(&value, readme_file.unwrap_or(&default))
 }

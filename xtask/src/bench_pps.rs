@@ -23,7 +23,7 @@ mod lab;
 mod peers;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
@@ -31,11 +31,10 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::util::{cargo, status};
 use lab::{GEN_IF, GEN_MAC, LB_IF, LB_MAC, PORT, PpsLab, SOURCES, SRC_BASE, VIP, mac_string};
 
 const BACKENDS: usize = 4;
-const HELPER: &str = "balancer-bench-xdp";
+pub const HELPER: &str = "balancer-bench-xdp";
 /// wrk's connections for the TCP load.
 const TCP_CONNECTIONS: u32 = 32;
 /// Warming the stick table: paced passes over every source.
@@ -102,8 +101,8 @@ fn median(trials: &[Trial]) -> Trial {
     t[t.len() / 2].clone()
 }
 
-pub fn run(daemon: &Path, quick: bool) -> anyhow::Result<Value> {
-    let helper = build_helper()?;
+/// `helper`: the `balancer-bench-xdp` binary (built by `bench::run`).
+pub fn run(daemon: &Path, helper: &Path, quick: bool) -> anyhow::Result<Value> {
     let commands_ok = ["nft", "trafgen", "haproxy", "wrk", "taskset", "ethtool"]
         .iter()
         .all(|c| crate::util::on_path(c).is_some() || Path::new("/usr/sbin").join(c).exists());
@@ -112,25 +111,11 @@ pub fn run(daemon: &Path, quick: bool) -> anyhow::Result<Value> {
     }
     lab::sweep()?;
     let mut lab = PpsLab::new(BACKENDS)?;
-    let result = measure(&lab, daemon, &helper, quick);
+    let result = measure(&lab, daemon, helper, quick);
     let down = lab.teardown();
     let v = result?;
     down.context("tearing the xdp-pps lab down")?;
     Ok(v)
-}
-
-fn build_helper() -> anyhow::Result<PathBuf> {
-    status(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "balancer-userspace",
-        "--bin",
-        HELPER,
-    ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| crate::util::root().join("target"), PathBuf::from);
-    Ok(std::path::absolute(target.join("release").join(HELPER))?)
 }
 
 fn measure(lab: &PpsLab, daemon: &Path, helper: &Path, quick: bool) -> anyhow::Result<Value> {

@@ -59,6 +59,11 @@ enum Command {
         /// markers) and docs/bench/ (report and plots) from this run.
         #[arg(long)]
         readme: bool,
+        /// Build and run debug (dev-profile) binaries: a fast check that
+        /// every section runs and reports in shape, as `cargo xtask test`
+        /// does; the figures then mean nothing and `--readme` refuses them.
+        #[arg(long, conflicts_with = "readme")]
+        dev_build: bool,
     },
     /// Rewrite README's Performance figures and docs/bench/ from a report
     /// written earlier by `cargo xtask bench`.
@@ -87,12 +92,14 @@ fn main() -> std::process::ExitCode {
             json,
             out,
             readme,
+            dev_build,
         } => bench::run(&bench::Options {
             only,
             quick,
             json,
             out,
             readme,
+            release: !dev_build,
         }),
         Command::BenchReadme {
             report,

@@ -111,21 +111,22 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench --quick --json <tmp> --out <tmp>`, then the report
+/// `cargo xtask bench --quick --dev-build --json <tmp> --out <tmp>` (debug
+/// binaries: no release build in the test run), then the report
 /// must hold every section of [`crate::bench::SECTIONS`] in the schema's
 /// shape.
 fn bench_schema_check() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("blb-{}-bench-schema", std::process::id()));
     let json = dir.join("report.json");
     println!(
-        "test: bench schema check: cargo xtask bench --quick --json {} --out {}",
+        "test: bench schema check: cargo xtask bench --quick --dev-build --json {} --out {}",
         json.display(),
         dir.display()
     );
     let started = std::time::Instant::now();
     let result = status(
         std::process::Command::new(std::env::current_exe().context("xtask's own path")?)
-            .args(["bench", "--quick", "--json"])
+            .args(["bench", "--quick", "--dev-build", "--json"])
             .arg(&json)
             .arg("--out")
             .arg(&dir),

@@ -196,6 +196,8 @@ struct CountingServer {
     addr: SocketAddr,
     connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections the proxy closed (end of file before a request).
+    closed_by_peer: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl CountingServer {
@@ -208,12 +210,17 @@ impl CountingServer {
         let addr = l.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (c, r) = (connections.clone(), requests.clone());
+        let closed_by_peer = Arc::new(AtomicUsize::new(0));
+        let (c, r, cl) = (
+            connections.clone(),
+            requests.clone(),
+            closed_by_peer.clone(),
+        );
         std::thread::spawn(move || {
             for s in l.incoming() {
                 let Ok(s) = s else { continue };
                 c.fetch_add(1, Relaxed);
-                let r = r.clone();
+                let (r, cl) = (r.clone(), cl.clone());
                 std::thread::spawn(move || {
                     let _ = s.set_read_timeout(idle_close.or(Some(Duration::from_secs(30))));
                     let mut w = s.try_clone().unwrap();
@@ -224,7 +231,12 @@ impl CountingServer {
                         loop {
                             line.clear();
                             match rd.read_line(&mut line) {
-                                Ok(0) | Err(_) => {
+                                Ok(0) => {
+                                    cl.fetch_add(1, Relaxed);
+                                    let _ = w.shutdown(std::net::Shutdown::Both);
+                                    return;
+                                }
+                                Err(_) => {
                                     let _ = w.shutdown(std::net::Shutdown::Both);
                                     return;
                                 }
@@ -249,6 +261,7 @@ impl CountingServer {
             addr,
             connections,
             requests,
+            closed_by_peer,
         }
     }
 
@@ -387,4 +400,34 @@ fn first_bytes_in_pieces_silent_clients_and_shutdown_with_requests_in_flight() {
         svc.daemon.output()
     );
     assert!(std::net::TcpStream::connect(front).is_err());
+}
+
+#[test]
+fn idle_connections_to_a_removed_server_are_closed() {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Round robin over two servers: sequential requests leave one idle
+    // pooled connection to each.
+    let (a, b) = (CountingServer::start(None), CountingServer::start(None));
+    let svc = Svc::start_on("http-sweep", "", &[("a", a.addr, ""), ("b", b.addr, "")]);
+    let mut c = Client::new(svc.front);
+    for i in 0..4 {
+        let r = c.get("/").unwrap();
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    assert_eq!((a.counts(), b.counts()), ((1, 2), (1, 2)));
+    svc.cli(&["backend", "remove", "b"]);
+    // The worker's next sweep (every 2 s) closes b's idle connection, not a's.
+    assert!(
+        wait_for(Duration::from_secs(10), || b.closed_by_peer.load(Relaxed)
+            == 1),
+        "the idle connection to the removed server is still open"
+    );
+    assert_eq!(
+        a.closed_by_peer.load(Relaxed),
+        0,
+        "a's idle connection was closed"
+    );
+    let r = c.get("/").unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "counted"));
+    assert_eq!(a.counts(), (1, 3), "a's pooled connection is still used");
 }

@@ -308,6 +308,7 @@ pub async fn serve(
     // Every connection task holds a subscription: all have ended when the
     // sender sees none left.
     let (open, _) = watch::channel(());
+    let sweeper = tokio::spawn(sweep_pool(proxy.pool.clone(), proxy.view.clone()));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -357,12 +358,34 @@ pub async fn serve(
             }
         });
     }
+    sweeper.abort();
     if tokio::time::timeout(grace, open.closed()).await.is_err() {
         warn!(
             "{}: requests still in flight after {} s; closing",
             proxy.spec.name,
             grace.as_secs()
         );
+    }
+}
+
+/// Every [`super::upstream::SWEEP_EVERY`], close this worker's idle server
+/// connections that are expired, closed, or to addresses no backend has
+/// any more.
+async fn sweep_pool(pool: Arc<Pool>, view: watch::Receiver<Arc<HttpView>>) {
+    let mut tick = tokio::time::interval(super::upstream::SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let current = view.borrow().clone();
+        let closed = pool.sweep(|a| {
+            current
+                .backends
+                .values()
+                .any(|b| b.servers.iter().any(|s| s.addr == *a))
+        });
+        if closed > 0 {
+            debug!("closed {closed} idle server connection(s)");
+        }
     }
 }
 

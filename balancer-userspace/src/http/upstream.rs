@@ -38,6 +38,9 @@ use super::proxy::ProxyBody;
 const MAX_IDLE_PER_SERVER: usize = 512;
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often each worker closes the idle connections it no longer wants
+/// (expired, closed by the server, or to a server no longer configured).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 /// Why no connection to a server could be made (HAProxy answers 503).
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +131,23 @@ impl Pool {
             }
         }
         None
+    }
+
+    /// Close the idle connections that are expired, closed by their
+    /// server, or to an address `keep` refuses (a server that was removed
+    /// or whose address changed): without this they would stay open until
+    /// the server closed them. Returns how many were closed.
+    pub fn sweep(&self, keep: impl Fn(&SocketAddr) -> bool) -> usize {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let before: usize = idle.values().map(Vec::len).sum();
+        idle.retain(|addr, list| {
+            if !keep(addr) {
+                return false;
+            }
+            list.retain(|i| !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT);
+            !list.is_empty()
+        });
+        before - idle.values().map(Vec::len).sum::<usize>()
     }
 
     fn put(&self, conn: Conn) {

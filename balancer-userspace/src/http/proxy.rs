@@ -10,10 +10,12 @@
 //! health checks, the admin API and reloads reach the proxy at once.
 //!
 //! Connections: HTTP/1.1 with keep-alive and HTTP/2 (h2c, prior knowledge)
-//! from clients; HTTP/1.1 to servers through a pooled client. `Upgrade`
-//! (WebSocket) requests are passed through: after the server's 101 the two
-//! connections are spliced. `X-Forwarded-For` gets the client's address
-//! appended (and, with `option forwarded`, an RFC 7239 `Forwarded` element). Errors, as HAProxy answers them: 503 when no server may take
+//! from clients, told apart by their first bytes (HTTP/2's preface or not);
+//! HTTP/1.1 to servers through each worker's pool of keep-alive connections
+//! (`upstream.rs`). `Upgrade` (WebSocket) requests are passed through: after
+//! the server's 101 the two connections are spliced. `X-Forwarded-For` gets
+//! the client's address appended (and, with `option forwarded`, an RFC 7239
+//! `Forwarded` element). Errors, as HAProxy answers them: 503 when no server may take
 //! the request or the chosen one refuses the connection, 502 when the
 //! connection fails after it was made, 504 when the server does not answer
 //! within `timeout_server`. A request that failed to connect is tried once on

@@ -263,34 +263,14 @@ fn detach_pinned_link(path: &Path) -> std::io::Result<()> {
     get[0] = cpath.as_ptr() as u64;
     // SAFETY: `get` is a valid bpf_attr prefix for BPF_OBJ_GET, whose
     // pathname points at a NUL-terminated string that outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            get.as_mut_ptr(),
-            std::mem::size_of_val(&get),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let fd = unsafe { crate::stick_batch::sys_bpf(BPF_OBJ_GET, &mut get) }?;
     // SAFETY: the kernel just returned this fd to us; nothing else owns it.
     let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
     // union bpf_attr, BPF_LINK_DETACH: link_fd.
     let mut detach = [0u64; 1];
     detach[0] = u64::from(std::os::fd::AsRawFd::as_raw_fd(&link) as u32);
     // SAFETY: `detach` is a valid bpf_attr prefix for BPF_LINK_DETACH.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_DETACH,
-            detach.as_mut_ptr(),
-            std::mem::size_of_val(&detach),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    unsafe { crate::stick_batch::sys_bpf(BPF_LINK_DETACH, &mut detach) }?;
     Ok(())
 }
 

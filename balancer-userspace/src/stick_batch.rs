@@ -14,6 +14,22 @@ const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
+/// The bpf(2) system call with `attr` as its `union bpf_attr` (or a prefix
+/// of it); the kernel's return value, or the error it set.
+///
+/// # Safety
+/// `attr` must be a valid attribute for `cmd`: every pointer in it valid
+/// for what `cmd` reads and writes through it until the call returns.
+pub(crate) unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
+    // SAFETY: the caller's contract above.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
 /// `union bpf_attr`'s `batch` member.
 #[repr(C)]
 #[derive(Default)]
@@ -68,15 +84,7 @@ impl Scanner {
             // SAFETY: the attr points at buffers of `count` keys and values
             // of the map's sizes (StickKey/StickValue are the map's types,
             // checked when the pinned map was adopted) and at 8-byte cursors.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_LOOKUP_BATCH,
-                    &mut attr as *mut BatchAttr,
-                    std::mem::size_of::<BatchAttr>(),
-                )
-            };
-            let err = (r < 0).then(std::io::Error::last_os_error);
+            let err = unsafe { sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) }.err();
             let n = (attr.count as usize).min(self.keys.len());
             if err.is_none() || err.as_ref().and_then(|e| e.raw_os_error()) == Some(libc::ENOENT) {
                 for i in 0..n {
@@ -128,16 +136,7 @@ fn write_batch(
     };
     // SAFETY: keys (and values, when given) are valid for `count` elements
     // of the map's key and value types until the call returns.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            &mut attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>(),
-        )
-    };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = unsafe { sys_bpf(cmd, &mut attr) } {
         return Err(std::io::Error::new(
             e.kind(),
             format!("{e} ({} of {} done)", attr.count, keys.len()),

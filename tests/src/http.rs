@@ -419,15 +419,9 @@ impl Svc {
                 )
             })
             .collect();
-        let (dir, pin_dir, daemon, front) =
-            launch_http(tag, "", backend_extra, &servers).expect("balancer run");
-        Svc {
-            dir,
-            pin_dir,
-            daemon,
-            front,
-            backends,
-        }
+        let mut svc = Self::launch(tag, "", backend_extra, &servers);
+        svc.backends = backends;
+        svc
     }
 
     /// A daemon in front of servers that already run elsewhere (e.g.
@@ -452,15 +446,7 @@ impl Svc {
                 format!("[[backend.server]]\nname = \"{name}\"\naddress = \"{addr}\"\n{extra}\n")
             })
             .collect();
-        let (dir, pin_dir, daemon, front) =
-            launch_http(tag, frontend_extra, backend_extra, &servers).expect("balancer run");
-        Svc {
-            dir,
-            pin_dir,
-            daemon,
-            front,
-            backends: Vec::new(),
-        }
+        Self::launch(tag, frontend_extra, backend_extra, &servers)
     }
 
     /// [`launch_http`] as a `Svc` without backends of its own; `tail` may

@@ -50,7 +50,7 @@ use tokio::{
 use super::{
     balance::{Candidate, InFlight, SmoothWrr, least_conn, source},
     cookie::{self, Persist},
-    upstream::{Leased, Pool, SendError},
+    upstream::{Pool, SendError, UpBody},
 };
 use crate::config::{Balance, HttpBackend};
 
@@ -609,8 +609,12 @@ async fn handle(
         upgrade,
         b.settings.forwarded,
     );
-    let sent = p.pool.send(conn, reused, connect_timeout, up);
-    let (mut resp, mut lease) = match tokio::time::timeout(b.settings.timeout_server, sent).await {
+    let resend = matches!(
+        method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT
+    );
+    let sent = p.pool.send(conn, reused, resend, connect_timeout, up);
+    let mut resp = match tokio::time::timeout(b.settings.timeout_server, sent).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             warn!(
@@ -655,37 +659,43 @@ async fn handle(
             now,
         );
     }
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_upgrade) = client_upgrade
-    {
-        let server_upgrade = hyper::upgrade::on(&mut resp);
-        // The server connection now belongs to the upgraded stream.
-        lease.discard();
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let (parts, body) = resp.into_parts();
+        let Some(client_upgrade) = client_upgrade else {
+            // A 101 the client did not ask for: nothing to switch to.
+            return Ok(error(StatusCode::BAD_GATEWAY, "unexpected protocol switch"));
+        };
+        let Some((server_io, early)) = body.into_upgraded() else {
+            return Ok(error(StatusCode::BAD_GATEWAY, "server connection failed"));
+        };
         let name = p.spec.name.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            match tokio::try_join!(client_upgrade, server_upgrade) {
-                Ok((c, s)) => {
-                    let (mut c, mut s) = (TokioIo::new(c), TokioIo::new(s));
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut s).await {
+            match client_upgrade.await {
+                Ok(c) => {
+                    let mut c = TokioIo::new(c);
+                    let mut s = server_io;
+                    // What the server sent right after its 101 goes first.
+                    let r = async {
+                        if !early.is_empty() {
+                            tokio::io::AsyncWriteExt::write_all(&mut c, &early).await?;
+                        }
+                        tokio::io::copy_bidirectional(&mut c, &mut s).await
+                    };
+                    if let Err(e) = r.await {
                         debug!("{name}: upgraded connection: {e}");
                     }
                 }
                 Err(e) => debug!("{name}: upgrade failed: {e}"),
             }
         });
-        let (parts, _) = resp.into_parts();
         return Ok(Response::from_parts(parts, empty()));
     }
     strip_hop_by_hop(resp.headers_mut(), false);
     let (parts, body) = resp.into_parts();
-    // The request counts as in flight, and its server connection stays
-    // taken, until its response body ends.
-    let body = ProxyBody::Response(Counted {
-        inner: body,
-        guard,
-        lease,
-    });
+    // The request counts as in flight until its response body ends; the
+    // body hands its server connection back to the pool at its end.
+    let body = ProxyBody::Response(Counted { inner: body, guard });
     Ok(Response::from_parts(parts, body))
 }
 
@@ -708,13 +718,10 @@ fn join_cookie_fields(h: &mut HeaderMap) {
 
 /// A server's response body on its way to the client. When its last byte
 /// has been yielded it releases the request's in-flight count (for
-/// `leastconn`) and hands the server connection back to the worker's pool,
-/// rather than when hyper gets round to dropping it; a body dropped before
-/// its end closes the connection.
+/// `leastconn`), rather than when hyper gets round to dropping it.
 pub struct Counted {
-    inner: Incoming,
+    inner: UpBody,
     guard: Option<super::balance::InFlightGuard>,
-    lease: Leased,
 }
 
 impl hyper::body::Body for Counted {
@@ -728,12 +735,8 @@ impl hyper::body::Body for Counted {
         use std::task::Poll;
         let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
         match &r {
-            Poll::Ready(None) => self.finish(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
-            Poll::Ready(Some(Err(_))) => {
-                self.guard = None;
-                self.lease.discard();
-            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.guard = None,
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.guard = None,
             _ => {}
         }
         r.map(|f| f.map(|f| f.map_err(BoxError::from)))
@@ -745,22 +748,6 @@ impl hyper::body::Body for Counted {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Counted {
-    fn finish(&mut self) {
-        self.guard = None;
-        self.lease.release();
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        // hyper does not poll a body it knows to be empty (HEAD, 204, 304).
-        if hyper::body::Body::is_end_stream(&self.inner) {
-            self.lease.release();
-        }
     }
 }
 

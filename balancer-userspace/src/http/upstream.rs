@@ -1,36 +1,54 @@
-//! Connections from the proxy to its servers: HTTP/1.1 over hyper's
-//! connection-level client (`hyper::client::conn::http1`), with one pool of
-//! idle keep-alive connections per worker thread.
+//! Connections from the proxy to its servers: HTTP/1.1, spoken by the
+//! request's own task, with one pool of idle keep-alive connections per
+//! worker thread.
 //!
-//! hyper-util's pooled `Client` does the same job for any URI, but pays for
-//! that generality on every request (an absolute URI formatted and parsed,
-//! a pool keyed by scheme and authority behind a shared lock, a task per
-//! checkout). Here a worker knows its servers by address, sends
-//! origin-form requests, and hands a connection back to its pool when the
-//! response body has ended (see [`Leased`]), so the next request on that
-//! worker reuses it.
+//! hyper's client (`hyper::client::conn::http1`) runs each server
+//! connection as a task of its own: every request then crosses tasks and
+//! channels twice (request in, response head and body out) and is parsed
+//! into a message hyper owns before the proxy sees it. Here the task that
+//! serves the client's request writes the request to the server and reads
+//! the response head itself ([`Pool::send`]); the response body
+//! ([`UpBody`]) reads the server's socket when the client side asks for
+//! the next piece. Nothing else runs per request, and a connection goes
+//! back to its worker's pool the moment its response has been read to the
+//! end, ready for the next request on that worker.
+//!
+//! What is implemented of RFC 9112, as a client: requests framed by
+//! `content-length` (known size) or chunked (unknown size, trailers kept);
+//! responses framed as section 6.3 says (no body for HEAD, 1xx, 204, 304;
+//! chunked; `content-length`, where differing or malformed values are an
+//! error; else read until the server closes); interim 1xx responses skipped;
+//! 101 hands the connection to the caller for an upgrade; `Connection:
+//! close` and HTTP/1.0 responses are not reused; heads are limited to
+//! [`MAX_HEAD`] bytes and [`MAX_HEADERS`] fields.
 //!
 //! A connection taken from the pool may have been closed by the server
-//! meanwhile. hyper then gives the request back unsent
-//! ([`hyper::client::conn::TrySendError::take_message`]), and [`Pool::send`]
-//! sends it once more on a new connection: to the client this is invisible,
-//! as it is with HAProxy's connection reuse.
+//! meanwhile. An idle connection whose socket has anything to read (the
+//! server's FIN, or bytes it had no business sending) is closed rather than
+//! used; and a request that meets a closed connection before any byte of a
+//! response came back is sent once more on a new connection when that is
+//! safe (idempotent method, no body): to the client this is invisible, as
+//! with HAProxy's connection reuse.
 
 use std::{
     collections::HashMap,
+    future::poll_fn,
+    io,
     net::SocketAddr,
+    pin::Pin,
     sync::{Arc, Mutex},
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
-use hyper::{
-    Request, Response,
-    body::Incoming,
-    client::conn::http1::{Builder, SendRequest},
-};
-use hyper_util::rt::TokioIo;
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::{Body, Frame, SizeHint};
 use log::debug;
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
 
 use super::proxy::ProxyBody;
 
@@ -41,6 +59,14 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often each worker closes the idle connections it no longer wants
 /// (expired, closed by the server, or to a server no longer configured).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// Largest response head (status line and fields) taken from a server.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most fields in a response head (hyper's default too).
+pub const MAX_HEADERS: usize = 100;
+/// Largest chunk-size line or trailer section of a chunked body.
+const MAX_CHUNK_META: usize = 16 * 1024;
+/// Room made in a connection's read buffer before each read.
+const READ_ROOM: usize = 16 * 1024;
 
 /// Why no connection to a server could be made (HAProxy answers 503).
 #[derive(Debug, thiserror::Error)]
@@ -52,31 +78,102 @@ pub enum ConnectError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("HTTP/1.1 handshake with {addr}: {source}")]
-    Handshake {
-        addr: SocketAddr,
-        source: hyper::Error,
-    },
 }
 
-/// Why a request got no response head (HAProxy answers 502).
+/// What went wrong in an exchange with a server, after the connection was
+/// made (HAProxy answers 502).
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("server closed the connection before a complete response head")]
+    Closed,
+    #[error("connection to the server: {0}")]
+    Io(#[from] io::Error),
+    #[error("malformed response from the server: {0}")]
+    Malformed(&'static str),
+    #[error("reading the client's request body: {0}")]
+    ClientBody(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why a request got no response head.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("{0}")]
-    Exchange(#[source] hyper::Error),
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
 }
 
-/// A connection in use by one request; goes back to its pool through
-/// [`Leased::release`] once its response has been read to the end.
+/// An HTTP/1.1 connection to a server, owned by one request at a time.
 pub struct Conn {
     addr: SocketAddr,
-    sender: SendRequest<ProxyBody>,
+    io: TcpStream,
+    /// Bytes read from the server and not yet consumed.
+    rbuf: BytesMut,
+    /// The request being written (kept, for a request without body, until
+    /// its response starts, so that it can be sent again).
+    wbuf: Vec<u8>,
+}
+
+impl Conn {
+    /// Whether an idle connection can take a request: nothing has come from
+    /// the server since its last response (no FIN, no stray bytes). Asks
+    /// the socket only when the event loop saw it become readable.
+    fn is_usable(&self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut b = [0u8; 1];
+                matches!(self.io.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Read what the server has sent into `rbuf`; `Ok(0)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_ROOM / 4 {
+            self.rbuf.reserve(READ_ROOM);
+        }
+        let spare = self.rbuf.spare_capacity_mut();
+        let mut rb = ReadBuf::uninit(spare);
+        match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                // SAFETY: `poll_read` initialised the first `n` spare bytes.
+                unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Write `wbuf[*pos..]`; `Ready(Ok)` once all of it is written.
+    fn poll_flush_wbuf(&mut self, pos: &mut usize, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while *pos < self.wbuf.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[*pos..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *pos += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The upgraded connection (after a 101): the socket, and what the
+    /// server already sent beyond its response head.
+    pub fn into_upgraded(self) -> (TcpStream, Bytes) {
+        (self.io, self.rbuf.freeze())
+    }
 }
 
 struct Idle {
-    sender: SendRequest<ProxyBody>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -88,46 +185,27 @@ pub struct Pool {
 
 impl Pool {
     /// A connection to `addr`: an idle one that is still open, else a new
-    /// one (made within `connect_timeout`).
+    /// one (made within `connect_timeout`). The flag says it was reused.
     pub async fn checkout(
         &self,
         addr: SocketAddr,
         connect_timeout: Duration,
     ) -> Result<(Conn, bool), ConnectError> {
-        // Ready at once unless the connection task is still finishing the
-        // previous exchange (a closed one says so at once too): the common
-        // case stays out of the (boxed) slow path and its timers.
         match self.take_idle(addr) {
-            Some(sender) if sender.is_ready() => Ok((Conn { addr, sender }, true)),
-            first => Box::pin(self.checkout_slow(addr, connect_timeout, first)).await,
+            Some(conn) => Ok((conn, true)),
+            // Rare: boxed, so that every request's future stays small.
+            None => Box::pin(connect(addr, connect_timeout))
+                .await
+                .map(|c| (c, false)),
         }
     }
 
-    async fn checkout_slow(
-        &self,
-        addr: SocketAddr,
-        connect_timeout: Duration,
-        mut next: Option<SendRequest<ProxyBody>>,
-    ) -> Result<(Conn, bool), ConnectError> {
-        while let Some(mut sender) = next {
-            if sender.is_ready()
-                || tokio::time::timeout(connect_timeout, sender.ready())
-                    .await
-                    .is_ok_and(|r| r.is_ok())
-            {
-                return Ok((Conn { addr, sender }, true));
-            }
-            next = self.take_idle(addr);
-        }
-        Ok((connect(addr, connect_timeout).await?, false))
-    }
-
-    fn take_idle(&self, addr: SocketAddr) -> Option<SendRequest<ProxyBody>> {
+    fn take_idle(&self, addr: SocketAddr) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&addr)?;
         while let Some(i) = list.pop() {
-            if !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT {
-                return Some(i.sender);
+            if i.since.elapsed() < IDLE_TIMEOUT && i.conn.is_usable() {
+                return Some(i.conn);
             }
         }
         None
@@ -144,126 +222,689 @@ impl Pool {
             if !keep(addr) {
                 return false;
             }
-            list.retain(|i| !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT);
+            list.retain(|i| i.since.elapsed() < IDLE_TIMEOUT && i.conn.is_usable());
             !list.is_empty()
         });
         before - idle.values().map(Vec::len).sum::<usize>()
     }
 
     fn put(&self, conn: Conn) {
-        if conn.sender.is_closed() {
-            return;
-        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(conn.addr).or_default();
         if list.len() >= MAX_IDLE_PER_SERVER {
-            // Closes the oldest: its task ends when its sender is dropped.
+            // Closes the oldest.
             list.remove(0);
         }
         list.push(Idle {
-            sender: conn.sender,
+            conn,
             since: Instant::now(),
         });
     }
 
-    /// Send `req` on `conn` (from [`Pool::checkout`]) and wait for the
-    /// response head. A request a reused connection could not take (closed
-    /// by the server while idle) goes once more on a new connection.
+    /// Send `req` (origin form, HTTP/1.1) on `conn` (from
+    /// [`Pool::checkout`]), streaming its body, and read the response head.
+    /// The response's body reads the rest from the connection, which goes
+    /// back to the pool when that body has ended. A request met by a
+    /// closed reused connection goes once more on a new one when `resend`
+    /// allows it (idempotent) and it has no body.
     pub async fn send(
         self: &Arc<Self>,
         mut conn: Conn,
         reused: bool,
+        resend: bool,
         connect_timeout: Duration,
         req: Request<ProxyBody>,
-    ) -> Result<(Response<Incoming>, Leased), SendError> {
-        match conn.sender.try_send_request(req).await {
-            Ok(resp) => Ok((resp, self.lease(conn))),
-            Err(mut e) => match e.take_message() {
-                Some(unsent) if reused => {
-                    debug!(
-                        "{}: pooled connection closed ({}); reconnecting",
-                        conn.addr,
-                        e.error()
-                    );
-                    // Rare: boxed, and nothing else kept across it, so that
-                    // every request's future stays small.
-                    let (addr, resend) = (conn.addr, self.clone());
-                    drop((e, conn));
-                    Box::pin(resend.resend(addr, connect_timeout, unsent)).await
-                }
-                _ => Err(SendError::Exchange(e.into_error())),
-            },
+    ) -> Result<Response<UpBody>, SendError> {
+        let (parts, mut body) = req.into_parts();
+        let mut framing = encode_request(&parts, &body, &mut conn.wbuf);
+        let no_body = matches!(framing, ReqFraming::None);
+        match exchange(&mut conn, &mut body, &mut framing, &parts.method).await {
+            Ok(head) => Ok(self.response(conn, head)),
+            Err((e, received)) if reused && resend && no_body && !received => {
+                debug!(
+                    "{}: pooled connection closed ({e}); reconnecting",
+                    conn.addr
+                );
+                let wbuf = std::mem::take(&mut conn.wbuf);
+                let addr = conn.addr;
+                drop(conn);
+                Box::pin(self.resend(addr, connect_timeout, wbuf, parts.method)).await
+            }
+            Err((e, _)) => Err(e.into()),
         }
     }
 
-    /// [`Pool::send`] once more, on a new connection.
+    /// A request without body (its bytes in `wbuf`) once more, on a new
+    /// connection.
     async fn resend(
         self: &Arc<Self>,
         addr: SocketAddr,
         connect_timeout: Duration,
-        req: Request<ProxyBody>,
-    ) -> Result<(Response<Incoming>, Leased), SendError> {
+        wbuf: Vec<u8>,
+        method: Method,
+    ) -> Result<Response<UpBody>, SendError> {
         let mut conn = connect(addr, connect_timeout).await?;
-        match conn.sender.try_send_request(req).await {
-            Ok(resp) => Ok((resp, self.lease(conn))),
-            Err(e) => Err(SendError::Exchange(e.into_error())),
+        conn.wbuf = wbuf;
+        let mut body = ProxyBody::Full(None);
+        match exchange(&mut conn, &mut body, &mut ReqFraming::None, &method).await {
+            Ok(head) => Ok(self.response(conn, head)),
+            Err((e, _)) => Err(e.into()),
         }
     }
 
-    fn lease(self: &Arc<Self>, conn: Conn) -> Leased {
-        Leased {
-            pool: self.clone(),
+    fn response(self: &Arc<Self>, conn: Conn, head: Head) -> Response<UpBody> {
+        let mut body = UpBody {
             conn: Some(conn),
+            pool: self.clone(),
+            framing: head.framing,
+            reusable: head.reusable,
+        };
+        // Nothing to read: the connection is free at once (hyper does not
+        // poll a body it knows to be empty).
+        if body.framing == Framing::Length(0) {
+            body.finish();
         }
+        let mut r = Response::new(body);
+        *r.status_mut() = head.status;
+        *r.version_mut() = head.version;
+        *r.headers_mut() = head.headers;
+        r
     }
 }
 
-/// A new HTTP/1.1 connection; its task runs on the calling worker's
-/// runtime (with upgrades, for WebSocket passthrough).
-///
-/// Only the (boxed) slow paths call this: its future is large (the TCP
-/// connect, a timer, hyper's handshake), and inline it would make every
-/// request's future, which rarely connects, that much larger to move.
+/// A new connection to `addr`.
 async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
         Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
         Ok(Ok(s)) => s,
     };
-    let _ = stream.set_nodelay(true);
-    // send(2) of one buffer rather than writev(2), as for clients (proxy.rs).
-    let (sender, conn) = Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| ConnectError::Handshake { addr, source })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            debug!("server connection {addr}: {e}");
-        }
+    let _ = io.set_nodelay(true);
+    Ok(Conn {
+        addr,
+        io,
+        rbuf: BytesMut::new(),
+        wbuf: Vec::new(),
+    })
+}
+
+/// How a request's body is framed on the wire.
+enum ReqFraming {
+    /// No body.
+    None,
+    /// `content-length`: this many bytes still to send.
+    Length(u64),
+    /// Chunked; `true` once the last chunk is written.
+    Chunked(bool),
+}
+
+/// Write the request head into `out` (cleared first), choosing the body's
+/// framing from what the body knows of its size: none when it has ended,
+/// `content-length` when its size is known, else chunked.
+fn encode_request(parts: &http::request::Parts, body: &ProxyBody, out: &mut Vec<u8>) -> ReqFraming {
+    out.clear();
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
     });
-    Ok(Conn { addr, sender })
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        // The framing is this hop's (below), whatever the client said.
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let framing = if body.is_end_stream() {
+        // Servers may insist on a length (411) for these methods.
+        if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+            out.extend_from_slice(b"content-length: 0\r\n");
+        }
+        ReqFraming::None
+    } else if let Some(n) = body.size_hint().exact() {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa(n, &mut [0; 20]));
+        out.extend_from_slice(b"\r\n");
+        ReqFraming::Length(n)
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        ReqFraming::Chunked(false)
+    };
+    out.extend_from_slice(b"\r\n");
+    framing
 }
 
-/// The connection a response came on, until that response is done with:
-/// back to the pool if its body was read to the end, else closed.
-pub struct Leased {
-    pool: Arc<Pool>,
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Append one body frame to `out` as `framing` wants it. Data beyond a
+/// declared length is an error (the client's body and its length disagree).
+fn encode_frame(
+    frame: Frame<Bytes>,
+    framing: &mut ReqFraming,
+    out: &mut Vec<u8>,
+) -> Result<(), ExchangeError> {
+    match frame.into_data() {
+        Ok(data) => match framing {
+            ReqFraming::None => {
+                if !data.is_empty() {
+                    return Err(ExchangeError::Malformed("request body beyond its length"));
+                }
+            }
+            ReqFraming::Length(rem) => {
+                let n = data.len() as u64;
+                if n > *rem {
+                    return Err(ExchangeError::Malformed("request body beyond its length"));
+                }
+                *rem -= n;
+                out.extend_from_slice(&data);
+            }
+            ReqFraming::Chunked(_) => {
+                if !data.is_empty() {
+                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    out.extend_from_slice(&data);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        },
+        Err(frame) => {
+            if let (Ok(trailers), ReqFraming::Chunked(done)) = (frame.into_trailers(), framing)
+                && !*done
+            {
+                out.extend_from_slice(b"0\r\n");
+                for (name, value) in &trailers {
+                    out.extend_from_slice(name.as_str().as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"\r\n");
+                *done = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A response head, parsed.
+struct Head {
+    status: StatusCode,
+    version: http::Version,
+    headers: HeaderMap,
+    framing: Framing,
+    /// The connection may take another request after this response.
+    reusable: bool,
+}
+
+/// Write the request in `conn.wbuf` and its `body`, and read the response
+/// head; interim (1xx) responses are skipped. On error, whether any byte
+/// of a response had come (if none, the server may not have seen the
+/// request).
+async fn exchange(
+    conn: &mut Conn,
+    body: &mut ProxyBody,
+    framing: &mut ReqFraming,
+    method: &Method,
+) -> Result<Head, (ExchangeError, bool)> {
+    let mut wpos = 0;
+    // A request without body stays in `wbuf` until a response starts, so
+    // that it can be sent again.
+    let keep_request = matches!(framing, ReqFraming::None);
+    let mut body_done = matches!(framing, ReqFraming::None);
+    let mut received = false;
+    poll_fn(|cx| {
+        // Write what there is to write, the request's body as it comes.
+        while wpos < conn.wbuf.len() || !body_done {
+            match conn.poll_flush_wbuf(&mut wpos, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err((e.into(), received))),
+                Poll::Pending => break,
+            }
+            if body_done {
+                break;
+            }
+            conn.wbuf.clear();
+            wpos = 0;
+            match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Err(e) = encode_frame(frame, framing, &mut conn.wbuf) {
+                        return Poll::Ready(Err((e, received)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Err((ExchangeError::ClientBody(e), received)));
+                }
+                Poll::Ready(None) => {
+                    match framing {
+                        ReqFraming::Chunked(false) => conn.wbuf.extend_from_slice(b"0\r\n\r\n"),
+                        ReqFraming::Length(n) if *n > 0 => {
+                            return Poll::Ready(Err((
+                                ExchangeError::Malformed("request body shorter than its length"),
+                                received,
+                            )));
+                        }
+                        _ => {}
+                    }
+                    body_done = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        // Read the response head.
+        loop {
+            if !conn.rbuf.is_empty() {
+                received = true;
+                match parse_head(&mut conn.rbuf, method) {
+                    Ok(Parsed::Final(mut head)) => {
+                        if keep_request {
+                            conn.wbuf.clear();
+                        }
+                        // A response before the request was all sent: what
+                        // is left of it will not be, so neither can the
+                        // connection carry another request.
+                        if !body_done || wpos < conn.wbuf.len() {
+                            head.reusable = false;
+                        }
+                        return Poll::Ready(Ok(head));
+                    }
+                    // Consumed: look at what follows it.
+                    Ok(Parsed::Interim) => continue,
+                    Ok(Parsed::Partial) if conn.rbuf.len() > MAX_HEAD => {
+                        return Poll::Ready(Err((
+                            ExchangeError::Malformed("response head too large"),
+                            received,
+                        )));
+                    }
+                    Ok(Parsed::Partial) => {}
+                    Err(e) => return Poll::Ready(Err((e, received))),
+                }
+            }
+            match conn.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err((ExchangeError::Closed, received))),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err((e.into(), received))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
+}
+
+/// What [`parse_head`] found.
+enum Parsed {
+    /// Not a complete head yet.
+    Partial,
+    /// An interim (1xx, not 101) response, now removed from the buffer.
+    Interim,
+    /// A final response head, now removed from the buffer (what follows is
+    /// its body).
+    Final(Head),
+}
+
+/// Parse a response head at the start of `buf`.
+fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, ExchangeError> {
+    // Where each field's name and value lie in `buf`.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let (len, code, minor, n) = {
+        let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let status = httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut res, buf, &mut fields)
+            .map_err(|e| match e {
+                httparse::Error::TooManyHeaders => {
+                    ExchangeError::Malformed("too many header fields")
+                }
+                _ => ExchangeError::Malformed("bad response head"),
+            })?;
+        let httparse::Status::Complete(len) = status else {
+            return Ok(Parsed::Partial);
+        };
+        let base = buf.as_ptr() as usize;
+        for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            *span = (
+                name as u32,
+                (name + h.name.len()) as u32,
+                value as u32,
+                (value + h.value.len()) as u32,
+            );
+        }
+        (
+            len,
+            res.code.unwrap_or(0),
+            res.version.unwrap_or(1),
+            res.headers.len(),
+        )
+    };
+    if len > MAX_HEAD {
+        return Err(ExchangeError::Malformed("response head too large"));
+    }
+    let head = buf.split_to(len).freeze();
+    if (100..200).contains(&code) && code != 101 {
+        return Ok(Parsed::Interim);
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| ExchangeError::Malformed("bad status"))?;
+    let mut headers = HeaderMap::with_capacity(n);
+    let mut keep_alive = minor == 1;
+    let mut close = false;
+    for &(n0, n1, v0, v1) in &spans[..n] {
+        let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize])
+            .map_err(|_| ExchangeError::Malformed("bad header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
+            .map_err(|_| ExchangeError::Malformed("bad header value"))?;
+        if name == header::CONNECTION {
+            for t in value.as_bytes().split(|&b| b == b',') {
+                let t = t.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        }
+        headers.append(name, value);
+    }
+    let reusable = keep_alive && !close;
+    let version = if minor == 1 {
+        http::Version::HTTP_11
+    } else {
+        http::Version::HTTP_10
+    };
+    let (framing, reusable) = if code == 101 {
+        (Framing::Upgrade, false)
+    } else if code == 204 || code == 304 || *method == Method::HEAD {
+        (Framing::Length(0), reusable)
+    } else if *method == Method::CONNECT && (200..300).contains(&code) {
+        (Framing::Close, false)
+    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        if minor == 0 {
+            return Err(ExchangeError::Malformed("transfer-encoding in HTTP/1.0"));
+        }
+        // RFC 9112 6.1: with both, the length is not to be trusted, nor the
+        // connection to be reused.
+        let both = headers.remove(header::CONTENT_LENGTH).is_some();
+        if last_coding_is_chunked(&headers) {
+            (Framing::Chunked(Chunk::Size), reusable && !both)
+        } else {
+            (Framing::Close, false)
+        }
+    } else if headers.contains_key(header::CONTENT_LENGTH) {
+        let n =
+            content_length(&headers).ok_or(ExchangeError::Malformed("invalid content-length"))?;
+        (Framing::Length(n), reusable)
+    } else {
+        (Framing::Close, false)
+    };
+    Ok(Parsed::Final(Head {
+        status,
+        version,
+        headers,
+        framing,
+        reusable,
+    }))
+}
+
+fn last_coding_is_chunked(h: &HeaderMap) -> bool {
+    h.get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The body length all `content-length` values agree on, if valid.
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    let mut found = None;
+    for v in h.get_all(header::CONTENT_LENGTH) {
+        for t in v.as_bytes().split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.is_empty() || t.len() > 19 || !t.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let n = t.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if found.is_some_and(|f| f != n) {
+                return None;
+            }
+            found = Some(n);
+        }
+    }
+    found
+}
+
+/// How a response body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// After this many more bytes.
+    Length(u64),
+    /// Chunked, at this point of its decoding.
+    Chunked(Chunk),
+    /// When the server closes the connection.
+    Close,
+    /// 101: the connection is the caller's, for the upgraded protocol.
+    Upgrade,
+    /// It has ended.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// In a chunk's data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields, then an empty line.
+    Trailers,
+}
+
+/// A server's response body, read from its connection as the client side
+/// asks for it; at its end the connection goes back to the pool (if it
+/// may take another request), and a body dropped before its end closes the
+/// connection.
+pub struct UpBody {
     conn: Option<Conn>,
+    pool: Arc<Pool>,
+    framing: Framing,
+    reusable: bool,
 }
 
-impl Leased {
-    /// The response has been read to its end: the connection may take the
-    /// next request.
-    pub fn release(&mut self) {
-        if let Some(c) = self.conn.take() {
+impl UpBody {
+    /// For a 101 response: the connection, to splice with the client's.
+    pub fn into_upgraded(mut self) -> Option<(TcpStream, Bytes)> {
+        if self.framing != Framing::Upgrade {
+            return None;
+        }
+        self.conn.take().map(Conn::into_upgraded)
+    }
+
+    fn finish(&mut self) {
+        self.framing = Framing::Done;
+        if let Some(c) = self.conn.take()
+            && self.reusable
+        {
             self.pool.put(c);
         }
     }
 
-    /// The connection is not to be reused (upgraded, or the response was
-    /// abandoned).
-    pub fn discard(&mut self) {
+    fn fail(&mut self, e: ExchangeError) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        self.framing = Framing::Done;
         self.conn = None;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = ExchangeError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.framing {
+                Framing::Length(0) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Framing::Upgrade | Framing::Done => return Poll::Ready(None),
+                Framing::Length(rem) if !conn.rbuf.is_empty() => {
+                    let n = rem.min(conn.rbuf.len() as u64);
+                    let data = conn.rbuf.split_to(n as usize).freeze();
+                    this.framing = Framing::Length(rem - n);
+                    if rem == n {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Close if !conn.rbuf.is_empty() => {
+                    let data = conn.rbuf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked(state) if !conn.rbuf.is_empty() => {
+                    match decode_chunk(state, &mut conn.rbuf) {
+                        Ok(Step::More) => {}
+                        Ok(Step::Next(next)) => {
+                            this.framing = Framing::Chunked(next);
+                            continue;
+                        }
+                        Ok(Step::Data(next, data)) => {
+                            this.framing = Framing::Chunked(next);
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        Ok(Step::End(trailers)) => {
+                            this.finish();
+                            return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                        }
+                        Err(e) => return this.fail(e),
+                    }
+                }
+                _ => {}
+            }
+            let conn = this.conn.as_mut().expect("checked above");
+            match conn.poll_fill(cx) {
+                Poll::Ready(Ok(0)) if this.framing == Framing::Close => {
+                    this.framing = Framing::Done;
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(0)) => return this.fail(ExchangeError::Closed),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return this.fail(e.into()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(
+            self.framing,
+            Framing::Length(0) | Framing::Done | Framing::Upgrade
+        )
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            Framing::Done | Framing::Upgrade => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// What one step of chunked decoding found.
+enum Step {
+    /// Too few bytes to go on.
+    More,
+    /// Framing consumed; go on in this state.
+    Next(Chunk),
+    /// Data, then this state.
+    Data(Chunk, Bytes),
+    /// The body has ended, with these trailer fields if any.
+    End(Option<HeaderMap>),
+}
+
+/// One step of chunked decoding (RFC 9112 7.1) on `buf`.
+fn decode_chunk(state: Chunk, buf: &mut BytesMut) -> Result<Step, ExchangeError> {
+    match state {
+        Chunk::Size => match httparse::parse_chunk_size(buf) {
+            Ok(httparse::Status::Complete((used, size))) => {
+                buf.advance(used);
+                Ok(Step::Next(if size == 0 {
+                    Chunk::Trailers
+                } else {
+                    Chunk::Data(size)
+                }))
+            }
+            Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_META => {
+                Err(ExchangeError::Malformed("chunk size line too long"))
+            }
+            Ok(httparse::Status::Partial) => Ok(Step::More),
+            Err(_) => Err(ExchangeError::Malformed("bad chunk size")),
+        },
+        Chunk::Data(rem) => {
+            let n = rem.min(buf.len() as u64);
+            let data = buf.split_to(n as usize).freeze();
+            let next = if rem == n {
+                Chunk::DataEnd
+            } else {
+                Chunk::Data(rem - n)
+            };
+            Ok(Step::Data(next, data))
+        }
+        Chunk::DataEnd => {
+            if buf.starts_with(b"\r\n") {
+                buf.advance(2);
+                Ok(Step::Next(Chunk::Size))
+            } else if buf.len() < 2 && buf[..] == b"\r"[..buf.len()] {
+                Ok(Step::More)
+            } else {
+                Err(ExchangeError::Malformed("chunk data longer than its size"))
+            }
+        }
+        Chunk::Trailers => {
+            let mut fields = [httparse::EMPTY_HEADER; 32];
+            match httparse::parse_headers(buf, &mut fields) {
+                Ok(httparse::Status::Complete((used, fields))) => {
+                    let mut trailers = HeaderMap::new();
+                    for f in fields {
+                        let name = HeaderName::from_bytes(f.name.as_bytes());
+                        let value = HeaderValue::from_bytes(f.value);
+                        if let (Ok(n), Ok(v)) = (name, value) {
+                            trailers.append(n, v);
+                        }
+                    }
+                    buf.advance(used);
+                    Ok(Step::End((!trailers.is_empty()).then_some(trailers)))
+                }
+                Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_META => {
+                    Err(ExchangeError::Malformed("trailer section too large"))
+                }
+                Ok(httparse::Status::Partial) => Ok(Step::More),
+                Err(_) => Err(ExchangeError::Malformed("bad trailer section")),
+            }
+        }
     }
 }

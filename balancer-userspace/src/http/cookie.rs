@@ -1334,23 +1334,32 @@ fn b64_to_s30(s: &[u8]) -> Option<u32> {
 /// place in the map; no values removes the header.
 fn replace_all(map: &mut HeaderMap, name: HeaderName, values: Vec<HeaderValue>) {
     let mut values = values.into_iter();
-    match (map.entry(name), values.next()) {
-        (Entry::Occupied(entry), None) => {
-            entry.remove();
+    let Some(first) = values.next() else {
+        map.remove(&name);
+        return;
+    };
+    // One field replaced by one (the usual case): in place. `entry` and
+    // `insert` first make room for one more field, which regrows a map
+    // that is full, as the maps hyper parses are.
+    if values.len() == 0 && map.get_all(&name).iter().nth(1).is_none() {
+        if let Some(v) = map.get_mut(&name) {
+            *v = first;
+            return;
         }
-        (Entry::Occupied(mut entry), Some(first)) => {
+    }
+    match map.entry(name) {
+        Entry::Occupied(mut entry) => {
             entry.insert(first);
             for value in values {
                 entry.append(value);
             }
         }
-        (Entry::Vacant(entry), Some(first)) => {
+        Entry::Vacant(entry) => {
             let mut entry = entry.insert_entry(first);
             for value in values {
                 entry.append(value);
             }
         }
-        (Entry::Vacant(_), None) => {}
     }
 }
 

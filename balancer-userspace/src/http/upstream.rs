@@ -177,10 +177,12 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle keep-alive connections of one worker thread, by server address.
+/// Idle keep-alive connections of one worker thread, by server address
+/// (foldhash: SipHash's flooding resistance buys nothing for keys that are
+/// the configured servers, and it costs on every request).
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>>,
 }
 
 impl Pool {
@@ -601,15 +603,26 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, ExchangeErr
         return Ok(Parsed::Interim);
     }
     let status = StatusCode::from_u16(code).map_err(|_| ExchangeError::Malformed("bad status"))?;
-    let mut headers = HeaderMap::with_capacity(n);
+    // Room for the fields the proxy may add (Set-Cookie, Cache-Control):
+    // a full map would be rehashed for one more.
+    let mut headers = HeaderMap::with_capacity(n + 2);
     let mut keep_alive = minor == 1;
     let mut close = false;
+    // What the framing fields say, gathered in the same pass.
+    let mut length: Result<Option<u64>, ()> = Ok(None);
+    let mut chunked: Option<bool> = None;
     for &(n0, n1, v0, v1) in &spans[..n] {
         let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize])
             .map_err(|_| ExchangeError::Malformed("bad header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
             .map_err(|_| ExchangeError::Malformed("bad header value"))?;
-        if name == header::CONNECTION {
+        if name == header::CONTENT_LENGTH {
+            length = length.and_then(|l| content_length(l, value.as_bytes()));
+        } else if name == header::TRANSFER_ENCODING {
+            // The last coding of the last field is the one that frames.
+            let last = value.as_bytes().rsplit(|&b| b == b',').next();
+            chunked = Some(last.is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked")));
+        } else if name == header::CONNECTION {
             for t in value.as_bytes().split(|&b| b == b',') {
                 let t = t.trim_ascii();
                 if t.eq_ignore_ascii_case(b"close") {
@@ -633,24 +646,24 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, ExchangeErr
         (Framing::Length(0), reusable)
     } else if *method == Method::CONNECT && (200..300).contains(&code) {
         (Framing::Close, false)
-    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+    } else if let Some(chunked) = chunked {
         if minor == 0 {
             return Err(ExchangeError::Malformed("transfer-encoding in HTTP/1.0"));
         }
         // RFC 9112 6.1: with both, the length is not to be trusted, nor the
         // connection to be reused.
         let both = headers.remove(header::CONTENT_LENGTH).is_some();
-        if last_coding_is_chunked(&headers) {
+        if chunked {
             (Framing::Chunked(Chunk::Size), reusable && !both)
         } else {
             (Framing::Close, false)
         }
-    } else if headers.contains_key(header::CONTENT_LENGTH) {
-        let n =
-            content_length(&headers).ok_or(ExchangeError::Malformed("invalid content-length"))?;
-        (Framing::Length(n), reusable)
     } else {
-        (Framing::Close, false)
+        match length {
+            Ok(Some(n)) => (Framing::Length(n), reusable),
+            Ok(None) => (Framing::Close, false),
+            Err(()) => return Err(ExchangeError::Malformed("invalid content-length")),
+        }
     };
     Ok(Parsed::Final(Head {
         status,
@@ -661,31 +674,22 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, ExchangeErr
     }))
 }
 
-fn last_coding_is_chunked(h: &HeaderMap) -> bool {
-    h.get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
-/// The body length all `content-length` values agree on, if valid.
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    let mut found = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for t in v.as_bytes().split(|&b| b == b',') {
-            let t = t.trim_ascii();
-            if t.is_empty() || t.len() > 19 || !t.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let n = t.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if found.is_some_and(|f| f != n) {
-                return None;
-            }
-            found = Some(n);
+/// `so_far` (from earlier `content-length` fields) and the lengths listed
+/// in `value`, if all are valid and equal (RFC 9110 8.6).
+fn content_length(so_far: Option<u64>, value: &[u8]) -> Result<Option<u64>, ()> {
+    let mut found = so_far;
+    for t in value.split(|&b| b == b',') {
+        let t = t.trim_ascii();
+        if t.is_empty() || t.len() > 19 || !t.iter().all(u8::is_ascii_digit) {
+            return Err(());
         }
+        let n = t.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return Err(());
+        }
+        found = Some(n);
     }
-    found
+    Ok(found)
 }
 
 /// How a response body ends.

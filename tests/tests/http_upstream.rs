@@ -60,6 +60,11 @@ fn answer(method: &str, path: &str, body: &[u8]) -> (Vec<u8>, bool) {
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbye.",
             true,
         ),
+        // Read, never answered (the connection stays open).
+        "/stall" => {
+            std::thread::sleep(Duration::from_secs(5));
+            return (Vec::new(), true);
+        }
         "/echo" => {
             let mut r =
                 format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
@@ -383,4 +388,29 @@ fn request_bodies_of_known_and_unknown_length() {
         got.iter().all(|g| g.conn == got[0].conn),
         "one server connection for the three"
     );
+}
+
+#[test]
+fn a_server_that_does_not_answer_gets_504_in_time_every_time() {
+    let o = Scripted::start();
+    let svc = Svc::start_on(
+        "http-upstream-504",
+        "timeout_server = \"300ms\"\n",
+        &[("o", o.addr, "")],
+    );
+    let mut c = Conn::open(svc.front);
+    // On one client connection: answers and stalls in turn, so the
+    // deadlines of answered requests are reused by the stalled ones.
+    for round in 0..3 {
+        let a = c.get("/chunked").expect("answer");
+        assert_eq!(a.status, 200, "round {round}");
+        let t = std::time::Instant::now();
+        let a = c.get("/stall").expect("an answer, not a hang");
+        let waited = t.elapsed();
+        assert_eq!(a.status, 504, "round {round}");
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+            "round {round}: 504 after {waited:?} (timeout_server 300ms)"
+        );
+    }
 }

@@ -62,6 +62,38 @@ struct Trial {
     errors: u64,
     cpu_s_per_100k: f64,
     rss_kib: u64,
+    /// Share of the trial the generator's and the subject's CPUs were busy.
+    generator_busy: f64,
+    subject_busy: f64,
+}
+
+/// Busy and total jiffies of `cpu` so far, from /proc/stat (busy: user,
+/// nice, system, irq, softirq, steal; total adds idle and iowait).
+fn cpu_jiffies(cpu: usize) -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let tag = format!("cpu{cpu} ");
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with(&tag))
+        .with_context(|| format!("no {tag}line in /proc/stat"))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    Ok((busy, busy + at(3) + at(4)))
+}
+
+/// Busy share of `cpu` between two [`cpu_jiffies`] readings.
+fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1);
+    if total == 0 {
+        return f64::NAN;
+    }
+    after.0.saturating_sub(before.0) as f64 / total as f64
 }
 
 /// Where the load generator and the proxies run.
@@ -189,8 +221,11 @@ fn measure(
 
     let lua = dir.join("report.lua");
     std::fs::write(&lua, LUA)?;
-    let secs = if quick { 3 } else { 6 };
-    let trials = if quick { 1 } else { 5 };
+    // Many short trials, the two proxies in turn (ABBA...): back-to-back
+    // pairs on this kind of shared VM differ by up to 20% either way, from
+    // the machine, so the medians need many of them.
+    let secs = 3;
+    let trials = if quick { 1 } else { 12 };
     let targets = [
         ("balancer", bal_port, bal.pid()),
         ("haproxy", hap_port, hap.pid()),
@@ -200,17 +235,23 @@ fn measure(
             commands.push(command_line(&wrk_command(&place, &lua, port, s)));
         }
     }
+    // Warm up each once (server connections, pools, caches).
+    for (name, port, _) in targets {
+        wrk(&place, &lua, port, 1).with_context(|| format!("{name}: warm-up"))?;
+    }
     let mut results: Vec<Vec<Trial>> = vec![Vec::new(), Vec::new()];
     for t in 0..trials {
         let order: [usize; 2] = if t % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
             let (name, port, pid) = targets[i];
-            // Warm up (connections, pools), then measure.
-            wrk(&place, &lua, port, 1).with_context(|| format!("{name}: warm-up"))?;
             let cpu0 = cpu_seconds(pid)?;
+            let (g0, s0) = (cpu_jiffies(place.generator)?, cpu_jiffies(place.subject)?);
             let r = wrk(&place, &lua, port, secs).with_context(|| format!("{name}: trial {t}"))?;
             let cpu = cpu_seconds(pid)? - cpu0;
+            let (g1, s1) = (cpu_jiffies(place.generator)?, cpu_jiffies(place.subject)?);
             let trial = Trial {
+                generator_busy: busy_share(g0, g1),
+                subject_busy: busy_share(s0, s1),
                 cpu_s_per_100k: cpu / r.requests as f64 * 100_000.0,
                 rss_kib: rss_kib(pid)?,
                 requests: r.requests,
@@ -221,13 +262,16 @@ fn measure(
                 errors: r.errors,
             };
             println!(
-                "  {name:<9} trial {t}: {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  \
-                 {:.3} CPU s/100k req  RSS {} KiB  errors {}",
+                "  {name:<9} trial {t:>2}: {:>6.0} req/s  p50 {:>5} us  p99 {:>5} us  p99.9 {:>5} us  \
+                 {:.3} CPU s/100k req  CPUs busy: generator {:.0}%, proxy {:.0}%  RSS {} KiB  \
+                 errors {}",
                 trial.rps,
                 trial.p50_us,
                 trial.p99_us,
                 trial.p999_us,
                 trial.cpu_s_per_100k,
+                trial.generator_busy * 100.0,
+                trial.subject_busy * 100.0,
                 trial.rss_kib,
                 trial.errors
             );
@@ -276,16 +320,42 @@ fn measure(
                 "p999_us": med(r, |t| t.p999_us as f64),
                 "cpu_s_per_100k": med(r, |t| t.cpu_s_per_100k),
                 "rss_kib": med(r, |t| t.rss_kib as f64),
+                "generator_cpu_busy": med(r, |t| t.generator_busy),
+                "proxy_cpu_busy": med(r, |t| t.subject_busy),
                 "errors": r.iter().map(|t| t.errors).sum::<u64>(),
                 "requests": r.iter().map(|t| t.requests).sum::<u64>(),
                 "trials": r.iter().map(|t| json!({
                     "requests_per_s": t.rps, "p50_us": t.p50_us, "p99_us": t.p99_us,
                     "p999_us": t.p999_us, "cpu_s_per_100k": t.cpu_s_per_100k,
                     "rss_kib": t.rss_kib, "errors": t.errors, "requests": t.requests,
+                    "generator_cpu_busy": t.generator_busy, "proxy_cpu_busy": t.subject_busy,
                 })).collect::<Vec<_>>(),
             })
         })
         .collect();
+    // Each trial's ratio to the other proxy's trial of the same pair, taken
+    // back to back: drift of the machine slower than a pair cancels out.
+    let pair_ratios = |f: fn(&Trial) -> f64| -> Vec<f64> {
+        results[0]
+            .iter()
+            .zip(&results[1])
+            .map(|(b, h)| f(b) / f(h))
+            .collect()
+    };
+    let median = |mut x: Vec<f64>| {
+        x.sort_by(f64::total_cmp);
+        x.get(x.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let rps_pairs = pair_ratios(|t| t.rps);
+    let p99_pairs = pair_ratios(|t| t.p99_us as f64);
+    let pairs = json!({
+        "requests_per_s": rps_pairs,
+        "p99": p99_pairs,
+        "requests_per_s_median": median(rps_pairs.clone()),
+        "p99_median": median(p99_pairs.clone()),
+        "requests_per_s_pairs_at_least_1": rps_pairs.iter().filter(|&&r| r >= 1.0).count(),
+        "p99_pairs_at_most_1": p99_pairs.iter().filter(|&&r| r <= 1.0).count(),
+    });
     let peer = versions["haproxy"]
         .as_str()
         .and_then(|v| v.split_whitespace().take(3).nth(2))
@@ -341,6 +411,19 @@ fn measure(
         verdict(p99_ratio <= 1.0),
         verdict(cpu_ratio <= 1.2)
     );
+    println!(
+        "  pair by pair (balancer/haproxy, {trials} pairs): requests/s median {:.2}x, >= 1 in {}; \
+         p99 median {:.2}x, <= 1 in {}; CPUs busy (medians): generator {:.0}% / {:.0}%, proxy \
+         {:.0}% / {:.0}% (balancer / haproxy runs)",
+        pairs["requests_per_s_median"].as_f64().unwrap_or(f64::NAN),
+        pairs["requests_per_s_pairs_at_least_1"],
+        pairs["p99_median"].as_f64().unwrap_or(f64::NAN),
+        pairs["p99_pairs_at_most_1"],
+        f(b, "generator_cpu_busy") * 100.0,
+        f(h, "generator_cpu_busy") * 100.0,
+        f(b, "proxy_cpu_busy") * 100.0,
+        f(h, "proxy_cpu_busy") * 100.0,
+    );
     let shared = place.generator == place.subject;
     let cpus = Cpus {
         generator: Some(vec![place.generator]),
@@ -365,16 +448,19 @@ fn measure(
     Ok(json!({
         "sections": [{
             "name": "http-cookie",
-            "how": format!("wrk -t1 -c{CONNECTIONS}, 1 s warm-up then {secs} s, with 'Cookie: \
-                            SERVER=s0', against each proxy in turn ({trials} alternating trial(s), \
-                            medians), same two loopback origin servers answering their name; CPU from \
-                            /proc/PID/stat utime+stime of the proxy process; RSS from \
-                            /proc/PID/status after each trial"),
+            "how": format!("wrk -t1 -c{CONNECTIONS}, one 1 s warm-up per proxy, then {trials} \
+                            pair(s) of {secs} s trials, the two proxies in turn (ABBA...), with \
+                            'Cookie: SERVER=s0'; figures: each proxy's medians; 'pairs': each \
+                            trial's ratio to the other proxy's trial of its pair; same two loopback \
+                            origin servers answering their name; CPU from /proc/PID/stat \
+                            utime+stime of the proxy process; CPU busy shares from /proc/stat; \
+                            RSS from /proc/PID/status after each trial"),
             "commands": commands,
             "versions": versions,
             "cpus": cpus.json(),
             "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),
             "proxies": summary,
+            "pairs": pairs,
             "workers": {"balancer_http_workers": bal_workers, "haproxy_threads": hap_threads},
             "origin_requests": origin_requests,
             "balancer_config": bal_cfg,

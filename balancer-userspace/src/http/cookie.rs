@@ -1341,11 +1341,12 @@ fn replace_all(map: &mut HeaderMap, name: HeaderName, values: Vec<HeaderValue>) 
     // One field replaced by one (the usual case): in place. `entry` and
     // `insert` first make room for one more field, which regrows a map
     // that is full, as the maps hyper parses are.
-    if values.len() == 0 && map.get_all(&name).iter().nth(1).is_none() {
-        if let Some(v) = map.get_mut(&name) {
-            *v = first;
-            return;
-        }
+    if values.len() == 0
+        && map.get_all(&name).iter().nth(1).is_none()
+        && let Some(v) = map.get_mut(&name)
+    {
+        *v = first;
+        return;
     }
     match map.entry(name) {
         Entry::Occupied(mut entry) => {

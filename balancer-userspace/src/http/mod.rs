@@ -4,4 +4,5 @@
 pub mod balance;
 pub mod cookie;
 pub mod proxy;
+pub mod timer;
 pub mod upstream;

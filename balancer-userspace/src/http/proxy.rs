@@ -40,7 +40,7 @@ use http::{
 };
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use log::{debug, warn};
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -50,6 +50,7 @@ use tokio::{
 use super::{
     balance::{Candidate, InFlight, SmoothWrr, least_conn, source},
     cookie::{self, Persist},
+    timer::{RecyclingTimer, within},
     upstream::{Pool, SendError, UpBody},
 };
 use crate::config::{Balance, HttpBackend};
@@ -225,6 +226,7 @@ pub fn spawn_workers(
                             Err(e) => warn!("{}: worker {i}: {e}", spec.name),
                         }
                     });
+                    super::timer::clear_spares();
                 })
                 .map_err(|e| warn!("starting an HTTP worker: {e}"))
                 .ok()
@@ -295,7 +297,7 @@ pub async fn serve(
         shared,
     });
     let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new())
+    h1.timer(RecyclingTimer)
         // One buffer, written with send(2) as HAProxy does, rather than
         // writev(2) of head and body: cheaper in the kernel for the small
         // messages that dominate (large bodies pay one more copy).
@@ -304,7 +306,7 @@ pub async fn serve(
         .header_read_timeout(proxy.spec.timeout_client)
         .max_buf_size(proxy.spec.max_header_bytes.max(8192));
     let mut h2 = http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new())
+    h2.timer(RecyclingTimer)
         .max_header_list_size(proxy.spec.max_header_bytes as u32);
     let (h1, h2) = (Arc::new(h1), Arc::new(h2));
     // Every connection task holds a subscription: all have ended when the
@@ -614,9 +616,9 @@ async fn handle(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT
     );
     let sent = p.pool.send(conn, reused, resend, connect_timeout, up);
-    let mut resp = match tokio::time::timeout(b.settings.timeout_server, sent).await {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => {
+    let mut resp = match within(b.settings.timeout_server, sent).await {
+        Some(Ok(x)) => x,
+        Some(Err(e)) => {
             warn!(
                 "{}: {}/{} ({}): {}",
                 p.spec.name,
@@ -635,7 +637,7 @@ async fn handle(
                 }
             });
         }
-        Err(_) => {
+        None => {
             warn!(
                 "{}: {}/{} ({}): no response within {} ms",
                 p.spec.name,

@@ -56,6 +56,7 @@ fn answer(method: &str, path: &str, body: &[u8]) -> (Vec<u8>, bool) {
               3\r\nabc\r\n0\r\n\r\n",
             false,
         ),
+        "/extra" => (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSURPLUS", false),
         "/conn-close" => (
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbye.",
             true,
@@ -313,6 +314,15 @@ fn every_response_framing_and_which_ones_keep_the_connection() {
     assert_eq!(a.status, 200);
     let got = o.take();
     assert_ne!(got[0].conn, got[1].conn, "TE+CL connection not reused");
+
+    // Bytes beyond the announced length: not forwarded, and the connection
+    // they came on is not used again.
+    let a = c.get("/extra").expect("answer with surplus bytes");
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"ok"[..]));
+    let a = c.get("/chunked").unwrap();
+    assert_eq!(a.status, 200);
+    let got = o.take();
+    assert_ne!(got[0].conn, got[1].conn, "connection with surplus bytes not reused");
 
     // Malformed: differing lengths, a bad status, a head over the limit.
     for path in ["/two-lengths", "/bad-status", "/huge-head"] {

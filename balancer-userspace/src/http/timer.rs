@@ -29,7 +29,9 @@ use std::{
 use tokio::time::Sleep;
 
 /// Spare sleeps kept per worker thread; more are dropped (unregistered).
-const MAX_SPARE: usize = 4096;
+/// A spare keeps the waker of the task that last used it (and so that
+/// task's memory) until it is reused or fires.
+const MAX_SPARE: usize = 1024;
 
 thread_local! {
     static SPARE: RefCell<Vec<Pin<Box<Sleep>>>> = const { RefCell::new(Vec::new()) };

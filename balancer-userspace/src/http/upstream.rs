@@ -33,7 +33,7 @@
 use std::{
     collections::HashMap,
     future::poll_fn,
-    io,
+    io::{self, Write as _},
     net::SocketAddr,
     pin::Pin,
     sync::{Arc, Mutex},
@@ -65,8 +65,10 @@ pub const MAX_HEAD: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// Largest chunk-size line or trailer section of a chunked body.
 const MAX_CHUNK_META: usize = 16 * 1024;
-/// Room made in a connection's read buffer before each read.
+/// Room made in a connection's read buffer before a read: at first, and at
+/// most (it doubles each time a read fills it, for large bodies).
 const READ_ROOM: usize = 16 * 1024;
+const MAX_READ_ROOM: usize = 256 * 1024;
 
 /// Why no connection to a server could be made (HAProxy answers 503).
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,8 @@ pub struct Conn {
     /// The request being written (kept, for a request without body, until
     /// its response starts, so that it can be sent again).
     wbuf: Vec<u8>,
+    /// Room made in `rbuf` before a read.
+    room: usize,
 }
 
 impl Conn {
@@ -135,14 +139,18 @@ impl Conn {
 
     /// Read what the server has sent into `rbuf`; `Ok(0)` at its end.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_ROOM / 4 {
-            self.rbuf.reserve(READ_ROOM);
+        if self.rbuf.capacity() - self.rbuf.len() < self.room / 4 {
+            self.rbuf.reserve(self.room);
         }
         let spare = self.rbuf.spare_capacity_mut();
+        let offered = spare.len();
         let mut rb = ReadBuf::uninit(spare);
         match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
             Poll::Ready(Ok(())) => {
                 let n = rb.filled().len();
+                if n == offered && self.room < MAX_READ_ROOM {
+                    self.room *= 2;
+                }
                 // SAFETY: `poll_read` initialised the first `n` spare bytes.
                 unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
                 Poll::Ready(Ok(n))
@@ -327,6 +335,7 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectErr
         io,
         rbuf: BytesMut::new(),
         wbuf: Vec::new(),
+        room: READ_ROOM,
     })
 }
 
@@ -371,9 +380,7 @@ fn encode_request(parts: &http::request::Parts, body: &ProxyBody, out: &mut Vec<
         }
         ReqFraming::None
     } else if let Some(n) = body.size_hint().exact() {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa(n, &mut [0; 20]));
-        out.extend_from_slice(b"\r\n");
+        let _ = write!(out, "content-length: {n}\r\n");
         ReqFraming::Length(n)
     } else {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -381,18 +388,6 @@ fn encode_request(parts: &http::request::Parts, body: &ProxyBody, out: &mut Vec<
     };
     out.extend_from_slice(b"\r\n");
     framing
-}
-
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// Append one body frame to `out` as `framing` wants it. Data beyond a
@@ -419,7 +414,7 @@ fn encode_frame(
             }
             ReqFraming::Chunked(_) => {
                 if !data.is_empty() {
-                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    let _ = write!(out, "{:x}\r\n", data.len());
                     out.extend_from_slice(&data);
                     out.extend_from_slice(b"\r\n");
                 }
@@ -741,8 +736,11 @@ impl UpBody {
 
     fn finish(&mut self) {
         self.framing = Framing::Done;
+        // Bytes beyond the response's end: the server is not speaking
+        // HTTP/1.1 as framed, so the connection is not used again.
         if let Some(c) = self.conn.take()
             && self.reusable
+            && c.rbuf.is_empty()
         {
             self.pool.put(c);
         }

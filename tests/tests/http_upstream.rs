@@ -56,7 +56,10 @@ fn answer(method: &str, path: &str, body: &[u8]) -> (Vec<u8>, bool) {
               3\r\nabc\r\n0\r\n\r\n",
             false,
         ),
-        "/extra" => (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSURPLUS", false),
+        "/extra" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSURPLUS",
+            false,
+        ),
         "/conn-close" => (
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbye.",
             true,
@@ -322,7 +325,10 @@ fn every_response_framing_and_which_ones_keep_the_connection() {
     let a = c.get("/chunked").unwrap();
     assert_eq!(a.status, 200);
     let got = o.take();
-    assert_ne!(got[0].conn, got[1].conn, "connection with surplus bytes not reused");
+    assert_ne!(
+        got[0].conn, got[1].conn,
+        "connection with surplus bytes not reused"
+    );
 
     // Malformed: differing lengths, a bad status, a head over the limit.
     for path in ["/two-lengths", "/bad-status", "/huge-head"] {

@@ -400,6 +400,44 @@ fn measure(
             "rss_kib",
             1024.0,
         ),
+        Figure::new(
+            "requests-per-s-pairs",
+            format!(
+                "balancer/HAProxy requests/s, median of the {trials} per-pair ratios (each pair \
+                 back to back; balancer ahead in {} of them)",
+                pairs["requests_per_s_pairs_at_least_1"]
+            ),
+            "x",
+            pairs["requests_per_s_median"].as_f64().unwrap_or(f64::NAN),
+        ),
+        Figure::new(
+            "latency-p99-pairs",
+            format!(
+                "balancer/HAProxy latency p99, median of the {trials} per-pair ratios (balancer \
+                 lower or equal in {} of them)",
+                pairs["p99_pairs_at_most_1"]
+            ),
+            "x",
+            pairs["p99_median"].as_f64().unwrap_or(f64::NAN),
+        ),
+        Figure::new(
+            "proxy-cpu-busy",
+            "busy share of the proxy's CPU during balancer's trials (median)",
+            "%",
+            f(b, "proxy_cpu_busy") * 100.0,
+        )
+        .peer(format!("{peer}'s trials"), f(h, "proxy_cpu_busy") * 100.0),
+        Figure::new(
+            "generator-cpu-busy",
+            "busy share of the load generator's CPU (wrk, origins) during balancer's trials \
+             (median)",
+            "%",
+            f(b, "generator_cpu_busy") * 100.0,
+        )
+        .peer(
+            format!("{peer}'s trials"),
+            f(h, "generator_cpu_busy") * 100.0,
+        ),
     ];
     let verdict = |ok: bool| if ok { "meets" } else { "misses" };
     println!(

@@ -560,11 +560,14 @@ async fn handle(
     let method = req.method().clone();
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    // Safe to send again on another server: idempotent and nothing to resend.
-    let retryable = matches!(
+    // RFC 9110 9.2.2 (TRACE aside, which is not worth a second try).
+    let idempotent = matches!(
         method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT
-    ) && hyper::body::Body::is_end_stream(req.body())
+    );
+    // Safe to send again on another server: idempotent and nothing to resend.
+    let retryable = idempotent
+        && hyper::body::Body::is_end_stream(req.body())
         && !upgrade
         && (by_cookie.is_none() || b.settings.redispatch);
     let (parts, body) = req.into_parts();
@@ -611,11 +614,9 @@ async fn handle(
         upgrade,
         b.settings.forwarded,
     );
-    let resend = matches!(
-        method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT
-    );
-    let sent = p.pool.send(conn, reused, resend, connect_timeout, up);
+    // A reused connection found closed may take the request again only if
+    // it is idempotent (`send` also requires that it has no body).
+    let sent = p.pool.send(conn, reused, idempotent, connect_timeout, up);
     let mut resp = match within(b.settings.timeout_server, sent).await {
         Some(Ok(x)) => x,
         Some(Err(e)) => {

@@ -253,19 +253,8 @@ pub struct Adopted {
 /// frees the link, which it does later, not by the time `unlink` returns:
 /// `balancer detach` must leave the interface without XDP when it exits.
 fn detach_pinned_link(path: &Path) -> std::io::Result<()> {
-    use std::os::{fd::FromRawFd as _, unix::ffi::OsStrExt as _};
-    const BPF_OBJ_GET: libc::c_long = 7;
     const BPF_LINK_DETACH: libc::c_long = 34;
-    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // union bpf_attr, BPF_OBJ_GET: pathname (u64), bpf_fd, file_flags.
-    let mut get = [0u64; 2];
-    get[0] = cpath.as_ptr() as u64;
-    // SAFETY: `get` is a valid bpf_attr prefix for BPF_OBJ_GET, whose
-    // pathname points at a NUL-terminated string that outlives the call.
-    let fd = unsafe { crate::stick_batch::sys_bpf(BPF_OBJ_GET, &mut get) }?;
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    let link = crate::stick_batch::obj_get(path)?;
     // union bpf_attr, BPF_LINK_DETACH: link_fd.
     let mut detach = [0u64; 1];
     detach[0] = u64::from(std::os::fd::AsRawFd::as_raw_fd(&link) as u32);

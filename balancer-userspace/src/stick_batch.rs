@@ -30,6 +30,23 @@ pub(crate) unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Res
     }
 }
 
+/// An fd for the BPF object (map, link, program) pinned at `path`
+/// (BPF_OBJ_GET).
+pub fn obj_get(path: &std::path::Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::{fd::FromRawFd as _, unix::ffi::OsStrExt as _};
+    const BPF_OBJ_GET: libc::c_long = 7;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // union bpf_attr, BPF_OBJ_GET: pathname (u64), bpf_fd, file_flags.
+    let mut get = [0u64; 2];
+    get[0] = cpath.as_ptr() as u64;
+    // SAFETY: `get` is a valid bpf_attr prefix for BPF_OBJ_GET, whose
+    // pathname points at a NUL-terminated string that outlives the call.
+    let fd = unsafe { sys_bpf(BPF_OBJ_GET, &mut get) }?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// `union bpf_attr`'s `batch` member.
 #[repr(C)]
 #[derive(Default)]

@@ -29,6 +29,20 @@ pub async fn request(
     path_and_query: &str,
     body: Option<Value>,
 ) -> Result<Value, ClientError> {
+    let bytes = request_bytes(socket, method, path_and_query, body).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ClientError::Http(format!("answer is not JSON: {e}")))
+}
+
+/// One request; the answer's bytes (JSON, not parsed), or the API's error
+/// message: for answers too large to hold as a `serde_json::Value` (about
+/// 1 KB per stick-table entry), which the caller parses into its own types.
+pub async fn request_bytes(
+    socket: &Path,
+    method: Method,
+    path_and_query: &str,
+    body: Option<Value>,
+) -> Result<Bytes, ClientError> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|source| ClientError::Connect {
@@ -59,14 +73,14 @@ pub async fn request(
         .map_err(|e| ClientError::Http(e.to_string()))?
         .to_bytes();
     conn.abort();
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ClientError::Http(format!("answer is not JSON: {e}")))?;
     if status != StatusCode::OK {
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Http(format!("answer is not JSON: {e}")))?;
         let msg = v
             .get("error")
             .and_then(Value::as_str)
             .unwrap_or("unknown error");
         return Err(ClientError::Api(msg.to_owned()));
     }
-    Ok(v)
+    Ok(bytes)
 }

@@ -20,6 +20,7 @@
 //! `{"error": "..."}`.
 
 pub mod client;
+pub mod listing;
 
 use std::{
     collections::BTreeMap,
@@ -31,7 +32,7 @@ use std::{
 };
 
 use balancer_common::maps::{StickKey, StickValue, VipStats};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Either, Full};
 use hyper::{
     Method, Request, Response, StatusCode,
     body::{Bytes, Incoming},
@@ -45,7 +46,7 @@ use tokio::{net::UnixListener, sync::Mutex};
 
 use crate::{
     config::AdminState,
-    control::{ControlError, Controller, NewServer, addr_of, family_addr},
+    control::{ControlError, Controller, NewServer, family_addr},
 };
 
 /// Largest request body accepted.
@@ -111,10 +112,11 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
 
 type Answer = Result<Value, (StatusCode, String)>;
 
-async fn handle(
-    shared: Shared,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+/// Answers are whole JSON documents, but for `table show`'s, which is
+/// written while the client reads it (`listing.rs`).
+type AdminBody = Either<Full<Bytes>, listing::Listing>;
+
+async fn handle(shared: Shared, req: Request<Incoming>) -> Result<Response<AdminBody>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = parse_query(req.uri().query().unwrap_or(""));
@@ -123,6 +125,12 @@ async fn handle(
         Err(e) => return Ok(reply(Err(e))),
     };
     let mut c = shared.lock().await;
+    if method == Method::GET && path == "/v1/table" {
+        return Ok(match table_show(&c, &query) {
+            Ok(l) => json_response(StatusCode::OK, Either::Right(l)),
+            Err(e) => reply(Err(e)),
+        });
+    }
     let answer = match (&method, path.as_str()) {
         (&Method::GET, "/v1/status") => status(&c),
         (&Method::GET, "/v1/backends") => c.views().map(|v| json!(v)).map_err(internal),
@@ -131,7 +139,6 @@ async fn handle(
         (&Method::PUT, "/v1/backends/state") => set_state(&mut c, &body),
         (&Method::PUT, "/v1/backends/weight") => set_weight(&mut c, &body),
         (&Method::GET, "/v1/stats") => stats(&c),
-        (&Method::GET, "/v1/table") => table_show(&c, &query),
         (&Method::GET, "/v1/table/count") => table_count(&c, &query),
         (&Method::PUT, "/v1/table") => table_set(&mut c, &body),
         (&Method::DELETE, "/v1/table") => table_clear(&mut c, &query),
@@ -162,12 +169,19 @@ async fn read_body(req: Request<Incoming>) -> Result<Value, (StatusCode, String)
     })
 }
 
-fn reply(answer: Answer) -> Response<Full<Bytes>> {
+fn reply(answer: Answer) -> Response<AdminBody> {
     let (status, body) = match answer {
         Ok(v) => (StatusCode::OK, v),
         Err((s, msg)) => (s, json!({ "error": msg })),
     };
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_response(
+        status,
+        Either::Left(Full::new(Bytes::from(body.to_string()))),
+    )
+}
+
+fn json_response(status: StatusCode, body: AdminBody) -> Response<AdminBody> {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -363,33 +377,18 @@ fn select_keys(
     Ok((vip, client))
 }
 
-fn entry_json(c: &Controller, k: &StickKey, v: &StickValue, now_ns: u64) -> Value {
-    let f = c.config.frontends.get(k.vip_id as usize);
-    let family = f.map_or(balancer_common::maps::FAMILY_V4, |f| {
-        family_addr(f.vip.ip()).0
-    });
-    let server = c
-        .server_by_id(v.backend)
-        .map(|s| format!("{}/{}", s.backend, s.name));
-    json!({
-        "frontend": f.map(|f| f.name.clone()),
-        "client": addr_of(family, &k.addr).to_string(),
-        "server": server,
-        "server_id": v.backend,
-        "idle_ms": now_ns.saturating_sub(v.last_seen_ns) / 1_000_000,
-    })
-}
-
-fn table_show(c: &Controller, q: &BTreeMap<String, String>) -> Answer {
+fn table_show(
+    c: &Controller,
+    q: &BTreeMap<String, String>,
+) -> Result<listing::Listing, (StatusCode, String)> {
     let (vip, client) = select_keys(c, q)?;
     let now = monotonic_ns();
-    let entries = c.dp.stick_entries(vip).map_err(|e| internal(e.into()))?;
-    let out: Vec<Value> = entries
-        .iter()
-        .filter(|(k, _)| client.is_none_or(|a| family_addr(a).1 == k.addr))
-        .map(|(k, v)| entry_json(c, k, v, now))
-        .collect();
-    Ok(json!(out))
+    let mut entries = c.dp.stick_entries(vip).map_err(|e| internal(e.into()))?;
+    if let Some(a) = client {
+        let addr = family_addr(a).1;
+        entries.retain(|(k, _)| k.addr == addr);
+    }
+    Ok(listing::Listing::new(entries, listing::Names::of(c), now))
 }
 
 fn table_set(c: &mut Controller, body: &Value) -> Answer {
@@ -423,7 +422,8 @@ fn table_set(c: &mut Controller, body: &Value) -> Answer {
     };
     c.dp.stick_set(&key, &value)
         .map_err(|e| internal(e.into()))?;
-    Ok(entry_json(c, &key, &value, value.last_seen_ns))
+    serde_json::to_value(listing::Names::of(c).entry(&key, &value, value.last_seen_ns))
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 fn table_clear(c: &mut Controller, q: &BTreeMap<String, String>) -> Answer {

@@ -26,6 +26,8 @@ use std::{
     process::Stdio,
 };
 
+use balancer::admin::listing::{Listing as AnswerBody, Names};
+
 use super::common::*;
 use super::*;
 
@@ -291,9 +293,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         report_figure(
             "listing-rss-peer-size",
             &format!(
-                "daemon-side memory to hold the `table show` listing of {} entries: RSS \
-                 growth holding the entries and their JSON answer ({} bytes); nft's figure \
-                 is its whole process (this process had {} bytes resident when it started \
+                "daemon-side memory to hold the `table show` listing of {} entries: peak RSS \
+                 growth holding the entries while their JSON answer ({} bytes) is written, \
+                 4,096 entries at a time as the admin API streams it; nft's figure is its \
+                 whole process (this process had {} bytes resident when it started \
                  nft, a floor for wait4's figure)",
                 count(at_peer.entries as u64),
                 count(peer_answer.bytes as u64),
@@ -311,8 +314,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             "listing-rss-full",
             &match &full.answer {
                 Some(a) => format!(
-                    "daemon-side memory to hold the `table show` listing of {} entries: RSS \
-                     growth holding the entries ({} bytes) and their JSON answer ({} bytes)",
+                    "daemon-side memory to hold the `table show` listing of {} entries: peak RSS \
+                     growth holding the entries ({} bytes) while their JSON answer ({} bytes) \
+                     is written, 4,096 entries at a time as the admin API streams it",
                     count(full.entries as u64),
                     count(full.rss_entries.max(0) as u64),
                     count(a.bytes as u64)
@@ -339,7 +343,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
              BPF_PROG_TEST_RUN, one call each, timed by the wall clock (frames built untimed); \
              BPF_MAP_UPDATE_BATCH of {} entries into a second, empty table; walks by \
              Dataplane::stick_entries (what the admin API's table show calls) at {} and {} \
-             entries, the JSON answer rendered with table show's fields ({}); RSS from \
+             entries, the JSON answer written by the admin API's own streaming body \
+             (balancer::admin::listing, 4,096 entries per piece) ({}); RSS from \
              /proc/self/status. nftables (in a network namespace created for the run and \
              deleted after): `type ipv6_addr : mark` map, flags timeout, timeout 30m, {} \
              elements (the same clients) loaded by one `nft -f` file of `add element` \
@@ -478,29 +483,29 @@ fn listing(dp: &Dataplane, render: bool) -> anyhow::Result<Listing> {
     if !render {
         return Ok(listing);
     }
+    // Written as the admin API writes it (balancer::admin::listing), a
+    // batch at a time; what the daemon holds meanwhile is the entries and
+    // one batch of text.
     let t = Instant::now();
-    let now = monotonic_ns();
-    let answer: Vec<Value> = entries
-        .iter()
-        .map(|(k, v)| {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&k.addr);
-            json!({
-                "frontend": "bench",
-                "client": Ipv6Addr::from(a).to_string(),
-                "server": format!("pool/server{}", v.backend),
-                "server_id": v.backend,
-                "idle_ms": now.saturating_sub(v.last_seen_ns) / 1_000_000,
-            })
-        })
-        .collect();
-    let body = serde_json::to_string(&answer)?;
+    let names = Names {
+        frontends: vec![("bench".into(), balancer_common::maps::FAMILY_V6)],
+        servers: (0..BACKENDS)
+            .map(|i| (i, format!("pool/server{i}")))
+            .collect(),
+    };
+    let mut body = AnswerBody::new(entries, names, monotonic_ns());
+    let (mut bytes, mut peak) = (0usize, rss1);
+    while let Some(chunk) = body.next_chunk() {
+        bytes += chunk.len();
+        peak = peak.max(proc_status_bytes("VmRSS")? as i64);
+    }
     let render_s = t.elapsed().as_secs_f64();
-    let rss2 = proc_status_bytes("VmRSS")? as i64;
+    drop(body);
+    let rss2 = peak;
     listing.answer = Some(Answer {
         rss: rss2 - rss0,
         render_s,
-        bytes: body.len(),
+        bytes,
     });
     Ok(listing)
 }

@@ -460,8 +460,13 @@ fn count(n: u64) -> String {
     out
 }
 
+/// Counts heap bytes while the `table` section asks (`heap.rs`).
+#[global_allocator]
+static ALLOC: heap::Counting = heap::Counting;
+
 mod affinity;
 mod common;
+mod heap;
 mod origin;
 mod peers;
 mod table;

@@ -64,20 +64,20 @@ fn client(k: usize) -> Ipv6Addr {
     Ipv6Addr::from(CLIENT_BASE + k as u128)
 }
 
-/// The listing held by the daemon: walk time, entries, RSS growth.
+/// The listing held by the daemon: walk time, entries, heap held.
 struct Listing {
     walk_s: f64,
     entries: usize,
-    /// RSS growth holding the entries (key, value) as read.
-    rss_entries: i64,
+    /// Peak heap bytes while reading the entries (key, value).
+    heap_entries: usize,
     /// The JSON answer, when rendered.
     answer: Option<Answer>,
 }
 
 /// `table show`'s JSON answer to the listing.
 struct Answer {
-    /// RSS growth holding the entries and the answer.
-    rss: i64,
+    /// Peak heap bytes holding the entries while the answer is written.
+    heap: usize,
     render_s: f64,
     bytes: usize,
 }
@@ -87,8 +87,8 @@ impl Listing {
         json!({
             "walk_s": round6(self.walk_s),
             "entries": self.entries,
-            "rss_growth_entries_bytes": self.rss_entries,
-            "rss_growth_with_answer_bytes": self.answer.as_ref().map(|a| a.rss),
+            "heap_peak_entries_bytes": self.heap_entries,
+            "heap_peak_with_answer_bytes": self.answer.as_ref().map(|a| a.heap),
             "render_s": self.answer.as_ref().map(|a| round6(a.render_s)),
             "answer_bytes": self.answer.as_ref().map(|a| a.bytes),
         })
@@ -291,19 +291,19 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             None,
         ),
         report_figure(
-            "listing-rss-peer-size",
+            "listing-heap-peer-size",
             &format!(
-                "daemon-side memory to hold the `table show` listing of {} entries: peak RSS \
-                 growth holding the entries while their JSON answer ({} bytes) is written, \
+                "daemon-side memory to hold the `table show` listing of {} entries: peak heap \
+                 bytes holding the entries while their JSON answer ({} bytes) is written, \
                  4,096 entries at a time as the admin API streams it; nft's figure is its \
-                 whole process (this process had {} bytes resident when it started \
+                 whole process's peak RSS (this process had {} bytes resident when it started \
                  nft, a floor for wait4's figure)",
                 count(at_peer.entries as u64),
                 count(peer_answer.bytes as u64),
                 count(nft.spawn_rss)
             ),
             "bytes",
-            peer_answer.rss as f64,
+            peer_answer.heap as f64,
             Some((
                 &nft_name("peak RSS of `nft list map`"),
                 nft.list_max_rss as f64,
@@ -311,14 +311,15 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             None,
         ),
         report_figure(
-            "listing-rss-full",
+            "listing-heap-full",
             &match &full.answer {
                 Some(a) => format!(
-                    "daemon-side memory to hold the `table show` listing of {} entries: peak RSS \
-                     growth holding the entries ({} bytes) while their JSON answer ({} bytes) \
-                     is written, 4,096 entries at a time as the admin API streams it",
+                    "daemon-side memory to hold the `table show` listing of {} entries: peak heap \
+                     bytes holding the entries ({} bytes at the end of the walk's growth) while \
+                     their JSON answer ({} bytes) is written, 4,096 entries at a time as the \
+                     admin API streams it",
                     count(full.entries as u64),
-                    count(full.rss_entries.max(0) as u64),
+                    count(full.heap_entries as u64),
                     count(a.bytes as u64)
                 ),
                 None => format!(
@@ -328,7 +329,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
                 ),
             },
             "bytes",
-            full.answer.as_ref().map_or(full.rss_entries, |a| a.rss) as f64,
+            full.answer.as_ref().map_or(full.heap_entries, |a| a.heap) as f64,
             None,
             None,
         ),
@@ -344,7 +345,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
              BPF_MAP_UPDATE_BATCH of {} entries into a second, empty table; walks by \
              Dataplane::stick_entries (what the admin API's table show calls) at {} and {} \
              entries, the JSON answer written by the admin API's own streaming body \
-             (balancer::admin::listing, 4,096 entries per piece) ({}); RSS from \
+             (balancer::admin::listing, 4,096 entries per piece) ({}); the listing's heap \
+             bytes counted by the bench binary's allocator (peak); RSS from \
              /proc/self/status. nftables (in a network namespace created for the run and \
              deleted after): `type ipv6_addr : mark` map, flags timeout, timeout 30m, {} \
              elements (the same clients) loaded by one `nft -f` file of `add element` \
@@ -469,15 +471,20 @@ fn insert_through_program(
 /// fields the admin API gives (admin::table_show; the controller that maps
 /// ids to names is not running here, so names are formatted from ids).
 fn listing(dp: &Dataplane, render: bool) -> anyhow::Result<Listing> {
-    let rss0 = proc_status_bytes("VmRSS")? as i64;
+    super::heap::start();
+    let r = listing_counted(dp, render);
+    super::heap::stop();
+    r
+}
+
+fn listing_counted(dp: &Dataplane, render: bool) -> anyhow::Result<Listing> {
     let t = Instant::now();
     let entries = dp.stick_entries(None)?;
     let walk_s = t.elapsed().as_secs_f64();
-    let rss1 = proc_status_bytes("VmRSS")? as i64;
     let mut listing = Listing {
         walk_s,
         entries: entries.len(),
-        rss_entries: rss1 - rss0,
+        heap_entries: super::heap::peak(),
         answer: None,
     };
     if !render {
@@ -494,16 +501,14 @@ fn listing(dp: &Dataplane, render: bool) -> anyhow::Result<Listing> {
             .collect(),
     };
     let mut body = AnswerBody::new(entries, names, monotonic_ns());
-    let (mut bytes, mut peak) = (0usize, rss1);
+    let mut bytes = 0;
     while let Some(chunk) = body.next_chunk() {
         bytes += chunk.len();
-        peak = peak.max(proc_status_bytes("VmRSS")? as i64);
     }
     let render_s = t.elapsed().as_secs_f64();
     drop(body);
-    let rss2 = peak;
     listing.answer = Some(Answer {
-        rss: rss2 - rss0,
+        heap: super::heap::peak(),
         render_s,
         bytes,
     });

@@ -368,10 +368,7 @@ fn encode_request(parts: &http::request::Parts, body: &ProxyBody, out: &mut Vec<
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_field(out, name, value);
     }
     let framing = if body.is_end_stream() {
         // Servers may insist on a length (411) for these methods.
@@ -388,6 +385,14 @@ fn encode_request(parts: &http::request::Parts, body: &ProxyBody, out: &mut Vec<
     };
     out.extend_from_slice(b"\r\n");
     framing
+}
+
+/// `name: value` and CRLF.
+fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Append one body frame to `out` as `framing` wants it. Data beyond a
@@ -426,10 +431,7 @@ fn encode_frame(
             {
                 out.extend_from_slice(b"0\r\n");
                 for (name, value) in &trailers {
-                    out.extend_from_slice(name.as_str().as_bytes());
-                    out.extend_from_slice(b": ");
-                    out.extend_from_slice(value.as_bytes());
-                    out.extend_from_slice(b"\r\n");
+                    write_field(out, name, value);
                 }
                 out.extend_from_slice(b"\r\n");
                 *done = true;

@@ -201,8 +201,9 @@ fn serve_loop(
     }
 }
 
-/// The head of a message (up to the empty line); `None` at a clean EOF.
-fn read_head(r: &mut impl io::BufRead) -> io::Result<Option<String>> {
+/// The head of a message (up to the empty line, each line with its line
+/// end); `None` at a clean EOF.
+pub fn read_head(r: &mut impl io::BufRead) -> io::Result<Option<String>> {
     let mut head = String::new();
     loop {
         // Bytes, not UTF-8: header values may carry any octet (obs-text).

@@ -87,7 +87,7 @@ fn serve(c: TcpStream) -> io::Result<()> {
             let n = if header("transfer-encoding")
                 .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
             {
-                drain_chunked(&mut r)?
+                read_chunked(&mut r, &mut io::sink())?
             } else {
                 let len: u64 = header("content-length")
                     .and_then(|v| v.parse().ok())
@@ -119,7 +119,9 @@ fn serve(c: TcpStream) -> io::Result<()> {
     }
 }
 
-fn drain_chunked(r: &mut BufReader<TcpStream>) -> io::Result<u64> {
+/// Decode a chunked body from `r` into `out` (trailers read and dropped);
+/// the body's length.
+pub fn read_chunked(r: &mut impl io::BufRead, out: &mut impl io::Write) -> io::Result<u64> {
     let mut total = 0;
     loop {
         let mut line = String::new();
@@ -136,7 +138,7 @@ fn drain_chunked(r: &mut BufReader<TcpStream>) -> io::Result<u64> {
                 }
             }
         }
-        total += io::copy(&mut r.by_ref().take(size), &mut io::sink())?;
+        total += io::copy(&mut r.by_ref().take(size), out)?;
         let mut crlf = [0u8; 2];
         r.read_exact(&mut crlf)?;
     }

@@ -13,7 +13,10 @@ use std::{
     time::Duration,
 };
 
-use balancer_tests::http::Svc;
+use balancer_tests::{
+    http::{Svc, read_head},
+    stream::read_chunked,
+};
 
 /// One request as the origin read it.
 #[derive(Debug, Clone)]
@@ -91,28 +94,23 @@ fn answer(method: &str, path: &str, body: &[u8]) -> (Vec<u8>, bool) {
     (r.0.to_vec(), r.1)
 }
 
-/// Read a chunked body from `r` (the test's own decoder).
-fn read_chunked(r: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line)?;
-        let size = line.trim().split(';').next().unwrap_or("");
-        let n = usize::from_str_radix(size, 16).map_err(std::io::Error::other)?;
-        if n == 0 {
-            // Trailers, then the empty line.
-            loop {
-                line.clear();
-                r.read_line(&mut line)?;
-                if line == "\r\n" || line.is_empty() {
-                    return Ok(out);
-                }
-            }
-        }
-        let mut chunk = vec![0; n + 2];
-        r.read_exact(&mut chunk)?;
-        out.extend_from_slice(&chunk[..n]);
+/// A message body after `head` (lower-cased): chunked or by
+/// content-length; `None` when the head announces neither.
+fn read_body(r: &mut impl BufRead, head: &str) -> std::io::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    if head.contains("transfer-encoding: chunked") {
+        read_chunked(r, &mut body)?;
+    } else if let Some(n) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+    {
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    } else {
+        return Ok(None);
     }
+    Ok(Some(body))
 }
 
 impl Scripted {
@@ -130,33 +128,13 @@ impl Scripted {
                     let mut w = s.try_clone().unwrap();
                     let mut r = BufReader::new(s);
                     loop {
-                        let mut head = String::new();
-                        loop {
-                            let mut line = String::new();
-                            match r.read_line(&mut line) {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) => head.push_str(&line),
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                        }
-                        let lower = head.to_ascii_lowercase();
-                        let body = if lower.contains("transfer-encoding: chunked") {
-                            read_chunked(&mut r).unwrap_or_default()
-                        } else if let Some(n) = lower
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length: "))
-                            .and_then(|n| n.trim().parse::<usize>().ok())
-                        {
-                            let mut b = vec![0; n];
-                            if r.read_exact(&mut b).is_err() {
-                                return;
-                            }
-                            b
-                        } else {
-                            Vec::new()
+                        let Ok(Some(head)) = read_head(&mut r) else {
+                            return;
                         };
+                        let Ok(body) = read_body(&mut r, &head.to_ascii_lowercase()) else {
+                            return;
+                        };
+                        let body = body.unwrap_or_default();
                         let mut words = head.split_whitespace();
                         let method = words.next().unwrap_or("").to_string();
                         let path = words.next().unwrap_or("").to_string();
@@ -188,33 +166,12 @@ struct Resp {
 /// Read one response from `r`; the body as framed by the proxy. `None`
 /// when the connection ended before a full response.
 fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Option<Resp> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
+    let head = read_head(r).ok()??;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let lower = head.to_ascii_lowercase();
     let body = if head_request || status == 204 {
         Vec::new()
-    } else if lower.contains("transfer-encoding: chunked") {
-        read_chunked(r).ok()?
     } else {
-        let n: usize = lower
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))?
-            .trim()
-            .parse()
-            .ok()?;
-        let mut b = vec![0; n];
-        r.read_exact(&mut b).ok()?;
-        b
+        read_body(r, &head.to_ascii_lowercase()).ok()??
     };
     Some(Resp { status, head, body })
 }

@@ -774,9 +774,9 @@ fn upstream_request(
         mut headers,
         ..
     } = parts;
+    // `content-length` stays: upstream.rs frames the body itself and writes
+    // neither the client's length nor its transfer-encoding.
     strip_hop_by_hop(&mut headers, upgrade);
-    // The body's framing is hyper's to choose from the body it streams.
-    headers.remove(header::CONTENT_LENGTH);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }

@@ -123,9 +123,6 @@ impl Conn {
     /// the server since its last response (no FIN, no stray bytes). Asks
     /// the socket only when the event loop saw it become readable.
     fn is_usable(&self) -> bool {
-        if !self.rbuf.is_empty() {
-            return false;
-        }
         let mut cx = Context::from_waker(Waker::noop());
         match self.io.poll_read_ready(&mut cx) {
             Poll::Pending => true,
@@ -238,6 +235,8 @@ impl Pool {
         before - idle.values().map(Vec::len).sum::<usize>()
     }
 
+    /// Only [`UpBody::finish`] calls this, with a connection whose read
+    /// buffer is empty (its response ended exactly).
     fn put(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(conn.addr).or_default();

@@ -13,7 +13,7 @@ use std::{
     process::Command,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -533,8 +533,32 @@ pub fn launch_http(
     Ok((dir, pin_dir, daemon, front))
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released: a small race, fine
-/// for tests on a private loopback).
+/// A TCP port of 127.0.0.1 that nothing listens on, for a process the test
+/// starts (HAProxy, the daemon) to bind.
+///
+/// Both of those bind with `SO_REUSEPORT`, so two of them given one port
+/// by two tests running at once would both start and silently share its
+/// connections (it happened: a bound-and-released `:0` port came back to
+/// another test). So no port is handed out twice by one test process, and
+/// they come from just below the kernel's ephemeral range, where no
+/// `bind(:0)` or outgoing connection lands, starting at an offset from the
+/// process id; a probe bind skips any that something holds.
 pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const SPAN: u32 = 12_000;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&low| (SPAN + 1024..=65_535).contains(&low))
+        .unwrap_or(32_768);
+    let base = low - SPAN;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (base + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(io::Error::other("no free port below the ephemeral range"))
 }

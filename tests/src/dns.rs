@@ -25,6 +25,8 @@ use hickory_proto::{
     },
 };
 
+use crate::proc::wait_for;
+
 /// name (lower case, no trailing dot) -> its records, in answer order.
 type Zone = BTreeMap<String, Vec<Record>>;
 
@@ -170,6 +172,24 @@ impl DnsServer {
     /// Remove `n`: it answers NXDOMAIN.
     pub fn remove(&self, n: &str) {
         self.zone.lock().unwrap().remove(&key(n));
+    }
+
+    /// How many queries it has answered so far.
+    pub fn queries(&self) -> usize {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Wait up to 20 s until `more` queries have been answered since the
+    /// count was `since` (a value of [`DnsServer::queries`]).
+    pub fn expect_queries(&self, since: usize, more: usize) {
+        assert!(
+            wait_for(Duration::from_secs(20), || {
+                self.queries.load(Ordering::Relaxed) >= since + more
+            }),
+            "{} queries answered, expected {} within 20 s",
+            self.queries.load(Ordering::Relaxed) - since,
+            more
+        );
     }
 
     /// Stop answering and close the sockets (queries then meet a closed port).

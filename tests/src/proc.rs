@@ -42,6 +42,17 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Wait up to `within` for `text` to appear in its output; panic with
+    /// the output if it does not.
+    pub fn expect_logged(&self, text: &str, within: Duration) {
+        assert!(
+            wait_for(within, || self.output().contains(text)),
+            "{} did not log {text:?} within {within:?}:\n{}",
+            self.name,
+            self.output()
+        );
+    }
+
     /// `Some(status)` once it has exited.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         match self.child.as_mut() {

@@ -217,24 +217,17 @@ fn discovered_servers_follow_dns_and_keep_their_users() {
     assert!(moved > 0);
 
     // Reordered records (and the same set again several times): nobody moves.
-    let queries = dns.queries.load(Ordering::Relaxed);
+    let queries = dns.queries();
     dns.set_addresses(NAME, &["127.0.0.2", "::1", "127.0.0.4"], 7);
-    assert!(wait_for(Duration::from_secs(20), || dns
-        .queries
-        .load(Ordering::Relaxed)
-        >= queries + 10));
+    dns.expect_queries(queries, 10);
     assert_eq!(slots(&svc), s2, "reordered records moved a slot");
     assert_eq!(visit(&mut users), after, "reordered records moved a user");
 
     // The DNS server stops: the servers stay, the failure is logged.
     dns.stop();
-    assert!(
-        wait_for(Duration::from_secs(20), || svc
-            .daemon
-            .output()
-            .contains("DNS resolution of web.lab.test failed")),
-        "{}",
-        svc.daemon.output()
+    svc.daemon.expect_logged(
+        "DNS resolution of web.lab.test failed",
+        Duration::from_secs(20),
     );
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(slots(&svc), s2, "a DNS outage changed the servers");
@@ -350,13 +343,9 @@ fn a_name_that_stops_existing_empties_the_slots_after_hold_nx() {
     wait_filled(&svc, &["127.0.0.7", "127.0.0.8"]);
     // NXDOMAIN: the servers stay for hold_nx (logged), then go to maint.
     dns.remove(NAME);
-    assert!(
-        wait_for(Duration::from_secs(10), || svc
-            .daemon
-            .output()
-            .contains("web.lab.test has no address: its 2 server(s) stay")),
-        "{}",
-        svc.daemon.output()
+    svc.daemon.expect_logged(
+        "web.lab.test has no address: its 2 server(s) stay",
+        Duration::from_secs(10),
     );
     assert_eq!(filled(&slots(&svc)).len(), 2, "emptied before hold_nx");
     wait_filled(&svc, &[]);
@@ -380,27 +369,17 @@ fn a_reload_keeps_the_discovered_servers() {
     // hold after the reload is what the reload kept.
     dns.stop();
     svc.daemon.signal(libc::SIGHUP).unwrap();
-    assert!(
-        wait_for(Duration::from_secs(20), || svc
-            .daemon
-            .output()
-            .contains("reloaded:")),
-        "{}",
-        svc.daemon.output()
-    );
+    svc.daemon
+        .expect_logged("reloaded:", Duration::from_secs(20));
     assert!(
         svc.daemon
             .output()
             .contains("keeps its 2 address(es) across the reload")
     );
     assert_eq!(slots(&svc), before, "the reload changed the slots");
-    assert!(
-        wait_for(Duration::from_secs(20), || svc
-            .daemon
-            .output()
-            .contains("DNS resolution of web.lab.test failed")),
-        "{}",
-        svc.daemon.output()
+    svc.daemon.expect_logged(
+        "DNS resolution of web.lab.test failed",
+        Duration::from_secs(20),
     );
     assert_eq!(slots(&svc), before);
 }

@@ -133,20 +133,13 @@ fn l4_servers_from_dns_keep_their_clients() {
 
     // Reordered records, then the DNS server gone: nobody moves.
     let before = slots(&svc);
-    let q = dns.queries.load(std::sync::atomic::Ordering::Relaxed);
+    let q = dns.queries();
     set(&dns, &[1, 2]);
-    assert!(wait_for(Duration::from_secs(20), || dns
-        .queries
-        .load(std::sync::atomic::Ordering::Relaxed)
-        >= q + 6));
+    dns.expect_queries(q, 6);
     dns.stop();
-    assert!(
-        wait_for(Duration::from_secs(20), || svc
-            .daemon
-            .output()
-            .contains("DNS resolution of web.lab.test failed")),
-        "{}",
-        svc.daemon.output()
+    svc.daemon.expect_logged(
+        "DNS resolution of web.lab.test failed",
+        Duration::from_secs(20),
     );
     assert_eq!(slots(&svc), before, "slots changed");
     let r4 = svc.round("reordered, DNS down", &sources, 1);

@@ -186,7 +186,7 @@ fn an_unanswered_on_link_address_is_no_neighbour_within_the_timeout() {
         other => panic!("expected NoNeighbour for {dest}, got {other:?}"),
     }
     assert!(
-        took >= UNANSWERED && took < UNANSWERED + Duration::from_millis(500),
+        took >= UNANSWERED && took < UNANSWERED * 2,
         "took {took:?} with a timeout of {UNANSWERED:?}"
     );
 }

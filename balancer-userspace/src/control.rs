@@ -175,6 +175,8 @@ pub struct Controller {
     pub checks_changed: std::sync::Arc<tokio::sync::Notify>,
     /// What the HTTP proxy serves: republished on every server change.
     pub http: tokio::sync::watch::Sender<std::sync::Arc<HttpView>>,
+    /// The HTTP proxy's counters, for the metrics endpoint.
+    pub http_stats: std::sync::Arc<crate::http::stats::HttpStats>,
     /// VIP id -> its current Maglev table.
     tables: BTreeMap<u32, Vec<u32>>,
     resolver: Resolver,
@@ -205,6 +207,7 @@ impl Controller {
             frontend_ids,
             checks_changed: Default::default(),
             http: tokio::sync::watch::Sender::new(Default::default()),
+            http_stats: Default::default(),
             tables: BTreeMap::new(),
             resolver,
             discovery: BTreeMap::new(),
@@ -513,6 +516,7 @@ impl Controller {
                             weight: s.weight,
                             state: s.effective(),
                             cookie: s.cookie.clone(),
+                            stats: self.http_stats.server(s.id),
                         })
                     })
                     .collect();

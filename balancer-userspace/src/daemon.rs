@@ -220,6 +220,7 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
             backend: config.backends[f.backend].name.clone(),
             timeout_client: f.timeout_client,
             max_header_bytes: f.max_header_bytes,
+            stats: Default::default(),
         };
         http.push((l, spec));
     }
@@ -272,7 +273,7 @@ impl Running {
         };
         let (stop_http, stop_rx) = tokio::sync::watch::channel(false);
         let mut http_tasks = Vec::new();
-        for (l, spec) in http {
+        for (l, mut spec) in http {
             if let Some(a) = l.first().and_then(|l| l.local_addr().ok()) {
                 info!(
                     "http frontend {} on {a} ({} worker threads)",
@@ -280,7 +281,11 @@ impl Running {
                     l.len()
                 );
             }
-            let view = shared.lock().await.http.subscribe();
+            let view = {
+                let c = shared.lock().await;
+                spec.stats = c.http_stats.frontend(&spec.name);
+                c.http.subscribe()
+            };
             http_tasks.extend(crate::http::proxy::spawn_workers(
                 l, &spec, &view, &stop_rx, HTTP_GRACE,
             ));

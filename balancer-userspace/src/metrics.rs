@@ -4,7 +4,9 @@
 //! Every scrape takes a snapshot of the controller (server states, the
 //! data plane's per-CPU counters summed) and encodes it; nothing is
 //! accumulated here, so the figures are the kernel's own counters, which
-//! live in pinned maps and continue across daemon restarts. The stick
+//! live in pinned maps and continue across daemon restarts; the HTTP
+//! proxy's counters (`http/stats.rs`) are the daemon's own and start at
+//! zero with it. The stick
 //! table's entry count needs a walk over the whole table, so a background
 //! task counts it every `[metrics] table_count_interval` on the pinned map (without holding
 //! the controller) and scrapes report the last count and its time.
@@ -24,10 +26,17 @@
 //! | `balancer_server_weight` | gauge | `backend`, `server` |
 //! | `balancer_server_check_duration_seconds` | gauge (last successful check) | `backend`, `server` |
 //! | `balancer_server_check_up` | gauge (last check passed) | `backend`, `server` |
+//! | `balancer_http_requests_total`, `balancer_http_no_server_total` (answered 503: no server could take it), `balancer_http_redispatched_total` (sent to another server after a refused connection) | counter | `frontend` (HTTP) |
+//! | `balancer_http_responses_total` (the proxy's own error pages included) | counter | `frontend`, `code` = 1xx, 2xx, 3xx, 4xx, 5xx, other |
+//! | `balancer_http_persistence_total` (requests to a backend with `cookie`) | counter | `frontend`, `cookie` = used, absent, unusable (names no server that may take it: balanced again) |
+//! | `balancer_http_server_requests_total` | counter | `backend`, `server` (HTTP) |
+//! | `balancer_http_server_responses_total` | counter | `backend`, `server`, `code` |
+//! | `balancer_http_server_errors_total` | counter | `backend`, `server`, `kind` = connect (503 or redispatched), response (502), timeout (504) |
 //! | `balancer_stick_table_capacity` | gauge | |
 //! | `balancer_stick_table_entries` | gauge (last count) | |
 //! | `balancer_stick_table_counted_timestamp_seconds` | gauge | |
 
+use crate::http::stats::{CLASSES, FrontendCounters, ServerCounters, ServerStats};
 use std::{
     convert::Infallible,
     path::PathBuf,
@@ -169,6 +178,10 @@ struct Snapshot {
     capacity: u64,
     entries: u64,
     counted_at: u64,
+    /// The HTTP frontends' counters, and the HTTP servers' (backend,
+    /// server, counters).
+    http_frontends: Vec<(String, Arc<FrontendCounters>)>,
+    http_servers: Vec<(String, String, ServerStats)>,
 }
 
 impl Snapshot {
@@ -193,7 +206,27 @@ impl Snapshot {
                     .map(|r| r.as_ref().map(Duration::as_secs_f64).map_err(|_| ())),
             });
         }
+        let http_frontends = c
+            .config
+            .frontends
+            .iter()
+            .filter(|f| f.mode == crate::config::Mode::Http)
+            .map(|f| (f.name.clone(), c.http_stats.frontend(&f.name)))
+            .collect();
+        let http_servers = c
+            .servers
+            .iter()
+            .filter(|s| {
+                c.config
+                    .backends
+                    .iter()
+                    .any(|b| b.name == s.backend && b.http.is_some())
+            })
+            .map(|s| (s.backend.clone(), s.name.clone(), c.http_stats.server(s.id)))
+            .collect();
         Ok(Snapshot {
+            http_frontends,
+            http_servers,
             classes: c.dp.stats()?,
             frontends,
             servers,
@@ -258,6 +291,117 @@ fn per_frontend_split<'a>(
             )
         })
     })
+}
+
+/// A counter of [`FrontendCounters`] / [`ServerCounters`].
+type FeField = fn(&FrontendCounters) -> &AtomicU64;
+type SvField = fn(&ServerCounters) -> &AtomicU64;
+
+impl Snapshot {
+    /// The HTTP proxy's families.
+    fn encode_http(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let fe = |n: &str| -> Labels { vec![("frontend", n.to_owned())] };
+        let per_fe = |f: FeField| {
+            self.http_frontends
+                .iter()
+                .map(move |(n, s)| (fe(n), counter(f(s).load(Ordering::Relaxed))))
+                .collect::<Vec<_>>()
+        };
+        family(
+            e,
+            "balancer_http_requests",
+            "HTTP requests received by the frontend",
+            per_fe(|s| &s.requests),
+        )?;
+        family(
+            e,
+            "balancer_http_responses",
+            "HTTP responses sent to the frontend's clients (the proxy's own error pages included), \
+             by status class",
+            self.http_frontends.iter().flat_map(|(n, s)| {
+                CLASSES.iter().zip(s.responses.get()).map(move |(c, v)| {
+                    (
+                        vec![("frontend", n.clone()), ("code", (*c).to_owned())],
+                        counter(v),
+                    )
+                })
+            }),
+        )?;
+        let outcomes: [(&str, FeField); 3] = [
+            ("used", |s| &s.cookie_used),
+            ("absent", |s| &s.cookie_absent),
+            ("unusable", |s| &s.cookie_unusable),
+        ];
+        family(
+            e,
+            "balancer_http_persistence",
+            "Requests to a backend with a persistence cookie: used (sent to the server it names), \
+             absent (none), unusable (naming no server that may take the request: balanced again)",
+            self.http_frontends.iter().flat_map(|(n, s)| {
+                outcomes.iter().map(move |(o, f)| {
+                    (
+                        vec![("frontend", n.clone()), ("cookie", (*o).to_owned())],
+                        counter(f(s).load(Ordering::Relaxed)),
+                    )
+                })
+            }),
+        )?;
+        family(
+            e,
+            "balancer_http_no_server",
+            "HTTP requests answered 503 because no server could take them",
+            per_fe(|s| &s.no_server),
+        )?;
+        family(
+            e,
+            "balancer_http_redispatched",
+            "HTTP requests sent to another server after the first refused the connection",
+            per_fe(|s| &s.redispatched),
+        )?;
+        let sv = |b: &str, s: &str| -> Labels {
+            vec![("backend", b.to_owned()), ("server", s.to_owned())]
+        };
+        family(
+            e,
+            "balancer_http_server_requests",
+            "HTTP requests sent to the server",
+            self.http_servers
+                .iter()
+                .map(|(b, n, s)| (sv(b, n), counter(s.requests.load(Ordering::Relaxed)))),
+        )?;
+        family(
+            e,
+            "balancer_http_server_responses",
+            "HTTP responses from the server, by status class",
+            self.http_servers.iter().flat_map(|(b, n, s)| {
+                CLASSES.iter().zip(s.responses.get()).map(move |(c, v)| {
+                    let mut l = sv(b, n);
+                    l.push(("code", (*c).to_owned()));
+                    (l, counter(v))
+                })
+            }),
+        )?;
+        let kinds: [(&str, SvField); 3] = [
+            ("connect", |s| &s.connect_errors),
+            ("response", |s| &s.response_errors),
+            ("timeout", |s| &s.timeouts),
+        ];
+        family(
+            e,
+            "balancer_http_server_errors",
+            "Failed HTTP exchanges with the server: connect (refused or timeout_connect: 503 or \
+             redispatched), response (connection failed or response malformed before its head: \
+             502), timeout (no response head within timeout_server: 504)",
+            self.http_servers.iter().flat_map(|(b, n, s)| {
+                kinds.iter().map(move |(k, f)| {
+                    let mut l = sv(b, n);
+                    l.push(("kind", (*k).to_owned()));
+                    (l, counter(f(s).load(Ordering::Relaxed)))
+                })
+            }),
+        )?;
+        Ok(())
+    }
 }
 
 impl Collector for Snapshot {
@@ -409,6 +553,7 @@ impl Collector for Snapshot {
                     .map(|r| (sv(s), gauge(if r.is_ok() { 1.0 } else { 0.0 })))
             }),
         )?;
+        self.encode_http(e)?;
         let none: Labels = Vec::new();
         family(
             e,

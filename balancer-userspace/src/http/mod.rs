@@ -4,5 +4,6 @@
 pub mod balance;
 pub mod cookie;
 pub mod proxy;
+pub mod stats;
 pub mod timer;
 pub mod upstream;

@@ -50,6 +50,7 @@ use tokio::{
 use super::{
     balance::{Candidate, InFlight, SmoothWrr, least_conn, source},
     cookie::{self, Persist},
+    stats::{FrontendCounters, ServerStats},
     timer::{RecyclingTimer, within},
     upstream::{Pool, SendError, UpBody},
 };
@@ -135,6 +136,8 @@ pub struct HttpServerView {
     /// Effective state (`balancer_common::maps::STATE_*`).
     pub state: u8,
     pub cookie: Option<String>,
+    /// Its request and error counters.
+    pub stats: ServerStats,
 }
 
 /// One HTTP frontend's fixed settings.
@@ -144,6 +147,8 @@ pub struct FrontendSpec {
     pub backend: String,
     pub timeout_client: Duration,
     pub max_header_bytes: usize,
+    /// Its counters (the controller's, given when the workers start).
+    pub stats: Arc<FrontendCounters>,
 }
 
 /// Balancing state of one frontend, shared by its worker threads.
@@ -510,15 +515,31 @@ impl Proxy {
     }
 }
 
+/// One client request: proxied, and counted with its answer.
 async fn handle(
     p: Arc<Proxy>,
     peer: SocketAddr,
     client_ip: HeaderValue,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let stats = p.spec.stats.clone();
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let resp = proxy(p, peer, client_ip, req).await;
+    stats.responses.count(resp.status().as_u16());
+    Ok(resp)
+}
+
+/// The proxy's answer to one client request.
+async fn proxy(
+    p: Arc<Proxy>,
+    peer: SocketAddr,
+    client_ip: HeaderValue,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let view = p.view.borrow().clone();
     let Some(b) = view.backends.get(&p.spec.backend).cloned() else {
-        return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "no backend"));
+        p.spec.stats.no_server.fetch_add(1, Ordering::Relaxed);
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no backend");
     };
     let now = unix_now();
     // HTTP/2 may split `cookie` into several fields; joined with "; " as
@@ -551,11 +572,18 @@ async fn handle(
     let by_cookie = persist
         .server
         .filter(|&i| b.servers.get(i).is_some_and(may_persist));
+    let fe = &p.spec.stats;
+    if b.settings.cookie.is_some() {
+        match (by_cookie, persist.seen) {
+            (Some(_), _) => &fe.cookie_used,
+            (None, false) => &fe.cookie_absent,
+            (None, true) => &fe.cookie_unusable,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
     let Some(mut chosen) = by_cookie.or_else(|| p.balance(&b, peer.ip(), None)) else {
-        return Ok(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no server available",
-        ));
+        fe.no_server.fetch_add(1, Ordering::Relaxed);
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no server available");
     };
     let method = req.method().clone();
     let upgrade = is_upgrade(req.headers());
@@ -579,6 +607,7 @@ async fn handle(
         let server = &b.servers[chosen];
         match p.pool.checkout(server.addr, connect_timeout).await {
             Ok((conn, reused)) => {
+                server.stats.requests.fetch_add(1, Ordering::Relaxed);
                 // Counted only where `leastconn` reads it: the count is
                 // shared by the worker threads.
                 let guard = (b.settings.balance == Balance::LeastConn)
@@ -586,22 +615,28 @@ async fn handle(
                 break (conn, reused, guard);
             }
             Err(e) if retryable && attempt == 0 => {
+                server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
                 warn!(
                     "{}: {}/{}: {e}; trying another server",
                     p.spec.name, b.name, server.name
                 );
                 attempt += 1;
                 match p.balance(&b, peer.ip(), Some(chosen)) {
-                    Some(i) => chosen = i,
+                    Some(i) => {
+                        fe.redispatched.fetch_add(1, Ordering::Relaxed);
+                        chosen = i;
+                    }
                     None => {
-                        return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable"));
+                        fe.no_server.fetch_add(1, Ordering::Relaxed);
+                        return error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable");
                     }
                 }
             }
             Err(e) => {
+                server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
                 warn!("{}: {}/{}: {e}", p.spec.name, b.name, server.name);
                 // As HAProxy: no connection to the server is a 503.
-                return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable"));
+                return error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable");
             }
         }
     };
@@ -629,14 +664,16 @@ async fn handle(
                 crate::dataplane::error_chain(&e)
             );
             // A connection that failed after it was made is a 502.
-            return Ok(match e {
+            return match e {
                 SendError::Connect(_) => {
+                    server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
                     error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable")
                 }
                 SendError::Exchange(_) => {
+                    server.stats.response_errors.fetch_add(1, Ordering::Relaxed);
                     error(StatusCode::BAD_GATEWAY, "server connection failed")
                 }
-            });
+            };
         }
         None => {
             warn!(
@@ -647,9 +684,11 @@ async fn handle(
                 server.addr,
                 b.settings.timeout_server.as_millis()
             );
-            return Ok(error(StatusCode::GATEWAY_TIMEOUT, "server timeout"));
+            server.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::GATEWAY_TIMEOUT, "server timeout");
         }
     };
+    server.stats.responses.count(resp.status().as_u16());
     if let Some(c) = &b.settings.cookie {
         let status = resp.status().as_u16();
         cookie::process_response(
@@ -666,10 +705,10 @@ async fn handle(
         let (parts, body) = resp.into_parts();
         let Some(client_upgrade) = client_upgrade else {
             // A 101 the client did not ask for: nothing to switch to.
-            return Ok(error(StatusCode::BAD_GATEWAY, "unexpected protocol switch"));
+            return error(StatusCode::BAD_GATEWAY, "unexpected protocol switch");
         };
         let Some((server_io, early)) = body.into_upgraded() else {
-            return Ok(error(StatusCode::BAD_GATEWAY, "server connection failed"));
+            return error(StatusCode::BAD_GATEWAY, "server connection failed");
         };
         let name = p.spec.name.clone();
         tokio::spawn(async move {
@@ -692,14 +731,14 @@ async fn handle(
                 Err(e) => debug!("{name}: upgrade failed: {e}"),
             }
         });
-        return Ok(Response::from_parts(parts, empty()));
+        return Response::from_parts(parts, empty());
     }
     strip_hop_by_hop(resp.headers_mut(), false);
     let (parts, body) = resp.into_parts();
     // The request counts as in flight until its response body ends; the
     // body hands its server connection back to the pool at its end.
     let body = ProxyBody::Response(Counted { inner: body, guard });
-    Ok(Response::from_parts(parts, body))
+    Response::from_parts(parts, body)
 }
 
 /// Replace several `cookie` fields by one, their values joined with "; ".

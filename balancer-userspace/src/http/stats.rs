@@ -1,0 +1,156 @@
+//! Counters of the HTTP proxy, which `GET /metrics` reports (see
+//! `metrics.rs`): per frontend, what clients asked and were answered and
+//! what their persistence cookies did; per server, what it was sent and
+//! how it answered or failed, as HAProxy's `show stat` has them (`req_tot`,
+//! `hrsp_1xx`..`hrsp_other`, `econ`, `eresp`, `wretr`...).
+//!
+//! The proxy's worker threads add to them with relaxed atomic increments
+//! (a handful per request); nothing else is kept per request. A server's
+//! counters are found by its controller id, which stays the same across
+//! reloads and DNS changes, so they live as long as the daemon.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+/// The status classes counted, in the order of [`Responses::get`].
+pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// Responses by status class.
+#[derive(Debug, Default)]
+pub struct Responses([AtomicU64; 6]);
+
+impl Responses {
+    pub fn count(&self, status: u16) {
+        let class = match status / 100 {
+            c @ 1..=5 => usize::from(c) - 1,
+            _ => 5,
+        };
+        self.0[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts in the order of [`CLASSES`].
+    pub fn get(&self) -> [u64; 6] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+}
+
+/// One HTTP frontend's counters.
+#[derive(Debug, Default)]
+pub struct FrontendCounters {
+    /// Requests received (each counted once, however many servers it took).
+    pub requests: AtomicU64,
+    /// What the clients were answered, the proxy's own error pages included.
+    pub responses: Responses,
+    /// Requests answered 503 because no server could take them.
+    pub no_server: AtomicU64,
+    /// Requests sent to another server after their first one refused the
+    /// connection (HAProxy's redispatch on connection failure).
+    pub redispatched: AtomicU64,
+    /// Of requests to a backend with `cookie`: those its cookie sent to its
+    /// server.
+    pub cookie_used: AtomicU64,
+    /// ... those without the persistence cookie.
+    pub cookie_absent: AtomicU64,
+    /// ... those whose cookie named no server that could take them (none
+    /// of that value, or one down, in maintenance, removed): balanced again.
+    pub cookie_unusable: AtomicU64,
+}
+
+/// One server's counters.
+#[derive(Debug, Default)]
+pub struct ServerCounters {
+    /// Requests sent to it (a connection was made or reused).
+    pub requests: AtomicU64,
+    /// Its responses, by status class.
+    pub responses: Responses,
+    /// Connections it refused or that timed out (`timeout_connect`).
+    pub connect_errors: AtomicU64,
+    /// Connections that failed after the request was sent: reset, closed
+    /// early, malformed response (answered 502).
+    pub response_errors: AtomicU64,
+    /// No response head within `timeout_server` (answered 504).
+    pub timeouts: AtomicU64,
+}
+
+/// A server's counters, as [`super::proxy::HttpServerView`] carries them:
+/// equal when they are the same counters.
+#[derive(Debug, Clone, Default)]
+pub struct ServerStats(pub Arc<ServerCounters>);
+
+impl PartialEq for ServerStats {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ServerStats {}
+
+impl std::ops::Deref for ServerStats {
+    type Target = ServerCounters;
+    fn deref(&self) -> &ServerCounters {
+        &self.0
+    }
+}
+
+/// Every frontend's and server's counters, by name and by id.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    frontends: Mutex<HashMap<String, Arc<FrontendCounters>>>,
+    servers: Mutex<HashMap<u32, ServerStats>>,
+}
+
+impl HttpStats {
+    /// The counters of frontend `name` (made on first use).
+    pub fn frontend(&self, name: &str) -> Arc<FrontendCounters> {
+        let mut f = self.frontends.lock().unwrap_or_else(|e| e.into_inner());
+        f.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// The counters of the server with controller id `id` (made on first
+    /// use).
+    pub fn server(&self, id: u32) -> ServerStats {
+        let mut s = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        s.entry(id).or_default().clone()
+    }
+
+    /// The counters of frontend `name` if it has any.
+    pub fn frontend_if_any(&self, name: &str) -> Option<Arc<FrontendCounters>> {
+        let f = self.frontends.lock().unwrap_or_else(|e| e.into_inner());
+        f.get(name).cloned()
+    }
+
+    /// The counters of server `id` if it has any.
+    pub fn server_if_any(&self, id: u32) -> Option<ServerStats> {
+        let s = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        s.get(&id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_fall_in_their_class() {
+        let r = Responses::default();
+        for s in [101, 200, 204, 304, 404, 499, 500, 503, 0, 99, 600, 999] {
+            r.count(s);
+        }
+        assert_eq!(r.get(), [1, 2, 1, 2, 2, 4]);
+    }
+
+    #[test]
+    fn counters_are_shared_by_name_and_id() {
+        let s = HttpStats::default();
+        s.frontend("web").requests.fetch_add(2, Ordering::Relaxed);
+        assert_eq!(s.frontend("web").requests.load(Ordering::Relaxed), 2);
+        assert!(s.frontend_if_any("other").is_none());
+        assert_eq!(s.server(7), s.server(7));
+        assert_ne!(s.server(7), s.server(8));
+    }
+}

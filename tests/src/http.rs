@@ -562,3 +562,15 @@ pub fn free_port() -> io::Result<u16> {
     }
     Err(io::Error::other("no free port below the ephemeral range"))
 }
+
+/// `name{labels}` -> value, from Prometheus' text format (comments and
+/// blank lines skipped).
+pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}

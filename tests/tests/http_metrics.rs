@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use balancer_tests::http::{Backend, Client, Svc, free_port};
+use balancer_tests::http::{Backend, Client, Svc, free_port, parse_metrics};
 
 /// `name{labels}` -> value, from the text format.
 fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
@@ -27,13 +27,7 @@ fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP answer");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
+    parse_metrics(body)
 }
 
 /// A server that accepts connections and never answers.

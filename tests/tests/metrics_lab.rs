@@ -8,7 +8,7 @@ mod service;
 
 use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
-use balancer_tests::proc::wait_for;
+use balancer_tests::{http::parse_metrics, proc::wait_for};
 use service::{ServiceSpec, service};
 
 const CLIENTS: usize = 30;
@@ -21,13 +21,7 @@ fn scrape(svc: &service::Service) -> BTreeMap<String, f64> {
         .balancer
         .run("curl", &["-sf", &format!("http://{METRICS}/metrics")])
         .expect("GET /metrics");
-    out.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
+    parse_metrics(&out)
 }
 
 fn status_of(svc: &service::Service, args: &[&str]) -> String {

@@ -639,10 +639,38 @@ fn print_stats(v: &Value) {
             num(&c["bytes"])
         );
     }
+    let http = &v["http"]["frontends"];
     for (name, f) in v["frontends"].as_object().into_iter().flatten() {
+        // An HTTP frontend has no packet counters: its requests are below.
+        let f = http.get(name).unwrap_or(f);
         println!("\nfrontend {name}");
         for (k, n) in f.as_object().into_iter().flatten() {
             println!("  {k:<16} {:>14}", num(n));
+        }
+    }
+    let servers = v["http"]["servers"].as_object().filter(|s| !s.is_empty());
+    if let Some(servers) = servers {
+        let cols = [
+            ("requests", "requests"),
+            ("responses_2xx", "2xx"),
+            ("responses_3xx", "3xx"),
+            ("responses_4xx", "4xx"),
+            ("responses_5xx", "5xx"),
+            ("connect_errors", "connect err"),
+            ("response_errors", "response err"),
+            ("timeouts", "timeouts"),
+        ];
+        print!("\n{:<24}", "http server");
+        for (_, title) in cols {
+            print!(" {title:>12}");
+        }
+        println!();
+        for (name, s) in servers {
+            print!("{name:<24}");
+            for (k, _) in cols {
+                print!(" {:>12}", num(&s[k]));
+            }
+            println!();
         }
     }
 }

@@ -208,4 +208,35 @@ fn http_counters_count_every_request_once_where_it_went() {
             assert_eq!(sv("errors", s, &kind(k)), 0, "{s} {k}");
         }
     }
+
+    // The CLI reports the same figures.
+    let v: serde_json::Value = serde_json::from_str(&svc.cli(&["stats", "--json"])).unwrap();
+    let web = &v["http"]["frontends"]["web"];
+    assert_eq!(web["requests"], 11, "{v}");
+    assert_eq!(web["responses_5xx"], 3, "{v}");
+    assert_eq!(web["cookie_unusable"], 1, "{v}");
+    assert_eq!(v["http"]["servers"]["app/s3"]["timeouts"], 1, "{v}");
+    assert_eq!(v["http"]["servers"]["app/s4"]["response_errors"], 1, "{v}");
+    assert_eq!(v["http"]["servers"]["app/s0"]["requests"], seen0, "{v}");
+    let table = svc.cli(&["stats"]);
+    let row = |name: &str| -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row in:\n{table}"));
+        line.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    // requests 2xx 3xx 4xx 5xx connect-err response-err timeouts
+    assert_eq!(
+        row("app/s3"),
+        ["1", "0", "0", "0", "0", "0", "0", "1"],
+        "{table}"
+    );
+    assert_eq!(row("app/s2")[5], refused.to_string(), "{table}");
+    let requests: Vec<&str> = table
+        .lines()
+        .filter(|l| l.trim_start().starts_with("requests "))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert_eq!(requests, ["requests", "11"], "{table}");
 }

@@ -9,7 +9,7 @@
 //! | DELETE | `/v1/backends` | `?server=NAME` | the removed server |
 //! | PUT | `/v1/backends/state` | `{"server": NAME, "state": "up"\|"drain"\|"down"\|"maint"}` | the server |
 //! | PUT | `/v1/backends/weight` | `{"server": NAME, "weight": N}` | the server |
-//! | GET | `/v1/stats` | | packet classes and per-frontend counters |
+//! | GET | `/v1/stats` | | packet classes and per-frontend counters; `http`: the HTTP proxy's counters per frontend and per `backend/server` |
 //! | GET | `/v1/table` | `?frontend=F&client=ADDR` (both optional) | stick entries |
 //! | GET | `/v1/table/count` | `?frontend=F` (optional) | `{"entries": N}` |
 //! | PUT | `/v1/table` | `{"frontend": F, "client": ADDR, "server": NAME}` | the entry |
@@ -45,7 +45,7 @@ use serde_json::{Value, json};
 use tokio::{net::UnixListener, sync::Mutex};
 
 use crate::{
-    config::AdminState,
+    config::{AdminState, Mode},
     control::{ControlError, Controller, NewServer, family_addr},
 };
 
@@ -355,7 +355,27 @@ fn stats(c: &Controller) -> Answer {
         let s = c.dp.vip_stats(id).map_err(|e| internal(e.into()))?;
         frontends.insert(f.name.clone(), vip_stats_json(&s));
     }
-    Ok(json!({ "classes": classes["classes"], "total": classes["total"], "frontends": frontends }))
+    // The HTTP proxy's counters, of HTTP frontends and the servers of
+    // HTTP backends.
+    let mut http_frontends = serde_json::Map::new();
+    for f in c.config.frontends.iter().filter(|f| f.mode == Mode::Http) {
+        http_frontends.insert(f.name.clone(), c.http_stats.frontend(&f.name).to_json());
+    }
+    let mut http_servers = serde_json::Map::new();
+    for s in &c.servers {
+        if c.config
+            .backends
+            .iter()
+            .any(|b| b.name == s.backend && b.http.is_some())
+        {
+            let name = format!("{}/{}", s.backend, s.name);
+            http_servers.insert(name, c.http_stats.server(s.id).to_json());
+        }
+    }
+    Ok(json!({
+        "classes": classes["classes"], "total": classes["total"], "frontends": frontends,
+        "http": { "frontends": http_frontends, "servers": http_servers },
+    }))
 }
 
 /// The stick keys selected by `frontend` and `client` (either optional).

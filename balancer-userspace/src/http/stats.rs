@@ -39,6 +39,19 @@ impl Responses {
     }
 }
 
+impl Responses {
+    /// `responses_1xx` .. `responses_other` into `out`.
+    fn to_json(&self, out: &mut serde_json::Map<String, serde_json::Value>) {
+        for (class, n) in CLASSES.iter().zip(self.get()) {
+            out.insert(format!("responses_{class}"), n.into());
+        }
+    }
+}
+
+fn load(c: &AtomicU64) -> serde_json::Value {
+    c.load(Ordering::Relaxed).into()
+}
+
 /// One HTTP frontend's counters.
 #[derive(Debug, Default)]
 pub struct FrontendCounters {
@@ -61,6 +74,25 @@ pub struct FrontendCounters {
     pub cookie_unusable: AtomicU64,
 }
 
+impl FrontendCounters {
+    /// For the admin API's `/v1/stats`: one flat object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("requests".into(), load(&self.requests));
+        self.responses.to_json(&mut m);
+        for (k, c) in [
+            ("cookie_used", &self.cookie_used),
+            ("cookie_absent", &self.cookie_absent),
+            ("cookie_unusable", &self.cookie_unusable),
+            ("no_server", &self.no_server),
+            ("redispatched", &self.redispatched),
+        ] {
+            m.insert(k.into(), load(c));
+        }
+        m.into()
+    }
+}
+
 /// One server's counters.
 #[derive(Debug, Default)]
 pub struct ServerCounters {
@@ -75,6 +107,23 @@ pub struct ServerCounters {
     pub response_errors: AtomicU64,
     /// No response head within `timeout_server` (answered 504).
     pub timeouts: AtomicU64,
+}
+
+impl ServerCounters {
+    /// For the admin API's `/v1/stats`: one flat object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("requests".into(), load(&self.requests));
+        self.responses.to_json(&mut m);
+        for (k, c) in [
+            ("connect_errors", &self.connect_errors),
+            ("response_errors", &self.response_errors),
+            ("timeouts", &self.timeouts),
+        ] {
+            m.insert(k.into(), load(c));
+        }
+        m.into()
+    }
 }
 
 /// A server's counters, as [`super::proxy::HttpServerView`] carries them:

@@ -522,16 +522,15 @@ async fn handle(
     client_ip: HeaderValue,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let stats = p.spec.stats.clone();
-    stats.requests.fetch_add(1, Ordering::Relaxed);
-    let resp = proxy(p, peer, client_ip, req).await;
-    stats.responses.count(resp.status().as_u16());
+    p.spec.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let resp = proxy(&p, peer, client_ip, req).await;
+    p.spec.stats.responses.count(resp.status().as_u16());
     Ok(resp)
 }
 
 /// The proxy's answer to one client request.
 async fn proxy(
-    p: Arc<Proxy>,
+    p: &Proxy,
     peer: SocketAddr,
     client_ip: HeaderValue,
     mut req: Request<Incoming>,

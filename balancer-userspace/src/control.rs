@@ -493,6 +493,16 @@ impl Controller {
         Ok(())
     }
 
+    /// The servers of HTTP backends.
+    pub fn http_servers(&self) -> impl Iterator<Item = &ServerRt> {
+        self.servers.iter().filter(|s| {
+            self.config
+                .backends
+                .iter()
+                .any(|b| b.name == s.backend && b.http.is_some())
+        })
+    }
+
     /// Publish the HTTP backends (servers with their effective states) to
     /// the proxy; a no-op for the proxy when nothing changed.
     fn publish_http(&self) {

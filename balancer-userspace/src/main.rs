@@ -641,7 +641,8 @@ fn print_stats(v: &Value) {
     }
     let http = &v["http"]["frontends"];
     for (name, f) in v["frontends"].as_object().into_iter().flatten() {
-        // An HTTP frontend has no packet counters: its requests are below.
+        // An HTTP frontend's packet counters are all zero: its request
+        // counters instead.
         let f = http.get(name).unwrap_or(f);
         println!("\nfrontend {name}");
         for (k, n) in f.as_object().into_iter().flatten() {

@@ -214,14 +214,7 @@ impl Snapshot {
             .map(|f| (f.name.clone(), c.http_stats.frontend(&f.name)))
             .collect();
         let http_servers = c
-            .servers
-            .iter()
-            .filter(|s| {
-                c.config
-                    .backends
-                    .iter()
-                    .any(|b| b.name == s.backend && b.http.is_some())
-            })
+            .http_servers()
             .map(|s| (s.backend.clone(), s.name.clone(), c.http_stats.server(s.id)))
             .collect();
         Ok(Snapshot {

@@ -362,15 +362,9 @@ fn stats(c: &Controller) -> Answer {
         http_frontends.insert(f.name.clone(), c.http_stats.frontend(&f.name).to_json());
     }
     let mut http_servers = serde_json::Map::new();
-    for s in &c.servers {
-        if c.config
-            .backends
-            .iter()
-            .any(|b| b.name == s.backend && b.http.is_some())
-        {
-            let name = format!("{}/{}", s.backend, s.name);
-            http_servers.insert(name, c.http_stats.server(s.id).to_json());
-        }
+    for s in c.http_servers() {
+        let name = format!("{}/{}", s.backend, s.name);
+        http_servers.insert(name, c.http_stats.server(s.id).to_json());
     }
     Ok(json!({
         "classes": classes["classes"], "total": classes["total"], "frontends": frontends,

@@ -641,10 +641,25 @@ fn print_stats(v: &Value) {
     }
     let http = &v["http"]["frontends"];
     for (name, f) in v["frontends"].as_object().into_iter().flatten() {
-        // An HTTP frontend's packet counters are all zero: its request
-        // counters instead.
-        let f = http.get(name).unwrap_or(f);
         println!("\nfrontend {name}");
+        // An HTTP frontend's packet counters are all zero: its request
+        // counters instead, requests and responses first.
+        if let Some(h) = http.get(name).and_then(Value::as_object) {
+            let first = [
+                "requests",
+                "responses_1xx",
+                "responses_2xx",
+                "responses_3xx",
+                "responses_4xx",
+                "responses_5xx",
+                "responses_other",
+            ];
+            let rest = h.keys().filter(|k| !first.contains(&k.as_str()));
+            for k in first.iter().copied().chain(rest.map(String::as_str)) {
+                println!("  {k:<16} {:>14}", num(&h[k]));
+            }
+            continue;
+        }
         for (k, n) in f.as_object().into_iter().flatten() {
             println!("  {k:<16} {:>14}", num(n));
         }

@@ -239,4 +239,17 @@ fn http_counters_count_every_request_once_where_it_went() {
         .flat_map(str::split_whitespace)
         .collect();
     assert_eq!(requests, ["requests", "11"], "{table}");
+    // Requests first, then responses by class.
+    let web: Vec<&str> = table
+        .lines()
+        .skip_while(|l| *l != "frontend web")
+        .skip(1)
+        .take(3)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        web,
+        ["requests", "responses_1xx", "responses_2xx"],
+        "{table}"
+    );
 }

@@ -36,7 +36,7 @@
 //! | `balancer_stick_table_entries` | gauge (last count) | |
 //! | `balancer_stick_table_counted_timestamp_seconds` | gauge | |
 
-use crate::http::stats::{CLASSES, FrontendCounters, ServerCounters, ServerStats};
+use crate::http::stats::{CLASSES, FrontendCounters, ServerStats};
 use std::{
     convert::Infallible,
     path::PathBuf,
@@ -286,9 +286,8 @@ fn per_frontend_split<'a>(
     })
 }
 
-/// A counter of [`FrontendCounters`] / [`ServerCounters`].
+/// A counter of [`FrontendCounters`].
 type FeField = fn(&FrontendCounters) -> &AtomicU64;
-type SvField = fn(&ServerCounters) -> &AtomicU64;
 
 impl Snapshot {
     /// The HTTP proxy's families.
@@ -320,21 +319,16 @@ impl Snapshot {
                 })
             }),
         )?;
-        let outcomes: [(&str, FeField); 3] = [
-            ("used", |s| &s.cookie_used),
-            ("absent", |s| &s.cookie_absent),
-            ("unusable", |s| &s.cookie_unusable),
-        ];
         family(
             e,
             "balancer_http_persistence",
             "Requests to a backend with a persistence cookie: used (sent to the server it names), \
              absent (none), unusable (naming no server that may take the request: balanced again)",
             self.http_frontends.iter().flat_map(|(n, s)| {
-                outcomes.iter().map(move |(o, f)| {
+                s.cookie_outcomes().map(|(o, c)| {
                     (
-                        vec![("frontend", n.clone()), ("cookie", (*o).to_owned())],
-                        counter(f(s).load(Ordering::Relaxed)),
+                        vec![("frontend", n.clone()), ("cookie", o.to_owned())],
+                        counter(c.load(Ordering::Relaxed)),
                     )
                 })
             }),
@@ -374,11 +368,6 @@ impl Snapshot {
                 })
             }),
         )?;
-        let kinds: [(&str, SvField); 3] = [
-            ("connect", |s| &s.connect_errors),
-            ("response", |s| &s.response_errors),
-            ("timeout", |s| &s.timeouts),
-        ];
         family(
             e,
             "balancer_http_server_errors",
@@ -386,10 +375,10 @@ impl Snapshot {
              redispatched), response (connection failed or response malformed before its head: \
              502), timeout (no response head within timeout_server: 504)",
             self.http_servers.iter().flat_map(|(b, n, s)| {
-                kinds.iter().map(move |(k, f)| {
+                s.errors().map(|(k, c)| {
                     let mut l = sv(b, n);
-                    l.push(("kind", (*k).to_owned()));
-                    (l, counter(f(s).load(Ordering::Relaxed)))
+                    l.push(("kind", k.to_owned()));
+                    (l, counter(c.load(Ordering::Relaxed)))
                 })
             }),
         )?;

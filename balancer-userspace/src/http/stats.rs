@@ -39,17 +39,22 @@ impl Responses {
     }
 }
 
-impl Responses {
-    /// `responses_1xx` .. `responses_other` into `out`.
-    fn to_json(&self, out: &mut serde_json::Map<String, serde_json::Value>) {
-        for (class, n) in CLASSES.iter().zip(self.get()) {
-            out.insert(format!("responses_{class}"), n.into());
-        }
+/// One flat JSON object: `requests`, `responses_1xx` .. `responses_other`,
+/// then `rest`.
+fn flat_json<'a>(
+    requests: &AtomicU64,
+    responses: &Responses,
+    rest: impl IntoIterator<Item = (String, &'a AtomicU64)>,
+) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("requests".into(), requests.load(Ordering::Relaxed).into());
+    for (class, n) in CLASSES.iter().zip(responses.get()) {
+        m.insert(format!("responses_{class}"), n.into());
     }
-}
-
-fn load(c: &AtomicU64) -> serde_json::Value {
-    c.load(Ordering::Relaxed).into()
+    for (k, c) in rest {
+        m.insert(k, c.load(Ordering::Relaxed).into());
+    }
+    m.into()
 }
 
 /// One HTTP frontend's counters.
@@ -75,21 +80,29 @@ pub struct FrontendCounters {
 }
 
 impl FrontendCounters {
+    /// The persistence outcomes: (name, counter).
+    pub fn cookie_outcomes(&self) -> [(&'static str, &AtomicU64); 3] {
+        [
+            ("used", &self.cookie_used),
+            ("absent", &self.cookie_absent),
+            ("unusable", &self.cookie_unusable),
+        ]
+    }
+
     /// For the admin API's `/v1/stats`: one flat object.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        m.insert("requests".into(), load(&self.requests));
-        self.responses.to_json(&mut m);
-        for (k, c) in [
-            ("cookie_used", &self.cookie_used),
-            ("cookie_absent", &self.cookie_absent),
-            ("cookie_unusable", &self.cookie_unusable),
-            ("no_server", &self.no_server),
-            ("redispatched", &self.redispatched),
-        ] {
-            m.insert(k.into(), load(c));
-        }
-        m.into()
+        let outcomes = self
+            .cookie_outcomes()
+            .map(|(o, c)| (format!("cookie_{o}"), c));
+        let others = [
+            ("no_server".to_owned(), &self.no_server),
+            ("redispatched".to_owned(), &self.redispatched),
+        ];
+        flat_json(
+            &self.requests,
+            &self.responses,
+            outcomes.into_iter().chain(others),
+        )
     }
 }
 
@@ -110,19 +123,23 @@ pub struct ServerCounters {
 }
 
 impl ServerCounters {
+    /// The failed exchanges by kind: (name, counter).
+    pub fn errors(&self) -> [(&'static str, &AtomicU64); 3] {
+        [
+            ("connect", &self.connect_errors),
+            ("response", &self.response_errors),
+            ("timeout", &self.timeouts),
+        ]
+    }
+
     /// For the admin API's `/v1/stats`: one flat object.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        m.insert("requests".into(), load(&self.requests));
-        self.responses.to_json(&mut m);
-        for (k, c) in [
-            ("connect_errors", &self.connect_errors),
-            ("response_errors", &self.response_errors),
-            ("timeouts", &self.timeouts),
-        ] {
-            m.insert(k.into(), load(c));
-        }
-        m.into()
+        let errors = [
+            ("connect_errors".to_owned(), &self.connect_errors),
+            ("response_errors".to_owned(), &self.response_errors),
+            ("timeouts".to_owned(), &self.timeouts),
+        ];
+        flat_json(&self.requests, &self.responses, errors)
     }
 }
 

@@ -108,6 +108,38 @@ pub const fn keeps_clients(state: u8) -> bool {
     state == STATE_UP || state == STATE_DRAIN
 }
 
+/// A backend state as the admin API, the CLI and the metrics name it.
+pub const fn state_name(state: u8) -> &'static str {
+    match state {
+        STATE_UP => "up",
+        STATE_DRAIN => "drain",
+        STATE_DOWN => "down",
+        STATE_MAINT => "maint",
+        _ => "empty",
+    }
+}
+
+/// Family and 16-byte map form of an address (IPv4 in the first four bytes).
+pub fn family_addr(ip: core::net::IpAddr) -> (u8, [u8; 16]) {
+    match ip {
+        core::net::IpAddr::V4(a) => {
+            let mut o = [0u8; 16];
+            o[..4].copy_from_slice(&a.octets());
+            (FAMILY_V4, o)
+        }
+        core::net::IpAddr::V6(a) => (FAMILY_V6, a.octets()),
+    }
+}
+
+/// The address a map key holds ([`family_addr`] undone).
+pub fn addr_of(family: u8, addr: &[u8; 16]) -> core::net::IpAddr {
+    if family == FAMILY_V4 {
+        core::net::IpAddr::from([addr[0], addr[1], addr[2], addr[3]])
+    } else {
+        core::net::IpAddr::from(*addr)
+    }
+}
+
 // ---- keys and values -------------------------------------------------------
 
 /// A virtual service. IPv4 addresses use the first 4 bytes of `addr`, the

@@ -105,17 +105,6 @@ impl PinLock {
     }
 }
 
-/// Stick-table size: the sum of the backends' `stick_table.size` (HAProxy
-/// keeps one table per backend; here they share one LRU map).
-pub fn load_options(config: &Config) -> LoadOptions {
-    let mut opts = LoadOptions::default();
-    if !config.backends.is_empty() {
-        let total: u64 = config.backends.iter().map(|b| b.stick_size).sum();
-        opts.stick_size = total.clamp(1024, crate::config::MAX_STICK_SIZE) as u32;
-    }
-    opts
-}
-
 /// Run until SIGINT or SIGTERM. On any error before that, everything already
 /// attached or pinned is undone before returning (the data plane's Drop).
 pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<(), DaemonError> {
@@ -130,7 +119,7 @@ pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<()
             pin_dir.display()
         );
     }
-    let (dp, adopted) = Dataplane::load_pinned(load_options(&config), &pin_dir)?;
+    let (dp, adopted) = Dataplane::load_pinned(LoadOptions::for_config(&config), &pin_dir)?;
     let fresh = adopted.maps.is_empty();
     if !fresh {
         info!(
@@ -172,7 +161,7 @@ struct Running {
     pin_dir: std::path::PathBuf,
     admin_socket: std::path::PathBuf,
     /// `[peers]`: the section and its bound listener.
-    peers: Option<(crate::peers::config::PeersConfig, tokio::net::TcpListener)>,
+    peers: Option<(crate::config::PeersConfig, tokio::net::TcpListener)>,
 }
 
 async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError> {
@@ -264,13 +253,20 @@ impl Running {
         let controller_count_interval = controller.config.table_count_interval;
         let checks_changed = controller.checks_changed.clone();
         let shared = Arc::new(Mutex::new(controller));
-        let mut dns_tasks = spawn_discovery(&*shared.lock().await, &shared);
-        let admin_task = tokio::spawn(admin::serve(listener, shared.clone()));
+        // DNS discovery: one task per template, answers to the main loop
+        // tagged like the checks' results.
+        let (dns_tx, mut dns_rx) = tokio::sync::mpsc::channel(64);
+        let mut dns_tasks = spawn_discovery(&*shared.lock().await, &dns_tx, generation);
         // Stick-table replication; stopped when dropped.
-        let _peers = match peers {
+        let peers = match peers {
             Some((cfg, l)) => Some(crate::peers::start(cfg, l, &pin_dir, shared.clone()).await?),
             None => None,
         };
+        let peers_status = peers.as_ref().map(|p| {
+            let ctx = p.ctx.clone();
+            Arc::new(move || ctx.status()) as admin::PeersStatus
+        });
+        let admin_task = tokio::spawn(admin::serve(listener, shared.clone(), peers_status));
         let (stop_http, stop_rx) = tokio::sync::watch::channel(false);
         let mut http_tasks = Vec::new();
         for (l, mut spec) in http {
@@ -347,11 +343,11 @@ impl Running {
                             if let Err(e) = c.init_discovery().await {
                                 warn!("after the reload: {e}");
                             }
-                            dns_tasks = spawn_discovery(&c, &shared);
                             for t in check_tasks.drain(..) {
                                 t.abort();
                             }
                             generation += 1;
+                            dns_tasks = spawn_discovery(&c, &dns_tx, generation);
                             check_tasks = spawn_checks(&c, &check_tx, generation);
                             info!(
                                 "reloaded: {} server(s) kept, {} added, {} removed",
@@ -369,6 +365,15 @@ impl Running {
                     }
                     generation += 1;
                     check_tasks = spawn_checks(&c, &check_tx, generation);
+                }
+                Some((g, backend, outcome)) = dns_rx.recv() => {
+                    if g != generation {
+                        continue;
+                    }
+                    let mut c = shared.lock().await;
+                    if let Err(e) = c.apply_dns(&backend, outcome, std::time::Instant::now()).await {
+                        warn!("backend {backend}: applying DNS records: {e}");
+                    }
                 }
                 Some((g, i, result)) = check_rx.recv() => {
                     if g != generation {
@@ -448,10 +453,12 @@ impl Running {
     }
 }
 
-/// One DNS discovery task per backend with a `server_template`.
+/// One DNS discovery task per backend with a `server_template`, sending
+/// `(generation, backend, outcome)` every `refresh`.
 fn spawn_discovery(
     c: &Controller,
-    shared: &Arc<Mutex<Controller>>,
+    tx: &tokio::sync::mpsc::Sender<crate::discovery::DnsResult>,
+    generation: u64,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     c.config
         .backends
@@ -461,7 +468,8 @@ fn spawn_discovery(
             let t = b.template.clone()?;
             let resolvers = c.config.resolvers[t.resolvers].clone();
             Some(tokio::spawn(crate::discovery::run(
-                shared.clone(),
+                tx.clone(),
+                generation,
                 b.name.clone(),
                 t,
                 resolvers,

@@ -21,7 +21,7 @@ use aya::{
 use balancer_common::{hash::MAGLEV_M, maps::*, stats::Counter, vip_index};
 use log::{info, warn};
 
-use crate::{config::XdpMode, stats::Stats};
+use crate::{config::XdpMode, stats::Stats, util::error_chain};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -115,6 +115,20 @@ impl Default for LoadOptions {
             max_vips: MAX_VIPS,
             max_backends: MAX_BACKENDS,
         }
+    }
+}
+
+impl LoadOptions {
+    /// Sizes for `config`. Stick-table size: the sum of the backends'
+    /// `stick_table.size` (HAProxy keeps one table per backend; here they
+    /// share one LRU map).
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        let mut opts = LoadOptions::default();
+        if !config.backends.is_empty() {
+            let total: u64 = config.backends.iter().map(|b| b.stick_size).sum();
+            opts.stick_size = total.clamp(1024, crate::config::MAX_STICK_SIZE) as u32;
+        }
+        opts
     }
 }
 
@@ -1040,20 +1054,4 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {
         .ok_or(DataplaneError::MissingProgram { name: XDP_PROGRAM })?
         .try_into()
         .map_err(DataplaneError::Program)
-}
-
-/// An error and its sources on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        let s = err.to_string();
-        // Many errors already include their source's text in their own.
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = err.source();
-    }
-    out
 }

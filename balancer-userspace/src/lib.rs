@@ -2,6 +2,7 @@
 //! the pieces the CLI and the tests share.
 
 pub mod admin;
+pub mod api;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -16,6 +17,7 @@ pub mod stats;
 pub mod stick_batch;
 pub mod testrun;
 pub mod trafficgen;
+pub mod util;
 
 /// The XDP object built from balancer-ebpf by build.rs, embedded so the
 /// binary is self-contained.

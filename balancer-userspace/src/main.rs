@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::Context as _;
 use balancer::{
     admin::client::{request, request_bytes},
+    api,
     config::{Config, DEFAULT_ADMIN_SOCKET, DEFAULT_PIN_DIR},
     daemon,
     dataplane::{AuxProgram, Dataplane},
@@ -380,7 +381,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                print_stats(&v);
+                print_stats(&typed(v)?);
             }
         }
         Command::Stats {
@@ -404,7 +405,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                print_servers(&v);
+                print_servers(&typed::<Vec<_>>(v)?);
             }
         }
         Command::Backend(BackendCmd::State { name, state }) => {
@@ -413,7 +414,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "/v1/backends/state".into(),
                 Some(json!({"server": name, "state": state})),
             )?;
-            print_servers(&json!([v]));
+            print_servers(&[typed(v)?]);
         }
         Command::Backend(BackendCmd::Weight { name, weight }) => {
             let v = api(
@@ -421,7 +422,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "/v1/backends/weight".into(),
                 Some(json!({"server": name, "weight": weight})),
             )?;
-            print_servers(&json!([v]));
+            print_servers(&[typed(v)?]);
         }
         Command::Backend(BackendCmd::Add {
             backend,
@@ -440,7 +441,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                             "cookie": cookie, "weight": weight, "state": state, "check": check}),
                 ),
             )?;
-            print_servers(&json!([v]));
+            print_servers(&[typed(v)?]);
         }
         Command::Backend(BackendCmd::Remove { name }) => {
             let v = api(
@@ -449,7 +450,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 None,
             )?;
             println!("removed:");
-            print_servers(&json!([v]));
+            print_servers(&[typed(v)?]);
         }
         Command::Table(TableCmd::Show {
             frontend,
@@ -461,11 +462,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 query(&[("frontend", &frontend), ("client", &client)])
             );
             let bytes = runtime()?.block_on(request_bytes(&socket, Method::GET, &path, None))?;
-            // Typed rows, not a `Value` tree: a million entries would take
-            // about 1 GB as one.
-            let rows: Vec<TableRow> =
+            // Typed rows borrowing the answer's names, not a `Value` tree: a
+            // million entries would take about 1 GB as one.
+            let rows: Vec<api::TableEntry> =
                 serde_json::from_slice(&bytes).context("table show: answer is not a table")?;
-            drop(bytes);
             if json {
                 let mut out = std::io::stdout().lock();
                 serde_json::to_writer_pretty(&mut out, &rows)?;
@@ -496,23 +496,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 format!("/v1/table/count{}", query(&[("frontend", &frontend)])),
                 None,
             )?;
-            println!("{}", v["entries"].as_u64().unwrap_or(0));
+            println!("{}", typed::<api::TableCount>(v)?.entries);
         }
         Command::Table(TableCmd::Set {
             frontend,
             client,
             server,
         }) => {
-            let v = api(
+            let body = json!({"frontend": frontend, "client": client, "server": server});
+            let bytes = runtime()?.block_on(request_bytes(
+                &socket,
                 Method::PUT,
-                "/v1/table".into(),
-                Some(json!({"frontend": frontend, "client": client, "server": server})),
-            )?;
+                "/v1/table",
+                Some(body),
+            ))?;
+            let e: api::TableEntry =
+                serde_json::from_slice(&bytes).context("table set: answer is not an entry")?;
             println!(
                 "{} {} -> {}",
-                v["frontend"].as_str().unwrap_or("?"),
-                v["client"].as_str().unwrap_or("?"),
-                v["server"].as_str().unwrap_or("?")
+                e.frontend.as_deref().unwrap_or("?"),
+                e.client,
+                e.server.as_deref().unwrap_or("?")
             );
         }
         Command::Table(TableCmd::Clear { frontend, client }) => {
@@ -524,14 +528,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 ),
                 None,
             )?;
-            println!("removed {}", v["removed"]);
+            println!("removed {}", typed::<api::Removed>(v)?.removed);
         }
         Command::Peers(PeersCmd::Status { json }) => {
             let v = api(Method::GET, "/v1/peers".into(), None)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                print_peers(&v);
+                print_peers(&typed(v)?);
             }
         }
         Command::Status { json } => {
@@ -539,21 +543,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("interfaces: {}", v["interfaces"]);
-                for f in v["frontends"].as_array().into_iter().flatten() {
+                let s: api::Status = typed(v)?;
+                println!("interfaces: {}", json!(s.interfaces));
+                for f in &s.frontends {
                     println!(
                         "frontend {} {} {} -> backend {} ({})",
-                        f["name"].as_str().unwrap_or("?"),
-                        f["proto"].as_str().unwrap_or("?"),
-                        f["bind"].as_str().unwrap_or("?"),
-                        f["backend"].as_str().unwrap_or("?"),
-                        f["forward"].as_str().unwrap_or("?")
+                        f.name, f.proto, f.bind, f.backend, f.forward
                     );
                 }
-                println!("servers: {}", v["servers"]);
+                println!("servers: {}", s.servers);
                 println!(
                     "stick table: {} of {} entries",
-                    v["stick_entries"], v["stick_capacity"]
+                    s.stick_entries, s.stick_capacity
                 );
             }
         }
@@ -561,14 +562,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_peers(v: &Value) {
+fn print_peers(v: &api::PeersStatus) {
     println!(
         "peers {}: local {} on {}; refused handshakes {}, bad frames {}",
-        v["section"].as_str().unwrap_or("?"),
-        v["local"].as_str().unwrap_or("?"),
-        v["bind"].as_str().unwrap_or("?"),
-        num(&v["refused_handshakes"]),
-        num(&v["bad_frames"])
+        v.section, v.local, v.bind, v.refused_handshakes, v.bad_frames
     );
     println!(
         "{:<12} {:<22} {:<10} {:>3} {:>12} {:>10} {:>10} {:>10} {:>9}  last error",
@@ -582,69 +579,54 @@ fn print_peers(v: &Value) {
         "written",
         "lag ms"
     );
-    for p in v["peers"].as_array().into_iter().flatten() {
-        let contact = match p["last_contact_ms_ago"].as_u64() {
+    for p in &v.peers {
+        let contact = match p.last_contact_ms_ago {
             Some(ms) => format!("{:.1}s ago", ms as f64 / 1000.0),
             None => "never".into(),
         };
         println!(
             "{:<12} {:<22} {:<10} {:>3} {:>12} {:>10} {:>10} {:>10} {:>9.1}  {}",
-            p["name"].as_str().unwrap_or("?"),
-            p["address"].as_str().unwrap_or("?"),
-            p["outbound"].as_str().unwrap_or("?"),
-            num(&p["inbound"]),
+            p.name,
+            p.address,
+            p.outbound.as_str(),
+            p.inbound,
             contact,
-            num(&p["entries_sent"]),
-            num(&p["entries_received"]),
-            num(&p["learned"]["written"]),
-            p["lag_ms"].as_f64().unwrap_or(0.0),
-            p["last_error"].as_str().unwrap_or("-")
+            p.entries_sent,
+            p.entries_received,
+            p.learned.written,
+            p.lag_ms,
+            p.last_error.as_deref().unwrap_or("-")
         );
     }
-    let e = &v["engine"];
+    let e = &v.engine;
     println!(
         "engine: {} scans (last {} entries in {} us, max {} us), {} tracked, {} changes found",
-        num(&e["scans"]),
-        num(&e["last_scan_entries"]),
-        num(&e["last_scan_us"]),
-        num(&e["max_scan_us"]),
-        num(&e["tracked_entries"]),
-        num(&e["changes_found"])
+        e.scans,
+        e.last_scan_entries,
+        e.last_scan_us,
+        e.max_scan_us,
+        e.tracked_entries,
+        e.changes_found
     );
 }
 
-/// A JSON counter as a number that honours format widths.
-/// One row of `table show`, as the admin API writes it. Fields in
-/// alphabetical order, so that `--json` prints them in the order it printed
-/// them as a `serde_json::Value`.
-#[derive(serde::Deserialize, serde::Serialize)]
-struct TableRow {
-    client: String,
-    frontend: Option<String>,
-    idle_ms: u64,
-    server: Option<String>,
-    server_id: u32,
+/// An answer of the admin API as its type.
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> anyhow::Result<T> {
+    serde_json::from_value(v).context("the daemon's answer is not of the expected shape")
 }
 
-fn num(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
-fn print_stats(v: &Value) {
+fn print_stats(v: &api::Stats) {
     println!("{:<12} {:>14} {:>16}", "class", "packets", "bytes");
-    for (name, c) in v["classes"].as_object().into_iter().flatten() {
-        println!(
-            "{name:<12} {:>14} {:>16}",
-            num(&c["packets"]),
-            num(&c["bytes"])
-        );
+    for (name, c) in &v.classes {
+        println!("{name:<12} {:>14} {:>16}", c.packets, c.bytes);
     }
-    let http = &v["http"]["frontends"];
-    for (name, f) in v["frontends"].as_object().into_iter().flatten() {
+    let count =
+        |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    for (name, f) in &v.frontends {
         println!("\nfrontend {name}");
         // An HTTP frontend's packet counters are all zero: its request
         // counters instead, requests and responses first.
-        if let Some(h) = http.get(name).and_then(Value::as_object) {
+        if let Some(h) = v.http.frontends.get(name) {
             let first = [
                 "requests",
                 "responses_1xx",
@@ -656,16 +638,15 @@ fn print_stats(v: &Value) {
             ];
             let rest = h.keys().filter(|k| !first.contains(&k.as_str()));
             for k in first.iter().copied().chain(rest.map(String::as_str)) {
-                println!("  {k:<16} {:>14}", num(&h[k]));
+                println!("  {k:<16} {:>14}", count(h, k));
             }
             continue;
         }
-        for (k, n) in f.as_object().into_iter().flatten() {
-            println!("  {k:<16} {:>14}", num(n));
+        for (k, n) in f {
+            println!("  {k:<16} {n:>14}");
         }
     }
-    let servers = v["http"]["servers"].as_object().filter(|s| !s.is_empty());
-    if let Some(servers) = servers {
+    if !v.http.servers.is_empty() {
         let cols = [
             ("requests", "requests"),
             ("responses_2xx", "2xx"),
@@ -681,10 +662,10 @@ fn print_stats(v: &Value) {
             print!(" {title:>12}");
         }
         println!();
-        for (name, s) in servers {
+        for (name, s) in &v.http.servers {
             print!("{name:<24}");
             for (k, _) in cols {
-                print!(" {:>12}", num(&s[k]));
+                print!(" {:>12}", count(s, k));
             }
             println!();
         }
@@ -701,39 +682,29 @@ fn wait_for_signal() -> anyhow::Result<()> {
     })
 }
 
-fn print_servers(v: &Value) {
+fn print_servers(v: &[api::ServerView]) {
     println!(
         "{:<4} {:<24} {:<28} {:<6} {:<6} {:>6} {:>12}  next hop",
         "id", "server", "address", "state", "admin", "weight", "packets"
     );
-    for s in v.as_array().into_iter().flatten() {
-        let name = format!(
-            "{}/{}",
-            s["backend"].as_str().unwrap_or("?"),
-            s["server"].as_str().unwrap_or("?")
-        );
-        let mut hop = s["next_hop"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("UNRESOLVED: {}", s["error"].as_str().unwrap_or("?")));
-        if let Some(c) = s["check"].as_str() {
+    for s in v {
+        let name = format!("{}/{}", s.backend, s.server);
+        let mut hop = s
+            .next_hop
+            .clone()
+            .unwrap_or_else(|| format!("UNRESOLVED: {}", s.error.as_deref().unwrap_or("?")));
+        if let Some(c) = &s.check {
             hop = format!("{hop}; check {c}");
         }
-        if let Some(fqdn) = s["dns"]["fqdn"].as_str() {
-            hop = match (s["dns"]["record"].as_str(), s["dns"]["ttl"].as_u64()) {
-                (Some(r), Some(ttl)) => format!("{hop}; dns {fqdn}: {r} ttl {ttl}s"),
-                _ => format!("{hop}; dns {fqdn}: empty slot"),
+        if let Some(d) = &s.dns {
+            hop = match (&d.record, d.ttl) {
+                (Some(r), Some(ttl)) => format!("{hop}; dns {}: {r} ttl {ttl}s", d.fqdn),
+                _ => format!("{hop}; dns {}: empty slot", d.fqdn),
             };
         }
         println!(
             "{:<4} {:<24} {:<28} {:<6} {:<6} {:>6} {:>12}  {hop}",
-            num(&s["id"]),
-            name,
-            s["address"].as_str().unwrap_or("?"),
-            s["state"].as_str().unwrap_or("?"),
-            s["admin_state"].as_str().unwrap_or("?"),
-            num(&s["weight"]),
-            num(&s["packets"])
+            s.id, name, s.address, s.state, s.admin_state, s.weight, s.packets
         );
     }
 }

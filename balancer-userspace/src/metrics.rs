@@ -47,7 +47,10 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use balancer_common::{maps::VipStats, stats::Class};
+use balancer_common::{
+    maps::{VipStats, state_name},
+    stats::Class,
+};
 use http_body_util::Full;
 use hyper::{
     Method, Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn,
@@ -63,8 +66,7 @@ use prometheus_client::{
 use tokio::net::TcpListener;
 
 use crate::{
-    admin::Shared,
-    control::{Controller, state_name},
+    control::{Controller, Shared},
     dataplane::Dataplane,
     stats::Stats,
 };

@@ -11,11 +11,12 @@ use std::{
 };
 
 use aya::maps::Array;
-use balancer_common::maps::{FAMILY_V4, FAMILY_V6, GEN_CONFIG_MAP, GEN_PROGRAM, GenConfig};
+use balancer_common::maps::{
+    FAMILY_V4, FAMILY_V6, GEN_CONFIG_MAP, GEN_PROGRAM, GenConfig, family_addr,
+};
 use etherparse::PacketBuilder;
 
 use crate::{
-    control::family_addr,
     dataplane::{AuxProgram, DataplaneError},
     testrun::{TestRunError, test_run_live},
 };

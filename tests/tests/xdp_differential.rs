@@ -930,17 +930,6 @@ impl Gen {
     }
 }
 
-fn state_name(s: u8) -> &'static str {
-    match s {
-        STATE_EMPTY => "empty",
-        STATE_UP => "up",
-        STATE_DRAIN => "drain",
-        STATE_DOWN => "down",
-        STATE_MAINT => "maint",
-        _ => "?",
-    }
-}
-
 fn env_u64(name: &str) -> Option<u64> {
     let s = std::env::var(name).ok()?;
     let s = s.trim();

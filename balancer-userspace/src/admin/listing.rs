@@ -10,33 +10,20 @@
 //! the entries and one batch of text.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     convert::Infallible,
-    net::IpAddr,
     pin::Pin,
     task::{Context, Poll},
 };
 
-use balancer_common::maps::{FAMILY_V4, StickKey, StickValue};
+use balancer_common::maps::{FAMILY_V4, StickKey, StickValue, addr_of, family_addr};
 use hyper::body::{Body, Bytes, Frame, SizeHint};
-use serde::Serialize;
 
-use crate::control::{Controller, addr_of, family_addr};
+use crate::{api::TableEntry, control::Controller};
 
 /// Entries per body frame.
 pub const BATCH: usize = 4096;
-
-/// One entry as the API writes it.
-#[derive(Debug, Serialize)]
-pub struct EntryOut<'a> {
-    /// The frontend (`None`: a VIP id no frontend has any more).
-    pub frontend: Option<&'a str>,
-    pub client: IpAddr,
-    /// `backend/server` (`None`: a server that was removed).
-    pub server: Option<&'a str>,
-    pub server_id: u32,
-    pub idle_ms: u64,
-}
 
 /// What an entry's ids are called, taken from the controller once.
 #[derive(Debug, Default)]
@@ -65,12 +52,15 @@ impl Names {
     }
 
     /// `k`/`v` as the API shows them, idle time counted to `now_ns`.
-    pub fn entry(&self, k: &StickKey, v: &StickValue, now_ns: u64) -> EntryOut<'_> {
+    pub fn entry(&self, k: &StickKey, v: &StickValue, now_ns: u64) -> TableEntry<'_> {
         let f = self.frontends.get(k.vip_id as usize);
-        EntryOut {
-            frontend: f.map(|(name, _)| name.as_str()),
+        TableEntry {
+            frontend: f.map(|(name, _)| Cow::Borrowed(name.as_str())),
             client: addr_of(f.map_or(FAMILY_V4, |(_, fam)| *fam), &k.addr),
-            server: self.servers.get(&v.backend).map(String::as_str),
+            server: self
+                .servers
+                .get(&v.backend)
+                .map(|s| Cow::Borrowed(s.as_str())),
             server_id: v.backend,
             idle_ms: now_ns.saturating_sub(v.last_seen_ns) / 1_000_000,
         }

@@ -31,7 +31,10 @@ use std::{
     sync::Arc,
 };
 
-use balancer_common::maps::{StickKey, StickValue, VipStats};
+use balancer_common::{
+    maps::{StickKey, StickValue, VipStats, family_addr},
+    stats::Class,
+};
 use http_body_util::{BodyExt as _, Either, Full};
 use hyper::{
     Method, Request, Response, StatusCode,
@@ -42,11 +45,13 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use log::{debug, warn};
 use serde_json::{Value, json};
-use tokio::{net::UnixListener, sync::Mutex};
+use tokio::net::UnixListener;
 
 use crate::{
+    api,
     config::{AdminState, Mode},
-    control::{ControlError, Controller, NewServer, family_addr},
+    control::{ControlError, Controller, NewServer, Shared},
+    util::monotonic_ns,
 };
 
 /// Largest request body accepted.
@@ -61,8 +66,6 @@ pub enum AdminError {
         source: std::io::Error,
     },
 }
-
-pub type Shared = Arc<Mutex<Controller>>;
 
 /// Bind the socket (replacing a stale one, refusing a live one) with mode 0600.
 pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
@@ -87,8 +90,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
     Ok(listener)
 }
 
+/// What `GET /v1/peers` answers, from the running peers (the daemon hands
+/// it over when the configuration has a peers section).
+pub type PeersStatus = Arc<dyn Fn() -> crate::api::PeersStatus + Send + Sync>;
+
 /// Serve connections until the task is dropped.
-pub async fn serve(listener: UnixListener, shared: Shared) {
+pub async fn serve(listener: UnixListener, shared: Shared, peers: Option<PeersStatus>) {
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -98,8 +105,9 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
             }
         };
         let shared = shared.clone();
+        let peers = peers.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(shared.clone(), req));
+            let svc = service_fn(move |req| handle(shared.clone(), peers.clone(), req));
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
@@ -116,7 +124,11 @@ type Answer = Result<Value, (StatusCode, String)>;
 /// written while the client reads it (`listing.rs`).
 type AdminBody = Either<Full<Bytes>, listing::Listing>;
 
-async fn handle(shared: Shared, req: Request<Incoming>) -> Result<Response<AdminBody>, Infallible> {
+async fn handle(
+    shared: Shared,
+    peers: Option<PeersStatus>,
+    req: Request<Incoming>,
+) -> Result<Response<AdminBody>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = parse_query(req.uri().query().unwrap_or(""));
@@ -142,7 +154,9 @@ async fn handle(shared: Shared, req: Request<Incoming>) -> Result<Response<Admin
         (&Method::GET, "/v1/table/count") => table_count(&c, &query),
         (&Method::PUT, "/v1/table") => table_set(&mut c, &body),
         (&Method::DELETE, "/v1/table") => table_clear(&mut c, &query),
-        (&Method::GET, "/v1/peers") => crate::peers::status_json()
+        (&Method::GET, "/v1/peers") => peers
+            .as_ref()
+            .map(|status| json!(status()))
             .ok_or_else(|| bad("no [peers] section in the configuration")),
         _ => Err((
             StatusCode::NOT_FOUND,
@@ -223,24 +237,24 @@ fn str_field<'a>(body: &'a Value, key: &str) -> Result<&'a str, (StatusCode, Str
 
 fn status(c: &Controller) -> Answer {
     let entries = c.dp.stick_count(None).map_err(|e| internal(e.into()))?;
-    let frontends: Vec<Value> = c
+    let frontends = c
         .config
         .frontends
         .iter()
-        .map(|f| {
-            json!({
-                "name": f.name, "bind": f.vip.to_string(), "proto": f.proto.as_str(),
-                "backend": c.config.backends[f.backend].name,
-                "forward": c.config.backends[f.backend].forward.as_str(),
-            })
+        .map(|f| api::FrontendStatus {
+            name: f.name.clone(),
+            bind: f.vip.to_string(),
+            proto: f.proto.as_str().to_owned(),
+            backend: c.config.backends[f.backend].name.clone(),
+            forward: c.config.backends[f.backend].forward.as_str().to_owned(),
         })
         .collect();
-    Ok(json!({
-        "interfaces": c.config.dataplane.interfaces,
-        "frontends": frontends,
-        "servers": c.servers.len(),
-        "stick_entries": entries,
-        "stick_capacity": c.dp.options().stick_size,
+    Ok(json!(api::Status {
+        interfaces: c.config.dataplane.interfaces.clone(),
+        frontends,
+        servers: c.servers.len(),
+        stick_entries: entries,
+        stick_capacity: c.dp.options().stick_size,
     }))
 }
 
@@ -249,8 +263,8 @@ fn table_count(c: &Controller, query: &BTreeMap<String, String>) -> Answer {
         Some(f) => Some(c.vip_id(f).map_err(internal)?),
         None => None,
     };
-    let n = c.dp.stick_count(vip).map_err(|e| internal(e.into()))?;
-    Ok(json!({ "entries": n }))
+    let entries = c.dp.stick_count(vip).map_err(|e| internal(e.into()))?;
+    Ok(json!(api::TableCount { entries }))
 }
 
 fn set_state(c: &mut Controller, body: &Value) -> Answer {
@@ -338,38 +352,59 @@ fn set_weight(c: &mut Controller, body: &Value) -> Answer {
         .map_err(internal)
 }
 
-fn vip_stats_json(s: &VipStats) -> Value {
-    json!({
-        "packets": s.packets, "bytes": s.bytes, "stick_hits": s.stick_hits,
-        "new_sticks": s.new_sticks, "redispatches": s.redispatches, "expired": s.expired,
-        "non_syn_misses": s.non_syn_misses, "insert_capped": s.insert_capped,
-        "no_backend": s.no_backend, "too_big": s.too_big, "forward_failed": s.forward_failed,
-        "icmp_errors": s.icmp_errors, "fragments": s.fragments,
-    })
+/// A frontend's XDP counters by name.
+fn vip_counters(s: &VipStats) -> BTreeMap<String, u64> {
+    [
+        ("packets", s.packets),
+        ("bytes", s.bytes),
+        ("stick_hits", s.stick_hits),
+        ("new_sticks", s.new_sticks),
+        ("redispatches", s.redispatches),
+        ("expired", s.expired),
+        ("non_syn_misses", s.non_syn_misses),
+        ("insert_capped", s.insert_capped),
+        ("no_backend", s.no_backend),
+        ("too_big", s.too_big),
+        ("forward_failed", s.forward_failed),
+        ("icmp_errors", s.icmp_errors),
+        ("fragments", s.fragments),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect()
 }
 
 fn stats(c: &Controller) -> Answer {
-    let classes = c.dp.stats().map_err(|e| internal(e.into()))?.to_json();
-    let mut frontends = serde_json::Map::new();
+    let packets = c.dp.stats().map_err(|e| internal(e.into()))?;
+    let traffic = |t: balancer_common::stats::Counter| api::Traffic {
+        packets: t.packets,
+        bytes: t.bytes,
+    };
+    let mut out = api::Stats {
+        classes: Class::ALL
+            .iter()
+            .map(|&class| (class.name().to_owned(), traffic(packets.get(class))))
+            .collect(),
+        total: traffic(packets.total()),
+        ..Default::default()
+    };
     for (f, &id) in c.config.frontends.iter().zip(&c.frontend_ids) {
         let s = c.dp.vip_stats(id).map_err(|e| internal(e.into()))?;
-        frontends.insert(f.name.clone(), vip_stats_json(&s));
+        out.frontends.insert(f.name.clone(), vip_counters(&s));
     }
     // The HTTP proxy's counters, of HTTP frontends and the servers of
     // HTTP backends.
-    let mut http_frontends = serde_json::Map::new();
     for f in c.config.frontends.iter().filter(|f| f.mode == Mode::Http) {
-        http_frontends.insert(f.name.clone(), c.http_stats.frontend(&f.name).to_json());
+        let counters = c.http_stats.frontend(&f.name).counters();
+        out.http.frontends.insert(f.name.clone(), counters);
     }
-    let mut http_servers = serde_json::Map::new();
     for s in c.http_servers() {
         let name = format!("{}/{}", s.backend, s.name);
-        http_servers.insert(name, c.http_stats.server(s.id).to_json());
+        out.http
+            .servers
+            .insert(name, c.http_stats.server(s.id).counters());
     }
-    Ok(json!({
-        "classes": classes["classes"], "total": classes["total"], "frontends": frontends,
-        "http": { "frontends": http_frontends, "servers": http_servers },
-    }))
+    Ok(json!(out))
 }
 
 /// The stick keys selected by `frontend` and `client` (either optional).
@@ -463,27 +498,5 @@ fn table_clear(c: &mut Controller, q: &BTreeMap<String, String>) -> Answer {
             n
         }
     };
-    Ok(json!({ "removed": removed }))
-}
-
-/// CLOCK_MONOTONIC, the clock of the data plane's timestamps.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// CPU time of the calling thread, in ns.
-pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    Ok(json!(api::Removed { removed }))
 }

@@ -4,8 +4,9 @@
 //!
 //! One task per template queries the template's `[resolvers.NAME]`
 //! nameservers (through hickory-resolver, pointed only at them; the
-//! system's configuration is never read) every `refresh`, and hands the
-//! answer to the controller ([`crate::control::Controller::apply_dns`]),
+//! system's configuration is never read) every `refresh`, and sends the
+//! answer on a channel; like health checks, it knows no controller. The
+//! daemon hands each answer to the controller (`Controller::apply_dns`),
 //! which places it in the slots ([`place`]):
 //! - a slot keeps its address while the address is in the records, in any
 //!   order, so its users keep their server;
@@ -18,13 +19,11 @@
 //! the last known servers stay and the outage is logged once. A name that
 //! answers "no such name" or has no address for `hold_nx` empties the slots.
 
-pub mod apply;
 pub mod slots;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use hickory_resolver::{
@@ -34,10 +33,8 @@ use hickory_resolver::{
     proto::rr::{RData, RecordType},
 };
 use log::warn;
-use serde::Serialize;
 
-use crate::config::{Resolvers, ServerTemplate};
-pub use apply::{TemplateState, families, slot_servers};
+use crate::config::{Config, Mode, Resolvers, ServerTemplate};
 pub use slots::{Slot, place};
 
 /// Longest wait for the system resolver (`init_addr = "libc"`).
@@ -101,41 +98,19 @@ impl Families {
     }
 }
 
-/// A slot server's DNS side, for the controller and `backend list`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsSlot {
-    /// The template's name.
-    pub fqdn: String,
-    /// What fills the slot; `None`: empty (the server is in maintenance).
-    pub filled: Option<Filled>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filled {
-    pub record: String,
-    pub ttl: u32,
-    /// The SRV record's port (part of the slot's identity).
-    pub srv_port: Option<u16>,
-    /// When the address was last in an answer (for `hold_obsolete`).
-    pub last_seen: Instant,
-}
-
-/// `backend list`'s view of a discovered server.
-#[derive(Debug, Clone, Serialize)]
-pub struct DnsView {
-    pub fqdn: String,
-    /// The record that fills the slot; `None` for an empty slot.
-    pub record: Option<String>,
-    pub ttl: Option<u32>,
-}
-
-impl DnsSlot {
-    pub fn view(&self) -> DnsView {
-        DnsView {
-            fqdn: self.fqdn.clone(),
-            record: self.filled.as_ref().map(|f| f.record.clone()),
-            ttl: self.filled.as_ref().map(|f| f.ttl),
-        }
+/// The address families a backend's template may use.
+pub fn families(config: &Config, backend: usize) -> Families {
+    let users: Vec<_> = config
+        .frontends
+        .iter()
+        .filter(|f| f.backend == backend)
+        .collect();
+    match users.first() {
+        Some(f) if f.mode == Mode::L4 => Families {
+            v4: f.vip.is_ipv4(),
+            v6: f.vip.is_ipv6(),
+        },
+        _ => Families::BOTH,
     }
 }
 
@@ -295,10 +270,15 @@ pub async fn libc_addresses(fqdn: &str, families: Families) -> Option<Vec<Target
     (!out.is_empty()).then_some(out)
 }
 
+/// One resolution, as a discovery task sends it: the generation it was
+/// started for (the daemon ignores older ones), the backend, the outcome.
+pub type DnsResult = (u64, String, DnsOutcome);
+
 /// The discovery task of one backend's template: resolve every `refresh`
-/// and hand the outcome to the controller, until aborted.
+/// and send the outcome, until aborted or the receiver is gone.
 pub async fn run(
-    shared: Arc<tokio::sync::Mutex<crate::control::Controller>>,
+    tx: tokio::sync::mpsc::Sender<DnsResult>,
+    generation: u64,
     backend: String,
     template: ServerTemplate,
     resolvers: Resolvers,
@@ -316,12 +296,12 @@ pub async fn run(
     loop {
         tick.tick().await;
         let outcome = client.resolve(&template, families).await;
-        let mut c = shared.lock().await;
-        if let Err(e) = c.apply_dns(&backend, outcome, Instant::now()).await {
-            warn!(
-                "backend {backend}: applying DNS records of {}: {e}",
-                template.fqdn
-            );
+        if tx
+            .send((generation, backend.clone(), outcome))
+            .await
+            .is_err()
+        {
+            break;
         }
     }
 }

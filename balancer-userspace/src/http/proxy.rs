@@ -660,7 +660,7 @@ async fn proxy(
                 b.name,
                 server.name,
                 server.addr,
-                crate::dataplane::error_chain(&e)
+                crate::util::error_chain(&e)
             );
             // A connection that failed after it was made is a 502.
             return match e {

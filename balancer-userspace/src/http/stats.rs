@@ -39,22 +39,22 @@ impl Responses {
     }
 }
 
-/// One flat JSON object: `requests`, `responses_1xx` .. `responses_other`,
-/// then `rest`.
-fn flat_json<'a>(
+/// One flat set of counters by name: `requests`, `responses_1xx` ..
+/// `responses_other`, then `rest`.
+fn flat<'a>(
     requests: &AtomicU64,
     responses: &Responses,
     rest: impl IntoIterator<Item = (String, &'a AtomicU64)>,
-) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    m.insert("requests".into(), requests.load(Ordering::Relaxed).into());
+) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("requests".into(), requests.load(Ordering::Relaxed));
     for (class, n) in CLASSES.iter().zip(responses.get()) {
-        m.insert(format!("responses_{class}"), n.into());
+        m.insert(format!("responses_{class}"), n);
     }
     for (k, c) in rest {
-        m.insert(k, c.load(Ordering::Relaxed).into());
+        m.insert(k, c.load(Ordering::Relaxed));
     }
-    m.into()
+    m
 }
 
 /// One HTTP frontend's counters.
@@ -89,8 +89,8 @@ impl FrontendCounters {
         ]
     }
 
-    /// For the admin API's `/v1/stats`: one flat object.
-    pub fn to_json(&self) -> serde_json::Value {
+    /// For the admin API's `/v1/stats`: counters by name.
+    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
         let outcomes = self
             .cookie_outcomes()
             .map(|(o, c)| (format!("cookie_{o}"), c));
@@ -98,7 +98,7 @@ impl FrontendCounters {
             ("no_server".to_owned(), &self.no_server),
             ("redispatched".to_owned(), &self.redispatched),
         ];
-        flat_json(
+        flat(
             &self.requests,
             &self.responses,
             outcomes.into_iter().chain(others),
@@ -132,14 +132,14 @@ impl ServerCounters {
         ]
     }
 
-    /// For the admin API's `/v1/stats`: one flat object.
-    pub fn to_json(&self) -> serde_json::Value {
+    /// For the admin API's `/v1/stats`: counters by name.
+    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
         let errors = [
             ("connect_errors".to_owned(), &self.connect_errors),
             ("response_errors".to_owned(), &self.response_errors),
             ("timeouts".to_owned(), &self.timeouts),
         ];
-        flat_json(&self.requests, &self.responses, errors)
+        flat(&self.requests, &self.responses, errors)
     }
 }
 

@@ -27,18 +27,19 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
-use balancer_common::maps::{STICK_MAP, StickKey, StickValue, VIP_STATS_MAP, VipStats};
+use balancer_common::maps::{
+    STICK_MAP, StickKey, StickValue, VIP_STATS_MAP, VipStats, addr_of, family_addr,
+};
 use log::{debug, warn};
-use serde::Serialize;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use super::wire::{MAX_BATCH, TableUpdates, WireEntry};
+pub use crate::api::{Applied, EngineStats};
 use crate::{
-    admin::{monotonic_ns, thread_cpu_ns},
     config::Mode,
-    control::{Controller, addr_of, family_addr},
-    dataplane::error_chain,
+    control::Controller,
     stick_batch::Scanner,
+    util::{error_chain, monotonic_ns, thread_cpu_ns},
 };
 
 /// Batches queued for one peer link before it is considered too slow (it
@@ -119,17 +120,6 @@ pub struct Batch {
     pub entries: usize,
 }
 
-/// Result of applying entries learned from a peer.
-#[derive(Debug, Default, Clone, Copy, Serialize)]
-pub struct Applied {
-    /// Written into the stick table (new, or newer than the local entry).
-    pub written: u64,
-    /// Not written: the local entry is as new or newer, or the entry expired.
-    pub stale: u64,
-    /// Refused: unknown frontend or server, other backend, wrong family.
-    pub rejected: u64,
-}
-
 /// A peer link's feed: the table as it is now, then its changes.
 pub struct Subscription {
     pub snapshot: Vec<Arc<Batch>>,
@@ -147,30 +137,6 @@ pub enum Command {
         reply: oneshot::Sender<Applied>,
     },
     Names(Arc<Names>),
-}
-
-/// The engine's own figures (`balancer peers status`).
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct EngineStats {
-    pub scans: u64,
-    /// Ticks where the counters showed no new entry and no scan was due.
-    pub scans_skipped: u64,
-    /// Entries read by the last scan.
-    pub last_scan_entries: u64,
-    /// Wall time of the last scan (with sending its changes).
-    pub last_scan_us: u64,
-    /// CPU time of the engine thread during the last scan.
-    pub last_scan_cpu_us: u64,
-    pub max_scan_us: u64,
-    pub total_scan_us: u64,
-    /// Replicated entries the shadow holds.
-    pub tracked_entries: u64,
-    /// Changes found by scans (new, redispatched, refreshed).
-    pub changes_found: u64,
-    pub scan_errors: u64,
-    /// Peer links dropped because their queue was full.
-    pub slow_peers_dropped: u64,
-    pub learned: Applied,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -32,7 +32,7 @@ use super::{
     engine::Batch,
     wire::{self, MAX_FRAME, MAX_HANDSHAKE_FRAME, Msg, VERSION, WireError},
 };
-use crate::admin::monotonic_ns;
+use crate::util::monotonic_ns;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -89,7 +89,7 @@ pub async fn dial_loop(ctx: Arc<Ctx>, peer: String, addr: SocketAddr) {
             ctx.refused(format!("dialing {peer} ({addr}): {e}"));
         }
         failing = true;
-        ctx.peer(&peer, |p| p.last_error = Some(e.to_string()));
+        ctx.peer(&peer, |p| p.status.last_error = Some(e.to_string()));
         ctx.set_out(&peer, OutState::Backoff);
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -153,8 +153,8 @@ async fn session(
     let seq = link.seq;
     wire::write_msg(link.wr, &Msg::ResyncDone { seq }).await?;
     ctx.peer(peer, |p| {
-        p.resyncs_sent += 1;
-        p.last_error = None;
+        p.status.resyncs_sent += 1;
+        p.status.last_error = None;
     });
     info!("peers: link to {peer} ({addr}) up: full resync of {total} entries sent");
     ctx.set_out(peer, OutState::Up);
@@ -218,8 +218,8 @@ impl Sender<'_> {
         let n = b.entries as u64;
         let unacked = self.unacked.len() as u64;
         self.ctx.peer(self.peer, |p| {
-            p.entries_sent += n;
-            p.batches_unacked = unacked;
+            p.status.entries_sent += n;
+            p.status.batches_unacked = unacked;
         });
         Ok(())
     }
@@ -241,9 +241,9 @@ impl Sender<'_> {
                 let unacked = self.unacked.len() as u64;
                 self.ctx.peer(self.peer, |p| {
                     p.touch();
-                    p.batches_unacked = unacked;
+                    p.status.batches_unacked = unacked;
                     if let Some(l) = lag {
-                        p.lag_ms = l as f64 / 1e6;
+                        p.status.lag_ms = l as f64 / 1e6;
                     }
                 });
                 Ok(())
@@ -381,7 +381,7 @@ async fn inbound(ctx: Arc<Ctx>, stream: TcpStream, from: SocketAddr) {
     };
     info!("peers: {peer} ({from}) connected and authenticated");
     ctx.peer(&peer, |p| {
-        p.inbound += 1;
+        p.status.inbound += 1;
         p.touch();
     });
     // If our own link to it is waiting to redial, redial now.
@@ -389,7 +389,9 @@ async fn inbound(ctx: Arc<Ctx>, stream: TcpStream, from: SocketAddr) {
         k.notify_one();
     }
     let r = receive(&ctx, &peer, &mut rd, &mut wr).await;
-    ctx.peer(&peer, |p| p.inbound = p.inbound.saturating_sub(1));
+    ctx.peer(&peer, |p| {
+        p.status.inbound = p.status.inbound.saturating_sub(1)
+    });
     match r {
         Err(e @ LinkError::Wire(WireError::TooLarge { .. } | WireError::Decode(_)))
         | Err(e @ LinkError::Protocol(_)) => {
@@ -430,10 +432,10 @@ async fn receive(
                     .ok_or(LinkError::EngineGone)?;
                 ctx.peer(peer, |p| {
                     p.touch();
-                    p.entries_received += n;
-                    p.learned.written += a.written;
-                    p.learned.stale += a.stale;
-                    p.learned.rejected += a.rejected;
+                    p.status.entries_received += n;
+                    p.status.learned.written += a.written;
+                    p.status.learned.stale += a.stale;
+                    p.status.learned.rejected += a.rejected;
                 });
                 if a.rejected > 0 {
                     debug!("peers: {} entries from {peer} rejected", a.rejected);
@@ -443,7 +445,7 @@ async fn receive(
             Msg::ResyncDone { .. } => {
                 info!("peers: full resync from {peer}: {resync_entries} entries");
                 ctx.peer(peer, |p| {
-                    p.resyncs_received += 1;
+                    p.status.resyncs_received += 1;
                     p.touch();
                 });
                 resync_entries = 0;

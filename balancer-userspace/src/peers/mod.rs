@@ -1,7 +1,6 @@
 //! Peers: stick-table replication between balancer instances (HAProxy's
 //! `peers` section).
 //!
-//! - [`config`]: the `[peers.<section>]` configuration.
 //! - [`engine`]: finds new, redispatched and refreshed entries by scanning
 //!   the pinned stick table in batches, and writes entries learned from
 //!   peers into it (newer wins).
@@ -10,10 +9,9 @@
 //! - [`wire`], [`auth`]: framing, HMAC handshake; the table is read with
 //!   [`crate::stick_batch::Scanner`] (batched lookups).
 //!
-//! `balancer peers status` reads [`status_json`] through the admin API.
+//! `balancer peers status` reads [`Ctx::status`] through the admin API.
 
 pub mod auth;
-pub mod config;
 pub mod engine;
 pub mod link;
 pub mod wire;
@@ -21,53 +19,27 @@ pub mod wire;
 use std::{
     collections::BTreeMap,
     path::Path,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use log::info;
-use serde::Serialize;
-use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 
-use self::{
+use self::engine::{Engine, EngineError, EngineHandle, Names};
+pub use crate::api::OutState;
+use crate::{
+    api::{Applied, PeerStatus, PeersStatus},
     config::PeersConfig,
-    engine::{Applied, Engine, EngineError, EngineHandle, Names},
+    control::Shared,
 };
-use crate::admin::Shared;
 
-/// State of this instance's dialed link to a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutState {
-    Connecting,
-    Handshake,
-    Resync,
-    Up,
-    Backoff,
-}
-
-/// What `peers status` shows about one peer.
-#[derive(Debug, Clone, Serialize)]
+/// One peer as the links update it.
+#[derive(Debug, Clone)]
 pub struct PeerRt {
-    pub name: String,
-    pub address: String,
-    /// Our link to it (we push our entries over it).
-    pub outbound: OutState,
-    /// Its authenticated links to us (it pushes its entries over them).
-    pub inbound: u32,
-    #[serde(skip)]
+    /// What `peers status` shows (but `last_contact_ms_ago`, computed when asked).
+    pub status: PeerStatus,
     last_contact: Option<Instant>,
-    pub entries_sent: u64,
-    pub entries_received: u64,
-    /// What became of the received entries.
-    pub learned: Applied,
-    pub resyncs_sent: u64,
-    pub resyncs_received: u64,
-    pub batches_unacked: u64,
-    /// Time from a batch's scan to its acknowledgement, last batch (ms).
-    pub lag_ms: f64,
-    pub last_error: Option<String>,
 }
 
 impl PeerRt {
@@ -108,12 +80,12 @@ impl Ctx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
-            .is_some_and(|p| p.outbound == OutState::Up)
+            .is_some_and(|p| p.status.outbound == OutState::Up)
     }
 
     fn set_out(&self, name: &str, s: OutState) {
         self.peer(name, |p| {
-            p.outbound = s;
+            p.status.outbound = s;
             if s == OutState::Up {
                 p.touch();
             }
@@ -137,46 +109,36 @@ impl Ctx {
     }
 
     /// The status as `GET /v1/peers` answers it.
-    pub fn status_json(&self) -> Value {
-        let peers: Vec<Value> = self
+    pub fn status(&self) -> PeersStatus {
+        let peers = self
             .peers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .map(|p| {
-                let mut v = json!(p);
-                v["last_contact_ms_ago"] =
-                    json!(p.last_contact.map(|t| t.elapsed().as_millis() as u64));
-                v
+            .map(|p| PeerStatus {
+                last_contact_ms_ago: p.last_contact.map(|t| t.elapsed().as_millis() as u64),
+                ..p.status.clone()
             })
             .collect();
         let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let e = self
+        let engine = self
             .engine
             .stats
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        json!({
-            "section": self.config.section,
-            "local": self.config.local,
-            "bind": self.config.bind.to_string(),
-            "peers": peers,
-            "refused_handshakes": c.refused,
-            "last_refusal": c.last_refusal,
-            "bad_frames": c.bad_frames,
-            "last_bad_frame": c.last_bad_frame,
-            "engine": e,
-        })
+        PeersStatus {
+            section: self.config.section.clone(),
+            local: self.config.local.clone(),
+            bind: self.config.bind.to_string(),
+            peers,
+            refused_handshakes: c.refused,
+            last_refusal: c.last_refusal.clone(),
+            bad_frames: c.bad_frames,
+            last_bad_frame: c.last_bad_frame.clone(),
+            engine,
+        }
     }
-}
-
-/// The running daemon's peers, for the admin API (one daemon per process).
-static RUNNING: OnceLock<Arc<Ctx>> = OnceLock::new();
-
-/// `GET /v1/peers`: `None` when no peers section is configured.
-pub fn status_json() -> Option<Value> {
-    RUNNING.get().map(|c| c.status_json())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +169,8 @@ pub async fn bind(config: &PeersConfig) -> Result<TcpListener, PeersError> {
 /// The running replication: tasks stopped when dropped.
 pub struct Peers {
     tasks: Vec<JoinHandle<()>>,
+    /// Their state, for `GET /v1/peers` ([`Ctx::status`]).
+    pub ctx: Arc<Ctx>,
 }
 
 impl Drop for Peers {
@@ -249,9 +213,8 @@ pub async fn start(
             .join(", ")
     );
     let section = config.section.clone();
-    let (mut peers, ctx) = start_with(config, listener, pin_dir, names)?;
-    let _ = RUNNING.set(ctx.clone());
-    let engine = ctx.engine.clone();
+    let mut peers = start_with(config, listener, pin_dir, names)?;
+    let engine = peers.ctx.engine.clone();
     peers.tasks.push(tokio::spawn(async move {
         let mut last = None;
         loop {
@@ -277,7 +240,7 @@ pub fn start_with(
     listener: TcpListener,
     pin_dir: &Path,
     names: Names,
-) -> Result<(Peers, Arc<Ctx>), PeersError> {
+) -> Result<Peers, PeersError> {
     let engine = Engine::open(pin_dir, names, config.scan_interval, config.refresh)?
         .spawn(&format!("peers-{}", config.local))
         .map_err(PeersError::Thread)?;
@@ -288,19 +251,22 @@ pub fn start_with(
             (
                 n.clone(),
                 PeerRt {
-                    name: n.clone(),
-                    address: a.to_string(),
-                    outbound: OutState::Connecting,
-                    inbound: 0,
+                    status: PeerStatus {
+                        name: n.clone(),
+                        address: a.to_string(),
+                        outbound: OutState::Connecting,
+                        inbound: 0,
+                        last_contact_ms_ago: None,
+                        entries_sent: 0,
+                        entries_received: 0,
+                        learned: Applied::default(),
+                        resyncs_sent: 0,
+                        resyncs_received: 0,
+                        batches_unacked: 0,
+                        lag_ms: 0.0,
+                        last_error: None,
+                    },
                     last_contact: None,
-                    entries_sent: 0,
-                    entries_received: 0,
-                    learned: Applied::default(),
-                    resyncs_sent: 0,
-                    resyncs_received: 0,
-                    batches_unacked: 0,
-                    lag_ms: 0.0,
-                    last_error: None,
                 },
             )
         })
@@ -321,5 +287,5 @@ pub fn start_with(
     for (n, a) in &config.remotes {
         tasks.push(tokio::spawn(link::dial_loop(ctx.clone(), n.clone(), *a)));
     }
-    Ok((Peers { tasks }, ctx))
+    Ok(Peers { tasks, ctx })
 }

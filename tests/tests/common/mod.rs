@@ -37,7 +37,7 @@ pub fn pin_to_cpu0() {
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
-pub use balancer::admin::monotonic_ns;
+pub use balancer::util::monotonic_ns;
 
 pub struct Pair {
     pub dp: Dataplane,

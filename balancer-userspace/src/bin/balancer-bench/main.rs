@@ -340,7 +340,7 @@ impl Noise {
     }
 }
 
-use balancer::admin::thread_cpu_ns;
+use balancer::util::thread_cpu_ns;
 
 /// The `cpuN` line of /proc/stat, in ticks.
 fn cpu_ticks(cpu: usize) -> Option<Vec<u64>> {

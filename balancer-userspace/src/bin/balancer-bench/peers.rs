@@ -31,13 +31,13 @@ use std::{
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use balancer::{
-    admin::monotonic_ns,
+    config::PeersConfig,
     peers::{
         self, Ctx as PeersCtx,
-        config::PeersConfig,
         engine::{Names, TableInfo},
     },
     stick_batch::Scanner,
+    util::monotonic_ns,
 };
 
 use super::*;
@@ -147,8 +147,8 @@ fn start_instance(
                     Ok::<_, anyhow::Error>(peers::start_with(config, l, &pin_dir, names)?)
                 })();
                 let _running = match started {
-                    Ok((p, ctx)) => {
-                        let _ = tx.send(Ok(ctx));
+                    Ok(p) => {
+                        let _ = tx.send(Ok(p.ctx.clone()));
                         p
                     }
                     Err(e) => {
@@ -403,8 +403,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         ensure!(
             up.elapsed() < Duration::from_secs(10),
             "peer links not up in 10 s: A {} B {}",
-            a.ctx.status_json(),
-            b.ctx.status_json()
+            json!(a.ctx.status()),
+            json!(b.ctx.status())
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -428,7 +428,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let (cpu0, t0) = (threads_cpu_ns("peers-a"), Instant::now());
     std::thread::sleep(sz.idle);
     let idle_share = (threads_cpu_ns("peers-a") - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
-    let engine = a.ctx.status_json()["engine"].clone();
+    let engine = json!(a.ctx.status())["engine"].clone();
 
     let paced = create(
         &a_dp,
@@ -469,8 +469,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         );
         checked += 1;
     }
-    let status_a = a.ctx.status_json();
-    let status_b = b.ctx.status_json();
+    let status_a = json!(a.ctx.status());
+    let status_b = json!(b.ctx.status());
     drop((a, b));
 
     let sender_cpu_per_entry_us = burst.sender_cpu_ns as f64 / 1000.0 / sz.clients as f64;

@@ -9,6 +9,8 @@
 //! stick entries; `down`/`maint` servers' clients are redispatched by the
 //! data plane on their next packet.
 
+pub mod dns;
+
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
@@ -18,18 +20,22 @@ use std::{
 use balancer_common::{
     hash::MAGLEV_M,
     maglev::{self, MaglevBackend},
-    maps::{self as m, Backend as MapBackend, GlobalConfig, VipInfo, VipKey},
+    maps::{
+        self as m, Backend as MapBackend, GlobalConfig, VipInfo, VipKey, family_addr, state_name,
+    },
 };
 use log::{info, warn};
-use serde::Serialize;
 
 use crate::{
+    api::ServerView,
     config::{AdminState, CheckKind, CheckTiming, Config, Forward, Mode},
-    dataplane::{Dataplane, DataplaneError},
+    dataplane::{Dataplane, DataplaneError, LoadOptions},
     health::Health,
     http::proxy::{HttpBackendView, HttpServerView, HttpView},
     netlink::{NetlinkError, NextHop, Resolver},
 };
+pub use dns::{DnsSlot, Filled};
+use dns::{TemplateState, slot_servers};
 
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -105,7 +111,7 @@ pub struct ServerRt {
     /// The last check's outcome, for `backend list`.
     pub last_check: Option<Result<Duration, String>>,
     /// A `server_template` slot: the name and record that fill it.
-    pub dns: Option<crate::discovery::DnsSlot>,
+    pub dns: Option<DnsSlot>,
 }
 
 impl ServerRt {
@@ -133,35 +139,8 @@ impl ServerRt {
     }
 }
 
-pub fn state_name(s: u8) -> &'static str {
-    match s {
-        m::STATE_UP => "up",
-        m::STATE_DRAIN => "drain",
-        m::STATE_DOWN => "down",
-        m::STATE_MAINT => "maint",
-        _ => "empty",
-    }
-}
-
-/// A server as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerView {
-    pub id: u32,
-    pub backend: String,
-    pub server: String,
-    pub address: String,
-    pub weight: u32,
-    pub admin_state: &'static str,
-    pub state: &'static str,
-    pub next_hop: Option<String>,
-    pub error: Option<String>,
-    /// `up`/`down` by health check, with the last result; `None` unchecked.
-    pub check: Option<String>,
-    pub packets: u64,
-    pub bytes: u64,
-    /// Servers of a `server_template`: the name, record and TTL.
-    pub dns: Option<crate::discovery::DnsView>,
-}
+/// The controller as the services around it hold it.
+pub type Shared = std::sync::Arc<tokio::sync::Mutex<Controller>>;
 
 pub struct Controller {
     pub dp: Dataplane,
@@ -181,7 +160,7 @@ pub struct Controller {
     tables: BTreeMap<u32, Vec<u32>>,
     resolver: Resolver,
     /// DNS discovery state per backend with a `server_template`.
-    pub(crate) discovery: BTreeMap<String, crate::discovery::TemplateState>,
+    discovery: BTreeMap<String, TemplateState>,
 }
 
 impl Controller {
@@ -257,9 +236,7 @@ impl Controller {
         {
             fixed.push("metrics");
         }
-        if crate::daemon::load_options(old).stick_size
-            != crate::daemon::load_options(new).stick_size
-        {
+        if LoadOptions::for_config(old).stick_size != LoadOptions::for_config(new).stick_size {
             fixed.push("stick_table.size");
         }
         if !fixed.is_empty() {
@@ -854,8 +831,8 @@ impl Controller {
                 None => s.address.to_string(),
             },
             weight: s.weight,
-            admin_state: s.admin.as_str(),
-            state: state_name(s.effective()),
+            admin_state: s.admin.as_str().to_owned(),
+            state: state_name(s.effective()).to_owned(),
             next_hop: s.next_hop.as_ref().ok().map(|nh| {
                 format!(
                     "{} via {} {}",
@@ -949,7 +926,7 @@ fn build_servers(config: &Config) -> Vec<ServerRt> {
             });
         }
         if let Some(t) = &b.template {
-            servers.extend(crate::discovery::slot_servers(config, bi, t, port));
+            servers.extend(slot_servers(config, bi, t, port));
         }
     }
     servers
@@ -1025,28 +1002,7 @@ fn assign_one_id(dp: &mut Dataplane, name: &str) -> Result<u32, ControlError> {
     Ok(id)
 }
 
-/// Family and 16-byte map form of an address.
-pub fn family_addr(ip: IpAddr) -> (u8, [u8; 16]) {
-    match ip {
-        IpAddr::V4(a) => {
-            let mut o = [0u8; 16];
-            o[..4].copy_from_slice(&a.octets());
-            (m::FAMILY_V4, o)
-        }
-        IpAddr::V6(a) => (m::FAMILY_V6, a.octets()),
-    }
-}
-
-/// The address a map key holds.
-pub fn addr_of(family: u8, addr: &[u8; 16]) -> IpAddr {
-    if family == m::FAMILY_V4 {
-        IpAddr::from([addr[0], addr[1], addr[2], addr[3]])
-    } else {
-        IpAddr::from(*addr)
-    }
-}
-
-pub fn mac(m: &[u8; 6]) -> String {
+fn mac(m: &[u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()

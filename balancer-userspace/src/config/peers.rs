@@ -18,7 +18,7 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use serde::Deserialize;
 
-use crate::config::{Backend, parse_duration};
+use super::{Backend, parse_duration};
 
 /// Shortest accepted secret, in bytes.
 pub const MIN_SECRET: usize = 16;

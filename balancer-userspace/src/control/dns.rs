@@ -1,17 +1,19 @@
-//! The controller's side of discovery: slot servers, DNS outcomes applied
-//! to them, and `init_addr` at start.
+//! The controller's side of DNS discovery: the slot servers of a
+//! `server_template`, the resolutions the discovery tasks send applied to
+//! them, and `init_addr` at start.
 
 use std::{net::SocketAddr, time::Instant};
 
 use log::{info, warn};
 
-use super::{
-    DiscoveryError, DnsOutcome, DnsSlot, Families, Filled, Target, libc_addresses,
-    slots::{Placement, Slot, place},
-};
+use super::{ControlError, Controller, ServerRt};
 use crate::{
-    config::{Config, InitAddr, Mode, ServerTemplate},
-    control::{ControlError, Controller, ServerRt},
+    api::DnsView,
+    config::{Config, InitAddr, ServerTemplate},
+    discovery::{
+        DiscoveryError, DnsOutcome, Target, families, libc_addresses,
+        slots::{Placement, Slot, place},
+    },
     health::Health,
 };
 
@@ -26,19 +28,32 @@ pub struct TemplateState {
     unplaced: usize,
 }
 
-/// The address families a backend's template may use.
-pub fn families(config: &Config, backend: usize) -> Families {
-    let users: Vec<_> = config
-        .frontends
-        .iter()
-        .filter(|f| f.backend == backend)
-        .collect();
-    match users.first() {
-        Some(f) if f.mode == Mode::L4 => Families {
-            v4: f.vip.is_ipv4(),
-            v6: f.vip.is_ipv6(),
-        },
-        _ => Families::BOTH,
+/// A slot server's DNS side, for the controller and `backend list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSlot {
+    /// The template's name.
+    pub fqdn: String,
+    /// What fills the slot; `None`: empty (the server is in maintenance).
+    pub filled: Option<Filled>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filled {
+    pub record: String,
+    pub ttl: u32,
+    /// The SRV record's port (part of the slot's identity).
+    pub srv_port: Option<u16>,
+    /// When the address was last in an answer (for `hold_obsolete`).
+    pub last_seen: Instant,
+}
+
+impl DnsSlot {
+    pub fn view(&self) -> DnsView {
+        DnsView {
+            fqdn: self.fqdn.clone(),
+            record: self.filled.as_ref().map(|f| f.record.clone()),
+            ttl: self.filled.as_ref().map(|f| f.ttl),
+        }
     }
 }
 

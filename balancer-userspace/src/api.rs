@@ -1,0 +1,219 @@
+//! The admin API's messages: what the daemon answers (`admin`) and the CLI
+//! reads (`balancer backend|table|stats|status|peers`), one type each, so
+//! neither side spells a field by string.
+//!
+//! The daemon turns each into a `serde_json::Value` before writing it (its
+//! keys come out sorted, as they always have); the CLI prints `--json` from
+//! the answer as received and its tables from these types.
+
+use std::{borrow::Cow, collections::BTreeMap, net::IpAddr};
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/backends` (a list), and the answer to every server change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerView {
+    pub id: u32,
+    pub backend: String,
+    pub server: String,
+    /// `IP` (L4) or `IP:PORT` (HTTP).
+    pub address: String,
+    pub weight: u32,
+    /// `up`, `drain`, `down` or `maint`, as set by the configuration or
+    /// `backend state`.
+    pub admin_state: String,
+    /// The effective state: `admin_state`, or `down` when unreachable or
+    /// failing its checks, `maint` for an empty DNS slot.
+    pub state: String,
+    /// `ADDRESS via IFNAME MAC`; `None` when unresolved (see `error`).
+    pub next_hop: Option<String>,
+    pub error: Option<String>,
+    /// `up`/`down` by health check, with the last result; `None` unchecked.
+    pub check: Option<String>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Servers of a `server_template`: the name, record and TTL.
+    pub dns: Option<DnsView>,
+}
+
+/// A discovered server's DNS side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsView {
+    pub fqdn: String,
+    /// The record that fills the slot; `None` for an empty slot.
+    pub record: Option<String>,
+    pub ttl: Option<u32>,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub interfaces: Vec<String>,
+    pub frontends: Vec<FrontendStatus>,
+    /// How many servers (configured, added, DNS slots).
+    pub servers: usize,
+    pub stick_entries: usize,
+    pub stick_capacity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrontendStatus {
+    pub name: String,
+    pub bind: String,
+    pub proto: String,
+    pub backend: String,
+    pub forward: String,
+}
+
+/// One stick-table entry: `GET /v1/table` (a list, streamed) and the
+/// answer of `PUT /v1/table`. Borrowed names while the daemon writes a
+/// listing. Fields in alphabetical order: the listing, the `PUT` answer
+/// and `table show --json` all print them in the order a
+/// `serde_json::Value` does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEntry<'a> {
+    pub client: IpAddr,
+    /// The frontend; `None`: a VIP id no frontend has any more.
+    #[serde(borrow)]
+    pub frontend: Option<Cow<'a, str>>,
+    pub idle_ms: u64,
+    /// `backend/server`; `None`: a server that was removed.
+    #[serde(borrow)]
+    pub server: Option<Cow<'a, str>>,
+    pub server_id: u32,
+}
+
+/// `GET /v1/table/count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCount {
+    pub entries: usize,
+}
+
+/// `DELETE /v1/table`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub removed: usize,
+}
+
+/// Packets and bytes of one class (or all).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// `GET /v1/stats`. Counter sets are maps by counter name: their names
+/// belong to the data plane's `VipStats` and the proxy's `http::stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Packets by class (`balancer_common::stats::Class` names).
+    pub classes: BTreeMap<String, Traffic>,
+    pub total: Traffic,
+    /// Per frontend: the XDP program's counters.
+    pub frontends: BTreeMap<String, BTreeMap<String, u64>>,
+    pub http: HttpStats,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpStats {
+    /// Per HTTP frontend: requests, responses by class, persistence.
+    pub frontends: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Per `backend/server` of HTTP backends.
+    pub servers: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// `GET /v1/peers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeersStatus {
+    pub section: String,
+    pub local: String,
+    pub bind: String,
+    pub peers: Vec<PeerStatus>,
+    pub refused_handshakes: u64,
+    pub last_refusal: Option<String>,
+    pub bad_frames: u64,
+    pub last_bad_frame: Option<String>,
+    pub engine: EngineStats,
+}
+
+/// The engine's own figures (`balancer peers status`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStats {
+    pub scans: u64,
+    /// Ticks where the counters showed no new entry and no scan was due.
+    pub scans_skipped: u64,
+    /// Entries read by the last scan.
+    pub last_scan_entries: u64,
+    /// Wall time of the last scan (with sending its changes).
+    pub last_scan_us: u64,
+    /// CPU time of the engine thread during the last scan.
+    pub last_scan_cpu_us: u64,
+    pub max_scan_us: u64,
+    pub total_scan_us: u64,
+    /// Replicated entries the shadow holds.
+    pub tracked_entries: u64,
+    /// Changes found by scans (new, redispatched, refreshed).
+    pub changes_found: u64,
+    pub scan_errors: u64,
+    /// Peer links dropped because their queue was full.
+    pub slow_peers_dropped: u64,
+    pub learned: Applied,
+}
+
+/// State of this instance's dialed link to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutState {
+    Connecting,
+    Handshake,
+    Resync,
+    Up,
+    Backoff,
+}
+
+impl OutState {
+    /// As the API names it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OutState::Connecting => "connecting",
+            OutState::Handshake => "handshake",
+            OutState::Resync => "resync",
+            OutState::Up => "up",
+            OutState::Backoff => "backoff",
+        }
+    }
+}
+
+/// What `peers status` shows about one peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub name: String,
+    pub address: String,
+    /// Our link to it (we push our entries over it).
+    pub outbound: OutState,
+    /// Its authenticated links to us (it pushes its entries over them).
+    pub inbound: u32,
+    /// Since the last frame from it or our link coming up; `None`: never.
+    pub last_contact_ms_ago: Option<u64>,
+    pub entries_sent: u64,
+    pub entries_received: u64,
+    /// What became of the received entries.
+    pub learned: Applied,
+    pub resyncs_sent: u64,
+    pub resyncs_received: u64,
+    pub batches_unacked: u64,
+    /// Time from a batch's scan to its acknowledgement, last batch (ms).
+    pub lag_ms: f64,
+    pub last_error: Option<String>,
+}
+
+/// Result of applying entries learned from a peer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Written into the stick table (new, or newer than the local entry).
+    pub written: u64,
+    /// Not written: the local entry is as new or newer, or the entry expired.
+    pub stale: u64,
+    /// Refused: unknown frontend or server, other backend, wrong family.
+    pub rejected: u64,
+}

@@ -1,0 +1,501 @@
+//! `[[backend]]`: a pool of servers, its stick table, how packets reach
+//! the servers (L4) or how the proxy balances and persists users (HTTP).
+
+use std::{collections::BTreeSet, net::IpAddr, time::Duration};
+
+use serde::Deserialize;
+
+use super::{
+    AdminState, CheckKind, CheckTiming, ConfigError, DEFAULT_EXPIRE, DEFAULT_STICK_SIZE, Frontend,
+    MAX_STICK_SIZE, MAX_WEIGHT, Mode, Resolvers, Server, ServerTemplate, Validator,
+    default_check_timeout, parse_duration, parse_server_address, parse_size, resolvers,
+    server_name_problem,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackend {
+    pub(super) name: String,
+    forward: Option<String>,
+    stick_table: Option<RawStickTable>,
+    check_type: Option<String>,
+    check_path: Option<String>,
+    check_port: Option<u16>,
+    check_timeout: Option<String>,
+    // HTTP backends only.
+    balance: Option<String>,
+    cookie: Option<String>,
+    dynamic_cookie_key: Option<String>,
+    #[serde(default)]
+    options: Vec<String>,
+    timeout_connect: Option<String>,
+    timeout_server: Option<String>,
+    #[serde(default)]
+    server: Vec<RawServer>,
+    server_template: Option<resolvers::RawTemplate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStickTable {
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    size: Option<String>,
+    expire: Option<String>,
+    /// Name of the `[peers.<section>]` this table is replicated with.
+    peers: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) name: String,
+    address: String,
+    /// HTTP backends: the value of the persistence cookie naming this server.
+    cookie: Option<String>,
+    weight: Option<u32>,
+    state: Option<String>,
+    check: Option<bool>,
+    inter: Option<String>,
+    rise: Option<u32>,
+    fall: Option<u32>,
+}
+
+/// How an HTTP backend picks a server for a user without a valid cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin.
+    RoundRobin,
+    /// Fewest requests in flight, weighted.
+    LeastConn,
+    /// Consistent hash of the client address (Maglev over the up servers).
+    Source,
+}
+
+impl Balance {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "roundrobin",
+            Balance::LeastConn => "leastconn",
+            Balance::Source => "source",
+        }
+    }
+}
+
+/// Settings of a backend served by the HTTP proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpBackend {
+    pub balance: Balance,
+    pub cookie: Option<crate::http::cookie::CookieConfig>,
+    /// `dynamic` cookies: the secret their values are derived from.
+    pub dynamic_cookie_key: Option<String>,
+    /// `option persist`: a cookie naming a down server still goes there.
+    pub persist: bool,
+    /// `option redispatch`: a persistent request whose server cannot be
+    /// reached is sent to another one (and gets a new cookie).
+    pub redispatch: bool,
+    /// `option forwarded`: also add an RFC 7239 `Forwarded` element
+    /// (`X-Forwarded-For` is always extended).
+    pub forwarded: bool,
+    pub timeout_connect: Duration,
+    /// Longest wait for the server's response headers.
+    pub timeout_server: Duration,
+}
+
+impl HttpBackend {
+    /// A server's cookie value: its own, else with a `dynamic` cookie the
+    /// value derived from `dynamic_cookie_key`, address and port.
+    pub fn server_cookie(&self, own: Option<String>, addr: IpAddr, port: u16) -> Option<String> {
+        own.or_else(|| match (&self.cookie, &self.dynamic_cookie_key) {
+            (Some(c), Some(k)) if c.dynamic => {
+                Some(crate::http::cookie::dynamic_value(k.as_bytes(), addr, port))
+            }
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    DsrL2,
+    Ipip,
+}
+
+impl Forward {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Forward::DsrL2 => "dsr-l2",
+            Forward::Ipip => "ipip",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    pub forward: Forward,
+    /// Entries this backend's clients may take in the shared stick table.
+    pub stick_size: u64,
+    /// An entry unused for this long counts as a miss (HAProxy `expire`).
+    pub expire: Duration,
+    /// `stick_table.peers`: the peers section replicating this table.
+    pub peers: Option<String>,
+    /// How servers with `check = true` are checked.
+    pub check_kind: CheckKind,
+    /// Port checked; default: the first frontend's port using this backend.
+    pub check_port: Option<u16>,
+    pub servers: Vec<Server>,
+    /// Servers discovered through DNS (`server_template`), besides `servers`.
+    pub template: Option<ServerTemplate>,
+    /// HTTP settings (`balance`, `cookie`, ...): present when an `http`
+    /// frontend uses this backend.
+    pub http: Option<HttpBackend>,
+    /// The first HTTP-only key set in the file (for the error when the
+    /// backend turns out to be L4).
+    http_key: Option<&'static str>,
+}
+
+pub const DEFAULT_TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TIMEOUT_SERVER: Duration = Duration::from_secs(30);
+
+impl Validator<'_> {
+    /// The HTTP settings of a backend; `None` when no HTTP key is set.
+    fn http_backend(&self, key: &str, b: &RawBackend) -> Result<Option<HttpBackend>, ConfigError> {
+        if http_key(b).is_none() {
+            return Ok(None);
+        }
+        let balance = match b.balance.as_deref().unwrap_or("roundrobin") {
+            "roundrobin" => Balance::RoundRobin,
+            "leastconn" => Balance::LeastConn,
+            "source" => Balance::Source,
+            other => {
+                return Err(self.err(
+                    format!("{key}.balance"),
+                    format!("{other:?}: want \"roundrobin\", \"leastconn\" or \"source\""),
+                ));
+            }
+        };
+        let cookie = match &b.cookie {
+            None => None,
+            Some(c) => Some(
+                crate::http::cookie::CookieConfig::parse(c)
+                    .map_err(|r| self.err(format!("{key}.cookie"), r))?,
+            ),
+        };
+        if cookie.as_ref().is_some_and(|c| c.dynamic) && b.dynamic_cookie_key.is_none() {
+            return Err(self.err(
+                format!("{key}.cookie"),
+                "`dynamic` needs dynamic_cookie_key in the same backend",
+            ));
+        }
+        let (mut persist, mut redispatch, mut forwarded) = (false, false, false);
+        for (i, o) in b.options.iter().enumerate() {
+            match o.as_str() {
+                "persist" => persist = true,
+                "redispatch" => redispatch = true,
+                "forwarded" => forwarded = true,
+                other => {
+                    return Err(self.err(
+                        format!("{key}.options[{i}]"),
+                        format!("{other:?}: want \"persist\", \"redispatch\" or \"forwarded\""),
+                    ));
+                }
+            }
+        }
+        let time =
+            |k: &str, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+                match v {
+                    None => Ok(default),
+                    Some(t) => {
+                        let d = parse_duration(t).map_err(|r| self.err(format!("{key}.{k}"), r))?;
+                        if d < Duration::from_millis(10) {
+                            return Err(self.err(format!("{key}.{k}"), "at least 10ms"));
+                        }
+                        Ok(d)
+                    }
+                }
+            };
+        Ok(Some(HttpBackend {
+            balance,
+            cookie,
+            dynamic_cookie_key: b.dynamic_cookie_key.clone(),
+            persist,
+            redispatch,
+            forwarded,
+            timeout_connect: time(
+                "timeout_connect",
+                &b.timeout_connect,
+                DEFAULT_TIMEOUT_CONNECT,
+            )?,
+            timeout_server: time("timeout_server", &b.timeout_server, DEFAULT_TIMEOUT_SERVER)?,
+        }))
+    }
+
+    pub(super) fn backend(
+        &self,
+        key: &str,
+        b: RawBackend,
+        resolvers: &[Resolvers],
+    ) -> Result<Backend, ConfigError> {
+        let http = self.http_backend(key, &b)?;
+        let http_key = http_key(&b);
+        let forward = match b.forward.as_deref().unwrap_or("dsr-l2") {
+            "dsr-l2" => Forward::DsrL2,
+            "ipip" => Forward::Ipip,
+            other => {
+                return Err(self.err(
+                    format!("{key}.forward"),
+                    format!("{other:?}: want \"dsr-l2\" or \"ipip\""),
+                ));
+            }
+        };
+        let (mut stick_size, mut expire) = (DEFAULT_STICK_SIZE, DEFAULT_EXPIRE);
+        let mut peers = None;
+        if let Some(t) = b.stick_table {
+            peers = t.peers;
+            if let Some(ty) = t.ty.as_deref()
+                && ty != "ip"
+                && ty != "ipv6"
+            {
+                return Err(self.err(
+                    format!("{key}.stick_table.type"),
+                    format!("{ty:?}: want \"ip\" or \"ipv6\""),
+                ));
+            }
+            if let Some(s) = t.size {
+                stick_size =
+                    parse_size(&s).map_err(|r| self.err(format!("{key}.stick_table.size"), r))?;
+                if stick_size == 0 || stick_size > MAX_STICK_SIZE {
+                    return Err(self.err(
+                        format!("{key}.stick_table.size"),
+                        format!("{s:?} is out of range (1 to {MAX_STICK_SIZE})"),
+                    ));
+                }
+            }
+            if let Some(e) = t.expire {
+                expire = parse_duration(&e)
+                    .map_err(|r| self.err(format!("{key}.stick_table.expire"), r))?;
+            }
+        }
+        let check_timeout = match &b.check_timeout {
+            None => None,
+            Some(t) => {
+                let t =
+                    parse_duration(t).map_err(|r| self.err(format!("{key}.check_timeout"), r))?;
+                if t < Duration::from_millis(10) || t > Duration::from_secs(60) {
+                    return Err(self.err(format!("{key}.check_timeout"), "want 10ms to 60s"));
+                }
+                Some(t)
+            }
+        };
+        let mut servers = Vec::new();
+        let mut names = BTreeSet::new();
+        for (j, s) in b.server.into_iter().enumerate() {
+            let skey = format!("{key}.server[{j}]");
+            if !names.insert(s.name.clone()) {
+                return Err(self.err(
+                    format!("{skey}.name"),
+                    format!("duplicate server name {:?} in backend {:?}", s.name, b.name),
+                ));
+            }
+            if let Some(why) = server_name_problem(&b.name, &s.name) {
+                return Err(self.err(format!("{skey}.name"), why));
+            }
+            let (address, port) = parse_server_address(&s.address).ok_or_else(|| {
+                self.err(
+                    format!("{skey}.address"),
+                    format!(
+                        "{:?} is not an IP address (or IP:PORT for HTTP servers)",
+                        s.address
+                    ),
+                )
+            })?;
+            if address.is_unspecified() || address.is_multicast() {
+                return Err(self.err(
+                    format!("{skey}.address"),
+                    format!("{address} is not a unicast server address"),
+                ));
+            }
+            let weight = s.weight.unwrap_or(1);
+            if weight > MAX_WEIGHT {
+                return Err(self.err(
+                    format!("{skey}.weight"),
+                    format!("{weight}: at most {MAX_WEIGHT}"),
+                ));
+            }
+            let state = match s.state.as_deref() {
+                None => AdminState::Up,
+                Some(st) => AdminState::parse(st).ok_or_else(|| {
+                    self.err(
+                        format!("{skey}.state"),
+                        format!("{st:?}: want up, drain, down or maint"),
+                    )
+                })?,
+            };
+            let inter = match &s.inter {
+                Some(i) => parse_duration(i).map_err(|r| self.err(format!("{skey}.inter"), r))?,
+                None => CheckTiming::default().inter,
+            };
+            if inter < Duration::from_millis(100) {
+                return Err(self.err(format!("{skey}.inter"), "at least 100ms"));
+            }
+            let d = CheckTiming::default();
+            let (rise, fall) = (s.rise.unwrap_or(d.rise), s.fall.unwrap_or(d.fall));
+            for (k, v) in [("rise", rise), ("fall", fall)] {
+                if !(1..=100).contains(&v) {
+                    return Err(self.err(format!("{skey}.{k}"), format!("{v}: want 1 to 100")));
+                }
+            }
+            let check = s.check.unwrap_or(false).then_some(CheckTiming {
+                inter,
+                rise,
+                fall,
+                timeout: check_timeout.unwrap_or_else(|| default_check_timeout(inter)),
+            });
+            servers.push(Server {
+                name: s.name,
+                address,
+                port,
+                cookie: s.cookie,
+                weight,
+                state,
+                check,
+            });
+        }
+        let check_kind = match b.check_type.as_deref().unwrap_or("tcp") {
+            "tcp" => CheckKind::Tcp,
+            "http" => {
+                let path = b.check_path.unwrap_or_else(|| "/".into());
+                if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
+                    return Err(self.err(
+                        format!("{key}.check_path"),
+                        format!("{path:?}: want /PATH without spaces"),
+                    ));
+                }
+                CheckKind::Http { path }
+            }
+            other => {
+                return Err(self.err(
+                    format!("{key}.check_type"),
+                    format!("{other:?}: want \"tcp\" or \"http\""),
+                ));
+            }
+        };
+        if b.check_port == Some(0) {
+            return Err(self.err(format!("{key}.check_port"), "0 is not a port"));
+        }
+        let template = match b.server_template {
+            None => None,
+            Some(t) => Some(self.template(key, &b.name, t, resolvers, &names, check_timeout)?),
+        };
+        Ok(Backend {
+            name: b.name,
+            forward,
+            stick_size,
+            expire,
+            peers,
+            check_kind,
+            check_port: b.check_port,
+            servers,
+            template,
+            http,
+            http_key,
+        })
+    }
+
+    /// Now that the frontends say how each backend is used: HTTP keys only
+    /// on HTTP backends, ports and cookies only on HTTP servers, loopback
+    /// only behind the proxy; dynamic cookie values and default ports filled in.
+    pub(super) fn settle_modes(
+        &self,
+        interfaces_empty: bool,
+        frontends: &[Frontend],
+        backends: &mut [Backend],
+    ) -> Result<(), ConfigError> {
+        let http_only = !frontends.is_empty() && frontends.iter().all(|f| f.mode == Mode::Http);
+        if interfaces_empty && !http_only {
+            return Err(self.err(
+                "dataplane.interfaces",
+                "at least one interface is needed (only a config whose frontends are all http may have none)",
+            ));
+        }
+        for (bi, b) in backends.iter_mut().enumerate() {
+            let key = format!("backend[{bi}]");
+            let users: Vec<&Frontend> = frontends.iter().filter(|f| f.backend == bi).collect();
+            let http = users.iter().filter(|f| f.mode == Mode::Http).count();
+            if http > 0 && http < users.len() {
+                return Err(self.err(
+                    format!("{key}.name"),
+                    format!("{:?} is used by both l4 and http frontends", b.name),
+                ));
+            }
+            if http > 0 {
+                let settings = b.http.get_or_insert(HttpBackend {
+                    balance: Balance::RoundRobin,
+                    cookie: None,
+                    dynamic_cookie_key: None,
+                    persist: false,
+                    redispatch: false,
+                    forwarded: false,
+                    timeout_connect: DEFAULT_TIMEOUT_CONNECT,
+                    timeout_server: DEFAULT_TIMEOUT_SERVER,
+                });
+                let default_port = users[0].vip.port();
+                for s in &mut b.servers {
+                    let port = *s.port.get_or_insert(default_port);
+                    s.cookie = settings.server_cookie(s.cookie.take(), s.address, port);
+                }
+                if let Some(t) = b.template.as_mut().filter(|t| !t.srv) {
+                    t.port.get_or_insert(default_port);
+                }
+                continue;
+            }
+            if let Some(k) = b.http_key {
+                return Err(self.err(
+                    format!("{key}.{k}"),
+                    "only for backends of mode = \"http\" frontends",
+                ));
+            }
+            if b.template.as_ref().is_some_and(|t| t.port.is_some()) {
+                return Err(self.err(
+                    format!("{key}.server_template.port"),
+                    "an L4 server takes no port (the VIP's port is kept)",
+                ));
+            }
+            for (j, s) in b.servers.iter().enumerate() {
+                let skey = format!("{key}.server[{j}]");
+                if s.port.is_some() {
+                    return Err(self.err(
+                        format!("{skey}.address"),
+                        "an L4 server takes no port (the VIP's port is kept)",
+                    ));
+                }
+                if s.cookie.is_some() {
+                    return Err(self.err(format!("{skey}.cookie"), "only for HTTP servers"));
+                }
+                if s.address.is_loopback() {
+                    return Err(self.err(
+                        format!("{skey}.address"),
+                        format!("{} is not a unicast server address", s.address),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first HTTP-only key set in a raw backend.
+fn http_key(b: &RawBackend) -> Option<&'static str> {
+    [
+        ("balance", b.balance.is_some()),
+        ("cookie", b.cookie.is_some()),
+        ("dynamic_cookie_key", b.dynamic_cookie_key.is_some()),
+        ("options", !b.options.is_empty()),
+        ("timeout_connect", b.timeout_connect.is_some()),
+        ("timeout_server", b.timeout_server.is_some()),
+    ]
+    .into_iter()
+    .find(|(_, set)| *set)
+    .map(|(k, _)| k)
+}

@@ -1,0 +1,91 @@
+//! `[dataplane]`: the interfaces the XDP program is attached to, how, and
+//! where its maps are pinned.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use super::{ConfigError, DEFAULT_PIN_DIR, Validator, parse_duration};
+
+/// How the XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic with a warning.
+    #[default]
+    Auto,
+    /// Native only: fail if the driver cannot run XDP.
+    Native,
+    /// Generic (skb) mode only.
+    Generic,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDataplane {
+    pub(super) interfaces: Vec<String>,
+    #[serde(default)]
+    xdp_mode: XdpMode,
+    pin_dir: Option<PathBuf>,
+    insert_cap: Option<u32>,
+    stick_refresh: Option<String>,
+    tunnel_source_v4: Option<Ipv4Addr>,
+    tunnel_source_v6: Option<Ipv6Addr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dataplane {
+    /// Interfaces the XDP program is attached to (at least one, no duplicates).
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpMode,
+    /// Directory on a bpffs where the daemon pins its maps.
+    pub pin_dir: PathBuf,
+    /// New stick entries per CPU per second; 0 = no cap.
+    pub insert_cap: u32,
+    pub stick_refresh: Duration,
+    /// Outer source of IPIP packets; default: the route's preferred source
+    /// towards the first IPv4 server.
+    pub tunnel_source_v4: Option<Ipv4Addr>,
+    pub tunnel_source_v6: Option<Ipv6Addr>,
+}
+
+impl Validator<'_> {
+    pub(super) fn dataplane(&self, d: RawDataplane) -> Result<Dataplane, ConfigError> {
+        // An empty list is checked against the frontends in settle_modes.
+        for (i, name) in d.interfaces.iter().enumerate() {
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+                return Err(self.err(
+                    "dataplane.interfaces",
+                    format!("{name:?} is not a valid interface name"),
+                ));
+            }
+            if d.interfaces[..i].contains(name) {
+                return Err(self.err("dataplane.interfaces", format!("{name:?} is listed twice")));
+            }
+        }
+        let pin_dir = d.pin_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR));
+        if !pin_dir.is_absolute() {
+            return Err(self.err(
+                "dataplane.pin_dir",
+                format!("{} is not an absolute path", pin_dir.display()),
+            ));
+        }
+        let stick_refresh = match d.stick_refresh {
+            Some(s) => parse_duration(&s).map_err(|r| self.err("dataplane.stick_refresh", r))?,
+            None => Duration::from_secs(1),
+        };
+        Ok(Dataplane {
+            interfaces: d.interfaces,
+            xdp_mode: d.xdp_mode,
+            pin_dir,
+            insert_cap: d.insert_cap.unwrap_or(0),
+            stick_refresh,
+            tunnel_source_v4: d.tunnel_source_v4,
+            tunnel_source_v6: d.tunnel_source_v6,
+        })
+    }
+}

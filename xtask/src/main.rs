@@ -9,6 +9,7 @@ mod bench_control;
 mod bench_http;
 mod bench_pps;
 mod demo;
+mod layers;
 mod plots;
 mod report;
 mod setup;
@@ -38,6 +39,9 @@ enum Command {
     },
     /// Set up, build, and show the balancer working in a namespace lab.
     Demo,
+    /// Check that the daemon's modules import only downwards (the layers
+    /// in xtask/src/layers.rs); prints the module graph by layer.
+    Layers,
     /// Remove labs (namespaces, pins, logs) left behind by killed runs.
     Sweep,
     /// Set up, build and run the benchmarks (root); prints tables, writes
@@ -85,6 +89,7 @@ fn main() -> std::process::ExitCode {
         Command::Build => setup::run().and_then(|()| util::build_balancer(true).map(|_| ())),
         Command::Test { args } => test::run(&args),
         Command::Demo => demo::run(),
+        Command::Layers => layers::run(),
         Command::Sweep => sweep(),
         Command::Bench {
             only,

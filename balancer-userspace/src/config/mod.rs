@@ -16,6 +16,7 @@
 //! - `metrics.table_count_interval` = `"10s"` (stick-table entry count, at least 1s)
 //! - `[resolvers.NAME]` and `server_template`: see [`resolvers`]
 
+pub mod cookie;
 mod resolvers;
 mod units;
 
@@ -327,7 +328,7 @@ impl Balance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpBackend {
     pub balance: Balance,
-    pub cookie: Option<crate::http::cookie::CookieConfig>,
+    pub cookie: Option<cookie::CookieConfig>,
     /// `dynamic` cookies: the secret their values are derived from.
     pub dynamic_cookie_key: Option<String>,
     /// `option persist`: a cookie naming a down server still goes there.
@@ -349,7 +350,7 @@ impl HttpBackend {
     pub fn server_cookie(&self, own: Option<String>, addr: IpAddr, port: u16) -> Option<String> {
         own.or_else(|| match (&self.cookie, &self.dynamic_cookie_key) {
             (Some(c), Some(k)) if c.dynamic => {
-                Some(crate::http::cookie::dynamic_value(k.as_bytes(), addr, port))
+                Some(cookie::dynamic_value(k.as_bytes(), addr, port))
             }
             _ => None,
         })
@@ -819,8 +820,7 @@ impl Validator<'_> {
         let cookie = match &b.cookie {
             None => None,
             Some(c) => Some(
-                crate::http::cookie::CookieConfig::parse(c)
-                    .map_err(|r| self.err(format!("{key}.cookie"), r))?,
+                cookie::CookieConfig::parse(c).map_err(|r| self.err(format!("{key}.cookie"), r))?,
             ),
         };
         if cookie.as_ref().is_some_and(|c| c.dynamic) && b.dynamic_cookie_key.is_none() {

@@ -1,5 +1,6 @@
 //! HAProxy's cookie persistence, as the proxy applies it.
 
+mod codec;
 mod request;
 
 pub use request::{

@@ -50,7 +50,8 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::proxy::ProxyBody;
+/// A request body's error, as [`ExchangeError::ClientBody`] keeps it.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Idle connections kept per server and worker; more are closed.
 const MAX_IDLE_PER_SERVER: usize = 512;
@@ -93,7 +94,7 @@ pub enum ExchangeError {
     #[error("malformed response from the server: {0}")]
     Malformed(&'static str),
     #[error("reading the client's request body: {0}")]
-    ClientBody(#[source] Box<dyn std::error::Error + Send + Sync>),
+    ClientBody(#[source] BoxError),
 }
 
 /// Why a request got no response head.
@@ -255,15 +256,21 @@ impl Pool {
     /// The response's body reads the rest from the connection, which goes
     /// back to the pool when that body has ended. A request met by a
     /// closed reused connection goes once more on a new one when `resend`
-    /// allows it (idempotent) and it has no body.
-    pub async fn send(
+    /// allows it (idempotent) and it has no body. The body is the caller's
+    /// type (generic, so the proxy's body enum is used as is: no boxing,
+    /// and this module knows nothing of the proxy).
+    pub async fn send<B>(
         self: &Arc<Self>,
         mut conn: Conn,
         reused: bool,
         resend: bool,
         connect_timeout: Duration,
-        req: Request<ProxyBody>,
-    ) -> Result<Response<UpBody>, SendError> {
+        req: Request<B>,
+    ) -> Result<Response<UpBody>, SendError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
         let (parts, mut body) = req.into_parts();
         let mut framing = encode_request(&parts, &body, &mut conn.wbuf);
         let no_body = matches!(framing, ReqFraming::None);
@@ -277,24 +284,28 @@ impl Pool {
                 let wbuf = std::mem::take(&mut conn.wbuf);
                 let addr = conn.addr;
                 drop(conn);
-                Box::pin(self.resend(addr, connect_timeout, wbuf, parts.method)).await
+                Box::pin(self.resend(addr, connect_timeout, wbuf, parts.method, body)).await
             }
             Err((e, _)) => Err(e.into()),
         }
     }
 
-    /// A request without body (its bytes in `wbuf`) once more, on a new
-    /// connection.
-    async fn resend(
+    /// A request without body (its bytes in `wbuf`; `body` has ended, and
+    /// is not read) once more, on a new connection.
+    async fn resend<B>(
         self: &Arc<Self>,
         addr: SocketAddr,
         connect_timeout: Duration,
         wbuf: Vec<u8>,
         method: Method,
-    ) -> Result<Response<UpBody>, SendError> {
+        mut body: B,
+    ) -> Result<Response<UpBody>, SendError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
         let mut conn = connect(addr, connect_timeout).await?;
         conn.wbuf = wbuf;
-        let mut body = ProxyBody::Full(None);
         match exchange(&mut conn, &mut body, &mut ReqFraming::None, &method).await {
             Ok(head) => Ok(self.response(conn, head)),
             Err((e, _)) => Err(e.into()),
@@ -351,7 +362,7 @@ enum ReqFraming {
 /// Write the request head into `out` (cleared first), choosing the body's
 /// framing from what the body knows of its size: none when it has ended,
 /// `content-length` when its size is known, else chunked.
-fn encode_request(parts: &http::request::Parts, body: &ProxyBody, out: &mut Vec<u8>) -> ReqFraming {
+fn encode_request(parts: &http::request::Parts, body: &impl Body, out: &mut Vec<u8>) -> ReqFraming {
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -454,12 +465,16 @@ struct Head {
 /// head; interim (1xx) responses are skipped. On error, whether any byte
 /// of a response had come (if none, the server may not have seen the
 /// request).
-async fn exchange(
+async fn exchange<B>(
     conn: &mut Conn,
-    body: &mut ProxyBody,
+    body: &mut B,
     framing: &mut ReqFraming,
     method: &Method,
-) -> Result<Head, (ExchangeError, bool)> {
+) -> Result<Head, (ExchangeError, bool)>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     let mut wpos = 0;
     // A request without body stays in `wbuf` until a response starts, so
     // that it can be sent again.
@@ -486,7 +501,7 @@ async fn exchange(
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    return Poll::Ready(Err((ExchangeError::ClientBody(e), received)));
+                    return Poll::Ready(Err((ExchangeError::ClientBody(e.into()), received)));
                 }
                 Poll::Ready(None) => {
                     match framing {

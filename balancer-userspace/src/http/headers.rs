@@ -106,7 +106,7 @@ pub(super) fn upstream_request<B>(
         mut headers,
         ..
     } = parts;
-    // `content-length` stays: upstream.rs frames the body itself and writes
+    // `content-length` stays: upstream/codec.rs frames the body itself and writes
     // neither the client's length nor its transfer-encoding.
     strip_hop_by_hop(&mut headers, upgrade);
     if upgrade {

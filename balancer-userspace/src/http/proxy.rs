@@ -12,7 +12,7 @@
 //! Connections: HTTP/1.1 with keep-alive and HTTP/2 (h2c, prior knowledge)
 //! from clients, told apart by their first bytes (HTTP/2's preface or not);
 //! HTTP/1.1 to servers through each worker's pool of keep-alive connections
-//! (`upstream.rs`). `Upgrade` (WebSocket) requests are passed through: after
+//! (`upstream/`). `Upgrade` (WebSocket) requests are passed through: after
 //! the server's 101 the two connections are spliced. `X-Forwarded-For` gets
 //! the client's address appended (and, with `option forwarded`, an RFC 7239
 //! `Forwarded` element; these header edits are `headers.rs`'s). Errors, as HAProxy answers them: 503 when no server may take

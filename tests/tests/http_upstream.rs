@@ -1,4 +1,4 @@
-//! The proxy's HTTP/1.1 client side (balancer-userspace/src/http/upstream.rs)
+//! The proxy's HTTP/1.1 client side (balancer-userspace/src/http/upstream/)
 //! against a scripted origin that answers each path with exact bytes:
 //! every response framing of RFC 9112 6.3 (chunked with extensions and
 //! trailers, content-length, read-until-close, no body for HEAD and 204),

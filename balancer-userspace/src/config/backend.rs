@@ -86,7 +86,7 @@ impl Balance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpBackend {
     pub balance: Balance,
-    pub cookie: Option<crate::http::cookie::CookieConfig>,
+    pub cookie: Option<super::cookie::CookieConfig>,
     /// `dynamic` cookies: the secret their values are derived from.
     pub dynamic_cookie_key: Option<String>,
     /// `option persist`: a cookie naming a down server still goes there.
@@ -108,7 +108,7 @@ impl HttpBackend {
     pub fn server_cookie(&self, own: Option<String>, addr: IpAddr, port: u16) -> Option<String> {
         own.or_else(|| match (&self.cookie, &self.dynamic_cookie_key) {
             (Some(c), Some(k)) if c.dynamic => {
-                Some(crate::http::cookie::dynamic_value(k.as_bytes(), addr, port))
+                Some(super::cookie::dynamic_value(k.as_bytes(), addr, port))
             }
             _ => None,
         })
@@ -178,7 +178,7 @@ impl Validator<'_> {
         let cookie = match &b.cookie {
             None => None,
             Some(c) => Some(
-                crate::http::cookie::CookieConfig::parse(c)
+                super::cookie::CookieConfig::parse(c)
                     .map_err(|r| self.err(format!("{key}.cookie"), r))?,
             ),
         };

@@ -18,6 +18,7 @@
 //! - `[peers.NAME]`: see [`peers`]
 
 mod backend;
+pub mod cookie;
 mod dataplane;
 mod frontend;
 mod peers;

@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod cookie;
+mod headers;
 pub mod proxy;
 pub mod stats;
 pub mod timer;

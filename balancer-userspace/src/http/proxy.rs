@@ -12,10 +12,10 @@
 //! Connections: HTTP/1.1 with keep-alive and HTTP/2 (h2c, prior knowledge)
 //! from clients, told apart by their first bytes (HTTP/2's preface or not);
 //! HTTP/1.1 to servers through each worker's pool of keep-alive connections
-//! (`upstream.rs`). `Upgrade` (WebSocket) requests are passed through: after
+//! (`upstream/`). `Upgrade` (WebSocket) requests are passed through: after
 //! the server's 101 the two connections are spliced. `X-Forwarded-For` gets
 //! the client's address appended (and, with `option forwarded`, an RFC 7239
-//! `Forwarded` element). Errors, as HAProxy answers them: 503 when no server may take
+//! `Forwarded` element; these header edits are `headers.rs`'s). Errors, as HAProxy answers them: 503 when no server may take
 //! the request or the chosen one refuses the connection, 502 when the
 //! connection fails after it was made, 504 when the server does not answer
 //! within `timeout_server`. A request that failed to connect is tried once on
@@ -35,11 +35,9 @@ use std::{
 
 use balancer_common::maps::{STATE_DOWN, STATE_DRAIN, STATE_MAINT, STATE_UP};
 use bytes::Bytes;
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
-};
-use hyper::body::Incoming;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::server::conn::{http1, http2};
+use hyper::{body::Incoming, upgrade::OnUpgrade};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use log::{debug, warn};
 use tokio::{
@@ -48,11 +46,12 @@ use tokio::{
 };
 
 use super::{
-    balance::{Candidate, InFlight, SmoothWrr, least_conn, source},
+    balance::{Candidate, InFlight, InFlightGuard, SmoothWrr, least_conn, source},
     cookie::{self, Persist},
+    headers::{is_upgrade, join_cookie_fields, strip_hop_by_hop, upstream_request},
     stats::{FrontendCounters, ServerStats},
     timer::{RecyclingTimer, within},
-    upstream::{Pool, SendError, UpBody},
+    upstream::{Conn, Pool, SendError, UpBody},
 };
 use crate::config::{Balance, HttpBackend};
 
@@ -416,70 +415,6 @@ fn error(status: StatusCode, msg: &str) -> Response<ProxyBody> {
     r
 }
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Hop-by-hop headers of RFC 9110 7.6.1 (and the old `Proxy-Connection`),
-/// `Upgrade` apart.
-fn is_hop_by_hop(n: &HeaderName) -> bool {
-    n == header::CONNECTION
-        || n == header::TE
-        || n == header::TRAILER
-        || n == header::TRANSFER_ENCODING
-        || n == KEEP_ALIVE
-        || n == PROXY_CONNECTION
-}
-
-/// Headers that describe one hop and are not forwarded (RFC 9110 7.6.1),
-/// plus those named in `Connection`.
-fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none: one pass over the names, no lookups.
-    if !h
-        .keys()
-        .any(|n| is_hop_by_hop(n) || (!keep_upgrade && n == header::UPGRADE))
-    {
-        return;
-    }
-    let named: Vec<String> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    for n in named {
-        if keep_upgrade && n == "upgrade" {
-            continue;
-        }
-        h.remove(n.as_str());
-    }
-    for n in [
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::CONNECTION,
-    ] {
-        h.remove(n);
-    }
-    if !keep_upgrade {
-        h.remove(header::UPGRADE);
-    }
-}
-
-fn is_upgrade(h: &HeaderMap) -> bool {
-    h.contains_key(header::UPGRADE)
-        && h.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-        })
-}
-
 impl Proxy {
     /// A server for a user without a usable cookie: up, weight > 0, not in
     /// `exclude`.
@@ -523,67 +458,33 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     p.spec.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let resp = proxy(&p, peer, client_ip, req).await;
+    let resp = proxy(&p, peer, client_ip, req)
+        .await
+        .unwrap_or_else(|(status, msg)| error(status, msg));
     p.spec.stats.responses.count(resp.status().as_u16());
     Ok(resp)
 }
 
-/// The proxy's answer to one client request.
+/// An answer the proxy makes itself instead of the server's (see
+/// [`error`]): its status and text, counted where it was decided.
+type Refusal = (StatusCode, &'static str);
+
+/// The proxy's answer to one client request, in phases: choose a server,
+/// connect (with one retry elsewhere when that is safe), forward, finish.
+/// Each phase may end the request with a [`Refusal`].
 async fn proxy(
     p: &Proxy,
     peer: SocketAddr,
     client_ip: HeaderValue,
     mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
+) -> Result<Response<ProxyBody>, Refusal> {
     let view = p.view.borrow().clone();
     let Some(b) = view.backends.get(&p.spec.backend).cloned() else {
         p.spec.stats.no_server.fetch_add(1, Ordering::Relaxed);
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no backend");
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "no backend"));
     };
     let now = unix_now();
-    // HTTP/2 may split `cookie` into several fields; joined with "; " as
-    // RFC 9113 8.2.3 asks before forwarding to HTTP/1.1 (and as HAProxy does
-    // before it looks at them).
-    if req.version() == http::Version::HTTP_2 {
-        join_cookie_fields(req.headers_mut());
-    }
-    // Only servers that may take a persistent request are matched against
-    // the cookie (up or draining; down too with `option persist`), as
-    // HAProxy skips the others when it looks the value up.
-    let may_persist = |s: &HttpServerView| {
-        s.state == STATE_UP
-            || s.state == STATE_DRAIN
-            // HAProxy's `option persist` follows the cookie to any stopped
-            // server, in maintenance too.
-            || (b.settings.persist && (s.state == STATE_DOWN || s.state == STATE_MAINT))
-    };
-    let persist = match &b.settings.cookie {
-        Some(c) => {
-            let values: Vec<Option<&str>> = b
-                .servers
-                .iter()
-                .map(|s| s.cookie.as_deref().filter(|_| may_persist(s)))
-                .collect();
-            cookie::process_request(c, req.headers_mut(), &values, now)
-        }
-        None => Persist::default(),
-    };
-    let by_cookie = persist
-        .server
-        .filter(|&i| b.servers.get(i).is_some_and(may_persist));
-    let fe = &p.spec.stats;
-    if b.settings.cookie.is_some() {
-        match (by_cookie, persist.seen) {
-            (Some(_), _) => &fe.cookie_used,
-            (None, false) => &fe.cookie_absent,
-            (None, true) => &fe.cookie_unusable,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-    }
-    let Some(mut chosen) = by_cookie.or_else(|| p.balance(&b, peer.ip(), None)) else {
-        fe.no_server.fetch_add(1, Ordering::Relaxed);
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no server available");
-    };
+    let (chosen, persist, by_cookie) = p.choose_server(&b, peer.ip(), &mut req, now)?;
     let method = req.method().clone();
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -596,49 +497,9 @@ async fn proxy(
     let retryable = idempotent
         && hyper::body::Body::is_end_stream(req.body())
         && !upgrade
-        && (by_cookie.is_none() || b.settings.redispatch);
+        && (!by_cookie || b.settings.redispatch);
     let (parts, body) = req.into_parts();
-    let connect_timeout = b.settings.timeout_connect;
-    // Connect first (or take an idle connection): a server that refuses
-    // has not seen the request, so another may take it when that is safe.
-    let mut attempt = 0;
-    let (conn, reused, guard) = loop {
-        let server = &b.servers[chosen];
-        match p.pool.checkout(server.addr, connect_timeout).await {
-            Ok((conn, reused)) => {
-                server.stats.requests.fetch_add(1, Ordering::Relaxed);
-                // Counted only where `leastconn` reads it: the count is
-                // shared by the worker threads.
-                let guard = (b.settings.balance == Balance::LeastConn)
-                    .then(|| p.shared.in_flight.start(server.id));
-                break (conn, reused, guard);
-            }
-            Err(e) if retryable && attempt == 0 => {
-                server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(
-                    "{}: {}/{}: {e}; trying another server",
-                    p.spec.name, b.name, server.name
-                );
-                attempt += 1;
-                match p.balance(&b, peer.ip(), Some(chosen)) {
-                    Some(i) => {
-                        fe.redispatched.fetch_add(1, Ordering::Relaxed);
-                        chosen = i;
-                    }
-                    None => {
-                        fe.no_server.fetch_add(1, Ordering::Relaxed);
-                        return error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable");
-                    }
-                }
-            }
-            Err(e) => {
-                server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                warn!("{}: {}/{}: {e}", p.spec.name, b.name, server.name);
-                // As HAProxy: no connection to the server is a 503.
-                return error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable");
-            }
-        }
-    };
+    let (chosen, conn, reused, guard) = p.connect(&b, peer.ip(), chosen, retryable).await?;
     let server = &b.servers[chosen];
     let up = upstream_request(
         parts,
@@ -648,45 +509,7 @@ async fn proxy(
         upgrade,
         b.settings.forwarded,
     );
-    // A reused connection found closed may take the request again only if
-    // it is idempotent (`send` also requires that it has no body).
-    let sent = p.pool.send(conn, reused, idempotent, connect_timeout, up);
-    let mut resp = match within(b.settings.timeout_server, sent).await {
-        Some(Ok(x)) => x,
-        Some(Err(e)) => {
-            warn!(
-                "{}: {}/{} ({}): {}",
-                p.spec.name,
-                b.name,
-                server.name,
-                server.addr,
-                crate::util::error_chain(&e)
-            );
-            // A connection that failed after it was made is a 502.
-            return match e {
-                SendError::Connect(_) => {
-                    server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    error(StatusCode::SERVICE_UNAVAILABLE, "server unavailable")
-                }
-                SendError::Exchange(_) => {
-                    server.stats.response_errors.fetch_add(1, Ordering::Relaxed);
-                    error(StatusCode::BAD_GATEWAY, "server connection failed")
-                }
-            };
-        }
-        None => {
-            warn!(
-                "{}: {}/{} ({}): no response within {} ms",
-                p.spec.name,
-                b.name,
-                server.name,
-                server.addr,
-                b.settings.timeout_server.as_millis()
-            );
-            server.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-            return error(StatusCode::GATEWAY_TIMEOUT, "server timeout");
-        }
-    };
+    let mut resp = p.forward(&b, server, conn, reused, idempotent, up).await?;
     server.stats.responses.count(resp.status().as_u16());
     if let Some(c) = &b.settings.cookie {
         let status = resp.status().as_u16();
@@ -700,60 +523,226 @@ async fn proxy(
             now,
         );
     }
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let (parts, body) = resp.into_parts();
-        let Some(client_upgrade) = client_upgrade else {
-            // A 101 the client did not ask for: nothing to switch to.
-            return error(StatusCode::BAD_GATEWAY, "unexpected protocol switch");
-        };
-        let Some((server_io, early)) = body.into_upgraded() else {
-            return error(StatusCode::BAD_GATEWAY, "server connection failed");
-        };
-        let name = p.spec.name.clone();
-        tokio::spawn(async move {
-            let _guard = guard;
-            match client_upgrade.await {
-                Ok(c) => {
-                    let mut c = TokioIo::new(c);
-                    let mut s = server_io;
-                    // What the server sent right after its 101 goes first.
-                    let r = async {
-                        if !early.is_empty() {
-                            tokio::io::AsyncWriteExt::write_all(&mut c, &early).await?;
-                        }
-                        tokio::io::copy_bidirectional(&mut c, &mut s).await
-                    };
-                    if let Err(e) = r.await {
-                        debug!("{name}: upgraded connection: {e}");
-                    }
-                }
-                Err(e) => debug!("{name}: upgrade failed: {e}"),
-            }
-        });
-        return Response::from_parts(parts, empty());
-    }
-    strip_hop_by_hop(resp.headers_mut(), false);
-    let (parts, body) = resp.into_parts();
-    // The request counts as in flight until its response body ends; the
-    // body hands its server connection back to the pool at its end.
-    let body = ProxyBody::Response(Counted { inner: body, guard });
-    Response::from_parts(parts, body)
+    p.finish(resp, client_upgrade, guard)
 }
 
-/// Replace several `cookie` fields by one, their values joined with "; ".
-fn join_cookie_fields(h: &mut HeaderMap) {
-    if h.get_all(header::COOKIE).iter().nth(1).is_none() {
-        return;
-    }
-    let mut joined = Vec::new();
-    for v in h.get_all(header::COOKIE) {
-        if !joined.is_empty() {
-            joined.extend_from_slice(b"; ");
+impl Proxy {
+    /// The server for `req`: the one its persistence cookie names, if that
+    /// one may take it, else [`Proxy::balance`]'s choice. Reading the cookie
+    /// edits the request's `Cookie` headers (see [`cookie::process_request`])
+    /// and counts its outcome. Returns the server's index, the cookie's
+    /// verdict (for the response's cookie), and whether the cookie chose.
+    fn choose_server(
+        &self,
+        b: &HttpBackendView,
+        client: IpAddr,
+        req: &mut Request<Incoming>,
+        now: u64,
+    ) -> Result<(usize, Persist, bool), Refusal> {
+        // HTTP/2 may split `cookie` into several fields; joined with "; " as
+        // RFC 9113 8.2.3 asks before forwarding to HTTP/1.1 (and as HAProxy does
+        // before it looks at them).
+        if req.version() == http::Version::HTTP_2 {
+            join_cookie_fields(req.headers_mut());
         }
-        joined.extend_from_slice(v.as_bytes());
+        // Only servers that may take a persistent request are matched against
+        // the cookie (up or draining; down too with `option persist`), as
+        // HAProxy skips the others when it looks the value up.
+        let may_persist = |s: &HttpServerView| {
+            s.state == STATE_UP
+                || s.state == STATE_DRAIN
+                // HAProxy's `option persist` follows the cookie to any stopped
+                // server, in maintenance too.
+                || (b.settings.persist && (s.state == STATE_DOWN || s.state == STATE_MAINT))
+        };
+        let persist = match &b.settings.cookie {
+            Some(c) => {
+                let values: Vec<Option<&str>> = b
+                    .servers
+                    .iter()
+                    .map(|s| s.cookie.as_deref().filter(|_| may_persist(s)))
+                    .collect();
+                cookie::process_request(c, req.headers_mut(), &values, now)
+            }
+            None => Persist::default(),
+        };
+        let by_cookie = persist
+            .server
+            .filter(|&i| b.servers.get(i).is_some_and(may_persist));
+        let fe = &self.spec.stats;
+        if b.settings.cookie.is_some() {
+            match (by_cookie, persist.seen) {
+                (Some(_), _) => &fe.cookie_used,
+                (None, false) => &fe.cookie_absent,
+                (None, true) => &fe.cookie_unusable,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(chosen) = by_cookie.or_else(|| self.balance(b, client, None)) else {
+            fe.no_server.fetch_add(1, Ordering::Relaxed);
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "no server available"));
+        };
+        Ok((chosen, persist, by_cookie.is_some()))
     }
-    if let Ok(v) = HeaderValue::from_bytes(&joined) {
-        h.insert(header::COOKIE, v);
+
+    /// A connection to server `chosen`: an idle one, or a new one. A server
+    /// that refuses has not seen the request, so another may take it when
+    /// `retryable` (once). Returns the server finally used, the connection,
+    /// whether it was reused, and the request's in-flight count (kept only
+    /// for `leastconn`).
+    async fn connect(
+        &self,
+        b: &HttpBackendView,
+        client: IpAddr,
+        mut chosen: usize,
+        retryable: bool,
+    ) -> Result<(usize, Conn, bool, Option<InFlightGuard>), Refusal> {
+        let fe = &self.spec.stats;
+        let mut attempt = 0;
+        loop {
+            let server = &b.servers[chosen];
+            match self
+                .pool
+                .checkout(server.addr, b.settings.timeout_connect)
+                .await
+            {
+                Ok((conn, reused)) => {
+                    server.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    // Counted only where `leastconn` reads it: the count is
+                    // shared by the worker threads.
+                    let guard = (b.settings.balance == Balance::LeastConn)
+                        .then(|| self.shared.in_flight.start(server.id));
+                    return Ok((chosen, conn, reused, guard));
+                }
+                Err(e) if retryable && attempt == 0 => {
+                    server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(
+                        "{}: {}/{}: {e}; trying another server",
+                        self.spec.name, b.name, server.name
+                    );
+                    attempt += 1;
+                    match self.balance(b, client, Some(chosen)) {
+                        Some(i) => {
+                            fe.redispatched.fetch_add(1, Ordering::Relaxed);
+                            chosen = i;
+                        }
+                        None => {
+                            fe.no_server.fetch_add(1, Ordering::Relaxed);
+                            return Err((StatusCode::SERVICE_UNAVAILABLE, "server unavailable"));
+                        }
+                    }
+                }
+                Err(e) => {
+                    server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                    warn!("{}: {}/{}: {e}", self.spec.name, b.name, server.name);
+                    // As HAProxy: no connection to the server is a 503.
+                    return Err((StatusCode::SERVICE_UNAVAILABLE, "server unavailable"));
+                }
+            }
+        }
+    }
+
+    /// Send `up` on `conn` and wait for the response head, at most
+    /// `timeout_server`. A reused connection found closed may take the
+    /// request again only if it is idempotent (`send` also requires that it
+    /// has no body). Failures are counted.
+    async fn forward(
+        &self,
+        b: &HttpBackendView,
+        server: &HttpServerView,
+        conn: Conn,
+        reused: bool,
+        idempotent: bool,
+        up: Request<ProxyBody>,
+    ) -> Result<Response<UpBody>, Refusal> {
+        let sent = self
+            .pool
+            .send(conn, reused, idempotent, b.settings.timeout_connect, up);
+        match within(b.settings.timeout_server, sent).await {
+            Some(Ok(x)) => Ok(x),
+            Some(Err(e)) => {
+                warn!(
+                    "{}: {}/{} ({}): {}",
+                    self.spec.name,
+                    b.name,
+                    server.name,
+                    server.addr,
+                    crate::util::error_chain(&e)
+                );
+                // A connection that failed after it was made is a 502.
+                Err(match e {
+                    SendError::Connect(_) => {
+                        server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                        (StatusCode::SERVICE_UNAVAILABLE, "server unavailable")
+                    }
+                    SendError::Exchange(_) => {
+                        server.stats.response_errors.fetch_add(1, Ordering::Relaxed);
+                        (StatusCode::BAD_GATEWAY, "server connection failed")
+                    }
+                })
+            }
+            None => {
+                warn!(
+                    "{}: {}/{} ({}): no response within {} ms",
+                    self.spec.name,
+                    b.name,
+                    server.name,
+                    server.addr,
+                    b.settings.timeout_server.as_millis()
+                );
+                server.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err((StatusCode::GATEWAY_TIMEOUT, "server timeout"))
+            }
+        }
+    }
+
+    /// The server's response on its way to the client. After a 101, the two
+    /// connections are spliced in a task of their own; otherwise the body
+    /// streams, without hop-by-hop fields, and the request counts as in
+    /// flight until it ends (the body hands its server connection back to
+    /// the pool at its end).
+    fn finish(
+        &self,
+        mut resp: Response<UpBody>,
+        client_upgrade: Option<OnUpgrade>,
+        guard: Option<InFlightGuard>,
+    ) -> Result<Response<ProxyBody>, Refusal> {
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let (parts, body) = resp.into_parts();
+            let Some(client_upgrade) = client_upgrade else {
+                // A 101 the client did not ask for: nothing to switch to.
+                return Err((StatusCode::BAD_GATEWAY, "unexpected protocol switch"));
+            };
+            let Some((server_io, early)) = body.into_upgraded() else {
+                return Err((StatusCode::BAD_GATEWAY, "server connection failed"));
+            };
+            let name = self.spec.name.clone();
+            tokio::spawn(async move {
+                let _guard = guard;
+                match client_upgrade.await {
+                    Ok(c) => {
+                        let mut c = TokioIo::new(c);
+                        let mut s = server_io;
+                        // What the server sent right after its 101 goes first.
+                        let r = async {
+                            if !early.is_empty() {
+                                tokio::io::AsyncWriteExt::write_all(&mut c, &early).await?;
+                            }
+                            tokio::io::copy_bidirectional(&mut c, &mut s).await
+                        };
+                        if let Err(e) = r.await {
+                            debug!("{name}: upgraded connection: {e}");
+                        }
+                    }
+                    Err(e) => debug!("{name}: upgrade failed: {e}"),
+                }
+            });
+            return Ok(Response::from_parts(parts, empty()));
+        }
+        strip_hop_by_hop(resp.headers_mut(), false);
+        let (parts, body) = resp.into_parts();
+        let body = ProxyBody::Response(Counted { inner: body, guard });
+        Ok(Response::from_parts(parts, body))
     }
 }
 
@@ -762,7 +751,7 @@ fn join_cookie_fields(h: &mut HeaderMap) {
 /// `leastconn`), rather than when hyper gets round to dropping it.
 pub struct Counted {
     inner: UpBody,
-    guard: Option<super::balance::InFlightGuard>,
+    guard: Option<InFlightGuard>,
 }
 
 impl hyper::body::Body for Counted {
@@ -794,75 +783,4 @@ impl hyper::body::Body for Counted {
 
 fn empty() -> ProxyBody {
     ProxyBody::Full(None)
-}
-
-/// The request to send to a server: same method, path and headers minus
-/// hop-by-hop ones, `X-Forwarded-For` extended, HTTP/1.1 in origin form.
-fn upstream_request(
-    parts: http::request::Parts,
-    body: ProxyBody,
-    client_ip: &HeaderValue,
-    client: IpAddr,
-    upgrade: bool,
-    forwarded: bool,
-) -> Request<ProxyBody> {
-    let http::request::Parts {
-        method,
-        uri,
-        mut headers,
-        ..
-    } = parts;
-    // `content-length` stays: upstream.rs frames the body itself and writes
-    // neither the client's length nor its transfer-encoding.
-    strip_hop_by_hop(&mut headers, upgrade);
-    if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    if !headers.contains_key(header::HOST)
-        && let Some(a) = uri.authority()
-        && let Ok(v) = HeaderValue::from_str(a.as_str())
-    {
-        headers.insert(header::HOST, v);
-    }
-    let origin_form = match uri.into_parts().path_and_query {
-        Some(pq) => Uri::from(pq),
-        None => Uri::from_static("/"),
-    };
-    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {client}")).ok()
-        }
-        _ => Some(client_ip.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-    if forwarded {
-        // RFC 7239: IPv6 addresses quoted in brackets; appended to any
-        // elements already there.
-        let node = match client {
-            IpAddr::V4(a) => a.to_string(),
-            IpAddr::V6(a) => format!("\"[{a}]\""),
-        };
-        let mut element = format!("for={node};proto=http");
-        if let Some(h) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
-            && h.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-        {
-            element.push_str(&format!(";host=\"{h}\""));
-        }
-        let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
-            _ => element,
-        };
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(header::FORWARDED, v);
-        }
-    }
-    let mut r = Request::new(body);
-    *r.method_mut() = method;
-    *r.uri_mut() = origin_form;
-    *r.version_mut() = http::Version::HTTP_11;
-    *r.headers_mut() = headers;
-    r
 }

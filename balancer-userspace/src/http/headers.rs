@@ -1,0 +1,162 @@
+//! What the proxy changes in the messages it forwards, cookies apart
+//! (`cookie/`): hop-by-hop fields dropped (RFC 9110 7.6.1), `Upgrade` kept
+//! for a protocol switch the client asked for, the request put in origin
+//! form for HTTP/1.1, `X-Forwarded-For` extended and, with `option
+//! forwarded`, an RFC 7239 `Forwarded` element appended; an HTTP/2
+//! request's `cookie` fields joined into one.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers of RFC 9110 7.6.1 (and the old `Proxy-Connection`),
+/// `Upgrade` apart.
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    n == header::CONNECTION
+        || n == header::TE
+        || n == header::TRAILER
+        || n == header::TRANSFER_ENCODING
+        || n == KEEP_ALIVE
+        || n == PROXY_CONNECTION
+}
+
+/// Headers that describe one hop and are not forwarded (RFC 9110 7.6.1),
+/// plus those named in `Connection`.
+pub(super) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names, no lookups.
+    if !h
+        .keys()
+        .any(|n| is_hop_by_hop(n) || (!keep_upgrade && n == header::UPGRADE))
+    {
+        return;
+    }
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for n in named {
+        if keep_upgrade && n == "upgrade" {
+            continue;
+        }
+        h.remove(n.as_str());
+    }
+    for n in [
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+    ] {
+        h.remove(n);
+    }
+    if !keep_upgrade {
+        h.remove(header::UPGRADE);
+    }
+}
+
+pub(super) fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// Replace several `cookie` fields by one, their values joined with "; ".
+pub(super) fn join_cookie_fields(h: &mut HeaderMap) {
+    if h.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for v in h.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(header::COOKIE, v);
+    }
+}
+
+/// The request to send to a server: same method, path and headers minus
+/// hop-by-hop ones, `X-Forwarded-For` extended, HTTP/1.1 in origin form.
+pub(super) fn upstream_request<B>(
+    parts: http::request::Parts,
+    body: B,
+    client_ip: &HeaderValue,
+    client: IpAddr,
+    upgrade: bool,
+    forwarded: bool,
+) -> Request<B> {
+    let http::request::Parts {
+        method,
+        uri,
+        mut headers,
+        ..
+    } = parts;
+    // `content-length` stays: upstream/codec.rs frames the body itself and writes
+    // neither the client's length nor its transfer-encoding.
+    strip_hop_by_hop(&mut headers, upgrade);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if !headers.contains_key(header::HOST)
+        && let Some(a) = uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        headers.insert(header::HOST, v);
+    }
+    let origin_form = match uri.into_parts().path_and_query {
+        Some(pq) => Uri::from(pq),
+        None => Uri::from_static("/"),
+    };
+    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {client}")).ok()
+        }
+        _ => Some(client_ip.clone()),
+    };
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if forwarded {
+        // RFC 7239: IPv6 addresses quoted in brackets; appended to any
+        // elements already there.
+        let node = match client {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("\"[{a}]\""),
+        };
+        let mut element = format!("for={node};proto=http");
+        if let Some(h) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
+            && h.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            element.push_str(&format!(";host=\"{h}\""));
+        }
+        let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
+            _ => element,
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(header::FORWARDED, v);
+        }
+    }
+    let mut r = Request::new(body);
+    *r.method_mut() = method;
+    *r.uri_mut() = origin_form;
+    *r.version_mut() = http::Version::HTTP_11;
+    *r.headers_mut() = headers;
+    r
+}

@@ -1,0 +1,571 @@
+//! Connections from the proxy to its servers: HTTP/1.1, spoken by the
+//! request's own task, with one pool of idle keep-alive connections per
+//! worker thread.
+//!
+//! hyper's client (`hyper::client::conn::http1`) runs each server
+//! connection as a task of its own: every request then crosses tasks and
+//! channels twice (request in, response head and body out) and is parsed
+//! into a message hyper owns before the proxy sees it. Here the task that
+//! serves the client's request writes the request to the server and reads
+//! the response head itself ([`Pool::send`]); the response body
+//! ([`UpBody`]) reads the server's socket when the client side asks for
+//! the next piece. Nothing else runs per request, and a connection goes
+//! back to its worker's pool the moment its response has been read to the
+//! end, ready for the next request on that worker.
+//!
+//! What is implemented of RFC 9112, as a client: requests framed by
+//! `content-length` (known size) or chunked (unknown size, trailers kept);
+//! responses framed as section 6.3 says (no body for HEAD, 1xx, 204, 304;
+//! chunked; `content-length`, where differing or malformed values are an
+//! error; else read until the server closes); interim 1xx responses skipped;
+//! 101 hands the connection to the caller for an upgrade; `Connection:
+//! close` and HTTP/1.0 responses are not reused; heads are limited to
+//! [`MAX_HEAD`] bytes and [`MAX_HEADERS`] fields.
+//!
+//! A connection taken from the pool may have been closed by the server
+//! meanwhile. An idle connection whose socket has anything to read (the
+//! server's FIN, or bytes it had no business sending) is closed rather than
+//! used; and a request that meets a closed connection before any byte of a
+//! response came back is sent once more on a new connection when that is
+//! safe (idempotent method, no body): to the client this is invisible, as
+//! with HAProxy's connection reuse.
+
+mod codec;
+
+use std::{
+    collections::HashMap,
+    future::poll_fn,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response};
+use hyper::body::{Body, Frame, SizeHint};
+use log::debug;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+
+use codec::{
+    Framing, Head, Parsed, ReqFraming, Step, decode_chunk, encode_frame, encode_request, parse_head,
+};
+pub use codec::{MAX_HEAD, MAX_HEADERS};
+
+/// A request body's error, as [`ExchangeError::ClientBody`] keeps it.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Idle connections kept per server and worker; more are closed.
+const MAX_IDLE_PER_SERVER: usize = 512;
+/// An idle connection older than this is closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often each worker closes the idle connections it no longer wants
+/// (expired, closed by the server, or to a server no longer configured).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// Room made in a connection's read buffer before a read: at first, and at
+/// most (it doubles each time a read fills it, for large bodies).
+const READ_ROOM: usize = 16 * 1024;
+const MAX_READ_ROOM: usize = 256 * 1024;
+
+/// Why no connection to a server could be made (HAProxy answers 503).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to {addr}: no answer within {} ms", .timeout.as_millis())]
+    Timeout { addr: SocketAddr, timeout: Duration },
+    #[error("connect to {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What went wrong in an exchange with a server, after the connection was
+/// made (HAProxy answers 502).
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("server closed the connection before a complete response head")]
+    Closed,
+    #[error("connection to the server: {0}")]
+    Io(#[from] io::Error),
+    #[error("malformed response from the server: {0}")]
+    Malformed(&'static str),
+    #[error("reading the client's request body: {0}")]
+    ClientBody(#[source] BoxError),
+}
+
+/// Why a request got no response head.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+}
+
+/// An HTTP/1.1 connection to a server, owned by one request at a time.
+pub struct Conn {
+    addr: SocketAddr,
+    io: TcpStream,
+    /// Bytes read from the server and not yet consumed.
+    rbuf: BytesMut,
+    /// The request being written (kept, for a request without body, until
+    /// its response starts, so that it can be sent again).
+    wbuf: Vec<u8>,
+    /// Room made in `rbuf` before a read.
+    room: usize,
+}
+
+impl Conn {
+    /// Whether an idle connection can take a request: nothing has come from
+    /// the server since its last response (no FIN, no stray bytes). Asks
+    /// the socket only when the event loop saw it become readable.
+    fn is_usable(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut b = [0u8; 1];
+                matches!(self.io.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Read what the server has sent into `rbuf`; `Ok(0)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.rbuf.capacity() - self.rbuf.len() < self.room / 4 {
+            self.rbuf.reserve(self.room);
+        }
+        let spare = self.rbuf.spare_capacity_mut();
+        let offered = spare.len();
+        let mut rb = ReadBuf::uninit(spare);
+        match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                if n == offered && self.room < MAX_READ_ROOM {
+                    self.room *= 2;
+                }
+                // SAFETY: `poll_read` initialised the first `n` spare bytes.
+                unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Write `wbuf[*pos..]`; `Ready(Ok)` once all of it is written.
+    fn poll_flush_wbuf(&mut self, pos: &mut usize, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while *pos < self.wbuf.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[*pos..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *pos += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The upgraded connection (after a 101): the socket, and what the
+    /// server already sent beyond its response head.
+    pub fn into_upgraded(self) -> (TcpStream, Bytes) {
+        (self.io, self.rbuf.freeze())
+    }
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// Idle keep-alive connections of one worker thread, by server address
+/// (foldhash: SipHash's flooding resistance buys nothing for keys that are
+/// the configured servers, and it costs on every request).
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>>,
+}
+
+impl Pool {
+    /// A connection to `addr`: an idle one that is still open, else a new
+    /// one (made within `connect_timeout`). The flag says it was reused.
+    pub async fn checkout(
+        &self,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+    ) -> Result<(Conn, bool), ConnectError> {
+        match self.take_idle(addr) {
+            Some(conn) => Ok((conn, true)),
+            // Rare: boxed, so that every request's future stays small.
+            None => Box::pin(connect(addr, connect_timeout))
+                .await
+                .map(|c| (c, false)),
+        }
+    }
+
+    fn take_idle(&self, addr: SocketAddr) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(&addr)?;
+        while let Some(i) = list.pop() {
+            if i.since.elapsed() < IDLE_TIMEOUT && i.conn.is_usable() {
+                return Some(i.conn);
+            }
+        }
+        None
+    }
+
+    /// Close the idle connections that are expired, closed by their
+    /// server, or to an address `keep` refuses (a server that was removed
+    /// or whose address changed): without this they would stay open until
+    /// the server closed them. Returns how many were closed.
+    pub fn sweep(&self, keep: impl Fn(&SocketAddr) -> bool) -> usize {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let before: usize = idle.values().map(Vec::len).sum();
+        idle.retain(|addr, list| {
+            if !keep(addr) {
+                return false;
+            }
+            list.retain(|i| i.since.elapsed() < IDLE_TIMEOUT && i.conn.is_usable());
+            !list.is_empty()
+        });
+        before - idle.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Only [`UpBody::finish`] calls this, with a connection whose read
+    /// buffer is empty (its response ended exactly).
+    fn put(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(conn.addr).or_default();
+        if list.len() >= MAX_IDLE_PER_SERVER {
+            // Closes the oldest.
+            list.remove(0);
+        }
+        list.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Send `req` (origin form, HTTP/1.1) on `conn` (from
+    /// [`Pool::checkout`]), streaming its body, and read the response head.
+    /// The response's body reads the rest from the connection, which goes
+    /// back to the pool when that body has ended. A request met by a
+    /// closed reused connection goes once more on a new one when `resend`
+    /// allows it (idempotent) and it has no body. The body is the caller's
+    /// type (generic, so the proxy's body enum is used as is: no boxing,
+    /// and this module knows nothing of the proxy).
+    pub async fn send<B>(
+        self: &Arc<Self>,
+        mut conn: Conn,
+        reused: bool,
+        resend: bool,
+        connect_timeout: Duration,
+        req: Request<B>,
+    ) -> Result<Response<UpBody>, SendError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, mut body) = req.into_parts();
+        let mut framing = encode_request(&parts, &body, &mut conn.wbuf);
+        let no_body = matches!(framing, ReqFraming::None);
+        match exchange(&mut conn, &mut body, &mut framing, &parts.method).await {
+            Ok(head) => Ok(self.response(conn, head)),
+            Err((e, received)) if reused && resend && no_body && !received => {
+                debug!(
+                    "{}: pooled connection closed ({e}); reconnecting",
+                    conn.addr
+                );
+                let wbuf = std::mem::take(&mut conn.wbuf);
+                let addr = conn.addr;
+                drop(conn);
+                Box::pin(self.resend(addr, connect_timeout, wbuf, parts.method, body)).await
+            }
+            Err((e, _)) => Err(e.into()),
+        }
+    }
+
+    /// A request without body (its bytes in `wbuf`; `body` has ended, and
+    /// is not read) once more, on a new connection.
+    async fn resend<B>(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        wbuf: Vec<u8>,
+        method: Method,
+        mut body: B,
+    ) -> Result<Response<UpBody>, SendError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let mut conn = connect(addr, connect_timeout).await?;
+        conn.wbuf = wbuf;
+        match exchange(&mut conn, &mut body, &mut ReqFraming::None, &method).await {
+            Ok(head) => Ok(self.response(conn, head)),
+            Err((e, _)) => Err(e.into()),
+        }
+    }
+
+    fn response(self: &Arc<Self>, conn: Conn, head: Head) -> Response<UpBody> {
+        let mut body = UpBody {
+            conn: Some(conn),
+            pool: self.clone(),
+            framing: head.framing,
+            reusable: head.reusable,
+        };
+        // Nothing to read: the connection is free at once (hyper does not
+        // poll a body it knows to be empty).
+        if body.framing == Framing::Length(0) {
+            body.finish();
+        }
+        let mut r = Response::new(body);
+        *r.status_mut() = head.status;
+        *r.version_mut() = head.version;
+        *r.headers_mut() = head.headers;
+        r
+    }
+}
+
+/// A new connection to `addr`.
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
+    let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
+        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+        Ok(Ok(s)) => s,
+    };
+    let _ = io.set_nodelay(true);
+    Ok(Conn {
+        addr,
+        io,
+        rbuf: BytesMut::new(),
+        wbuf: Vec::new(),
+        room: READ_ROOM,
+    })
+}
+
+/// Write the request in `conn.wbuf` and its `body`, and read the response
+/// head; interim (1xx) responses are skipped. On error, whether any byte
+/// of a response had come (if none, the server may not have seen the
+/// request).
+async fn exchange<B>(
+    conn: &mut Conn,
+    body: &mut B,
+    framing: &mut ReqFraming,
+    method: &Method,
+) -> Result<Head, (ExchangeError, bool)>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut wpos = 0;
+    // A request without body stays in `wbuf` until a response starts, so
+    // that it can be sent again.
+    let keep_request = matches!(framing, ReqFraming::None);
+    let mut body_done = matches!(framing, ReqFraming::None);
+    let mut received = false;
+    poll_fn(|cx| {
+        // Write what there is to write, the request's body as it comes.
+        while wpos < conn.wbuf.len() || !body_done {
+            match conn.poll_flush_wbuf(&mut wpos, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err((e.into(), received))),
+                Poll::Pending => break,
+            }
+            if body_done {
+                break;
+            }
+            conn.wbuf.clear();
+            wpos = 0;
+            match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Err(e) = encode_frame(frame, framing, &mut conn.wbuf) {
+                        return Poll::Ready(Err((e, received)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Err((ExchangeError::ClientBody(e.into()), received)));
+                }
+                Poll::Ready(None) => {
+                    match framing {
+                        ReqFraming::Chunked(false) => conn.wbuf.extend_from_slice(b"0\r\n\r\n"),
+                        ReqFraming::Length(n) if *n > 0 => {
+                            return Poll::Ready(Err((
+                                ExchangeError::Malformed("request body shorter than its length"),
+                                received,
+                            )));
+                        }
+                        _ => {}
+                    }
+                    body_done = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        // Read the response head.
+        loop {
+            if !conn.rbuf.is_empty() {
+                received = true;
+                match parse_head(&mut conn.rbuf, method) {
+                    Ok(Parsed::Final(mut head)) => {
+                        if keep_request {
+                            conn.wbuf.clear();
+                        }
+                        // A response before the request was all sent: what
+                        // is left of it will not be, so neither can the
+                        // connection carry another request.
+                        if !body_done || wpos < conn.wbuf.len() {
+                            head.reusable = false;
+                        }
+                        return Poll::Ready(Ok(head));
+                    }
+                    // Consumed: look at what follows it.
+                    Ok(Parsed::Interim) => continue,
+                    Ok(Parsed::Partial) if conn.rbuf.len() > MAX_HEAD => {
+                        return Poll::Ready(Err((
+                            ExchangeError::Malformed("response head too large"),
+                            received,
+                        )));
+                    }
+                    Ok(Parsed::Partial) => {}
+                    Err(e) => return Poll::Ready(Err((e, received))),
+                }
+            }
+            match conn.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err((ExchangeError::Closed, received))),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err((e.into(), received))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
+}
+
+/// A server's response body, read from its connection as the client side
+/// asks for it; at its end the connection goes back to the pool (if it
+/// may take another request), and a body dropped before its end closes the
+/// connection.
+pub struct UpBody {
+    conn: Option<Conn>,
+    pool: Arc<Pool>,
+    framing: Framing,
+    reusable: bool,
+}
+
+impl UpBody {
+    /// For a 101 response: the connection, to splice with the client's.
+    pub fn into_upgraded(mut self) -> Option<(TcpStream, Bytes)> {
+        if self.framing != Framing::Upgrade {
+            return None;
+        }
+        self.conn.take().map(Conn::into_upgraded)
+    }
+
+    fn finish(&mut self) {
+        self.framing = Framing::Done;
+        // Bytes beyond the response's end: the server is not speaking
+        // HTTP/1.1 as framed, so the connection is not used again.
+        if let Some(c) = self.conn.take()
+            && self.reusable
+            && c.rbuf.is_empty()
+        {
+            self.pool.put(c);
+        }
+    }
+
+    fn fail(&mut self, e: ExchangeError) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        self.framing = Framing::Done;
+        self.conn = None;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = ExchangeError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.framing {
+                Framing::Length(0) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Framing::Upgrade | Framing::Done => return Poll::Ready(None),
+                Framing::Length(rem) if !conn.rbuf.is_empty() => {
+                    let n = rem.min(conn.rbuf.len() as u64);
+                    let data = conn.rbuf.split_to(n as usize).freeze();
+                    this.framing = Framing::Length(rem - n);
+                    if rem == n {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Close if !conn.rbuf.is_empty() => {
+                    let data = conn.rbuf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked(state) if !conn.rbuf.is_empty() => {
+                    match decode_chunk(state, &mut conn.rbuf) {
+                        Ok(Step::More) => {}
+                        Ok(Step::Next(next)) => {
+                            this.framing = Framing::Chunked(next);
+                            continue;
+                        }
+                        Ok(Step::Data(next, data)) => {
+                            this.framing = Framing::Chunked(next);
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        Ok(Step::End(trailers)) => {
+                            this.finish();
+                            return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                        }
+                        Err(e) => return this.fail(e),
+                    }
+                }
+                _ => {}
+            }
+            let conn = this.conn.as_mut().expect("checked above");
+            match conn.poll_fill(cx) {
+                Poll::Ready(Ok(0)) if this.framing == Framing::Close => {
+                    this.framing = Framing::Done;
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(0)) => return this.fail(ExchangeError::Closed),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return this.fail(e.into()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(
+            self.framing,
+            Framing::Length(0) | Framing::Done | Framing::Upgrade
+        )
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            Framing::Done | Framing::Upgrade => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}

@@ -190,22 +190,6 @@ fn kb_field(path: &str, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {field} in {path}"))
 }
 
-/// The version line of an outside tool (`nft -v`, ...).
-pub fn tool_version(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {cmd}: is it installed (cargo xtask setup)?"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
-}
-
 /// Print a section's figures as a table: what, value, peer, ratio, target.
 pub fn print_figures(section: &str, figures: &[Value]) {
     println!(

@@ -115,7 +115,8 @@ impl Inserts {
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let sz = Sizes::new(ctx.quick);
-    let nft_version = tool_version("nft", &["-v"])?;
+    let nft_version =
+        tool_version("nft", &["-v"]).context("nft: is it installed (cargo xtask setup)?")?;
 
     // 1. The peer first, while this process is small: a child's peak RSS
     // (wait4's ru_maxrss) starts from its parent's RSS at fork.
@@ -369,16 +370,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         ),
         "commands": nft.commands,
         "versions": { "nft": nft_version },
-        "cpus": {
-            "generator": [ctx.cpu],
-            "subject": [ctx.cpu],
-            "shared": true,
-            "note": format!(
+        "cpus": Cpus {
+            generator: Some(vec![ctx.cpu]),
+            subject: Some(vec![ctx.cpu]),
+            note: format!(
                 "everything runs on CPU {}: the program runs in the calling thread \
                  (BPF_PROG_TEST_RUN), nft inherits the pin",
                 ctx.cpu
             ),
-        },
+        }
+        .json(),
         "figures": figures,
         "balancer": {
             "memory": memory,

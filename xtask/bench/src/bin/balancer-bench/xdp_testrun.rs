@@ -78,7 +78,7 @@ enum Method {
 #[derive(Default)]
 struct Series {
     /// Kernel ns per packet, one entry per trial.
-    kernel: Figure,
+    kernel: Trials,
 }
 
 /// One row of the table.
@@ -343,17 +343,17 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         ),
         "commands": [],
         "versions": {},
-        "cpus": {
-            "generator": [ctx.cpu],
-            "subject": [ctx.cpu],
-            "shared": true,
-            "note": format!(
+        "cpus": Cpus {
+            generator: Some(vec![ctx.cpu]),
+            subject: Some(vec![ctx.cpu]),
+            note: format!(
                 "BPF_PROG_TEST_RUN runs the program in the calling thread, pinned to CPU {}: \
                  the measuring thread and the program share it by design; the kernel times \
                  only the program's runs",
                 ctx.cpu
             ),
-        },
+        }
+        .json(),
         "figures": figures,
         "parameters": {
             "repeat": sz.repeat,

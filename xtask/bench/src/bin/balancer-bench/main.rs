@@ -9,7 +9,7 @@
 //! Sections (`--only NAME` runs one):
 //! - `xdp-testrun`: ns/packet of the real XDP program through
 //!   BPF_PROG_TEST_RUN, against the `bare` floor program (parse Ethernet/IP,
-//!   swap MACs, XDP_TX) from the same object.
+//!   swap MACs, XDP_TX) from the benchmarks' own object (`balancer_bench::OBJECT`).
 //! - `affinity`: share of clients that change server when one of N fails
 //!   and when it comes back, through the real program (stick table, Maglev
 //!   alone) against modulo hashing (modelled).

@@ -198,7 +198,8 @@ impl Row {
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let sz = Sizes::new(ctx.quick);
-    let bare = AuxProgram::load(BARE_PROGRAM).context("loading the bare program")?;
+    let bare = AuxProgram::load_from(balancer_bench::OBJECT, BARE_PROGRAM)
+        .context("loading the bare program")?;
     let mut dp = Dataplane::load_with(LoadOptions {
         stick_size: STICK_ENTRIES,
         max_vips: 4,
@@ -543,7 +544,8 @@ fn per_call_pair(
 /// against `bare`: how far below the stick-hit target the kernel's hash
 /// table alone already is on this machine.
 fn floor_plus_lookup(bare: BorrowedFd<'_>, frame: &[u8], sz: &Sizes) -> anyhow::Result<Row> {
-    let mut prog = AuxProgram::load(BARE_STICK_PROGRAM).context("loading bare_stick")?;
+    let mut prog = AuxProgram::load_from(balancer_bench::OBJECT, BARE_STICK_PROGRAM)
+        .context("loading bare_stick")?;
     let mut addr = [0u8; 16];
     addr[..4].copy_from_slice(&CLIENT4.octets());
     let key = StickKey { vip_id: 0, addr };

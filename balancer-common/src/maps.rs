@@ -18,9 +18,11 @@ pub const PASS_PROGRAM: &str = "pass";
 pub const GEN_PROGRAM: &str = "trafficgen";
 pub const GEN_CONFIG_MAP: &str = "GEN_CONFIG";
 pub const GEN_SEQ_MAP: &str = "GEN_SEQ";
-/// The benchmark floor: parse, swap MACs, XDP_TX.
+/// The benchmark floor: parse, swap MACs, XDP_TX. In the benchmarks' own
+/// object (`balancer-bench-xdp-obj`), not the daemon's.
 pub const BARE_PROGRAM: &str = "bare";
-/// The floor plus one stick-table lookup (benchmark reference).
+/// The floor plus one stick-table lookup (benchmark reference), in the
+/// benchmarks' own object like `bare`.
 pub const BARE_STICK_PROGRAM: &str = "bare_stick";
 /// Per-CPU array of two u64: packets decapsulated (IPIP, IP6IP6).
 pub const DECAP_STATS_MAP: &str = "DECAP_STATS";

@@ -3,7 +3,7 @@
 //! the template frame's source address to the next of `src_count` addresses
 //! from `src_base` (a permutation: `src_count` packets use each once), fixes the IP and TCP/UDP
 //! checksums incrementally, and transmits it out of the interface it was
-//! "received" on. `bare`: the floor the benchmarks compare with.
+//! "received" on.
 //!
 //! Live frames are recycled with whatever the last user left in them: a
 //! frame that the receiver rewrote in place (MACs by a forwarder, addresses
@@ -13,11 +13,11 @@
 use aya_ebpf::{macros::map, maps::Array, programs::XdpContext};
 use balancer_common::{
     layout::*,
-    maps::{FAMILY_V4, GenConfig, StickKey},
+    maps::{FAMILY_V4, GenConfig},
 };
 
 use crate::{
-    maps::{GEN_CONFIG, GEN_SEQ, STICK},
+    maps::{GEN_CONFIG, GEN_SEQ},
     parse::bytes_at,
 };
 
@@ -169,52 +169,4 @@ fn rewrite<const A: usize, const L3: usize>(
         }
     }
     XDP_TX
-}
-
-/// The benchmark floor: parse Ethernet/IPv4/IPv6 and the transport ports as
-/// the real program must, swap the MACs, XDP_TX.
-#[inline(always)]
-pub fn bare(ctx: &XdpContext) -> u32 {
-    let Some(p) = bytes_at(ctx, 0, ETH_HLEN + IPV6_HLEN + 4) else {
-        return XDP_PASS;
-    };
-    let p = p as *mut u8;
-    // SAFETY: ETH_HLEN + 44 bytes in bounds.
-    unsafe {
-        let ty = u16::from_be_bytes([*p.add(12), *p.add(13)]);
-        if ty != ETH_P_IPV4 && ty != ETH_P_IPV6 {
-            return XDP_PASS;
-        }
-        let mut i = 0;
-        while i < ETH_ALEN {
-            let t = *p.add(i);
-            *p.add(i) = *p.add(ETH_ALEN + i);
-            *p.add(ETH_ALEN + i) = t;
-            i += 1;
-        }
-    }
-    XDP_TX
-}
-
-/// The floor plus one stick-table lookup: what the cheapest conceivable
-/// sticky program costs (parse, look the IPv4 source up in STICK under VIP
-/// id 0, swap MACs, XDP_TX when found). A benchmark reference only.
-#[inline(always)]
-pub fn bare_stick(ctx: &XdpContext) -> u32 {
-    let Some(p) = bytes_at(ctx, 0, ETH_HLEN + IPV4_MIN_HLEN) else {
-        return XDP_PASS;
-    };
-    // SAFETY: ETH_HLEN + 20 bytes in bounds.
-    let src = unsafe {
-        let q = p.add(ETH_HLEN + 12);
-        [*q, *q.add(1), *q.add(2), *q.add(3)]
-    };
-    let mut addr = [0u8; 16];
-    addr[..4].copy_from_slice(&src);
-    let key = StickKey { vip_id: 0, addr };
-    // SAFETY: read-only use of the lookup result's presence.
-    if unsafe { STICK.get(key) }.is_none() {
-        return XDP_PASS;
-    }
-    bare(ctx)
 }

@@ -67,18 +67,6 @@ mod program {
         crate::generator::trafficgen(&ctx)
     }
 
-    /// Benchmark floor: parse, swap MACs, XDP_TX.
-    #[xdp]
-    pub fn bare(ctx: XdpContext) -> u32 {
-        crate::generator::bare(&ctx)
-    }
-
-    /// Benchmark reference: the floor plus one stick-table lookup.
-    #[xdp]
-    pub fn bare_stick(ctx: XdpContext) -> u32 {
-        crate::generator::bare_stick(&ctx)
-    }
-
     #[inline(always)]
     fn process(ctx: &XdpContext) -> Result<u32, u32> {
         let len = stats::frame_len(ctx);
@@ -112,13 +100,6 @@ mod program {
             &flow.client,
             vs,
         )
-    }
-
-    #[panic_handler]
-    fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-        // The verifier rejects any program that could reach this: there is
-        // no unwinding in eBPF, so a reachable panic is a build-time bug.
-        loop {}
     }
 
     #[unsafe(link_section = "license")]

@@ -53,18 +53,8 @@ pub struct Parsed {
     pub flow: Option<Flow>,
 }
 
-/// Pointer to `len` bytes at `off` from the start of the frame, or `None`
-/// when the frame is shorter.
-#[inline(always)]
-pub fn bytes_at(ctx: &XdpContext, off: usize, len: usize) -> Option<*const u8> {
-    let start = ctx.data();
-    // The verifier needs this exact comparison of (start + off + len)
-    // against data_end before any access in [start + off, start + off + len).
-    if start + off + len > ctx.data_end() {
-        return None;
-    }
-    Some((start + off) as *const u8)
-}
+/// The one bounds check (in the library: the benchmark object uses it too).
+pub use balancer_ebpf::bytes_at;
 
 #[inline(always)]
 fn be16_at(ctx: &XdpContext, off: usize) -> Option<u16> {

@@ -923,7 +923,9 @@ fn attach_xdp(
 }
 
 /// One of the object's small helper programs (`decap` for backends, `pass`
-/// for veth peers), attached to one interface until dropped.
+/// for veth peers), attached to one interface until dropped; or, with
+/// [`AuxProgram::load_from`] and [`AuxProgram::attach_from`], a program of
+/// another object (the benchmarks' reference programs are in their own).
 pub struct AuxProgram {
     ebpf: Ebpf,
     program: &'static str,
@@ -937,7 +939,17 @@ impl AuxProgram {
         name: &str,
         mode: XdpMode,
     ) -> Result<Self, DataplaneError> {
-        let mut aux = Self::load(program)?;
+        Self::attach_from(crate::OBJECT, program, name, mode)
+    }
+
+    /// [`AuxProgram::attach`] for a program of `object`.
+    pub fn attach_from(
+        object: &[u8],
+        program: &'static str,
+        name: &str,
+        mode: XdpMode,
+    ) -> Result<Self, DataplaneError> {
+        let mut aux = Self::load_from(object, program)?;
         let prog: &mut Xdp = aux
             .ebpf
             .program_mut(program)
@@ -952,6 +964,11 @@ impl AuxProgram {
     /// Load `program` (any of the object's programs) without attaching it,
     /// e.g. for BPF_PROG_TEST_RUN.
     pub fn load(program: &'static str) -> Result<Self, DataplaneError> {
+        Self::load_from(crate::OBJECT, program)
+    }
+
+    /// [`AuxProgram::load`] for a program of `object`.
+    pub fn load_from(object: &[u8], program: &'static str) -> Result<Self, DataplaneError> {
         // The object's other maps are created too: keep them minimal.
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(STICK_MAP, 64)
@@ -959,7 +976,7 @@ impl AuxProgram {
             .map_max_entries(MAGLEV_MAP, 1)
             .map_max_entries(BACKENDS_MAP, 1)
             .map_max_entries(BACKEND_STATS_MAP, 1)
-            .load(crate::OBJECT)?;
+            .load(object)?;
         let prog: &mut Xdp = ebpf
             .program_mut(program)
             .ok_or(DataplaneError::MissingProgram { name: program })?

@@ -109,11 +109,7 @@ pub struct Lab {
 impl Lab {
     /// Build the topology. On error, whatever was created is removed.
     pub fn new(spec: LabSpec) -> io::Result<Lab> {
-        let id = format!(
-            "{PREFIX}{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = new_id();
         let dir = std::env::temp_dir().join(&id);
         std::fs::create_dir_all(&dir)?;
         let bridge_ns = format!("{id}-br");
@@ -185,12 +181,12 @@ impl Lab {
                 "nodad",
             ],
         )?;
-        sysctl(&bal, "net/ipv4/ip_forward", "1")?;
-        sysctl(&bal, "net/ipv6/conf/all/forwarding", "1")?;
+        sysctl(&bal.ns, "net/ipv4/ip_forward", "1")?;
+        sysctl(&bal.ns, "net/ipv6/conf/all/forwarding", "1")?;
         // Forwarding out of the interface a packet came in on would
         // otherwise teach clients to bypass the balancer.
-        sysctl(&bal, "net/ipv4/conf/all/send_redirects", "0")?;
-        sysctl(&bal, "net/ipv4/conf/eth0/send_redirects", "0")?;
+        sysctl(&bal.ns, "net/ipv4/conf/all/send_redirects", "0")?;
+        sysctl(&bal.ns, "net/ipv4/conf/eth0/send_redirects", "0")?;
 
         // XDP_TX out of the balancer's eth0 lands on its peer, v-lb: a veth
         // only takes such frames when the peer has GRO on (or runs XDP).
@@ -213,10 +209,7 @@ impl Lab {
     }
 
     fn add_ns(&mut self, ns: &str) -> io::Result<()> {
-        output(Command::new("ip").args(["netns", "add", ns]))?;
-        self.namespaces.push(ns.to_owned());
-        ip(ns, &["link", "set", "lo", "up"])?;
-        Ok(())
+        add_ns(ns, &mut self.namespaces)
     }
 
     /// A namespace for `n` and a veth from the bridge namespace into it.
@@ -271,7 +264,7 @@ impl Lab {
             "net/ipv6/conf/all/accept_redirects",
             "net/ipv6/conf/eth0/accept_redirects",
         ] {
-            sysctl(n, key, "0")?;
+            sysctl(&n.ns, key, "0")?;
         }
         Ok(())
     }
@@ -424,7 +417,7 @@ impl Lab {
                 ("net/ipv4/conf/all/rp_filter", "0"),
                 ("net/ipv4/conf/eth0/rp_filter", "0"),
             ] {
-                sysctl(s, key, value)?;
+                sysctl(&s.ns, key, value)?;
             }
         }
         Ok(())
@@ -560,10 +553,10 @@ impl Lab {
                 "nodad",
             ],
         )?;
-        sysctl(&node, "net/ipv4/ip_forward", "1")?;
-        sysctl(&node, "net/ipv6/conf/all/forwarding", "1")?;
-        sysctl(&node, "net/ipv4/conf/all/send_redirects", "0")?;
-        sysctl(&node, "net/ipv4/conf/eth0/send_redirects", "0")?;
+        sysctl(&node.ns, "net/ipv4/ip_forward", "1")?;
+        sysctl(&node.ns, "net/ipv6/conf/all/forwarding", "1")?;
+        sysctl(&node.ns, "net/ipv4/conf/all/send_redirects", "0")?;
+        sysctl(&node.ns, "net/ipv4/conf/eth0/send_redirects", "0")?;
         output(ns_command(&self.bridge_ns, "ethtool").args(["-K", &port, "gro", "on"]))?;
         self.extra_balancers.push(node.clone());
         Ok(node)
@@ -653,6 +646,28 @@ impl Drop for Lab {
     }
 }
 
+/// A new lab name, `blb-<pid>-<seq>`, unique per run and per lab within
+/// it: the prefix of every namespace, pin and file the lab creates, and
+/// what [`sweep`] recognises once the process is gone. (The benchmarks'
+/// labs in xtask use it too.)
+pub fn new_id() -> String {
+    format!(
+        "{PREFIX}{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Create namespace `ns` (named after a [`new_id`]) with its loopback up;
+/// it is recorded in `created` as soon as it exists, so the owner's
+/// teardown removes it even when a later step fails.
+pub fn add_ns(ns: &str, created: &mut Vec<String>) -> io::Result<()> {
+    output(Command::new("ip").args(["netns", "add", ns]))?;
+    created.push(ns.to_owned());
+    ip(ns, &["link", "set", "lo", "up"])?;
+    Ok(())
+}
+
 /// Remove labs left behind by runs whose process no longer exists
 /// (namespaces, processes inside them, pins, log dirs). Returns what it removed.
 pub fn sweep() -> io::Result<Vec<String>> {
@@ -699,7 +714,7 @@ fn owner_is_gone(name: &str) -> bool {
 }
 
 /// Kill what still runs inside `ns`, then delete it.
-fn remove_ns(ns: &str) -> io::Result<()> {
+pub fn remove_ns(ns: &str) -> io::Result<()> {
     if let Ok(pids) = output(Command::new("ip").args(["netns", "pids", ns])) {
         for pid in pids
             .split_whitespace()
@@ -782,14 +797,16 @@ fn route_via(ns: &str, prefix: &str, via: impl std::fmt::Display) -> io::Result<
     }
 }
 
-fn ip(ns: &str, args: &[&str]) -> io::Result<String> {
+/// `ip -n NS ARGS...`; its stdout.
+pub fn ip(ns: &str, args: &[&str]) -> io::Result<String> {
     output(Command::new("ip").arg("-n").arg(ns).args(args))
 }
 
-/// Write a sysctl of `node`'s namespace (procfs shows the writer's netns).
-fn sysctl(node: &Node, key: &str, value: &str) -> io::Result<()> {
-    node.run("sh", &["-c", &format!("echo {value} > /proc/sys/{key}")])
-        .map(|_| ())
+/// Write a sysctl of namespace `ns` (procfs shows the writer's netns);
+/// `key` as `net/ipv4/ip_forward` or `net.ipv4.ip_forward`.
+pub fn sysctl(ns: &str, key: &str, value: &str) -> io::Result<()> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    output(ns_command(ns, "sh").args(["-c", &format!("echo '{value}' > {path}")])).map(|_| ())
 }
 
 /// Run to completion; stdout on success, an error with stderr otherwise.

@@ -1,10 +1,10 @@
-//! `cargo xtask bench`: set up, build the measuring program
-//! (`balancer-bench`, release) and run the benchmark sections; the report
-//! (schema `balancer-bench/2`, [`crate::report`]) goes to `--json PATH`
-//! (default `<out>/report.json`), the plots ([`crate::plots`]) to `--out
-//! DIR` (default `<target dir>/bench/`); `--readme` also rewrites README's
-//! generated "Performance" part from the report, with the report and the
-//! plots in `docs/bench/`.
+//! `cargo xtask bench`: set up, build the measuring programs (package
+//! `balancer-bench` in `xtask/bench/`, release) and run the benchmark
+//! sections; the report (schema `balancer-bench/2`, [`crate::report`]) goes
+//! to `--json PATH` (default `<out>/report.json`), the plots
+//! ([`crate::plots`]) to `--out DIR` (default `<target dir>/bench/`);
+//! `--readme` also rewrites README's generated "Performance" part from the
+//! report, with the report and the plots in `docs/bench/`.
 //!
 //! Each section is one row of [`SECTIONS`]. The ones measured in-process run
 //! as `balancer-bench --only NAME`, which prints its table and writes its part
@@ -136,8 +136,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .unwrap_or_else(|| out_dir.join("report.json"));
 
     // Every binary a section runs, in one cargo run: with fat LTO each
-    // link is long, and cargo runs them side by side.
-    let mut build = vec!["build", "-p", "balancer-userspace"];
+    // link is long, and cargo runs them side by side. `--bin` names a
+    // binary of either package (the daemon's, or the benchmark programs').
+    let mut build = vec!["build", "-p", "balancer-userspace", "-p", "balancer-bench"];
     if opts.release {
         build.push("--release");
     }

@@ -109,7 +109,7 @@ pub fn run(daemon: &Path, helper: &Path, quick: bool) -> anyhow::Result<Value> {
     if !commands_ok {
         bail!("xdp-pps needs nft, trafgen, haproxy, wrk, taskset, ethtool (cargo xtask setup)");
     }
-    lab::sweep()?;
+    balancer_tests::lab::sweep()?;
     let mut lab = PpsLab::new(BACKENDS)?;
     let result = measure(&lab, daemon, helper, quick);
     let down = lab.teardown();

@@ -15,10 +15,10 @@
 //! peer). NAPI runs in threads (`/sys/class/net/IF/threaded`) so the
 //! subject's receive path can be pinned to its own CPU.
 //!
-//! Names: namespaces `blb-bench-<pid>-<role>`, pins
-//! `/sys/fs/bpf/blb-bench-<pid>`, files `$TMPDIR/blb-bench-<pid>`. Dropping
-//! the lab removes all of it (also on error); [`sweep`] removes what a
-//! killed run left.
+//! Names: the tests' lab names (`balancer_tests::lab::new_id`,
+//! `blb-<pid>-<seq>`): namespaces `<id>-<role>`, pins `/sys/fs/bpf/<id>`,
+//! files `$TMPDIR/<id>`. Dropping the lab removes all of it (also on error);
+//! `balancer_tests::lab::sweep` removes what a killed run left.
 
 use std::{
     net::Ipv4Addr,
@@ -27,10 +27,9 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use balancer_tests::lab::{ns_command, output};
+use balancer_tests::lab::{add_ns, ip, ns_command, output, remove_ns, sysctl};
 use serde_json::Value;
 
-pub const PREFIX: &str = "blb-bench-";
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 100);
 pub const PORT: u16 = 80;
 pub const GEN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
@@ -70,7 +69,7 @@ pub struct PpsLab {
 
 impl PpsLab {
     pub fn new(backends: usize) -> anyhow::Result<PpsLab> {
-        let id = format!("{PREFIX}{}", std::process::id());
+        let id = balancer_tests::lab::new_id();
         let dir = std::env::temp_dir().join(&id);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut lab = PpsLab {
@@ -170,10 +169,7 @@ impl PpsLab {
     }
 
     fn add_ns(&mut self, ns: &str) -> anyhow::Result<()> {
-        output(Command::new("ip").args(["netns", "add", ns]))?;
-        self.namespaces.push(ns.to_owned());
-        ip(ns, &["link", "set", "lo", "up"])?;
-        Ok(())
+        Ok(add_ns(ns, &mut self.namespaces)?)
     }
 
     /// A command run inside namespace `ns` (network namespace only).
@@ -268,10 +264,10 @@ impl PpsLab {
     }
 
     pub fn teardown(&mut self) -> anyhow::Result<()> {
-        let mut first_err = None;
+        let mut first_err: Option<anyhow::Error> = None;
         for ns in self.namespaces.drain(..).rev() {
             if let Err(e) = remove_ns(&ns) {
-                first_err.get_or_insert(e);
+                first_err.get_or_insert(e.into());
             }
         }
         if self.pin_dir.exists()
@@ -292,50 +288,8 @@ impl Drop for PpsLab {
     }
 }
 
-/// Remove the namespaces, pins and files of earlier runs whose process is
-/// gone.
-pub fn sweep() -> anyhow::Result<()> {
-    let gone = |name: &str| {
-        name.strip_prefix(PREFIX)
-            .and_then(|r| r.split('-').next()?.parse::<u32>().ok())
-            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-    };
-    let list = output(Command::new("ip").args(["netns", "list"]))?;
-    for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        if gone(ns) {
-            remove_ns(ns)?;
-        }
-    }
-    for dir in [PathBuf::from("/sys/fs/bpf"), std::env::temp_dir()] {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if e.file_name().to_str().is_some_and(gone) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn remove_ns(ns: &str) -> anyhow::Result<()> {
-    if let Ok(pids) = output(Command::new("ip").args(["netns", "pids", ns])) {
-        for pid in pids
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            // SAFETY: kill(2) on a process living in our own lab namespace.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-    output(Command::new("ip").args(["netns", "del", ns]))?;
-    Ok(())
-}
-
 pub fn mac_string(mac: &[u8; 6]) -> String {
     balancer_tests::lab::mac_string(mac)
-}
-
-fn ip(ns: &str, args: &[&str]) -> anyhow::Result<String> {
-    Ok(output(Command::new("ip").arg("-n").arg(ns).args(args))?)
 }
 
 fn link_up(ns: &str, ifname: &str, mac: &[u8; 6], addr: &str) -> anyhow::Result<()> {
@@ -388,12 +342,6 @@ pub fn set_threaded(ns: &str, ifname: &str, on: bool) -> anyhow::Result<()> {
 fn napi(ns: &str, ifname: &str) -> anyhow::Result<()> {
     output(ns_command(ns, "ethtool").args(["-K", ifname, "gro", "on"]))?;
     set_threaded(ns, ifname, true)
-}
-
-fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    output(ns_command(ns, "sh").args(["-c", &format!("echo '{value}' > {path}")]))?;
-    Ok(())
 }
 
 /// Load an nft script in `ns`.

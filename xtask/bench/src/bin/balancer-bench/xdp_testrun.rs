@@ -78,7 +78,7 @@ enum Method {
 #[derive(Default)]
 struct Series {
     /// Kernel ns per packet, one entry per trial.
-    kernel: Figure,
+    kernel: Trials,
 }
 
 /// One row of the table.
@@ -198,7 +198,8 @@ impl Row {
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let sz = Sizes::new(ctx.quick);
-    let bare = AuxProgram::load(BARE_PROGRAM).context("loading the bare program")?;
+    let bare = AuxProgram::load_from(balancer_bench::OBJECT, BARE_PROGRAM)
+        .context("loading the bare program")?;
     let mut dp = Dataplane::load_with(LoadOptions {
         stick_size: STICK_ENTRIES,
         max_vips: 4,
@@ -343,17 +344,17 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         ),
         "commands": [],
         "versions": {},
-        "cpus": {
-            "generator": [ctx.cpu],
-            "subject": [ctx.cpu],
-            "shared": true,
-            "note": format!(
+        "cpus": Cpus {
+            generator: Some(vec![ctx.cpu]),
+            subject: Some(vec![ctx.cpu]),
+            note: format!(
                 "BPF_PROG_TEST_RUN runs the program in the calling thread, pinned to CPU {}: \
                  the measuring thread and the program share it by design; the kernel times \
                  only the program's runs",
                 ctx.cpu
             ),
-        },
+        }
+        .json(),
         "figures": figures,
         "parameters": {
             "repeat": sz.repeat,
@@ -543,7 +544,8 @@ fn per_call_pair(
 /// against `bare`: how far below the stick-hit target the kernel's hash
 /// table alone already is on this machine.
 fn floor_plus_lookup(bare: BorrowedFd<'_>, frame: &[u8], sz: &Sizes) -> anyhow::Result<Row> {
-    let mut prog = AuxProgram::load(BARE_STICK_PROGRAM).context("loading bare_stick")?;
+    let mut prog = AuxProgram::load_from(balancer_bench::OBJECT, BARE_STICK_PROGRAM)
+        .context("loading bare_stick")?;
     let mut addr = [0u8; 16];
     addr[..4].copy_from_slice(&CLIENT4.octets());
     let key = StickKey { vip_id: 0, addr };

@@ -1,6 +1,7 @@
-//! `balancer-bench-xdp`: attach one of the object's benchmark reference XDP
-//! programs to an interface until SIGINT/SIGTERM, for the `xdp-pps`
-//! benchmark's peers (`cargo xtask bench --only xdp-pps`).
+//! `balancer-bench-xdp`: attach one of the benchmark reference XDP programs
+//! (the benchmarks' own object, `balancer_bench::OBJECT`) to an interface
+//! until SIGINT/SIGTERM, for the `xdp-pps` benchmark's peers
+//! (`cargo xtask bench --only xdp-pps`).
 //!
 //! - `bare`: the floor (parse, swap MACs, XDP_TX), what the real program is
 //!   compared with.
@@ -45,8 +46,13 @@ fn main() -> anyhow::Result<()> {
         }
         set
     };
-    let attached = AuxProgram::attach(program, &cli.interface, XdpMode::Native)
-        .with_context(|| format!("attaching {program} to {} (native)", cli.interface))?;
+    let attached = AuxProgram::attach_from(
+        balancer_bench::OBJECT,
+        program,
+        &cli.interface,
+        XdpMode::Native,
+    )
+    .with_context(|| format!("attaching {program} to {} (native)", cli.interface))?;
     println!("attached {program} to {}", cli.interface);
     let mut sig = 0;
     // SAFETY: `set` is a valid, initialised signal set.

@@ -9,7 +9,7 @@
 //! Sections (`--only NAME` runs one):
 //! - `xdp-testrun`: ns/packet of the real XDP program through
 //!   BPF_PROG_TEST_RUN, against the `bare` floor program (parse Ethernet/IP,
-//!   swap MACs, XDP_TX) from the same object.
+//!   swap MACs, XDP_TX) from the benchmarks' own object (`balancer_bench::OBJECT`).
 //! - `affinity`: share of clients that change server when one of N fails
 //!   and when it comes back, through the real program (stick table, Maglev
 //!   alone) against modulo hashing (modelled).
@@ -35,6 +35,7 @@ use balancer::{
     dataplane::{AuxProgram, Dataplane, LoadOptions},
     testrun::{TestRun, test_run},
 };
+use balancer_bench_report::{Cpus, SCHEMA, Target, allowed_cpus, tool_version};
 use balancer_common::{
     hash::MAGLEV_M,
     layout::{IPPROTO_IPIP, IPPROTO_TCP, IPV4_MIN_HLEN, XDP_PASS, XDP_TX},
@@ -172,7 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let report = json!({
             // The shape shared by every section (notes/bench-schema.md,
             // checked by xtask/src/report.rs).
-            "schema": "balancer-bench/2",
+            "schema": SCHEMA,
             "generated_unix_s": SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -242,27 +243,22 @@ fn machine() -> Value {
 /// it may run on: BPF_PROG_TEST_RUN runs the program on the calling CPU with
 /// migration disabled, so every trial then runs on the same core.
 fn pin_to_cpu(want: Option<usize>) -> anyhow::Result<usize> {
-    // SAFETY: zeroed cpu_set_t is a valid empty set; the calls only read or
-    // write the set we pass, for this thread.
-    unsafe {
-        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of_val(&allowed), &mut allowed) != 0 {
-            bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
+    let allowed = allowed_cpus()?;
+    let cpu = match want {
+        Some(c) => {
+            ensure!(
+                allowed.contains(&c),
+                "CPU {c} is not one this process may run on"
+            );
+            c
         }
-        let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
-        let cpu = match want {
-            Some(c) => {
-                ensure!(
-                    c < max && libc::CPU_ISSET(c, &allowed),
-                    "CPU {c} is not one this process may run on"
-                );
-                c
-            }
-            None => (0..max)
-                .rev()
-                .find(|&c| libc::CPU_ISSET(c, &allowed))
-                .context("no CPU in this process's affinity mask")?,
-        };
+        None => *allowed
+            .last()
+            .context("no CPU in this process's affinity mask")?,
+    };
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads
+    // the set we pass, for this thread.
+    unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
@@ -271,8 +267,8 @@ fn pin_to_cpu(want: Option<usize>) -> anyhow::Result<usize> {
                 std::io::Error::last_os_error()
             );
         }
-        Ok(cpu)
     }
+    Ok(cpu)
 }
 
 /// How much of the pinned CPU a section really had: this thread's CPU time
@@ -357,40 +353,37 @@ fn cpu_ticks(cpu: usize) -> Option<Vec<u64>> {
 
 // ---- figures ---------------------------------------------------------------
 
-/// One entry of a section's "figures" (the uniform part of the report,
-/// schema `balancer-bench/2`): a measured value in `unit`, its peer
-/// measured in the same run (`(name, value)`), value/peer and a target
+/// One entry of a section's "figures" (the report's [`Figure`], schema
+/// `balancer-bench/2`), in the sections' terms: a measured value in `unit`,
+/// its peer measured in the same run (`(name, value)`) and a target
 /// (`(text, met)`).
+///
+/// [`Figure`]: balancer_bench_report::Figure
 fn report_figure(
     id: &str,
     what: &str,
-    unit: &str,
+    unit: &'static str,
     value: f64,
     peer: Option<(&str, f64)>,
     target: Option<(String, bool)>,
 ) -> Value {
-    json!({
-        "id": id,
-        "what": what,
-        "unit": unit,
-        "value": value,
-        "peer": peer.map(|(name, v)| json!({"name": name, "value": v})),
-        "ratio": peer.map(|(_, v)| value / v),
-        "target": target.map(|(text, met)| json!({
-            "text": text,
-            "result": if met { "meets" } else { "misses" },
-        })),
-        "measured": true,
-    })
+    let mut figure = balancer_bench_report::Figure::new(id, what, unit, value);
+    if let Some((name, v)) = peer {
+        figure = figure.peer(name, v);
+    }
+    if let Some((text, met)) = target {
+        figure = figure.target(Target { text, met });
+    }
+    figure.json()
 }
 
 /// One figure over several trials.
 #[derive(Debug, Clone, Default)]
-struct Figure {
+struct Trials {
     trials: Vec<f64>,
 }
 
-impl Figure {
+impl Trials {
     fn sorted(&self) -> Vec<f64> {
         let mut v = self.trials.clone();
         v.sort_by(f64::total_cmp);

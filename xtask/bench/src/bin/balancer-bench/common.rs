@@ -158,17 +158,6 @@ pub fn stick_batch(
     }
 }
 
-/// `clock`'s time (CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID, ...) in ns.
-pub fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// A `kB` field of /proc/self/status (`VmRSS`, `VmHWM`, ...), in bytes.
 pub fn proc_status_bytes(field: &str) -> anyhow::Result<u64> {
     kb_field("/proc/self/status", field)
@@ -188,22 +177,6 @@ fn kb_field(path: &str, field: &str) -> anyhow::Result<u64> {
         })
         .map(|kb| kb * 1024)
         .with_context(|| format!("no {field} in {path}"))
-}
-
-/// The version line of an outside tool (`nft -v`, ...).
-pub fn tool_version(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {cmd}: is it installed (cargo xtask setup)?"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
 }
 
 /// Print a section's figures as a table: what, value, peer, ratio, target.

@@ -161,7 +161,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         .collect();
 
     let mut rows = Vec::new();
-    let mut pass_time = Figure::default();
+    let mut pass_time = Trials::default();
     for &n in &sz.servers {
         let row = one_n(&mut dp, n, &frames, &keys, &clients, &mut pass_time)?;
         println!(
@@ -206,16 +206,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         ),
         "commands": [],
         "versions": {},
-        "cpus": {
-            "generator": [ctx.cpu],
-            "subject": [ctx.cpu],
-            "shared": true,
-            "note": format!(
+        "cpus": Cpus {
+            generator: Some(vec![ctx.cpu]),
+            subject: Some(vec![ctx.cpu]),
+            note: format!(
                 "BPF_PROG_TEST_RUN runs the program in the calling thread, pinned to CPU {}; \
                  the figures are shares of clients, not timings",
                 ctx.cpu
             ),
-        },
+        }
+        .json(),
         "figures": figures,
         "series": {
             "n": rows.iter().map(|r| r.n).collect::<Vec<_>>(),
@@ -303,7 +303,7 @@ fn one_n(
     frames: &[Vec<u8>],
     keys: &[StickKey],
     clients: &[Ipv4Addr],
-    pass_time: &mut Figure,
+    pass_time: &mut Trials,
 ) -> anyhow::Result<Row> {
     let started = Instant::now();
     let all: Vec<u32> = (0..n).collect();

@@ -580,12 +580,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         ),
         "commands": [],
         "versions": {},
-        "cpus": {
-            "generator": null,
-            "subject": null,
-            "shared": true,
-            "note": format!("the generating thread is pinned to CPU {}; both instances' threads and the watcher may run on all {} online CPUs, shared with each other", ctx.cpu, ncpu),
-        },
+        "cpus": Cpus {
+            generator: None,
+            subject: None,
+            note: format!("the generating thread is pinned to CPU {}; both instances' threads and the watcher may run on all {} online CPUs, shared with each other", ctx.cpu, ncpu),
+        }
+        .json(),
         "figures": figures,
         "detail": {
             "clients": sz.clients,

@@ -26,7 +26,10 @@ use std::{
     process::Stdio,
 };
 
-use balancer::admin::listing::{Listing as AnswerBody, Names};
+use balancer::{
+    admin::listing::{Listing as AnswerBody, Names},
+    util::monotonic_ns,
+};
 
 use super::common::*;
 use super::*;
@@ -115,7 +118,8 @@ impl Inserts {
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
     let sz = Sizes::new(ctx.quick);
-    let nft_version = tool_version("nft", &["-v"])?;
+    let nft_version =
+        tool_version("nft", &["-v"]).context("nft: is it installed (cargo xtask setup)?")?;
 
     // 1. The peer first, while this process is small: a child's peak RSS
     // (wait4's ru_maxrss) starts from its parent's RSS at fork.
@@ -369,16 +373,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         ),
         "commands": nft.commands,
         "versions": { "nft": nft_version },
-        "cpus": {
-            "generator": [ctx.cpu],
-            "subject": [ctx.cpu],
-            "shared": true,
-            "note": format!(
+        "cpus": Cpus {
+            generator: Some(vec![ctx.cpu]),
+            subject: Some(vec![ctx.cpu]),
+            note: format!(
                 "everything runs on CPU {}: the program runs in the calling thread \
                  (BPF_PROG_TEST_RUN), nft inherits the pin",
                 ctx.cpu
             ),
-        },
+        }
+        .json(),
         "figures": figures,
         "balancer": {
             "memory": memory,
@@ -513,10 +517,6 @@ fn listing_counted(dp: &Dataplane, render: bool) -> anyhow::Result<Listing> {
         bytes,
     });
     Ok(listing)
-}
-
-fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// Slab + VmallocUsed from /proc/meminfo: where kernel objects like map

@@ -1,0 +1,6 @@
+//! Builds the XDP programs (balancer-ebpf) for bpfel-unknown-none and leaves
+//! them in OUT_DIR; src/lib.rs embeds OUT_DIR/balancer-bench-xdp-obj, the
+//! benchmarks' reference programs.
+fn main() -> anyhow::Result<()> {
+    balancer_ebpf::build_objects()
+}

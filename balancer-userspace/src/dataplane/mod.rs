@@ -1,25 +1,28 @@
 //! The single owner of the loaded XDP program, its attachments and its maps.
 
+mod aux;
+mod mmap;
+mod pins;
+
 use std::{
     collections::BTreeMap,
     ffi::CString,
-    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicU32, Ordering},
+    os::fd::{AsFd as _, BorrowedFd},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray},
-    programs::{
-        ProgramError, Xdp, XdpMode as AyaXdpMode,
-        links::{FdLink, PinnedLink},
-        xdp::{XdpLink, XdpLinkId},
-    },
+    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
 use balancer_common::{hash::MAGLEV_M, maps::*, stats::Counter, vip_index};
 use log::{info, warn};
+
+pub use aux::AuxProgram;
+use mmap::MapMmap;
+pub use pins::{Adopted, PERSISTENT_MAPS};
 
 use crate::{config::XdpMode, stats::Stats, util::error_chain};
 
@@ -150,287 +153,7 @@ pub struct Dataplane {
     maglev: MapMmap,
 }
 
-/// Maps whose contents outlive a daemon: pinned under the pin directory by
-/// [`Dataplane::load_pinned`] and reused by the next daemon, so a restart
-/// keeps the stick table, the counters and the ids they refer to. The
-/// configuration maps (VIPs, backends, Maglev tables) are not among them:
-/// each daemon writes its own before its program replaces the old one.
-pub const PERSISTENT_MAPS: [&str; 6] = [
-    STICK_MAP,
-    STATS_MAP,
-    VIP_STATS_MAP,
-    BACKEND_STATS_MAP,
-    SERVER_IDS_MAP,
-    FRONTEND_IDS_MAP,
-];
-
-/// A BPF array map of u32 mapped into this process (BPF_F_MMAPABLE), for
-/// writes without a syscall per element. Unmapped on drop. The kernel
-/// stores array elements at 8-byte strides (`round_up(value_size, 8)`), so
-/// element `i` is the (little-endian, low) u32 at byte `8 * i`.
-struct MapMmap {
-    ptr: std::ptr::NonNull<AtomicU32>,
-    len: usize,
-    bytes: usize,
-}
-
-/// Bytes between two array elements of a 4-byte value.
-const ARRAY_STRIDE: usize = 8;
-
-// SAFETY: the mapping is owned by this value and only reached through it;
-// the elements are atomics.
-unsafe impl Send for MapMmap {}
-
-impl MapMmap {
-    fn new(fd: BorrowedFd<'_>, len: usize) -> Result<Self, aya::sys::SyscallError> {
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let bytes = (len * ARRAY_STRIDE).div_ceil(page) * page;
-        // SAFETY: a shared read-write mapping of a BPF_F_MMAPABLE array
-        // (the kernel checks the flag and the size).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(aya::sys::SyscallError {
-                call: "mmap",
-                io_error: std::io::Error::last_os_error(),
-            });
-        }
-        let ptr = std::ptr::NonNull::new(p.cast::<AtomicU32>()).ok_or_else(|| {
-            aya::sys::SyscallError {
-                call: "mmap",
-                io_error: std::io::Error::other("null mapping"),
-            }
-        })?;
-        Ok(MapMmap { ptr, len, bytes })
-    }
-
-    /// Store `v` into element `i` (< len).
-    fn store(&mut self, i: usize, v: u32) {
-        assert!(i < self.len, "element {i} of {}", self.len);
-        // SAFETY: element i's u32 is at byte 8 * i < bytes, 4-aligned (the
-        // mapping is page-aligned); AtomicU32 has u32's layout.
-        let slot = unsafe { &*self.ptr.as_ptr().add(i * ARRAY_STRIDE / 4) };
-        // Little-endian: the value's u32 is the element's first 4 bytes.
-        slot.store(v, Ordering::Relaxed);
-    }
-}
-
-impl Drop for MapMmap {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `new` mapped.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
-    }
-}
-
-/// Pinned XDP links are named `link-<interface>` in the pin directory.
-const LINK_PREFIX: &str = "link-";
-
-/// Kernel attributes a persistent map must have: (key, value, max_entries).
-fn persistent_shape(name: &str, opts: &LoadOptions) -> (u32, u32, u32) {
-    use std::mem::size_of;
-    let sz = |n: usize| n as u32;
-    match name {
-        STICK_MAP => (
-            sz(size_of::<StickKey>()),
-            sz(size_of::<StickValue>()),
-            opts.stick_size,
-        ),
-        STATS_MAP => (4, sz(size_of::<Counter>()), STATS_LEN),
-        VIP_STATS_MAP => (4, sz(size_of::<VipStats>()), opts.max_vips),
-        BACKEND_STATS_MAP => (4, sz(size_of::<Counter>()), opts.max_backends),
-        SERVER_IDS_MAP => (4, sz(ID_NAME_LEN), MAX_BACKENDS),
-        _ => (4, sz(ID_NAME_LEN), MAX_VIPS),
-    }
-}
-
-/// What [`Dataplane::load_pinned`] found already pinned.
-#[derive(Debug, Default)]
-pub struct Adopted {
-    /// Maps reused from the pin directory.
-    pub maps: Vec<&'static str>,
-    /// The stick table's size when the pinned one differs from the
-    /// configured size (the pinned one is kept: resizing would empty it).
-    pub stick_size_kept: Option<u32>,
-}
-
-/// Detach the link pinned at `path` from its hook now (BPF_LINK_DETACH,
-/// Linux 5.9+). Removing the pin alone detaches it only when the kernel
-/// frees the link, which it does later, not by the time `unlink` returns:
-/// `balancer detach` must leave the interface without XDP when it exits.
-fn detach_pinned_link(path: &Path) -> std::io::Result<()> {
-    const BPF_LINK_DETACH: libc::c_long = 34;
-    let link = crate::stick_batch::obj_get(path)?;
-    // union bpf_attr, BPF_LINK_DETACH: link_fd.
-    let mut detach = [0u64; 1];
-    detach[0] = u64::from(std::os::fd::AsRawFd::as_raw_fd(&link) as u32);
-    // SAFETY: `detach` is a valid bpf_attr prefix for BPF_LINK_DETACH.
-    unsafe { crate::stick_batch::sys_bpf(BPF_LINK_DETACH, &mut detach) }?;
-    Ok(())
-}
-
 impl Dataplane {
-    /// Load with the [`PERSISTENT_MAPS`] pinned under `dir` (a bpffs
-    /// directory, created if missing): maps already pinned there by an
-    /// earlier daemon are reused after checking that they fit, the others
-    /// are created and pinned.
-    pub fn load_pinned(
-        mut opts: LoadOptions,
-        dir: &Path,
-    ) -> Result<(Self, Adopted), DataplaneError> {
-        let pin_err = |reason: String| DataplaneError::Pin {
-            path: dir.to_owned(),
-            reason,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| pin_err(e.to_string()))?;
-        let mut adopted = Adopted::default();
-        for name in PERSISTENT_MAPS {
-            let path = dir.join(name);
-            if !path.exists() {
-                continue;
-            }
-            let bad = |reason: String| DataplaneError::PinnedIncompatible {
-                path: path.clone(),
-                reason,
-            };
-            let info = MapData::from_pin(&path)
-                .and_then(|m| m.info())
-                .map_err(|e| bad(error_chain(&e)))?;
-            let (key, value, max) = persistent_shape(name, &opts);
-            if info.key_size() != key || info.value_size() != value {
-                return Err(bad(format!(
-                    "key/value sizes {}/{}, want {key}/{value}",
-                    info.key_size(),
-                    info.value_size()
-                )));
-            }
-            if info.max_entries() != max {
-                if name == STICK_MAP {
-                    adopted.stick_size_kept = Some(info.max_entries());
-                    opts.stick_size = info.max_entries();
-                } else {
-                    return Err(bad(format!("{} entries, want {max}", info.max_entries())));
-                }
-            }
-            adopted.maps.push(name);
-        }
-        let paths: Vec<_> = PERSISTENT_MAPS.iter().map(|n| (*n, dir.join(n))).collect();
-        let mut loader = EbpfLoader::new();
-        for (name, path) in &paths {
-            loader.map_pin_path(name, path.as_path());
-        }
-        let dp = Self::load_from(&mut loader, opts)?;
-        Ok((dp, adopted))
-    }
-
-    /// Remove everything pinned under `dir` by a daemon: the maps (their
-    /// state is lost) and the XDP links (which detaches XDP). The directory
-    /// stays. Returns what was removed.
-    pub fn remove_pins(dir: &Path) -> Result<Vec<PathBuf>, DataplaneError> {
-        let mut removed = Vec::new();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
-            Err(e) => {
-                return Err(DataplaneError::Pin {
-                    path: dir.to_owned(),
-                    reason: e.to_string(),
-                });
-            }
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            let ours = PERSISTENT_MAPS.contains(&name.as_ref()) || name.starts_with(LINK_PREFIX);
-            if ours {
-                if name.starts_with(LINK_PREFIX)
-                    && let Err(err) = detach_pinned_link(&e.path())
-                {
-                    // Unpinning below still detaches it, once the kernel
-                    // frees the link (later, not at once).
-                    warn!("{}: BPF_LINK_DETACH: {err}", e.path().display());
-                }
-                std::fs::remove_file(e.path()).map_err(|err| DataplaneError::Pin {
-                    path: e.path(),
-                    reason: err.to_string(),
-                })?;
-                removed.push(e.path());
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Attach to `name` through a pinned link `link-<name>` under `dir`:
-    /// when the link is already pinned (an earlier daemon's), atomically
-    /// replace its program with this one, so XDP never leaves the
-    /// interface; otherwise attach and pin the new link. The link outlives
-    /// this process: XDP stays attached until [`Dataplane::remove_pins`].
-    /// Returns true when an existing attachment was taken over.
-    pub fn attach_pinned(
-        &mut self,
-        name: &str,
-        mode: XdpMode,
-        dir: &Path,
-    ) -> Result<bool, DataplaneError> {
-        let path = dir.join(format!("{LINK_PREFIX}{name}"));
-        let link_err = |reason: String| DataplaneError::Link {
-            path: path.clone(),
-            reason,
-        };
-        let prog = program_mut(&mut self.ebpf)?;
-        if path.exists() {
-            let taken = PinnedLink::from_pin(&path)
-                .map_err(|e| link_err(error_chain(&e)))
-                .and_then(|p| {
-                    XdpLink::try_from(FdLink::from(p)).map_err(|e| link_err(error_chain(&e)))
-                })
-                .and_then(|l| {
-                    prog.attach_to_link(l)
-                        .map_err(|e| link_err(error_chain(&e)))
-                });
-            match taken {
-                Ok(id) => {
-                    // The pin keeps the link; our fd can go.
-                    drop(prog.take_link(id).map_err(DataplaneError::Program)?);
-                    info!(
-                        "took over the XDP attachment on {name} ({})",
-                        path.display()
-                    );
-                    return Ok(true);
-                }
-                Err(e) => {
-                    // E.g. the interface was deleted and re-created: the
-                    // old link is defunct. Start over on this interface.
-                    warn!("{e}; attaching afresh");
-                    std::fs::remove_file(&path).map_err(|e| link_err(e.to_string()))?;
-                }
-            }
-        }
-        let (id, _) = attach_xdp(prog, name, mode)?;
-        let link = prog.take_link(id).map_err(DataplaneError::Program)?;
-        match FdLink::try_from(link) {
-            Ok(fd) => {
-                fd.pin(&path).map_err(|e| link_err(error_chain(&e)))?;
-            }
-            Err(e) => {
-                warn!(
-                    "XDP on {name} is attached through netlink, not a link ({}): it stays \
-                     attached after this process, but a restarted daemon cannot take it over",
-                    error_chain(&e)
-                );
-            }
-        }
-        Ok(false)
-    }
-
     /// Names in an id map ([`SERVER_IDS_MAP`] or [`FRONTEND_IDS_MAP`]):
     /// (id, name) for each id in use.
     pub fn id_names(&self, map: &'static str) -> Result<Vec<(u32, String)>, DataplaneError> {
@@ -815,39 +538,6 @@ impl Dataplane {
         })
     }
 
-    /// Counters of a running daemon, through the map it pinned under `dir`.
-    pub fn pinned_stats(dir: &Path) -> Result<Stats, DataplaneError> {
-        let path = dir.join(STATS_MAP);
-        let not_pinned = |reason: String| DataplaneError::NotPinned {
-            path: path.clone(),
-            reason,
-        };
-        let data = MapData::from_pin(&path).map_err(|e| not_pinned(error_chain(&e)))?;
-        let map = Map::from_map_data(data).map_err(|e| not_pinned(error_chain(&e)))?;
-        let array: PerCpuArray<MapData, Counter> =
-            PerCpuArray::try_from(map).map_err(|e| not_pinned(error_chain(&e)))?;
-        Stats::read(&array).map_err(|source| DataplaneError::Map {
-            name: STATS_MAP,
-            source,
-        })
-    }
-
-    /// Entries of the stick table pinned under `dir`, counted by walking
-    /// its keys (no values copied). Needs no handle on the daemon, so it
-    /// runs without holding the controller.
-    pub fn pinned_stick_count(dir: &Path) -> Result<u64, DataplaneError> {
-        let path = dir.join(STICK_MAP);
-        let not_pinned = |reason: String| DataplaneError::NotPinned {
-            path: path.clone(),
-            reason,
-        };
-        let data = MapData::from_pin(&path).map_err(|e| not_pinned(error_chain(&e)))?;
-        let map = Map::from_map_data(data).map_err(|e| not_pinned(error_chain(&e)))?;
-        let m: HashMap<MapData, StickKey, StickValue> =
-            HashMap::try_from(map).map_err(|e| not_pinned(error_chain(&e)))?;
-        Ok(count_stick_keys(&m, None)? as u64)
-    }
-
     /// The stick table's map fd, e.g. to read the kernel's `memlock:`
     /// accounting for it from `/proc/self/fdinfo/<fd>` (the benchmarks do).
     pub fn stick_map_fd(&self) -> Result<BorrowedFd<'_>, DataplaneError> {
@@ -920,121 +610,6 @@ fn attach_xdp(
         r.1.as_str()
     );
     Ok(r)
-}
-
-/// One of the object's small helper programs (`decap` for backends, `pass`
-/// for veth peers), attached to one interface until dropped; or, with
-/// [`AuxProgram::load_from`] and [`AuxProgram::attach_from`], a program of
-/// another object (the benchmarks' reference programs are in their own).
-pub struct AuxProgram {
-    ebpf: Ebpf,
-    program: &'static str,
-    link: Option<(String, XdpLinkId)>,
-}
-
-impl AuxProgram {
-    /// `program` is `DECAP_PROGRAM` or `PASS_PROGRAM`.
-    pub fn attach(
-        program: &'static str,
-        name: &str,
-        mode: XdpMode,
-    ) -> Result<Self, DataplaneError> {
-        Self::attach_from(crate::OBJECT, program, name, mode)
-    }
-
-    /// [`AuxProgram::attach`] for a program of `object`.
-    pub fn attach_from(
-        object: &[u8],
-        program: &'static str,
-        name: &str,
-        mode: XdpMode,
-    ) -> Result<Self, DataplaneError> {
-        let mut aux = Self::load_from(object, program)?;
-        let prog: &mut Xdp = aux
-            .ebpf
-            .program_mut(program)
-            .ok_or(DataplaneError::MissingProgram { name: program })?
-            .try_into()
-            .map_err(DataplaneError::Program)?;
-        let (link, _) = attach_xdp(prog, name, mode)?;
-        aux.link = Some((name.to_owned(), link));
-        Ok(aux)
-    }
-
-    /// Load `program` (any of the object's programs) without attaching it,
-    /// e.g. for BPF_PROG_TEST_RUN.
-    pub fn load(program: &'static str) -> Result<Self, DataplaneError> {
-        Self::load_from(crate::OBJECT, program)
-    }
-
-    /// [`AuxProgram::load`] for a program of `object`.
-    pub fn load_from(object: &[u8], program: &'static str) -> Result<Self, DataplaneError> {
-        // The object's other maps are created too: keep them minimal.
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(STICK_MAP, 64)
-            .map_max_entries(VIP_STATS_MAP, 1)
-            .map_max_entries(MAGLEV_MAP, 1)
-            .map_max_entries(BACKENDS_MAP, 1)
-            .map_max_entries(BACKEND_STATS_MAP, 1)
-            .load(object)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(program)
-            .ok_or(DataplaneError::MissingProgram { name: program })?
-            .try_into()
-            .map_err(DataplaneError::Program)?;
-        prog.load().map_err(DataplaneError::Program)?;
-        Ok(AuxProgram {
-            ebpf,
-            program,
-            link: None,
-        })
-    }
-
-    /// The loaded program's fd, for BPF_PROG_TEST_RUN.
-    pub fn program_fd(&self) -> Result<BorrowedFd<'_>, DataplaneError> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(self.program)
-            .ok_or(DataplaneError::MissingProgram { name: self.program })?
-            .try_into()
-            .map_err(DataplaneError::Program)?;
-        Ok(prog.fd().map_err(DataplaneError::Program)?.as_fd())
-    }
-
-    /// The loaded object (e.g. to write the generator's settings).
-    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
-        &mut self.ebpf
-    }
-
-    /// `decap` only: packets decapsulated so far (IPv4-in-IPv4, IPv6-in-IPv6).
-    pub fn counts(&self) -> Result<(u64, u64), DataplaneError> {
-        let map = self
-            .ebpf
-            .map(DECAP_STATS_MAP)
-            .ok_or(DataplaneError::MissingMap {
-                name: DECAP_STATS_MAP,
-            })?;
-        let a: PerCpuArray<_, u64> = typed(DECAP_STATS_MAP, map)?;
-        let sum = |i: u32| -> Result<u64, DataplaneError> {
-            Ok(a.get(&i, 0).map_err(map_err(DECAP_STATS_MAP))?.iter().sum())
-        };
-        Ok((sum(0)?, sum(1)?))
-    }
-}
-
-impl Drop for AuxProgram {
-    fn drop(&mut self) {
-        let program = self.program;
-        if let Some((name, link)) = self.link.take()
-            && let Some(p) = self.ebpf.program_mut(program)
-            && let Ok(prog) = <&mut Xdp>::try_from(p)
-        {
-            match prog.detach(link) {
-                Ok(()) => info!("detached {program} from {name}"),
-                Err(e) => warn!("detaching {program} from {name}: {}", error_chain(&e)),
-            }
-        }
-    }
 }
 
 /// A typed view of a map, or which map did not have the expected type.

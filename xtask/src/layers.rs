@@ -8,7 +8,10 @@
 //! below is the whole architecture in one place. A module the list does not
 //! name is an error too: a new module is placed on purpose. Comments,
 //! strings and character literals are skipped, so doc links do not count.
-//! `cargo xtask test` runs this before the tests.
+//! It also holds every file to [`MAX_FILE_LINES`] lines of non-test code
+//! (what comes before a file's `#[cfg(test)]`; `tests.rs` and
+//! `test_util.rs` files are test code). `cargo xtask test` runs both
+//! through its unit tests.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -37,6 +40,38 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("the configuration", &["config"]),
     ("shared vocabulary", &["api", "util"]),
 ];
+
+/// Most lines of non-test code in one file of the daemon.
+pub const MAX_FILE_LINES: usize = 800;
+
+/// Files of `src` with more than [`MAX_FILE_LINES`] lines of non-test
+/// code, as lines to print.
+pub fn oversized(src: &Path) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for file in rust_files(src)? {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == "tests.rs" || name == "test_util.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+        let n = code_lines(&text);
+        if n > MAX_FILE_LINES {
+            let rel = file.strip_prefix(src).unwrap_or(&file);
+            out.push(format!(
+                "{} has {n} lines of non-test code (at most {MAX_FILE_LINES}): split it by concern",
+                rel.display()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Lines before the first `#[cfg(test)]` at the start of a line.
+fn code_lines(text: &str) -> usize {
+    text.lines()
+        .take_while(|l| !l.starts_with("#[cfg(test)]"))
+        .count()
+}
 
 /// Module -> the crate's modules it names (itself excluded), per file of
 /// `src` (a crate root: `lib.rs` declares the modules, `main.rs` is the
@@ -108,15 +143,17 @@ pub fn run() -> anyhow::Result<()> {
             println!("  {m} -> {}", deps.join(", "));
         }
     }
-    let problems = check(&g);
+    let mut problems = check(&g);
+    problems.extend(oversized(&src)?);
     for p in &problems {
         println!("layers: {p}");
     }
     if !problems.is_empty() {
-        bail!("{} import(s) against the layering", problems.len());
+        bail!("{} problem(s) with the daemon's layout", problems.len());
     }
     println!(
-        "layers: {} modules, no import points up or sideways",
+        "layers: {} modules, no import points up or sideways; no file over {MAX_FILE_LINES} \
+         lines of non-test code",
         g.len()
     );
     Ok(())
@@ -360,5 +397,18 @@ mod tests {
         assert!(g.contains_key("control") && g.contains_key("main"));
         let problems = check(&g);
         assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn test_code_does_not_count_towards_a_files_size() {
+        assert_eq!(code_lines("a\nb\n#[cfg(test)]\nmod tests {\n}\n"), 2);
+        assert_eq!(code_lines("a\n    #[cfg(test)]\nb\n"), 3);
+    }
+
+    /// No file of the daemon is over the size limit.
+    #[test]
+    fn no_daemon_file_is_oversized() {
+        let big = oversized(&crate::util::root().join("balancer-userspace/src")).unwrap();
+        assert!(big.is_empty(), "{}", big.join("\n"));
     }
 }

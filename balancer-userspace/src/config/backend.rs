@@ -68,7 +68,8 @@ pub enum Balance {
     RoundRobin,
     /// Fewest requests in flight, weighted.
     LeastConn,
-    /// Consistent hash of the client address (Maglev over the up servers).
+    /// Consistent hash of the client address (weighted rendezvous hashing
+    /// over the up servers, `http/balance.rs`).
     Source,
 }
 

@@ -102,6 +102,132 @@ pub fn graph(src: &Path) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
     Ok(g)
 }
 
+/// Inside each folder module (`http/`, `peers/`, ...): the circles among
+/// its submodules (`http::proxy` -> `http::upstream` -> `http::proxy`),
+/// read from `crate::a::x` and `super::x` paths, as lines to print. The
+/// folder's own `mod.rs` is not a node (it declares and re-exports its
+/// submodules).
+pub fn sibling_circles(src: &Path) -> anyhow::Result<Vec<String>> {
+    // folder -> submodule -> the submodules it names
+    let mut g: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    let mut texts = Vec::new();
+    for file in rust_files(src)? {
+        let rel = file.strip_prefix(src).expect("under src").to_path_buf();
+        let parts: Vec<String> = rel
+            .iter()
+            .map(|c| c.to_string_lossy().trim_end_matches(".rs").to_owned())
+            .collect();
+        if parts.len() < 2 || parts[1] == "mod" {
+            continue;
+        }
+        g.entry(parts[0].clone())
+            .or_default()
+            .entry(parts[1].clone())
+            .or_default();
+        texts.push((parts, std::fs::read_to_string(&file)?));
+    }
+    for (parts, text) in &texts {
+        let (folder, me) = (&parts[0], &parts[1]);
+        // The file's module path: a/b.rs and a/b/mod.rs are a::b.
+        let mut path: Vec<&str> = parts.iter().map(String::as_str).collect();
+        if path.last() == Some(&"mod") {
+            path.pop();
+        }
+        let siblings = g[folder].keys().cloned().collect::<BTreeSet<_>>();
+        let mut named = BTreeSet::new();
+        let toks = tokens(text);
+        for i in 0..toks.len() {
+            let preceded_by_path = i > 0 && toks[i - 1] == "::";
+            if preceded_by_path {
+                continue;
+            }
+            // crate::folder::x
+            if toks[i] == "crate"
+                && toks.get(i + 1).map(String::as_str) == Some("::")
+                && toks.get(i + 2) == Some(folder)
+                && toks.get(i + 3).map(String::as_str) == Some("::")
+            {
+                first_segments(&toks, i + 4, &mut named);
+            }
+            // super::x, super::super::x
+            if toks[i] == "super" {
+                let mut base = path.len();
+                let mut j = i;
+                while toks.get(j).map(String::as_str) == Some("super")
+                    && toks.get(j + 1).map(String::as_str) == Some("::")
+                {
+                    base = base.saturating_sub(1);
+                    j += 2;
+                }
+                // `super` from a submodule's file reaches the folder when
+                // the remaining path starts at depth 1.
+                if base == 1 {
+                    first_segments(&toks, j, &mut named);
+                }
+            }
+        }
+        let deps = g
+            .get_mut(folder)
+            .expect("folder")
+            .get_mut(me)
+            .expect("module");
+        deps.extend(
+            named
+                .into_iter()
+                .filter(|n| n != me && siblings.contains(n)),
+        );
+    }
+    let mut out = Vec::new();
+    for (folder, sub) in &g {
+        for circle in circles(sub) {
+            out.push(format!(
+                "import circle inside {folder}/: {}",
+                circle.join(" -> ")
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One circle through each strongly connected group of `g` (depth-first).
+fn circles(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    fn reach(
+        g: &BTreeMap<String, BTreeSet<String>>,
+        from: &str,
+        to: &str,
+        path: &mut Vec<String>,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        for d in g.get(from).into_iter().flatten() {
+            if d == to {
+                path.push(d.clone());
+                return true;
+            }
+            if seen.insert(d.clone()) {
+                path.push(d.clone());
+                if reach(g, d, to, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut covered = BTreeSet::new();
+    for m in g.keys() {
+        if covered.contains(m) {
+            continue;
+        }
+        let mut path = vec![m.clone()];
+        if reach(g, m, m, &mut path, &mut BTreeSet::new()) {
+            covered.extend(path.iter().cloned());
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Every import against [`LAYERS`]: the violations, as lines to print.
 pub fn check(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     let rank: BTreeMap<&str, usize> = LAYERS
@@ -133,8 +259,11 @@ pub fn check(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
 }
 
 /// `cargo xtask layers`: print the graph by layer; fail on a violation.
-pub fn run() -> anyhow::Result<()> {
-    let src = crate::util::root().join("balancer-userspace/src");
+pub fn run(src: Option<&Path>) -> anyhow::Result<()> {
+    let src = match src {
+        Some(s) => s.to_owned(),
+        None => crate::util::root().join("balancer-userspace/src"),
+    };
     let g = graph(&src)?;
     for (name, modules) in LAYERS {
         println!("{name}:");
@@ -144,6 +273,7 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
     let mut problems = check(&g);
+    problems.extend(sibling_circles(&src)?);
     problems.extend(oversized(&src)?);
     for p in &problems {
         println!("layers: {p}");
@@ -403,6 +533,24 @@ mod tests {
     fn test_code_does_not_count_towards_a_files_size() {
         assert_eq!(code_lines("a\nb\n#[cfg(test)]\nmod tests {\n}\n"), 2);
         assert_eq!(code_lines("a\n    #[cfg(test)]\nb\n"), 3);
+    }
+
+    #[test]
+    fn circles_are_found() {
+        let mut g = BTreeMap::new();
+        g.insert("proxy".to_owned(), set(&["upstream", "cookie"]));
+        g.insert("upstream".to_owned(), set(&["proxy"]));
+        g.insert("cookie".to_owned(), set(&[]));
+        assert_eq!(circles(&g), vec![vec!["proxy", "upstream", "proxy"]]);
+        g.insert("upstream".to_owned(), set(&["cookie"]));
+        assert!(circles(&g).is_empty());
+    }
+
+    /// No circle among the submodules of any folder of the daemon.
+    #[test]
+    fn no_circle_inside_a_folder() {
+        let c = sibling_circles(&crate::util::root().join("balancer-userspace/src")).unwrap();
+        assert!(c.is_empty(), "{}", c.join("\n"));
     }
 
     /// No file of the daemon is over the size limit.

@@ -40,8 +40,13 @@ enum Command {
     /// Set up, build, and show the balancer working in a namespace lab.
     Demo,
     /// Check that the daemon's modules import only downwards (the layers
-    /// in xtask/src/layers.rs); prints the module graph by layer.
-    Layers,
+    /// in xtask/src/layers.rs), with no circle inside a folder and no file
+    /// over 800 lines of non-test code; prints the module graph by layer.
+    Layers {
+        /// Another copy of balancer-userspace/src (default: this tree's).
+        #[arg(long)]
+        src: Option<std::path::PathBuf>,
+    },
     /// Remove labs (namespaces, pins, logs) left behind by killed runs.
     Sweep,
     /// Set up, build and run the benchmarks (root); prints tables, writes
@@ -89,7 +94,7 @@ fn main() -> std::process::ExitCode {
         Command::Build => setup::run().and_then(|()| util::build_balancer(true).map(|_| ())),
         Command::Test { args } => test::run(&args),
         Command::Demo => demo::run(),
-        Command::Layers => layers::run(),
+        Command::Layers { src } => layers::run(src.as_deref()),
         Command::Sweep => sweep(),
         Command::Bench {
             only,

@@ -116,10 +116,86 @@ pub struct Stats {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpStats {
-    /// Per HTTP frontend: requests, responses by class, persistence.
-    pub frontends: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Per HTTP frontend.
+    pub frontends: BTreeMap<String, HttpFrontendStats>,
     /// Per `backend/server` of HTTP backends.
-    pub servers: BTreeMap<String, BTreeMap<String, u64>>,
+    pub servers: BTreeMap<String, HttpServerStats>,
+}
+
+/// Responses by status class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseClasses {
+    pub responses_1xx: u64,
+    pub responses_2xx: u64,
+    pub responses_3xx: u64,
+    pub responses_4xx: u64,
+    pub responses_5xx: u64,
+    pub responses_other: u64,
+}
+
+impl ResponseClasses {
+    /// (name, count), 1xx to other.
+    pub fn rows(&self) -> [(&'static str, u64); 6] {
+        [
+            ("responses_1xx", self.responses_1xx),
+            ("responses_2xx", self.responses_2xx),
+            ("responses_3xx", self.responses_3xx),
+            ("responses_4xx", self.responses_4xx),
+            ("responses_5xx", self.responses_5xx),
+            ("responses_other", self.responses_other),
+        ]
+    }
+}
+
+/// One HTTP frontend's counters (the proxy's `http::stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpFrontendStats {
+    /// Requests received (each counted once, however many servers it took).
+    pub requests: u64,
+    /// What the clients were answered, the proxy's own error pages included.
+    #[serde(flatten)]
+    pub responses: ResponseClasses,
+    /// Of requests to a backend with `cookie`: sent by their cookie...
+    pub cookie_used: u64,
+    /// ... without the cookie...
+    pub cookie_absent: u64,
+    /// ... with a cookie naming no server that could take them.
+    pub cookie_unusable: u64,
+    /// Answered 503: no server could take them.
+    pub no_server: u64,
+    /// Sent to another server after their first refused the connection.
+    pub redispatched: u64,
+}
+
+impl HttpFrontendStats {
+    /// (name, count): requests and responses first, then the rest by name.
+    pub fn rows(&self) -> Vec<(&'static str, u64)> {
+        let mut rows = vec![("requests", self.requests)];
+        rows.extend(self.responses.rows());
+        rows.extend([
+            ("cookie_absent", self.cookie_absent),
+            ("cookie_unusable", self.cookie_unusable),
+            ("cookie_used", self.cookie_used),
+            ("no_server", self.no_server),
+            ("redispatched", self.redispatched),
+        ]);
+        rows
+    }
+}
+
+/// One server's counters, of an HTTP backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpServerStats {
+    /// Requests sent to it.
+    pub requests: u64,
+    #[serde(flatten)]
+    pub responses: ResponseClasses,
+    /// Connections refused or timed out (503, or redispatched).
+    pub connect_errors: u64,
+    /// Connections that failed after the request was sent (502).
+    pub response_errors: u64,
+    /// No response within `timeout_server` (504).
+    pub timeouts: u64,
 }
 
 /// `GET /v1/peers`.

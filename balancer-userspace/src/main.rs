@@ -620,25 +620,13 @@ fn print_stats(v: &api::Stats) {
     for (name, c) in &v.classes {
         println!("{name:<12} {:>14} {:>16}", c.packets, c.bytes);
     }
-    let count =
-        |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
     for (name, f) in &v.frontends {
         println!("\nfrontend {name}");
         // An HTTP frontend's packet counters are all zero: its request
         // counters instead, requests and responses first.
         if let Some(h) = v.http.frontends.get(name) {
-            let first = [
-                "requests",
-                "responses_1xx",
-                "responses_2xx",
-                "responses_3xx",
-                "responses_4xx",
-                "responses_5xx",
-                "responses_other",
-            ];
-            let rest = h.keys().filter(|k| !first.contains(&k.as_str()));
-            for k in first.iter().copied().chain(rest.map(String::as_str)) {
-                println!("  {k:<16} {:>14}", count(h, k));
+            for (k, n) in h.rows() {
+                println!("  {k:<16} {n:>14}");
             }
             continue;
         }
@@ -647,25 +635,36 @@ fn print_stats(v: &api::Stats) {
         }
     }
     if !v.http.servers.is_empty() {
-        let cols = [
-            ("requests", "requests"),
-            ("responses_2xx", "2xx"),
-            ("responses_3xx", "3xx"),
-            ("responses_4xx", "4xx"),
-            ("responses_5xx", "5xx"),
-            ("connect_errors", "connect err"),
-            ("response_errors", "response err"),
-            ("timeouts", "timeouts"),
+        let titles = [
+            "requests",
+            "2xx",
+            "3xx",
+            "4xx",
+            "5xx",
+            "connect err",
+            "response err",
+            "timeouts",
         ];
         print!("\n{:<24}", "http server");
-        for (_, title) in cols {
+        for title in titles {
             print!(" {title:>12}");
         }
         println!();
         for (name, s) in &v.http.servers {
+            let r = &s.responses;
+            let cols = [
+                s.requests,
+                r.responses_2xx,
+                r.responses_3xx,
+                r.responses_4xx,
+                r.responses_5xx,
+                s.connect_errors,
+                s.response_errors,
+                s.timeouts,
+            ];
             print!("{name:<24}");
-            for (k, _) in cols {
-                print!(" {:>12}", count(s, k));
+            for n in cols {
+                print!(" {n:>12}");
             }
             println!();
         }

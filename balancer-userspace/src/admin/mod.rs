@@ -395,14 +395,14 @@ fn stats(c: &Controller) -> Answer {
     // The HTTP proxy's counters, of HTTP frontends and the servers of
     // HTTP backends.
     for f in c.config.frontends.iter().filter(|f| f.mode == Mode::Http) {
-        let counters = c.http_stats.frontend(&f.name).counters();
+        let counters = c.http_stats.frontend(&f.name).view();
         out.http.frontends.insert(f.name.clone(), counters);
     }
     for s in c.http_servers() {
         let name = format!("{}/{}", s.backend, s.name);
         out.http
             .servers
-            .insert(name, c.http_stats.server(s.id).counters());
+            .insert(name, c.http_stats.server(s.id).view());
     }
     Ok(json!(out))
 }

@@ -9,6 +9,7 @@
 //! counters are found by its controller id, which stays the same across
 //! reloads and DNS changes, so they live as long as the daemon.
 
+use crate::api;
 use std::{
     collections::HashMap,
     sync::{
@@ -39,22 +40,26 @@ impl Responses {
     }
 }
 
-/// One flat set of counters by name: `requests`, `responses_1xx` ..
-/// `responses_other`, then `rest`.
-fn flat<'a>(
-    requests: &AtomicU64,
-    responses: &Responses,
-    rest: impl IntoIterator<Item = (String, &'a AtomicU64)>,
-) -> std::collections::BTreeMap<String, u64> {
-    let mut m = std::collections::BTreeMap::new();
-    m.insert("requests".into(), requests.load(Ordering::Relaxed));
-    for (class, n) in CLASSES.iter().zip(responses.get()) {
-        m.insert(format!("responses_{class}"), n);
+impl Responses {
+    /// As the admin API shows them.
+    pub fn view(&self) -> api::ResponseClasses {
+        let [
+            responses_1xx,
+            responses_2xx,
+            responses_3xx,
+            responses_4xx,
+            responses_5xx,
+            responses_other,
+        ] = self.get();
+        api::ResponseClasses {
+            responses_1xx,
+            responses_2xx,
+            responses_3xx,
+            responses_4xx,
+            responses_5xx,
+            responses_other,
+        }
     }
-    for (k, c) in rest {
-        m.insert(k, c.load(Ordering::Relaxed));
-    }
-    m
 }
 
 /// One HTTP frontend's counters.
@@ -89,20 +94,18 @@ impl FrontendCounters {
         ]
     }
 
-    /// For the admin API's `/v1/stats`: counters by name.
-    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
-        let outcomes = self
-            .cookie_outcomes()
-            .map(|(o, c)| (format!("cookie_{o}"), c));
-        let others = [
-            ("no_server".to_owned(), &self.no_server),
-            ("redispatched".to_owned(), &self.redispatched),
-        ];
-        flat(
-            &self.requests,
-            &self.responses,
-            outcomes.into_iter().chain(others),
-        )
+    /// As the admin API shows them (`/v1/stats`).
+    pub fn view(&self) -> api::HttpFrontendStats {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        api::HttpFrontendStats {
+            requests: n(&self.requests),
+            responses: self.responses.view(),
+            cookie_used: n(&self.cookie_used),
+            cookie_absent: n(&self.cookie_absent),
+            cookie_unusable: n(&self.cookie_unusable),
+            no_server: n(&self.no_server),
+            redispatched: n(&self.redispatched),
+        }
     }
 }
 
@@ -132,14 +135,16 @@ impl ServerCounters {
         ]
     }
 
-    /// For the admin API's `/v1/stats`: counters by name.
-    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
-        let errors = [
-            ("connect_errors".to_owned(), &self.connect_errors),
-            ("response_errors".to_owned(), &self.response_errors),
-            ("timeouts".to_owned(), &self.timeouts),
-        ];
-        flat(&self.requests, &self.responses, errors)
+    /// As the admin API shows them (`/v1/stats`).
+    pub fn view(&self) -> api::HttpServerStats {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        api::HttpServerStats {
+            requests: n(&self.requests),
+            responses: self.responses.view(),
+            connect_errors: n(&self.connect_errors),
+            response_errors: n(&self.response_errors),
+            timeouts: n(&self.timeouts),
+        }
     }
 }
 

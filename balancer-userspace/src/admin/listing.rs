@@ -28,8 +28,9 @@ pub const BATCH: usize = 4096;
 /// What an entry's ids are called, taken from the controller once.
 #[derive(Debug, Default)]
 pub struct Names {
-    /// Frontend name and VIP address family, by VIP id.
-    pub frontends: Vec<(String, u8)>,
+    /// Frontend name and VIP address family, by VIP id (not by position
+    /// in the configuration: ids are kept by name across reloads).
+    pub frontends: HashMap<u32, (String, u8)>,
     /// `backend/server`, by server id.
     pub servers: HashMap<u32, String>,
 }
@@ -41,7 +42,8 @@ impl Names {
                 .config
                 .frontends
                 .iter()
-                .map(|f| (f.name.clone(), family_addr(f.vip.ip()).0))
+                .zip(&c.frontend_ids)
+                .map(|(f, &id)| (id, (f.name.clone(), family_addr(f.vip.ip()).0)))
                 .collect(),
             servers: c
                 .servers
@@ -53,7 +55,7 @@ impl Names {
 
     /// `k`/`v` as the API shows them, idle time counted to `now_ns`.
     pub fn entry(&self, k: &StickKey, v: &StickValue, now_ns: u64) -> TableEntry<'_> {
-        let f = self.frontends.get(k.vip_id as usize);
+        let f = self.frontends.get(&k.vip_id);
         TableEntry {
             frontend: f.map(|(name, _)| Cow::Borrowed(name.as_str())),
             client: addr_of(f.map_or(FAMILY_V4, |(_, fam)| *fam), &k.addr),
@@ -152,7 +154,7 @@ mod tests {
 
     fn names() -> Names {
         Names {
-            frontends: vec![("web".into(), FAMILY_V4)],
+            frontends: HashMap::from([(0, ("web".into(), FAMILY_V4))]),
             servers: HashMap::from([(7, "pool/a".into())]),
         }
     }

@@ -446,8 +446,8 @@ fn table_set(c: &mut Controller, body: &Value) -> Answer {
         .parse()
         .map_err(|_| bad("client is not an IP address"))?;
     let server = str_field(body, "server")?;
-    let vip_id = c.vip_id(frontend).map_err(internal)?;
-    let f = &c.config.frontends[vip_id as usize];
+    let fi = c.frontend_index(frontend).map_err(internal)?;
+    let (f, vip_id) = (&c.config.frontends[fi], c.frontend_ids[fi]);
     if client.is_ipv4() != f.vip.is_ipv4() {
         return Err(bad(format!(
             "client {client} is not of frontend {frontend}'s address family"
@@ -488,9 +488,9 @@ fn table_clear(c: &mut Controller, q: &BTreeMap<String, String>) -> Answer {
         (vip, None) => c.dp.stick_clear(vip).map_err(|e| internal(e.into()))?,
         (None, Some(a)) => {
             let mut n = 0;
-            for id in 0..c.config.frontends.len() as u32 {
+            for &vip_id in &c.frontend_ids {
                 let key = StickKey {
-                    vip_id: id,
+                    vip_id,
                     addr: family_addr(a).1,
                 };
                 n += usize::from(c.dp.stick_remove(&key).map_err(|e| internal(e.into()))?);

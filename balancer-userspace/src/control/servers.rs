@@ -282,14 +282,19 @@ impl Controller {
         (0..self.servers.len()).map(|i| self.view(i)).collect()
     }
 
-    /// VIP id of a frontend.
-    pub fn vip_id(&self, frontend: &str) -> Result<u32, ControlError> {
+    /// A frontend's position in the configuration. Not its VIP id: ids
+    /// are kept by name across reloads and restarts ([`Self::vip_id`]).
+    pub fn frontend_index(&self, frontend: &str) -> Result<usize, ControlError> {
         self.config
             .frontends
             .iter()
             .position(|f| f.name == frontend)
-            .map(|i| self.frontend_ids[i])
             .ok_or_else(|| ControlError::UnknownFrontend(frontend.to_owned()))
+    }
+
+    /// VIP id of a frontend.
+    pub fn vip_id(&self, frontend: &str) -> Result<u32, ControlError> {
+        self.frontend_index(frontend).map(|i| self.frontend_ids[i])
     }
 
     pub fn server_by_id(&self, id: u32) -> Option<&ServerRt> {

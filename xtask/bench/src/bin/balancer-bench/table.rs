@@ -499,7 +499,7 @@ fn listing_counted(dp: &Dataplane, render: bool) -> anyhow::Result<Listing> {
     // one batch of text.
     let t = Instant::now();
     let names = Names {
-        frontends: vec![("bench".into(), balancer_common::maps::FAMILY_V6)],
+        frontends: [(0, ("bench".into(), balancer_common::maps::FAMILY_V6))].into(),
         servers: (0..BACKENDS)
             .map(|i| (i, format!("pool/server{i}")))
             .collect(),

@@ -193,18 +193,18 @@ impl Controller {
     /// the reload fail before anything is touched.
     pub async fn reload(&mut self, config: Config) -> Result<ReloadSummary, ControlError> {
         let (old, new) = (&self.config, &config);
-        let mut fixed = Vec::new();
+        let mut fixed: Vec<String> = Vec::new();
         if old.dataplane.interfaces != new.dataplane.interfaces {
-            fixed.push("dataplane.interfaces");
+            fixed.push("dataplane.interfaces".into());
         }
         if old.dataplane.xdp_mode != new.dataplane.xdp_mode {
-            fixed.push("dataplane.xdp_mode");
+            fixed.push("dataplane.xdp_mode".into());
         }
         if old.dataplane.pin_dir != new.dataplane.pin_dir {
-            fixed.push("dataplane.pin_dir");
+            fixed.push("dataplane.pin_dir".into());
         }
         if old.admin_socket != new.admin_socket {
-            fixed.push("admin.socket");
+            fixed.push("admin.socket".into());
         }
         let http_fronts = |c: &Config| -> Vec<(String, SocketAddr)> {
             c.frontends
@@ -214,15 +214,37 @@ impl Controller {
                 .collect()
         };
         if http_fronts(old) != http_fronts(new) {
-            fixed.push("http frontends (name, bind)");
+            fixed.push("http frontends (name, bind)".into());
+        } else {
+            // The proxy's workers took these at start.
+            let http = |c: &'_ Config| {
+                c.frontends
+                    .iter()
+                    .filter(|f| f.mode == Mode::Http)
+                    .map(|f| (f.name.clone(), f.timeout_client, f.max_header_bytes))
+                    .collect::<Vec<_>>()
+            };
+            for ((name, t0, h0), (_, t1, h1)) in http(old).into_iter().zip(http(new)) {
+                if t0 != t1 {
+                    fixed.push(format!("frontend {name} timeout_client"));
+                }
+                if h0 != h1 {
+                    fixed.push(format!("frontend {name} max_header_bytes"));
+                }
+            }
+        }
+        // The peer links and the engine took the section at start (a new
+        // secret must not leave the old one working).
+        if old.peers != new.peers {
+            fixed.push("peers (the [peers] section)".into());
         }
         if old.metrics_bind != new.metrics_bind
             || old.table_count_interval != new.table_count_interval
         {
-            fixed.push("metrics");
+            fixed.push("metrics".into());
         }
         if LoadOptions::for_config(old).stick_size != LoadOptions::for_config(new).stick_size {
-            fixed.push("stick_table.size");
+            fixed.push("stick_table.size".into());
         }
         if !fixed.is_empty() {
             return Err(ControlError::NeedsRestart(fixed.join(", ")));

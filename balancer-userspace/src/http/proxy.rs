@@ -260,12 +260,32 @@ async fn sniff_http2(s: &TcpStream, timeout: Duration) -> Option<bool> {
             if n == H2_PREFACE.len() {
                 return Some(true);
             }
-            // A prefix of the preface so far: peeking again would return the
-            // same bytes at once, so wait a little for the rest.
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            // A prefix of the preface so far. Peeking again would return the
+            // same bytes at once (the socket stays readable): clear tokio's
+            // readiness, then wait for its next edge, which only new bytes
+            // (or the peer's close) raise. Bytes that came in before the
+            // clear are seen by the non-blocking peek after it.
+            let _ = s.try_io(tokio::io::Interest::READABLE, || {
+                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+            });
+            let more = socket2::SockRef::from(s).peek(as_uninit(&mut buf));
+            match more {
+                Ok(m) if m > n || m == 0 => continue,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return None,
+            }
+            s.readable().await.ok()?;
         }
     };
     tokio::time::timeout(timeout, sniff).await.ok().flatten()
+}
+
+/// `buf` as the uninitialised bytes socket2's `peek` takes.
+fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
+    // SAFETY: initialised bytes are valid `MaybeUninit<u8>`s, and `peek`
+    // only writes bytes to them.
+    unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) }
 }
 
 /// Drive `conn` to its end; when `stop` turns true, ask it (`shutdown`) to

@@ -383,3 +383,35 @@ fn a_reload_keeps_the_discovered_servers() {
     );
     assert_eq!(slots(&svc), before);
 }
+
+#[test]
+fn records_naming_no_usable_server_fill_no_slot() {
+    let dns = DnsServer::start().expect("DNS server");
+    dns.set_addresses(
+        NAME,
+        &[
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "127.0.0.2",
+            "::",
+            "ff02::1",
+        ],
+        5,
+    );
+    let port = balancer_tests::http::free_port().unwrap();
+    let svc = Svc::launch(
+        "dns-unusable",
+        "",
+        &name_template(6, port),
+        &lab_resolvers(&dns, ""),
+    );
+    wait_filled(&svc, &["127.0.0.2"]);
+    // And still only that one some refreshes later.
+    dns.expect_queries(dns.queries(), 6);
+    assert_eq!(filled(&slots(&svc)), ["127.0.0.2"]);
+    svc.daemon.expect_logged(
+        "ignored record(s) naming no usable server: A 0.0.0.0, A 224.0.0.1, A 255.255.255.255, AAAA ::, AAAA ff02::1",
+        Duration::from_secs(5),
+    );
+}

@@ -257,7 +257,10 @@ pub async fn libc_addresses(fqdn: &str, families: Families) -> Option<Vec<Target
         }
     };
     let mut out: Vec<Target> = Vec::new();
-    for a in addrs.into_iter().filter(|a| families.allows(*a)) {
+    for a in addrs
+        .into_iter()
+        .filter(|a| families.allows(*a) && usable(*a))
+    {
         if !out.iter().any(|t| t.addr == a) {
             out.push(Target {
                 addr: a,
@@ -273,6 +276,27 @@ pub async fn libc_addresses(fqdn: &str, families: Families) -> Option<Vec<Target
 /// One resolution, as a discovery task sends it: the generation it was
 /// started for (the daemon ignores older ones), the backend, the outcome.
 pub type DnsResult = (u64, String, DnsOutcome);
+
+/// Whether an address from DNS may be a server's, as a configured one may:
+/// not unspecified (`0.0.0.0`, `::`), multicast or IPv4 broadcast.
+pub fn usable(addr: IpAddr) -> bool {
+    let broadcast = matches!(addr, IpAddr::V4(a) if a.is_broadcast());
+    !(addr.is_unspecified() || addr.is_multicast() || broadcast)
+}
+
+/// Drop the targets no server can have (see [`usable`]; an SRV record's
+/// port 0 too); their records, to log.
+fn drop_unusable(targets: &mut Vec<Target>) -> Vec<String> {
+    let mut ignored = Vec::new();
+    targets.retain(|t| {
+        let keep = usable(t.addr) && t.port != Some(0);
+        if !keep {
+            ignored.push(t.record.clone());
+        }
+        keep
+    });
+    ignored
+}
 
 /// The discovery task of one backend's template: resolve every `refresh`
 /// and send the outcome, until aborted or the receiver is gone.
@@ -293,9 +317,21 @@ pub async fn run(
     };
     let mut tick = tokio::time::interval(resolvers.refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ignored_before = Vec::new();
     loop {
         tick.tick().await;
-        let outcome = client.resolve(&template, families).await;
+        let mut outcome = client.resolve(&template, families).await;
+        if let DnsOutcome::Answer(targets) = &mut outcome {
+            let ignored = drop_unusable(targets);
+            if ignored != ignored_before && !ignored.is_empty() {
+                warn!(
+                    "backend {backend}: {}: ignored record(s) naming no usable server: {}",
+                    template.fqdn,
+                    ignored.join(", ")
+                );
+            }
+            ignored_before = ignored;
+        }
         if tx
             .send((generation, backend.clone(), outcome))
             .await
@@ -303,5 +339,47 @@ pub async fn run(
         {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(addr: &str, port: Option<u16>) -> Target {
+        Target {
+            addr: addr.parse().unwrap(),
+            port,
+            record: addr.to_owned(),
+            ttl: 5,
+        }
+    }
+
+    #[test]
+    fn unusable_targets_are_dropped_and_named() {
+        let mut t = vec![
+            target("198.18.0.1", None),
+            target("0.0.0.0", None),
+            target("224.0.0.9", None),
+            target("255.255.255.255", None),
+            target("2001:db8::1", Some(80)),
+            target("::", None),
+            target("ff02::1", None),
+            target("2001:db8::2", Some(0)),
+        ];
+        let ignored = drop_unusable(&mut t);
+        let kept: Vec<String> = t.iter().map(|t| t.record.clone()).collect();
+        assert_eq!(kept, ["198.18.0.1", "2001:db8::1"]);
+        assert_eq!(
+            ignored,
+            [
+                "0.0.0.0",
+                "224.0.0.9",
+                "255.255.255.255",
+                "::",
+                "ff02::1",
+                "2001:db8::2"
+            ]
+        );
     }
 }

@@ -137,3 +137,38 @@ fn bad_requests_get_4xx_or_a_close_and_hurt_nobody() {
         }
     }
 }
+
+/// RFC 9112 3.2: an HTTP/1.1 request without `Host`, or any with two, is
+/// answered 400 and reaches no server; an absolute-form request names its
+/// host in the request-target, and that is the `Host` the server sees.
+#[test]
+fn host_is_required_once_and_absolute_form_names_it() {
+    let b = Backend::start("s0", 0).unwrap();
+    let p = Svc::start_on("http-host", "", &[("s0", b.addr, "")]);
+    for (what, req) in [
+        ("no Host", &b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n"[..]),
+        (
+            "two Hosts",
+            b"GET /b HTTP/1.1\r\nHost: one.example\r\nHost: two.example\r\nConnection: close\r\n\r\n",
+        ),
+    ] {
+        let a = raw(p.front, req);
+        assert_eq!(status_of(&a), 400, "{what}: {a:?}");
+    }
+    assert!(
+        b.requests().is_empty(),
+        "a refused request reached the server"
+    );
+    // HTTP/1.0 needs no Host.
+    let a = raw(p.front, b"GET /c HTTP/1.0\r\n\r\n");
+    assert_eq!(status_of(&a), 200, "HTTP/1.0 without Host: {a:?}");
+    // Absolute-form: the target's authority wins over Host.
+    let a = raw(
+        p.front,
+        b"GET http://right.example:8080/d HTTP/1.1\r\nHost: wrong.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&a), 200, "absolute-form: {a:?}");
+    let seen = b.requests();
+    let d = seen.iter().find(|r| r.path == "/d").expect("/d reached s0");
+    assert_eq!(d.header("host"), Some("right.example:8080"));
+}

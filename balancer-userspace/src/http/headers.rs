@@ -92,6 +92,31 @@ pub(super) fn join_cookie_fields(h: &mut HeaderMap) {
 
 /// The request to send to a server: same method, path and headers minus
 /// hop-by-hop ones, `X-Forwarded-For` extended, HTTP/1.1 in origin form.
+/// The request's host, as RFC 9112 3.2 has it: an HTTP/1.1 request needs
+/// one `Host` field, and no request may have two (`Err`: answer 400); a
+/// request-target with an authority (absolute-form, HTTP/2's
+/// `:authority`) names the host, whatever `Host` said, so `Host` becomes
+/// that authority (without user info).
+pub(super) fn settle_host<B>(req: &mut Request<B>) -> Result<(), &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let any = hosts.next().is_some();
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let authority = req.uri().authority().and_then(|a| {
+        let host = a.as_str().rsplit('@').next()?;
+        HeaderValue::from_str(host).ok()
+    });
+    if let Some(v) = authority {
+        req.headers_mut().insert(header::HOST, v);
+        return Ok(());
+    }
+    if !any && req.version() == http::Version::HTTP_11 {
+        return Err("no Host header");
+    }
+    Ok(())
+}
+
 pub(super) fn upstream_request<B>(
     parts: http::request::Parts,
     body: B,

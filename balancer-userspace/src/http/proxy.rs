@@ -48,7 +48,7 @@ use tokio::{
 use super::{
     balance::{Candidate, InFlight, InFlightGuard, SmoothWrr, least_conn, source},
     cookie::{self, Persist},
-    headers::{is_upgrade, join_cookie_fields, strip_hop_by_hop, upstream_request},
+    headers::{is_upgrade, join_cookie_fields, settle_host, strip_hop_by_hop, upstream_request},
     stats::{FrontendCounters, ServerStats},
     timer::{RecyclingTimer, within},
     upstream::{Conn, Pool, SendError, UpBody},
@@ -493,6 +493,9 @@ async fn handle(
             p.spec.stats.no_server.fetch_add(1, Ordering::Relaxed);
             break 'answer error(StatusCode::SERVICE_UNAVAILABLE, "no backend");
         };
+        if let Err(msg) = settle_host(&mut req) {
+            break 'answer error(StatusCode::BAD_REQUEST, msg);
+        }
         let now = unix_now();
         let (chosen, persist, by_cookie) = match p.choose_server(&b, peer.ip(), &mut req, now) {
             Ok(x) => x,

@@ -172,3 +172,23 @@ fn host_is_required_once_and_absolute_form_names_it() {
     let d = seen.iter().find(|r| r.path == "/d").expect("/d reached s0");
     assert_eq!(d.header("host"), Some("right.example:8080"));
 }
+
+/// `Upgrade: h2c` is not passed on (the proxy would tunnel whatever the
+/// server answered with 101): the request goes on as HTTP/1.1 without it.
+/// A WebSocket upgrade is still one (tests/http_proxy.rs).
+#[test]
+fn an_h2c_upgrade_is_dropped_not_tunnelled() {
+    let b = Backend::start("s0", 0).unwrap();
+    let p = Svc::start_on("http-h2c", "", &[("s0", b.addr, "")]);
+    let a = raw(
+        p.front,
+        b"GET /e HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    );
+    assert_eq!(status_of(&a), 200, "{a:?}");
+    let seen = b.requests();
+    let e = seen.iter().find(|r| r.path == "/e").expect("/e reached s0");
+    for h in ["upgrade", "http2-settings"] {
+        assert_eq!(e.header(h), None, "{h} was forwarded: {:?}", e.headers);
+    }
+}

@@ -63,14 +63,21 @@ pub(super) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Whether a request asks to switch protocols (WebSocket...). An upgrade
+/// to `h2c` (HTTP/2 over cleartext) is not one: the proxy speaks HTTP/1.1
+/// to its servers and would turn the connection into an opaque tunnel, so
+/// `Upgrade: h2c` is dropped with the other hop-by-hop fields and the
+/// request goes on as HTTP/1.1.
 pub(super) fn is_upgrade(h: &HeaderMap) -> bool {
-    h.contains_key(header::UPGRADE)
-        && h.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-        })
+    let tokens = |name| {
+        h.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    tokens(header::UPGRADE).any(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
+        && tokens(header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 /// Replace several `cookie` fields by one, their values joined with "; ".

@@ -52,9 +52,7 @@ use balancer_common::{
     stats::Class,
 };
 use http_body_util::Full;
-use hyper::{
-    Method, Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn,
-};
+use hyper::{Method, Request, Response, StatusCode, body::Bytes, service::service_fn};
 use hyper_util::rt::TokioIo;
 use log::{debug, warn};
 use prometheus_client::{
@@ -69,6 +67,7 @@ use crate::{
     control::{Controller, Shared},
     dataplane::Dataplane,
     stats::Stats,
+    util::{ControlAccept, control_http1},
 };
 
 /// The last stick-table count: entries and when (Unix seconds); both 0
@@ -106,18 +105,14 @@ fn unix_now() -> u64 {
 
 /// Serve `GET /metrics` until the task is dropped.
 pub async fn serve(listener: TcpListener, shared: Shared, count: Arc<TableCount>) {
+    let mut accept = ControlAccept::new("metrics");
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                warn!("metrics accept: {e}");
-                continue;
-            }
-        };
+        let (stream, slot) = accept.next(&listener).await;
         let (shared, count) = (shared.clone(), count.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| handle(shared.clone(), count.clone(), req));
-            if let Err(e) = http1::Builder::new()
+            if let Err(e) = control_http1()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
             {

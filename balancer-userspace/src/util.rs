@@ -36,3 +36,87 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// Connections the control endpoints (admin API, metrics) serve at once;
+/// more wait in the listen backlog, holding no descriptor of the daemon.
+pub const CONTROL_MAX_CONNS: usize = 64;
+/// How long a control endpoint's client may take to send a request head
+/// (an idle keep-alive connection included); then it is closed.
+pub const CONTROL_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// hyper's HTTP/1 server as the control endpoints use it: request heads
+/// within [`CONTROL_HEADER_TIMEOUT`].
+pub fn control_http1() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(CONTROL_HEADER_TIMEOUT);
+    b
+}
+
+/// A listening socket of a control endpoint.
+pub trait Listen {
+    type Conn;
+    fn accept_conn(&self) -> impl Future<Output = std::io::Result<Self::Conn>> + Send;
+}
+
+impl Listen for tokio::net::TcpListener {
+    type Conn = tokio::net::TcpStream;
+    async fn accept_conn(&self) -> std::io::Result<Self::Conn> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+impl Listen for tokio::net::UnixListener {
+    type Conn = tokio::net::UnixStream;
+    async fn accept_conn(&self) -> std::io::Result<Self::Conn> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+/// A control endpoint's accept loop: at most [`CONTROL_MAX_CONNS`]
+/// connections at once, and a failing `accept` (out of descriptors) retried
+/// every 100 ms, logged when it starts and when it ends, instead of spun on.
+pub struct ControlAccept {
+    what: &'static str,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    failing: bool,
+}
+
+impl ControlAccept {
+    pub fn new(what: &'static str) -> Self {
+        ControlAccept {
+            what,
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(CONTROL_MAX_CONNS)),
+            failing: false,
+        }
+    }
+
+    /// The next connection, and its slot (held until dropped).
+    pub async fn next<L: Listen>(
+        &mut self,
+        listener: &L,
+    ) -> (L::Conn, tokio::sync::OwnedSemaphorePermit) {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        loop {
+            match listener.accept_conn().await {
+                Ok(conn) => {
+                    if std::mem::take(&mut self.failing) {
+                        log::info!("{}: accepting again", self.what);
+                    }
+                    return (conn, slot);
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut self.failing, true) {
+                        log::warn!("{}: accept: {e} (retrying every 100 ms)", self.what);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}

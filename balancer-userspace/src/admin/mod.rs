@@ -39,11 +39,10 @@ use http_body_util::{BodyExt as _, Either, Full};
 use hyper::{
     Method, Request, Response, StatusCode,
     body::{Bytes, Incoming},
-    server::conn::http1,
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
-use log::{debug, warn};
+use log::debug;
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
@@ -51,7 +50,7 @@ use crate::{
     api,
     config::{AdminState, Mode},
     control::{ControlError, Controller, NewServer, Shared},
-    util::monotonic_ns,
+    util::{ControlAccept, control_http1, monotonic_ns},
 };
 
 /// Largest request body accepted.
@@ -96,19 +95,15 @@ pub type PeersStatus = Arc<dyn Fn() -> crate::api::PeersStatus + Send + Sync>;
 
 /// Serve connections until the task is dropped.
 pub async fn serve(listener: UnixListener, shared: Shared, peers: Option<PeersStatus>) {
+    let mut accept = ControlAccept::new("admin socket");
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                warn!("admin socket accept: {e}");
-                continue;
-            }
-        };
+        let (stream, slot) = accept.next(&listener).await;
         let shared = shared.clone();
         let peers = peers.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| handle(shared.clone(), peers.clone(), req));
-            if let Err(e) = http1::Builder::new()
+            if let Err(e) = control_http1()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
             {

@@ -1,5 +1,6 @@
-//! Small things every layer uses: the clocks of the data plane's timestamps
-//! and of CPU accounting, and error chains as one line.
+//! Small things several layers use: the clocks of the data plane's
+//! timestamps and of CPU accounting, error chains as one line, and how the
+//! control endpoints (admin API, metrics) accept and serve connections.
 
 /// CLOCK_MONOTONIC, the clock of the data plane's timestamps.
 pub fn monotonic_ns() -> u64 {

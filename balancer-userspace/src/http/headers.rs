@@ -76,7 +76,9 @@ pub(super) fn is_upgrade(h: &HeaderMap) -> bool {
             .flat_map(|v| v.split(','))
             .map(str::trim)
     };
-    tokens(header::UPGRADE).any(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
+    // Most requests have no Upgrade: one lookup.
+    h.contains_key(header::UPGRADE)
+        && tokens(header::UPGRADE).any(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
         && tokens(header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 

@@ -5,6 +5,7 @@ pub mod balance;
 pub mod cookie;
 mod headers;
 pub mod proxy;
+mod sniff;
 pub mod stats;
 pub mod timer;
 pub mod upstream;

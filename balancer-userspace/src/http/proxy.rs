@@ -40,15 +40,13 @@ use hyper::server::conn::{http1, http2};
 use hyper::{body::Incoming, upgrade::OnUpgrade};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use log::{debug, warn};
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::watch,
-};
+use tokio::{net::TcpListener, sync::watch};
 
 use super::{
     balance::{Candidate, InFlight, InFlightGuard, SmoothWrr, least_conn, source},
     cookie::{self, Persist},
     headers::{is_upgrade, join_cookie_fields, settle_host, strip_hop_by_hop, upstream_request},
+    sniff::sniff_http2,
     stats::{FrontendCounters, ServerStats},
     timer::{RecyclingTimer, within},
     upstream::{Conn, Pool, SendError, UpBody},
@@ -236,56 +234,6 @@ pub fn spawn_workers(
                 .ok()
         })
         .collect()
-}
-
-/// The HTTP/2 connection preface (RFC 9113 3.4), which h2c clients with
-/// prior knowledge send first.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Whether a client opens with HTTP/2's preface, looked at with `peek` so
-/// that the chosen protocol's parser reads every byte itself (no rewinding
-/// layer under every later read). `None` when the client closes, errs, or
-/// has not said enough to tell within `timeout`.
-async fn sniff_http2(s: &TcpStream, timeout: Duration) -> Option<bool> {
-    let sniff = async {
-        let mut buf = [0u8; H2_PREFACE.len()];
-        loop {
-            let n = s.peek(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            if buf[..n] != H2_PREFACE[..n] {
-                return Some(false);
-            }
-            if n == H2_PREFACE.len() {
-                return Some(true);
-            }
-            // A prefix of the preface so far. Peeking again would return the
-            // same bytes at once (the socket stays readable): clear tokio's
-            // readiness, then wait for its next edge, which only new bytes
-            // (or the peer's close) raise. Bytes that came in before the
-            // clear are seen by the non-blocking peek after it.
-            let _ = s.try_io(tokio::io::Interest::READABLE, || {
-                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-            });
-            let more = socket2::SockRef::from(s).peek(as_uninit(&mut buf));
-            match more {
-                Ok(m) if m > n || m == 0 => continue,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return None,
-            }
-            s.readable().await.ok()?;
-        }
-    };
-    tokio::time::timeout(timeout, sniff).await.ok().flatten()
-}
-
-/// `buf` as the uninitialised bytes socket2's `peek` takes.
-fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
-    // SAFETY: initialised bytes are valid `MaybeUninit<u8>`s, and `peek`
-    // only writes bytes to them.
-    unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) }
 }
 
 /// Drive `conn` to its end; when `stop` turns true, ask it (`shutdown`) to

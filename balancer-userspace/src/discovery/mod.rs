@@ -7,7 +7,7 @@
 //! system's configuration is never read) every `refresh`, and sends the
 //! answer on a channel; like health checks, it knows no controller. The
 //! daemon hands each answer to the controller (`Controller::apply_dns`),
-//! which places it in the slots ([`place`]):
+//! which places it in the slots ([`slots::place`]):
 //! - a slot keeps its address while the address is in the records, in any
 //!   order, so its users keep their server;
 //! - an address that left the records frees its slot (after
@@ -35,7 +35,6 @@ use hickory_resolver::{
 use log::warn;
 
 use crate::config::{Config, Mode, Resolvers, ServerTemplate};
-pub use slots::{Slot, place};
 
 /// Longest wait for the system resolver (`init_addr = "libc"`).
 const LIBC_TIMEOUT: Duration = Duration::from_secs(5);

@@ -62,6 +62,11 @@ impl Responses {
     }
 }
 
+/// A counter's value now.
+fn load(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
 /// One HTTP frontend's counters.
 #[derive(Debug, Default)]
 pub struct FrontendCounters {
@@ -96,15 +101,14 @@ impl FrontendCounters {
 
     /// As the admin API shows them (`/v1/stats`).
     pub fn view(&self) -> api::HttpFrontendStats {
-        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         api::HttpFrontendStats {
-            requests: n(&self.requests),
+            requests: load(&self.requests),
             responses: self.responses.view(),
-            cookie_used: n(&self.cookie_used),
-            cookie_absent: n(&self.cookie_absent),
-            cookie_unusable: n(&self.cookie_unusable),
-            no_server: n(&self.no_server),
-            redispatched: n(&self.redispatched),
+            cookie_used: load(&self.cookie_used),
+            cookie_absent: load(&self.cookie_absent),
+            cookie_unusable: load(&self.cookie_unusable),
+            no_server: load(&self.no_server),
+            redispatched: load(&self.redispatched),
         }
     }
 }
@@ -137,13 +141,12 @@ impl ServerCounters {
 
     /// As the admin API shows them (`/v1/stats`).
     pub fn view(&self) -> api::HttpServerStats {
-        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         api::HttpServerStats {
-            requests: n(&self.requests),
+            requests: load(&self.requests),
             responses: self.responses.view(),
-            connect_errors: n(&self.connect_errors),
-            response_errors: n(&self.response_errors),
-            timeouts: n(&self.timeouts),
+            connect_errors: load(&self.connect_errors),
+            response_errors: load(&self.response_errors),
+            timeouts: load(&self.timeouts),
         }
     }
 }

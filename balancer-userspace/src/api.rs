@@ -165,6 +165,19 @@ pub struct HttpFrontendStats {
     pub no_server: u64,
     /// Sent to another server after their first refused the connection.
     pub redispatched: u64,
+    /// Client connections accepted.
+    #[serde(default)]
+    pub connections: u64,
+    /// Client connections closed, or requests answered 408, by a
+    /// client-side timeout.
+    #[serde(default)]
+    pub client_timeouts: u64,
+    /// Requests whose body the client broke off or malformed (400).
+    #[serde(default)]
+    pub client_errors: u64,
+    /// Idle client connections closed to make room (the frontend was full).
+    #[serde(default)]
+    pub evicted: u64,
 }
 
 impl HttpFrontendStats {
@@ -178,6 +191,10 @@ impl HttpFrontendStats {
             ("cookie_used", self.cookie_used),
             ("no_server", self.no_server),
             ("redispatched", self.redispatched),
+            ("connections", self.connections),
+            ("client_timeouts", self.client_timeouts),
+            ("client_errors", self.client_errors),
+            ("evicted", self.evicted),
         ]);
         rows
     }

@@ -31,7 +31,7 @@ use crate::{
     control::{ControlError, Controller},
     dataplane::{Dataplane, DataplaneError, LoadOptions},
     health,
-    http::proxy::FrontendSpec,
+    http::{conn::Slots, proxy::FrontendSpec},
     netlink,
 };
 
@@ -58,6 +58,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Descriptors(String),
     #[error("http frontend {frontend:?}: cannot listen on {addr}: {source}")]
     HttpBind {
         frontend: String,
@@ -108,6 +110,10 @@ impl PinLock {
 /// Run until SIGINT or SIGTERM. On any error before that, everything already
 /// attached or pinned is undone before returning (the data plane's Drop).
 pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<(), DaemonError> {
+    match crate::util::raise_nofile() {
+        Ok(n) => info!("descriptor limit {n}"),
+        Err(e) => warn!("reading the descriptor limit: {e}"),
+    }
     let pin_dir = config.dataplane.pin_dir.clone();
     check_pin_dir(&pin_dir)?;
     let lock = PinLock::take(&pin_dir)?;
@@ -204,14 +210,7 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
                 source,
             }
         })?;
-        let spec = FrontendSpec {
-            name: f.name.clone(),
-            backend: config.backends[f.backend].name.clone(),
-            timeout_client: f.timeout_client,
-            max_header_bytes: f.max_header_bytes,
-            stats: Default::default(),
-        };
-        http.push((l, spec));
+        http.push((l, f.clone()));
     }
     // Maps first, then attach: the first packet already sees the services.
     let mut controller = Controller::new(dp, config).await?;
@@ -219,6 +218,31 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     for name in &interfaces {
         controller.dp.attach_pinned(name, mode, &pin_dir)?;
     }
+    // What is left of the descriptor limit is the HTTP proxy's.
+    let budget = Budget::new(&controller.config, workers)?;
+    if !http.is_empty() {
+        info!("{budget}");
+    }
+    let global = Arc::new(tokio::sync::Semaphore::new(budget.maxconn as usize));
+    let servers = Arc::new(tokio::sync::Semaphore::new(budget.maxconn as usize));
+    let http = http
+        .into_iter()
+        .map(|(l, f)| {
+            let cap = f.http.maxconn.unwrap_or(budget.maxconn) as usize;
+            let spec = FrontendSpec {
+                name: f.name.clone(),
+                backend: controller.config.backends[f.backend].name.clone(),
+                http: f.http.clone(),
+                slots: Slots {
+                    frontend: Arc::new(tokio::sync::Semaphore::new(cap)),
+                    global: global.clone(),
+                    servers: servers.clone(),
+                },
+                stats: Default::default(),
+            };
+            (l, spec)
+        })
+        .collect();
     Ok(Running {
         controller,
         listener,
@@ -495,9 +519,24 @@ fn spawn_checks(
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(timing.inter);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // Checks this host could not make (out of descriptors):
+                // logged when they start and end, and they change nothing.
+                let mut unknown = false;
                 loop {
                     tick.tick().await;
-                    let r = health::check(&kind, addr, timing.timeout).await;
+                    let r = match health::check(&kind, addr, timing.timeout).await {
+                        health::Outcome::Passed(t) => Ok(t),
+                        health::Outcome::Failed(e) => Err(e),
+                        health::Outcome::Unknown(e) => {
+                            if !std::mem::replace(&mut unknown, true) {
+                                warn!("check of {addr} not made: {e}; the server keeps its state");
+                            }
+                            continue;
+                        }
+                    };
+                    if std::mem::take(&mut unknown) {
+                        info!("checks of {addr} made again");
+                    }
                     if tx.send((generation, i, r)).await.is_err() {
                         break;
                     }
@@ -539,4 +578,99 @@ fn check_pin_dir(dir: &Path) -> Result<(), DaemonError> {
         )));
     }
     Ok(())
+}
+
+/// How the descriptor limit is shared. Descriptors for everything but the
+/// HTTP proxy are set aside first: those open at start (maps, programs,
+/// listeners), the admin API's and metrics' connections, one per health
+/// check, DNS's sockets, the peer links, and one waiting connection per
+/// HTTP worker (see `http::proxy::serve`), plus a margin. The rest makes
+/// `maxconn` client connections and as many server connections: two
+/// descriptors each. A configured `[global] maxconn` that does not fit is
+/// an error at start rather than `accept` failing later.
+pub struct Budget {
+    pub limit: u64,
+    pub reserved: u64,
+    pub maxconn: u32,
+    configured: bool,
+}
+
+/// Descriptors kept beyond those counted (logs, netlink, signals, the
+/// runtime's own).
+const FD_MARGIN: u64 = 32;
+/// `maxconn` when unset, at most (HAProxy computes its default the same
+/// way, from the descriptor limit).
+const MAX_DEFAULT_MAXCONN: u64 = 1 << 20;
+
+impl Budget {
+    fn new(config: &Config, workers: usize) -> Result<Budget, DaemonError> {
+        let limit = crate::util::raise_nofile()
+            .map_err(|e| DaemonError::Descriptors(format!("reading the descriptor limit: {e}")))?;
+        let open = crate::util::open_fds().unwrap_or(64);
+        let control =
+            crate::util::CONTROL_MAX_CONNS as u64 * (1 + u64::from(config.metrics_bind.is_some()));
+        let checks: u64 = config
+            .backends
+            .iter()
+            .map(|b| b.servers.len() as u64 + b.template.as_ref().map_or(0, |t| u64::from(t.count)))
+            .sum();
+        let dns: u64 = config
+            .resolvers
+            .iter()
+            .map(|r| 2 * r.nameservers.len() as u64)
+            .sum();
+        let peers = config
+            .peers
+            .as_ref()
+            .map_or(0, |p| 2 * p.remotes.len() as u64 + 16);
+        let http_fronts = config
+            .frontends
+            .iter()
+            .filter(|f| f.mode == Mode::Http)
+            .count();
+        let waiting = (workers * http_fronts) as u64;
+        let reserved = open + control + checks + dns + peers + waiting + FD_MARGIN;
+        let fits = limit.saturating_sub(reserved) / 2;
+        let maxconn = match config.maxconn {
+            Some(m) if u64::from(m) > fits => {
+                return Err(DaemonError::Descriptors(format!(
+                    "global.maxconn {m} needs {} descriptors ({reserved} set aside, 2 per \
+                     connection) and the limit is {limit}: lower maxconn or raise the limit \
+                     (ulimit -n, systemd LimitNOFILE=)",
+                    reserved + 2 * u64::from(m)
+                )));
+            }
+            Some(m) => m,
+            None if fits == 0 && http_fronts > 0 => {
+                return Err(DaemonError::Descriptors(format!(
+                    "the descriptor limit {limit} leaves nothing for HTTP connections \
+                     ({reserved} set aside): raise it (ulimit -n, systemd LimitNOFILE=)"
+                )));
+            }
+            None => fits.clamp(1, MAX_DEFAULT_MAXCONN) as u32,
+        };
+        Ok(Budget {
+            limit,
+            reserved,
+            maxconn,
+            configured: config.maxconn.is_some(),
+        })
+    }
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "descriptors: limit {}, {} set aside; HTTP maxconn {} ({})",
+            self.limit,
+            self.reserved,
+            self.maxconn,
+            if self.configured {
+                "configured"
+            } else {
+                "what the limit allows"
+            }
+        )
+    }
 }

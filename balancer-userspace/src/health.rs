@@ -16,24 +16,55 @@ use tokio::{
 
 use crate::config::CheckKind;
 
-/// Run one check; the time it took, or why it failed (one line).
-pub async fn check(
-    kind: &CheckKind,
-    addr: SocketAddr,
-    limit: Duration,
-) -> Result<Duration, String> {
+/// What a check found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Passed, in this time.
+    Passed(Duration),
+    /// Failed: why, in one line.
+    Failed(String),
+    /// Could not be made for a reason of this host's own (out of
+    /// descriptors, memory or local ports): says nothing of the server,
+    /// so it changes nothing.
+    Unknown(String),
+}
+
+/// Run one check.
+pub async fn check(kind: &CheckKind, addr: SocketAddr, limit: Duration) -> Outcome {
     let start = Instant::now();
     match timeout(limit, run(kind, addr)).await {
-        Ok(Ok(())) => Ok(start.elapsed()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+        Ok(Ok(())) => Outcome::Passed(start.elapsed()),
+        Ok(Err(Local(e))) => Outcome::Unknown(e),
+        Ok(Err(Remote(e))) => Outcome::Failed(e),
+        Err(_) => Outcome::Failed(format!("no answer within {} ms", limit.as_millis())),
     }
 }
 
-async fn run(kind: &CheckKind, addr: SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+/// Whether a socket error is this host's own doing.
+fn is_local(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
+}
+
+enum Fault {
+    Local(String),
+    Remote(String),
+}
+use Fault::{Local, Remote};
+
+impl From<String> for Fault {
+    fn from(s: String) -> Fault {
+        Remote(s)
+    }
+}
+
+async fn run(kind: &CheckKind, addr: SocketAddr) -> Result<(), Fault> {
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| {
+        let m = format!("connect {addr}: {e}");
+        if is_local(&e) { Local(m) } else { Remote(m) }
+    })?;
     let CheckKind::Http { path } = kind else {
         return Ok(());
     };
@@ -58,7 +89,7 @@ async fn run(kind: &CheckKind, addr: SocketAddr) -> Result<(), String> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    status_ok(&buf)
+    Ok(status_ok(&buf)?)
 }
 
 /// `HTTP/1.x NNN ...` with NNN in 200..400.
@@ -164,19 +195,35 @@ mod tests {
                 }
             });
             let t = Duration::from_secs(2);
-            assert!(check(&CheckKind::Tcp, addr, t).await.is_ok());
-            assert!(
-                check(&CheckKind::Http { path: "/".into() }, addr, t)
-                    .await
-                    .is_ok()
-            );
+            let passed = |o| matches!(o, Outcome::Passed(_));
+            assert!(passed(check(&CheckKind::Tcp, addr, t).await));
+            assert!(passed(
+                check(&CheckKind::Http { path: "/".into() }, addr, t).await
+            ));
             // A port nobody listens on (bound then closed).
             let closed = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
                 .unwrap();
-            let e = check(&CheckKind::Tcp, closed, t).await.unwrap_err();
+            let Outcome::Failed(e) = check(&CheckKind::Tcp, closed, t).await else {
+                panic!("a refused connection is a failed check");
+            };
             assert!(e.contains("connect"), "{e}");
         });
+    }
+
+    #[test]
+    fn running_out_of_descriptors_says_nothing_of_the_server() {
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::EADDRNOTAVAIL,
+        ] {
+            assert!(is_local(&std::io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::ECONNREFUSED, libc::EHOSTUNREACH, libc::ETIMEDOUT] {
+            assert!(!is_local(&std::io::Error::from_raw_os_error(errno)));
+        }
     }
 }

@@ -27,6 +27,7 @@
 //! | `balancer_server_check_duration_seconds` | gauge (last successful check) | `backend`, `server` |
 //! | `balancer_server_check_up` | gauge (last check passed) | `backend`, `server` |
 //! | `balancer_http_requests_total`, `balancer_http_no_server_total` (answered 503: no server could take it), `balancer_http_redispatched_total` (sent to another server after a refused connection) | counter | `frontend` (HTTP) |
+//! | `balancer_http_connections_total`, `balancer_http_client_timeouts_total` (closed, or answered 408, by a client-side timeout), `balancer_http_client_errors_total` (a request body broken off or malformed: 400), `balancer_http_evicted_total` (idle, closed to make room: frontend full) | counter | `frontend` (HTTP) |
 //! | `balancer_http_responses_total` (the proxy's own error pages included) | counter | `frontend`, `code` = 1xx, 2xx, 3xx, 4xx, 5xx, other |
 //! | `balancer_http_persistence_total` (requests to a backend with `cookie`) | counter | `frontend`, `cookie` = used, absent, unusable (names no server that may take it: balanced again) |
 //! | `balancer_http_server_requests_total` | counter | `backend`, `server` (HTTP) |
@@ -341,6 +342,31 @@ impl Snapshot {
             "balancer_http_redispatched",
             "HTTP requests sent to another server after the first refused the connection",
             per_fe(|s| &s.redispatched),
+        )?;
+        family(
+            e,
+            "balancer_http_connections",
+            "HTTP client connections accepted",
+            per_fe(|s| &s.connections),
+        )?;
+        family(
+            e,
+            "balancer_http_client_timeouts",
+            "HTTP client connections closed by a client-side timeout (http-request, \
+             http-keep-alive, client)",
+            per_fe(|s| &s.client_timeouts),
+        )?;
+        family(
+            e,
+            "balancer_http_client_errors",
+            "HTTP requests whose body the client broke off or malformed (answered 400)",
+            per_fe(|s| &s.client_errors),
+        )?;
+        family(
+            e,
+            "balancer_http_evicted",
+            "Idle HTTP client connections closed to make room for a new one (frontend full)",
+            per_fe(|s| &s.evicted),
         )?;
         let sv = |b: &str, s: &str| -> Labels {
             vec![("backend", b.to_owned()), ("server", s.to_owned())]

@@ -453,8 +453,20 @@ impl Svc {
     /// [`launch_http`] as a `Svc` without backends of its own; `tail` may
     /// also hold other top-level tables (e.g. `[resolvers.NAME]`).
     pub fn launch(tag: &str, frontend_extra: &str, backend_extra: &str, tail: &str) -> Svc {
+        Self::launch_limited(tag, frontend_extra, backend_extra, tail, None)
+    }
+
+    /// [`Svc::launch`] with the daemon's descriptor limit set to `nofile`.
+    pub fn launch_limited(
+        tag: &str,
+        frontend_extra: &str,
+        backend_extra: &str,
+        tail: &str,
+        nofile: Option<u64>,
+    ) -> Svc {
         let (dir, pin_dir, daemon, front) =
-            launch_http(tag, frontend_extra, backend_extra, tail).expect("balancer run");
+            launch_http_limited(tag, frontend_extra, backend_extra, tail, nofile)
+                .expect("balancer run");
         Svc {
             dir,
             pin_dir,
@@ -497,6 +509,18 @@ pub fn launch_http(
     backend_extra: &str,
     servers: &str,
 ) -> io::Result<(PathBuf, PathBuf, Proc, SocketAddr)> {
+    launch_http_limited(tag, frontend_extra, backend_extra, servers, None)
+}
+
+/// [`launch_http`] with the daemon's descriptor limit (soft and hard) set
+/// to `nofile` (by `prlimit`, which then runs the daemon itself).
+pub fn launch_http_limited(
+    tag: &str,
+    frontend_extra: &str,
+    backend_extra: &str,
+    servers: &str,
+    nofile: Option<u64>,
+) -> io::Result<(PathBuf, PathBuf, Proc, SocketAddr)> {
     crate::require_root();
     let id = format!("blb-{}-{tag}", std::process::id());
     let dir = std::env::temp_dir().join(&id);
@@ -516,7 +540,15 @@ pub fn launch_http(
             dir.join("admin.sock").display()
         ),
     )?;
-    let mut cmd = Command::new(crate::balancer_bin());
+    let mut cmd = match nofile {
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}"))
+                .arg(crate::balancer_bin());
+            c
+        }
+        None => Command::new(crate::balancer_bin()),
+    };
     cmd.args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "info");

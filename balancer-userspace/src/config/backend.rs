@@ -30,6 +30,8 @@ pub(super) struct RawBackend {
     options: Vec<String>,
     timeout_connect: Option<String>,
     timeout_server: Option<String>,
+    timeout_tunnel: Option<String>,
+    timeout_server_fin: Option<String>,
     #[serde(default)]
     server: Vec<RawServer>,
     server_template: Option<resolvers::RawTemplate>,
@@ -99,8 +101,16 @@ pub struct HttpBackend {
     /// (`X-Forwarded-For` is always extended).
     pub forwarded: bool,
     pub timeout_connect: Duration,
-    /// Longest wait for the server's response headers.
+    /// `timeout server`: the server sends nothing while the proxy waits for
+    /// its response head or body, or takes none of a request, this long.
     pub timeout_server: Duration,
+    /// `timeout tunnel`: an upgraded connection (WebSocket) with no byte
+    /// either way this long is closed; unset, the larger of the frontend's
+    /// `timeout_client` and this `timeout_server`.
+    pub timeout_tunnel: Option<Duration>,
+    /// `timeout server-fin`: a tunnel whose server has closed its side
+    /// waits this long for the client's side to end.
+    pub timeout_server_fin: Duration,
 }
 
 impl HttpBackend {
@@ -216,6 +226,7 @@ impl Validator<'_> {
                     }
                 }
             };
+        let timeout_server = time("timeout_server", &b.timeout_server, DEFAULT_TIMEOUT_SERVER)?;
         Ok(Some(HttpBackend {
             balance,
             cookie,
@@ -228,7 +239,12 @@ impl Validator<'_> {
                 &b.timeout_connect,
                 DEFAULT_TIMEOUT_CONNECT,
             )?,
-            timeout_server: time("timeout_server", &b.timeout_server, DEFAULT_TIMEOUT_SERVER)?,
+            timeout_server,
+            timeout_tunnel: match &b.timeout_tunnel {
+                None => None,
+                t => Some(time("timeout_tunnel", t, DEFAULT_TIMEOUT_SERVER)?),
+            },
+            timeout_server_fin: time("timeout_server_fin", &b.timeout_server_fin, timeout_server)?,
         }))
     }
 
@@ -440,6 +456,8 @@ impl Validator<'_> {
                     forwarded: false,
                     timeout_connect: DEFAULT_TIMEOUT_CONNECT,
                     timeout_server: DEFAULT_TIMEOUT_SERVER,
+                    timeout_tunnel: None,
+                    timeout_server_fin: DEFAULT_TIMEOUT_SERVER,
                 });
                 let default_port = users[0].vip.port();
                 for s in &mut b.servers {
@@ -495,6 +513,8 @@ fn http_key(b: &RawBackend) -> Option<&'static str> {
         ("options", !b.options.is_empty()),
         ("timeout_connect", b.timeout_connect.is_some()),
         ("timeout_server", b.timeout_server.is_some()),
+        ("timeout_tunnel", b.timeout_tunnel.is_some()),
+        ("timeout_server_fin", b.timeout_server_fin.is_some()),
     ]
     .into_iter()
     .find(|(_, set)| *set)

@@ -10,6 +10,9 @@ use super::{Backend, ConfigError, Validator, parse_duration};
 
 pub const DEFAULT_TIMEOUT_CLIENT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// HTTP/2 streams a client may have open at once on one connection
+/// (HAProxy's `tune.h2.max-concurrent-streams`).
+pub const DEFAULT_H2_MAX_STREAMS: u32 = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,7 +24,12 @@ pub(super) struct RawFrontend {
     default_backend: String,
     // HTTP frontends only.
     timeout_client: Option<String>,
+    timeout_http_request: Option<String>,
+    timeout_http_keep_alive: Option<String>,
+    timeout_client_fin: Option<String>,
     max_header_bytes: Option<usize>,
+    maxconn: Option<u32>,
+    h2_max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,11 +62,86 @@ pub struct Frontend {
     /// Index into [`Config::backends`].
     pub backend: usize,
     pub mode: Mode,
-    /// HTTP: how long a client connection may stay idle or take to send
-    /// its request headers.
+    /// HTTP frontends: the proxy's client-side settings (defaults for L4).
+    pub http: HttpFrontend,
+}
+
+/// The client side of an HTTP frontend, with HAProxy's names: its
+/// timeouts, request head size, connection and stream caps. The proxy's
+/// workers take these at start (a reload that changes one is refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpFrontend {
+    /// `timeout client`: the client takes no data (a response waits on
+    /// it) or sends none of a request body, for this long.
     pub timeout_client: Duration,
-    /// HTTP: largest request head (request line and headers).
+    /// `timeout http-request`: a request head must be complete this long
+    /// after its first byte (for a connection's first request, after the
+    /// connection was accepted).
+    pub timeout_http_request: Duration,
+    /// `timeout http-keep-alive`: a connection may wait this long for its
+    /// next request (HTTP/2: with no stream open).
+    pub timeout_http_keep_alive: Duration,
+    /// `timeout client-fin`: a tunnel whose client has closed its side
+    /// waits this long for the server's side to end.
+    pub timeout_client_fin: Duration,
+    /// Largest request head (request line and headers).
     pub max_header_bytes: usize,
+    /// `maxconn`: client connections at once; `None`: the global limit.
+    pub maxconn: Option<u32>,
+    /// `tune.h2.max-concurrent-streams`.
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for HttpFrontend {
+    fn default() -> Self {
+        HttpFrontend {
+            timeout_client: DEFAULT_TIMEOUT_CLIENT,
+            timeout_http_request: DEFAULT_TIMEOUT_CLIENT,
+            timeout_http_keep_alive: DEFAULT_TIMEOUT_CLIENT,
+            timeout_client_fin: DEFAULT_TIMEOUT_CLIENT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            maxconn: None,
+            h2_max_concurrent_streams: DEFAULT_H2_MAX_STREAMS,
+        }
+    }
+}
+
+impl HttpFrontend {
+    /// The keys whose values differ between `self` and `other`.
+    pub fn changed(&self, other: &HttpFrontend) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut cmp = |k, differs: bool| {
+            if differs {
+                out.push(k);
+            }
+        };
+        cmp(
+            "timeout_client",
+            self.timeout_client != other.timeout_client,
+        );
+        cmp(
+            "timeout_http_request",
+            self.timeout_http_request != other.timeout_http_request,
+        );
+        cmp(
+            "timeout_http_keep_alive",
+            self.timeout_http_keep_alive != other.timeout_http_keep_alive,
+        );
+        cmp(
+            "timeout_client_fin",
+            self.timeout_client_fin != other.timeout_client_fin,
+        );
+        cmp(
+            "max_header_bytes",
+            self.max_header_bytes != other.max_header_bytes,
+        );
+        cmp("maxconn", self.maxconn != other.maxconn);
+        cmp(
+            "h2_max_concurrent_streams",
+            self.h2_max_concurrent_streams != other.h2_max_concurrent_streams,
+        );
+        out
+    }
 }
 
 /// A frontend's mode: `l4` is served by the XDP data plane (`bind` is a
@@ -121,28 +204,12 @@ impl Validator<'_> {
                 )
             })?;
         let b = &backends[backend];
-        let (mut timeout_client, mut max_header_bytes) =
-            (DEFAULT_TIMEOUT_CLIENT, DEFAULT_MAX_HEADER_BYTES);
+        let mut http = HttpFrontend::default();
         if mode == Mode::Http {
             if proto != Proto::Tcp {
                 return Err(self.err(format!("{key}.proto"), "http frontends are tcp"));
             }
-            if let Some(t) = &f.timeout_client {
-                timeout_client =
-                    parse_duration(t).map_err(|r| self.err(format!("{key}.timeout_client"), r))?;
-                if timeout_client < Duration::from_millis(100) {
-                    return Err(self.err(format!("{key}.timeout_client"), "at least 100ms"));
-                }
-            }
-            if let Some(n) = f.max_header_bytes {
-                if !(1024..=1 << 20).contains(&n) {
-                    return Err(self.err(
-                        format!("{key}.max_header_bytes"),
-                        format!("{n}: want 1024 to 1048576"),
-                    ));
-                }
-                max_header_bytes = n;
-            }
+            http = self.http_frontend(key, &f)?;
         }
         let fe = Frontend {
             name: f.name,
@@ -150,15 +217,25 @@ impl Validator<'_> {
             proto,
             backend,
             mode,
-            timeout_client,
-            max_header_bytes,
+            http,
         };
         if mode == Mode::Http {
             return Ok(fe);
         }
         for (k, set) in [
             ("timeout_client", f.timeout_client.is_some()),
+            ("timeout_http_request", f.timeout_http_request.is_some()),
+            (
+                "timeout_http_keep_alive",
+                f.timeout_http_keep_alive.is_some(),
+            ),
+            ("timeout_client_fin", f.timeout_client_fin.is_some()),
             ("max_header_bytes", f.max_header_bytes.is_some()),
+            ("maxconn", f.maxconn.is_some()),
+            (
+                "h2_max_concurrent_streams",
+                f.h2_max_concurrent_streams.is_some(),
+            ),
         ] {
             if set {
                 return Err(self.err(format!("{key}.{k}"), "only for mode = \"http\" frontends"));
@@ -178,5 +255,58 @@ impl Validator<'_> {
             }
         }
         Ok(fe)
+    }
+}
+
+impl Validator<'_> {
+    /// An HTTP frontend's client-side settings. Unset timeouts default as
+    /// HAProxy's do: `http-request` to `client`, `http-keep-alive` to
+    /// `http-request`, `client-fin` to `client`.
+    fn http_frontend(&self, key: &str, f: &RawFrontend) -> Result<HttpFrontend, ConfigError> {
+        let time = |k: &str, v: &Option<String>| -> Result<Option<Duration>, ConfigError> {
+            let Some(t) = v else { return Ok(None) };
+            let d = parse_duration(t).map_err(|r| self.err(format!("{key}.{k}"), r))?;
+            if d < Duration::from_millis(100) {
+                return Err(self.err(format!("{key}.{k}"), "at least 100ms"));
+            }
+            Ok(Some(d))
+        };
+        let client = time("timeout_client", &f.timeout_client)?.unwrap_or(DEFAULT_TIMEOUT_CLIENT);
+        let request = time("timeout_http_request", &f.timeout_http_request)?.unwrap_or(client);
+        let keep_alive =
+            time("timeout_http_keep_alive", &f.timeout_http_keep_alive)?.unwrap_or(request);
+        let client_fin = time("timeout_client_fin", &f.timeout_client_fin)?.unwrap_or(client);
+        let mut http = HttpFrontend {
+            timeout_client: client,
+            timeout_http_request: request,
+            timeout_http_keep_alive: keep_alive,
+            timeout_client_fin: client_fin,
+            ..HttpFrontend::default()
+        };
+        if let Some(n) = f.max_header_bytes {
+            if !(1024..=1 << 20).contains(&n) {
+                return Err(self.err(
+                    format!("{key}.max_header_bytes"),
+                    format!("{n}: want 1024 to 1048576"),
+                ));
+            }
+            http.max_header_bytes = n;
+        }
+        if let Some(n) = f.maxconn {
+            if n == 0 {
+                return Err(self.err(format!("{key}.maxconn"), "at least 1"));
+            }
+            http.maxconn = Some(n);
+        }
+        if let Some(n) = f.h2_max_concurrent_streams {
+            if !(1..=1024).contains(&n) {
+                return Err(self.err(
+                    format!("{key}.h2_max_concurrent_streams"),
+                    format!("{n}: want 1 to 1024"),
+                ));
+            }
+            http.h2_max_concurrent_streams = n;
+        }
+        Ok(http)
     }
 }

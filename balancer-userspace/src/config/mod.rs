@@ -7,6 +7,7 @@
 //! - `dataplane.pin_dir`  = `"/sys/fs/bpf/balancer"`
 //! - `dataplane.insert_cap` = 0 (no cap on new stick entries per CPU per second)
 //! - `dataplane.stick_refresh` = `"1s"`
+//! - `global.maxconn`: what the descriptor limit allows (the daemon's budget)
 //! - `frontend.mode` = `"l4"`, `frontend.proto` = `"tcp"`
 //! - `backend.forward` = `"dsr-l2"`
 //! - `backend.stick_table` = `{ type = <the VIP's family>, size = "1m", expire = "30m" }`
@@ -38,7 +39,10 @@ pub use backend::{
     Backend, Balance, DEFAULT_TIMEOUT_CONNECT, DEFAULT_TIMEOUT_SERVER, Forward, HttpBackend,
 };
 pub use dataplane::{Dataplane, XdpMode};
-pub use frontend::{DEFAULT_MAX_HEADER_BYTES, DEFAULT_TIMEOUT_CLIENT, Frontend, Mode, Proto};
+pub use frontend::{
+    DEFAULT_H2_MAX_STREAMS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_TIMEOUT_CLIENT, Frontend,
+    HttpFrontend, Mode, Proto,
+};
 pub use peers::PeersConfig;
 pub use resolvers::{InitAddr, Resolvers, ServerTemplate, fqdn_problem};
 use serde::Deserialize;
@@ -131,6 +135,7 @@ struct RawConfig {
     frontend: Vec<frontend::RawFrontend>,
     #[serde(default)]
     backend: Vec<backend::RawBackend>,
+    global: Option<RawGlobal>,
     admin: Option<RawAdmin>,
     metrics: Option<RawMetrics>,
     #[serde(default)]
@@ -148,6 +153,12 @@ struct RawMetrics {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawGlobal {
+    maxconn: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawAdmin {
     socket: Option<PathBuf>,
 }
@@ -155,6 +166,10 @@ struct RawAdmin {
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `[global] maxconn`: client connections of all HTTP frontends at
+    /// once; `None`: as many as the descriptor limit allows (see the
+    /// daemon's descriptor budget).
+    pub maxconn: Option<u32>,
     pub dataplane: Dataplane,
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
@@ -322,7 +337,12 @@ impl Validator<'_> {
         };
         let peers =
             peers::validate(raw.peers, &backends).map_err(|(key, reason)| self.err(key, reason))?;
+        let maxconn = raw.global.and_then(|g| g.maxconn);
+        if maxconn == Some(0) {
+            return Err(self.err("global.maxconn", "at least 1"));
+        }
         Ok(Config {
+            maxconn,
             peers,
             dataplane,
             frontends,

@@ -221,17 +221,17 @@ impl Controller {
                 c.frontends
                     .iter()
                     .filter(|f| f.mode == Mode::Http)
-                    .map(|f| (f.name.clone(), f.timeout_client, f.max_header_bytes))
+                    .map(|f| (f.name.clone(), f.http.clone()))
                     .collect::<Vec<_>>()
             };
-            for ((name, t0, h0), (_, t1, h1)) in http(old).into_iter().zip(http(new)) {
-                if t0 != t1 {
-                    fixed.push(format!("frontend {name} timeout_client"));
-                }
-                if h0 != h1 {
-                    fixed.push(format!("frontend {name} max_header_bytes"));
+            for ((name, h0), (_, h1)) in http(old).into_iter().zip(http(new)) {
+                for k in h0.changed(&h1) {
+                    fixed.push(format!("frontend {name} {k}"));
                 }
             }
+        }
+        if old.maxconn != new.maxconn {
+            fixed.push("global.maxconn".into());
         }
         // The peer links and the engine took the section at start (a new
         // secret must not leave the old one working).

@@ -2,10 +2,13 @@
 //! HAProxy's cookie persistence.
 
 pub mod balance;
+mod body;
+pub mod conn;
 pub mod cookie;
 mod headers;
 pub mod proxy;
 mod sniff;
 pub mod stats;
 pub mod timer;
+mod tunnel;
 pub mod upstream;

@@ -34,81 +34,26 @@ use std::{
 };
 
 use balancer_common::maps::{STATE_DOWN, STATE_DRAIN, STATE_MAINT, STATE_UP};
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::server::conn::{http1, http2};
 use hyper::{body::Incoming, upgrade::OnUpgrade};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use log::{debug, warn};
+use log::{debug, info, warn};
 use tokio::{net::TcpListener, sync::watch};
 
 use super::{
     balance::{Candidate, InFlight, InFlightGuard, SmoothWrr, least_conn, source},
+    body::{Counted, ProxyBody, empty},
+    conn::{Closing, ConnState, Registry, RequestGuard, Slots, Watched, watch},
     cookie::{self, Persist},
     headers::{is_upgrade, join_cookie_fields, settle_host, strip_hop_by_hop, upstream_request},
     sniff::sniff_http2,
     stats::{FrontendCounters, ServerStats},
-    timer::{RecyclingTimer, within},
-    upstream::{Conn, Pool, SendError, UpBody},
+    timer::RecyclingTimer,
+    tunnel::{Ended, TunnelTimeouts, splice},
+    upstream::{Conn, ConnectError, ExchangeError, Pool, SendError, UpBody, Waits},
 };
-use crate::config::{Balance, HttpBackend};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Every body the proxy sends, to a client or to a server: one enum rather
-/// than a boxed trait object, so a proxied request allocates no body boxes.
-pub enum ProxyBody {
-    /// A complete body the proxy made itself (error pages, or nothing).
-    Full(Option<Bytes>),
-    /// A client's request body, streamed to the server.
-    Request(Incoming),
-    /// A server's response body, streamed to the client.
-    Response(Counted),
-}
-
-impl ProxyBody {
-    fn full(b: impl Into<Bytes>) -> ProxyBody {
-        let b = b.into();
-        ProxyBody::Full((!b.is_empty()).then_some(b))
-    }
-}
-
-impl hyper::body::Body for ProxyBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        match self.get_mut() {
-            ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(hyper::body::Frame::data(b)))),
-            ProxyBody::Request(b) => std::pin::Pin::new(b)
-                .poll_frame(cx)
-                .map(|f| f.map(|f| f.map_err(BoxError::from))),
-            ProxyBody::Response(b) => std::pin::Pin::new(b).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Full(b) => b.is_none(),
-            ProxyBody::Request(b) => b.is_end_stream(),
-            ProxyBody::Response(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        match self {
-            ProxyBody::Full(b) => {
-                hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
-            }
-            ProxyBody::Request(b) => b.size_hint(),
-            ProxyBody::Response(b) => b.size_hint(),
-        }
-    }
-}
+use crate::config::{Balance, HttpBackend, HttpFrontend};
 
 /// What the proxy serves, as the controller last published it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -142,8 +87,10 @@ pub struct HttpServerView {
 pub struct FrontendSpec {
     pub name: String,
     pub backend: String,
-    pub timeout_client: Duration,
-    pub max_header_bytes: usize,
+    /// Client-side timeouts and caps.
+    pub http: HttpFrontend,
+    /// Its connection caps (`maxconn`, its own and the global one).
+    pub slots: Slots,
     /// Its counters (the controller's, given when the workers start).
     pub stats: Arc<FrontendCounters>,
 }
@@ -154,6 +101,8 @@ pub struct BalanceState {
     rr: Mutex<HashMap<String, SmoothWrr>>,
     in_flight: InFlight,
     rotate: AtomicUsize,
+    /// The frontend's client connections (all its workers').
+    conns: Arc<Registry>,
 }
 
 /// State shared by the connections one worker thread serves.
@@ -254,6 +203,13 @@ async fn until_done<C: Future>(
 
 /// Serve `listener` until `stop` turns true; then stop accepting and let
 /// in-flight requests finish (at most `grace`).
+///
+/// A connection is accepted only with a slot under the frontend's and the
+/// global `maxconn`. When there is none, the accepted connection waits for
+/// one (no more are accepted meanwhile: the rest wait in the kernel's
+/// backlog, holding no descriptor), and the frontend's connection idle
+/// longest, if it has one, is closed to make room: idle and slow clients
+/// cannot keep new ones out.
 pub async fn serve(
     listener: TcpListener,
     spec: FrontendSpec,
@@ -263,11 +219,12 @@ pub async fn serve(
     shared: Arc<BalanceState>,
 ) {
     let proxy = Arc::new(Proxy {
+        pool: Arc::new(Pool::new(spec.slots.servers.clone())),
         spec,
         view,
-        pool: Arc::default(),
         shared,
     });
+    let t = &proxy.spec.http;
     let mut h1 = http1::Builder::new();
     h1.timer(RecyclingTimer)
         // One buffer, written with send(2) as HAProxy does, rather than
@@ -275,62 +232,123 @@ pub async fn serve(
         // messages that dominate (large bodies pay one more copy).
         .writev(false)
         .keep_alive(true)
-        .header_read_timeout(proxy.spec.timeout_client)
-        .max_buf_size(proxy.spec.max_header_bytes.max(8192));
+        // The connection's watchdog keeps HAProxy's timeouts instead.
+        .header_read_timeout(None)
+        .max_buf_size(t.max_header_bytes.max(8192));
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(RecyclingTimer)
-        .max_header_list_size(proxy.spec.max_header_bytes as u32);
+        .max_header_list_size(t.max_header_bytes as u32)
+        .max_concurrent_streams(t.h2_max_concurrent_streams);
     let (h1, h2) = (Arc::new(h1), Arc::new(h2));
     // Every connection task holds a subscription: all have ended when the
     // sender sees none left.
     let (open, _) = watch::channel(());
     let sweeper = tokio::spawn(sweep_pool(proxy.pool.clone(), proxy.view.clone()));
+    let mut failing = false;
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         let (stream, peer) = match accepted {
-            Ok(x) => x,
+            Ok(x) => {
+                if std::mem::take(&mut failing) {
+                    info!("{}: accepting again", proxy.spec.name);
+                }
+                x
+            }
             Err(e) => {
-                warn!("{}: accept: {e}", proxy.spec.name);
+                // Out of descriptors, most likely: logged once, retried.
+                if !std::mem::replace(&mut failing, true) {
+                    warn!("{}: accept: {e} (retrying every 50 ms)", proxy.spec.name);
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        // Registered at once, before its task first runs: a client that
+        // sends nothing may be the one to make room for the next.
+        let state = ConnState::new();
+        let registered = proxy.shared.conns.add(state.clone());
+        let slot = match proxy.spec.slots.try_take() {
+            Some(s) => s,
+            None => {
+                let taken = async {
+                    // Until a slot is free: one more connection asked to
+                    // make room every 100 ms (connections that were busy
+                    // may have become idle).
+                    loop {
+                        if !proxy.shared.conns.evict_idlest() {
+                            debug!("{}: full; {peer} waits for a connection", proxy.spec.name);
+                        }
+                        let wait = tokio::time::sleep(Duration::from_millis(100));
+                        tokio::select! {
+                            s = proxy.spec.slots.take() => return s,
+                            _ = wait => {}
+                        }
+                    }
+                };
+                tokio::select! {
+                    s = taken => s,
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        };
+        proxy.spec.stats.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let p = proxy.clone();
         let (h1, h2, mut stop, open) = (h1.clone(), h2.clone(), stop.clone(), open.subscribe());
         tokio::spawn(async move {
             let _open = open;
+            let _registered = registered;
             let name = p.spec.name.clone();
             let sniffed = tokio::select! {
-                r = sniff_http2(&stream, p.spec.timeout_client) => r,
+                r = sniff_http2(&stream, p.spec.http.timeout_http_request) => r,
                 _ = stop.wait_for(|s| *s) => None,
+                _ = state.evicted() => {
+                    p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
             };
             let Some(is_h2) = sniffed else {
                 debug!("{name}: client {peer}: closed or silent before its first request");
                 return;
             };
+            state.started(is_h2);
             // The client's address as X-Forwarded-For carries it, formatted
             // once per connection rather than per request.
             let client_ip = HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+            let (p2, s2) = (p.clone(), state.clone());
             let svc = hyper::service::service_fn(move |req| {
-                handle(p.clone(), peer, client_ip.clone(), req)
+                handle(p2.clone(), s2.request(), peer, client_ip.clone(), req)
             });
-            let io = TokioIo::new(stream);
-            let r = if is_h2 {
-                until_done(h2.serve_connection(io, svc), stop, |c| {
-                    c.graceful_shutdown()
-                })
-                .await
-            } else {
-                let conn = h1.serve_connection(io, svc).with_upgrades();
-                until_done(conn, stop, |c| c.graceful_shutdown()).await
+            let io = TokioIo::new(Watched::new(stream, state.clone(), slot));
+            let served = async {
+                if is_h2 {
+                    until_done(h2.serve_connection(io, svc), stop, |c| {
+                        c.graceful_shutdown()
+                    })
+                    .await
+                } else {
+                    let conn = h1.serve_connection(io, svc).with_upgrades();
+                    until_done(conn, stop, |c| c.graceful_shutdown()).await
+                }
             };
-            if let Err(e) = r {
-                debug!("{name}: client {peer}: {e}");
+            tokio::select! {
+                r = served => if let Err(e) = r {
+                    debug!("{name}: client {peer}: {e}");
+                },
+                why = watch(&state, &p.spec.http) => match why {
+                    Closing::Timeout(phase) => {
+                        p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+                        debug!("{name}: client {peer}: closed, timeout ({phase})");
+                    }
+                    Closing::Evicted => {
+                        p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                        debug!("{name}: client {peer}: closed to make room (idle longest)");
+                    }
+                },
             }
         });
     }
@@ -430,6 +448,7 @@ type Refusal = (StatusCode, &'static str);
 /// request, callgrind, since that future's poll was no longer inlined.)
 async fn handle(
     p: Arc<Proxy>,
+    in_flight: RequestGuard,
     peer: SocketAddr,
     client_ip: HeaderValue,
     mut req: Request<Incoming>,
@@ -494,11 +513,19 @@ async fn handle(
                 now,
             );
         }
-        p.finish(resp, client_upgrade, guard)
+        let tunnel = TunnelTimeouts {
+            tunnel: b
+                .settings
+                .timeout_tunnel
+                .unwrap_or(b.settings.timeout_server.max(p.spec.http.timeout_client)),
+            client_fin: p.spec.http.timeout_client_fin,
+            server_fin: b.settings.timeout_server_fin,
+        };
+        p.finish(resp, client_upgrade, guard, tunnel)
             .unwrap_or_else(|(status, msg)| error(status, msg))
     };
     p.spec.stats.responses.count(resp.status().as_u16());
-    Ok(resp)
+    Ok(resp.map(|b| b.in_flight(in_flight)))
 }
 
 impl Proxy {
@@ -589,6 +616,12 @@ impl Proxy {
                         .then(|| self.shared.in_flight.start(server.id));
                     return Ok((chosen, conn, reused, guard));
                 }
+                Err(e @ ConnectError::NoSlot { .. }) => {
+                    // The proxy's own limit: no server is to blame.
+                    fe.no_server.fetch_add(1, Ordering::Relaxed);
+                    debug!("{}: {}/{}: {e}", self.spec.name, b.name, server.name);
+                    return Err((StatusCode::SERVICE_UNAVAILABLE, "no connection slot"));
+                }
                 Err(e) if retryable && attempt == 0 => {
                     server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
                     warn!(
@@ -617,10 +650,13 @@ impl Proxy {
         }
     }
 
-    /// Send `up` on `conn` and wait for the response head, at most
-    /// `timeout_server`. A reused connection found closed may take the
-    /// request again only if it is idempotent (`send` also requires that it
-    /// has no body). Failures are counted.
+    /// Send `up` on `conn` and wait for the response head. Waits are bounded
+    /// by `timeout_server` on the server and `timeout_client` on the
+    /// client's request body. A reused connection found closed may take
+    /// the request again only if it is idempotent (`send` also requires
+    /// that it has no body). Failures are counted where they belong: the
+    /// client's (a body that fails or stalls: 400, 408) are not the
+    /// server's.
     async fn forward(
         &self,
         b: &HttpBackendView,
@@ -630,45 +666,63 @@ impl Proxy {
         idempotent: bool,
         up: Request<ProxyBody>,
     ) -> Result<Response<UpBody>, Refusal> {
-        let sent = self
+        let waits = Waits {
+            client: self.spec.http.timeout_client,
+            server: b.settings.timeout_server,
+        };
+        let e = match self
             .pool
-            .send(conn, reused, idempotent, b.settings.timeout_connect, up);
-        match within(b.settings.timeout_server, sent).await {
-            Some(Ok(x)) => Ok(x),
-            Some(Err(e)) => {
-                warn!(
-                    "{}: {}/{} ({}): {}",
-                    self.spec.name,
-                    b.name,
-                    server.name,
-                    server.addr,
-                    crate::util::error_chain(&e)
-                );
-                // A connection that failed after it was made is a 502.
-                Err(match e {
-                    SendError::Connect(_) => {
-                        server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                        (StatusCode::SERVICE_UNAVAILABLE, "server unavailable")
-                    }
-                    SendError::Exchange(_) => {
-                        server.stats.response_errors.fetch_add(1, Ordering::Relaxed);
-                        (StatusCode::BAD_GATEWAY, "server connection failed")
-                    }
-                })
+            .send(
+                conn,
+                reused,
+                idempotent,
+                b.settings.timeout_connect,
+                waits,
+                up,
+            )
+            .await
+        {
+            Ok(x) => return Ok(x),
+            Err(e) => e,
+        };
+        let (name, fe) = (&self.spec.name, &self.spec.stats);
+        let what = crate::util::error_chain(&e);
+        let at = format_args!("{name}: {}/{} ({})", b.name, server.name, server.addr);
+        let count = |c: &std::sync::atomic::AtomicU64| c.fetch_add(1, Ordering::Relaxed);
+        Err(match e {
+            SendError::Connect(ConnectError::NoSlot { .. }) => {
+                debug!("{at}: {what}");
+                count(&fe.no_server);
+                (StatusCode::SERVICE_UNAVAILABLE, "no connection slot")
             }
-            None => {
-                warn!(
-                    "{}: {}/{} ({}): no response within {} ms",
-                    self.spec.name,
-                    b.name,
-                    server.name,
-                    server.addr,
-                    b.settings.timeout_server.as_millis()
-                );
-                server.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err((StatusCode::GATEWAY_TIMEOUT, "server timeout"))
+            SendError::Connect(_) => {
+                warn!("{at}: {what}");
+                count(&server.stats.connect_errors);
+                (StatusCode::SERVICE_UNAVAILABLE, "server unavailable")
             }
-        }
+            SendError::Exchange(ExchangeError::ClientBody(_)) => {
+                // A malformed body, or the client went away: its fault.
+                debug!("{at}: {what}");
+                count(&fe.client_errors);
+                (StatusCode::BAD_REQUEST, "bad request body")
+            }
+            SendError::Exchange(ExchangeError::ClientTimeout(_)) => {
+                debug!("{at}: {what}");
+                count(&fe.client_timeouts);
+                (StatusCode::REQUEST_TIMEOUT, "request body timeout")
+            }
+            SendError::Exchange(ExchangeError::ServerTimeout(_)) => {
+                warn!("{at}: {what}");
+                count(&server.stats.timeouts);
+                (StatusCode::GATEWAY_TIMEOUT, "server timeout")
+            }
+            // A connection that failed after it was made is a 502.
+            SendError::Exchange(_) => {
+                warn!("{at}: {what}");
+                count(&server.stats.response_errors);
+                (StatusCode::BAD_GATEWAY, "server connection failed")
+            }
+        })
     }
 
     /// The server's response on its way to the client. After a 101, the two
@@ -681,6 +735,7 @@ impl Proxy {
         mut resp: Response<UpBody>,
         client_upgrade: Option<OnUpgrade>,
         guard: Option<InFlightGuard>,
+        tunnel: TunnelTimeouts,
     ) -> Result<Response<ProxyBody>, Refusal> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (parts, body) = resp.into_parts();
@@ -695,20 +750,13 @@ impl Proxy {
             tokio::spawn(async move {
                 let _guard = guard;
                 match client_upgrade.await {
-                    Ok(c) => {
-                        let mut c = TokioIo::new(c);
-                        let mut s = server_io;
-                        // What the server sent right after its 101 goes first.
-                        let r = async {
-                            if !early.is_empty() {
-                                tokio::io::AsyncWriteExt::write_all(&mut c, &early).await?;
-                            }
-                            tokio::io::copy_bidirectional(&mut c, &mut s).await
-                        };
-                        if let Err(e) = r.await {
-                            debug!("{name}: upgraded connection: {e}");
+                    Ok(c) => match splice(TokioIo::new(c), server_io, early, tunnel).await {
+                        Ok(Ended::Closed) => {}
+                        Ok(Ended::Timeout(phase)) => {
+                            debug!("{name}: upgraded connection closed: timeout {phase}")
                         }
-                    }
+                        Err(e) => debug!("{name}: upgraded connection: {e}"),
+                    },
                     Err(e) => debug!("{name}: upgrade failed: {e}"),
                 }
             });
@@ -716,46 +764,7 @@ impl Proxy {
         }
         strip_hop_by_hop(resp.headers_mut(), false);
         let (parts, body) = resp.into_parts();
-        let body = ProxyBody::Response(Counted { inner: body, guard });
+        let body = ProxyBody::Response(Counted::new(body, guard));
         Ok(Response::from_parts(parts, body))
     }
-}
-
-/// A server's response body on its way to the client. When its last byte
-/// has been yielded it releases the request's in-flight count (for
-/// `leastconn`), rather than when hyper gets round to dropping it.
-pub struct Counted {
-    inner: UpBody,
-    guard: Option<InFlightGuard>,
-}
-
-impl hyper::body::Body for Counted {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        match &r {
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.guard = None,
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.guard = None,
-            _ => {}
-        }
-        r.map(|f| f.map(|f| f.map_err(BoxError::from)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-fn empty() -> ProxyBody {
-    ProxyBody::Full(None)
 }

@@ -87,6 +87,16 @@ pub struct FrontendCounters {
     /// ... those whose cookie named no server that could take them (none
     /// of that value, or one down, in maintenance, removed): balanced again.
     pub cookie_unusable: AtomicU64,
+    /// Client connections accepted.
+    pub connections: AtomicU64,
+    /// Client connections closed by a client-side timeout
+    /// (`timeout_http_request`, `timeout_http_keep_alive`, `timeout_client`).
+    pub client_timeouts: AtomicU64,
+    /// Requests whose body the client broke off or malformed (answered
+    /// 400; no server is blamed).
+    pub client_errors: AtomicU64,
+    /// Idle client connections closed to make room for a new one.
+    pub evicted: AtomicU64,
 }
 
 impl FrontendCounters {
@@ -109,6 +119,10 @@ impl FrontendCounters {
             cookie_unusable: load(&self.cookie_unusable),
             no_server: load(&self.no_server),
             redispatched: load(&self.redispatched),
+            connections: load(&self.connections),
+            client_timeouts: load(&self.client_timeouts),
+            client_errors: load(&self.client_errors),
+            evicted: load(&self.evicted),
         }
     }
 }

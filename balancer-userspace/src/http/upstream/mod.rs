@@ -32,6 +32,7 @@
 
 mod codec;
 
+use super::timer::Deadline;
 use std::{
     collections::HashMap,
     future::poll_fn,
@@ -50,6 +51,7 @@ use log::debug;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
+    sync::{OwnedSemaphorePermit, Semaphore},
 };
 
 use codec::{
@@ -82,6 +84,10 @@ pub enum ConnectError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The proxy's own limit (no server is to blame): every server
+    /// connection the descriptor budget allows is in use.
+    #[error("connect to {addr}: every server connection the budget allows is in use")]
+    NoSlot { addr: SocketAddr },
 }
 
 /// What went wrong in an exchange with a server, after the connection was
@@ -96,6 +102,24 @@ pub enum ExchangeError {
     Malformed(&'static str),
     #[error("reading the client's request body: {0}")]
     ClientBody(#[source] BoxError),
+    /// The client sent none of its request body for `timeout client`
+    /// (HAProxy answers 408).
+    #[error("the client sent no request body for {} ms", .0.as_millis())]
+    ClientTimeout(Duration),
+    /// The server sent nothing (or took none of the request) for
+    /// `timeout server` (HAProxy answers 504, or cuts a response that
+    /// has started).
+    #[error("the server was silent for {} ms", .0.as_millis())]
+    ServerTimeout(Duration),
+}
+
+/// How long an exchange waits on either side without progress.
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    /// On the client's request body (`timeout client`).
+    pub client: Duration,
+    /// On the server (`timeout server`).
+    pub server: Duration,
 }
 
 /// Why a request got no response head.
@@ -118,6 +142,8 @@ pub struct Conn {
     wbuf: Vec<u8>,
     /// Room made in `rbuf` before a read.
     room: usize,
+    /// Its place under the cap on server connections.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Conn {
@@ -187,12 +213,41 @@ struct Idle {
 /// Idle keep-alive connections of one worker thread, by server address
 /// (foldhash: SipHash's flooding resistance buys nothing for keys that are
 /// the configured servers, and it costs on every request).
-#[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>>,
+    /// The cap on server connections (all workers'), idle ones included.
+    slots: Arc<Semaphore>,
 }
 
 impl Pool {
+    pub fn new(slots: Arc<Semaphore>) -> Pool {
+        Pool {
+            idle: Mutex::default(),
+            slots,
+        }
+    }
+
+    /// A slot for a new server connection: if all are taken, this
+    /// worker's oldest idle connection is closed to free one.
+    fn slot(&self, addr: SocketAddr) -> Result<OwnedSemaphorePermit, ConnectError> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let oldest = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let list = idle
+                .values_mut()
+                .filter(|l| !l.is_empty())
+                .min_by_key(|l| l[0].since);
+            list.map(|l| l.remove(0))
+        };
+        drop(oldest);
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ConnectError::NoSlot { addr })
+    }
+
     /// A connection to `addr`: an idle one that is still open, else a new
     /// one (made within `connect_timeout`). The flag says it was reused.
     pub async fn checkout(
@@ -203,7 +258,7 @@ impl Pool {
         match self.take_idle(addr) {
             Some(conn) => Ok((conn, true)),
             // Rare: boxed, so that every request's future stays small.
-            None => Box::pin(connect(addr, connect_timeout))
+            None => Box::pin(connect(addr, connect_timeout, self.slot(addr)?))
                 .await
                 .map(|c| (c, false)),
         }
@@ -266,6 +321,7 @@ impl Pool {
         reused: bool,
         resend: bool,
         connect_timeout: Duration,
+        waits: Waits,
         req: Request<B>,
     ) -> Result<Response<UpBody>, SendError>
     where
@@ -275,8 +331,8 @@ impl Pool {
         let (parts, mut body) = req.into_parts();
         let mut framing = encode_request(&parts, &body, &mut conn.wbuf);
         let no_body = matches!(framing, ReqFraming::None);
-        match exchange(&mut conn, &mut body, &mut framing, &parts.method).await {
-            Ok(head) => Ok(self.response(conn, head)),
+        match exchange(&mut conn, &mut body, &mut framing, &parts.method, waits).await {
+            Ok(head) => Ok(self.response(conn, head, waits.server)),
             Err((e, received)) if reused && resend && no_body && !received => {
                 debug!(
                     "{}: pooled connection closed ({e}); reconnecting",
@@ -285,7 +341,7 @@ impl Pool {
                 let wbuf = std::mem::take(&mut conn.wbuf);
                 let addr = conn.addr;
                 drop(conn);
-                Box::pin(self.resend(addr, connect_timeout, wbuf, parts.method, body)).await
+                Box::pin(self.resend(addr, connect_timeout, waits, wbuf, parts.method, body)).await
             }
             Err((e, _)) => Err(e.into()),
         }
@@ -297,6 +353,7 @@ impl Pool {
         self: &Arc<Self>,
         addr: SocketAddr,
         connect_timeout: Duration,
+        waits: Waits,
         wbuf: Vec<u8>,
         method: Method,
         mut body: B,
@@ -305,20 +362,22 @@ impl Pool {
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
-        let mut conn = connect(addr, connect_timeout).await?;
+        let mut conn = connect(addr, connect_timeout, self.slot(addr)?).await?;
         conn.wbuf = wbuf;
-        match exchange(&mut conn, &mut body, &mut ReqFraming::None, &method).await {
-            Ok(head) => Ok(self.response(conn, head)),
+        match exchange(&mut conn, &mut body, &mut ReqFraming::None, &method, waits).await {
+            Ok(head) => Ok(self.response(conn, head, waits.server)),
             Err((e, _)) => Err(e.into()),
         }
     }
 
-    fn response(self: &Arc<Self>, conn: Conn, head: Head) -> Response<UpBody> {
+    fn response(self: &Arc<Self>, conn: Conn, head: Head, wait: Duration) -> Response<UpBody> {
         let mut body = UpBody {
             conn: Some(conn),
             pool: self.clone(),
             framing: head.framing,
             reusable: head.reusable,
+            wait,
+            deadline: None,
         };
         // Nothing to read: the connection is free at once (hyper does not
         // poll a body it knows to be empty).
@@ -333,8 +392,12 @@ impl Pool {
     }
 }
 
-/// A new connection to `addr`.
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
+/// A new connection to `addr`, in `slot`.
+async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    slot: OwnedSemaphorePermit,
+) -> Result<Conn, ConnectError> {
     let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
         Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
@@ -347,6 +410,7 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectErr
         rbuf: BytesMut::new(),
         wbuf: Vec::new(),
         room: READ_ROOM,
+        _slot: slot,
     })
 }
 
@@ -354,11 +418,16 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectErr
 /// head; interim (1xx) responses are skipped. On error, whether any byte
 /// of a response had come (if none, the server may not have seen the
 /// request).
+///
+/// Waiting is bounded by `waits`, on whichever side holds the exchange up:
+/// the client while its body is awaited (and the server takes what it was
+/// given), else the server. Any progress starts the wait again.
 async fn exchange<B>(
     conn: &mut Conn,
     body: &mut B,
     framing: &mut ReqFraming,
     method: &Method,
+    waits: Waits,
 ) -> Result<Head, (ExchangeError, bool)>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -370,20 +439,31 @@ where
     let keep_request = matches!(framing, ReqFraming::None);
     let mut body_done = matches!(framing, ReqFraming::None);
     let mut received = false;
+    // The wait running, and whether it is on the client.
+    let mut wait: Option<(Deadline, bool)> = None;
     poll_fn(|cx| {
+        let (mut progress, mut write_blocked, mut body_blocked) = (false, false, false);
         // Write what there is to write, the request's body as it comes.
         while wpos < conn.wbuf.len() || !body_done {
-            match conn.poll_flush_wbuf(&mut wpos, cx) {
+            let before = wpos;
+            let flushed = conn.poll_flush_wbuf(&mut wpos, cx);
+            progress |= wpos != before;
+            match flushed {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err((e.into(), received))),
-                Poll::Pending => break,
+                Poll::Pending => {
+                    write_blocked = true;
+                    break;
+                }
             }
             if body_done {
                 break;
             }
             conn.wbuf.clear();
             wpos = 0;
-            match Pin::new(&mut *body).poll_frame(cx) {
+            let frame = Pin::new(&mut *body).poll_frame(cx);
+            progress |= frame.is_ready();
+            match frame {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Err(e) = encode_frame(frame, framing, &mut conn.wbuf) {
                         return Poll::Ready(Err((e, received)));
@@ -405,7 +485,10 @@ where
                     }
                     body_done = true;
                 }
-                Poll::Pending => break,
+                Poll::Pending => {
+                    body_blocked = true;
+                    break;
+                }
             }
         }
         // Read the response head.
@@ -439,9 +522,31 @@ where
             }
             match conn.poll_fill(cx) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err((ExchangeError::Closed, received))),
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => progress = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err((e.into(), received))),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => break,
+            }
+        }
+        // Nothing more can happen now: bound the wait on whoever holds it.
+        let on_client = body_blocked && !write_blocked;
+        if progress || wait.as_ref().is_some_and(|(_, c)| *c != on_client) {
+            wait = None;
+        }
+        let (deadline, _) = wait.get_or_insert_with(|| {
+            let d = if on_client {
+                waits.client
+            } else {
+                waits.server
+            };
+            (Deadline::after(d), on_client)
+        });
+        match Pin::new(deadline).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) if on_client => {
+                Poll::Ready(Err((ExchangeError::ClientTimeout(waits.client), received)))
+            }
+            Poll::Ready(()) => {
+                Poll::Ready(Err((ExchangeError::ServerTimeout(waits.server), received)))
             }
         }
     })
@@ -457,6 +562,10 @@ pub struct UpBody {
     pool: Arc<Pool>,
     framing: Framing,
     reusable: bool,
+    /// `timeout server`: how long the body may wait for the server's next
+    /// bytes, and that wait when one runs.
+    wait: Duration,
+    deadline: Option<Deadline>,
 }
 
 impl UpBody {
@@ -547,9 +656,16 @@ impl Body for UpBody {
                     return Poll::Ready(None);
                 }
                 Poll::Ready(Ok(0)) => return this.fail(ExchangeError::Closed),
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => this.deadline = None,
                 Poll::Ready(Err(e)) => return this.fail(e.into()),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    let wait = this.wait;
+                    let d = this.deadline.get_or_insert_with(|| Deadline::after(wait));
+                    if Pin::new(d).poll(cx).is_ready() {
+                        return this.fail(ExchangeError::ServerTimeout(wait));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }

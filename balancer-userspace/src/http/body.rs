@@ -1,0 +1,164 @@
+//! The bodies the proxy sends: [`ProxyBody`], one enum for every body it
+//! sends to a client or a server, and [`Counted`], a server's response on
+//! its way to the client, which tells the connection's watchdog when it
+//! waits on the client and ends the request's in-flight counts with it.
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+
+use super::{balance::InFlightGuard, conn::RequestGuard, upstream::UpBody};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every body the proxy sends, to a client or to a server: one enum rather
+/// than a boxed trait object, so a proxied request allocates no body boxes.
+// `Response` is the common case: boxing it would cost an allocation per
+// request to make the rare local answers smaller.
+#[allow(clippy::large_enum_variant)]
+pub enum ProxyBody {
+    /// A complete body the proxy made itself (error pages, or nothing),
+    /// and the request it answers, in flight until the body is dropped.
+    Full(
+        Option<Bytes>,
+        // Held for its drop.
+        #[allow(dead_code)] Option<RequestGuard>,
+    ),
+    /// A client's request body, streamed to the server.
+    Request(Incoming),
+    /// A server's response body, streamed to the client.
+    Response(Counted),
+}
+
+impl ProxyBody {
+    pub(super) fn full(b: impl Into<Bytes>) -> ProxyBody {
+        let b = b.into();
+        ProxyBody::Full((!b.is_empty()).then_some(b), None)
+    }
+
+    /// This response body keeps its request in flight until it ends.
+    pub(super) fn in_flight(self, g: RequestGuard) -> ProxyBody {
+        match self {
+            ProxyBody::Full(b, _) => ProxyBody::Full(b, Some(g)),
+            ProxyBody::Response(mut c) => {
+                c.req = Some(g);
+                ProxyBody::Response(c)
+            }
+            r @ ProxyBody::Request(_) => r,
+        }
+    }
+}
+
+impl hyper::body::Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        match self.get_mut() {
+            ProxyBody::Full(b, _) => Poll::Ready(b.take().map(|b| Ok(hyper::body::Frame::data(b)))),
+            ProxyBody::Request(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(BoxError::from))),
+            ProxyBody::Response(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(b, _) => b.is_none(),
+            ProxyBody::Request(b) => b.is_end_stream(),
+            ProxyBody::Response(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            ProxyBody::Full(b, _) => {
+                hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ProxyBody::Request(b) => b.size_hint(),
+            ProxyBody::Response(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A server's response body on its way to the client. When its last byte
+/// has been yielded it releases the request's in-flight count (for
+/// `leastconn`), rather than when hyper gets round to dropping it.
+pub struct Counted {
+    inner: UpBody,
+    guard: Option<InFlightGuard>,
+    /// The request on its client connection (see [`ConnState`]).
+    req: Option<RequestGuard>,
+    /// Data was yielded and not yet asked for again: the body waits on
+    /// the client (the connection's watchdog counts it).
+    yielded: bool,
+}
+
+impl Counted {
+    pub(super) fn new(inner: UpBody, guard: Option<InFlightGuard>) -> Counted {
+        Counted {
+            inner,
+            guard,
+            req: None,
+            yielded: false,
+        }
+    }
+
+    fn set_yielded(&mut self, y: bool) {
+        if self.yielded != y {
+            self.yielded = y;
+            if let Some(r) = &self.req {
+                r.set_waiting(y);
+            }
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.set_yielded(false);
+    }
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        self.set_yielded(false);
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                self.guard = None;
+                self.req = None;
+            }
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => {
+                self.guard = None;
+                self.req = None;
+            }
+            Poll::Ready(Some(Ok(_))) => self.set_yielded(true),
+            Poll::Pending => {}
+        }
+        r.map(|f| f.map(|f| f.map_err(BoxError::from)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pub(super) fn empty() -> ProxyBody {
+    ProxyBody::Full(None, None)
+}

@@ -178,6 +178,9 @@ pub struct HttpFrontendStats {
     /// Idle client connections closed to make room (the frontend was full).
     #[serde(default)]
     pub evicted: u64,
+    /// Answered 503 after `timeout_queue`: the servers were full.
+    #[serde(default)]
+    pub queue_timeouts: u64,
 }
 
 impl HttpFrontendStats {
@@ -195,6 +198,7 @@ impl HttpFrontendStats {
             ("client_timeouts", self.client_timeouts),
             ("client_errors", self.client_errors),
             ("evicted", self.evicted),
+            ("queue_timeouts", self.queue_timeouts),
         ]);
         rows
     }

@@ -32,6 +32,7 @@ pub(super) struct RawBackend {
     timeout_server: Option<String>,
     timeout_tunnel: Option<String>,
     timeout_server_fin: Option<String>,
+    timeout_queue: Option<String>,
     #[serde(default)]
     server: Vec<RawServer>,
     server_template: Option<resolvers::RawTemplate>,
@@ -61,6 +62,9 @@ pub(super) struct RawServer {
     inter: Option<String>,
     rise: Option<u32>,
     fall: Option<u32>,
+    // HTTP servers only.
+    maxconn: Option<u32>,
+    maxqueue: Option<u32>,
 }
 
 /// How an HTTP backend picks a server for a user without a valid cookie.
@@ -111,6 +115,9 @@ pub struct HttpBackend {
     /// `timeout server-fin`: a tunnel whose server has closed its side
     /// waits this long for the client's side to end.
     pub timeout_server_fin: Duration,
+    /// `timeout queue`: how long a request may wait for a server with
+    /// `maxconn` to have room (default: `timeout_connect`, as HAProxy).
+    pub timeout_queue: Duration,
 }
 
 impl HttpBackend {
@@ -227,6 +234,11 @@ impl Validator<'_> {
                 }
             };
         let timeout_server = time("timeout_server", &b.timeout_server, DEFAULT_TIMEOUT_SERVER)?;
+        let timeout_connect = time(
+            "timeout_connect",
+            &b.timeout_connect,
+            DEFAULT_TIMEOUT_CONNECT,
+        )?;
         Ok(Some(HttpBackend {
             balance,
             cookie,
@@ -234,17 +246,14 @@ impl Validator<'_> {
             persist,
             redispatch,
             forwarded,
-            timeout_connect: time(
-                "timeout_connect",
-                &b.timeout_connect,
-                DEFAULT_TIMEOUT_CONNECT,
-            )?,
+            timeout_connect,
             timeout_server,
             timeout_tunnel: match &b.timeout_tunnel {
                 None => None,
                 t => Some(time("timeout_tunnel", t, DEFAULT_TIMEOUT_SERVER)?),
             },
             timeout_server_fin: time("timeout_server_fin", &b.timeout_server_fin, timeout_server)?,
+            timeout_queue: time("timeout_queue", &b.timeout_queue, timeout_connect)?,
         }))
     }
 
@@ -369,6 +378,12 @@ impl Validator<'_> {
                 fall,
                 timeout: check_timeout.unwrap_or_else(|| default_check_timeout(inter)),
             });
+            if s.maxconn.is_none() && s.maxqueue.is_some() {
+                return Err(self.err(
+                    format!("{skey}.maxqueue"),
+                    "needs maxconn (without it nothing is queued)",
+                ));
+            }
             servers.push(Server {
                 name: s.name,
                 address,
@@ -377,6 +392,8 @@ impl Validator<'_> {
                 weight,
                 state,
                 check,
+                maxconn: s.maxconn.unwrap_or(0),
+                maxqueue: s.maxqueue.unwrap_or(0),
             });
         }
         let check_kind = match b.check_type.as_deref().unwrap_or("tcp") {
@@ -458,6 +475,7 @@ impl Validator<'_> {
                     timeout_server: DEFAULT_TIMEOUT_SERVER,
                     timeout_tunnel: None,
                     timeout_server_fin: DEFAULT_TIMEOUT_SERVER,
+                    timeout_queue: DEFAULT_TIMEOUT_CONNECT,
                 });
                 let default_port = users[0].vip.port();
                 for s in &mut b.servers {
@@ -492,6 +510,11 @@ impl Validator<'_> {
                 if s.cookie.is_some() {
                     return Err(self.err(format!("{skey}.cookie"), "only for HTTP servers"));
                 }
+                for (k, set) in [("maxconn", s.maxconn > 0), ("maxqueue", s.maxqueue > 0)] {
+                    if set {
+                        return Err(self.err(format!("{skey}.{k}"), "only for HTTP servers"));
+                    }
+                }
                 if s.address.is_loopback() {
                     return Err(self.err(
                         format!("{skey}.address"),
@@ -515,6 +538,7 @@ fn http_key(b: &RawBackend) -> Option<&'static str> {
         ("timeout_server", b.timeout_server.is_some()),
         ("timeout_tunnel", b.timeout_tunnel.is_some()),
         ("timeout_server_fin", b.timeout_server_fin.is_some()),
+        ("timeout_queue", b.timeout_queue.is_some()),
     ]
     .into_iter()
     .find(|(_, set)| *set)

@@ -93,6 +93,10 @@ pub struct Server {
     pub state: AdminState,
     /// `Some` when `check = true`.
     pub check: Option<CheckTiming>,
+    /// HTTP: requests at once (HAProxy's server `maxconn`); 0: no limit.
+    pub maxconn: u32,
+    /// HTTP: requests waiting for this server (`maxqueue`); 0: no limit.
+    pub maxqueue: u32,
 }
 
 /// A server address as the config and the admin API take it: `IP`, or for

@@ -141,6 +141,8 @@ pub struct Controller {
     pub http: tokio::sync::watch::Sender<std::sync::Arc<HttpView>>,
     /// The HTTP proxy's counters, for the metrics endpoint.
     pub http_stats: std::sync::Arc<crate::http::stats::HttpStats>,
+    /// The HTTP servers' `maxconn` limits and queues, by id.
+    http_limits: crate::http::queue::Limits,
     /// VIP id -> its current Maglev table.
     tables: BTreeMap<u32, Vec<u32>>,
     resolver: Resolver,
@@ -172,6 +174,7 @@ impl Controller {
             checks_changed: Default::default(),
             http: tokio::sync::watch::Sender::new(Default::default()),
             http_stats: Default::default(),
+            http_limits: Default::default(),
             tables: BTreeMap::new(),
             resolver,
             discovery: BTreeMap::new(),
@@ -496,6 +499,13 @@ impl Controller {
             .iter()
             .filter_map(|b| {
                 let settings = b.http.clone()?;
+                // `maxconn` and `maxqueue` of the configured servers (not
+                // of DNS slots or servers added at run time).
+                let limits: std::collections::HashMap<&str, (u32, u32)> = b
+                    .servers
+                    .iter()
+                    .map(|s| (s.name.as_str(), (s.maxconn, s.maxqueue)))
+                    .collect();
                 let servers = self
                     .servers
                     .iter()
@@ -511,6 +521,9 @@ impl Controller {
                             state: s.effective(),
                             cookie: s.cookie.clone(),
                             stats: self.http_stats.server(s.id),
+                            limit: limits
+                                .get(s.name.as_str())
+                                .and_then(|&(c, q)| self.http_limits.server(s.id, &b.name, c, q)),
                         })
                     })
                     .collect();

@@ -6,7 +6,18 @@
 use bytes::Bytes;
 use hyper::body::Incoming;
 
-use super::{balance::InFlightGuard, conn::RequestGuard, upstream::UpBody};
+use super::{balance::InFlightGuard, conn::RequestGuard, queue::Admitted, upstream::UpBody};
+
+/// What a request holds at its server until its response has ended: its
+/// in-flight count (for `leastconn`) and its place under the server's
+/// `maxconn`.
+#[derive(Default)]
+// Held for their drops, never read.
+#[allow(dead_code)]
+pub struct Hold {
+    pub in_flight: Option<InFlightGuard>,
+    pub admitted: Option<Admitted>,
+}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -90,7 +101,7 @@ impl hyper::body::Body for ProxyBody {
 /// `leastconn`), rather than when hyper gets round to dropping it.
 pub struct Counted {
     inner: UpBody,
-    guard: Option<InFlightGuard>,
+    guard: Hold,
     /// The request on its client connection (see [`ConnState`]).
     req: Option<RequestGuard>,
     /// Data was yielded and not yet asked for again: the body waits on
@@ -99,7 +110,7 @@ pub struct Counted {
 }
 
 impl Counted {
-    pub(super) fn new(inner: UpBody, guard: Option<InFlightGuard>) -> Counted {
+    pub(super) fn new(inner: UpBody, guard: Hold) -> Counted {
         Counted {
             inner,
             guard,
@@ -137,11 +148,11 @@ impl hyper::body::Body for Counted {
         let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
         match &r {
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
-                self.guard = None;
+                self.guard = Hold::default();
                 self.req = None;
             }
             Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => {
-                self.guard = None;
+                self.guard = Hold::default();
                 self.req = None;
             }
             Poll::Ready(Some(Ok(_))) => self.set_yielded(true),

@@ -3,10 +3,12 @@
 
 pub mod balance;
 mod body;
+mod choose;
 pub mod conn;
 pub mod cookie;
 mod headers;
 pub mod proxy;
+pub mod queue;
 mod sniff;
 pub mod stats;
 pub mod timer;

@@ -17,8 +17,11 @@
 //! the client's address appended (and, with `option forwarded`, an RFC 7239
 //! `Forwarded` element; these header edits are `headers.rs`'s). Errors, as HAProxy answers them: 503 when no server may take
 //! the request or the chosen one refuses the connection, 502 when the
-//! connection fails after it was made, 504 when the server does not answer
-//! within `timeout_server`. A request that failed to connect is tried once on
+//! connection fails after it was made, 504 when the server is silent for
+//! `timeout_server`; the client's faults are its own: 408 for a request
+//! body that stalls for `timeout_client`, 400 for one that is malformed or
+//! broken off. Connection caps and the client-side timeouts are
+//! `conn.rs`'s; tunnels are `tunnel.rs`'s. A request that failed to connect is tried once on
 //! another server when that is safe (idempotent method, no body) and the
 //! request was not persistent, or `option redispatch` is set.
 
@@ -33,7 +36,6 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use balancer_common::maps::{STATE_DOWN, STATE_DRAIN, STATE_MAINT, STATE_UP};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::server::conn::{http1, http2};
 use hyper::{body::Incoming, upgrade::OnUpgrade};
@@ -42,11 +44,12 @@ use log::{debug, info, warn};
 use tokio::{net::TcpListener, sync::watch};
 
 use super::{
-    balance::{Candidate, InFlight, InFlightGuard, SmoothWrr, least_conn, source},
-    body::{Counted, ProxyBody, empty},
+    balance::{InFlight, SmoothWrr},
+    body::{Counted, Hold, ProxyBody, empty},
     conn::{Closing, ConnState, Registry, RequestGuard, Slots, Watched, watch},
-    cookie::{self, Persist},
-    headers::{is_upgrade, join_cookie_fields, settle_host, strip_hop_by_hop, upstream_request},
+    cookie,
+    headers::{is_upgrade, settle_host, strip_hop_by_hop, upstream_request},
+    queue::{Admitted, Limit},
     sniff::sniff_http2,
     stats::{FrontendCounters, ServerStats},
     timer::RecyclingTimer,
@@ -80,6 +83,8 @@ pub struct HttpServerView {
     pub cookie: Option<String>,
     /// Its request and error counters.
     pub stats: ServerStats,
+    /// Its `maxconn` limit and queue; `None` without `maxconn`.
+    pub limit: Option<Limit>,
 }
 
 /// One HTTP frontend's fixed settings.
@@ -98,21 +103,21 @@ pub struct FrontendSpec {
 /// Balancing state of one frontend, shared by its worker threads.
 #[derive(Default)]
 pub struct BalanceState {
-    rr: Mutex<HashMap<String, SmoothWrr>>,
-    in_flight: InFlight,
-    rotate: AtomicUsize,
+    pub(super) rr: Mutex<HashMap<String, SmoothWrr>>,
+    pub(super) in_flight: InFlight,
+    pub(super) rotate: AtomicUsize,
     /// The frontend's client connections (all its workers').
     conns: Arc<Registry>,
 }
 
 /// State shared by the connections one worker thread serves.
-struct Proxy {
-    spec: FrontendSpec,
+pub(super) struct Proxy {
+    pub(super) spec: FrontendSpec,
     view: watch::Receiver<Arc<HttpView>>,
     /// Idle server connections of this worker thread: a server connection
     /// stays with the thread that made it.
     pool: Arc<Pool>,
-    shared: Arc<BalanceState>,
+    pub(super) shared: Arc<BalanceState>,
 }
 
 /// Bind `addr` once per worker (`SO_REUSEPORT`: the kernel spreads new
@@ -401,44 +406,9 @@ fn error(status: StatusCode, msg: &str) -> Response<ProxyBody> {
     r
 }
 
-impl Proxy {
-    /// A server for a user without a usable cookie: up, weight > 0, not in
-    /// `exclude`.
-    fn balance(
-        &self,
-        b: &HttpBackendView,
-        client: IpAddr,
-        exclude: Option<usize>,
-    ) -> Option<usize> {
-        let cands: Vec<Candidate> = b
-            .servers
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| s.state == STATE_UP && s.weight > 0 && Some(*i) != exclude)
-            .map(|(_, s)| Candidate {
-                id: s.id,
-                weight: s.weight,
-            })
-            .collect();
-        let id = match b.settings.balance {
-            Balance::RoundRobin => {
-                let mut rr = self.shared.rr.lock().unwrap_or_else(|e| e.into_inner());
-                rr.entry(b.name.clone()).or_default().pick(&cands)
-            }
-            Balance::LeastConn => least_conn(
-                &cands,
-                |id| self.shared.in_flight.get(id),
-                self.shared.rotate.fetch_add(1, Ordering::Relaxed),
-            ),
-            Balance::Source => source(&cands, client),
-        }?;
-        b.servers.iter().position(|s| s.id == id)
-    }
-}
-
 /// An answer the proxy makes itself instead of the server's (see
 /// [`error`]): its status and text, counted where it was decided.
-type Refusal = (StatusCode, &'static str);
+pub(super) type Refusal = (StatusCode, &'static str);
 
 /// One client request, proxied in phases: choose a server, connect (with
 /// one retry elsewhere when that is safe), forward, finish. Each phase may
@@ -482,8 +452,12 @@ async fn handle(
             && !upgrade
             && (!by_cookie || b.settings.redispatch);
         let (parts, body) = req.into_parts();
-        let (chosen, conn, reused, guard) = match p.connect(&b, peer.ip(), chosen, retryable).await
-        {
+        let (chosen, admitted) = match p.admit(&b, peer.ip(), chosen, by_cookie).await {
+            Ok(x) => x,
+            Err((status, msg)) => break 'answer error(status, msg),
+        };
+        let connected = p.connect(&b, peer.ip(), chosen, retryable, admitted);
+        let (chosen, conn, reused, guard) = match connected.await {
             Ok(x) => x,
             Err((status, msg)) => break 'answer error(status, msg),
         };
@@ -529,64 +503,6 @@ async fn handle(
 }
 
 impl Proxy {
-    /// The server for `req`: the one its persistence cookie names, if that
-    /// one may take it, else [`Proxy::balance`]'s choice. Reading the cookie
-    /// edits the request's `Cookie` headers (see [`cookie::process_request`])
-    /// and counts its outcome. Returns the server's index, the cookie's
-    /// verdict (for the response's cookie), and whether the cookie chose.
-    fn choose_server(
-        &self,
-        b: &HttpBackendView,
-        client: IpAddr,
-        req: &mut Request<Incoming>,
-        now: u64,
-    ) -> Result<(usize, Persist, bool), Refusal> {
-        // HTTP/2 may split `cookie` into several fields; joined with "; " as
-        // RFC 9113 8.2.3 asks before forwarding to HTTP/1.1 (and as HAProxy does
-        // before it looks at them).
-        if req.version() == http::Version::HTTP_2 {
-            join_cookie_fields(req.headers_mut());
-        }
-        // Only servers that may take a persistent request are matched against
-        // the cookie (up or draining; down too with `option persist`), as
-        // HAProxy skips the others when it looks the value up.
-        let may_persist = |s: &HttpServerView| {
-            s.state == STATE_UP
-                || s.state == STATE_DRAIN
-                // HAProxy's `option persist` follows the cookie to any stopped
-                // server, in maintenance too.
-                || (b.settings.persist && (s.state == STATE_DOWN || s.state == STATE_MAINT))
-        };
-        let persist = match &b.settings.cookie {
-            Some(c) => {
-                let values: Vec<Option<&str>> = b
-                    .servers
-                    .iter()
-                    .map(|s| s.cookie.as_deref().filter(|_| may_persist(s)))
-                    .collect();
-                cookie::process_request(c, req.headers_mut(), &values, now)
-            }
-            None => Persist::default(),
-        };
-        let by_cookie = persist
-            .server
-            .filter(|&i| b.servers.get(i).is_some_and(may_persist));
-        let fe = &self.spec.stats;
-        if b.settings.cookie.is_some() {
-            match (by_cookie, persist.seen) {
-                (Some(_), _) => &fe.cookie_used,
-                (None, false) => &fe.cookie_absent,
-                (None, true) => &fe.cookie_unusable,
-            }
-            .fetch_add(1, Ordering::Relaxed);
-        }
-        let Some(chosen) = by_cookie.or_else(|| self.balance(b, client, None)) else {
-            fe.no_server.fetch_add(1, Ordering::Relaxed);
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "no server available"));
-        };
-        Ok((chosen, persist, by_cookie.is_some()))
-    }
-
     /// A connection to server `chosen`: an idle one, or a new one. A server
     /// that refuses has not seen the request, so another may take it when
     /// `retryable` (once). Returns the server finally used, the connection,
@@ -598,7 +514,8 @@ impl Proxy {
         client: IpAddr,
         mut chosen: usize,
         retryable: bool,
-    ) -> Result<(usize, Conn, bool, Option<InFlightGuard>), Refusal> {
+        mut admitted: Option<Admitted>,
+    ) -> Result<(usize, Conn, bool, Hold), Refusal> {
         let fe = &self.spec.stats;
         let mut attempt = 0;
         loop {
@@ -612,9 +529,13 @@ impl Proxy {
                     server.stats.requests.fetch_add(1, Ordering::Relaxed);
                     // Counted only where `leastconn` reads it: the count is
                     // shared by the worker threads.
-                    let guard = (b.settings.balance == Balance::LeastConn)
+                    let in_flight = (b.settings.balance == Balance::LeastConn)
                         .then(|| self.shared.in_flight.start(server.id));
-                    return Ok((chosen, conn, reused, guard));
+                    let hold = Hold {
+                        in_flight,
+                        admitted,
+                    };
+                    return Ok((chosen, conn, reused, hold));
                 }
                 Err(e @ ConnectError::NoSlot { .. }) => {
                     // The proxy's own limit: no server is to blame.
@@ -629,10 +550,18 @@ impl Proxy {
                         self.spec.name, b.name, server.name
                     );
                     attempt += 1;
-                    match self.balance(b, client, Some(chosen)) {
-                        Some(i) => {
+                    let next = self.balance(b, client, Some(chosen), true).and_then(|i| {
+                        // Its place under `maxconn`, if it has one.
+                        match &b.servers[i].limit {
+                            None => Some((i, None)),
+                            Some(l) => l.0.try_admit().map(|a| (i, Some(a))),
+                        }
+                    });
+                    match next {
+                        Some((i, a)) => {
                             fe.redispatched.fetch_add(1, Ordering::Relaxed);
                             chosen = i;
+                            admitted = a;
                         }
                         None => {
                             fe.no_server.fetch_add(1, Ordering::Relaxed);
@@ -734,7 +663,7 @@ impl Proxy {
         &self,
         mut resp: Response<UpBody>,
         client_upgrade: Option<OnUpgrade>,
-        guard: Option<InFlightGuard>,
+        guard: Hold,
         tunnel: TunnelTimeouts,
     ) -> Result<Response<ProxyBody>, Refusal> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -97,6 +97,8 @@ pub struct FrontendCounters {
     pub client_errors: AtomicU64,
     /// Idle client connections closed to make room for a new one.
     pub evicted: AtomicU64,
+    /// Requests answered 503 after `timeout_queue` (servers full).
+    pub queue_timeouts: AtomicU64,
 }
 
 impl FrontendCounters {
@@ -123,6 +125,7 @@ impl FrontendCounters {
             client_timeouts: load(&self.client_timeouts),
             client_errors: load(&self.client_errors),
             evicted: load(&self.evicted),
+            queue_timeouts: load(&self.queue_timeouts),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Per-request deadlines without a timer-wheel insertion and removal per
 //! request.
 //!
-//! Every request has two deadlines: hyper's for reading its head
-//! (`timeout_client`) and the proxy's for the server's answer
-//! (`timeout_server`). Nearly all of them are cancelled long before they
+//! Every request has a deadline or two: the proxy's for the server's
+//! answer (`timeout_server`) or the client's request body
+//! (`timeout_client`), and its connection's watchdog's. Nearly all of them are cancelled long before they
 //! expire. A tokio `Sleep` made and dropped per request registers in the
 //! runtime's timer wheel and unregisters again each time; measured with
 //! callgrind, that was about a tenth of the proxy's user-space

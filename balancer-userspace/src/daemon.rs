@@ -326,6 +326,7 @@ impl Running {
                 l,
                 shared.clone(),
                 count,
+                pin_dir.clone(),
             )));
         }
         let mut changes = match netlink::watch_changes().await {

@@ -37,6 +37,7 @@
 //! | `balancer_stick_table_entries` | gauge (last count) | |
 //! | `balancer_stick_table_counted_timestamp_seconds` | gauge | |
 
+use crate::dataplane::PinnedCounters;
 use crate::http::stats::{CLASSES, FrontendCounters, ServerStats};
 use std::{
     convert::Infallible,
@@ -104,15 +105,30 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Serve `GET /metrics` until the task is dropped.
-pub async fn serve(listener: TcpListener, shared: Shared, count: Arc<TableCount>) {
+/// Serve `GET /metrics` until the task is dropped. The data plane's
+/// counters are read through the maps pinned under `pin_dir`, without the
+/// controller's lock (which a scrape holds only to copy names and ids).
+pub async fn serve(
+    listener: TcpListener,
+    shared: Shared,
+    count: Arc<TableCount>,
+    pin_dir: PathBuf,
+) {
+    let counters = match PinnedCounters::open(&pin_dir) {
+        Ok(c) => Ok(Arc::new(c)),
+        Err(e) => {
+            warn!("metrics: the data plane's counters: {e}");
+            Err(Arc::new(e.to_string()))
+        }
+    };
     let mut accept = ControlAccept::new("metrics");
     loop {
         let (stream, slot) = accept.next(&listener).await;
-        let (shared, count) = (shared.clone(), count.clone());
+        let (shared, count, counters) = (shared.clone(), count.clone(), counters.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            let svc = service_fn(move |req| handle(shared.clone(), count.clone(), req));
+            let svc =
+                service_fn(move |req| handle(shared.clone(), count.clone(), counters.clone(), req));
             if let Err(e) = control_http1()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
@@ -126,11 +142,19 @@ pub async fn serve(listener: TcpListener, shared: Shared, count: Arc<TableCount>
 async fn handle<B>(
     shared: Shared,
     count: Arc<TableCount>,
+    counters: Result<Arc<PinnedCounters>, Arc<String>>,
     req: Request<B>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
-            let snap = Snapshot::take(&*shared.lock().await, &count);
+            let plan = Plan::take(&*shared.lock().await);
+            let snap = match counters {
+                // A system call per counter: off the runtime's threads.
+                Ok(c) => tokio::task::spawn_blocking(move || plan.read(&c, &count))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string())),
+                Err(e) => Err(e.to_string()),
+            };
             match snap.map(|s| s.encode()) {
                 Ok(Ok(text)) => (StatusCode::OK, text),
                 Ok(Err(e)) => (
@@ -153,6 +177,90 @@ async fn handle<B>(
         hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(r)
+}
+
+/// What a scrape copies from the controller, under its lock: names, ids,
+/// states; no map is read.
+struct Plan {
+    frontends: Vec<(String, u32)>,
+    servers: Vec<(ServerSnap, u32)>,
+    capacity: u64,
+    http_frontends: Vec<(String, Arc<FrontendCounters>)>,
+    http_servers: Vec<(String, String, ServerStats)>,
+}
+
+impl Plan {
+    fn take(c: &Controller) -> Plan {
+        let frontends = c
+            .config
+            .frontends
+            .iter()
+            .zip(&c.frontend_ids)
+            .map(|(f, &id)| (f.name.clone(), id))
+            .collect();
+        let servers = c
+            .servers
+            .iter()
+            .map(|s| {
+                let snap = ServerSnap {
+                    backend: s.backend.clone(),
+                    server: s.name.clone(),
+                    state: state_name(s.effective()),
+                    weight: s.weight,
+                    packets: 0,
+                    bytes: 0,
+                    check: s
+                        .last_check
+                        .as_ref()
+                        .map(|r| r.as_ref().map(Duration::as_secs_f64).map_err(|_| ())),
+                };
+                (snap, s.id)
+            })
+            .collect();
+        let http_frontends = c
+            .config
+            .frontends
+            .iter()
+            .filter(|f| f.mode == crate::config::Mode::Http)
+            .map(|f| (f.name.clone(), c.http_stats.frontend(&f.name)))
+            .collect();
+        let http_servers = c
+            .http_servers()
+            .map(|s| (s.backend.clone(), s.name.clone(), c.http_stats.server(s.id)))
+            .collect();
+        Plan {
+            frontends,
+            servers,
+            capacity: u64::from(c.dp.options().stick_size),
+            http_frontends,
+            http_servers,
+        }
+    }
+
+    /// The snapshot, with the data plane's counters read now.
+    fn read(self, counters: &PinnedCounters, count: &TableCount) -> Result<Snapshot, String> {
+        let e = |e: crate::dataplane::DataplaneError| e.to_string();
+        let mut frontends = Vec::new();
+        for (name, id) in self.frontends {
+            frontends.push((name, counters.vip(id).map_err(e)?));
+        }
+        let mut servers = Vec::new();
+        for (mut snap, id) in self.servers {
+            let c = counters.backend(id).map_err(e)?;
+            (snap.packets, snap.bytes) = (c.packets, c.bytes);
+            servers.push(snap);
+        }
+        Ok(Snapshot {
+            classes: counters.classes().map_err(e)?,
+            frontends,
+            servers,
+            capacity: self.capacity,
+            entries: count.entries.load(Ordering::Relaxed),
+            counted_at: count.at.load(Ordering::Relaxed),
+            http_frontends: self.http_frontends,
+            http_servers: self.http_servers,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -183,50 +291,6 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(c: &Controller, count: &TableCount) -> Result<Self, crate::control::ControlError> {
-        let mut frontends = Vec::new();
-        for (f, &id) in c.config.frontends.iter().zip(&c.frontend_ids) {
-            frontends.push((f.name.clone(), c.dp.vip_stats(id)?));
-        }
-        let mut servers = Vec::new();
-        for s in &c.servers {
-            let counter = c.dp.backend_stats(s.id)?;
-            servers.push(ServerSnap {
-                backend: s.backend.clone(),
-                server: s.name.clone(),
-                state: state_name(s.effective()),
-                weight: s.weight,
-                packets: counter.packets,
-                bytes: counter.bytes,
-                check: s
-                    .last_check
-                    .as_ref()
-                    .map(|r| r.as_ref().map(Duration::as_secs_f64).map_err(|_| ())),
-            });
-        }
-        let http_frontends = c
-            .config
-            .frontends
-            .iter()
-            .filter(|f| f.mode == crate::config::Mode::Http)
-            .map(|f| (f.name.clone(), c.http_stats.frontend(&f.name)))
-            .collect();
-        let http_servers = c
-            .http_servers()
-            .map(|s| (s.backend.clone(), s.name.clone(), c.http_stats.server(s.id)))
-            .collect();
-        Ok(Snapshot {
-            http_frontends,
-            http_servers,
-            classes: c.dp.stats()?,
-            frontends,
-            servers,
-            capacity: u64::from(c.dp.options().stick_size),
-            entries: count.entries.load(Ordering::Relaxed),
-            counted_at: count.at.load(Ordering::Relaxed),
-        })
-    }
-
     fn encode(self) -> Result<String, std::fmt::Error> {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(self));

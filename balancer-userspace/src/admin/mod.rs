@@ -84,7 +84,16 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
         }
         std::fs::remove_file(path).map_err(err)?;
     }
-    let listener = UnixListener::bind(path).map_err(err)?;
+    // Created 0600 (umask 0177 while it is made), not chmod-ed afterwards:
+    // there is no moment in which another user could connect. The umask is
+    // the process's: nothing else creates files while the daemon starts.
+    // SAFETY: umask has no preconditions.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound.map_err(err)?;
+    // Also when the umask was stricter than asked (a no-op otherwise).
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     Ok(listener)
 }
@@ -494,4 +503,23 @@ fn table_clear(c: &mut Controller, q: &BTreeMap<String, String>) -> Answer {
         }
     };
     Ok(json!(api::Removed { removed }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[tokio::test]
+    async fn the_socket_is_created_private_and_the_umask_restored() {
+        let dir = std::env::temp_dir().join(format!("balancer-admin-umask-{}", std::process::id()));
+        let path = dir.join("admin.sock");
+        let _l = super::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // SAFETY: umask has no preconditions; set back at once.
+        let now = unsafe { libc::umask(0o022) };
+        unsafe { libc::umask(now) };
+        assert_ne!(now, 0o177, "bind left the umask changed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

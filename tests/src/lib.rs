@@ -6,6 +6,7 @@
 //! eBPF build needs.
 
 pub mod dns;
+pub mod h2;
 pub mod http;
 pub mod lab;
 pub mod packets;

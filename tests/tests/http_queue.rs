@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use balancer_tests::http::Svc;
+use balancer_tests::{h2::burst as h2_burst, http::Svc};
 
 /// A server that holds every request for `hold` before answering, and
 /// records how many it held at once at most.
@@ -71,51 +71,6 @@ fn serve_slow(c: TcpStream, hold: Duration, now: &AtomicUsize, most: &AtomicUsiz
             return;
         }
     }
-}
-
-/// `n` HTTP/2 requests at once on one connection; their statuses.
-fn h2_burst(to: SocketAddr, n: usize) -> Vec<u16> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(to).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        // One request first: its answer comes after the proxy's SETTINGS,
-        // so the burst then knows the stream cap (sent before it, streams
-        // beyond the cap would be refused, as HTTP/2 allows).
-        let req = http::Request::get("http://lab/first").body(()).unwrap();
-        let (resp, _) = client.clone().send_request(req, true).unwrap();
-        let first = resp.await.unwrap().status().as_u16();
-        let mut tasks = Vec::new();
-        for i in 1..n {
-            let mut client = client.clone();
-            tasks.push(tokio::spawn(async move {
-                let req = http::Request::get(format!("http://lab/{i}"))
-                    .body(())
-                    .unwrap();
-                client = client.ready().await.unwrap();
-                let (resp, _) = client.send_request(req, true).unwrap();
-                let resp = resp.await.unwrap();
-                let status = resp.status().as_u16();
-                let mut body = resp.into_body();
-                while let Some(d) = body.data().await {
-                    let d = d.unwrap();
-                    let _ = body.flow_control().release_capacity(d.len());
-                }
-                status
-            }));
-        }
-        let mut out = vec![first];
-        for t in tasks {
-            out.push(t.await.unwrap());
-        }
-        out
-    })
 }
 
 #[test]

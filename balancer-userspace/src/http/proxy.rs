@@ -54,7 +54,7 @@ use super::{
     stats::{FrontendCounters, ServerStats},
     timer::RecyclingTimer,
     tunnel::{Ended, TunnelTimeouts, splice},
-    upstream::{Conn, ConnectError, ExchangeError, Pool, SendError, UpBody, Waits},
+    upstream::{Conn, ExchangeError, Pool, SendError, UpBody, Waits},
 };
 use crate::config::{Balance, HttpBackend, HttpFrontend};
 
@@ -537,7 +537,7 @@ impl Proxy {
                     };
                     return Ok((chosen, conn, reused, hold));
                 }
-                Err(e @ ConnectError::NoSlot { .. }) => {
+                Err(e) if e.is_local() => {
                     // The proxy's own limit: no server is to blame.
                     fe.no_server.fetch_add(1, Ordering::Relaxed);
                     debug!("{}: {}/{}: {e}", self.spec.name, b.name, server.name);
@@ -619,7 +619,7 @@ impl Proxy {
         let at = format_args!("{name}: {}/{} ({})", b.name, server.name, server.addr);
         let count = |c: &std::sync::atomic::AtomicU64| c.fetch_add(1, Ordering::Relaxed);
         Err(match e {
-            SendError::Connect(ConnectError::NoSlot { .. }) => {
+            SendError::Connect(c) if c.is_local() => {
                 debug!("{at}: {what}");
                 count(&fe.no_server);
                 (StatusCode::SERVICE_UNAVAILABLE, "no connection slot")

@@ -86,8 +86,27 @@ pub enum ConnectError {
     },
     /// The proxy's own limit (no server is to blame): every server
     /// connection the descriptor budget allows is in use.
-    #[error("connect to {addr}: every server connection the budget allows is in use")]
+    #[error(
+        "connect to {addr}: every server connection the budget allows stayed in use for timeout_connect"
+    )]
     NoSlot { addr: SocketAddr },
+    /// This host ran out of something (descriptors, memory, local ports):
+    /// no fault of the server's.
+    #[error("connect to {addr}: {source} (on this host)")]
+    Local {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl ConnectError {
+    /// The proxy's own limits or this host's resources, not the server.
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::NoSlot { .. } | ConnectError::Local { .. }
+        )
+    }
 }
 
 /// What went wrong in an exchange with a server, after the connection was
@@ -228,8 +247,14 @@ impl Pool {
     }
 
     /// A slot for a new server connection: if all are taken, this
-    /// worker's oldest idle connection is closed to free one.
-    fn slot(&self, addr: SocketAddr) -> Result<OwnedSemaphorePermit, ConnectError> {
+    /// worker's oldest idle connection is closed to free one; if there is
+    /// none, the request waits for a slot, at most `wait` (a burst that
+    /// takes them all delays others a little instead of failing them).
+    async fn slot(
+        &self,
+        addr: SocketAddr,
+        wait: Duration,
+    ) -> Result<OwnedSemaphorePermit, ConnectError> {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
             return Ok(p);
         }
@@ -242,10 +267,10 @@ impl Pool {
             list.map(|l| l.remove(0))
         };
         drop(oldest);
-        self.slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ConnectError::NoSlot { addr })
+        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(ConnectError::NoSlot { addr }),
+        }
     }
 
     /// A connection to `addr`: an idle one that is still open, else a new
@@ -258,9 +283,12 @@ impl Pool {
         match self.take_idle(addr) {
             Some(conn) => Ok((conn, true)),
             // Rare: boxed, so that every request's future stays small.
-            None => Box::pin(connect(addr, connect_timeout, self.slot(addr)?))
-                .await
-                .map(|c| (c, false)),
+            None => Box::pin(async move {
+                let slot = self.slot(addr, connect_timeout).await?;
+                connect(addr, connect_timeout, slot).await
+            })
+            .await
+            .map(|c| (c, false)),
         }
     }
 
@@ -362,7 +390,8 @@ impl Pool {
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
-        let mut conn = connect(addr, connect_timeout, self.slot(addr)?).await?;
+        let slot = self.slot(addr, connect_timeout).await?;
+        let mut conn = connect(addr, connect_timeout, slot).await?;
         conn.wbuf = wbuf;
         match exchange(&mut conn, &mut body, &mut ReqFraming::None, &method, waits).await {
             Ok(head) => Ok(self.response(conn, head, waits.server)),
@@ -400,6 +429,20 @@ async fn connect(
 ) -> Result<Conn, ConnectError> {
     let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
+        Ok(Err(source))
+            if matches!(
+                source.raw_os_error(),
+                Some(
+                    libc::EMFILE
+                        | libc::ENFILE
+                        | libc::ENOBUFS
+                        | libc::ENOMEM
+                        | libc::EADDRNOTAVAIL
+                )
+            ) =>
+        {
+            return Err(ConnectError::Local { addr, source });
+        }
         Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
         Ok(Ok(s)) => s,
     };

@@ -11,7 +11,7 @@ use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
     net::Ipv4Addr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -123,16 +123,16 @@ fn setup() -> Pair {
 }
 
 impl Pair {
-    fn cli(&self, sock: &PathBuf, args: &[&str]) -> String {
+    fn cli(&self, sock: &Path, args: &[&str]) -> String {
         peer_client::cli(sock, args)
     }
 
-    fn peers(&self, sock: &PathBuf) -> Value {
+    fn peers(&self, sock: &Path) -> Value {
         peer_client::cli_json(sock, &["peers", "status"])
     }
 
     /// State of the link from the daemon at `sock` to its one peer.
-    fn outbound(&self, sock: &PathBuf) -> String {
+    fn outbound(&self, sock: &Path) -> String {
         self.peers(sock)["peers"][0]["outbound"]
             .as_str()
             .unwrap_or_default()
@@ -154,7 +154,7 @@ impl Pair {
     }
 
     /// client -> (server name, server id) of the daemon at `sock`.
-    fn table(&self, sock: &PathBuf) -> BTreeMap<String, (String, u64)> {
+    fn table(&self, sock: &Path) -> BTreeMap<String, (String, u64)> {
         peer_client::table(sock)
     }
 
@@ -183,7 +183,7 @@ impl Pair {
             .unwrap();
     }
 
-    fn stick_hits(&self, sock: &PathBuf) -> u64 {
+    fn stick_hits(&self, sock: &Path) -> u64 {
         let v = peer_client::cli_json(sock, &["stats"]);
         v["frontends"]["web"]["stick_hits"].as_u64().unwrap()
     }

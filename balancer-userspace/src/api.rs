@@ -230,6 +230,12 @@ pub struct PeersStatus {
     pub last_refusal: Option<String>,
     pub bad_frames: u64,
     pub last_bad_frame: Option<String>,
+    /// Frames after the handshake whose MAC did not check out (each
+    /// closed its link).
+    #[serde(default)]
+    pub auth_failures: u64,
+    #[serde(default)]
+    pub last_auth_failure: Option<String>,
     pub engine: EngineStats,
 }
 
@@ -288,7 +294,8 @@ pub struct PeerStatus {
     pub address: String,
     /// Our link to it (we push our entries over it).
     pub outbound: OutState,
-    /// Its authenticated links to us (it pushes its entries over them).
+    /// Its authenticated links to us (it pushes its entries over them): 0
+    /// or 1 (a newer one replaces the older; both count for a moment).
     pub inbound: u32,
     /// Since the last frame from it or our link coming up; `None`: never.
     pub last_contact_ms_ago: Option<u64>,

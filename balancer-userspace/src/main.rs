@@ -564,8 +564,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
 
 fn print_peers(v: &api::PeersStatus) {
     println!(
-        "peers {}: local {} on {}; refused handshakes {}, bad frames {}",
-        v.section, v.local, v.bind, v.refused_handshakes, v.bad_frames
+        "peers {}: local {} on {}; refused handshakes {}, bad frames {}, auth failures {}",
+        v.section, v.local, v.bind, v.refused_handshakes, v.bad_frames, v.auth_failures
     );
     println!(
         "{:<12} {:<22} {:<10} {:>3} {:>12} {:>10} {:>10} {:>10} {:>9}  last error",

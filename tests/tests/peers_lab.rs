@@ -4,31 +4,29 @@
 //! logs. B lists the servers in another order than A, so the two give the
 //! servers different ids: entries travel by server name.
 
+mod peer_client;
 mod service;
 
 use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
     net::Ipv4Addr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use balancer::peers::{
-    auth::{self, Role, Transcript},
-    wire::{self, Msg},
-};
+use balancer::peers::{listen::REFUSAL, wire::Msg};
 use balancer_tests::{
     lab::{Lab, LabSpec, Node},
     proc::{Proc, wait_for},
     require_root,
 };
+use peer_client::PEER_PORT;
 use serde_json::Value;
 use service::{PORT, Service, VIP};
 
 const CLIENTS: usize = 200;
 const SECRET: &str = "lab-peers-secret-0123456789";
-const PEER_PORT: u16 = 7100;
 
 /// The lab: `svc.daemon` is A (in `svc.lab.balancer`), `b` runs in `b_node`.
 struct Pair {
@@ -125,22 +123,16 @@ fn setup() -> Pair {
 }
 
 impl Pair {
-    fn cli(&self, sock: &PathBuf, args: &[&str]) -> String {
-        balancer_tests::lab::output(
-            std::process::Command::new(balancer_tests::balancer_bin())
-                .arg("--socket")
-                .arg(sock)
-                .args(args),
-        )
-        .unwrap_or_else(|e| panic!("balancer {args:?}: {e}"))
+    fn cli(&self, sock: &Path, args: &[&str]) -> String {
+        peer_client::cli(sock, args)
     }
 
-    fn peers(&self, sock: &PathBuf) -> Value {
-        serde_json::from_str(&self.cli(sock, &["peers", "status", "--json"])).unwrap()
+    fn peers(&self, sock: &Path) -> Value {
+        peer_client::cli_json(sock, &["peers", "status"])
     }
 
     /// State of the link from the daemon at `sock` to its one peer.
-    fn outbound(&self, sock: &PathBuf) -> String {
+    fn outbound(&self, sock: &Path) -> String {
         self.peers(sock)["peers"][0]["outbound"]
             .as_str()
             .unwrap_or_default()
@@ -162,21 +154,8 @@ impl Pair {
     }
 
     /// client -> (server name, server id) of the daemon at `sock`.
-    fn table(&self, sock: &PathBuf) -> BTreeMap<String, (String, u64)> {
-        let v: Value = serde_json::from_str(&self.cli(sock, &["table", "show", "--json"])).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e["client"].as_str().unwrap().to_owned(),
-                    (
-                        e["server"].as_str().unwrap_or("?").to_owned(),
-                        e["server_id"].as_u64().unwrap(),
-                    ),
-                )
-            })
-            .collect()
+    fn table(&self, sock: &Path) -> BTreeMap<String, (String, u64)> {
+        peer_client::table(sock)
     }
 
     fn by_name(t: &BTreeMap<String, (String, u64)>) -> BTreeMap<String, String> {
@@ -204,8 +183,8 @@ impl Pair {
             .unwrap();
     }
 
-    fn stick_hits(&self, sock: &PathBuf) -> u64 {
-        let v: Value = serde_json::from_str(&self.cli(sock, &["stats", "--json"])).unwrap();
+    fn stick_hits(&self, sock: &Path) -> u64 {
+        let v = peer_client::cli_json(sock, &["stats"]);
         v["frontends"]["web"]["stick_hits"].as_u64().unwrap()
     }
 }
@@ -301,71 +280,22 @@ fn clients_keep_their_backend_through_the_other_balancer_and_after_a_reset() {
     }
 }
 
-/// Run `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let fd = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns(2) on this thread only, with a namespace fd we own.
-        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-fn read_frame(s: &mut std::net::TcpStream) -> Option<Msg> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).ok()?;
-    wire::decode(&body).ok()
-}
-
-/// Dial A as `from` with `secret`; what A answered to the Auth (or to
-/// the Hello when it refuses that).
-fn impostor(ns: &str, from: &'static str, secret: &'static str) -> Option<Msg> {
-    in_netns(ns, move || {
-        let mut s = std::net::TcpStream::connect((A_V4, PEER_PORT)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mine = [7u8; 32];
-        let hello = Msg::Hello {
-            version: wire::VERSION,
-            section: "lb".into(),
-            from: from.into(),
-            to: "a".into(),
-            nonce: mine,
-        };
-        s.write_all(&wire::encode(&hello).unwrap()).unwrap();
-        let theirs = match read_frame(&mut s)? {
-            Msg::Challenge { nonce } => nonce,
-            other => return Some(other),
-        };
-        let t = Transcript {
-            section: "lb",
-            dialer: from,
-            listener: "a",
-            dialer_nonce: &mine,
-            listener_nonce: &theirs,
-        };
-        let auth = Msg::Auth {
-            mac: auth::sign(secret.as_bytes(), Role::Dialer, &t),
-        };
-        s.write_all(&wire::encode(&auth).unwrap()).unwrap();
-        read_frame(&mut s)
-    })
+/// Dial A as `from` with `secret`; what A answered instead of a welcome.
+fn impostor(ns: &str, from: &str, secret: &str) -> Option<Msg> {
+    let s = peer_client::connect(ns, (A_V4, PEER_PORT).into(), None);
+    match peer_client::dial(s, "lb", from, "a", secret) {
+        Ok(_) => panic!("A accepted {from:?} with secret {secret:?}"),
+        Err(answer) => answer,
+    }
 }
 
 /// Write `bytes` to A's peer port; true when A closed the connection.
 fn garbage(ns: &str, bytes: Vec<u8>) -> bool {
-    in_netns(ns, move || {
-        let mut s = std::net::TcpStream::connect((A_V4, PEER_PORT)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
-        let _ = s.write_all(&bytes);
-        let mut buf = [0u8; 64];
-        matches!(s.read(&mut buf), Ok(0) | Err(_))
-    })
+    let mut s = peer_client::connect(ns, (A_V4, PEER_PORT).into(), None);
+    s.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    let _ = s.write_all(&bytes);
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf), Ok(0) | Err(_))
 }
 
 #[test]
@@ -451,15 +381,14 @@ fn cut_link_converges_and_bad_peers_are_refused() {
         }
     }
 
-    // Bad peers, from the client's namespace.
+    // Bad peers, from the client's namespace: refused alike (the reasons
+    // are in A's log).
     let ns = p.svc.lab.clients[0].ns.clone();
-    match impostor(&ns, "b", "not-the-secret-at-all") {
-        Some(Msg::Refused { reason }) => assert!(reason.contains("bad HMAC"), "{reason}"),
-        other => panic!("wrong secret: A answered {other:?}"),
-    }
-    match impostor(&ns, "mallory", SECRET) {
-        Some(Msg::Refused { reason }) => assert!(reason.contains("unknown peer"), "{reason}"),
-        other => panic!("unknown name: A answered {other:?}"),
+    for (from, secret) in [("b", "not-the-secret-at-all"), ("mallory", SECRET)] {
+        match impostor(&ns, from, secret) {
+            Some(Msg::Refused { reason }) => assert_eq!(reason, REFUSAL),
+            other => panic!("{from} with {secret:?}: A answered {other:?}"),
+        }
     }
     assert!(garbage(&ns, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()));
     // A plausible length, then a body that is no message (no variant 0xee).

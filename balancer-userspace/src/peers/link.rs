@@ -1,16 +1,20 @@
-//! Peer links over TCP.
+//! Peer links over TCP: what both sides share, and the dialing side.
 //!
 //! Each instance dials every other peer of its section and pushes its
 //! updates over that connection; it receives the others' updates on the
-//! connections they dial to it. A dialed link: handshake (the dialer says
-//! who it is and whom it wants, both sides send a nonce, both prove the
-//! secret with an HMAC over names and nonces), then a full resync (every
-//! live entry, with its age), `ResyncDone`, then incremental batches.
-//! Batches are acknowledged; at most [`WINDOW`] are in flight. An idle link
-//! carries heartbeats; a link silent for [`DEAD_AFTER`] is closed and
-//! dialed again with exponential backoff (100 ms to 2 s). When a peer dials
-//! in, this side's link to it is redialed at once if it was waiting, so a
-//! restarted peer relearns the table without waiting for a backoff.
+//! connections they dial to it ([`super::listen`]). A dialed link:
+//! handshake (the dialer says who it is and whom it wants, both sides send
+//! a nonce, both prove the secret with an HMAC over names and nonces, and
+//! both derive the link's two frame keys), then a full resync (every live
+//! entry, with its age), `ResyncDone`, then incremental batches; from the
+//! handshake on every frame is sealed ([`super::seal`]). Batches are
+//! acknowledged; at most [`WINDOW`] are in flight. An idle link carries
+//! heartbeats; a link silent for [`DEAD_AFTER`], or where a frame cannot
+//! be written within [`WRITE_TIMEOUT`] (the peer stopped reading), is
+//! closed and dialed again with exponential backoff (100 ms to 2 s). When a
+//! peer dials in, this side's link to it is redialed at once if it was
+//! waiting, so a restarted peer relearns the table without waiting for a
+//! backoff.
 
 use std::{
     collections::VecDeque,
@@ -21,24 +25,34 @@ use std::{
 
 use log::{debug, info, warn};
 use tokio::{
-    net::{TcpListener, TcpStream, tcp::OwnedReadHalf},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt as _},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
     sync::mpsc,
     time::timeout,
 };
 
 use super::{
     Ctx, OutState,
-    auth::{self, Role, Transcript},
+    auth::{self, Role, SessionKeys, Transcript},
     engine::Batch,
-    wire::{self, MAX_FRAME, MAX_HANDSHAKE_FRAME, Msg, VERSION, WireError},
+    seal::{Opener, Sealer},
+    wire::{self, MAX_HANDSHAKE_FRAME, Msg, VERSION, WireError},
 };
 use crate::util::monotonic_ns;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Dialing a peer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The whole handshake, either side.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A link that has heard nothing for this long is dead.
 pub const DEAD_AFTER: Duration = Duration::from_secs(4);
+/// Writing one frame: a peer that stops reading (its window stays shut)
+/// loses the link after this long.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Unacknowledged batches in flight per link.
@@ -52,14 +66,61 @@ pub enum LinkError {
     Timeout(&'static str),
     #[error("refused by the peer: {0}")]
     RefusedByPeer(String),
+    /// This side refused (the reason stays in this side's log).
     #[error("refused: {0}")]
     Refused(String),
+    #[error("protocol version {0}, this peer speaks {VERSION}")]
+    Version(u32),
     #[error("protocol error: {0}")]
     Protocol(String),
+    #[error("replaced by a newer link from the same peer")]
+    Replaced,
     #[error("the replication engine stopped")]
     EngineGone,
     #[error("dropped by the replication engine (queue full); resync on reconnect")]
     TooSlow,
+}
+
+/// The sending half of an authenticated link: every frame sealed and
+/// written within [`WRITE_TIMEOUT`].
+pub(super) struct Tx<W> {
+    w: W,
+    seal: Sealer,
+}
+
+impl<W: AsyncWrite + Unpin> Tx<W> {
+    pub(super) fn new(w: W, seal: Sealer) -> Self {
+        Tx { w, seal }
+    }
+
+    pub(super) async fn send(&mut self, msg: &Msg) -> Result<(), LinkError> {
+        let frame = self.seal.seal(msg)?;
+        timeout(WRITE_TIMEOUT, self.w.write_all(&frame))
+            .await
+            .map_err(|_| LinkError::Timeout("writing a frame (the peer does not read)"))?
+            .map_err(WireError::from)?;
+        Ok(())
+    }
+}
+
+/// The receiving half of an authenticated link: frames of at most `max`
+/// bytes, checked before they are decoded.
+pub(super) struct Rx<R> {
+    r: R,
+    open: Opener,
+    max: usize,
+}
+
+impl<R: AsyncRead + Unpin> Rx<R> {
+    pub(super) fn new(r: R, open: Opener, max: usize) -> Self {
+        Rx { r, open, max }
+    }
+
+    /// Not cancel-safe (see [`wire::read_frame`]).
+    pub(super) async fn recv(&mut self) -> Result<Msg, WireError> {
+        let frame = wire::read_frame(&mut self.r, self.max).await?;
+        self.open.open(&frame)
+    }
 }
 
 /// Keep dialing `peer` at `addr`; push this instance's entries to it.
@@ -69,9 +130,9 @@ pub async fn dial_loop(ctx: Arc<Ctx>, peer: String, addr: SocketAddr) {
     let mut failing = false;
     loop {
         ctx.set_out(&peer, OutState::Connecting);
-        let mut reached_up = false;
-        let r = session(&ctx, &peer, addr, &mut reached_up).await;
-        if reached_up {
+        let mut progress = Progress::None;
+        let r = session(&ctx, &peer, addr, &mut progress).await;
+        if progress == Progress::Up {
             backoff = MIN_BACKOFF;
             failing = false;
         }
@@ -79,15 +140,14 @@ pub async fn dial_loop(ctx: Arc<Ctx>, peer: String, addr: SocketAddr) {
             Ok(()) => continue,
             Err(e) => e,
         };
-        // One line per outage at warn level; retries at debug.
-        if !failing || reached_up {
+        // One line per outage at warn level, and every failure of an
+        // authenticated link; retries at debug.
+        if !failing || progress != Progress::None {
             warn!("peers: link to {peer} ({addr}): {e}; redialing with backoff");
         } else {
             debug!("peers: link to {peer} ({addr}): {e}");
         }
-        if matches!(e, LinkError::RefusedByPeer(_) | LinkError::Refused(_)) {
-            ctx.refused(format!("dialing {peer} ({addr}): {e}"));
-        }
+        ctx.record(&e, || format!("link to {peer} ({addr}): {e}"));
         failing = true;
         ctx.peer(&peer, |p| p.status.last_error = Some(e.to_string()));
         ctx.set_out(&peer, OutState::Backoff);
@@ -99,11 +159,19 @@ pub async fn dial_loop(ctx: Arc<Ctx>, peer: String, addr: SocketAddr) {
     }
 }
 
+/// How far a dialed session got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    None,
+    Authenticated,
+    Up,
+}
+
 async fn session(
     ctx: &Ctx,
     peer: &str,
     addr: SocketAddr,
-    reached_up: &mut bool,
+    progress: &mut Progress,
 ) -> Result<(), LinkError> {
     let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
@@ -112,24 +180,27 @@ async fn session(
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     ctx.set_out(peer, OutState::Handshake);
-    timeout(
+    let keys = timeout(
         HANDSHAKE_TIMEOUT,
         dial_handshake(ctx, peer, &mut rd, &mut wr),
     )
     .await
     .map_err(|_| LinkError::Timeout("in the handshake"))??;
+    *progress = Progress::Authenticated;
+    let (seal, open) = keys.split(Role::Dialer);
     ctx.set_out(peer, OutState::Resync);
     let sub = ctx
         .engine
         .subscribe(peer)
         .await
         .ok_or(LinkError::EngineGone)?;
-    // Acks and heartbeats, read by a task of their own (reads are not
-    // cancel-safe).
+    // Acks and heartbeats (small frames), read by a task of their own
+    // (reads are not cancel-safe).
+    let mut rx = Rx::new(rd, open, MAX_HANDSHAKE_FRAME);
     let (in_tx, mut in_rx) = mpsc::channel::<Result<Msg, WireError>>(64);
     let reader = tokio::spawn(async move {
         loop {
-            let m = wire::read_msg(&mut rd, MAX_HANDSHAKE_FRAME).await;
+            let m = rx.recv().await;
             let end = m.is_err();
             if in_tx.send(m).await.is_err() || end {
                 break;
@@ -140,7 +211,7 @@ async fn session(
     let mut link = Sender {
         ctx,
         peer,
-        wr: &mut wr,
+        tx: Tx::new(wr, seal),
         seq: 0,
         unacked: VecDeque::new(),
         last_rx: Instant::now(),
@@ -151,14 +222,14 @@ async fn session(
         link.send(b, &mut in_rx).await?;
     }
     let seq = link.seq;
-    wire::write_msg(link.wr, &Msg::ResyncDone { seq }).await?;
+    link.tx.send(&Msg::ResyncDone { seq }).await?;
     ctx.peer(peer, |p| {
         p.status.resyncs_sent += 1;
         p.status.last_error = None;
     });
     info!("peers: link to {peer} ({addr}) up: full resync of {total} entries sent");
     ctx.set_out(peer, OutState::Up);
-    *reached_up = true;
+    *progress = Progress::Up;
     let mut updates = sub.updates;
     let mut tick = tokio::time::interval(HEARTBEAT / 2);
     loop {
@@ -184,7 +255,7 @@ impl Drop for AbortOnDrop {
 struct Sender<'a> {
     ctx: &'a Ctx,
     peer: &'a str,
-    wr: &'a mut tokio::net::tcp::OwnedWriteHalf,
+    tx: Tx<OwnedWriteHalf>,
     seq: u64,
     /// (seq, when the batch was made (monotonic ns), entries)
     unacked: VecDeque<(u64, u64, usize)>,
@@ -212,7 +283,7 @@ impl Sender<'_> {
             held_us,
             tables: b.tables.clone(),
         };
-        wire::write_msg(self.wr, &msg).await?;
+        self.tx.send(&msg).await?;
         self.last_tx = Instant::now();
         self.unacked.push_back((self.seq, b.made_ns, b.entries));
         let n = b.entries as u64;
@@ -264,19 +335,20 @@ impl Sender<'_> {
             return Err(LinkError::Timeout("waiting for the peer (no heartbeat)"));
         }
         if self.last_tx.elapsed() >= HEARTBEAT {
-            wire::write_msg(self.wr, &Msg::Heartbeat).await?;
+            self.tx.send(&Msg::Heartbeat).await?;
             self.last_tx = Instant::now();
         }
         Ok(())
     }
 }
 
+/// The dialing side of the handshake; the link's keys.
 async fn dial_handshake(
     ctx: &Ctx,
     peer: &str,
     rd: &mut OwnedReadHalf,
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
-) -> Result<(), LinkError> {
+    wr: &mut OwnedWriteHalf,
+) -> Result<SessionKeys, LinkError> {
     let cfg = &ctx.config;
     let mine = auth::nonce().map_err(WireError::from)?;
     wire::write_msg(
@@ -316,7 +388,9 @@ async fn dial_handshake(
     )
     .await?;
     match wire::read_msg(rd, MAX_HANDSHAKE_FRAME).await? {
-        Msg::Welcome { mac } if auth::verify(secret, Role::Listener, &t, &mac) => Ok(()),
+        Msg::Welcome { mac } if auth::verify(secret, Role::Listener, &t, &mac) => {
+            Ok(auth::session_keys(secret, &t))
+        }
         Msg::Welcome { .. } => Err(LinkError::Refused(format!(
             "{peer} did not prove the shared secret (bad HMAC)"
         ))),
@@ -328,220 +402,7 @@ async fn dial_handshake(
     }
 }
 
-/// Accept peers' links until the task is dropped.
-pub async fn listen(ctx: Arc<Ctx>, listener: TcpListener) {
-    loop {
-        let (stream, from) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("peers: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            inbound(ctx, stream, from).await;
-        });
-    }
-}
-
-async fn inbound(ctx: Arc<Ctx>, stream: TcpStream, from: SocketAddr) {
-    let (mut rd, mut wr) = stream.into_split();
-    let peer = match timeout(HANDSHAKE_TIMEOUT, listen_handshake(&ctx, &mut rd, &mut wr)).await {
-        Ok(Ok(peer)) => peer,
-        Ok(Err(e)) => {
-            match &e {
-                LinkError::Refused(reason) => {
-                    let _ = wire::write_msg(
-                        &mut wr,
-                        &Msg::Refused {
-                            reason: reason.clone(),
-                        },
-                    )
-                    .await;
-                    warn!("peers: refused connection from {from}: {reason}");
-                    ctx.refused(format!("from {from}: {reason}"));
-                }
-                LinkError::Wire(WireError::TooLarge { .. } | WireError::Decode(_))
-                | LinkError::Protocol(_) => {
-                    warn!("peers: connection from {from} closed: bad frame in the handshake: {e}");
-                    ctx.bad_frame(format!("from {from}: {e}"));
-                }
-                _ => info!("peers: connection from {from} ended in the handshake: {e}"),
-            }
-            return;
-        }
-        Err(_) => {
-            warn!("peers: connection from {from} closed: no handshake within 3 s");
-            ctx.bad_frame(format!("from {from}: handshake timeout"));
-            return;
-        }
-    };
-    info!("peers: {peer} ({from}) connected and authenticated");
-    ctx.peer(&peer, |p| {
-        p.status.inbound += 1;
-        p.touch();
-    });
-    // If our own link to it is waiting to redial, redial now.
-    if let Some(k) = ctx.kicks.get(&peer) {
-        k.notify_one();
-    }
-    let r = receive(&ctx, &peer, &mut rd, &mut wr).await;
-    ctx.peer(&peer, |p| {
-        p.status.inbound = p.status.inbound.saturating_sub(1)
-    });
-    match r {
-        Err(e @ LinkError::Wire(WireError::TooLarge { .. } | WireError::Decode(_)))
-        | Err(e @ LinkError::Protocol(_)) => {
-            warn!("peers: link from {peer} ({from}) closed: {e}");
-            ctx.bad_frame(format!("from {peer} ({from}): {e}"));
-        }
-        Err(e) => info!("peers: link from {peer} ({from}) ended: {e}"),
-        Ok(()) => {}
-    }
-}
-
-async fn receive(
-    ctx: &Ctx,
-    peer: &str,
-    rd: &mut OwnedReadHalf,
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
-) -> Result<(), LinkError> {
-    let mut resync_entries = 0u64;
-    loop {
-        let m = timeout(DEAD_AFTER, wire::read_msg(rd, MAX_FRAME))
-            .await
-            .map_err(|_| LinkError::Timeout("waiting for the peer (no heartbeat)"))??;
-        match m {
-            Msg::Updates {
-                seq,
-                resync,
-                held_us,
-                tables,
-            } => {
-                let n: u64 = tables.iter().map(|t| t.entries.len() as u64).sum();
-                if resync {
-                    resync_entries += n;
-                }
-                let a = ctx
-                    .engine
-                    .apply(held_us, tables)
-                    .await
-                    .ok_or(LinkError::EngineGone)?;
-                ctx.peer(peer, |p| {
-                    p.touch();
-                    p.status.entries_received += n;
-                    p.status.learned.written += a.written;
-                    p.status.learned.stale += a.stale;
-                    p.status.learned.rejected += a.rejected;
-                });
-                if a.rejected > 0 {
-                    debug!("peers: {} entries from {peer} rejected", a.rejected);
-                }
-                wire::write_msg(wr, &Msg::Ack { seq }).await?;
-            }
-            Msg::ResyncDone { .. } => {
-                info!("peers: full resync from {peer}: {resync_entries} entries");
-                ctx.peer(peer, |p| {
-                    p.status.resyncs_received += 1;
-                    p.touch();
-                });
-                resync_entries = 0;
-            }
-            Msg::Heartbeat => {
-                ctx.peer(peer, |p| p.touch());
-                wire::write_msg(wr, &Msg::Heartbeat).await?;
-            }
-            other => {
-                return Err(LinkError::Protocol(format!(
-                    "unexpected {} from the dialer",
-                    kind(&other)
-                )));
-            }
-        }
-    }
-}
-
-/// The listening side of the handshake; the authenticated peer's name.
-async fn listen_handshake(
-    ctx: &Ctx,
-    rd: &mut OwnedReadHalf,
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
-) -> Result<String, LinkError> {
-    let cfg = &ctx.config;
-    let (version, section, from, to, theirs) = match wire::read_msg(rd, MAX_HANDSHAKE_FRAME).await?
-    {
-        Msg::Hello {
-            version,
-            section,
-            from,
-            to,
-            nonce,
-        } => (version, section, from, to, nonce),
-        other => {
-            return Err(LinkError::Protocol(format!(
-                "{} instead of a hello",
-                kind(&other)
-            )));
-        }
-    };
-    if version != VERSION {
-        return Err(LinkError::Refused(format!(
-            "protocol version {version}, this peer speaks {VERSION}"
-        )));
-    }
-    if section != cfg.section {
-        return Err(LinkError::Refused(format!(
-            "peers section {section:?}, this peer serves {:?}",
-            cfg.section
-        )));
-    }
-    if to != cfg.local {
-        return Err(LinkError::Refused(format!(
-            "asked for peer {to:?}, this is {:?}",
-            cfg.local
-        )));
-    }
-    if !cfg.remotes.contains_key(&from) {
-        return Err(LinkError::Refused(format!("unknown peer name {from:?}")));
-    }
-    let mine = auth::nonce().map_err(WireError::from)?;
-    wire::write_msg(wr, &Msg::Challenge { nonce: mine }).await?;
-    let t = Transcript {
-        section: &cfg.section,
-        dialer: &from,
-        listener: &cfg.local,
-        dialer_nonce: &theirs,
-        listener_nonce: &mine,
-    };
-    let secret = cfg.secret.as_bytes();
-    match wire::read_msg(rd, MAX_HANDSHAKE_FRAME).await? {
-        Msg::Auth { mac } if auth::verify(secret, Role::Dialer, &t, &mac) => {}
-        Msg::Auth { .. } => {
-            return Err(LinkError::Refused(format!(
-                "peer {from:?} failed authentication (bad HMAC: wrong secret?)"
-            )));
-        }
-        other => {
-            return Err(LinkError::Protocol(format!(
-                "{} instead of an auth",
-                kind(&other)
-            )));
-        }
-    }
-    wire::write_msg(
-        wr,
-        &Msg::Welcome {
-            mac: auth::sign(secret, Role::Listener, &t),
-        },
-    )
-    .await?;
-    Ok(from)
-}
-
-fn kind(m: &Msg) -> &'static str {
+pub(super) fn kind(m: &Msg) -> &'static str {
     match m {
         Msg::Hello { .. } => "hello",
         Msg::Challenge { .. } => "challenge",
@@ -552,5 +413,35 @@ fn kind(m: &Msg) -> &'static str {
         Msg::ResyncDone { .. } => "resync-done",
         Msg::Ack { .. } => "ack",
         Msg::Heartbeat => "heartbeat",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peers::{seal::FrameKey, wire::TableUpdates};
+
+    /// A peer that reads nothing: the write gives up after WRITE_TIMEOUT.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_peer_never_reads_times_out() {
+        let (ours, _theirs) = tokio::io::duplex(1024);
+        let mut tx = Tx::new(ours, Sealer::new(FrameKey::new(&[5; 32])));
+        let big = Msg::Updates {
+            seq: 1,
+            resync: true,
+            held_us: 0,
+            tables: vec![TableUpdates {
+                frontend: "web".into(),
+                backend: "web".into(),
+                servers: vec!["s".repeat(4096)],
+                entries: Vec::new(),
+            }],
+        };
+        let t0 = tokio::time::Instant::now();
+        match tx.send(&big).await {
+            Err(LinkError::Timeout(what)) => assert!(what.starts_with("writing"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t0.elapsed(), WRITE_TIMEOUT);
     }
 }

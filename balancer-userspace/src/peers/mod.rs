@@ -4,9 +4,12 @@
 //! - [`engine`]: finds new, redispatched and refreshed entries by scanning
 //!   the pinned stick table in batches, and writes entries learned from
 //!   peers into it (newer wins).
-//! - [`link`]: the authenticated TCP links (full resync, then batched,
-//!   acknowledged updates; heartbeats; reconnection with backoff).
-//! - [`wire`], [`auth`]: framing, HMAC handshake; the table is read with
+//! - [`link`]: the authenticated TCP links and the dialing side (full
+//!   resync, then batched, acknowledged updates; heartbeats; reconnection
+//!   with backoff); [`listen`]: the peer port, its bounds, the receiving
+//!   side.
+//! - [`wire`], [`auth`], [`seal`]: framing, the HMAC handshake and the
+//!   link's keys, the MAC on every frame after it; the table is read with
 //!   [`crate::stick_batch::Scanner`] (batched lookups).
 //!
 //! `balancer peers status` reads [`Ctx::status`] through the admin API.
@@ -14,6 +17,8 @@
 pub mod auth;
 pub mod engine;
 pub mod link;
+pub mod listen;
+pub mod seal;
 pub mod wire;
 
 use std::{
@@ -26,7 +31,11 @@ use std::{
 use log::info;
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 
-use self::engine::{Engine, EngineError, EngineHandle, Names};
+use self::{
+    engine::{Engine, EngineError, EngineHandle, Names},
+    link::LinkError,
+    wire::WireError,
+};
 pub use crate::api::OutState;
 use crate::{
     api::{Applied, PeerStatus, PeersStatus},
@@ -54,6 +63,8 @@ struct Counters {
     last_refusal: Option<String>,
     bad_frames: u64,
     last_bad_frame: Option<String>,
+    auth_failures: u64,
+    last_auth_failure: Option<String>,
 }
 
 /// Shared by the links.
@@ -64,6 +75,9 @@ pub struct Ctx {
     counters: Mutex<Counters>,
     /// Per peer: wakes its dial loop out of a backoff.
     kicks: BTreeMap<String, Arc<Notify>>,
+    /// Per peer: its inbound link, told to end when a newer one replaces
+    /// it ([`listen`]).
+    inbound: Mutex<BTreeMap<String, Arc<Notify>>>,
 }
 
 impl Ctx {
@@ -108,6 +122,29 @@ impl Ctx {
         c.last_bad_frame = Some(what);
     }
 
+    /// Count a link's end where the peer (or whoever is on the path)
+    /// misbehaved: a refusal, a frame that failed authentication, a bad
+    /// frame. `what` says where, for the status.
+    fn record(&self, e: &LinkError, what: impl FnOnce() -> String) {
+        let mut guard = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let c = &mut *guard;
+        let (n, last) = match e {
+            LinkError::Refused(_) | LinkError::RefusedByPeer(_) | LinkError::Version(_) => {
+                (&mut c.refused, &mut c.last_refusal)
+            }
+            LinkError::Wire(WireError::BadMac { .. }) => {
+                (&mut c.auth_failures, &mut c.last_auth_failure)
+            }
+            LinkError::Wire(
+                WireError::TooLarge { .. } | WireError::Decode(_) | WireError::Batch { .. },
+            )
+            | LinkError::Protocol(_) => (&mut c.bad_frames, &mut c.last_bad_frame),
+            _ => return,
+        };
+        *n += 1;
+        *last = Some(what());
+    }
+
     /// The status as `GET /v1/peers` answers it.
     pub fn status(&self) -> PeersStatus {
         let peers = self
@@ -136,6 +173,8 @@ impl Ctx {
             last_refusal: c.last_refusal.clone(),
             bad_frames: c.bad_frames,
             last_bad_frame: c.last_bad_frame.clone(),
+            auth_failures: c.auth_failures,
+            last_auth_failure: c.last_auth_failure.clone(),
             engine,
         }
     }
@@ -282,8 +321,9 @@ pub fn start_with(
         peers: Mutex::new(peers),
         counters: Default::default(),
         kicks,
+        inbound: Default::default(),
     });
-    let mut tasks = vec![tokio::spawn(link::listen(ctx.clone(), listener))];
+    let mut tasks = vec![tokio::spawn(listen::listen(ctx.clone(), listener))];
     for (n, a) in &config.remotes {
         tasks.push(tokio::spawn(link::dial_loop(ctx.clone(), n.clone(), *a)));
     }

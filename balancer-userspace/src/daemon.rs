@@ -224,7 +224,9 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
         info!("{budget}");
     }
     let global = Arc::new(tokio::sync::Semaphore::new(budget.maxconn as usize));
-    let servers = Arc::new(tokio::sync::Semaphore::new(budget.maxconn as usize));
+    let servers = Arc::new(crate::http::upstream::ServerSlots::new(
+        budget.maxconn as usize,
+    ));
     let http = http
         .into_iter()
         .map(|(l, f)| {
@@ -584,7 +586,7 @@ fn check_pin_dir(dir: &Path) -> Result<(), DaemonError> {
 /// How the descriptor limit is shared. Descriptors for everything but the
 /// HTTP proxy are set aside first: those open at start (maps, programs,
 /// listeners), the admin API's and metrics' connections, one per health
-/// check, DNS's sockets, the peer links, and one waiting connection per
+/// check, DNS's sockets, the peer links and handshakes, and one waiting connection per
 /// HTTP worker (see `http::proxy::serve`), plus a margin. The rest makes
 /// `maxconn` client connections and as many server connections: two
 /// descriptors each. A configured `[global] maxconn` that does not fit is
@@ -620,10 +622,9 @@ impl Budget {
             .iter()
             .map(|r| 2 * r.nameservers.len() as u64)
             .sum();
-        let peers = config
-            .peers
-            .as_ref()
-            .map_or(0, |p| 2 * p.remotes.len() as u64 + 16);
+        let peers = config.peers.as_ref().map_or(0, |p| {
+            2 * p.remotes.len() as u64 + crate::peers::listen::MAX_HANDSHAKES as u64
+        });
         let http_fronts = config
             .frontends
             .iter()

@@ -76,7 +76,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Connections the control endpoints (admin API, metrics) serve at once;
 /// more wait in the listen backlog, holding no descriptor of the daemon.
-pub const CONTROL_MAX_CONNS: usize = 64;
+pub const CONTROL_MAX_CONNS: usize = 16;
 /// How long a control endpoint's client may take to send a request head
 /// (an idle keep-alive connection included); then it is closed.
 pub const CONTROL_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -155,5 +155,45 @@ impl ControlAccept {
                 }
             }
         }
+    }
+}
+
+/// A warning that a hostile client can cause many times a second (one per
+/// connection): logged at most once a second, saying how many like it
+/// were not.
+pub struct Throttled {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Throttled {
+    pub const fn new() -> Self {
+        Throttled {
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Log `line()` as a warning, unless one was logged less than a
+    /// second ago (then it is only counted).
+    pub fn warn(&self, line: impl FnOnce() -> String) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, skipped) = &mut *st;
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            *skipped += 1;
+            return;
+        }
+        match std::mem::take(skipped) {
+            0 => log::warn!("{}", line()),
+            n => log::warn!(
+                "{} ({n} more like it in the last second, not logged)",
+                line()
+            ),
+        }
+        *last = Some(std::time::Instant::now());
+    }
+}
+
+impl Default for Throttled {
+    fn default() -> Self {
+        Self::new()
     }
 }

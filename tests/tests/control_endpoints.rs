@@ -1,5 +1,5 @@
 //! The control endpoints (admin API, metrics) bound what a client can hold
-//! (issue 16 item 5): a request head must arrive within 5 s, and at most 64
+//! (issue 16 item 5): a request head must arrive within 5 s, and at most 16
 //! connections are served at once, more waiting in the listen backlog
 //! without taking a descriptor of the daemon. They had no timeout and no
 //! cap: idle connections held a descriptor each, for ever.
@@ -62,7 +62,7 @@ fn control_endpoints_time_out_slow_heads_and_cap_connections() {
         "admin: closed after {took:?}"
     );
 
-    // 100 idle connections: at most 64 take a descriptor.
+    // 100 idle connections: at most 16 take a descriptor.
     let pid = svc.daemon.pid();
     let before = fds(pid);
     let idle: Vec<TcpStream> = (0..100)
@@ -70,7 +70,7 @@ fn control_endpoints_time_out_slow_heads_and_cap_connections() {
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     let held = fds(pid) - before;
-    assert!(held <= 64, "{held} descriptors for 100 idle connections");
+    assert!(held <= 16, "{held} descriptors for 100 idle connections");
     // Once they go, a scrape is answered.
     drop(idle);
     let mut s = TcpStream::connect(metrics).unwrap();

@@ -182,7 +182,7 @@ fn floods_on_every_port_change_nothing_and_cost_little() {
         let t = Instant::now();
         let a = Client::new(svc.front).get("/").expect("a normal client");
         worst_request = worst_request.max(t.elapsed());
-        assert_eq!(a.status, 200);
+        assert_eq!(a.status, 200, "{}", a.body);
         std::thread::sleep(Duration::from_millis(250));
     }
     let cpu = (cpu_seconds(pid) - cpu0) / start.elapsed().as_secs_f64();

@@ -284,7 +284,7 @@ impl AsyncWrite for Watched {
 pub struct Slots {
     pub frontend: Arc<Semaphore>,
     pub global: Arc<Semaphore>,
-    pub servers: Arc<Semaphore>,
+    pub servers: Arc<super::upstream::ServerSlots>,
 }
 
 /// A connection's place under both caps.

@@ -224,7 +224,7 @@ pub async fn serve(
     shared: Arc<BalanceState>,
 ) {
     let proxy = Arc::new(Proxy {
-        pool: Arc::new(Pool::new(spec.slots.servers.clone())),
+        pool: Pool::new(spec.slots.servers.clone()),
         spec,
         view,
         shared,
@@ -406,6 +406,10 @@ fn error(status: StatusCode, msg: &str) -> Response<ProxyBody> {
     r
 }
 
+/// Requests that found no server connection for a reason of this host's
+/// own (the descriptor budget, EMFILE): logged at most once a second.
+static LOCAL: crate::util::Throttled = crate::util::Throttled::new();
+
 /// An answer the proxy makes itself instead of the server's (see
 /// [`error`]): its status and text, counted where it was decided.
 pub(super) type Refusal = (StatusCode, &'static str);
@@ -540,7 +544,7 @@ impl Proxy {
                 Err(e) if e.is_local() => {
                     // The proxy's own limit: no server is to blame.
                     fe.no_server.fetch_add(1, Ordering::Relaxed);
-                    debug!("{}: {}/{}: {e}", self.spec.name, b.name, server.name);
+                    LOCAL.warn(|| format!("{}: {}/{}: {e}", self.spec.name, b.name, server.name));
                     return Err((StatusCode::SERVICE_UNAVAILABLE, "no connection slot"));
                 }
                 Err(e) if retryable && attempt == 0 => {
@@ -620,7 +624,7 @@ impl Proxy {
         let count = |c: &std::sync::atomic::AtomicU64| c.fetch_add(1, Ordering::Relaxed);
         Err(match e {
             SendError::Connect(c) if c.is_local() => {
-                debug!("{at}: {what}");
+                LOCAL.warn(|| format!("{at}: {what}"));
                 count(&fe.no_server);
                 (StatusCode::SERVICE_UNAVAILABLE, "no connection slot")
             }

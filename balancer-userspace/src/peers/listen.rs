@@ -45,6 +45,9 @@ use super::{
 pub const MAX_HANDSHAKES: usize = 64;
 /// What a side that failed the handshake is told, whatever the reason.
 pub const REFUSAL: &str = "handshake refused (the reason is in the refusing peer's log)";
+/// Failed handshakes: anyone can cause one per connection, so they are
+/// logged at most once a second (each is still counted in `peers status`).
+static FAILED: crate::util::Throttled = crate::util::Throttled::new();
 /// At most one log line per this long about connections over
 /// [`MAX_HANDSHAKES`].
 const OVER_LOG_EVERY: Duration = Duration::from_secs(1);
@@ -108,22 +111,24 @@ async fn inbound(ctx: Arc<Ctx>, stream: TcpStream, from: SocketAddr, permit: Own
         Ok(Err(e)) => {
             match &e {
                 LinkError::Refused(_) | LinkError::Version(_) => {
-                    warn!("peers: refused connection from {from}: {e}");
+                    FAILED.warn(|| format!("peers: refused connection from {from}: {e}"));
                 }
                 LinkError::Wire(WireError::TooLarge { .. } | WireError::Decode(_))
-                | LinkError::Protocol(_) => {
-                    warn!("peers: connection from {from} closed: bad frame in the handshake: {e}");
-                }
+                | LinkError::Protocol(_) => FAILED.warn(|| {
+                    format!("peers: connection from {from} closed: bad frame in the handshake: {e}")
+                }),
                 _ => info!("peers: connection from {from} ended in the handshake: {e}"),
             }
             ctx.record(&e, || format!("from {from}: {e}"));
             return;
         }
         Err(_) => {
-            warn!(
-                "peers: connection from {from} closed: no handshake within {} s",
-                HANDSHAKE_TIMEOUT.as_secs()
-            );
+            FAILED.warn(|| {
+                format!(
+                    "peers: connection from {from} closed: no handshake within {} s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                )
+            });
             ctx.bad_frame(format!("from {from}: handshake timeout"));
             return;
         }

@@ -235,29 +235,66 @@ struct Idle {
 pub struct Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>>,
     /// The cap on server connections (all workers'), idle ones included.
-    slots: Arc<Semaphore>,
+    slots: Arc<ServerSlots>,
 }
 
-impl Pool {
-    pub fn new(slots: Arc<Semaphore>) -> Pool {
-        Pool {
-            idle: Mutex::default(),
-            slots,
+/// The cap on server connections, shared by every worker's [`Pool`]; the
+/// pools are listed so that any worker can close another's idle
+/// connection when the cap is reached (idle connections hold slots).
+#[derive(Debug)]
+pub struct ServerSlots {
+    sem: Arc<Semaphore>,
+    pools: Mutex<Vec<std::sync::Weak<Pool>>>,
+    /// Requests waiting for a slot: while there are any, a connection
+    /// whose response ended is closed, not kept idle (it would keep its
+    /// slot from them).
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl ServerSlots {
+    pub fn new(n: usize) -> ServerSlots {
+        ServerSlots {
+            sem: Arc::new(Semaphore::new(n)),
+            pools: Mutex::default(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
-    /// A slot for a new server connection: if all are taken, this
-    /// worker's oldest idle connection is closed to free one; if there is
-    /// none, the request waits for a slot, at most `wait` (a burst that
-    /// takes them all delays others a little instead of failing them).
-    async fn slot(
-        &self,
-        addr: SocketAddr,
-        wait: Duration,
-    ) -> Result<OwnedSemaphorePermit, ConnectError> {
-        if let Ok(p) = self.slots.clone().try_acquire_owned() {
-            return Ok(p);
+    /// Close the oldest idle connection of any pool, `first`'s before the
+    /// others'. Whether one was closed.
+    fn close_idle(&self, first: &Pool) -> bool {
+        if first.close_oldest() {
+            return true;
         }
+        let pools: Vec<Arc<Pool>> = {
+            let mut p = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            p.retain(|w| w.strong_count() > 0);
+            p.iter().filter_map(std::sync::Weak::upgrade).collect()
+        };
+        pools.iter().any(|p| p.close_oldest())
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pool")
+    }
+}
+
+impl Pool {
+    /// A worker's pool, listed in `slots`.
+    pub fn new(slots: Arc<ServerSlots>) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            idle: Mutex::default(),
+            slots: slots.clone(),
+        });
+        let mut pools = slots.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.push(Arc::downgrade(&pool));
+        pool
+    }
+
+    /// Close this pool's oldest idle connection; whether it had one.
+    fn close_oldest(&self) -> bool {
         let oldest = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             let list = idle
@@ -266,11 +303,38 @@ impl Pool {
                 .min_by_key(|l| l[0].since);
             list.map(|l| l.remove(0))
         };
-        drop(oldest);
-        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(p),
-            _ => Err(ConnectError::NoSlot { addr }),
+        oldest.is_some()
+    }
+
+    /// A slot for a new server connection: if all are taken, the oldest
+    /// idle connection (this worker's first, else another's) is closed to
+    /// free one; if there is none, the request waits for a slot, at most
+    /// `wait` (a burst that takes them all delays others a little instead
+    /// of failing them).
+    async fn slot(
+        &self,
+        addr: SocketAddr,
+        wait: Duration,
+    ) -> Result<OwnedSemaphorePermit, ConnectError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Ok(p) = self.slots.sem.clone().try_acquire_owned() {
+            return Ok(p);
         }
+        self.slots.waiting.fetch_add(1, Relaxed);
+        let deadline = tokio::time::Instant::now() + wait;
+        let got = loop {
+            // Connections that went idle meanwhile are closed for us.
+            self.slots.close_idle(self);
+            let retry = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
+            match tokio::time::timeout_at(retry, self.slots.sem.clone().acquire_owned()).await {
+                Ok(Ok(p)) => break Ok(p),
+                Ok(Err(_)) => break Err(ConnectError::NoSlot { addr }),
+                Err(_) if retry >= deadline => break Err(ConnectError::NoSlot { addr }),
+                Err(_) => {}
+            }
+        };
+        self.slots.waiting.fetch_sub(1, Relaxed);
+        got
     }
 
     /// A connection to `addr`: an idle one that is still open, else a new
@@ -323,6 +387,15 @@ impl Pool {
     /// Only [`UpBody::finish`] calls this, with a connection whose read
     /// buffer is empty (its response ended exactly).
     fn put(&self, conn: Conn) {
+        if self
+            .slots
+            .waiting
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            // Its slot is wanted for another connection.
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(conn.addr).or_default();
         if list.len() >= MAX_IDLE_PER_SERVER {

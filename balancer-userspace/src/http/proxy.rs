@@ -676,12 +676,12 @@ impl Proxy {
                 // A 101 the client did not ask for: nothing to switch to.
                 return Err((StatusCode::BAD_GATEWAY, "unexpected protocol switch"));
             };
-            let Some((server_io, early)) = body.into_upgraded() else {
+            let Some((server_io, early, slot)) = body.into_upgraded() else {
                 return Err((StatusCode::BAD_GATEWAY, "server connection failed"));
             };
             let name = self.spec.name.clone();
             tokio::spawn(async move {
-                let _guard = guard;
+                let _held = (guard, slot);
                 match client_upgrade.await {
                     Ok(c) => match splice(TokioIo::new(c), server_io, early, tunnel).await {
                         Ok(Ended::Closed) => {}

@@ -219,8 +219,9 @@ impl Conn {
 
     /// The upgraded connection (after a 101): the socket, and what the
     /// server already sent beyond its response head.
-    pub fn into_upgraded(self) -> (TcpStream, Bytes) {
-        (self.io, self.rbuf.freeze())
+    /// Its slot goes with it: a tunnel holds a server connection.
+    pub fn into_upgraded(self) -> (TcpStream, Bytes, OwnedSemaphorePermit) {
+        (self.io, self.rbuf.freeze(), self._slot)
     }
 }
 
@@ -272,12 +273,6 @@ impl ServerSlots {
             p.iter().filter_map(std::sync::Weak::upgrade).collect()
         };
         pools.iter().any(|p| p.close_oldest())
-    }
-}
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pool")
     }
 }
 
@@ -686,7 +681,7 @@ pub struct UpBody {
 
 impl UpBody {
     /// For a 101 response: the connection, to splice with the client's.
-    pub fn into_upgraded(mut self) -> Option<(TcpStream, Bytes)> {
+    pub fn into_upgraded(mut self) -> Option<(TcpStream, Bytes, OwnedSemaphorePermit)> {
         if self.framing != Framing::Upgrade {
             return None;
         }

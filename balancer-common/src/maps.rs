@@ -277,10 +277,19 @@ pub struct VipStats {
     /// Dropped: could not grow the packet for encapsulation, backend family differs
     /// from the VIP's, or the egress interface is not in the devmap.
     pub forward_failed: u64,
-    /// ICMP/ICMPv6 errors about a VIP flow forwarded to the flow's backend.
+    /// ICMP/ICMPv6 errors to this VIP quoting a TCP/UDP packet from its
+    /// port (forwarded to the quoted client's backend, or dropped and
+    /// counted below).
     pub icmp_errors: u64,
     /// Non-first IPv4/IPv6 fragments forwarded by their client's entry.
     pub fragments: u64,
+    /// Dropped: an ICMP error to this VIP quoting a packet from another
+    /// source: not about anything the VIP sent.
+    pub icmp_mismatched: u64,
+    /// Dropped: an ICMP error about a client with no live stick entry on a
+    /// server that keeps its clients (a spoofed error, or one about a flow
+    /// that is gone); Maglev is not asked.
+    pub icmp_no_flow: u64,
 }
 
 /// Packet generator settings ([`GEN_CONFIG_MAP`]).

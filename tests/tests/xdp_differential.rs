@@ -8,7 +8,9 @@
 //! backend set changes every `EPOCH` frames (up/drain/down/maint and back)
 //! and stick entries are occasionally pointed at down, empty, cross-family,
 //! unreachable or stale backends, so redispatch, drain, expiry and every
-//! drop path (no backend, too big, forward failed) run too.
+//! drop path (no backend, too big, forward failed, ICMP errors about
+//! clients without an entry or quoting another source than the VIP they
+//! are sent to) run too.
 //!
 //! Deterministic for a seed: the frames, the state changes and the stick
 //! edits all come from one `Rng`. The only wall-clock dependence is expiry,
@@ -563,11 +565,40 @@ impl Gen {
         self.l2_dressing(f)
     }
 
-    /// ICMP/ICMPv6 errors quoting a packet from a VIP to a client; some
-    /// quote another protocol, another family, or too few bytes; some are
-    /// not errors at all.
+    /// An address of `family` that is sometimes another VIP's, sometimes
+    /// no VIP's, for ICMP errors whose addresses do not match.
+    fn elsewhere(&mut self, v: &Vip) -> [u8; 16] {
+        let others: Vec<[u8; 16]> = self
+            .vips
+            .iter()
+            .filter(|o| o.family == v.family && o.addr != v.addr)
+            .map(|o| o.addr)
+            .collect();
+        if !others.is_empty() && self.chance(50) {
+            self.pick(&others)
+        } else if v.family == FAMILY_V4 {
+            v4(NON_VIP_V4)
+        } else {
+            non_vip_v6()
+        }
+    }
+
+    /// ICMP/ICMPv6 errors quoting a packet from a VIP to a client (one the
+    /// VIP knows or not); some quote another protocol, another family, or
+    /// too few bytes, some quote another source than the VIP or are sent
+    /// to another address; some are not errors at all.
     fn icmp_error(&mut self) -> Vec<u8> {
         let v = self.vip();
+        let quoted_src = if self.chance(8) {
+            self.elsewhere(&v)
+        } else {
+            v.addr
+        };
+        let outer_dst = if self.chance(8) {
+            self.elsewhere(&v)
+        } else {
+            v.addr
+        };
         let client = if self.chance(90) {
             self.client(v.family)
         } else {
@@ -633,7 +664,7 @@ impl Gen {
             quoted.extend_from_slice(&[if opts { 0x46 } else { 0x45 }, 0]);
             quoted.extend_from_slice(&total.to_be_bytes());
             quoted.extend_from_slice(&[0, 0, 0x40, 0, 63, proto, 0, 0]);
-            quoted.extend_from_slice(&v.addr[..4]);
+            quoted.extend_from_slice(&quoted_src[..4]);
             quoted.extend_from_slice(&client[..4]);
             if opts {
                 quoted.extend_from_slice(&[1, 1, 1, 0]);
@@ -641,7 +672,7 @@ impl Gen {
             fix_ipv4_checksum(&mut quoted, 0);
         } else {
             let (src, dst) = if v.family == FAMILY_V6 {
-                (v.addr, client)
+                (quoted_src, client)
             } else {
                 (v6("2001:db8::100".parse().unwrap()), non_vip_v6())
             };
@@ -660,7 +691,7 @@ impl Gen {
                 // Redirect also quotes a packet but is not an error we use.
                 _ => (self.pick(&[0u8, 5, 8, 12]), 0, [0; 4]),
             };
-            eth.ipv4(ROUTER_V4, ip4(v.addr).octets(), 64)
+            eth.ipv4(ROUTER_V4, ip4(outer_dst).octets(), 64)
                 .icmpv4_raw(ty, code, rest)
                 .write(&mut out, &quoted)
                 .expect("ICMP frame");
@@ -672,7 +703,7 @@ impl Gen {
                 // Parameter problem, echo request/reply: no flow.
                 _ => (self.pick(&[4u8, 128, 129]), 0, [0; 4]),
             };
-            eth.ipv6(router_v6(), v.addr, 64)
+            eth.ipv6(router_v6(), outer_dst, 64)
                 .icmpv6_raw(ty, code, rest)
                 .write(&mut out, &quoted)
                 .expect("ICMPv6 frame");
@@ -976,6 +1007,8 @@ fn sum_vip_stats(a: &mut VipStats, b: &VipStats) {
     a.forward_failed += b.forward_failed;
     a.icmp_errors += b.icmp_errors;
     a.fragments += b.fragments;
+    a.icmp_mismatched += b.icmp_mismatched;
+    a.icmp_no_flow += b.icmp_no_flow;
 }
 
 #[test]
@@ -1049,8 +1082,8 @@ fn program_and_model_agree_on_random_traffic() {
         "xdp_differential: {frames} frames in {:.1?} (setup {:.1?}, {changes} state changes {:.1?}, \
          state checks {:.1?}); mix: {}, vlan-tagged {}, ipv6 ext headers {}; pokes: {}; \
          actions: {}; vip: packets {} stick_hits {} new_sticks {} redispatches {} expired {} \
-         non_syn_misses {} no_backend {} too_big {} forward_failed {} fragments {} icmp_errors {}; \
-         malformed {}; stick entries {entries}",
+         non_syn_misses {} no_backend {} too_big {} forward_failed {} fragments {} icmp_errors {} \
+         icmp_mismatched {} icmp_no_flow {}; malformed {}; stick entries {entries}",
         elapsed,
         setup_time,
         state_time,
@@ -1075,6 +1108,8 @@ fn program_and_model_agree_on_random_traffic() {
         s.forward_failed,
         s.fragments,
         s.icmp_errors,
+        s.icmp_mismatched,
+        s.icmp_no_flow,
         malformed.packets,
     );
 
@@ -1096,6 +1131,8 @@ fn program_and_model_agree_on_random_traffic() {
             ("forward_failed", s.forward_failed),
             ("fragments", s.fragments),
             ("icmp_errors", s.icmp_errors),
+            ("icmp_mismatched", s.icmp_mismatched),
+            ("icmp_no_flow", s.icmp_no_flow),
             ("malformed frames", malformed.packets),
         ] {
             assert!(n > 0, "the mix never exercised {name}");

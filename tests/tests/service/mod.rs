@@ -62,7 +62,9 @@ pub fn service(spec: &ServiceSpec<'_>) -> Service {
     let mut decap = Vec::new();
     if spec.forward == "ipip" {
         // This kernel has no ipip device: backends strip the outer header
-        // with balancer's own decap XDP program.
+        // with balancer's own decap XDP program, from the balancer only
+        // (its tunnel source: its address on the lab bridge).
+        let (src4, src6) = (lab.balancer.ipv4.to_string(), lab.balancer.ipv6.to_string());
         for (j, s) in lab.backends.iter().enumerate() {
             let bin = balancer_tests::balancer_bin();
             let mut p = lab
@@ -70,7 +72,15 @@ pub fn service(spec: &ServiceSpec<'_>) -> Service {
                     s,
                     &format!("decap-s{j}"),
                     bin.to_str().unwrap(),
-                    &["decap", "--interface", "eth0"],
+                    &[
+                        "decap",
+                        "--interface",
+                        "eth0",
+                        "--tunnel-source",
+                        &src4,
+                        "--tunnel-source",
+                        &src6,
+                    ],
                 )
                 .expect("decap");
             assert!(

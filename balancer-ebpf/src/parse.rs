@@ -311,6 +311,8 @@ fn udp(ctx: &XdpContext, l4: usize, family: u8, src: [u32; 4], dst: [u32; 4]) ->
         proto: IPPROTO_UDP,
         family,
         client: src,
+        // No handshake: any datagram from a client without an entry opens
+        // a session, under the same insert cap as TCP SYNs.
         opening: true,
     })
 }

@@ -513,6 +513,54 @@ fn genuine_icmp_errors_reach_the_stuck_clients_backend() {
     }
 }
 
+/// SYNs and UDP datagrams from `sent` distinct spoofed sources as fast as
+/// BPF_PROG_TEST_RUN takes them, under the configured default cap: every
+/// one is forwarded, at most the cap per CPU per second is stored, UDP
+/// counting against the same cap as SYNs.
+#[test]
+fn the_default_insert_cap_bounds_a_flood_of_new_sources() {
+    let cap = balancer::config::DEFAULT_INSERT_CAP;
+    let mut p = setup(MODE_DSR_L2, 0);
+    let mut cfg = p.model.config;
+    cfg.insert_cap = cap;
+    p.set_config(cfg);
+    // Three times the cap, at least 30,000; 198.18.0.0/15 holds 131,072
+    // sources.
+    let sent = (3 * u64::from(cap)).clamp(30_000, 131_072);
+    let fd = p.dp.program_fd().unwrap();
+    let started = std::time::Instant::now();
+    for n in 0..sent {
+        let n = n as u32;
+        let src = Ipv4Addr::new(198, 18 + (n >> 16) as u8, (n >> 8) as u8, n as u8);
+        let f = if n.is_multiple_of(2) {
+            Frame::new(L4::TcpSyn).ipv4(src, VIP4.into())
+        } else {
+            Frame::new(L4::Udp).ports(5000, 53).ipv4(src, VIP4.into())
+        };
+        // Not through the model: its window follows another clock, and at
+        // a window's edge the two may disagree on one insert.
+        let r = balancer::testrun::test_run(fd, &f, 1).unwrap();
+        assert_eq!(r.action, XDP_TX, "flood packet {n} not forwarded");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // The windows one CPU can open in that time (each lasts >= 1 s).
+    let windows = secs.ceil() as u64 + 1;
+    let (t, u) = (p.vip_stats(V4_TCP), p.vip_stats(V4_UDP));
+    let stored = t.new_sticks + u.new_sticks;
+    let capped = t.insert_capped + u.insert_capped;
+    println!("{sent} new sources in {secs:.2} s: {stored} stored, {capped} capped");
+    assert_eq!(stored + capped, sent, "{t:?} {u:?}");
+    assert!(u.new_sticks > 0 && u.insert_capped > 0, "UDP: {u:?}");
+    assert!(
+        stored <= u64::from(cap) * windows,
+        "{stored} entries stored in {secs:.2} s, cap {cap}"
+    );
+    assert_eq!(p.dp.stick_count(None).unwrap() as u64, stored);
+    if windows < 3 {
+        assert!(capped >= sent - 2 * u64::from(cap), "{capped} capped");
+    }
+}
+
 #[test]
 fn fragments_and_icmp_errors_follow_the_clients_entry() {
     for mode in [MODE_DSR_L2, MODE_IPIP] {

@@ -11,7 +11,7 @@ use std::{
 };
 
 use balancer_tests::{
-    lab::{Lab, LabSpec},
+    lab::{BALANCER_BACKEND_SIDE_V4, BALANCER_BACKEND_SIDE_V6, Lab, LabSpec},
     proc::{Proc, wait_for},
     require_root,
 };
@@ -63,8 +63,12 @@ pub fn service(spec: &ServiceSpec<'_>) -> Service {
     if spec.forward == "ipip" {
         // This kernel has no ipip device: backends strip the outer header
         // with balancer's own decap XDP program, from the balancer only
-        // (its tunnel source: its address on the lab bridge).
-        let (src4, src6) = (lab.balancer.ipv4.to_string(), lab.balancer.ipv6.to_string());
+        // (its tunnel source: the route's preferred source towards the
+        // backends, its backend-side address).
+        let (src4, src6) = (
+            BALANCER_BACKEND_SIDE_V4.to_string(),
+            BALANCER_BACKEND_SIDE_V6.to_string(),
+        );
         for (j, s) in lab.backends.iter().enumerate() {
             let bin = balancer_tests::balancer_bin();
             let mut p = lab

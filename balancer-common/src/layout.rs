@@ -34,12 +34,21 @@ pub const IPPROTO_AH: u8 = 51;
 pub const IPPROTO_ICMPV6: u8 = 58;
 pub const IPPROTO_DSTOPTS: u8 = 60;
 
+/// An IP-in-IP protocol number (IPv4 protocol / IPv6 next header): IPv4
+/// or IPv6 inside, what the kernel's ipip, sit and ip6tnl devices take.
+#[inline(always)]
+pub const fn is_tunnel_proto(proto: u8) -> bool {
+    proto == IPPROTO_IPIP || proto == IPPROTO_IPV6
+}
+
 /// IPv6 extension headers walked before giving up (the packet is then
 /// passed untouched and counted as `ipv6_other`).
 pub const IPV6_MAX_EXT: usize = 4;
 
 /// IPv4 flags/fragment-offset field: the offset bits (in 8-byte units).
 pub const IPV4_FRAG_OFFSET_MASK: u16 = 0x1fff;
+/// IPv4 flags/fragment-offset field: the more-fragments flag.
+pub const IPV4_MORE_FRAGMENTS: u16 = 0x2000;
 /// IPv6 fragment header: offset bits of the offset/flags field.
 pub const IPV6_FRAG_OFFSET_MASK: u16 = 0xfff8;
 

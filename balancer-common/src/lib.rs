@@ -10,6 +10,8 @@
 extern crate alloc;
 
 pub mod classify;
+#[cfg(feature = "alloc")]
+pub mod decap;
 pub mod hash;
 pub mod layout;
 #[cfg(feature = "alloc")]

@@ -24,8 +24,30 @@ pub const BARE_PROGRAM: &str = "bare";
 /// The floor plus one stick-table lookup (benchmark reference), in the
 /// benchmarks' own object like `bare`.
 pub const BARE_STICK_PROGRAM: &str = "bare_stick";
-/// Per-CPU array of two u64: packets decapsulated (IPIP, IP6IP6).
+/// Per-CPU array of [`DECAP_COUNTERS`] u64, indexed by the `DECAP_*` slots.
 pub const DECAP_STATS_MAP: &str = "DECAP_STATS";
+/// Hash: [`TunnelSource`] -> u32 (unused, 1): the outer source addresses
+/// the `decap` program accepts IP-in-IP from (the balancers' tunnel
+/// sources). Empty: every IP-in-IP packet is refused.
+pub const DECAP_SOURCES_MAP: &str = "DECAP_SOURCES";
+/// Most outer sources the `decap` program can be given.
+pub const MAX_TUNNEL_SOURCES: u32 = 64;
+
+/// [`DECAP_STATS_MAP`] slots: IPv4-in-IPv4 and IPv6-in-IPv6 packets
+/// decapsulated; IP-in-IP packets (IPv4 protocol 4 or 41, IPv6 next header
+/// 4 or 41) dropped because their outer source is not listed, by outer family.
+pub const DECAP_IPIP: u32 = 0;
+pub const DECAP_IP6IP6: u32 = 1;
+pub const DECAP_REFUSED_V4: u32 = 2;
+pub const DECAP_REFUSED_V6: u32 = 3;
+pub const DECAP_COUNTERS: u32 = 4;
+/// The slots' names, as `balancer decap` reports them.
+pub const DECAP_COUNTER_NAMES: [&str; DECAP_COUNTERS as usize] = [
+    "decapsulated_ipip",
+    "decapsulated_ip6ip6",
+    "refused_ipv4",
+    "refused_ipv6",
+];
 
 // ---- map names -----------------------------------------------------------
 /// Per-CPU array of [`crate::stats::Counter`], indexed by [`crate::stats::Class`].
@@ -243,6 +265,28 @@ pub struct GlobalConfig {
     pub tun_src_v6: [u8; 16],
 }
 
+/// A key of [`DECAP_SOURCES_MAP`]: an outer source address the `decap`
+/// program accepts. IPv4 in the first 4 bytes, the rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Pod, Zeroable)]
+pub struct TunnelSource {
+    pub addr: [u8; 16],
+    /// `FAMILY_V4` or `FAMILY_V6`.
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+impl TunnelSource {
+    pub fn new(ip: core::net::IpAddr) -> Self {
+        let (family, addr) = family_addr(ip);
+        TunnelSource {
+            addr,
+            family,
+            _pad: [0; 3],
+        }
+    }
+}
+
 /// Flood guard: inserts made by this CPU in the current one-second window.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -277,10 +321,19 @@ pub struct VipStats {
     /// Dropped: could not grow the packet for encapsulation, backend family differs
     /// from the VIP's, or the egress interface is not in the devmap.
     pub forward_failed: u64,
-    /// ICMP/ICMPv6 errors about a VIP flow forwarded to the flow's backend.
+    /// ICMP/ICMPv6 errors to this VIP quoting a TCP/UDP packet from its
+    /// port (forwarded to the quoted client's backend, or dropped and
+    /// counted below).
     pub icmp_errors: u64,
     /// Non-first IPv4/IPv6 fragments forwarded by their client's entry.
     pub fragments: u64,
+    /// Dropped: an ICMP error to this VIP quoting a packet from another
+    /// source: not about anything the VIP sent.
+    pub icmp_mismatched: u64,
+    /// Dropped: an ICMP error about a client with no live stick entry on a
+    /// server that keeps its clients (a spoofed error, or one about a flow
+    /// that is gone); Maglev is not asked.
+    pub icmp_no_flow: u64,
 }
 
 /// Packet generator settings ([`GEN_CONFIG_MAP`]).
@@ -310,6 +363,7 @@ mod user {
     unsafe impl aya::Pod for super::StickValue {}
     unsafe impl aya::Pod for super::GlobalConfig {}
     unsafe impl aya::Pod for super::InsertWindow {}
+    unsafe impl aya::Pod for super::TunnelSource {}
     unsafe impl aya::Pod for super::VipStats {}
     unsafe impl aya::Pod for super::GenConfig {}
 }

@@ -7,17 +7,24 @@
 //! Per packet (a single CPU is modelled; the flood guard's window is per CPU):
 //! 1. parse ([`crate::packet`]) and count the class; no flow, or a flow
 //!    whose [`VipKey`] is not a VIP: `XDP_PASS`, frame untouched;
-//! 2. stick lookup by (VIP id, client address):
+//! 2. an `IcmpMismatch` flow (an ICMP error to the VIP quoting a packet
+//!    from another source): `XDP_DROP`, counted (`icmp_mismatched`);
+//! 3. stick lookup by (VIP id, client address):
 //!    - live entry (not older than the VIP's `expire_ns`, 0 = never) whose
 //!      backend is up or draining: a hit; `last_seen` is rewritten only
 //!      when older than `stick_refresh_ns`;
+//!    - an `IcmpError` flow without such a hit: `XDP_DROP`, counted
+//!      (`icmp_no_flow`; an expired entry is counted `expired` too). An
+//!      error is only ever about a flow the table knows: a spoofed one must
+//!      not reach a backend Maglev picks, and never changes the table;
 //!    - live entry whose backend is down, in maintenance or removed:
 //!      redispatch: pick from the Maglev table and overwrite the entry;
 //!    - no entry or an expired one: pick from the Maglev table; store it
-//!      only for a `Normal` flow that opens a session (UDP, TCP SYN without
-//!      ACK) while this CPU is under its insert cap; otherwise count why not;
-//! 3. a pick of `NO_BACKEND` or an empty backend slot: `XDP_DROP`, counted;
-//! 4. forward by the VIP's mode:
+//!      only for a `Normal` flow that opens a session (TCP SYN without ACK,
+//!      or any UDP packet: UDP has no handshake) while this CPU is under its
+//!      insert cap (0: no cap); otherwise count why not;
+//! 4. a pick of `NO_BACKEND` or an empty backend slot: `XDP_DROP`, counted;
+//! 5. forward by the VIP's mode:
 //!    - `dsr-l2`: destination MAC := backend's next hop, source MAC := egress
 //!      interface's; rest unchanged;
 //!    - `ipip`: a same-family outer header (IPv4 proto 4 / IPv6 next header
@@ -100,9 +107,15 @@ impl Model {
         stats.bytes += len;
         match flow.kind {
             FlowKind::IcmpError => stats.icmp_errors += 1,
+            FlowKind::IcmpMismatch => {
+                stats.icmp_errors += 1;
+                stats.icmp_mismatched += 1;
+                return drop(frame);
+            }
             FlowKind::Fragment => stats.fragments += 1,
             FlowKind::Normal => {}
         }
+        let icmp = flow.kind == FlowKind::IcmpError;
 
         // ---- select ----
         let key = StickKey {
@@ -136,6 +149,10 @@ impl Model {
                 }
                 e.backend
             }
+            Some(_) if icmp => {
+                stats.icmp_no_flow += 1;
+                return drop(frame);
+            }
             Some(_) => {
                 if !pick_ok {
                     stats.no_backend += 1;
@@ -148,6 +165,10 @@ impl Model {
             None => {
                 if entry.is_some() {
                     stats.expired += 1;
+                }
+                if icmp {
+                    stats.icmp_no_flow += 1;
+                    return drop(frame);
                 }
                 if !pick_ok {
                     stats.no_backend += 1;

@@ -25,10 +25,14 @@
 //!   and without ACK;
 //! - ICMP destination-unreachable / time-exceeded and ICMPv6
 //!   destination-unreachable / packet-too-big / time-exceeded that quote a
-//!   same-family IP header plus 4 bytes of TCP/UDP: an `IcmpError` flow for
-//!   the quoted packet, whose source is the VIP and destination the client.
-//!   Other ICMP, and errors quoting anything else or cut short, have no flow
-//!   (class `Ipv4Other`/`Ipv6Other`).
+//!   same-family IP header plus 4 bytes of TCP/UDP: a flow keyed by the
+//!   error's own destination (the VIP) and the quoted source port and
+//!   protocol, whose client is the quoted destination. It is an `IcmpError`
+//!   flow when the quoted source is that same destination, as in any error
+//!   about a packet the VIP sent, else an `IcmpMismatch` flow (dropped if
+//!   it is to a VIP: not about anything the VIP sent). Other ICMP, and
+//!   errors quoting anything else or cut short, have no flow (class
+//!   `Ipv4Other`/`Ipv6Other`).
 
 use crate::{
     layout::*,
@@ -44,6 +48,9 @@ pub enum FlowKind {
     Fragment,
     /// An ICMP error about a packet the VIP sent to the client.
     IcmpError,
+    /// An ICMP error to the VIP quoting a packet from another source: not
+    /// about anything the VIP sent.
+    IcmpMismatch,
 }
 
 /// What selects a backend for a packet.
@@ -150,7 +157,7 @@ fn ipv4(pkt: &[u8], l3: usize) -> L3 {
                 Some(f),
             ))
         }
-        IPPROTO_ICMP => Some((Class::Ipv4Other, icmp4_error(pkt, l4))),
+        IPPROTO_ICMP => Some((Class::Ipv4Other, icmp4_error(pkt, l4, dst))),
         _ => Some((Class::Ipv4Other, None)),
     }
 }
@@ -207,7 +214,7 @@ fn ipv6(pkt: &[u8], l3: usize) -> L3 {
                 Some(f),
             ))
         }
-        IPPROTO_ICMPV6 => Some((Class::Ipv6Other, icmp6_error(pkt, off))),
+        IPPROTO_ICMPV6 => Some((Class::Ipv6Other, icmp6_error(pkt, off, dst))),
         _ => Some((Class::Ipv6Other, None)),
     }
 }
@@ -265,8 +272,8 @@ fn transport(
     ))
 }
 
-/// The flow an ICMPv4 error quotes, if usable.
-fn icmp4_error(pkt: &[u8], l4: usize) -> Option<Flow> {
+/// The flow an ICMPv4 error (to `outer_dst`) quotes, if usable.
+fn icmp4_error(pkt: &[u8], l4: usize, outer_dst: [u8; 16]) -> Option<Flow> {
     let ty = *pkt.get(l4)?;
     if ty != ICMP_DEST_UNREACH && ty != ICMP_TIME_EXCEEDED {
         return None;
@@ -287,12 +294,13 @@ fn icmp4_error(pkt: &[u8], l4: usize) -> Option<Flow> {
         FAMILY_V4,
         addr4(pkt, inner + 12)?,
         addr4(pkt, inner + 16)?,
+        outer_dst,
     )
 }
 
 /// The flow an ICMPv6 error quotes, if usable (no extension headers in the
 /// quoted packet are walked).
-fn icmp6_error(pkt: &[u8], l4: usize) -> Option<Flow> {
+fn icmp6_error(pkt: &[u8], l4: usize, outer_dst: [u8; 16]) -> Option<Flow> {
     let ty = *pkt.get(l4)?;
     if ty != ICMPV6_DEST_UNREACH && ty != ICMPV6_PKT_TOOBIG && ty != ICMPV6_TIME_EXCEED {
         return None;
@@ -309,17 +317,20 @@ fn icmp6_error(pkt: &[u8], l4: usize) -> Option<Flow> {
         FAMILY_V6,
         addr6(pkt, inner + 8)?,
         addr6(pkt, inner + 24)?,
+        outer_dst,
     )
 }
 
-/// The quoted packet went from the VIP (its source) to the client.
+/// The error went to `outer_dst` (the VIP) about a packet to the client;
+/// that packet must have come from the same VIP.
 fn quoted(
     pkt: &[u8],
     l4: usize,
     proto: u8,
     family: u8,
-    vip: [u8; 16],
+    quoted_src: [u8; 16],
     client: [u8; 16],
+    outer_dst: [u8; 16],
 ) -> Option<Flow> {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return None;
@@ -327,9 +338,13 @@ fn quoted(
     pkt.get(l4..l4 + ICMP_QUOTED_L4)?;
     let sport = be16(pkt, l4)?;
     Some(Flow {
-        kind: FlowKind::IcmpError,
+        kind: if quoted_src == outer_dst {
+            FlowKind::IcmpError
+        } else {
+            FlowKind::IcmpMismatch
+        },
         vip: VipKey {
-            addr: vip,
+            addr: outer_dst,
             port: sport,
             proto,
             family,

@@ -30,12 +30,15 @@ mod vip;
 #[cfg(target_arch = "bpf")]
 mod program {
     use aya_ebpf::{macros::xdp, programs::XdpContext};
-    use balancer_common::{layout::XDP_PASS, stats::Class};
+    use balancer_common::{
+        layout::{XDP_DROP, XDP_PASS},
+        stats::Class,
+    };
 
     use crate::{
         forward::forward,
         maps::VIP_STATS,
-        parse::{self, KIND_FRAGMENT, KIND_ICMP_ERROR},
+        parse::{self, KIND_FRAGMENT, KIND_ICMP_ERROR, KIND_ICMP_MISMATCH},
         select::select,
         stats, vip,
     };
@@ -88,6 +91,11 @@ mod program {
             vs.icmp_errors += 1;
         } else if flow.kind == KIND_FRAGMENT {
             vs.fragments += 1;
+        } else if flow.kind == KIND_ICMP_MISMATCH {
+            // To this VIP, about a packet from another source.
+            vs.icmp_errors += 1;
+            vs.icmp_mismatched += 1;
+            return Err(XDP_DROP);
         }
         let choice = select(&vip, &flow, vs)?;
         stats::count_backend(choice.backend_id, len);

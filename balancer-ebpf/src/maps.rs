@@ -4,13 +4,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use balancer_common::{
     hash::MAGLEV_M,
     maps::{
-        Backend, GenConfig, GlobalConfig, IdName, InsertWindow, MAX_BACKENDS, MAX_EGRESS, MAX_VIPS,
-        STATS_LEN, STICK_SIZE, StickKey, StickValue, VIP_INDEX_SLOTS, VipSel, VipSlot, VipStats,
+        Backend, DECAP_COUNTERS, GenConfig, GlobalConfig, IdName, InsertWindow, MAX_BACKENDS,
+        MAX_EGRESS, MAX_TUNNEL_SOURCES, MAX_VIPS, STATS_LEN, STICK_SIZE, StickKey, StickValue,
+        TunnelSource, VIP_INDEX_SLOTS, VipSel, VipSlot, VipStats,
     },
     stats::Counter,
 };
@@ -63,9 +64,13 @@ pub static FRONTEND_IDS: Array<IdName> = Array::with_max_entries(MAX_VIPS, 0);
 /// Egress interfaces other than the ingress one, for XDP_REDIRECT (key = ifindex).
 #[map(name = "EGRESS")]
 pub static EGRESS: DevMapHash = DevMapHash::with_max_entries(MAX_EGRESS, 0);
-/// `decap` program: packets decapsulated (0: IPIP, 1: IP6IP6), per CPU.
+/// `decap` program: packets decapsulated and refused (`DECAP_*` slots), per CPU.
 #[map(name = "DECAP_STATS")]
-pub static DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+pub static DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DECAP_COUNTERS, 0);
+/// `decap` program: the outer sources it takes IP-in-IP from (empty: none).
+#[map(name = "DECAP_SOURCES")]
+pub static DECAP_SOURCES: HashMap<TunnelSource, u32> =
+    HashMap::with_max_entries(MAX_TUNNEL_SOURCES, 0);
 /// `gen` program: source range and family.
 #[map(name = "GEN_CONFIG")]
 pub static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);

@@ -18,6 +18,7 @@ use balancer_common::{
 pub const KIND_NORMAL: u8 = 0;
 pub const KIND_FRAGMENT: u8 = 1;
 pub const KIND_ICMP_ERROR: u8 = 2;
+pub const KIND_ICMP_MISMATCH: u8 = 3;
 
 pub struct Flow {
     pub kind: u8,
@@ -163,7 +164,7 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> L3 {
     match proto {
         IPPROTO_TCP => Some((Class::Ipv4Tcp, Some(tcp(ctx, l4, FAMILY_V4, src, dst)?))),
         IPPROTO_UDP => Some((Class::Ipv4Udp, Some(udp(ctx, l4, FAMILY_V4, src, dst)?))),
-        IPPROTO_ICMP => Some((Class::Ipv4Other, icmp4_error(ctx, l4))),
+        IPPROTO_ICMP => Some((Class::Ipv4Other, icmp4_error(ctx, l4, &dst))),
         _ => Some((Class::Ipv4Other, None)),
     }
 }
@@ -254,7 +255,7 @@ fn l4_v6(ctx: &XdpContext, next: u8, off: usize, src: [u32; 4], dst: [u32; 4]) -
     match next {
         IPPROTO_TCP => Some((Class::Ipv6Tcp, Some(tcp(ctx, off, FAMILY_V6, src, dst)?))),
         IPPROTO_UDP => Some((Class::Ipv6Udp, Some(udp(ctx, off, FAMILY_V6, src, dst)?))),
-        IPPROTO_ICMPV6 => Some((Class::Ipv6Other, icmp6_error(ctx, off))),
+        IPPROTO_ICMPV6 => Some((Class::Ipv6Other, icmp6_error(ctx, off, &dst))),
         _ => Some((Class::Ipv6Other, None)),
     }
 }
@@ -310,6 +311,8 @@ fn udp(ctx: &XdpContext, l4: usize, family: u8, src: [u32; 4], dst: [u32; 4]) ->
         proto: IPPROTO_UDP,
         family,
         client: src,
+        // No handshake: any datagram from a client without an entry opens
+        // a session, under the same insert cap as TCP SYNs.
         opening: true,
     })
 }
@@ -326,7 +329,7 @@ fn icmp_type(ctx: &XdpContext, l4: usize) -> Option<u8> {
 }
 
 #[inline(always)]
-fn icmp4_error(ctx: &XdpContext, l4: usize) -> Option<Flow> {
+fn icmp4_error(ctx: &XdpContext, l4: usize, outer_dst: &[u32; 4]) -> Option<Flow> {
     let ty = icmp_type(ctx, l4)?;
     if ty != ICMP_DEST_UNREACH && ty != ICMP_TIME_EXCEEDED {
         return None;
@@ -343,12 +346,12 @@ fn icmp4_error(ctx: &XdpContext, l4: usize) -> Option<Flow> {
         return None;
     }
     // SAFETY: bytes 12..20 of the checked 20-byte header.
-    let (vip, client) = unsafe { (addr_words::<1>(hdr.add(12)), addr_words::<1>(hdr.add(16))) };
-    quoted(ctx, inner + ihl, proto, FAMILY_V4, vip, client)
+    let (src, client) = unsafe { (addr_words::<1>(hdr.add(12)), addr_words::<1>(hdr.add(16))) };
+    quoted(ctx, inner + ihl, proto, FAMILY_V4, src, client, outer_dst)
 }
 
 #[inline(always)]
-fn icmp6_error(ctx: &XdpContext, l4: usize) -> Option<Flow> {
+fn icmp6_error(ctx: &XdpContext, l4: usize, outer_dst: &[u32; 4]) -> Option<Flow> {
     let ty = icmp_type(ctx, l4)?;
     if ty != ICMPV6_DEST_UNREACH && ty != ICMPV6_PKT_TOOBIG && ty != ICMPV6_TIME_EXCEED {
         return None;
@@ -361,19 +364,29 @@ fn icmp6_error(ctx: &XdpContext, l4: usize) -> Option<Flow> {
         return None;
     }
     // SAFETY: bytes 8..40 of the checked 40-byte header.
-    let (vip, client) = unsafe { (addr_words::<4>(hdr.add(8)), addr_words::<4>(hdr.add(24))) };
-    quoted(ctx, inner + IPV6_HLEN, proto, FAMILY_V6, vip, client)
+    let (src, client) = unsafe { (addr_words::<4>(hdr.add(8)), addr_words::<4>(hdr.add(24))) };
+    quoted(
+        ctx,
+        inner + IPV6_HLEN,
+        proto,
+        FAMILY_V6,
+        src,
+        client,
+        outer_dst,
+    )
 }
 
-/// The quoted packet went from the VIP (its source) to the client.
+/// The error went to `outer_dst` (the VIP) about a packet to the client;
+/// that packet must have come from the same VIP, or it is a mismatch.
 #[inline(always)]
 fn quoted(
     ctx: &XdpContext,
     l4: usize,
     proto: u8,
     family: u8,
-    vip: [u32; 4],
+    src: [u32; 4],
     client: [u32; 4],
+    outer_dst: &[u32; 4],
 ) -> Option<Flow> {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return None;
@@ -381,9 +394,19 @@ fn quoted(
     let p = bytes_at(ctx, l4, ICMP_QUOTED_L4)?;
     // SAFETY: 4 bytes in bounds.
     let sport = unsafe { u16::from_be_bytes([*p, *p.add(1)]) };
+    // Unused words are zero on both sides for IPv4.
+    let kind = if src[0] == outer_dst[0]
+        && src[1] == outer_dst[1]
+        && src[2] == outer_dst[2]
+        && src[3] == outer_dst[3]
+    {
+        KIND_ICMP_ERROR
+    } else {
+        KIND_ICMP_MISMATCH
+    };
     Some(Flow {
-        kind: KIND_ICMP_ERROR,
-        vip_addr: vip,
+        kind,
+        vip_addr: *outer_dst,
         port: sport,
         proto,
         family,

@@ -10,7 +10,7 @@ use balancer_common::{
 
 use crate::{
     maps::{BACKENDS, CONFIG, INSERT_WINDOW, MAGLEV, STICK},
-    parse::{Flow, KIND_NORMAL},
+    parse::{Flow, KIND_ICMP_ERROR, KIND_NORMAL},
 };
 
 const WINDOW_NS: u64 = 1_000_000_000;
@@ -81,6 +81,11 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
                     backend_id: e.backend,
                 });
             }
+            if flow.kind == KIND_ICMP_ERROR {
+                // About a flow of a server that is gone: nobody to tell.
+                stats.icmp_no_flow += 1;
+                return Err(XDP_DROP);
+            }
             // Down, in maintenance or removed: redispatch and overwrite.
             let pick = maglev_pick(vip, client_hash_words(&flow.client));
             let Some(b) = backend(pick) else {
@@ -102,6 +107,12 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
     }
     if expired {
         stats.expired += 1;
+    }
+    if flow.kind == KIND_ICMP_ERROR {
+        // An error about a client the table does not know: spoofed, or
+        // about a flow long gone. Maglev must not pick it a backend.
+        stats.icmp_no_flow += 1;
+        return Err(XDP_DROP);
     }
     let pick = maglev_pick(vip, client_hash_words(&flow.client));
     let Some(b) = backend(pick) else {

@@ -13,7 +13,9 @@ use balancer::{
     daemon,
     dataplane::{AuxProgram, Dataplane},
 };
-use balancer_common::maps::{DECAP_PROGRAM, PASS_PROGRAM};
+use balancer_common::maps::{
+    DECAP_COUNTER_NAMES, DECAP_REFUSED_V4, DECAP_REFUSED_V6, MAX_TUNNEL_SOURCES, PASS_PROGRAM,
+};
 use clap::{Parser, Subcommand};
 use hyper::Method;
 use serde_json::{Value, json};
@@ -90,10 +92,15 @@ enum Command {
     },
     /// On a backend: strip the IPIP/IP6IP6 encapsulation of `forward = "ipip"`
     /// in XDP (for kernels without ipip/ip6tnl devices), until SIGINT/SIGTERM.
+    /// IP-in-IP from any other source than the balancers' is dropped.
     Decap {
         /// Interface the encapsulated packets arrive on.
         #[arg(long, short)]
         interface: String,
+        /// A balancer's tunnel source address (its `tunnel_source_v4`/`_v6`):
+        /// the only outer sources accepted. Required; repeat for several.
+        #[arg(long = "tunnel-source", value_name = "ADDRESS", required = true)]
+        tunnel_sources: Vec<std::net::IpAddr>,
         #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
         xdp_mode: String,
     },
@@ -298,6 +305,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Decap {
             interface,
+            tunnel_sources,
             xdp_mode,
         } => {
             let mode = match xdp_mode.as_str() {
@@ -305,10 +313,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "generic" => balancer::config::XdpMode::Generic,
                 _ => balancer::config::XdpMode::Auto,
             };
-            let decap = AuxProgram::attach(DECAP_PROGRAM, &interface, mode)?;
-            wait_for_signal()?;
-            let (v4, v6) = decap.counts()?;
-            log::info!("decapsulated {v4} IPIP and {v6} IP6IP6 packets on {interface}");
+            decap(&interface, mode, &tunnel_sources)?;
         }
         Command::Gen {
             interface,
@@ -669,6 +674,65 @@ fn print_stats(v: &api::Stats) {
             println!();
         }
     }
+}
+
+/// `balancer decap`: attach, report refused IP-in-IP while it goes on
+/// (at most every 10 s), and every counter at the end.
+fn decap(
+    interface: &str,
+    mode: balancer::config::XdpMode,
+    sources: &[std::net::IpAddr],
+) -> anyhow::Result<()> {
+    let mut sources = sources.to_vec();
+    sources.sort();
+    sources.dedup();
+    if sources.len() > MAX_TUNNEL_SOURCES as usize {
+        anyhow::bail!("at most {MAX_TUNNEL_SOURCES} --tunnel-source addresses");
+    }
+    if let Some(a) = sources
+        .iter()
+        .find(|a| a.is_unspecified() || a.is_multicast())
+    {
+        anyhow::bail!("--tunnel-source {a}: not a unicast address");
+    }
+    let prog = AuxProgram::attach_decap(interface, mode, &sources)?;
+    let list: Vec<String> = sources.iter().map(ToString::to_string).collect();
+    log::info!(
+        "decap on {interface}: IP-in-IP accepted from {} only",
+        list.join(", ")
+    );
+    let refused = |c: &[u64]| c[DECAP_REFUSED_V4 as usize] + c[DECAP_REFUSED_V6 as usize];
+    runtime()?.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        let mut reported = 0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = tick.tick() => {
+                    let n = refused(&prog.counts()?);
+                    if n > reported {
+                        log::warn!(
+                            "decap on {interface}: {n} IP-in-IP packets from unlisted sources dropped so far"
+                        );
+                        reported = n;
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let counts = prog.counts()?;
+    let line: Vec<String> = DECAP_COUNTER_NAMES
+        .iter()
+        .zip(counts)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    log::info!("decap on {interface}: {}", line.join(", "));
+    Ok(())
 }
 
 fn wait_for_signal() -> anyhow::Result<()> {

@@ -18,7 +18,7 @@
 //! | `balancer_frontend_stick_hits_total` | counter | `frontend` |
 //! | `balancer_frontend_stick_misses_total` | counter | `frontend`, `kind` (new_entry, expired, non_syn, insert_capped) |
 //! | `balancer_frontend_redispatches_total` | counter | `frontend` |
-//! | `balancer_frontend_dropped_total` | counter | `frontend`, `reason` (no_backend, too_big, forward_failed) |
+//! | `balancer_frontend_dropped_total` | counter | `frontend`, `reason` (no_backend, too_big, forward_failed, icmp_mismatched, icmp_no_flow) |
 //! | `balancer_frontend_icmp_errors_total`, `..._fragments_total` | counter | `frontend` |
 //! | `balancer_server_packets_total`, `..._bytes_total` | counter | `backend`, `server` |
 //! | `balancer_server_up` | gauge (0/1) | `backend`, `server` |
@@ -543,10 +543,12 @@ impl Collector for Snapshot {
             "Clients whose server was down, in maintenance or removed, re-picked",
             per_fe(|s| s.redispatches),
         )?;
-        let reasons: [(&str, Field); 3] = [
+        let reasons: [(&str, Field); 5] = [
             ("no_backend", |s| s.no_backend),
             ("too_big", |s| s.too_big),
             ("forward_failed", |s| s.forward_failed),
+            ("icmp_mismatched", |s| s.icmp_mismatched),
+            ("icmp_no_flow", |s| s.icmp_no_flow),
         ];
         family(
             e,
@@ -557,7 +559,8 @@ impl Collector for Snapshot {
         family(
             e,
             "balancer_frontend_icmp_errors",
-            "ICMP errors about a VIP flow sent to the flow's server",
+            "ICMP errors to the frontend's VIP about one of its flows (sent to the quoted \
+             client's server, or dropped: icmp_mismatched, icmp_no_flow)",
             per_fe(|s| s.icmp_errors),
         )?;
         family(

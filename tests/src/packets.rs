@@ -1,9 +1,9 @@
 //! Frames for BPF_PROG_TEST_RUN tests, built with etherparse (which computes
 //! lengths and checksums), plus the addresses they use (lab ranges only).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::{PacketBuilder, VlanId};
+use etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, VlanId};
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0xb1, 0, 2, 0, 0];
 pub const BALANCER_MAC: [u8; 6] = [0x02, 0xb1, 0, 1, 0, 0];
@@ -106,6 +106,52 @@ pub fn truncated_ipv4(dst_mac: [u8; 6], src_mac: [u8; 6]) -> Vec<u8> {
     f.extend_from_slice(&0x0800u16.to_be_bytes());
     f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0]);
     f
+}
+
+/// `frame` (Ethernet, maybe one VLAN tag, then IPv4 or IPv6) as an
+/// IP-in-IP packet from `outer_src` to `outer_dst`, as `forward = "ipip"`
+/// sends it: the link header (tag kept) with the outer family's EtherType,
+/// an outer header (protocol 4 for IPv4 inside, 41 for IPv6), the packet.
+/// The outer family is `outer_src`'s, so 6-in-4 and 4-in-6 come out too.
+pub fn encapsulate(outer_src: IpAddr, outer_dst: IpAddr, frame: &[u8]) -> Vec<u8> {
+    let tpid = u16::from_be_bytes([frame[12], frame[13]]);
+    let l2 = if tpid == 0x8100 || tpid == 0x88a8 {
+        18
+    } else {
+        14
+    };
+    let inner = &frame[l2..];
+    let proto = if u16::from_be_bytes([frame[l2 - 2], frame[l2 - 1]]) == 0x0800 {
+        IpNumber::IPV4
+    } else {
+        IpNumber::IPV6
+    };
+    let mut out = frame[..l2].to_vec();
+    let (ty, res): (u16, std::io::Result<()>) = match (outer_src, outer_dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut h = Ipv4Header::new(inner.len() as u16, 64, proto, s.octets(), d.octets())
+                .expect("an outer IPv4 header");
+            h.dont_fragment = false;
+            (0x0800, h.write(&mut out))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let h = Ipv6Header {
+                traffic_class: 0,
+                flow_label: Ipv6FlowLabel::ZERO,
+                payload_length: inner.len() as u16,
+                next_header: proto,
+                hop_limit: 64,
+                source: s.octets(),
+                destination: d.octets(),
+            };
+            (0x86dd, h.write(&mut out))
+        }
+        _ => panic!("outer addresses of two families: {outer_src}, {outer_dst}"),
+    };
+    res.expect("writing the outer header");
+    out[l2 - 2..l2].copy_from_slice(&ty.to_be_bytes());
+    out.extend_from_slice(inner);
+    out
 }
 
 fn vlan(id: u16) -> VlanId {

@@ -8,7 +8,9 @@
 //! backend set changes every `EPOCH` frames (up/drain/down/maint and back)
 //! and stick entries are occasionally pointed at down, empty, cross-family,
 //! unreachable or stale backends, so redispatch, drain, expiry and every
-//! drop path (no backend, too big, forward failed) run too.
+//! drop path (no backend, too big, forward failed, ICMP errors about
+//! clients without an entry or quoting another source than the VIP they
+//! are sent to) run too.
 //!
 //! Deterministic for a seed: the frames, the state changes and the stick
 //! edits all come from one `Rng`. The only wall-clock dependence is expiry,
@@ -16,6 +18,11 @@
 //! the test writes, so the microseconds between the program's clock and the
 //! model's cannot matter. `insert_cap` is 0 for the same reason, and the
 //! stick table stays far below its 65,536 entries so the LRU never evicts.
+//!
+//! A second test does the same for the backends' `decap` program and its
+//! model (`balancer_common::decap`): IP-in-IP from listed and unlisted
+//! outer sources, of every family pair, tagged, fragmented, with outer
+//! options or extension headers, damaged; and traffic that is no tunnel.
 //!
 //! Reproduce a failure with `BALANCER_DIFF_SEED=<seed>` (printed first);
 //! `BALANCER_DIFF_FRAMES=<n>` changes the number of frames (the "every path
@@ -25,20 +32,25 @@
 mod common;
 
 use std::{
-    collections::BTreeMap,
-    net::{Ipv4Addr, Ipv6Addr},
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     panic::{AssertUnwindSafe, catch_unwind, resume_unwind},
     time::{Duration, Instant},
 };
 
+use balancer::{dataplane::AuxProgram, testrun::test_run};
 use balancer_common::{
+    decap::decap,
     layout::*,
     maps::*,
     model::Verdict,
     packet::parse,
     stats::{Class, Counter},
 };
-use balancer_tests::packets::{BALANCER_MAC, Frame, L4, Rng};
+use balancer_tests::{
+    packets::{BALANCER_MAC, Frame, L4, Rng, encapsulate},
+    require_root,
+};
 use common::*;
 
 const DEFAULT_SEED: u64 = 0x5eed_ba1a_0c3e_0001;
@@ -399,6 +411,19 @@ impl Gen {
             .collect()
     }
 
+    /// `f` (untagged IPv6) with 1 to `IPV6_MAX_EXT` extension headers
+    /// before its payload, or (`past_percent` of the time) one more.
+    fn ext_headers(&mut self, f: Vec<u8>, past_percent: usize) -> Vec<u8> {
+        let n = if self.chance(past_percent) {
+            IPV6_MAX_EXT + 1
+        } else {
+            1 + self.below(IPV6_MAX_EXT)
+        };
+        let chain = self.ext_chain(n);
+        self.with_ext += 1;
+        with_ext(f, &chain)
+    }
+
     /// Maybe a VLAN tag, maybe Ethernet padding / trailing bytes.
     fn l2_dressing(&mut self, mut f: Vec<u8>) -> Vec<u8> {
         if self.chance(15) {
@@ -461,14 +486,7 @@ impl Gen {
         );
         if v.family == FAMILY_V6 && self.chance(20) {
             // 1 to 4 headers are walked; 5 is past IPV6_MAX_EXT (no flow).
-            let n = if self.chance(5) {
-                IPV6_MAX_EXT + 1
-            } else {
-                1 + self.below(IPV6_MAX_EXT)
-            };
-            let chain = self.ext_chain(n);
-            f = with_ext(f, &chain);
-            self.with_ext += 1;
+            f = self.ext_headers(f, 5);
         }
         self.l2_dressing(f)
     }
@@ -563,11 +581,40 @@ impl Gen {
         self.l2_dressing(f)
     }
 
-    /// ICMP/ICMPv6 errors quoting a packet from a VIP to a client; some
-    /// quote another protocol, another family, or too few bytes; some are
-    /// not errors at all.
+    /// An address of `family` that is sometimes another VIP's, sometimes
+    /// no VIP's, for ICMP errors whose addresses do not match.
+    fn elsewhere(&mut self, v: &Vip) -> [u8; 16] {
+        let others: Vec<[u8; 16]> = self
+            .vips
+            .iter()
+            .filter(|o| o.family == v.family && o.addr != v.addr)
+            .map(|o| o.addr)
+            .collect();
+        if !others.is_empty() && self.chance(50) {
+            self.pick(&others)
+        } else if v.family == FAMILY_V4 {
+            v4(NON_VIP_V4)
+        } else {
+            non_vip_v6()
+        }
+    }
+
+    /// ICMP/ICMPv6 errors quoting a packet from a VIP to a client (one the
+    /// VIP knows or not); some quote another protocol, another family, or
+    /// too few bytes, some quote another source than the VIP or are sent
+    /// to another address; some are not errors at all.
     fn icmp_error(&mut self) -> Vec<u8> {
         let v = self.vip();
+        let quoted_src = if self.chance(8) {
+            self.elsewhere(&v)
+        } else {
+            v.addr
+        };
+        let outer_dst = if self.chance(8) {
+            self.elsewhere(&v)
+        } else {
+            v.addr
+        };
         let client = if self.chance(90) {
             self.client(v.family)
         } else {
@@ -633,7 +680,7 @@ impl Gen {
             quoted.extend_from_slice(&[if opts { 0x46 } else { 0x45 }, 0]);
             quoted.extend_from_slice(&total.to_be_bytes());
             quoted.extend_from_slice(&[0, 0, 0x40, 0, 63, proto, 0, 0]);
-            quoted.extend_from_slice(&v.addr[..4]);
+            quoted.extend_from_slice(&quoted_src[..4]);
             quoted.extend_from_slice(&client[..4]);
             if opts {
                 quoted.extend_from_slice(&[1, 1, 1, 0]);
@@ -641,7 +688,7 @@ impl Gen {
             fix_ipv4_checksum(&mut quoted, 0);
         } else {
             let (src, dst) = if v.family == FAMILY_V6 {
-                (v.addr, client)
+                (quoted_src, client)
             } else {
                 (v6("2001:db8::100".parse().unwrap()), non_vip_v6())
             };
@@ -660,7 +707,7 @@ impl Gen {
                 // Redirect also quotes a packet but is not an error we use.
                 _ => (self.pick(&[0u8, 5, 8, 12]), 0, [0; 4]),
             };
-            eth.ipv4(ROUTER_V4, ip4(v.addr).octets(), 64)
+            eth.ipv4(ROUTER_V4, ip4(outer_dst).octets(), 64)
                 .icmpv4_raw(ty, code, rest)
                 .write(&mut out, &quoted)
                 .expect("ICMP frame");
@@ -672,7 +719,7 @@ impl Gen {
                 // Parameter problem, echo request/reply: no flow.
                 _ => (self.pick(&[4u8, 128, 129]), 0, [0; 4]),
             };
-            eth.ipv6(router_v6(), v.addr, 64)
+            eth.ipv6(router_v6(), outer_dst, 64)
                 .icmpv6_raw(ty, code, rest)
                 .write(&mut out, &quoted)
                 .expect("ICMPv6 frame");
@@ -976,6 +1023,8 @@ fn sum_vip_stats(a: &mut VipStats, b: &VipStats) {
     a.forward_failed += b.forward_failed;
     a.icmp_errors += b.icmp_errors;
     a.fragments += b.fragments;
+    a.icmp_mismatched += b.icmp_mismatched;
+    a.icmp_no_flow += b.icmp_no_flow;
 }
 
 #[test]
@@ -1049,8 +1098,8 @@ fn program_and_model_agree_on_random_traffic() {
         "xdp_differential: {frames} frames in {:.1?} (setup {:.1?}, {changes} state changes {:.1?}, \
          state checks {:.1?}); mix: {}, vlan-tagged {}, ipv6 ext headers {}; pokes: {}; \
          actions: {}; vip: packets {} stick_hits {} new_sticks {} redispatches {} expired {} \
-         non_syn_misses {} no_backend {} too_big {} forward_failed {} fragments {} icmp_errors {}; \
-         malformed {}; stick entries {entries}",
+         non_syn_misses {} no_backend {} too_big {} forward_failed {} fragments {} icmp_errors {} \
+         icmp_mismatched {} icmp_no_flow {}; malformed {}; stick entries {entries}",
         elapsed,
         setup_time,
         state_time,
@@ -1075,6 +1124,8 @@ fn program_and_model_agree_on_random_traffic() {
         s.forward_failed,
         s.fragments,
         s.icmp_errors,
+        s.icmp_mismatched,
+        s.icmp_no_flow,
         malformed.packets,
     );
 
@@ -1096,6 +1147,8 @@ fn program_and_model_agree_on_random_traffic() {
             ("forward_failed", s.forward_failed),
             ("fragments", s.fragments),
             ("icmp_errors", s.icmp_errors),
+            ("icmp_mismatched", s.icmp_mismatched),
+            ("icmp_no_flow", s.icmp_no_flow),
             ("malformed frames", malformed.packets),
         ] {
             assert!(n > 0, "the mix never exercised {name}");
@@ -1104,5 +1157,174 @@ fn program_and_model_agree_on_random_traffic() {
         if uptime > EXPIRE_NS + 2 * STALE_MARGIN_NS {
             assert!(s.expired > 0, "the mix never exercised expired");
         }
+    }
+}
+
+// ---- the backends' decap program -----------------------------------------
+
+const DECAP_LISTED: [&str; 4] = [
+    "198.18.1.1",
+    "198.18.1.2",
+    "2001:db8:0:1::1",
+    "2001:db8:0:1::2",
+];
+/// Outer sources that are not listed, one next to a listed one.
+const DECAP_STRANGERS: [&str; 4] = [
+    "198.18.1.3",
+    "198.18.9.9",
+    "2001:db8:0:1::3",
+    "2001:db8:9::9",
+];
+
+impl Gen {
+    /// An outer source of `family`: listed (60%) or not.
+    fn outer_source(&mut self, family: u8) -> IpAddr {
+        let list = if self.chance(60) {
+            DECAP_LISTED
+        } else {
+            DECAP_STRANGERS
+        };
+        let i = 2 * fam(family) + self.below(2);
+        list[i].parse().unwrap()
+    }
+
+    /// A frame for the decap program: mostly IP-in-IP (same or other family
+    /// inside, outer options, outer fragments, extension headers before the
+    /// inner packet, VLAN tags), some plain traffic and non-IP frames.
+    fn tunnel_frame(&mut self) -> (&'static str, Vec<u8>) {
+        let v = self.vip();
+        let inner_family = v.family;
+        let outer_family = if self.chance(80) {
+            inner_family
+        } else if inner_family == FAMILY_V4 {
+            FAMILY_V6
+        } else {
+            FAMILY_V4
+        };
+        let l4 = self.pick(&[L4::TcpSyn, L4::TcpAck, L4::Udp]);
+        let client = self.client(inner_family);
+        let sport = self.port();
+        let payload = self.payload();
+        let inner = build(
+            Frame::new(l4).ports(sport, v.port).payload(&payload),
+            inner_family,
+            client,
+            v.addr,
+        );
+        let (kind, mut f) = match self.below(100) {
+            0..10 => return ("plain", self.l2_dressing(inner)),
+            10..14 => return ("non-ip", self.non_ip()),
+            _ => {
+                let dst: IpAddr = if outer_family == FAMILY_V4 {
+                    "198.18.1.10".parse().unwrap()
+                } else {
+                    "2001:db8:0:1::10".parse().unwrap()
+                };
+                (
+                    "tunnel",
+                    encapsulate(self.outer_source(outer_family), dst, &inner),
+                )
+            }
+        };
+        let l3 = ETH_HLEN;
+        if outer_family == FAMILY_V4 {
+            match self.below(10) {
+                // Options: IHL 6.
+                0 => {
+                    f.splice(l3 + 20..l3 + 20, [1, 1, 1, 0]);
+                    f[l3] = 0x46;
+                    let total = be16(&f, l3 + 2) + 4;
+                    put16(&mut f, l3 + 2, total);
+                    fix_ipv4_checksum(&mut f, l3);
+                }
+                // A fragment: more fragments, or a later offset.
+                1 => {
+                    let fo = if self.chance(50) {
+                        0x2000
+                    } else {
+                        1 + self.below(0x1fff) as u16
+                    };
+                    put16(&mut f, l3 + 6, fo);
+                    fix_ipv4_checksum(&mut f, l3);
+                }
+                // Another protocol (GRE, UDP).
+                2 => {
+                    f[l3 + 9] = self.pick(&[47u8, IPPROTO_UDP]);
+                    fix_ipv4_checksum(&mut f, l3);
+                }
+                _ => {}
+            }
+        } else if self.chance(20) {
+            // 1 to 4 are walked; 5 cannot be told from a tunnel.
+            f = self.ext_headers(f, 10);
+        }
+        f = self.l2_dressing(f);
+        if self.chance(15) {
+            let n = 1 + self.below(3);
+            for _ in 0..n {
+                let pos = self.below(f.len().min(80));
+                f[pos] ^= 1 << self.below(8);
+            }
+            return ("tunnel-damaged", f);
+        }
+        if self.chance(5) && f.len() > ETH_HLEN {
+            let len = ETH_HLEN + self.below(f.len() - ETH_HLEN);
+            f.truncate(len);
+            return ("tunnel-cut", f);
+        }
+        (kind, f)
+    }
+}
+
+#[test]
+fn decap_program_and_model_agree_on_random_traffic() {
+    require_root();
+    let seed = env_u64("BALANCER_DIFF_SEED").unwrap_or(DEFAULT_SEED);
+    let frames = env_u64("BALANCER_DIFF_FRAMES").map_or(DEFAULT_FRAMES, |n| n as usize) / 5;
+    let mut prog = AuxProgram::load(DECAP_PROGRAM).expect("loading decap");
+    let listed: Vec<IpAddr> = DECAP_LISTED.iter().map(|a| a.parse().unwrap()).collect();
+    prog.set_decap_sources(&listed).expect("decap sources");
+    let sources: BTreeSet<TunnelSource> = listed.into_iter().map(TunnelSource::new).collect();
+    let fd = prog.program_fd().unwrap();
+    let mut g = Gen::new(seed, vips());
+    let mut counted = [0u64; DECAP_COUNTERS as usize];
+    let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut outcomes: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for i in 0..frames {
+        let (kind, f) = g.tunnel_frame();
+        *kinds.entry(kind).or_default() += 1;
+        let r = test_run(fd, &f, 1).unwrap_or_else(|e| panic!("decap frame #{i}: {e}"));
+        let want = decap(&f, &sources);
+        let same = r.action == want.action && (r.action == XDP_DROP || r.data == want.data);
+        assert!(
+            same,
+            "decap frame #{i} ({kind}, seed {seed:#x}): program {} vs model {}; \
+             reproduce with BALANCER_DIFF_SEED={seed:#x}; input frame ({} bytes): {}",
+            r.action,
+            want.action,
+            f.len(),
+            hex(&f)
+        );
+        let outcome = match (r.action, r.data.len() < f.len()) {
+            (XDP_DROP, _) => "dropped",
+            (_, true) => "decapsulated",
+            _ => "passed",
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+        if let Some(slot) = want.counted {
+            counted[slot as usize] += 1;
+        }
+    }
+    let got = prog.counts().unwrap();
+    println!(
+        "decap differential: {frames} frames; {kinds:?}; {outcomes:?}; counters {:?}",
+        DECAP_COUNTER_NAMES.iter().zip(got).collect::<Vec<_>>()
+    );
+    assert_eq!(got, counted, "counters (program vs model)");
+    if frames >= DEFAULT_FRAMES / 5 {
+        for (slot, n) in DECAP_COUNTER_NAMES.iter().zip(got) {
+            assert!(n > 0, "the mix never exercised {slot}");
+        }
+        assert_eq!(outcomes.len(), 3, "{outcomes:?}");
     }
 }

@@ -179,7 +179,7 @@ fn measure(lab: &PpsLab, daemon: &Path, helper: &Path, quick: bool) -> anyhow::R
     let d = peers::start_daemon(lab, daemon)?;
     commands.push(format!(
         "(lb ns) {} run --config balancer.toml --reset (xdp_mode native, dsr-l2, stick table \
-         type ip size 1m)",
+         type ip size 1m, insert_cap 0)",
         daemon.display()
     ));
     pin(lab, cpus, true)?;

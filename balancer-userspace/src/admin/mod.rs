@@ -372,6 +372,8 @@ fn vip_counters(s: &VipStats) -> BTreeMap<String, u64> {
         ("forward_failed", s.forward_failed),
         ("icmp_errors", s.icmp_errors),
         ("fragments", s.fragments),
+        ("icmp_mismatched", s.icmp_mismatched),
+        ("icmp_no_flow", s.icmp_no_flow),
     ]
     .into_iter()
     .map(|(k, n)| (k.to_owned(), n))

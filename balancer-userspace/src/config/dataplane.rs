@@ -11,6 +11,14 @@ use serde::Deserialize;
 
 use super::{ConfigError, DEFAULT_PIN_DIR, Validator, parse_duration};
 
+/// `insert_cap` when the file has none: new stick entries per CPU per
+/// second. Far above what clients that are new to a table arrive at (a
+/// 1m-entry table with a 30m expire holds at most 583 new clients a second
+/// without evicting), far below what a spoofed-source flood inserts
+/// uncapped (over a million a second per CPU): it bounds how fast a flood can
+/// push real clients' entries out. See README "Limits and timeouts".
+pub const DEFAULT_INSERT_CAP: u32 = 10_000;
+
 /// How the XDP program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -44,7 +52,8 @@ pub struct Dataplane {
     pub xdp_mode: XdpMode,
     /// Directory on a bpffs where the daemon pins its maps.
     pub pin_dir: PathBuf,
-    /// New stick entries per CPU per second; 0 = no cap.
+    /// New stick entries per CPU per second (flood guard); 0 = no cap.
+    /// Default [`DEFAULT_INSERT_CAP`].
     pub insert_cap: u32,
     pub stick_refresh: Duration,
     /// Outer source of IPIP packets; default: the route's preferred source
@@ -82,7 +91,7 @@ impl Validator<'_> {
             interfaces: d.interfaces,
             xdp_mode: d.xdp_mode,
             pin_dir,
-            insert_cap: d.insert_cap.unwrap_or(0),
+            insert_cap: d.insert_cap.unwrap_or(DEFAULT_INSERT_CAP),
             stick_refresh,
             tunnel_source_v4: d.tunnel_source_v4,
             tunnel_source_v6: d.tunnel_source_v6,

@@ -5,7 +5,8 @@
 //! the forwarding mode. Defaults live here, in one place:
 //! - `dataplane.xdp_mode` = `"auto"` (native, falling back to generic with a warning)
 //! - `dataplane.pin_dir`  = `"/sys/fs/bpf/balancer"`
-//! - `dataplane.insert_cap` = 0 (no cap on new stick entries per CPU per second)
+//! - `dataplane.insert_cap` = [`DEFAULT_INSERT_CAP`] (10,000 new stick entries per CPU
+//!   per second; 0 = no cap)
 //! - `dataplane.stick_refresh` = `"1s"`
 //! - `global.maxconn`: what the descriptor limit allows (the daemon's budget)
 //! - `frontend.mode` = `"l4"`, `frontend.proto` = `"tcp"`
@@ -38,7 +39,7 @@ use std::{
 pub use backend::{
     Backend, Balance, DEFAULT_TIMEOUT_CONNECT, DEFAULT_TIMEOUT_SERVER, Forward, HttpBackend,
 };
-pub use dataplane::{Dataplane, XdpMode};
+pub use dataplane::{DEFAULT_INSERT_CAP, Dataplane, XdpMode};
 pub use frontend::{
     DEFAULT_H2_MAX_STREAMS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_TIMEOUT_CLIENT, Frontend,
     HttpFrontend, Mode, Proto,

@@ -21,10 +21,17 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(c.dataplane.interfaces, ["eth0"]);
     assert_eq!(c.dataplane.xdp_mode, XdpMode::Auto);
     assert_eq!(c.dataplane.pin_dir, Path::new(DEFAULT_PIN_DIR));
-    assert_eq!(c.dataplane.insert_cap, 0);
+    assert_eq!(c.dataplane.insert_cap, DEFAULT_INSERT_CAP);
     assert_eq!(c.dataplane.stick_refresh, Duration::from_secs(1));
     assert_eq!(c.admin_socket, Path::new(DEFAULT_ADMIN_SOCKET));
     assert!(c.frontends.is_empty() && c.backends.is_empty());
+}
+
+#[test]
+fn the_flood_guard_is_on_unless_switched_off() {
+    assert_ne!(parse(BASE).unwrap().dataplane.insert_cap, 0);
+    let off = parse(&format!("{BASE}insert_cap = 0\n")).unwrap();
+    assert_eq!(off.dataplane.insert_cap, 0, "0 = no cap, when written");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd as _, BorrowedFd};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::PerCpuArray,
+    maps::{HashMap, PerCpuArray},
     programs::{Xdp, xdp::XdpLinkId},
 };
 use balancer_common::maps::*;
@@ -25,13 +25,50 @@ pub struct AuxProgram {
 }
 
 impl AuxProgram {
-    /// `program` is `DECAP_PROGRAM` or `PASS_PROGRAM`.
+    /// `program` is `PASS_PROGRAM` (`decap` needs its sources first:
+    /// [`AuxProgram::attach_decap`]).
     pub fn attach(
         program: &'static str,
         name: &str,
         mode: XdpMode,
     ) -> Result<Self, DataplaneError> {
         Self::attach_from(crate::OBJECT, program, name, mode)
+    }
+
+    /// The `decap` program on interface `name`, taking IP-in-IP from
+    /// `sources` only (written before it is attached).
+    pub fn attach_decap(
+        name: &str,
+        mode: XdpMode,
+        sources: &[std::net::IpAddr],
+    ) -> Result<Self, DataplaneError> {
+        let mut aux = Self::load(DECAP_PROGRAM)?;
+        aux.set_decap_sources(sources)?;
+        aux.attach_loaded(name, mode)?;
+        Ok(aux)
+    }
+
+    /// `decap` only: replace the outer source addresses it takes IP-in-IP
+    /// from (at most `MAX_TUNNEL_SOURCES`; none: it refuses every one).
+    pub fn set_decap_sources(
+        &mut self,
+        sources: &[std::net::IpAddr],
+    ) -> Result<(), DataplaneError> {
+        let err = map_err(DECAP_SOURCES_MAP);
+        let map = self
+            .ebpf
+            .map_mut(DECAP_SOURCES_MAP)
+            .ok_or(missing(DECAP_SOURCES_MAP))?;
+        let mut m: HashMap<_, TunnelSource, u32> = typed(DECAP_SOURCES_MAP, map)?;
+        let want: Vec<TunnelSource> = sources.iter().map(|&a| TunnelSource::new(a)).collect();
+        let old: Vec<TunnelSource> = m.keys().collect::<Result<_, _>>().map_err(&err)?;
+        for k in old.iter().filter(|k| !want.contains(k)) {
+            m.remove(k).map_err(&err)?;
+        }
+        for k in &want {
+            m.insert(k, 1, 0).map_err(&err)?;
+        }
+        Ok(())
     }
 
     /// [`AuxProgram::attach`] for a program of `object`.
@@ -42,15 +79,21 @@ impl AuxProgram {
         mode: XdpMode,
     ) -> Result<Self, DataplaneError> {
         let mut aux = Self::load_from(object, program)?;
-        let prog: &mut Xdp = aux
+        aux.attach_loaded(name, mode)?;
+        Ok(aux)
+    }
+
+    fn attach_loaded(&mut self, name: &str, mode: XdpMode) -> Result<(), DataplaneError> {
+        let program = self.program;
+        let prog: &mut Xdp = self
             .ebpf
             .program_mut(program)
             .ok_or(DataplaneError::MissingProgram { name: program })?
             .try_into()
             .map_err(DataplaneError::Program)?;
         let (link, _) = attach_xdp(prog, name, mode)?;
-        aux.link = Some((name.to_owned(), link));
-        Ok(aux)
+        self.link = Some((name.to_owned(), link));
+        Ok(())
     }
 
     /// Load `program` (any of the object's programs) without attaching it,
@@ -98,20 +141,27 @@ impl AuxProgram {
         &mut self.ebpf
     }
 
-    /// `decap` only: packets decapsulated so far (IPv4-in-IPv4, IPv6-in-IPv6).
-    pub fn counts(&self) -> Result<(u64, u64), DataplaneError> {
+    /// `decap` only: its counters so far, by `DECAP_*` slot (named by
+    /// `DECAP_COUNTER_NAMES`): packets decapsulated, IP-in-IP refused.
+    pub fn counts(&self) -> Result<[u64; DECAP_COUNTERS as usize], DataplaneError> {
         let map = self
             .ebpf
             .map(DECAP_STATS_MAP)
-            .ok_or(DataplaneError::MissingMap {
-                name: DECAP_STATS_MAP,
-            })?;
+            .ok_or(missing(DECAP_STATS_MAP))?;
         let a: PerCpuArray<_, u64> = typed(DECAP_STATS_MAP, map)?;
         let sum = |i: u32| -> Result<u64, DataplaneError> {
             Ok(a.get(&i, 0).map_err(map_err(DECAP_STATS_MAP))?.iter().sum())
         };
-        Ok((sum(0)?, sum(1)?))
+        let mut out = [0; DECAP_COUNTERS as usize];
+        for (i, n) in out.iter_mut().enumerate() {
+            *n = sum(i as u32)?;
+        }
+        Ok(out)
     }
+}
+
+const fn missing(name: &'static str) -> DataplaneError {
+    DataplaneError::MissingMap { name }
 }
 
 impl Drop for AuxProgram {

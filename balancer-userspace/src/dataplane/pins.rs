@@ -61,7 +61,15 @@ pub struct Adopted {
     /// The stick table's size when the pinned one differs from the
     /// configured size (the pinned one is kept: resizing would empty it).
     pub stick_size_kept: Option<u32>,
+    /// Counter maps pinned with another layout (by an older or newer
+    /// balancer), replaced by new ones: their counters start from zero.
+    pub counters_reset: Vec<&'static str>,
 }
+
+/// Persistent maps that hold only counters: one pinned with another value
+/// layout (a balancer that counts other things) is replaced rather than
+/// refused, so an upgrade that adds a counter keeps the stick table.
+const COUNTER_MAPS: [&str; 3] = [STATS_MAP, VIP_STATS_MAP, BACKEND_STATS_MAP];
 
 /// Detach the link pinned at `path` from its hook now (BPF_LINK_DETACH,
 /// Linux 5.9+). Removing the pin alone detaches it only when the kernel
@@ -107,6 +115,17 @@ impl Dataplane {
                 .map_err(|e| bad(error_chain(&e)))?;
             let (key, value, max) = persistent_shape(name, &opts);
             if info.key_size() != key || info.value_size() != value {
+                if COUNTER_MAPS.contains(&name) {
+                    warn!(
+                        "{}: pinned with {}-byte values, this balancer counts in {value}: \
+                         replaced, its counters start from zero",
+                        path.display(),
+                        info.value_size()
+                    );
+                    std::fs::remove_file(&path).map_err(|e| bad(e.to_string()))?;
+                    adopted.counters_reset.push(name);
+                    continue;
+                }
                 return Err(bad(format!(
                     "key/value sizes {}/{}, want {key}/{value}",
                     info.key_size(),

@@ -11,7 +11,7 @@ use std::{
 };
 
 use balancer_tests::{
-    lab::{Lab, LabSpec},
+    lab::{BALANCER_BACKEND_SIDE_V4, BALANCER_BACKEND_SIDE_V6, Lab, LabSpec},
     proc::{Proc, wait_for},
     require_root,
 };
@@ -62,7 +62,13 @@ pub fn service(spec: &ServiceSpec<'_>) -> Service {
     let mut decap = Vec::new();
     if spec.forward == "ipip" {
         // This kernel has no ipip device: backends strip the outer header
-        // with balancer's own decap XDP program.
+        // with balancer's own decap XDP program, from the balancer only
+        // (its tunnel source: the route's preferred source towards the
+        // backends, its backend-side address).
+        let (src4, src6) = (
+            BALANCER_BACKEND_SIDE_V4.to_string(),
+            BALANCER_BACKEND_SIDE_V6.to_string(),
+        );
         for (j, s) in lab.backends.iter().enumerate() {
             let bin = balancer_tests::balancer_bin();
             let mut p = lab
@@ -70,7 +76,15 @@ pub fn service(spec: &ServiceSpec<'_>) -> Service {
                     s,
                     &format!("decap-s{j}"),
                     bin.to_str().unwrap(),
-                    &["decap", "--interface", "eth0"],
+                    &[
+                        "decap",
+                        "--interface",
+                        "eth0",
+                        "--tunnel-source",
+                        &src4,
+                        "--tunnel-source",
+                        &src6,
+                    ],
                 )
                 .expect("decap");
             assert!(

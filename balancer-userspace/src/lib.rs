@@ -8,6 +8,11 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod discovery;
+/// The fuzz targets' bodies (`balancer-userspace/fuzz/`): built for the
+/// tests and for `cargo fuzz` only.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod health;
 pub mod http;
 pub mod metrics;

@@ -24,6 +24,10 @@ use anyhow::{Context as _, bail};
 pub const LAYERS: &[(&str, &[&str])] = &[
     ("the CLI", &["main"]),
     (
+        "the fuzz targets' bodies (tests and cargo fuzz only)",
+        &["fuzz"],
+    ),
+    (
         "startup wiring; the packet generator",
         &["daemon", "trafficgen"],
     ),

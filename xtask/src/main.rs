@@ -9,6 +9,7 @@ mod bench_control;
 mod bench_http;
 mod bench_pps;
 mod demo;
+mod fuzz;
 mod layers;
 mod plots;
 mod report;
@@ -49,6 +50,17 @@ enum Command {
     },
     /// Remove labs (namespaces, pins, logs) left behind by killed runs.
     Sweep,
+    /// Set up, build the cargo-fuzz targets (nightly, AddressSanitizer) and
+    /// run each for a while over its seed corpus; fails on a crash, naming
+    /// the input (balancer-userspace/fuzz/, xtask/src/fuzz.rs).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Run only this target (default: all, one after the other).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Set up, build and run the benchmarks (root); prints tables, writes
     /// the JSON report and plots.
     Bench {
@@ -96,6 +108,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo => demo::run(),
         Command::Layers { src } => layers::run(src.as_deref()),
         Command::Sweep => sweep(),
+        Command::Fuzz { time, target } => fuzz::run(&fuzz::Options { time, target }),
         Command::Bench {
             only,
             quick,

@@ -17,10 +17,12 @@
 //! | GET | `/v1/peers` | | peers section, each peer's link state and counters |
 //!
 //! Errors answer 400 (bad request), 404 (unknown name) or 500, with
-//! `{"error": "..."}`.
+//! `{"error": "..."}`. Query values are percent-encoded; [`request`]
+//! decodes every request before the controller is locked.
 
 pub mod client;
 pub mod listing;
+pub mod request;
 
 use std::{
     collections::BTreeMap,
@@ -37,7 +39,7 @@ use balancer_common::{
 };
 use http_body_util::{BodyExt as _, Either, Full};
 use hyper::{
-    Method, Request, Response, StatusCode,
+    Request, Response, StatusCode,
     body::{Bytes, Incoming},
     service::service_fn,
 };
@@ -46,10 +48,11 @@ use log::debug;
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
+use self::request::{AdminRequest, Refusal, TableSelect};
 use crate::{
     api,
-    config::{AdminState, Mode},
-    control::{ControlError, Controller, NewServer, Shared},
+    config::Mode,
+    control::{ControlError, Controller, Shared},
     util::{ControlAccept, control_http1, monotonic_ns},
 };
 
@@ -122,7 +125,7 @@ pub async fn serve(listener: UnixListener, shared: Shared, peers: Option<PeersSt
     }
 }
 
-type Answer = Result<Value, (StatusCode, String)>;
+type Answer = Result<Value, Refusal>;
 
 /// Answers are whole JSON documents, but for `table show`'s, which is
 /// written while the client reads it (`listing.rs`).
@@ -135,56 +138,59 @@ async fn handle(
 ) -> Result<Response<AdminBody>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let query = parse_query(req.uri().query().unwrap_or(""));
-    let body = match read_body(req).await {
-        Ok(b) => b,
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let decoded = match read_body(req).await {
+        Ok(body) => request::decode(&method, &path, &query, &body),
+        Err(e) => Err(e),
+    };
+    let request = match decoded {
+        Ok(r) => r,
         Err(e) => return Ok(reply(Err(e))),
     };
     let mut c = shared.lock().await;
-    if method == Method::GET && path == "/v1/table" {
-        return Ok(match table_show(&c, &query) {
-            Ok(l) => json_response(StatusCode::OK, Either::Right(l)),
-            Err(e) => reply(Err(e)),
-        });
-    }
-    let answer = match (&method, path.as_str()) {
-        (&Method::GET, "/v1/status") => status(&c),
-        (&Method::GET, "/v1/backends") => c.views().map(|v| json!(v)).map_err(internal),
-        (&Method::POST, "/v1/backends") => add_server(&mut c, &body).await,
-        (&Method::DELETE, "/v1/backends") => remove_server(&mut c, &query),
-        (&Method::PUT, "/v1/backends/state") => set_state(&mut c, &body),
-        (&Method::PUT, "/v1/backends/weight") => set_weight(&mut c, &body),
-        (&Method::GET, "/v1/stats") => stats(&c),
-        (&Method::GET, "/v1/table/count") => table_count(&c, &query),
-        (&Method::PUT, "/v1/table") => table_set(&mut c, &body),
-        (&Method::DELETE, "/v1/table") => table_clear(&mut c, &query),
-        (&Method::GET, "/v1/peers") => peers
+    let answer = match request {
+        AdminRequest::TableShow(select) => {
+            return Ok(match table_show(&c, &select) {
+                Ok(l) => json_response(StatusCode::OK, Either::Right(l)),
+                Err(e) => reply(Err(e)),
+            });
+        }
+        AdminRequest::Status => status(&c),
+        AdminRequest::Backends => c.views().map(|v| json!(v)).map_err(internal),
+        AdminRequest::AddServer(new) => c.add_server(new).await.map(|v| json!(v)).map_err(internal),
+        AdminRequest::RemoveServer { server } => {
+            c.remove_server(&server).map(|v| json!(v)).map_err(internal)
+        }
+        AdminRequest::SetState { server, state } => c
+            .set_state(&server, state)
+            .map(|v| json!(v))
+            .map_err(internal),
+        AdminRequest::SetWeight { server, weight } => c
+            .set_weight(&server, weight)
+            .map(|v| json!(v))
+            .map_err(internal),
+        AdminRequest::Stats => stats(&c),
+        AdminRequest::TableCount { frontend } => table_count(&c, frontend.as_deref()),
+        AdminRequest::TableSet {
+            frontend,
+            client,
+            server,
+        } => table_set(&mut c, &frontend, client, &server),
+        AdminRequest::TableClear(select) => table_clear(&mut c, &select),
+        AdminRequest::Peers => peers
             .as_ref()
             .map(|status| json!(status()))
-            .ok_or_else(|| bad("no [peers] section in the configuration")),
-        _ => Err((
-            StatusCode::NOT_FOUND,
-            format!("no such endpoint: {method} {path}"),
-        )),
+            .ok_or_else(|| request::bad("no [peers] section in the configuration")),
     };
     Ok(reply(answer))
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Value, (StatusCode, String)> {
-    let bytes = http_body_util::Limited::new(req.into_body(), MAX_BODY)
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
+    Ok(http_body_util::Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("request body: {e}")))?
-        .to_bytes();
-    if bytes.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("request body is not JSON: {e}"),
-        )
-    })
+        .to_bytes())
 }
 
 fn reply(answer: Answer) -> Response<AdminBody> {
@@ -208,14 +214,7 @@ fn json_response(status: StatusCode, body: AdminBody) -> Response<AdminBody> {
     r
 }
 
-fn parse_query(q: &str) -> BTreeMap<String, String> {
-    q.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.replace("%3A", ":").replace("%3a", ":")))
-        .collect()
-}
-
-fn internal(e: ControlError) -> (StatusCode, String) {
+fn internal(e: ControlError) -> Refusal {
     let status = match e {
         ControlError::UnknownServer(_)
         | ControlError::UnknownFrontend(_)
@@ -227,16 +226,6 @@ fn internal(e: ControlError) -> (StatusCode, String) {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (status, e.to_string())
-}
-
-fn bad(msg: impl Into<String>) -> (StatusCode, String) {
-    (StatusCode::BAD_REQUEST, msg.into())
-}
-
-fn str_field<'a>(body: &'a Value, key: &str) -> Result<&'a str, (StatusCode, String)> {
-    body.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("missing string field {key:?}")))
 }
 
 fn status(c: &Controller) -> Answer {
@@ -262,98 +251,13 @@ fn status(c: &Controller) -> Answer {
     }))
 }
 
-fn table_count(c: &Controller, query: &BTreeMap<String, String>) -> Answer {
-    let vip = match query.get("frontend") {
+fn table_count(c: &Controller, frontend: Option<&str>) -> Answer {
+    let vip = match frontend {
         Some(f) => Some(c.vip_id(f).map_err(internal)?),
         None => None,
     };
     let entries = c.dp.stick_count(vip).map_err(|e| internal(e.into()))?;
     Ok(json!(api::TableCount { entries }))
-}
-
-fn set_state(c: &mut Controller, body: &Value) -> Answer {
-    let server = str_field(body, "server")?;
-    let state = str_field(body, "state")?;
-    let state = AdminState::parse(state)
-        .ok_or_else(|| bad(format!("state {state:?}: want up, drain, down or maint")))?;
-    c.set_state(server, state)
-        .map(|v| json!(v))
-        .map_err(internal)
-}
-
-async fn add_server(c: &mut Controller, body: &Value) -> Answer {
-    let address = str_field(body, "address")?;
-    let (address, port) = crate::config::parse_server_address(address).ok_or_else(|| {
-        bad(format!(
-            "address {address:?} is not an IP address (or IP:PORT for HTTP servers)"
-        ))
-    })?;
-    let cookie = match body.get("cookie") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_str()
-                .filter(|c| {
-                    !c.is_empty()
-                        && c.bytes()
-                            .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
-                })
-                .ok_or_else(|| bad("\"cookie\" must be a non-empty token"))?
-                .to_owned(),
-        ),
-    };
-    let weight = match body.get("weight") {
-        None | Some(Value::Null) => 1,
-        Some(w) => w
-            .as_u64()
-            .and_then(|w| u32::try_from(w).ok())
-            .ok_or_else(|| bad("\"weight\" must be an integer from 0 to 256"))?,
-    };
-    let state = match body.get("state") {
-        None | Some(Value::Null) => AdminState::Up,
-        Some(v) => {
-            let st = v.as_str().unwrap_or_default();
-            AdminState::parse(st)
-                .ok_or_else(|| bad(format!("state {v}: want up, drain, down or maint")))?
-        }
-    };
-    let check = match body.get("check") {
-        None | Some(Value::Null) => false,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| bad("\"check\" must be true or false"))?,
-    };
-    let new = NewServer {
-        backend: str_field(body, "backend")?.to_owned(),
-        name: str_field(body, "server")?.to_owned(),
-        address,
-        port,
-        cookie,
-        weight,
-        state,
-        check,
-    };
-    c.add_server(new).await.map(|v| json!(v)).map_err(internal)
-}
-
-fn remove_server(c: &mut Controller, query: &BTreeMap<String, String>) -> Answer {
-    let name = query
-        .get("server")
-        .ok_or_else(|| bad("missing query parameter \"server\""))?;
-    c.remove_server(name).map(|v| json!(v)).map_err(internal)
-}
-
-fn set_weight(c: &mut Controller, body: &Value) -> Answer {
-    let server = str_field(body, "server")?;
-    let weight = body
-        .get("weight")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| bad("missing integer field \"weight\""))?;
-    if weight > 256 {
-        return Err(bad(format!("weight {weight}: at most 256")));
-    }
-    c.set_weight(server, weight as u32)
-        .map(|v| json!(v))
-        .map_err(internal)
 }
 
 /// A frontend's XDP counters by name.
@@ -413,56 +317,37 @@ fn stats(c: &Controller) -> Answer {
     Ok(json!(out))
 }
 
-/// The stick keys selected by `frontend` and `client` (either optional).
-fn select_keys(
-    c: &Controller,
-    q: &BTreeMap<String, String>,
-) -> Result<(Option<u32>, Option<IpAddr>), (StatusCode, String)> {
-    let vip = match q.get("frontend") {
-        Some(f) => Some(c.vip_id(f).map_err(internal)?),
-        None => None,
-    };
-    let client = match q.get("client") {
-        Some(a) => Some(
-            a.parse::<IpAddr>()
-                .map_err(|_| bad(format!("client {a:?} is not an IP address")))?,
-        ),
-        None => None,
-    };
-    Ok((vip, client))
+/// The VIP id of the selection's frontend, if it names one.
+fn select_vip(c: &Controller, select: &TableSelect) -> Result<Option<u32>, Refusal> {
+    match &select.frontend {
+        Some(f) => Ok(Some(c.vip_id(f).map_err(internal)?)),
+        None => Ok(None),
+    }
 }
 
-fn table_show(
-    c: &Controller,
-    q: &BTreeMap<String, String>,
-) -> Result<listing::Listing, (StatusCode, String)> {
-    let (vip, client) = select_keys(c, q)?;
+fn table_show(c: &Controller, select: &TableSelect) -> Result<listing::Listing, Refusal> {
+    let vip = select_vip(c, select)?;
     let now = monotonic_ns();
     let mut entries = c.dp.stick_entries(vip).map_err(|e| internal(e.into()))?;
-    if let Some(a) = client {
+    if let Some(a) = select.client {
         let addr = family_addr(a).1;
         entries.retain(|(k, _)| k.addr == addr);
     }
     Ok(listing::Listing::new(entries, listing::Names::of(c), now))
 }
 
-fn table_set(c: &mut Controller, body: &Value) -> Answer {
-    let frontend = str_field(body, "frontend")?;
-    let client: IpAddr = str_field(body, "client")?
-        .parse()
-        .map_err(|_| bad("client is not an IP address"))?;
-    let server = str_field(body, "server")?;
+fn table_set(c: &mut Controller, frontend: &str, client: IpAddr, server: &str) -> Answer {
     let fi = c.frontend_index(frontend).map_err(internal)?;
     let (f, vip_id) = (&c.config.frontends[fi], c.frontend_ids[fi]);
     if client.is_ipv4() != f.vip.is_ipv4() {
-        return Err(bad(format!(
+        return Err(request::bad(format!(
             "client {client} is not of frontend {frontend}'s address family"
         )));
     }
     let i = c.find_server(server).map_err(internal)?;
     let s = &c.servers[i];
     if s.backend != c.config.backends[f.backend].name {
-        return Err(bad(format!(
+        return Err(request::bad(format!(
             "server {server} is not in frontend {frontend}'s backend"
         )));
     }
@@ -481,9 +366,9 @@ fn table_set(c: &mut Controller, body: &Value) -> Answer {
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-fn table_clear(c: &mut Controller, q: &BTreeMap<String, String>) -> Answer {
-    let (vip, client) = select_keys(c, q)?;
-    let removed = match (vip, client) {
+fn table_clear(c: &mut Controller, select: &TableSelect) -> Answer {
+    let vip = select_vip(c, select)?;
+    let removed = match (vip, select.client) {
         (Some(vip_id), Some(a)) => usize::from(
             c.dp.stick_remove(&StickKey {
                 vip_id,

@@ -10,7 +10,7 @@ use super::{ControlError, Controller, RESOLVE_TIMEOUT, ServerRt, ids::assign_one
 use crate::{api::ServerView, config::AdminState, health::Health};
 
 /// A server for [`Controller::add_server`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewServer {
     pub backend: String,
     pub name: String,

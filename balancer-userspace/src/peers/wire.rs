@@ -353,6 +353,17 @@ mod tests {
         assert!(matches!(decode(&body), Err(WireError::Decode(_))));
     }
 
+    /// Found by fuzzing (`fuzz/regressions/peers_frame/`): postcard reads
+    /// over-long varints too, so a message has several encodings. Harmless:
+    /// it is the same message, and `encode` writes the shortest.
+    #[test]
+    fn over_long_varints_decode_to_the_same_message() {
+        let over_long = decode(&[5, 0xff, 0, 0, 4, 0]).unwrap();
+        let short = decode(&[5, 127, 0, 4, 0]).unwrap();
+        assert_eq!(over_long, short);
+        assert_eq!(encode(&over_long).unwrap()[4..], [5, 127, 0, 4, 0]);
+    }
+
     #[tokio::test]
     async fn length_is_bounded_before_reading() {
         let mut bytes: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3];

@@ -19,7 +19,7 @@ pub const MAX_HEADERS: usize = 100;
 /// Largest chunk-size line or trailer section of a chunked body.
 const MAX_CHUNK_META: usize = 16 * 1024;
 /// How a request's body is framed on the wire.
-pub(super) enum ReqFraming {
+pub(crate) enum ReqFraming {
     /// No body.
     None,
     /// `content-length`: this many bytes still to send.
@@ -31,7 +31,7 @@ pub(super) enum ReqFraming {
 /// Write the request head into `out` (cleared first), choosing the body's
 /// framing from what the body knows of its size: none when it has ended,
 /// `content-length` when its size is known, else chunked.
-pub(super) fn encode_request(
+pub(crate) fn encode_request(
     parts: &http::request::Parts,
     body: &impl Body,
     out: &mut Vec<u8>,
@@ -80,7 +80,7 @@ fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
 
 /// Append one body frame to `out` as `framing` wants it. Data beyond a
 /// declared length is an error (the client's body and its length disagree).
-pub(super) fn encode_frame(
+pub(crate) fn encode_frame(
     frame: Frame<Bytes>,
     framing: &mut ReqFraming,
     out: &mut Vec<u8>,
@@ -125,17 +125,17 @@ pub(super) fn encode_frame(
 }
 
 /// A response head, parsed.
-pub(super) struct Head {
-    pub(super) status: StatusCode,
-    pub(super) version: http::Version,
-    pub(super) headers: HeaderMap,
-    pub(super) framing: Framing,
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) version: http::Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) framing: Framing,
     /// The connection may take another request after this response.
-    pub(super) reusable: bool,
+    pub(crate) reusable: bool,
 }
 
 /// What [`parse_head`] found.
-pub(super) enum Parsed {
+pub(crate) enum Parsed {
     /// Not a complete head yet.
     Partial,
     /// An interim (1xx, not 101) response, now removed from the buffer.
@@ -146,7 +146,7 @@ pub(super) enum Parsed {
 }
 
 /// Parse a response head at the start of `buf`.
-pub(super) fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, ExchangeError> {
+pub(crate) fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, ExchangeError> {
     // Where each field's name and value lie in `buf`.
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let (len, code, minor, n) = {
@@ -280,7 +280,7 @@ fn content_length(so_far: Option<u64>, value: &[u8]) -> Result<Option<u64>, ()> 
 
 /// How a response body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
+pub(crate) enum Framing {
     /// After this many more bytes.
     Length(u64),
     /// Chunked, at this point of its decoding.
@@ -294,7 +294,7 @@ pub(super) enum Framing {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chunk {
+pub(crate) enum Chunk {
     /// Expecting a chunk-size line.
     Size,
     /// In a chunk's data, this many bytes left.
@@ -306,7 +306,7 @@ pub(super) enum Chunk {
 }
 
 /// What one step of chunked decoding found.
-pub(super) enum Step {
+pub(crate) enum Step {
     /// Too few bytes to go on.
     More,
     /// Framing consumed; go on in this state.
@@ -318,7 +318,7 @@ pub(super) enum Step {
 }
 
 /// One step of chunked decoding (RFC 9112 7.1) on `buf`.
-pub(super) fn decode_chunk(state: Chunk, buf: &mut BytesMut) -> Result<Step, ExchangeError> {
+pub(crate) fn decode_chunk(state: Chunk, buf: &mut BytesMut) -> Result<Step, ExchangeError> {
     match state {
         // The limits hold however the bytes arrive: for a whole line as
         // for a partial one.

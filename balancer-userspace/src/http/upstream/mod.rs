@@ -30,7 +30,7 @@
 //! safe (idempotent method, no body): to the client this is invisible, as
 //! with HAProxy's connection reuse.
 
-mod codec;
+pub(crate) mod codec;
 
 use super::timer::Deadline;
 use std::{

@@ -159,36 +159,39 @@ impl ControlAccept {
 }
 
 /// A warning that a hostile client can cause many times a second (one per
-/// connection): logged at most once a second, saying how many like it
-/// were not.
+/// connection): at most [`Throttled::PER_SECOND`] lines a second are
+/// logged; the next logged line says how many were not.
 pub struct Throttled {
-    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+    state: std::sync::Mutex<(Option<std::time::Instant>, u32, u64)>,
 }
 
 impl Throttled {
+    pub const PER_SECOND: u32 = 10;
+
     pub const fn new() -> Self {
         Throttled {
-            state: std::sync::Mutex::new((None, 0)),
+            state: std::sync::Mutex::new((None, 0, 0)),
         }
     }
 
-    /// Log `line()` as a warning, unless one was logged less than a
-    /// second ago (then it is only counted).
+    /// Log `line()` as a warning, unless [`Self::PER_SECOND`] lines were
+    /// logged in the current second (then it is only counted).
     pub fn warn(&self, line: impl FnOnce() -> String) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (last, skipped) = &mut *st;
-        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+        let (start, logged, skipped) = &mut *st;
+        if start.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+            *start = Some(std::time::Instant::now());
+            *logged = 0;
+        }
+        if *logged >= Self::PER_SECOND {
             *skipped += 1;
             return;
         }
+        *logged += 1;
         match std::mem::take(skipped) {
             0 => log::warn!("{}", line()),
-            n => log::warn!(
-                "{} ({n} more like it in the last second, not logged)",
-                line()
-            ),
+            n => log::warn!("{} ({n} more like it not logged)", line()),
         }
-        *last = Some(std::time::Instant::now());
     }
 }
 

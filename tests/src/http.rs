@@ -606,3 +606,18 @@ pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
         })
         .collect()
 }
+
+/// `[[backend.server]]` tables for `backends`, each health-checked every
+/// 200 ms (rise 2, fall 2).
+pub fn checked_servers(backends: &[Backend]) -> String {
+    backends
+        .iter()
+        .map(|b| {
+            format!(
+                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\ncheck = true\n\
+                 inter = \"200ms\"\nrise = 2\nfall = 2\n",
+                b.name, b.addr
+            )
+        })
+        .collect()
+}

@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use balancer_tests::http::{Backend, Client, Svc, free_port};
+use balancer_tests::http::{Backend, Client, Svc, checked_servers, free_port};
 
 const NOFILE: u64 = 256;
 const RUN: Duration = Duration::from_secs(8);
@@ -85,19 +85,6 @@ fn flood(to: SocketAddr, n: usize, kind: Kind, stop: Arc<AtomicBool>) -> Arc<Ato
     opened
 }
 
-fn servers(backends: &[Backend]) -> String {
-    backends
-        .iter()
-        .map(|b| {
-            format!(
-                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\ncheck = true\n\
-                 inter = \"200ms\"\nrise = 2\nfall = 2\n",
-                b.name, b.addr
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn floods_on_every_port_change_nothing_and_cost_little() {
     let backends: Vec<Backend> = (0..2)
@@ -116,7 +103,7 @@ fn floods_on_every_port_change_nothing_and_cost_little() {
     let tail = format!(
         "{}\n[metrics]\nbind = \"{metrics}\"\n\n[peers.lab]\nlocal = \"a\"\n\
          secret = \"0123456789abcdef0123\"\n\n[peers.lab.peer]\na = \"{peers}\"\nb = \"{other}\"\n",
-        servers(&backends)
+        checked_servers(&backends)
     );
     let svc = Svc::launch_limited(
         "hostile",

@@ -10,31 +10,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use balancer_tests::http::{Backend, Client, Svc};
+use balancer_tests::http::{Backend, Client, Svc, checked_servers};
 
 /// Idle connections opened at once: far more than the limit allows.
 const FLOOD: usize = 600;
 const NOFILE: u64 = 256;
-
-fn servers(backends: &[Backend]) -> String {
-    backends
-        .iter()
-        .map(|b| {
-            format!(
-                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\ncheck = true\n\
-                 inter = \"200ms\"\nrise = 2\nfall = 2\n",
-                b.name, b.addr
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn an_idle_flood_takes_no_server_down_and_new_clients_get_in() {
     let backends: Vec<Backend> = (0..2)
         .map(|j| Backend::start(&format!("s{j}"), 0).expect("backend"))
         .collect();
-    let svc = Svc::launch_limited("fd-flood", "", "", &servers(&backends), Some(NOFILE));
+    let svc = Svc::launch_limited(
+        "fd-flood",
+        "",
+        "",
+        &checked_servers(&backends),
+        Some(NOFILE),
+    );
     let flood: Vec<TcpStream> = (0..FLOOD)
         .filter_map(|_| TcpStream::connect(svc.front).ok())
         .collect();
@@ -89,7 +82,10 @@ fn an_idle_flood_takes_no_server_down_and_new_clients_get_in() {
 #[test]
 fn a_maxconn_beyond_the_descriptor_limit_is_refused_at_start() {
     let backends = [Backend::start("s0", 0).expect("backend")];
-    let tail = format!("{}\n[global]\nmaxconn = 100000\n", servers(&backends));
+    let tail = format!(
+        "{}\n[global]\nmaxconn = 100000\n",
+        checked_servers(&backends)
+    );
     let r = balancer_tests::http::launch_http_limited("fd-maxconn", "", "", &tail, Some(NOFILE));
     let _ = std::fs::remove_dir_all(
         std::env::temp_dir().join(format!("blb-{}-fd-maxconn", std::process::id())),

@@ -18,6 +18,16 @@ pub fn coarse_ms() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
 }
 
+/// A task that is aborted when this handle is dropped: a helper task that
+/// must not outlive what spawned it.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Raise the soft descriptor limit to the hard one, as servers do at
 /// start (the usual soft limit, 1024, is far below what a proxy holds).
 /// Returns the soft limit in force afterwards.

@@ -31,15 +31,25 @@ fn connect(to: SocketAddr) -> TcpStream {
 /// Reads until the proxy closes the connection; the bytes read and the
 /// time it took. Panics if it stays open for `LIMIT`.
 fn until_closed(s: &mut TcpStream, what: &str) -> (usize, Duration) {
+    let (total, _, t) = answer_until_closed(s, what);
+    (total, t)
+}
+
+/// As [`until_closed`], with the first 4 KiB read.
+fn answer_until_closed(s: &mut TcpStream, what: &str) -> (usize, Vec<u8>, Duration) {
     let start = Instant::now();
-    let mut total = 0;
+    let (mut total, mut first) = (0, Vec::new());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match s.read(&mut buf) {
-            Ok(0) => return (total, start.elapsed()),
-            Ok(n) => total += n,
+            Ok(0) => return (total, first, start.elapsed()),
+            Ok(n) => {
+                total += n;
+                let keep = n.min(4096usize.saturating_sub(first.len()));
+                first.extend_from_slice(&buf[..keep]);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                return (total, start.elapsed());
+                return (total, first, start.elapsed());
             }
             Err(e) => panic!("{what}: still open after {:?} ({e})", start.elapsed()),
         }
@@ -66,31 +76,44 @@ fn idle_and_slow_clients_are_closed_in_time() {
     let b = StreamBackend::start().unwrap();
     let svc = Svc::start_on_with("to-client", FRONT, BACK, &[("s0", b.addr, "")]);
 
-    // A connection that sends nothing.
+    // A connection that sends nothing: answered 408, as HAProxy does.
     let mut s = connect(svc.front);
-    let (_, t) = until_closed(&mut s, "a silent connection");
+    let (_, answer, t) = answer_until_closed(&mut s, "a silent connection");
     println!("silent connection closed after {t:?}");
+    assert_eq!(
+        status_of(&answer),
+        "408",
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 
     // A request head sent a few bytes at a time (slowloris): the
-    // http-request timeout runs from its first byte, not from the last.
+    // http-request timeout runs from its first byte, not from the last,
+    // and the client is told (408).
     let mut s = connect(svc.front);
     let start = Instant::now();
     s.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n").unwrap();
+    let mut answer = Vec::new();
     let mut closed = false;
-    while start.elapsed() < LIMIT {
+    while start.elapsed() < LIMIT && !closed {
         std::thread::sleep(Duration::from_millis(200));
-        if s.write_all(b"X-Slow: y\r\n").is_err() {
-            closed = true;
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 512];
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => closed = true,
+                Ok(n) => {
+                    answer.extend_from_slice(&b[..n]);
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => closed = true,
+            }
             break;
         }
-        s.set_nonblocking(true).unwrap();
-        let mut b = [0u8; 64];
-        let r = s.read(&mut b);
         s.set_nonblocking(false).unwrap();
-        if matches!(r, Ok(0)) || matches!(&r, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock)
-        {
+        if !closed && s.write_all(b"X-Slow: y\r\n").is_err() {
             closed = true;
-            break;
         }
     }
     assert!(
@@ -98,6 +121,12 @@ fn idle_and_slow_clients_are_closed_in_time() {
         "a trickled request head kept its connection for {LIMIT:?}"
     );
     println!("trickled head closed after {:?}", start.elapsed());
+    assert_eq!(
+        status_of(&answer),
+        "408",
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 
     // Keep-alive: idle after a response.
     let mut s = connect(svc.front);
@@ -106,8 +135,13 @@ fn idle_and_slow_clients_are_closed_in_time() {
     let mut head = [0u8; 12];
     s.read_exact(&mut head).unwrap();
     assert_eq!(status_of(&head), "200");
-    let (_, t) = until_closed(&mut s, "an idle keep-alive connection");
+    let (_, rest, t) = answer_until_closed(&mut s, "an idle keep-alive connection");
     println!("idle keep-alive connection closed after {t:?}");
+    // Closed without a word, as HAProxy does between requests.
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("408"),
+        "an idle keep-alive connection was answered"
+    );
 
     // HTTP/2: the preface and SETTINGS, then nothing.
     let mut s = connect(svc.front);

@@ -57,6 +57,19 @@ impl Proxy {
         b.servers.iter().position(|s| s.id == id)
     }
 
+    /// A place at server `chosen` under its `maxconn` at once (none needed
+    /// without), or `None` if it is full (then [`Proxy::admit`]).
+    pub(super) fn try_admit(
+        &self,
+        b: &HttpBackendView,
+        chosen: usize,
+    ) -> Option<(usize, Option<Admitted>)> {
+        match &b.servers[chosen].limit {
+            None => Some((chosen, None)),
+            Some(l) => l.0.try_admit().map(|a| (chosen, Some(a))),
+        }
+    }
+
     /// A place at server `chosen` under its `maxconn` (none needed
     /// without). A full server: a persistent request waits in its queue
     /// (`timeout_queue`), unless the queue holds `maxqueue` already; then,

@@ -7,8 +7,11 @@
 //! hyper drives the protocol; it does not know HAProxy's timeouts. Each
 //! connection has a [`ConnState`] that its requests, its socket
 //! ([`Watched`]) and its response bodies keep up to date with a few plain
-//! stores, and a watchdog ([`watch`]) that reads it and says when the
-//! connection has to go:
+//! stores, and a watchdog ([`watch`], a task of its own, so that the
+//! connection's task polls no timer on its wake-ups) that reads it and says
+//! when the connection has to go; the socket is then shut down
+//! ([`ConnState::shut_down`]) and hyper, finding it closed, ends the
+//! connection:
 //! - no request in flight: `timeout http-keep-alive` since the last one
 //!   ended (`timeout http-request` for the first), and for HTTP/1.1,
 //!   `timeout http-request` from the first byte of a request head (a slow
@@ -26,6 +29,7 @@
 use std::{
     collections::BTreeMap,
     io,
+    os::fd::{AsRawFd, RawFd},
     pin::Pin,
     sync::{
         Arc, Mutex,
@@ -62,6 +66,13 @@ pub struct ConnState {
     first_byte: AtomicU64,
     evicted: AtomicBool,
     evict: Notify,
+    /// A write to the client's socket is waiting for room: bytes of a
+    /// response are pending, so no answer of the watchdog's may be written.
+    write_pending: AtomicBool,
+    /// The client's socket while it is open (see [`Watched`]): the
+    /// watchdog shuts it down, under this lock, so never after it was
+    /// closed (its number may be another's by then).
+    socket: Mutex<Option<RawFd>>,
 }
 
 fn bump(a: &AtomicU32, up: bool) {
@@ -83,7 +94,39 @@ impl ConnState {
             first_byte: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
+            write_pending: AtomicBool::new(false),
+            socket: Mutex::new(None),
         })
+    }
+
+    /// Shut the client's socket down both ways, if it is still open: its
+    /// reads end and its writes fail, so hyper ends the connection (the
+    /// descriptor is closed when hyper drops it). A no-op once closed.
+    ///
+    /// With `answer`, that answer is written first, as HAProxy answers a
+    /// request head that does not come in time with a 408; unless bytes of
+    /// an earlier response are still pending (then it would corrupt that
+    /// response: the connection is closed without it). It is written
+    /// without waiting: a socket with no room gets none.
+    pub fn shut_down(&self, answer: Option<&[u8]>) {
+        let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(fd) = *socket else { return };
+        if let Some(a) = answer
+            && !self.write_pending.load(Relaxed)
+        {
+            // SAFETY: `fd` is open (`Watched` clears it, under this lock,
+            // before it closes the socket); `a` is a valid buffer.
+            unsafe {
+                libc::send(
+                    fd,
+                    a.as_ptr().cast(),
+                    a.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+        }
+        // SAFETY: as above.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
 
     /// Its first bytes came and told the protocol.
@@ -127,7 +170,7 @@ impl ConnState {
                 // busy: only an open stream does.
                 (self.idle_base() + ms(idle_limit), "idle")
             } else if fb != 0 {
-                (fb + ms(t.timeout_http_request), "request head incomplete")
+                (fb + ms(t.timeout_http_request), HEAD_INCOMPLETE)
             } else {
                 // A response still being written counts as activity.
                 let base = self.idle_base().max(self.last_io.load(Relaxed));
@@ -175,9 +218,19 @@ impl Drop for RequestGuard {
     }
 }
 
+/// HAProxy's answer to a request head that did not come within
+/// `timeout http-request`, in this proxy's words.
+pub const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
+content-type: text/plain; charset=utf-8\r\ncache-control: no-cache\r\n\
+content-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n";
+
+/// The phase whose timeout [`ConnState::verdict`] found passed.
+pub const HEAD_INCOMPLETE: &str = "request head incomplete";
+
 /// Why [`watch`] ended.
 pub enum Closing {
-    /// A timeout: which phase.
+    /// A timeout: which phase (when [`HEAD_INCOMPLETE`], the client is
+    /// answered [`REQUEST_TIMEOUT`]).
     Timeout(&'static str),
     /// Made room for a new connection (the frontend was full).
     Evicted,
@@ -211,11 +264,29 @@ pub struct Watched {
 
 impl Watched {
     pub fn new(io: TcpStream, state: Arc<ConnState>, slot: Slot) -> Watched {
+        *state.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(io.as_raw_fd());
         Watched {
             io,
             state,
             _slot: slot,
         }
+    }
+}
+
+impl Watched {
+    fn wrote(&self, r: &Poll<io::Result<usize>>) {
+        let s = &self.state;
+        s.write_pending.store(r.is_pending(), Relaxed);
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
+            s.last_io.store(coarse_ms(), Relaxed);
+        }
+    }
+}
+
+impl Drop for Watched {
+    /// Runs before the socket (a field) is closed.
+    fn drop(&mut self) {
+        *self.state.socket.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -247,9 +318,7 @@ impl AsyncWrite for Watched {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.io).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.state.last_io.store(coarse_ms(), Relaxed);
-        }
+        self.wrote(&r);
         r
     }
 
@@ -259,9 +328,7 @@ impl AsyncWrite for Watched {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.state.last_io.store(coarse_ms(), Relaxed);
-        }
+        self.wrote(&r);
         r
     }
 
@@ -411,7 +478,7 @@ mod tests {
         assert_eq!(s.verdict(idle, &t), Ok(idle + 200));
         s.first_byte.store(idle + 50, Relaxed);
         assert_eq!(s.verdict(idle + 100, &t), Ok(idle + 350));
-        assert_eq!(s.verdict(idle + 350, &t), Err("request head incomplete"));
+        assert_eq!(s.verdict(idle + 350, &t), Err(HEAD_INCOMPLETE));
     }
 
     #[test]

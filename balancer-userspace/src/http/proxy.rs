@@ -46,17 +46,21 @@ use tokio::{net::TcpListener, sync::watch};
 use super::{
     balance::{InFlight, SmoothWrr},
     body::{Counted, Hold, ProxyBody, empty},
-    conn::{Closing, ConnState, Registry, RequestGuard, Slots, Watched, watch},
+    conn::{
+        Closing, ConnState, HEAD_INCOMPLETE, REQUEST_TIMEOUT, Registry, RequestGuard, Slots,
+        Watched, watch,
+    },
     cookie,
     headers::{is_upgrade, settle_host, strip_hop_by_hop, upstream_request},
     queue::{Admitted, Limit},
-    sniff::sniff_http2,
+    sniff::{Sniffed, sniff_http2},
     stats::{FrontendCounters, ServerStats},
     timer::RecyclingTimer,
     tunnel::{Ended, TunnelTimeouts, splice},
     upstream::{Conn, ExchangeError, Pool, SendError, UpBody, Waits},
 };
 use crate::config::{Balance, HttpBackend, HttpFrontend};
+use crate::util::AbortOnDrop;
 
 /// What the proxy serves, as the controller last published it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -309,15 +313,28 @@ pub async fn serve(
             let name = p.spec.name.clone();
             let sniffed = tokio::select! {
                 r = sniff_http2(&stream, p.spec.http.timeout_http_request) => r,
-                _ = stop.wait_for(|s| *s) => None,
+                _ = stop.wait_for(|s| *s) => Sniffed::Gone,
                 _ = state.evicted() => {
                     p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
-                    None
+                    Sniffed::Gone
                 }
             };
-            let Some(is_h2) = sniffed else {
-                debug!("{name}: client {peer}: closed or silent before its first request");
-                return;
+            let is_h2 = match sniffed {
+                Sniffed::Http1 => false,
+                Sniffed::Http2 => true,
+                Sniffed::Gone => {
+                    debug!("{name}: client {peer}: closed before its first request");
+                    return;
+                }
+                Sniffed::Silent => {
+                    // As HAProxy: a first request that does not come in
+                    // time is answered 408 (without waiting for room).
+                    p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+                    p.spec.stats.responses.count(408);
+                    let _ = stream.try_write(REQUEST_TIMEOUT);
+                    debug!("{name}: client {peer}: no request within timeout_http_request");
+                    return;
+                }
             };
             state.started(is_h2);
             // The client's address as X-Forwarded-For carries it, formatted
@@ -329,31 +346,20 @@ pub async fn serve(
                 handle(p2.clone(), s2.request(), peer, client_ip.clone(), req)
             });
             let io = TokioIo::new(Watched::new(stream, state.clone(), slot));
-            let served = async {
-                if is_h2 {
-                    until_done(h2.serve_connection(io, svc), stop, |c| {
-                        c.graceful_shutdown()
-                    })
-                    .await
-                } else {
-                    let conn = h1.serve_connection(io, svc).with_upgrades();
-                    until_done(conn, stop, |c| c.graceful_shutdown()).await
-                }
+            // Its own task: polled only when a deadline passes or it is
+            // asked to make room, not on each of the connection's wake-ups.
+            let _watchdog = AbortOnDrop(tokio::spawn(watchdog(p.clone(), state.clone(), peer)));
+            let served = if is_h2 {
+                until_done(h2.serve_connection(io, svc), stop, |c| {
+                    c.graceful_shutdown()
+                })
+                .await
+            } else {
+                let conn = h1.serve_connection(io, svc).with_upgrades();
+                until_done(conn, stop, |c| c.graceful_shutdown()).await
             };
-            tokio::select! {
-                r = served => if let Err(e) = r {
-                    debug!("{name}: client {peer}: {e}");
-                },
-                why = watch(&state, &p.spec.http) => match why {
-                    Closing::Timeout(phase) => {
-                        p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
-                        debug!("{name}: client {peer}: closed, timeout ({phase})");
-                    }
-                    Closing::Evicted => {
-                        p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
-                        debug!("{name}: client {peer}: closed to make room (idle longest)");
-                    }
-                },
+            if let Err(e) = served {
+                debug!("{name}: client {peer}: {e}");
             }
         });
     }
@@ -364,6 +370,29 @@ pub async fn serve(
             proxy.spec.name,
             grace.as_secs()
         );
+    }
+}
+
+/// A client connection's watchdog (see [`watch`]): when the connection
+/// has to go, its socket is shut down, which ends it in hyper.
+async fn watchdog(p: Arc<Proxy>, state: Arc<ConnState>, peer: SocketAddr) {
+    let name = &p.spec.name;
+    match watch(&state, &p.spec.http).await {
+        Closing::Timeout(phase) => {
+            p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+            debug!("{name}: client {peer}: closed, timeout ({phase})");
+            if phase == HEAD_INCOMPLETE {
+                p.spec.stats.responses.count(408);
+                state.shut_down(Some(REQUEST_TIMEOUT));
+            } else {
+                state.shut_down(None);
+            }
+        }
+        Closing::Evicted => {
+            p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            debug!("{name}: client {peer}: closed to make room (idle longest)");
+            state.shut_down(None);
+        }
     }
 }
 
@@ -456,9 +485,14 @@ async fn handle(
             && !upgrade
             && (!by_cookie || b.settings.redispatch);
         let (parts, body) = req.into_parts();
-        let (chosen, admitted) = match p.admit(&b, peer.ip(), chosen, by_cookie).await {
-            Ok(x) => x,
-            Err((status, msg)) => break 'answer error(status, msg),
+        let (chosen, admitted) = match p.try_admit(&b, chosen) {
+            Some(x) => x,
+            // Rare (a full server): boxed, so that every request's future
+            // stays small (a larger one costs copies on each request).
+            None => match Box::pin(p.admit(&b, peer.ip(), chosen, by_cookie)).await {
+                Ok(x) => x,
+                Err((status, msg)) => break 'answer error(status, msg),
+            },
         };
         let connected = p.connect(&b, peer.ip(), chosen, retryable, admitted);
         let (chosen, conn, reused, guard) = match connected.await {

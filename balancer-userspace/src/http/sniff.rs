@@ -9,11 +9,21 @@ use tokio::net::TcpStream;
 /// prior knowledge send first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// What a new connection's first bytes said.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Sniffed {
+    Http1,
+    Http2,
+    /// The client closed, or the socket failed.
+    Gone,
+    /// Not enough to tell within the timeout (`timeout http-request`).
+    Silent,
+}
+
 /// Whether a client opens with HTTP/2's preface, looked at with `peek` so
 /// that the chosen protocol's parser reads every byte itself (no rewinding
-/// layer under every later read). `None` when the client closes, errs, or
-/// has not said enough to tell within `timeout`.
-pub(super) async fn sniff_http2(s: &TcpStream, timeout: Duration) -> Option<bool> {
+/// layer under every later read).
+pub(super) async fn sniff_http2(s: &TcpStream, timeout: Duration) -> Sniffed {
     let sniff = async {
         let mut buf = [0u8; H2_PREFACE.len()];
         loop {
@@ -45,7 +55,12 @@ pub(super) async fn sniff_http2(s: &TcpStream, timeout: Duration) -> Option<bool
             s.readable().await.ok()?;
         }
     };
-    tokio::time::timeout(timeout, sniff).await.ok().flatten()
+    match tokio::time::timeout(timeout, sniff).await {
+        Ok(Some(true)) => Sniffed::Http2,
+        Ok(Some(false)) => Sniffed::Http1,
+        Ok(None) => Sniffed::Gone,
+        Err(_) => Sniffed::Silent,
+    }
 }
 
 /// `buf` as the uninitialised bytes socket2's `peek` takes.

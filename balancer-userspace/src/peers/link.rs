@@ -41,7 +41,7 @@ use super::{
     seal::{Opener, Sealer},
     wire::{self, MAX_HANDSHAKE_FRAME, Msg, VERSION, WireError},
 };
-use crate::util::monotonic_ns;
+use crate::util::{AbortOnDrop, monotonic_ns};
 
 /// Dialing a peer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -241,13 +241,6 @@ async fn session(
             m = in_rx.recv() => link.received(m)?,
             _ = tick.tick() => link.idle().await?,
         }
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

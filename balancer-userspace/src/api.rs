@@ -217,6 +217,12 @@ pub struct HttpServerStats {
     pub response_errors: u64,
     /// No response within `timeout_server` (504).
     pub timeouts: u64,
+    /// With `maxconn`: its requests now (HAProxy's `scur`), and those
+    /// waiting in its queue (`qcur`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<u32>,
 }
 
 /// `GET /v1/peers`.

@@ -203,7 +203,9 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     let mut http = Vec::new();
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     for f in config.frontends.iter().filter(|f| f.mode == Mode::Http) {
-        let l = crate::http::proxy::bind_workers(f.vip, workers).map_err(|source| {
+        // Unset maxconn: as deep as the kernel allows.
+        let backlog = f.http.maxconn.or(config.maxconn).unwrap_or(u32::MAX);
+        let l = crate::http::proxy::bind_workers(f.vip, workers, backlog).map_err(|source| {
             DaemonError::HttpBind {
                 frontend: f.name.clone(),
                 addr: f.vip,

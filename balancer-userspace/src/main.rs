@@ -642,6 +642,8 @@ fn print_stats(v: &api::Stats) {
             "connect err",
             "response err",
             "timeouts",
+            "current",
+            "queued",
         ];
         print!("\n{:<24}", "http server");
         for title in titles {
@@ -663,6 +665,13 @@ fn print_stats(v: &api::Stats) {
             print!("{name:<24}");
             for n in cols {
                 print!(" {n:>12}");
+            }
+            // Gauges of servers with `maxconn`.
+            for g in [s.current, s.queued] {
+                match g {
+                    Some(n) => print!(" {n:>12}"),
+                    None => print!(" {:>12}", "-"),
+                }
             }
             println!();
         }

@@ -33,6 +33,7 @@
 //! | `balancer_http_server_requests_total` | counter | `backend`, `server` (HTTP) |
 //! | `balancer_http_server_responses_total` | counter | `backend`, `server`, `code` |
 //! | `balancer_http_server_errors_total` | counter | `backend`, `server`, `kind` = connect (503 or redispatched), response (502), timeout (504) |
+//! | `balancer_http_server_current`, `balancer_http_server_queued` (requests at the server now, and waiting in its queue: servers with `maxconn`) | gauge | `backend`, `server` |
 //! | `balancer_stick_table_capacity` | gauge | |
 //! | `balancer_stick_table_entries` | gauge (last count) | |
 //! | `balancer_stick_table_counted_timestamp_seconds` | gauge | |
@@ -187,6 +188,8 @@ struct Plan {
     capacity: u64,
     http_frontends: Vec<(String, Arc<FrontendCounters>)>,
     http_servers: Vec<(String, String, ServerStats)>,
+    /// Servers with `maxconn`: (backend, server, requests now, queued).
+    http_gauges: Vec<(String, String, u32, u32)>,
 }
 
 impl Plan {
@@ -228,12 +231,20 @@ impl Plan {
             .http_servers()
             .map(|s| (s.backend.clone(), s.name.clone(), c.http_stats.server(s.id)))
             .collect();
+        let http_gauges = c
+            .http_servers()
+            .filter_map(|s| {
+                let (cur, queued) = c.http_limits.gauges(s.id)?;
+                Some((s.backend.clone(), s.name.clone(), cur, queued))
+            })
+            .collect();
         Plan {
             frontends,
             servers,
             capacity: u64::from(c.dp.options().stick_size),
             http_frontends,
             http_servers,
+            http_gauges,
         }
     }
 
@@ -259,6 +270,7 @@ impl Plan {
             counted_at: count.at.load(Ordering::Relaxed),
             http_frontends: self.http_frontends,
             http_servers: self.http_servers,
+            http_gauges: self.http_gauges,
         })
     }
 }
@@ -288,6 +300,8 @@ struct Snapshot {
     /// server, counters).
     http_frontends: Vec<(String, Arc<FrontendCounters>)>,
     http_servers: Vec<(String, String, ServerStats)>,
+    /// Servers with `maxconn`: (backend, server, requests now, queued).
+    http_gauges: Vec<(String, String, u32, u32)>,
 }
 
 impl Snapshot {
@@ -474,6 +488,22 @@ impl Snapshot {
                     (l, counter(c.load(Ordering::Relaxed)))
                 })
             }),
+        )?;
+        family(
+            e,
+            "balancer_http_server_current",
+            "HTTP requests at the server now (servers with maxconn; HAProxy's scur)",
+            self.http_gauges
+                .iter()
+                .map(|(b, n, cur, _)| (sv(b, n), gauge(f64::from(*cur)))),
+        )?;
+        family(
+            e,
+            "balancer_http_server_queued",
+            "HTTP requests waiting in the server's queue now (servers with maxconn; HAProxy's qcur)",
+            self.http_gauges
+                .iter()
+                .map(|(b, n, _, q)| (sv(b, n), gauge(f64::from(*q)))),
         )?;
         Ok(())
     }

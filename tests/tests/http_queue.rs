@@ -96,12 +96,24 @@ fn a_server_gets_at_most_maxconn_requests_and_the_rest_wait_their_turn() {
         "timeout_queue = \"10s\"\n",
         &[("s0", slow.addr, "maxconn = 3")],
     );
-    let statuses = h2_burst(svc.front, 30);
+    let front = svc.front;
+    let burst = std::thread::spawn(move || h2_burst(front, 30));
+    // Meanwhile (30 requests of 200 ms, 3 at a time: 2 s), the server's
+    // gauge shows it full.
+    let current = |svc: &Svc| {
+        let out = svc.cli(&["stats", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["http"]["servers"]["app/s0"]["current"].as_u64()
+    };
+    let full = balancer_tests::proc::wait_for(Duration::from_secs(2), || current(&svc) == Some(3));
+    let statuses = burst.join().unwrap();
+    assert!(full, "the server's current requests never showed 3");
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
     let most = slow.most.load(Ordering::SeqCst);
     println!("30 requests, maxconn 3: the server held {most} at once");
     assert!(most <= 3, "the server held {most} requests at once");
     assert_eq!(slow.now.load(Ordering::SeqCst), 0);
+    assert_eq!(current(&svc), Some(0));
 }
 
 #[test]

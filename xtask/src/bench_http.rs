@@ -40,7 +40,11 @@ use serde_json::{Value, json};
 
 use crate::report::{Cpus, Figure, Target, allowed_cpus, command_line, tool_version};
 
+/// wrk's connections: the usual load, where the proxy's per-request cost
+/// counts, and many clients (issue 16: 1,000 keep-alive connections),
+/// where its cost per connection does too.
 const CONNECTIONS: u32 = 32;
+const MANY: u32 = 1000;
 const LUA: &str = r#"
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %f %d %d %d %d\n",
@@ -230,62 +234,17 @@ fn measure(
         ("balancer", bal_port, bal.pid()),
         ("haproxy", hap_port, hap.pid()),
     ];
-    for (_, port, _) in targets {
-        for s in [1, secs] {
-            commands.push(command_line(&wrk_command(&place, &lua, port, s)));
-        }
-    }
-    // Warm up each once (server connections, pools, caches).
-    for (name, port, _) in targets {
-        wrk(&place, &lua, port, 1).with_context(|| format!("{name}: warm-up"))?;
-    }
-    let mut results: Vec<Vec<Trial>> = vec![Vec::new(), Vec::new()];
-    for t in 0..trials {
-        let order: [usize; 2] = if t % 2 == 0 { [0, 1] } else { [1, 0] };
-        for i in order {
-            let (name, port, pid) = targets[i];
-            let cpu0 = cpu_seconds(pid)?;
-            let (g0, s0) = (cpu_jiffies(place.generator)?, cpu_jiffies(place.subject)?);
-            let r = wrk(&place, &lua, port, secs).with_context(|| format!("{name}: trial {t}"))?;
-            let cpu = cpu_seconds(pid)? - cpu0;
-            let (g1, s1) = (cpu_jiffies(place.generator)?, cpu_jiffies(place.subject)?);
-            let trial = Trial {
-                generator_busy: busy_share(g0, g1),
-                subject_busy: busy_share(s0, s1),
-                cpu_s_per_100k: cpu / r.requests as f64 * 100_000.0,
-                rss_kib: rss_kib(pid)?,
-                requests: r.requests,
-                rps: r.requests as f64 / r.seconds,
-                p50_us: r.p50_us,
-                p99_us: r.p99_us,
-                p999_us: r.p999_us,
-                errors: r.errors,
-            };
-            println!(
-                "  {name:<9} trial {t:>2}: {:>6.0} req/s  p50 {:>5} us  p99 {:>5} us  p99.9 {:>5} us  \
-                 {:.3} CPU s/100k req  CPUs busy: generator {:.0}%, proxy {:.0}%  RSS {} KiB  \
-                 errors {}",
-                trial.rps,
-                trial.p50_us,
-                trial.p99_us,
-                trial.p999_us,
-                trial.cpu_s_per_100k,
-                trial.generator_busy * 100.0,
-                trial.subject_busy * 100.0,
-                trial.rss_kib,
-                trial.errors
-            );
-            if trial.requests == 0 || trial.errors as f64 > MAX_ERROR_SHARE * trial.requests as f64
-            {
-                bail!(
-                    "{name}: {} of {} requests failed under wrk: no figure from it",
-                    trial.errors,
-                    trial.requests
-                );
+    for conns in [CONNECTIONS, MANY] {
+        for (_, port, _) in targets {
+            for s in [1, secs] {
+                commands.push(command_line(&wrk_command(&place, &lua, port, conns, s)));
             }
-            results[i].push(trial);
         }
     }
+    let results = run_trials(&place, &lua, &targets, CONNECTIONS, trials, secs)?;
+    // Fewer pairs with many connections: the ratio there is far from 1.
+    let many_trials = if quick { 1 } else { 6 };
+    let many = run_trials(&place, &lua, &targets, MANY, many_trials, secs)?;
     for (p, name) in [(&mut bal, "balancer"), (&mut hap, "haproxy")] {
         if let Some(st) = p.try_wait()? {
             bail!("{name} exited during the run ({st}): {}", p.output());
@@ -303,59 +262,11 @@ fn measure(
         .map(|c| (c.name.clone(), json!(c.answered)))
         .collect();
 
-    let med = |v: &[Trial], f: fn(&Trial) -> f64| {
-        let mut x: Vec<f64> = v.iter().map(f).collect();
-        x.sort_by(f64::total_cmp);
-        x[x.len() / 2]
-    };
-    let summary: Vec<Value> = targets
-        .iter()
-        .zip(&results)
-        .map(|((name, _, _), r)| {
-            json!({
-                "proxy": name,
-                "requests_per_s": med(r, |t| t.rps),
-                "p50_us": med(r, |t| t.p50_us as f64),
-                "p99_us": med(r, |t| t.p99_us as f64),
-                "p999_us": med(r, |t| t.p999_us as f64),
-                "cpu_s_per_100k": med(r, |t| t.cpu_s_per_100k),
-                "rss_kib": med(r, |t| t.rss_kib as f64),
-                "generator_cpu_busy": med(r, |t| t.generator_busy),
-                "proxy_cpu_busy": med(r, |t| t.subject_busy),
-                "errors": r.iter().map(|t| t.errors).sum::<u64>(),
-                "requests": r.iter().map(|t| t.requests).sum::<u64>(),
-                "trials": r.iter().map(|t| json!({
-                    "requests_per_s": t.rps, "p50_us": t.p50_us, "p99_us": t.p99_us,
-                    "p999_us": t.p999_us, "cpu_s_per_100k": t.cpu_s_per_100k,
-                    "rss_kib": t.rss_kib, "errors": t.errors, "requests": t.requests,
-                    "generator_cpu_busy": t.generator_busy, "proxy_cpu_busy": t.subject_busy,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    // Each trial's ratio to the other proxy's trial of the same pair, taken
-    // back to back: drift of the machine slower than a pair cancels out.
-    let pair_ratios = |f: fn(&Trial) -> f64| -> Vec<f64> {
-        results[0]
-            .iter()
-            .zip(&results[1])
-            .map(|(b, h)| f(b) / f(h))
-            .collect()
-    };
-    let median = |mut x: Vec<f64>| {
-        x.sort_by(f64::total_cmp);
-        x.get(x.len() / 2).copied().unwrap_or(f64::NAN)
-    };
-    let rps_pairs = pair_ratios(|t| t.rps);
-    let p99_pairs = pair_ratios(|t| t.p99_us as f64);
-    let pairs = json!({
-        "requests_per_s": rps_pairs,
-        "p99": p99_pairs,
-        "requests_per_s_median": median(rps_pairs.clone()),
-        "p99_median": median(p99_pairs.clone()),
-        "requests_per_s_pairs_at_least_1": rps_pairs.iter().filter(|&&r| r >= 1.0).count(),
-        "p99_pairs_at_most_1": p99_pairs.iter().filter(|&&r| r <= 1.0).count(),
-    });
+    let names = [targets[0].0, targets[1].0];
+    let summary = summarize(names, &results);
+    let pairs = pairs_of(&results);
+    let many_summary = summarize(names, &many);
+    let many_pairs = pairs_of(&many);
     let peer = versions["haproxy"]
         .as_str()
         .and_then(|v| v.split_whitespace().take(3).nth(2))
@@ -366,8 +277,7 @@ fn measure(
     let (b, h) = (&summary[0], &summary[1]);
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     let pair = |id: &'static str, what: &str, unit: &'static str, key: &str, scale: f64| {
-        Figure::new(id, format!("balancer {what}"), unit, f(b, key) * scale)
-            .peer(&peer, f(h, key) * scale)
+        pair_figure(&summary, &peer, id, format!("balancer {what}"), unit, key, scale)
     };
     let rps = pair(
         "requests-per-s",
@@ -387,7 +297,7 @@ fn measure(
         1.0,
     );
     let cpu_ratio = cpu.ratio().unwrap_or(f64::NAN);
-    let figures = [
+    let mut figures = vec![
         rps.target(Target::ratio_at_least(rps_ratio, 1.0, &peer)),
         pair("latency-p50", "latency p50", "us", "p50_us", 1.0),
         p99.target(Target::ratio_at_most(p99_ratio, 1.0, &peer)),
@@ -439,6 +349,45 @@ fn measure(
             f(h, "generator_cpu_busy") * 100.0,
         ),
     ];
+    // Many connections: the same figures, ids suffixed.
+    let many_pair = |id: &'static str, what: &str, unit: &'static str, key: &str, scale: f64| {
+        let what = format!("balancer {what}, {MANY} connections");
+        pair_figure(&many_summary, &peer, id, what, unit, key, scale)
+    };
+    let many_rps = many_pair(
+        "requests-per-s-1000-connections",
+        "requests/s",
+        "requests/s",
+        "requests_per_s",
+        1.0,
+    );
+    let many_rps_ratio = many_rps.ratio().unwrap_or(f64::NAN);
+    let many_p99 = many_pair(
+        "latency-p99-1000-connections",
+        "latency p99",
+        "us",
+        "p99_us",
+        1.0,
+    );
+    let many_p99_ratio = many_p99.ratio().unwrap_or(f64::NAN);
+    figures.extend([
+        many_rps.target(Target::ratio_at_least(many_rps_ratio, 1.0, &peer)),
+        many_p99.target(Target::ratio_at_most(many_p99_ratio, 1.0, &peer)),
+        many_pair(
+            "cpu-per-100k-requests-1000-connections",
+            "CPU time (user+system) per 100,000 requests",
+            "s",
+            "cpu_s_per_100k",
+            1.0,
+        ),
+        many_pair(
+            "rss-1000-connections",
+            "resident memory after the run",
+            "bytes",
+            "rss_kib",
+            1024.0,
+        ),
+    ]);
     let verdict = |ok: bool| if ok { "meets" } else { "misses" };
     println!(
         "http-cookie: medians of {trials} trial(s) of {secs} s, wrk {CONNECTIONS} connections, \
@@ -461,6 +410,17 @@ fn measure(
         f(h, "generator_cpu_busy") * 100.0,
         f(b, "proxy_cpu_busy") * 100.0,
         f(h, "proxy_cpu_busy") * 100.0,
+    );
+    println!(
+        "  {MANY} connections, {many_trials} pair(s): requests/s {many_rps_ratio:.2}x (target >= 1: \
+         {}), p99 {many_p99_ratio:.2}x (target <= 1: {}); pair by pair: requests/s median \
+         {:.2}x, p99 median {:.2}x",
+        verdict(many_rps_ratio >= 1.0),
+        verdict(many_p99_ratio <= 1.0),
+        many_pairs["requests_per_s_median"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        many_pairs["p99_median"].as_f64().unwrap_or(f64::NAN),
     );
     let shared = place.generator == place.subject;
     let cpus = Cpus {
@@ -487,7 +447,9 @@ fn measure(
         "sections": [{
             "name": "http-cookie",
             "how": format!("wrk -t1 -c{CONNECTIONS}, one 1 s warm-up per proxy, then {trials} \
-                            pair(s) of {secs} s trials, the two proxies in turn (ABBA...), with \
+                            pair(s) of {secs} s trials, the two proxies in turn (ABBA...); then \
+                            the same with -c{MANY} ({many_trials} pairs; figures with ids ending \
+                            -1000-connections); with \
                             'Cookie: SERVER=s0'; figures: each proxy's medians; 'pairs': each \
                             trial's ratio to the other proxy's trial of its pair; same two loopback \
                             origin servers answering their name; CPU from /proc/PID/stat \
@@ -499,12 +461,157 @@ fn measure(
             "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),
             "proxies": summary,
             "pairs": pairs,
+            "many_connections": {"connections": MANY, "proxies": many_summary, "pairs": many_pairs},
             "workers": {"balancer_http_workers": bal_workers, "haproxy_threads": hap_threads},
             "origin_requests": origin_requests,
             "balancer_config": bal_cfg,
             "haproxy_config": hap_cfg,
         }]
     }))
+}
+
+/// Balancer's median `key` (times `scale`) from `summary` (see
+/// [`summarize`]), with HAProxy's as its peer.
+fn pair_figure(
+    summary: &[Value],
+    peer: &str,
+    id: &'static str,
+    what: String,
+    unit: &'static str,
+    key: &str,
+    scale: f64,
+) -> Figure {
+    let f = |v: &Value| v[key].as_f64().unwrap_or(f64::NAN) * scale;
+    Figure::new(id, what, unit, f(&summary[0])).peer(peer, f(&summary[1]))
+}
+
+/// Each proxy's medians over its trials, and its trials.
+fn summarize(names: [&str; 2], results: &[Vec<Trial>]) -> Vec<Value> {
+    let med = |v: &[Trial], f: fn(&Trial) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    names
+        .iter()
+        .zip(results)
+        .map(|(name, r)| {
+            json!({
+                "proxy": name,
+                "requests_per_s": med(r, |t| t.rps),
+                "p50_us": med(r, |t| t.p50_us as f64),
+                "p99_us": med(r, |t| t.p99_us as f64),
+                "p999_us": med(r, |t| t.p999_us as f64),
+                "cpu_s_per_100k": med(r, |t| t.cpu_s_per_100k),
+                "rss_kib": med(r, |t| t.rss_kib as f64),
+                "generator_cpu_busy": med(r, |t| t.generator_busy),
+                "proxy_cpu_busy": med(r, |t| t.subject_busy),
+                "errors": r.iter().map(|t| t.errors).sum::<u64>(),
+                "requests": r.iter().map(|t| t.requests).sum::<u64>(),
+                "trials": r.iter().map(|t| json!({
+                    "requests_per_s": t.rps, "p50_us": t.p50_us, "p99_us": t.p99_us,
+                    "p999_us": t.p999_us, "cpu_s_per_100k": t.cpu_s_per_100k,
+                    "rss_kib": t.rss_kib, "errors": t.errors, "requests": t.requests,
+                    "generator_cpu_busy": t.generator_busy, "proxy_cpu_busy": t.subject_busy,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// Each trial's ratio to the other proxy's trial of its pair (balancer's
+/// over HAProxy's), and their medians.
+fn pairs_of(results: &[Vec<Trial>]) -> Value {
+    // Each trial's ratio to the other proxy's trial of the same pair, taken
+    // back to back: drift of the machine slower than a pair cancels out.
+    let pair_ratios = |f: fn(&Trial) -> f64| -> Vec<f64> {
+        results[0]
+            .iter()
+            .zip(&results[1])
+            .map(|(b, h)| f(b) / f(h))
+            .collect()
+    };
+    let median = |mut x: Vec<f64>| {
+        x.sort_by(f64::total_cmp);
+        x.get(x.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let rps_pairs = pair_ratios(|t| t.rps);
+    let p99_pairs = pair_ratios(|t| t.p99_us as f64);
+    json!({
+        "requests_per_s": rps_pairs,
+        "p99": p99_pairs,
+        "requests_per_s_median": median(rps_pairs.clone()),
+        "p99_median": median(p99_pairs.clone()),
+        "requests_per_s_pairs_at_least_1": rps_pairs.iter().filter(|&&r| r >= 1.0).count(),
+        "p99_pairs_at_most_1": p99_pairs.iter().filter(|&&r| r <= 1.0).count(),
+    })
+}
+
+/// `trials` pairs of `secs`-second wrk runs with `conns` connections after a
+/// warm-up, the two proxies in turn (ABBA...): each proxy's trials. A
+/// trial with errors beyond [`MAX_ERROR_SHARE`] fails the section.
+fn run_trials(
+    place: &Placement,
+    lua: &Path,
+    targets: &[(&str, u16, u32); 2],
+    conns: u32,
+    trials: usize,
+    secs: u32,
+) -> anyhow::Result<Vec<Vec<Trial>>> {
+    // Warm up each once (server connections, pools, caches).
+    for (name, port, _) in targets {
+        wrk(place, lua, *port, conns, 1)
+            .with_context(|| format!("{name}: warm-up, {conns} connections"))?;
+    }
+    let mut results: Vec<Vec<Trial>> = vec![Vec::new(), Vec::new()];
+    for t in 0..trials {
+        let order: [usize; 2] = if t % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let (name, port, pid) = targets[i];
+            let cpu0 = cpu_seconds(pid)?;
+            let (g0, s0) = (cpu_jiffies(place.generator)?, cpu_jiffies(place.subject)?);
+            let r = wrk(place, lua, port, conns, secs)
+                .with_context(|| format!("{name}: trial {t}, {conns} connections"))?;
+            let cpu = cpu_seconds(pid)? - cpu0;
+            let (g1, s1) = (cpu_jiffies(place.generator)?, cpu_jiffies(place.subject)?);
+            let trial = Trial {
+                generator_busy: busy_share(g0, g1),
+                subject_busy: busy_share(s0, s1),
+                cpu_s_per_100k: cpu / r.requests as f64 * 100_000.0,
+                rss_kib: rss_kib(pid)?,
+                requests: r.requests,
+                rps: r.requests as f64 / r.seconds,
+                p50_us: r.p50_us,
+                p99_us: r.p99_us,
+                p999_us: r.p999_us,
+                errors: r.errors,
+            };
+            println!(
+                "  {name:<9} c{conns} trial {t:>2}: {:>6.0} req/s  p50 {:>5} us  p99 {:>5} us  p99.9 {:>5} us  \
+                 {:.3} CPU s/100k req  CPUs busy: generator {:.0}%, proxy {:.0}%  RSS {} KiB  \
+                 errors {}",
+                trial.rps,
+                trial.p50_us,
+                trial.p99_us,
+                trial.p999_us,
+                trial.cpu_s_per_100k,
+                trial.generator_busy * 100.0,
+                trial.subject_busy * 100.0,
+                trial.rss_kib,
+                trial.errors
+            );
+            if trial.requests == 0 || trial.errors as f64 > MAX_ERROR_SHARE * trial.requests as f64
+            {
+                bail!(
+                    "{name}: {} of {} requests failed under wrk: no figure from it",
+                    trial.errors,
+                    trial.requests
+                );
+            }
+            results[i].push(trial);
+        }
+    }
+    Ok(results)
 }
 
 /// One origin server as `balancer-bench --origin` announced it.
@@ -629,9 +736,9 @@ struct WrkResult {
     errors: u64,
 }
 
-fn wrk_command(place: &Placement, lua: &Path, port: u16, secs: u32) -> Command {
+fn wrk_command(place: &Placement, lua: &Path, port: u16, conns: u32, secs: u32) -> Command {
     let mut cmd = Placement::taskset(place.generator, "wrk");
-    cmd.args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{secs}s")])
+    cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s")])
         .args(["-H", "Cookie: SERVER=s0", "-s"])
         .arg(lua)
         .arg(format!("http://127.0.0.1:{port}/"));
@@ -639,8 +746,14 @@ fn wrk_command(place: &Placement, lua: &Path, port: u16, secs: u32) -> Command {
 }
 
 /// One wrk run, pinned to the generator's CPU.
-fn wrk(place: &Placement, lua: &Path, port: u16, secs: u32) -> anyhow::Result<WrkResult> {
-    let out = wrk_command(place, lua, port, secs)
+fn wrk(
+    place: &Placement,
+    lua: &Path,
+    port: u16,
+    conns: u32,
+    secs: u32,
+) -> anyhow::Result<WrkResult> {
+    let out = wrk_command(place, lua, port, conns, secs)
         .output()
         .context("running wrk (cargo xtask setup installs it)")?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -142,23 +142,38 @@ fn xdp_testrun(s: &Value) -> Option<Plot> {
 
 fn http_cookie(s: &Value) -> Option<Plot> {
     let find = |id: &str| figures(s).find(|f| f["id"] == id && f["peer"].is_object());
-    let (rps, p99) = (find("requests-per-s")?, find("latency-p99")?);
+    let rps = find("requests-per-s")?;
     let peer = rps["peer"]["name"].as_str().unwrap_or("HAProxy").to_owned();
-    let panel = |f: &Value, y: &str| -> Option<Panel> {
+    // One group per load: wrk's usual connections, and 1,000 when measured.
+    let panel = |ids: [&str; 2], y: &str| -> Option<Panel> {
+        let groups = ids
+            .iter()
+            .zip(["32 connections", "1000 connections"])
+            .filter_map(|(id, label)| {
+                let f = find(id)?;
+                Some((
+                    label.to_owned(),
+                    vec![f["value"].as_f64()?, f["peer"]["value"].as_f64()?],
+                ))
+            })
+            .collect();
         Some(Panel::Bars {
             y_desc: y.into(),
             series: vec!["balancer".into(), peer.clone()],
-            groups: vec![(
-                f["id"].as_str().unwrap_or("").to_owned(),
-                vec![f["value"].as_f64()?, f["peer"]["value"].as_f64()?],
-            )],
+            groups,
         })
     };
     Some(Plot {
         title: format!("http-cookie: balancer vs {peer} under wrk"),
         panels: vec![
-            panel(rps, "requests/s (higher is better)")?,
-            panel(p99, "p99 latency, us (lower is better)")?,
+            panel(
+                ["requests-per-s", "requests-per-s-1000-connections"],
+                "requests/s (higher is better)",
+            )?,
+            panel(
+                ["latency-p99", "latency-p99-1000-connections"],
+                "p99 latency, us (lower is better)",
+            )?,
         ],
     })
 }

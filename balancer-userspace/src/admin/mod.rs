@@ -310,9 +310,11 @@ fn stats(c: &Controller) -> Answer {
     }
     for s in c.http_servers() {
         let name = format!("{}/{}", s.backend, s.name);
-        out.http
-            .servers
-            .insert(name, c.http_stats.server(s.id).view());
+        let mut view = c.http_stats.server(s.id).view();
+        if let Some((current, queued)) = c.http_limits.gauges(s.id) {
+            (view.current, view.queued) = (Some(current), Some(queued));
+        }
+        out.http.servers.insert(name, view);
     }
     Ok(json!(out))
 }

@@ -142,7 +142,7 @@ pub struct Controller {
     /// The HTTP proxy's counters, for the metrics endpoint.
     pub http_stats: std::sync::Arc<crate::http::stats::HttpStats>,
     /// The HTTP servers' `maxconn` limits and queues, by id.
-    http_limits: crate::http::queue::Limits,
+    pub http_limits: crate::http::queue::Limits,
     /// VIP id -> its current Maglev table.
     tables: BTreeMap<u32, Vec<u32>>,
     resolver: Resolver,
@@ -521,9 +521,11 @@ impl Controller {
                             state: s.effective(),
                             cookie: s.cookie.clone(),
                             stats: self.http_stats.server(s.id),
-                            limit: limits
-                                .get(s.name.as_str())
-                                .and_then(|&(c, q)| self.http_limits.server(s.id, &b.name, c, q)),
+                            limit: {
+                                let (c, q) =
+                                    limits.get(s.name.as_str()).copied().unwrap_or_default();
+                                self.http_limits.server(s.id, &b.name, c, q)
+                            },
                         })
                     })
                     .collect();

@@ -125,10 +125,15 @@ pub(super) struct Proxy {
 }
 
 /// Bind `addr` once per worker (`SO_REUSEPORT`: the kernel spreads new
-/// connections over them), listening, non-blocking.
+/// connections over them), listening, non-blocking. Each listener's
+/// backlog is `backlog` (HAProxy's default: the frontend's `maxconn`),
+/// which the kernel caps at `net.core.somaxconn`: a burst of new clients
+/// waits there rather than losing its SYNs (a lost SYN costs its client
+/// a second: the first retransmission).
 pub fn bind_workers(
     addr: SocketAddr,
     workers: usize,
+    backlog: u32,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
     (0..workers.max(1))
         .map(|_| {
@@ -141,7 +146,7 @@ pub fn bind_workers(
             s.set_reuse_port(true)?;
             s.set_nonblocking(true)?;
             s.bind(&addr.into())?;
-            s.listen(1024)?;
+            s.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
             Ok(s.into())
         })
         .collect()

@@ -157,6 +157,13 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Server `id`'s requests now, and those waiting in its queue, if it
+    /// has a `maxconn`.
+    pub fn gauges(&self, id: u32) -> Option<(u32, u32)> {
+        let s = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        s.get(&id).map(|l| (l.current(), l.queued()))
+    }
+
     /// The waiters of backend `name`.
     pub fn backend(&self, name: &str) -> Arc<Notify> {
         let mut b = self.backends.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,11 +172,13 @@ impl Limits {
 
     /// The limit of server `id` of `backend`: `None` without `maxconn`.
     pub fn server(&self, id: u32, backend: &str, maxconn: u32, maxqueue: u32) -> Option<Limit> {
-        if maxconn == 0 {
-            return None;
-        }
         let notify = self.backend(backend);
         let mut s = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        if maxconn == 0 {
+            // No limit (any more): none to report either.
+            s.remove(&id);
+            return None;
+        }
         let l = s
             .entry(id)
             .or_insert_with(|| new_limit(maxconn, maxqueue, &notify));

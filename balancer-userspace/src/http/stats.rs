@@ -164,6 +164,8 @@ impl ServerCounters {
             connect_errors: load(&self.connect_errors),
             response_errors: load(&self.response_errors),
             timeouts: load(&self.timeouts),
+            current: None,
+            queued: None,
         }
     }
 }

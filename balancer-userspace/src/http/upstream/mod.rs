@@ -62,8 +62,6 @@ pub use codec::{MAX_HEAD, MAX_HEADERS};
 /// A request body's error, as [`ExchangeError::ClientBody`] keeps it.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Idle connections kept per server and worker; more are closed.
-const MAX_IDLE_PER_SERVER: usize = 512;
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often each worker closes the idle connections it no longer wants
@@ -391,12 +389,14 @@ impl Pool {
             // Its slot is wanted for another connection.
             return;
         }
+        // Kept however many there are, as HAProxy's `pool-max-conn` is
+        // unlimited by default: the cap on server connections (the global
+        // `maxconn`) bounds them, closing the oldest idle one when a new
+        // connection needs its slot, and so does `IDLE_TIMEOUT`. A cap per
+        // server would close connections that a burst of concurrent
+        // requests (1,000 clients) needs again at once.
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(conn.addr).or_default();
-        if list.len() >= MAX_IDLE_PER_SERVER {
-            // Closes the oldest.
-            list.remove(0);
-        }
         list.push(Idle {
             conn,
             since: Instant::now(),

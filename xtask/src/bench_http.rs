@@ -277,7 +277,15 @@ fn measure(
     let (b, h) = (&summary[0], &summary[1]);
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     let pair = |id: &'static str, what: &str, unit: &'static str, key: &str, scale: f64| {
-        pair_figure(&summary, &peer, id, format!("balancer {what}"), unit, key, scale)
+        pair_figure(
+            &summary,
+            &peer,
+            id,
+            format!("balancer {what}"),
+            unit,
+            key,
+            scale,
+        )
     };
     let rps = pair(
         "requests-per-s",

@@ -172,14 +172,18 @@ impl ControlAccept {
 /// connection): at most [`Throttled::PER_SECOND`] lines a second are
 /// logged; the next logged line says how many were not.
 pub struct Throttled {
+    /// The log target: the module that logs (`module_path!()`), so that
+    /// `RUST_LOG` filters these lines as that module's own.
+    target: &'static str,
     state: std::sync::Mutex<(Option<std::time::Instant>, u32, u64)>,
 }
 
 impl Throttled {
     pub const PER_SECOND: u32 = 10;
 
-    pub const fn new() -> Self {
+    pub const fn new(target: &'static str) -> Self {
         Throttled {
+            target,
             state: std::sync::Mutex::new((None, 0, 0)),
         }
     }
@@ -199,14 +203,8 @@ impl Throttled {
         }
         *logged += 1;
         match std::mem::take(skipped) {
-            0 => log::warn!("{}", line()),
-            n => log::warn!("{} ({n} more like it not logged)", line()),
+            0 => log::warn!(target: self.target, "{}", line()),
+            n => log::warn!(target: self.target, "{} ({n} more like it not logged)", line()),
         }
-    }
-}
-
-impl Default for Throttled {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -18,7 +18,7 @@ use std::{
 
 use balancer::peers::{
     link::WRITE_TIMEOUT,
-    listen::MAX_HANDSHAKES,
+    listen::{MAX_HANDSHAKES, MAX_HANDSHAKES_PER_SOURCE},
     seal::TAG_LEN,
     wire::{self, MAX_BATCH, Msg, TableUpdates, WireEntry},
 };
@@ -319,28 +319,62 @@ fn peer_refusals_name_nothing_and_handshakes_and_links_per_peer_are_bounded() {
         other => panic!("old version: the daemon answered {other:?}"),
     }
 
-    // Unauthenticated connections at once: the bound is held open with
+    // Unauthenticated connections at once: the bounds are held open with
     // hellos (each answered with a challenge); one more is closed at once.
+    // Per source first: the client's own address takes its share...
     let hello = peer_client::hello(SECTION, REMOTE, LOCAL, [3; 32]);
-    let pending: Vec<TcpStream> = (0..MAX_HANDSHAKES)
+    let ns = d.lab.clients[0].ns.clone();
+    let hold = |s: &mut TcpStream, what: &str| {
+        peer_client::write_plain(s, &hello);
+        match peer_client::read_plain(s) {
+            Some(Msg::Challenge { .. }) => {}
+            other => panic!("pending handshake {what}: {other:?}"),
+        }
+    };
+    let closed_at_once = |mut s: TcpStream, what: &str| {
+        peer_client::write_plain(&mut s, &hello);
+        let t0 = Instant::now();
+        let answer = peer_client::read_plain(&mut s);
+        assert!(
+            answer.is_none() && t0.elapsed() < Duration::from_secs(1),
+            "{what}: {answer:?} after {:?}",
+            t0.elapsed()
+        );
+    };
+    let mut pending: Vec<TcpStream> = (0..MAX_HANDSHAKES_PER_SOURCE)
         .map(|i| {
             let mut s = d.connect(None);
-            peer_client::write_plain(&mut s, &hello);
-            match peer_client::read_plain(&mut s) {
-                Some(Msg::Challenge { .. }) => s,
-                other => panic!("pending handshake {i}: {other:?}"),
-            }
+            hold(&mut s, &i.to_string());
+            s
         })
         .collect();
-    let mut over = d.connect(None);
-    peer_client::write_plain(&mut over, &hello);
-    let t0 = Instant::now();
-    let answer = peer_client::read_plain(&mut over);
-    assert!(
-        answer.is_none() && t0.elapsed() < Duration::from_secs(1),
-        "handshake {} over the bound of {MAX_HANDSHAKES}: {answer:?} after {:?}",
-        MAX_HANDSHAKES + 1,
-        t0.elapsed()
+    closed_at_once(
+        d.connect(None),
+        &format!("one more than {MAX_HANDSHAKES_PER_SOURCE} from one address"),
+    );
+    // ... then more addresses of the client's fill the global bound.
+    let sources = MAX_HANDSHAKES / MAX_HANDSHAKES_PER_SOURCE;
+    let extra: Vec<std::net::IpAddr> = (0..sources)
+        .map(|i| std::net::Ipv4Addr::new(198, 18, 0, 200 + i as u8).into())
+        .collect();
+    for a in &extra {
+        balancer_tests::lab::ip(&ns, &["addr", "add", &format!("{a}/24"), "dev", "eth0"])
+            .expect("a second client address");
+    }
+    for a in &extra[..sources - 1] {
+        for i in 0..MAX_HANDSHAKES_PER_SOURCE {
+            let mut s = peer_client::connect_from(&ns, *a, d.peer_addr());
+            hold(&mut s, &format!("{a} {i}"));
+            pending.push(s);
+        }
+    }
+    assert_eq!(pending.len(), MAX_HANDSHAKES);
+    closed_at_once(
+        peer_client::connect_from(&ns, extra[sources - 1], d.peer_addr()),
+        &format!(
+            "handshake {} over the bound of {MAX_HANDSHAKES}",
+            MAX_HANDSHAKES + 1
+        ),
     );
     drop(pending);
     // Their slots come back: an honest peer gets in again.

@@ -442,7 +442,7 @@ fn error(status: StatusCode, msg: &str) -> Response<ProxyBody> {
 
 /// Requests that found no server connection for a reason of this host's
 /// own (the descriptor budget, EMFILE): logged at most once a second.
-static LOCAL: crate::util::Throttled = crate::util::Throttled::new();
+static LOCAL: crate::util::Throttled = crate::util::Throttled::new(module_path!());
 
 /// An answer the proxy makes itself instead of the server's (see
 /// [`error`]): its status and text, counted where it was decided.

@@ -2,8 +2,10 @@
 //!
 //! Bounds, before and after authentication:
 //! - at most [`MAX_HANDSHAKES`] connections are in their handshake at once
-//!   (each for at most [`HANDSHAKE_TIMEOUT`]); more are closed at once,
-//!   counted as refused and logged at most once a second;
+//!   (each for at most [`HANDSHAKE_TIMEOUT`]), at most
+//!   [`MAX_HANDSHAKES_PER_SOURCE`] of them from one address (one host
+//!   cannot take every slot); more are closed at once, counted as refused
+//!   and logged at most once a second;
 //! - a side that has not proved the secret learns nothing: every hello of
 //!   the right protocol version gets a challenge, whatever names it
 //!   carries, and every failed check (section, names, HMAC) gets the same
@@ -17,8 +19,9 @@
 //!   [`super::link::WRITE_TIMEOUT`].
 
 use std::{
-    net::SocketAddr,
-    sync::Arc,
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -43,11 +46,14 @@ use super::{
 /// (more than a section's peers, [`crate::config::peers::MAX_PEERS`], all
 /// dialing together).
 pub const MAX_HANDSHAKES: usize = 64;
+/// Of those, from one source address at once (a peer dials each of our
+/// sections' links once; a restarted one may overlap its old attempt).
+pub const MAX_HANDSHAKES_PER_SOURCE: usize = 8;
 /// What a side that failed the handshake is told, whatever the reason.
 pub const REFUSAL: &str = "handshake refused (the reason is in the refusing peer's log)";
 /// Failed handshakes: anyone can cause one per connection, so they are
 /// logged at most once a second (each is still counted in `peers status`).
-static FAILED: crate::util::Throttled = crate::util::Throttled::new();
+static FAILED: crate::util::Throttled = crate::util::Throttled::new(module_path!());
 /// At most one log line per this long about connections over
 /// [`MAX_HANDSHAKES`].
 const OVER_LOG_EVERY: Duration = Duration::from_secs(1);
@@ -55,6 +61,7 @@ const OVER_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Accept peers' links until the task is dropped.
 pub async fn listen(ctx: Arc<Ctx>, listener: TcpListener) {
     let pending = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let sources = Arc::new(Sources::default());
     let mut over = Over::default();
     loop {
         let (stream, from) = match listener.accept().await {
@@ -67,19 +74,66 @@ pub async fn listen(ctx: Arc<Ctx>, listener: TcpListener) {
         };
         let Ok(permit) = pending.clone().try_acquire_owned() else {
             drop(stream);
-            over.closed(&ctx, from);
+            over.closed(
+                &ctx,
+                from,
+                format!("{MAX_HANDSHAKES} connections already in their handshake"),
+            );
+            continue;
+        };
+        let Some(source) = sources.take(from.ip()) else {
+            drop(stream);
+            let why = format!(
+                "{MAX_HANDSHAKES_PER_SOURCE} connections from {} already in their handshake",
+                from.ip()
+            );
+            over.closed(&ctx, from, why);
             continue;
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            inbound(ctx, stream, from, permit).await;
+            inbound(ctx, stream, from, (permit, source)).await;
         });
     }
 }
 
-/// Connections closed for being over [`MAX_HANDSHAKES`]; logged at most
-/// once per [`OVER_LOG_EVERY`].
+/// Handshakes in progress by source address.
+#[derive(Default)]
+struct Sources(Mutex<HashMap<IpAddr, usize>>);
+
+/// A handshake's place among its source's (see [`Sources::take`]).
+struct SourceSlot(Arc<Sources>, IpAddr);
+
+impl Sources {
+    /// A place for one more handshake from `ip`, unless it has
+    /// [`MAX_HANDSHAKES_PER_SOURCE`] already.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_default();
+        if *n >= MAX_HANDSHAKES_PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut m = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Connections closed for being over [`MAX_HANDSHAKES`] or
+/// [`MAX_HANDSHAKES_PER_SOURCE`]; logged at most once per
+/// [`OVER_LOG_EVERY`].
 #[derive(Default)]
 struct Over {
     unlogged: u64,
@@ -87,8 +141,7 @@ struct Over {
 }
 
 impl Over {
-    fn closed(&mut self, ctx: &Ctx, from: SocketAddr) {
-        let why = format!("{MAX_HANDSHAKES} connections already in their handshake");
+    fn closed(&mut self, ctx: &Ctx, from: SocketAddr, why: String) {
         ctx.refused(format!("from {from}: {why}"));
         self.unlogged += 1;
         if self.logged.is_none_or(|t| t.elapsed() >= OVER_LOG_EVERY) {
@@ -102,7 +155,14 @@ impl Over {
     }
 }
 
-async fn inbound(ctx: Arc<Ctx>, stream: TcpStream, from: SocketAddr, permit: OwnedSemaphorePermit) {
+/// An inbound connection through its handshake (holding `permit`, its
+/// places under both handshake caps, until then), then its link.
+async fn inbound(
+    ctx: Arc<Ctx>,
+    stream: TcpStream,
+    from: SocketAddr,
+    permit: (OwnedSemaphorePermit, SourceSlot),
+) {
     let (mut rd, mut wr) = stream.into_split();
     let hs = timeout(HANDSHAKE_TIMEOUT, listen_handshake(&ctx, &mut rd, &mut wr)).await;
     drop(permit);

@@ -99,6 +99,19 @@ pub fn connect(ns: &str, to: SocketAddr, rcvbuf: Option<usize>) -> TcpStream {
     s
 }
 
+/// As [`connect`], from source address `from` (one of the namespace's).
+pub fn connect_from(ns: &str, from: std::net::IpAddr, to: SocketAddr) -> TcpStream {
+    let s = in_netns(ns, move || {
+        let s = socket(to, None);
+        s.bind(&SocketAddr::new(from, 0).into())?;
+        s.connect(&to.into()).map(|()| s)
+    })
+    .unwrap_or_else(|e| panic!("connecting to {to} from {from}: {e}"));
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
 /// A listener in namespace `ns` at `at` (accepted connections inherit
 /// `rcvbuf`).
 pub fn listen(ns: &str, at: SocketAddr, rcvbuf: Option<usize>) -> TcpListener {

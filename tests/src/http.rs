@@ -6,7 +6,7 @@
 //! show up as errors instead of being papered over.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     io::{self, BufReader, Read as _, Write as _},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
@@ -44,8 +44,11 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
-    /// Open client connections, shut down on stop (a dead server).
-    conns: Arc<Mutex<Vec<TcpStream>>>,
+    /// Open client connections (by accept number), shut down on stop (a
+    /// dead server); each is removed when its connection ends, so a
+    /// server that sees many connections holds no descriptor for the
+    /// closed ones.
+    conns: Arc<Mutex<HashMap<u64, TcpStream>>>,
 }
 
 impl Backend {
@@ -83,20 +86,23 @@ impl Backend {
         let addr = l.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let conns = Arc::new(Mutex::new(Vec::new()));
+        let conns = Arc::new(Mutex::new(HashMap::new()));
         let (n, s, st, cs) = (name.to_owned(), seen.clone(), stop.clone(), conns.clone());
         let respond: Arc<Responder> = Arc::new(respond);
         std::thread::spawn(move || {
-            for c in l.incoming() {
+            for (i, c) in (0u64..).zip(l.incoming()) {
                 if st.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(c) = c else { continue };
                 if let Ok(dup) = c.try_clone() {
-                    cs.lock().unwrap_or_else(|e| e.into_inner()).push(dup);
+                    cs.lock().unwrap_or_else(|e| e.into_inner()).insert(i, dup);
                 }
-                let (n, s, r) = (n.clone(), s.clone(), respond.clone());
-                std::thread::spawn(move || serve_fn(c, &n, &s, &*r));
+                let (n, s, r, cs) = (n.clone(), s.clone(), respond.clone(), cs.clone());
+                std::thread::spawn(move || {
+                    serve_fn(c, &n, &s, &*r);
+                    cs.lock().unwrap_or_else(|e| e.into_inner()).remove(&i);
+                });
             }
         });
         Ok(Backend {
@@ -112,13 +118,8 @@ impl Backend {
     pub fn kill(&self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(self.addr);
-        for c in self
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            let _ = c.shutdown(Shutdown::Both);
+        for c in self.conns.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            let _ = c.1.shutdown(Shutdown::Both);
         }
     }
 

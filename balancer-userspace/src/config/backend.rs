@@ -171,6 +171,9 @@ pub struct Backend {
     /// The first HTTP-only key set in the file (for the error when the
     /// backend turns out to be L4).
     http_key: Option<&'static str>,
+    /// Whether the file gave it a `stick_table` (for the error when the
+    /// backend turns out to be HTTP: only the XDP path fills one yet).
+    stick_table_set: bool,
 }
 
 pub const DEFAULT_TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
@@ -277,6 +280,7 @@ impl Validator<'_> {
         };
         let (mut stick_size, mut expire) = (DEFAULT_STICK_SIZE, DEFAULT_EXPIRE);
         let mut peers = None;
+        let stick_table_set = b.stick_table.is_some();
         if let Some(t) = b.stick_table {
             peers = t.peers;
             if let Some(ty) = t.ty.as_deref()
@@ -434,6 +438,7 @@ impl Validator<'_> {
             template,
             http,
             http_key,
+            stick_table_set,
         })
     }
 
@@ -464,6 +469,16 @@ impl Validator<'_> {
                 ));
             }
             if http > 0 {
+                if b.stick_table_set {
+                    // Accepted and ignored before: refused until the proxy
+                    // has stick rules of its own.
+                    return Err(self.err(
+                        format!("{key}.stick_table"),
+                        "a stick table is filled by the XDP path only, so on a backend of mode = \
+                         \"http\" frontends it would have no effect; HTTP affinity is `cookie` \
+                         (HAProxy's `stick on src` in mode http is not supported yet)",
+                    ));
+                }
                 let settings = b.http.get_or_insert(HttpBackend {
                     balance: Balance::RoundRobin,
                     cookie: None,

@@ -388,6 +388,23 @@ fn server_template_and_resolvers() {
 }
 
 #[test]
+fn a_stick_table_on_an_http_backend_is_refused_not_ignored() {
+    let e = parse(&format!(
+        "{BASE}[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = \"127.0.0.1:8080\"\n\
+         default_backend = \"b\"\n[[backend]]\nname = \"b\"\n\
+         stick_table = {{ size = \"1m\" }}\n[[backend.server]]\nname = \"s\"\naddress = \"127.0.0.1\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("backend[0].stick_table") && e.contains("no effect"),
+        "{e}"
+    );
+    let line = BASE.lines().count() + 8;
+    assert!(e.contains(&format!(":{line}")), "line {line}: {e}");
+}
+
+#[test]
 fn template_errors_name_line_and_key() {
     let front = "[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = \"127.0.0.1:8080\"\ndefault_backend = \"b\"\n";
     // (template fields, key); the template is on line 12.

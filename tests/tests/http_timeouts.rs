@@ -56,6 +56,17 @@ fn answer_until_closed(s: &mut TcpStream, what: &str) -> (usize, Vec<u8>, Durati
     }
 }
 
+/// `answer` is HAProxy's answer to a request head that did not come in
+/// time.
+fn assert_408(answer: &[u8]) {
+    assert_eq!(
+        status_of(answer),
+        "408",
+        "{}",
+        String::from_utf8_lossy(answer)
+    );
+}
+
 fn status_of(answer: &[u8]) -> String {
     String::from_utf8_lossy(answer)
         .split_whitespace()
@@ -80,12 +91,7 @@ fn idle_and_slow_clients_are_closed_in_time() {
     let mut s = connect(svc.front);
     let (_, answer, t) = answer_until_closed(&mut s, "a silent connection");
     println!("silent connection closed after {t:?}");
-    assert_eq!(
-        status_of(&answer),
-        "408",
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_408(&answer);
 
     // A request head sent a few bytes at a time (slowloris): the
     // http-request timeout runs from its first byte, not from the last,
@@ -121,12 +127,7 @@ fn idle_and_slow_clients_are_closed_in_time() {
         "a trickled request head kept its connection for {LIMIT:?}"
     );
     println!("trickled head closed after {:?}", start.elapsed());
-    assert_eq!(
-        status_of(&answer),
-        "408",
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_408(&answer);
 
     // Keep-alive: idle after a response.
     let mut s = connect(svc.front);

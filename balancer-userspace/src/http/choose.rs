@@ -83,12 +83,13 @@ impl Proxy {
         chosen: usize,
         by_cookie: bool,
     ) -> Result<(usize, Option<Admitted>), Refusal> {
+        if let Some(x) = self.try_admit(b, chosen) {
+            return Ok(x);
+        }
+        // Full, so it has a limit.
         let Some(l) = &b.servers[chosen].limit else {
             return Ok((chosen, None));
         };
-        if let Some(a) = l.0.try_admit() {
-            return Ok((chosen, Some(a)));
-        }
         let fe = &self.spec.stats;
         let wait = b.settings.timeout_queue;
         let timed_out = || {
@@ -103,13 +104,7 @@ impl Proxy {
                 Err(Full::QueueFull) => {}
             }
         }
-        let pick = || {
-            let i = self.balance(b, client, None, true)?;
-            match &b.servers[i].limit {
-                None => Some((i, None)),
-                Some(l) => l.0.try_admit().map(|a| (i, Some(a))),
-            }
-        };
+        let pick = || self.try_admit(b, self.balance(b, client, None, true)?);
         match any_with_room(l.0.backend_waiters(), wait, pick).await {
             Some(x) => Ok(x),
             None => timed_out(),

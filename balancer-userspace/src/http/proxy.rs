@@ -593,13 +593,10 @@ impl Proxy {
                         self.spec.name, b.name, server.name
                     );
                     attempt += 1;
-                    let next = self.balance(b, client, Some(chosen), true).and_then(|i| {
-                        // Its place under `maxconn`, if it has one.
-                        match &b.servers[i].limit {
-                            None => Some((i, None)),
-                            Some(l) => l.0.try_admit().map(|a| (i, Some(a))),
-                        }
-                    });
+                    // With its place under `maxconn`, if it has one.
+                    let next = self
+                        .balance(b, client, Some(chosen), true)
+                        .and_then(|i| self.try_admit(b, i));
                     match next {
                         Some((i, a)) => {
                             fe.redispatched.fetch_add(1, Ordering::Relaxed);

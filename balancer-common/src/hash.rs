@@ -101,6 +101,53 @@ pub const fn words_addr(w: &[u32; 4]) -> [u8; 16] {
     ]
 }
 
+/// The mask keeping the first `keep` (0-32) bits of a word loaded
+/// little-endian from network-order bytes, as [`addr_words`] loads them.
+#[inline(always)]
+pub const fn prefix_mask_word(keep: u32) -> u32 {
+    if keep == 0 {
+        0
+    } else if keep >= 32 {
+        u32::MAX
+    } else {
+        (u32::MAX << (32 - keep)).swap_bytes()
+    }
+}
+
+/// `w` ([`addr_words`]) cut to its first `prefix` bits of 128 (an IPv4
+/// address is the first word); 0 = the whole address. The stick key of a
+/// client by network (`VipInfo::key_prefix`).
+#[inline(always)]
+pub const fn mask_words(w: &[u32; 4], prefix: u8) -> [u32; 4] {
+    if prefix == 0 {
+        return *w;
+    }
+    let p = prefix as u32;
+    [
+        w[0] & prefix_mask_word(if p > 32 { 32 } else { p }),
+        w[1] & prefix_mask_word(clamp_word(p, 32)),
+        w[2] & prefix_mask_word(clamp_word(p, 64)),
+        w[3] & prefix_mask_word(clamp_word(p, 96)),
+    ]
+}
+
+/// Bits of a prefix of `p` bits that fall in the word starting at bit `start`.
+#[inline(always)]
+const fn clamp_word(p: u32, start: u32) -> u32 {
+    if p <= start {
+        0
+    } else if p - start > 32 {
+        32
+    } else {
+        p - start
+    }
+}
+
+/// [`mask_words`] on the 16-byte form.
+pub const fn mask_addr(addr: &[u8; 16], prefix: u8) -> [u8; 16] {
+    words_addr(&mask_words(&addr_words(addr), prefix))
+}
+
 /// Hash of a client address: 16 bytes, an IPv4 address being its 4 bytes
 /// followed by 12 zero bytes.
 ///
@@ -135,6 +182,33 @@ mod tests {
     extern crate std;
     use std::collections::HashSet;
     use std::println;
+
+    #[test]
+    fn masks_keep_the_prefix_in_network_order() {
+        let v4 = [198, 18, 7, 201, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let m = |a: &[u8; 16], p| mask_addr(a, p);
+        assert_eq!(m(&v4, 0), v4);
+        assert_eq!(m(&v4, 32), v4);
+        assert_eq!(m(&v4, 24)[..4], [198, 18, 7, 0]);
+        assert_eq!(m(&v4, 20)[..4], [198, 18, 0, 0]);
+        assert_eq!(m(&v4, 23)[..4], [198, 18, 6, 0]);
+        assert_eq!(m(&v4, 1)[..4], [128, 0, 0, 0]);
+        let v6: [u8; 16] = [
+            0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf, 0x10, 0x11,
+        ];
+        let mut want = v6;
+        want[8..].fill(0);
+        assert_eq!(m(&v6, 64), want);
+        assert_eq!(m(&v6, 128), v6);
+        want[6..].fill(0);
+        assert_eq!(m(&v6, 48), want);
+        let mut want = v6;
+        want[15] = 0x10;
+        assert_eq!(m(&v6, 127), want);
+        // IPv4-mapped: /24 of the IPv4 part is a 120-bit prefix.
+        let mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 7, 201];
+        assert_eq!(m(&mapped, 120)[12..], [198, 18, 7, 0]);
+    }
 
     use super::*;
 

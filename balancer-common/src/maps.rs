@@ -187,7 +187,11 @@ pub struct VipInfo {
     pub id: u32,
     /// `MODE_*`.
     pub mode: u8,
-    pub _pad: [u8; 3],
+    /// The stick key keeps this many leading bits of the client address
+    /// (of 128; an IPv4 address is the first 32): clients of one network
+    /// share an entry. 0 = the whole address.
+    pub key_prefix: u8,
+    pub _pad: [u8; 2],
     /// A stick entry not seen for this long counts as a miss; 0 = never expires.
     pub expire_ns: u64,
 }

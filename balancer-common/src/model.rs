@@ -43,7 +43,7 @@ use alloc::{
 };
 
 use crate::{
-    hash::{MAGLEV_M, NO_BACKEND, client_hash, maglev_slot},
+    hash::{MAGLEV_M, NO_BACKEND, client_hash, maglev_slot, mask_addr},
     layout::*,
     maps::*,
     packet::{FlowKind, parse},
@@ -118,11 +118,13 @@ impl Model {
         let icmp = flow.kind == FlowKind::IcmpError;
 
         // ---- select ----
+        // Clients of one network (`key_prefix`) share the key and the hash.
+        let client = mask_addr(&flow.client, vip.key_prefix);
         let key = StickKey {
             vip_id: vip.id,
-            addr: flow.client,
+            addr: client,
         };
-        let hash = client_hash(&flow.client);
+        let hash = client_hash(&client);
         let pick = self
             .maglev
             .get(&vip.id)

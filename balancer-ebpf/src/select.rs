@@ -3,7 +3,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use balancer_common::{
-    hash::{MAGLEV_M, NO_BACKEND, client_hash_words, maglev_slot, words_addr},
+    hash::{MAGLEV_M, NO_BACKEND, client_hash_words, maglev_slot, mask_words, words_addr},
     layout::XDP_DROP,
     maps::{Backend, STATE_EMPTY, StickKey, StickValue, VipInfo, VipStats, keeps_clients},
 };
@@ -53,9 +53,12 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
     // which costs ~70 ns a packet in a VM (measured with `cargo xtask bench`).
     // SAFETY: no preconditions (kernel 5.11+).
     let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // Clients of one network share an entry and, on a miss, their Maglev
+    // slot (so balancers without each other's entries agree too).
+    let client = mask_words(&flow.client, vip.key_prefix);
     let key = StickKey {
         vip_id: vip.id,
-        addr: words_addr(&flow.client),
+        addr: words_addr(&client),
     };
     let refresh_ns = match CONFIG.get(0) {
         Some(c) => c.stick_refresh_ns,
@@ -87,7 +90,7 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
                 return Err(XDP_DROP);
             }
             // Down, in maintenance or removed: redispatch and overwrite.
-            let pick = maglev_pick(vip, client_hash_words(&flow.client));
+            let pick = maglev_pick(vip, client_hash_words(&client));
             let Some(b) = backend(pick) else {
                 stats.no_backend += 1;
                 return Err(XDP_DROP);
@@ -114,7 +117,7 @@ pub fn select(vip: &VipInfo, flow: &Flow, stats: &mut VipStats) -> Result<Choice
         stats.icmp_no_flow += 1;
         return Err(XDP_DROP);
     }
-    let pick = maglev_pick(vip, client_hash_words(&flow.client));
+    let pick = maglev_pick(vip, client_hash_words(&client));
     let Some(b) = backend(pick) else {
         stats.no_backend += 1;
         return Err(XDP_DROP);

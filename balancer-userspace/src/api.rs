@@ -73,9 +73,13 @@ pub struct FrontendStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableEntry<'a> {
     pub client: IpAddr,
-    /// The frontend; `None`: a VIP id no frontend has any more.
+    /// The L4 frontend whose table it is; `None`: an HTTP backend's
+    /// table, or a VIP id no frontend has any more.
     #[serde(borrow)]
     pub frontend: Option<Cow<'a, str>>,
+    /// The HTTP backend whose table (`stick` rules) it is.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Cow<'a, str>>,
     pub idle_ms: u64,
     /// `backend/server`; `None`: a server that was removed.
     #[serde(borrow)]
@@ -161,6 +165,16 @@ pub struct HttpFrontendStats {
     pub cookie_absent: u64,
     /// ... with a cookie naming no server that could take them.
     pub cookie_unusable: u64,
+    /// Of requests to a backend with `stick match` no cookie sent: sent by
+    /// their client's stick entry...
+    #[serde(default)]
+    pub stick_matched: u64,
+    /// ... whose client had no entry...
+    #[serde(default)]
+    pub stick_absent: u64,
+    /// ... whose entry named a server that could not take them.
+    #[serde(default)]
+    pub stick_unusable: u64,
     /// Answered 503: no server could take them.
     pub no_server: u64,
     /// Sent to another server after their first refused the connection.
@@ -192,6 +206,9 @@ impl HttpFrontendStats {
             ("cookie_absent", self.cookie_absent),
             ("cookie_unusable", self.cookie_unusable),
             ("cookie_used", self.cookie_used),
+            ("stick_absent", self.stick_absent),
+            ("stick_matched", self.stick_matched),
+            ("stick_unusable", self.stick_unusable),
             ("no_server", self.no_server),
             ("redispatched", self.redispatched),
             ("connections", self.connections),

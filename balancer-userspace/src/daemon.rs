@@ -314,6 +314,16 @@ impl Running {
                 l, &spec, &view, &stop_rx, HTTP_GRACE,
             ));
         }
+        // The HTTP stick tables' writes to the pinned map.
+        let stick_flush = {
+            let c = shared.lock().await;
+            crate::control::stick::flush_fd(&c).map(|fd| {
+                crate::util::AbortOnDrop(tokio::spawn(crate::control::stick::flush(
+                    fd,
+                    c.http.subscribe(),
+                )))
+            })
+        };
         let mut metric_tasks = Vec::new();
         if let Some(l) = metrics {
             let count = Arc::new(crate::metrics::TableCount::default());
@@ -462,6 +472,10 @@ impl Running {
             }
         })
         .await;
+        // What the proxy stored last reaches the pinned map (a restart
+        // takes it from there).
+        drop(stick_flush);
+        shared.lock().await.flush_stick_tables();
         admin_task.abort();
         for t in metric_tasks {
             t.abort();

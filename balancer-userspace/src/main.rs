@@ -473,13 +473,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 writeln!(
                     out,
                     "{:<16} {:<40} {:<24} {:>10}",
-                    "frontend", "client", "server", "idle_ms"
+                    "table", "client", "server", "idle_ms"
                 )?;
                 for r in &rows {
+                    // An L4 frontend's table, or an HTTP backend's.
+                    let table = match (&r.frontend, &r.backend) {
+                        (Some(f), _) => f.to_string(),
+                        (None, Some(b)) => format!("backend/{b}"),
+                        (None, None) => "?".into(),
+                    };
                     writeln!(
                         out,
                         "{:<16} {:<40} {:<24} {:>10}",
-                        r.frontend.as_deref().unwrap_or("?"),
+                        table,
                         r.client,
                         r.server.as_deref().unwrap_or("(removed)"),
                         r.idle_ms
@@ -510,9 +516,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ))?;
             let e: api::TableEntry =
                 serde_json::from_slice(&bytes).context("table set: answer is not an entry")?;
+            // The frontend as given (an HTTP frontend's table is its backend's).
             println!(
-                "{} {} -> {}",
-                e.frontend.as_deref().unwrap_or("?"),
+                "{frontend} {} -> {}",
                 e.client,
                 e.server.as_deref().unwrap_or("?")
             );

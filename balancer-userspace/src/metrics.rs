@@ -411,6 +411,21 @@ impl Snapshot {
         )?;
         family(
             e,
+            "balancer_http_stick",
+            "Requests to a backend with `stick match src` that no cookie sent: matched (sent to \
+             the server their client's entry names), absent (no live entry), unusable (the entry \
+             names a server that may not take the request: balanced again)",
+            self.http_frontends.iter().flat_map(|(n, s)| {
+                s.stick_outcomes().map(|(o, c)| {
+                    (
+                        vec![("frontend", n.clone()), ("outcome", o.to_owned())],
+                        counter(c.load(Ordering::Relaxed)),
+                    )
+                })
+            }),
+        )?;
+        family(
+            e,
             "balancer_http_no_server",
             "HTTP requests answered 503 because no server could take them",
             per_fe(|s| &s.no_server),

@@ -477,6 +477,24 @@ impl Svc {
         }
     }
 
+    /// Start the daemon again on `config` (the same pins and socket), once
+    /// the previous one has stopped; waits until it runs.
+    pub fn start_again(&mut self, config: &std::path::Path) {
+        let mut cmd = Command::new(crate::balancer_bin());
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info");
+        self.daemon = Proc::spawn("balancer-2", cmd, &self.dir).expect("balancer run");
+        assert!(
+            wait_for(Duration::from_secs(20), || self
+                .daemon
+                .output()
+                .contains("running:")),
+            "the daemon did not start again: {}",
+            self.daemon.output()
+        );
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         crate::lab::output(
             Command::new(crate::balancer_bin())

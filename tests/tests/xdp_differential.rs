@@ -100,6 +100,8 @@ struct Vip {
     /// Has the address-wide port-0 entry that non-first fragments match.
     frag_entry: bool,
     pool: &'static [u32],
+    /// `VipInfo::key_prefix` (clients of one network share an entry).
+    key_prefix: u8,
 }
 
 impl Vip {
@@ -114,7 +116,12 @@ impl Vip {
             expire_ns: 0,
             frag_entry: false,
             pool,
+            key_prefix: 0,
         }
+    }
+
+    fn masked(self, key_prefix: u8) -> Vip {
+        Vip { key_prefix, ..self }
     }
 
     fn ipip(self) -> Vip {
@@ -146,14 +153,17 @@ fn vips() -> Vec<Vip> {
     let b6 = v6("2001:db8::101".parse().unwrap());
     let (v4, v6, tcp, udp) = (FAMILY_V4, FAMILY_V6, IPPROTO_TCP, IPPROTO_UDP);
     vec![
-        Vip::new(0, v4, a4, tcp, 80, &[0, 1, 2, 3]).with_frag_entry(),
+        Vip::new(0, v4, a4, tcp, 80, &[0, 1, 2, 3])
+            .with_frag_entry()
+            .masked(30),
         // A two-backend pool: it sometimes has no usable backend at all.
         Vip::new(1, v4, a4, udp, 53, &[0, 1])
             .expiring()
             .with_frag_entry(),
         Vip::new(2, v6, a6, tcp, 443, &[4, 5, 6, 7])
             .expiring()
-            .with_frag_entry(),
+            .with_frag_entry()
+            .masked(126),
         Vip::new(3, v6, a6, udp, 53, &[5, 6]),
         Vip::new(4, v4, b4, tcp, 80, &[0, 1, 2, 3])
             .ipip()
@@ -176,15 +186,13 @@ fn vips() -> Vec<Vip> {
 fn setup(vips: &[Vip]) -> Pair {
     let mut p = Pair::new();
     for v in vips {
-        p.add_vip(
-            vip_key(v.family, v.addr, v.port, v.proto),
-            vip_info(v.id, v.mode, v.expire_ns),
-        );
+        let info = VipInfo {
+            key_prefix: v.key_prefix,
+            ..vip_info(v.id, v.mode, v.expire_ns)
+        };
+        p.add_vip(vip_key(v.family, v.addr, v.port, v.proto), info);
         if v.frag_entry {
-            p.add_vip(
-                vip_key(v.family, v.addr, 0, v.proto),
-                vip_info(v.id, v.mode, v.expire_ns),
-            );
+            p.add_vip(vip_key(v.family, v.addr, 0, v.proto), info);
         }
     }
     for i in 0..4u8 {

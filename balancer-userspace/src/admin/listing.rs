@@ -33,6 +33,8 @@ pub struct Names {
     pub frontends: HashMap<u32, (String, u8)>,
     /// `backend/server`, by server id.
     pub servers: HashMap<u32, String>,
+    /// HTTP stick tables: their backend's name and key family, by id.
+    pub tables: HashMap<u32, (String, u8)>,
 }
 
 impl Names {
@@ -50,15 +52,23 @@ impl Names {
                 .iter()
                 .map(|s| (s.id, format!("{}/{}", s.backend, s.name)))
                 .collect(),
+            tables: c
+                .http_tables()
+                .iter()
+                .map(|(b, t)| (t.id, (b.clone(), t.form.family())))
+                .collect(),
         }
     }
 
     /// `k`/`v` as the API shows them, idle time counted to `now_ns`.
     pub fn entry(&self, k: &StickKey, v: &StickValue, now_ns: u64) -> TableEntry<'_> {
         let f = self.frontends.get(&k.vip_id);
+        let t = self.tables.get(&k.vip_id);
+        let family = f.or(t).map_or(FAMILY_V4, |(_, fam)| *fam);
         TableEntry {
             frontend: f.map(|(name, _)| Cow::Borrowed(name.as_str())),
-            client: addr_of(f.map_or(FAMILY_V4, |(_, fam)| *fam), &k.addr),
+            backend: t.map(|(name, _)| Cow::Borrowed(name.as_str())),
+            client: addr_of(family, &k.addr),
             server: self
                 .servers
                 .get(&v.backend)
@@ -156,6 +166,7 @@ mod tests {
         Names {
             frontends: HashMap::from([(0, ("web".into(), FAMILY_V4))]),
             servers: HashMap::from([(7, "pool/a".into())]),
+            tables: HashMap::new(),
         }
     }
 

@@ -23,20 +23,17 @@
 pub mod client;
 pub mod listing;
 pub mod request;
+mod table;
 
 use std::{
     collections::BTreeMap,
     convert::Infallible,
-    net::IpAddr,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use balancer_common::{
-    maps::{StickKey, StickValue, VipStats, family_addr},
-    stats::Class,
-};
+use balancer_common::{maps::VipStats, stats::Class};
 use http_body_util::{BodyExt as _, Either, Full};
 use hyper::{
     Request, Response, StatusCode,
@@ -48,12 +45,12 @@ use log::debug;
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
-use self::request::{AdminRequest, Refusal, TableSelect};
+use self::request::{AdminRequest, Refusal};
 use crate::{
     api,
     config::Mode,
     control::{ControlError, Controller, Shared},
-    util::{ControlAccept, control_http1, monotonic_ns},
+    util::{ControlAccept, control_http1},
 };
 
 /// Largest request body accepted.
@@ -150,7 +147,7 @@ async fn handle(
     let mut c = shared.lock().await;
     let answer = match request {
         AdminRequest::TableShow(select) => {
-            return Ok(match table_show(&c, &select) {
+            return Ok(match table::show(&c, &select) {
                 Ok(l) => json_response(StatusCode::OK, Either::Right(l)),
                 Err(e) => reply(Err(e)),
             });
@@ -170,13 +167,13 @@ async fn handle(
             .map(|v| json!(v))
             .map_err(internal),
         AdminRequest::Stats => stats(&c),
-        AdminRequest::TableCount { frontend } => table_count(&c, frontend.as_deref()),
+        AdminRequest::TableCount { frontend } => table::count(&c, frontend.as_deref()),
         AdminRequest::TableSet {
             frontend,
             client,
             server,
-        } => table_set(&mut c, &frontend, client, &server),
-        AdminRequest::TableClear(select) => table_clear(&mut c, &select),
+        } => table::set(&mut c, &frontend, client, &server),
+        AdminRequest::TableClear(select) => table::clear(&mut c, &select),
         AdminRequest::Peers => peers
             .as_ref()
             .map(|status| json!(status()))
@@ -214,10 +211,11 @@ fn json_response(status: StatusCode, body: AdminBody) -> Response<AdminBody> {
     r
 }
 
-fn internal(e: ControlError) -> Refusal {
+pub(crate) fn internal(e: ControlError) -> Refusal {
     let status = match e {
         ControlError::UnknownServer(_)
         | ControlError::UnknownFrontend(_)
+        | ControlError::NoStickTable(_)
         | ControlError::UnknownBackend(_) => StatusCode::NOT_FOUND,
         ControlError::AmbiguousServer(_) | ControlError::InvalidServer(_) => {
             StatusCode::BAD_REQUEST
@@ -249,15 +247,6 @@ fn status(c: &Controller) -> Answer {
         stick_entries: entries,
         stick_capacity: c.dp.options().stick_size,
     }))
-}
-
-fn table_count(c: &Controller, frontend: Option<&str>) -> Answer {
-    let vip = match frontend {
-        Some(f) => Some(c.vip_id(f).map_err(internal)?),
-        None => None,
-    };
-    let entries = c.dp.stick_count(vip).map_err(|e| internal(e.into()))?;
-    Ok(json!(api::TableCount { entries }))
 }
 
 /// A frontend's XDP counters by name.
@@ -317,81 +306,6 @@ fn stats(c: &Controller) -> Answer {
         out.http.servers.insert(name, view);
     }
     Ok(json!(out))
-}
-
-/// The VIP id of the selection's frontend, if it names one.
-fn select_vip(c: &Controller, select: &TableSelect) -> Result<Option<u32>, Refusal> {
-    match &select.frontend {
-        Some(f) => Ok(Some(c.vip_id(f).map_err(internal)?)),
-        None => Ok(None),
-    }
-}
-
-fn table_show(c: &Controller, select: &TableSelect) -> Result<listing::Listing, Refusal> {
-    let vip = select_vip(c, select)?;
-    let now = monotonic_ns();
-    let mut entries = c.dp.stick_entries(vip).map_err(|e| internal(e.into()))?;
-    if let Some(a) = select.client {
-        let addr = family_addr(a).1;
-        entries.retain(|(k, _)| k.addr == addr);
-    }
-    Ok(listing::Listing::new(entries, listing::Names::of(c), now))
-}
-
-fn table_set(c: &mut Controller, frontend: &str, client: IpAddr, server: &str) -> Answer {
-    let fi = c.frontend_index(frontend).map_err(internal)?;
-    let (f, vip_id) = (&c.config.frontends[fi], c.frontend_ids[fi]);
-    if client.is_ipv4() != f.vip.is_ipv4() {
-        return Err(request::bad(format!(
-            "client {client} is not of frontend {frontend}'s address family"
-        )));
-    }
-    let i = c.find_server(server).map_err(internal)?;
-    let s = &c.servers[i];
-    if s.backend != c.config.backends[f.backend].name {
-        return Err(request::bad(format!(
-            "server {server} is not in frontend {frontend}'s backend"
-        )));
-    }
-    let key = StickKey {
-        vip_id,
-        addr: family_addr(client).1,
-    };
-    let value = StickValue {
-        backend: s.id,
-        _pad: 0,
-        last_seen_ns: monotonic_ns(),
-    };
-    c.dp.stick_set(&key, &value)
-        .map_err(|e| internal(e.into()))?;
-    serde_json::to_value(listing::Names::of(c).entry(&key, &value, value.last_seen_ns))
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-}
-
-fn table_clear(c: &mut Controller, select: &TableSelect) -> Answer {
-    let vip = select_vip(c, select)?;
-    let removed = match (vip, select.client) {
-        (Some(vip_id), Some(a)) => usize::from(
-            c.dp.stick_remove(&StickKey {
-                vip_id,
-                addr: family_addr(a).1,
-            })
-            .map_err(|e| internal(e.into()))?,
-        ),
-        (vip, None) => c.dp.stick_clear(vip).map_err(|e| internal(e.into()))?,
-        (None, Some(a)) => {
-            let mut n = 0;
-            for &vip_id in &c.frontend_ids {
-                let key = StickKey {
-                    vip_id,
-                    addr: family_addr(a).1,
-                };
-                n += usize::from(c.dp.stick_remove(&key).map_err(|e| internal(e.into()))?);
-            }
-            n
-        }
-    };
-    Ok(json!(api::Removed { removed }))
 }
 
 #[cfg(test)]

@@ -6,10 +6,10 @@ use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 use serde::Deserialize;
 
 use super::{
-    AdminState, CheckKind, CheckTiming, ConfigError, DEFAULT_EXPIRE, DEFAULT_STICK_SIZE, Frontend,
-    MAX_STICK_SIZE, MAX_WEIGHT, Mode, Resolvers, Server, ServerTemplate, Validator,
-    default_check_timeout, parse_duration, parse_server_address, parse_size, resolvers,
-    server_name_problem,
+    AdminState, CheckKind, CheckTiming, ConfigError, Frontend, MAX_WEIGHT, Mode, Resolvers, Server,
+    ServerTemplate, Validator, default_check_timeout, parse_duration, parse_server_address,
+    resolvers, server_name_problem,
+    stick::{KeyMask, RawStick, RawStickTable, StickRules, StickTableSpec},
 };
 
 #[derive(Debug, Deserialize)]
@@ -18,6 +18,8 @@ pub(super) struct RawBackend {
     pub(super) name: String,
     forward: Option<String>,
     stick_table: Option<RawStickTable>,
+    /// HTTP backends: HAProxy's `stick` rules on `src`.
+    stick: Option<RawStick>,
     check_type: Option<String>,
     check_path: Option<String>,
     check_port: Option<u16>,
@@ -36,17 +38,6 @@ pub(super) struct RawBackend {
     #[serde(default)]
     server: Vec<RawServer>,
     server_template: Option<resolvers::RawTemplate>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawStickTable {
-    #[serde(rename = "type")]
-    ty: Option<String>,
-    size: Option<String>,
-    expire: Option<String>,
-    /// Name of the `[peers.<section>]` this table is replicated with.
-    peers: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +109,8 @@ pub struct HttpBackend {
     /// `timeout queue`: how long a request may wait for a server with
     /// `maxconn` to have room (default: `timeout_connect`, as HAProxy).
     pub timeout_queue: Duration,
+    /// `stick on|match|store-request src` (none: no stick table is used).
+    pub stick: StickRules,
 }
 
 impl HttpBackend {
@@ -158,6 +151,12 @@ pub struct Backend {
     pub expire: Duration,
     /// `stick_table.peers`: the peers section replicating this table.
     pub peers: Option<String>,
+    /// `stick_table.type = "ipv6"` (an HTTP backend's table: IPv4 clients
+    /// are stored as IPv4-mapped addresses); else IPv4 clients only. An L4
+    /// table holds the addresses of its VIP's family.
+    pub stick_ipv6: bool,
+    /// The prefix of the client address its stick key keeps.
+    pub key_mask: KeyMask,
     /// How servers with `check = true` are checked.
     pub check_kind: CheckKind,
     /// Port checked; default: the first frontend's port using this backend.
@@ -171,9 +170,9 @@ pub struct Backend {
     /// The first HTTP-only key set in the file (for the error when the
     /// backend turns out to be L4).
     http_key: Option<&'static str>,
-    /// Whether the file gave it a `stick_table` (for the error when the
-    /// backend turns out to be HTTP: only the XDP path fills one yet).
-    stick_table_set: bool,
+    /// The `stick_table` as the file gave it, for the errors given once
+    /// the frontends say how the backend is used.
+    table: StickTableSpec,
 }
 
 pub const DEFAULT_TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
@@ -257,6 +256,7 @@ impl Validator<'_> {
             },
             timeout_server_fin: time("timeout_server_fin", &b.timeout_server_fin, timeout_server)?,
             timeout_queue: time("timeout_queue", &b.timeout_queue, timeout_connect)?,
+            stick: self.stick_rules(key, b.stick.as_ref())?,
         }))
     }
 
@@ -278,35 +278,7 @@ impl Validator<'_> {
                 ));
             }
         };
-        let (mut stick_size, mut expire) = (DEFAULT_STICK_SIZE, DEFAULT_EXPIRE);
-        let mut peers = None;
-        let stick_table_set = b.stick_table.is_some();
-        if let Some(t) = b.stick_table {
-            peers = t.peers;
-            if let Some(ty) = t.ty.as_deref()
-                && ty != "ip"
-                && ty != "ipv6"
-            {
-                return Err(self.err(
-                    format!("{key}.stick_table.type"),
-                    format!("{ty:?}: want \"ip\" or \"ipv6\""),
-                ));
-            }
-            if let Some(s) = t.size {
-                stick_size =
-                    parse_size(&s).map_err(|r| self.err(format!("{key}.stick_table.size"), r))?;
-                if stick_size == 0 || stick_size > MAX_STICK_SIZE {
-                    return Err(self.err(
-                        format!("{key}.stick_table.size"),
-                        format!("{s:?} is out of range (1 to {MAX_STICK_SIZE})"),
-                    ));
-                }
-            }
-            if let Some(e) = t.expire {
-                expire = parse_duration(&e)
-                    .map_err(|r| self.err(format!("{key}.stick_table.expire"), r))?;
-            }
-        }
+        let table = self.stick_table(key, b.stick_table)?;
         let check_timeout = match &b.check_timeout {
             None => None,
             Some(t) => {
@@ -429,16 +401,18 @@ impl Validator<'_> {
         Ok(Backend {
             name: b.name,
             forward,
-            stick_size,
-            expire,
-            peers,
+            stick_size: table.size,
+            expire: table.expire,
+            peers: table.peers.clone(),
+            stick_ipv6: table.ipv6.unwrap_or(false),
+            key_mask: table.mask,
             check_kind,
             check_port: b.check_port,
             servers,
             template,
             http,
             http_key,
-            stick_table_set,
+            table,
         })
     }
 
@@ -469,16 +443,6 @@ impl Validator<'_> {
                 ));
             }
             if http > 0 {
-                if b.stick_table_set {
-                    // Accepted and ignored before: refused until the proxy
-                    // has stick rules of its own.
-                    return Err(self.err(
-                        format!("{key}.stick_table"),
-                        "a stick table is filled by the XDP path only, so on a backend of mode = \
-                         \"http\" frontends it would have no effect; HTTP affinity is `cookie` \
-                         (HAProxy's `stick on src` in mode http is not supported yet)",
-                    ));
-                }
                 let settings = b.http.get_or_insert(HttpBackend {
                     balance: Balance::RoundRobin,
                     cookie: None,
@@ -491,6 +455,7 @@ impl Validator<'_> {
                     timeout_tunnel: None,
                     timeout_server_fin: DEFAULT_TIMEOUT_SERVER,
                     timeout_queue: DEFAULT_TIMEOUT_CONNECT,
+                    stick: StickRules::default(),
                 });
                 let default_port = users[0].vip.port();
                 for s in &mut b.servers {
@@ -500,8 +465,11 @@ impl Validator<'_> {
                 if let Some(t) = b.template.as_mut().filter(|t| !t.srv) {
                     t.port.get_or_insert(default_port);
                 }
+                let rules = settings.stick;
+                self.settle_http_table(&key, b, &users, rules)?;
                 continue;
             }
+            self.settle_l4_table(&key, b, &users)?;
             if let Some(k) = b.http_key {
                 return Err(self.err(
                     format!("{key}.{k}"),
@@ -542,6 +510,108 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    /// An HTTP backend's table: used by its `stick` rules only, so each
+    /// needs the other; its type defaults to the frontends' family; a mask
+    /// of a family it never stores is refused.
+    fn settle_http_table(
+        &self,
+        key: &str,
+        b: &mut Backend,
+        users: &[&Frontend],
+        rules: StickRules,
+    ) -> Result<(), ConfigError> {
+        let t = &b.table;
+        if rules.any() && !t.set {
+            return Err(self.err(
+                format!("{key}.stick"),
+                "needs a stick_table in the same backend (the rules store into and match \
+                 against their backend's table, as HAProxy's do)",
+            ));
+        }
+        if !t.set {
+            return Ok(());
+        }
+        if !rules.any() {
+            return Err(self.err(
+                format!("{key}.stick_table"),
+                "on a backend of mode = \"http\" frontends a table is filled and read only \
+                 by stick rules (stick = \"on src\"); without one it would have no effect",
+            ));
+        }
+        let v6_bind = users.iter().any(|f| f.vip.is_ipv6());
+        let ipv6 = t.ipv6.unwrap_or(v6_bind);
+        if t.mask_v6_set && !ipv6 {
+            return Err(self.err(
+                format!("{key}.stick_table.key_mask_v6"),
+                "a table of type \"ip\" holds IPv4 clients only: an IPv6 mask has no effect",
+            ));
+        }
+        if t.mask_v6_set && !v6_bind {
+            return Err(self.err(
+                format!("{key}.stick_table.key_mask_v6"),
+                "no frontend of this backend listens on IPv6: an IPv6 mask has no effect",
+            ));
+        }
+        // Only a wildcard IPv6 bind (`[::]`) also takes IPv4 clients.
+        let v4_clients = users
+            .iter()
+            .any(|f| f.vip.is_ipv4() || f.vip.ip().is_unspecified());
+        if t.mask_v4_set && !v4_clients {
+            return Err(self.err(
+                format!("{key}.stick_table.key_mask_v4"),
+                "no frontend of this backend takes IPv4 clients: an IPv4 mask has no effect",
+            ));
+        }
+        b.stick_ipv6 = ipv6;
+        Ok(())
+    }
+
+    /// An L4 backend's table holds its VIPs' family: a `type` or a mask of
+    /// the other family would have no effect.
+    fn settle_l4_table(
+        &self,
+        key: &str,
+        b: &mut Backend,
+        users: &[&Frontend],
+    ) -> Result<(), ConfigError> {
+        let t = &b.table;
+        let v4 = users.iter().any(|f| f.vip.is_ipv4());
+        let v6 = users.iter().any(|f| f.vip.is_ipv6());
+        match t.ipv6 {
+            Some(true) if v4 => {
+                return Err(self.err(
+                    format!("{key}.stick_table.type"),
+                    "\"ipv6\", but an IPv4 frontend uses this backend: the XDP path keys a \
+                     VIP's table by its own family (leave type out, or \"ip\")",
+                ));
+            }
+            Some(false) if v6 => {
+                return Err(self.err(
+                    format!("{key}.stick_table.type"),
+                    "\"ip\", but an IPv6 frontend uses this backend: the XDP path keys a \
+                     VIP's table by its own family (leave type out, or \"ipv6\")",
+                ));
+            }
+            _ => {}
+        }
+        if t.mask_v4_set && !v4 {
+            return Err(self.err(
+                format!("{key}.stick_table.key_mask_v4"),
+                "no IPv4 frontend uses this backend: an IPv4 mask has no effect",
+            ));
+        }
+        if t.mask_v6_set && !v6 {
+            return Err(self.err(
+                format!("{key}.stick_table.key_mask_v6"),
+                "no IPv6 frontend uses this backend: an IPv6 mask has no effect",
+            ));
+        }
+        b.stick_ipv6 = v6;
+        Ok(())
+    }
+}
+
 /// The first HTTP-only key set in a raw backend.
 fn http_key(b: &RawBackend) -> Option<&'static str> {
     [
@@ -554,6 +624,7 @@ fn http_key(b: &RawBackend) -> Option<&'static str> {
         ("timeout_tunnel", b.timeout_tunnel.is_some()),
         ("timeout_server_fin", b.timeout_server_fin.is_some()),
         ("timeout_queue", b.timeout_queue.is_some()),
+        ("stick", b.stick.is_some()),
     ]
     .into_iter()
     .find(|(_, set)| *set)

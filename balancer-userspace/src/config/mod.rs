@@ -26,6 +26,7 @@ mod frontend;
 mod peers;
 mod resolvers;
 mod server;
+mod stick;
 mod units;
 
 use balancer_common::maps::ID_NAME_LEN;
@@ -51,6 +52,7 @@ pub use server::{
     AdminState, CheckKind, CheckTiming, Server, default_check_timeout, parse_server_address,
     server_name_problem,
 };
+pub use stick::{KeyMask, StickRules};
 pub use units::{parse_duration, parse_size};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/balancer";
@@ -261,6 +263,17 @@ impl Validator<'_> {
                     format!("duplicate backend name {:?}", b.name),
                 ));
             }
+            // "backend/NAME" names its HTTP stick table in the id map.
+            if b.name.is_empty() || b.name.len() + 8 > ID_NAME_LEN || b.name.contains('/') {
+                return Err(self.err(
+                    format!("{key}.name"),
+                    format!(
+                        "{:?}: empty, longer than {} bytes or with a '/'",
+                        b.name,
+                        ID_NAME_LEN - 8
+                    ),
+                ));
+            }
             backends.push(self.backend(&key, b, &resolvers)?);
         }
         let mut frontends = Vec::new();
@@ -274,10 +287,13 @@ impl Validator<'_> {
                     format!("duplicate frontend name {:?}", f.name),
                 ));
             }
-            if f.name.is_empty() || f.name.len() > ID_NAME_LEN {
+            if f.name.is_empty() || f.name.len() > ID_NAME_LEN || f.name.contains('/') {
                 return Err(self.err(
                     format!("{key}.name"),
-                    format!("{:?}: empty or longer than {ID_NAME_LEN} bytes", f.name),
+                    format!(
+                        "{:?}: empty, longer than {ID_NAME_LEN} bytes or with a '/'",
+                        f.name
+                    ),
                 ));
             }
             let fe = self.frontend(&key, f, &backends)?;
@@ -297,6 +313,20 @@ impl Validator<'_> {
         let max_vips = balancer_common::maps::MAX_VIPS as usize;
         if frontends.len() > max_vips {
             return Err(self.err("frontend", format!("at most {max_vips} frontends")));
+        }
+        // HTTP stick tables take their ids from the same space.
+        let http_tables = backends
+            .iter()
+            .filter(|b| b.http.as_ref().is_some_and(|h| h.stick.any()))
+            .count();
+        if frontends.len() + http_tables > max_vips {
+            return Err(self.err(
+                "backend",
+                format!(
+                    "{} frontends and {http_tables} http stick tables: at most {max_vips} together",
+                    frontends.len()
+                ),
+            ));
         }
         let total_stick: u64 = backends.iter().map(|b| b.stick_size).sum();
         if total_stick > MAX_STICK_SIZE {

@@ -83,12 +83,6 @@ pub fn validate(
             Some(s) if &s.section == want => {}
             _ => return Err((key, format!("no [peers.{want}] section"))),
         }
-        if b.http.is_some() {
-            return Err((
-                key,
-                "only L4 stick tables are replicated (HTTP backends use cookies)".into(),
-            ));
-        }
     }
     Ok(section)
 }

@@ -404,6 +404,141 @@ fn a_stick_table_on_an_http_backend_is_refused_not_ignored() {
     assert!(e.contains(&format!(":{line}")), "line {line}: {e}");
 }
 
+/// An http frontend on `bind` and its backend `b` with `backend` keys.
+fn http_stick(bind: &str, backend: &str) -> String {
+    format!(
+        "{BASE}[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = \"{bind}\"\n\
+         default_backend = \"b\"\n[[backend]]\nname = \"b\"\n{backend}\n\
+         [[backend.server]]\nname = \"s\"\naddress = \"127.0.0.1:9000\"\n"
+    )
+}
+
+#[test]
+fn http_stick_rules_are_parsed() {
+    let table = "stick_table = { type = \"ip\", size = \"1k\", expire = \"2s\" }";
+    for (rules, matches, stores) in [
+        ("stick = \"on src\"", true, true),
+        ("stick = \"match src\"", true, false),
+        ("stick = \"store-request  src\"", false, true),
+        ("stick = [\"match src\", \"store-request src\"]", true, true),
+    ] {
+        let c = parse(&http_stick("127.0.0.1:8080", &format!("{table}\n{rules}"))).unwrap();
+        let b = &c.backends[0];
+        let s = b.http.as_ref().unwrap().stick;
+        assert_eq!((s.matches, s.stores), (matches, stores), "{rules}");
+        assert_eq!(b.expire, std::time::Duration::from_secs(2));
+        assert!(!b.stick_ipv6);
+    }
+    // The table's type follows the bind's family unless given.
+    let c = parse(&http_stick(
+        "[::1]:8080",
+        "stick_table = { key_mask_v6 = 64 }\nstick = \"on src\"",
+    ))
+    .unwrap();
+    assert!(c.backends[0].stick_ipv6);
+    assert_eq!(c.backends[0].key_mask.v6, 64);
+}
+
+#[test]
+fn http_stick_rules_that_would_do_nothing_or_something_else_are_refused() {
+    let table = "stick_table = { size = \"1k\" }";
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "stick = \"on src\"",
+            "backend[0].stick",
+            "needs a stick_table",
+        ),
+        (
+            &format!("{table}\nstick = \"on hdr(x)\""),
+            "backend[0].stick",
+            "only `src`",
+        ),
+        (
+            &format!("{table}\nstick = \"on src if TRUE\""),
+            "backend[0].stick",
+            "conditions",
+        ),
+        (
+            &format!("{table}\nstick = \"on src table t\""),
+            "backend[0].stick",
+            "own stick_table",
+        ),
+        (
+            &format!("{table}\nstick = \"store-response src\""),
+            "backend[0].stick",
+            "store-response",
+        ),
+        (
+            &format!("{table}\nstick = [\"on src\", \"match src\"]"),
+            "backend[0].stick[1]",
+            "no effect",
+        ),
+        (
+            &format!("{table}\nstick = []"),
+            "backend[0].stick",
+            "no effect",
+        ),
+        (
+            "stick_table = { type = \"ip\", key_mask_v6 = 64 }\nstick = \"on src\"",
+            "backend[0].stick_table.key_mask_v6",
+            "no effect",
+        ),
+        (
+            "stick_table = { key_mask_v4 = 33 }\nstick = \"on src\"",
+            "backend[0].stick_table.key_mask_v4",
+            "1 to 32",
+        ),
+    ];
+    for (keys, key, why) in cases {
+        let e = parse(&http_stick("127.0.0.1:8080", keys))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(" {key}: ")) && e.contains(why),
+            "{keys}: {e}"
+        );
+    }
+    // On an IPv6-only bind, an IPv4 mask has no effect.
+    let e = parse(&http_stick(
+        "[2001:db8::1]:8080",
+        "stick_table = { type = \"ipv6\", key_mask_v4 = 24 }\nstick = \"on src\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("key_mask_v4") && e.contains("no effect"), "{e}");
+    // `stick` is an http key: refused on an l4 backend.
+    let e = parse(&format!(
+        "{BASE}[[frontend]]\nname = \"f\"\nbind = \"198.18.2.100:80\"\ndefault_backend = \"b\"\n\
+         [[backend]]\nname = \"b\"\nstick = \"on src\"\n\
+         [[backend.server]]\nname = \"s\"\naddress = \"198.18.1.10\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("backend[0].stick:"), "{e}");
+}
+
+#[test]
+fn l4_stick_table_keys_of_the_other_family_are_refused() {
+    let l4 = |bind: &str, table: &str| {
+        format!(
+            "{BASE}[[frontend]]\nname = \"f\"\nbind = \"{bind}\"\ndefault_backend = \"b\"\n\
+             [[backend]]\nname = \"b\"\nstick_table = {{ {table} }}\n\
+             [[backend.server]]\nname = \"s\"\naddress = \"198.18.1.10\"\n"
+        )
+    };
+    let c = parse(&l4("198.18.2.100:80", "key_mask_v4 = 24")).unwrap();
+    assert_eq!(c.backends[0].key_mask.prefix_for(true), 24);
+    for (table, key) in [
+        ("key_mask_v6 = 64", "key_mask_v6"),
+        ("type = \"ipv6\"", "type"),
+    ] {
+        let e = parse(&l4("198.18.2.100:80", table))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("backend[0].stick_table.{key}:")), "{e}");
+    }
+}
+
 #[test]
 fn template_errors_name_line_and_key() {
     let front = "[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = \"127.0.0.1:8080\"\ndefault_backend = \"b\"\n";

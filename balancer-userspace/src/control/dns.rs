@@ -295,7 +295,7 @@ impl Controller {
                     s.health = Health::default();
                     s.last_check = None;
                     let id = s.id;
-                    self.dp.stick_purge_backend(id)?;
+                    self.purge_server(id)?;
                     changed = true;
                 }
                 Placement::Filled(k) => {
@@ -344,7 +344,7 @@ impl Controller {
                         });
                     }
                     let id = s.id;
-                    self.dp.stick_purge_backend(id)?;
+                    self.purge_server(id)?;
                     changed = true;
                 }
             }

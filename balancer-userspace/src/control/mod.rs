@@ -12,6 +12,7 @@
 pub mod dns;
 mod ids;
 mod servers;
+pub mod stick;
 
 use std::{
     collections::BTreeMap,
@@ -56,6 +57,8 @@ pub enum ControlError {
     AmbiguousServer(String),
     #[error("no frontend named {0:?}")]
     UnknownFrontend(String),
+    #[error("frontend {0:?} has no stick table (its backend has no stick rules)")]
+    NoStickTable(String),
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
     #[error("no backend named {0:?}")]
@@ -145,6 +148,8 @@ pub struct Controller {
     pub http_limits: crate::http::queue::Limits,
     /// VIP id -> its current Maglev table.
     tables: BTreeMap<u32, Vec<u32>>,
+    /// HTTP backends' stick tables, by backend name (`stick.rs`).
+    stick_tables: BTreeMap<String, std::sync::Arc<crate::http::stick::Table>>,
     resolver: Resolver,
     /// DNS discovery state per backend with a `server_template`.
     discovery: BTreeMap<String, TemplateState>,
@@ -164,8 +169,7 @@ impl Controller {
         for (s, id) in servers.iter_mut().zip(ids) {
             s.id = id;
         }
-        let names: Vec<String> = config.frontends.iter().map(|f| f.name.clone()).collect();
-        let frontend_ids = assign_ids(&mut dp, m::FRONTEND_IDS_MAP, &names)?;
+        let (frontend_ids, table_ids) = frontend_and_table_ids(&mut dp, &config)?;
         let mut c = Controller {
             dp,
             config,
@@ -176,9 +180,11 @@ impl Controller {
             http_stats: Default::default(),
             http_limits: Default::default(),
             tables: BTreeMap::new(),
+            stick_tables: BTreeMap::new(),
             resolver,
             discovery: BTreeMap::new(),
         };
+        c.sync_stick_tables(&table_ids)?;
         c.resolve_all().await;
         c.write_global()?;
         c.write_vips()?;
@@ -307,12 +313,12 @@ impl Controller {
                 summary.removed += 1;
             }
         }
-        let names: Vec<String> = config.frontends.iter().map(|f| f.name.clone()).collect();
-        let frontend_ids = assign_ids(&mut self.dp, m::FRONTEND_IDS_MAP, &names)?;
+        let (frontend_ids, table_ids) = frontend_and_table_ids(&mut self.dp, &config)?;
         self.tables.retain(|id, _| frontend_ids.contains(id));
         self.config = config;
         self.servers = servers;
         self.frontend_ids = frontend_ids;
+        self.sync_stick_tables(&table_ids)?;
         self.discovery.clear();
         self.resolve_all().await;
         self.write_global()?;
@@ -434,7 +440,8 @@ impl Controller {
                     Forward::DsrL2 => m::MODE_DSR_L2,
                     Forward::Ipip => m::MODE_IPIP,
                 },
-                _pad: [0; 3],
+                key_prefix: b.key_mask.prefix_for(f.vip.is_ipv4()),
+                _pad: [0; 2],
                 expire_ns: b.expire.as_nanos() as u64,
             };
             let key = VipKey {
@@ -533,6 +540,11 @@ impl Controller {
                     b.name.clone(),
                     std::sync::Arc::new(HttpBackendView {
                         name: b.name.clone(),
+                        stick: self
+                            .stick_tables
+                            .get(&b.name)
+                            .filter(|_| settings.stick.any())
+                            .cloned(),
                         settings,
                         servers,
                     }),
@@ -629,6 +641,24 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// Ids from FRONTEND_IDS: each frontend's VIP id (in configuration order),
+/// and each HTTP stick table's (`stick::table_id_name`), by backend name.
+fn frontend_and_table_ids(
+    dp: &mut Dataplane,
+    config: &Config,
+) -> Result<(Vec<u32>, stick::TableIds), ControlError> {
+    let backends = stick::http_table_backends(config);
+    let names: Vec<String> = config
+        .frontends
+        .iter()
+        .map(|f| f.name.clone())
+        .chain(backends.iter().map(|b| stick::table_id_name(b)))
+        .collect();
+    let mut ids = assign_ids(dp, m::FRONTEND_IDS_MAP, &names)?;
+    let tables = ids.split_off(config.frontends.len());
+    Ok((ids, backends.into_iter().zip(tables).collect()))
 }
 
 /// The servers of `config`, in order, with fresh runtime state (ids are

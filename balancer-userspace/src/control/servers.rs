@@ -216,7 +216,7 @@ impl Controller {
         // The HTTP proxy drops it from its view too.
         self.publish_http();
         self.rebuild_tables()?;
-        let purged = self.dp.stick_purge_backend(s.id)?;
+        let purged = self.purge_server(s.id)?;
         self.dp.set_id_name(m::SERVER_IDS_MAP, s.id, None)?;
         info!(
             "server {}/{} removed (admin API): id {} freed, {purged} stick entries deleted",

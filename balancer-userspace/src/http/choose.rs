@@ -14,8 +14,29 @@ use super::{
     headers::join_cookie_fields,
     proxy::{HttpBackendView, HttpServerView, Proxy, Refusal},
     queue::{Admitted, Full, any_with_room},
+    stick::Table,
 };
 use crate::config::Balance;
+
+/// What chose a request's server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chosen {
+    /// The persistence cookie.
+    Cookie,
+    /// The client's stick entry (`stick match`).
+    Stick,
+    /// The balancing algorithm.
+    Balance,
+}
+
+impl Chosen {
+    /// Persistent: the request goes to its user's server, not anywhere
+    /// (so it waits in that server's queue, and goes elsewhere after a
+    /// failed connection only with `option redispatch`).
+    pub(super) fn persistent(self) -> bool {
+        self != Chosen::Balance
+    }
+}
 
 impl Proxy {
     /// A server for a user without a usable cookie: up, weight > 0, not in
@@ -112,17 +133,22 @@ impl Proxy {
     }
 
     /// The server for `req`: the one its persistence cookie names, if that
-    /// one may take it, else [`Proxy::balance`]'s choice. Reading the cookie
-    /// edits the request's `Cookie` headers (see [`cookie::process_request`])
-    /// and counts its outcome. Returns the server's index, the cookie's
-    /// verdict (for the response's cookie), and whether the cookie chose.
+    /// one may take it; else, with `stick match`, the one its client's
+    /// stick entry (`stick`: the table and the client's key) names, if that
+    /// one may take it; else [`Proxy::balance`]'s choice (HAProxy looks at
+    /// the cookie first, and its stick rules only for a request the cookie
+    /// did not assign). Reading the cookie edits the request's `Cookie`
+    /// headers (see [`cookie::process_request`]) and counts its outcome.
+    /// Returns the server's index, the cookie's verdict (for the response's
+    /// cookie), and what chose: the cookie, the stick entry, or neither.
     pub(super) fn choose_server(
         &self,
         b: &HttpBackendView,
         client: IpAddr,
         req: &mut Request<Incoming>,
         now: u64,
-    ) -> Result<(usize, Persist, bool), Refusal> {
+        stick: Option<(&Table, &[u8; 16], u64)>,
+    ) -> Result<(usize, Persist, Chosen), Refusal> {
         // HTTP/2 may split `cookie` into several fields; joined with "; " as
         // RFC 9113 8.2.3 asks before forwarding to HTTP/1.1 (and as HAProxy does
         // before it looks at them).
@@ -162,10 +188,53 @@ impl Proxy {
             }
             .fetch_add(1, Ordering::Relaxed);
         }
-        let Some(chosen) = by_cookie.or_else(|| self.balance(b, client, None, false)) else {
+        if let Some(i) = by_cookie {
+            return Ok((i, persist, Chosen::Cookie));
+        }
+        let by_stick = match stick {
+            Some((t, key, now_ns)) if b.settings.stick.matches => {
+                let found = t.get(key, now_ns);
+                let usable = found.and_then(|e| {
+                    b.servers
+                        .iter()
+                        .position(|s| s.id == e.server && may_persist(s))
+                });
+                match (found, usable) {
+                    (Some(_), Some(_)) => &fe.stick_matched,
+                    (None, _) => &fe.stick_absent,
+                    (Some(_), None) => &fe.stick_unusable,
+                }
+                .fetch_add(1, Ordering::Relaxed);
+                usable
+            }
+            _ => None,
+        };
+        if let Some(i) = by_stick {
+            return Ok((i, persist, Chosen::Stick));
+        }
+        let Some(chosen) = self.balance(b, client, None, false) else {
             fe.no_server.fetch_add(1, Ordering::Relaxed);
             return Err((StatusCode::SERVICE_UNAVAILABLE, "no server available"));
         };
-        Ok((chosen, persist, by_cookie.is_some()))
+        Ok((chosen, persist, Chosen::Balance))
+    }
+
+    /// After a response from `server`: `stick store-request` stores it as
+    /// the client's entry (a new entry, a changed server, or a refreshed
+    /// time); `stick match` alone refreshes the entry that chose it.
+    pub(super) fn stick_after_response(
+        &self,
+        t: &Table,
+        key: &[u8; 16],
+        now_ns: u64,
+        b: &HttpBackendView,
+        server: &HttpServerView,
+        how: Chosen,
+    ) {
+        let refresh =
+            how == Chosen::Stick && t.get(key, now_ns).is_some_and(|e| e.server == server.id);
+        if b.settings.stick.stores || refresh {
+            t.record(key, server.id, now_ns);
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod proxy;
 pub mod queue;
 mod sniff;
 pub mod stats;
+pub mod stick;
 pub mod timer;
 mod tunnel;
 pub mod upstream;

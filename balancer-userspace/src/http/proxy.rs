@@ -60,7 +60,7 @@ use super::{
     upstream::{Conn, ExchangeError, Pool, SendError, UpBody, Waits},
 };
 use crate::config::{Balance, HttpBackend, HttpFrontend};
-use crate::util::AbortOnDrop;
+use crate::util::{AbortOnDrop, monotonic_ns};
 
 /// What the proxy serves, as the controller last published it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -73,6 +73,8 @@ pub struct HttpBackendView {
     pub name: String,
     pub settings: HttpBackend,
     pub servers: Vec<HttpServerView>,
+    /// Its stick table, with `stick` rules.
+    pub stick: Option<Arc<super::stick::Table>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -472,10 +474,18 @@ async fn handle(
             break 'answer error(StatusCode::BAD_REQUEST, msg);
         }
         let now = unix_now();
-        let (chosen, persist, by_cookie) = match p.choose_server(&b, peer.ip(), &mut req, now) {
+        // The client's stick key and the time, with a stick table.
+        let stick = b.stick.as_deref().and_then(|t| {
+            let key = t.form.key(peer.ip())?;
+            Some((t, key, monotonic_ns()))
+        });
+        let stick_ref = stick.as_ref().map(|(t, k, n)| (*t, k, *n));
+        let (chosen, persist, how) = match p.choose_server(&b, peer.ip(), &mut req, now, stick_ref)
+        {
             Ok(x) => x,
             Err((status, msg)) => break 'answer error(status, msg),
         };
+        let persistent = how.persistent();
         let method = req.method().clone();
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -488,13 +498,13 @@ async fn handle(
         let retryable = idempotent
             && hyper::body::Body::is_end_stream(req.body())
             && !upgrade
-            && (!by_cookie || b.settings.redispatch);
+            && (!persistent || b.settings.redispatch);
         let (parts, body) = req.into_parts();
         let (chosen, admitted) = match p.try_admit(&b, chosen) {
             Some(x) => x,
             // Rare (a full server): boxed, so that every request's future
             // stays small (a larger one costs copies on each request).
-            None => match Box::pin(p.admit(&b, peer.ip(), chosen, by_cookie)).await {
+            None => match Box::pin(p.admit(&b, peer.ip(), chosen, persistent)).await {
                 Ok(x) => x,
                 Err((status, msg)) => break 'answer error(status, msg),
             },
@@ -518,6 +528,9 @@ async fn handle(
             Err((status, msg)) => break 'answer error(status, msg),
         };
         server.stats.responses.count(resp.status().as_u16());
+        if let Some((t, key, now_ns)) = &stick {
+            p.stick_after_response(t, key, *now_ns, &b, server, how);
+        }
         if let Some(c) = &b.settings.cookie {
             let status = resp.status().as_u16();
             cookie::process_response(

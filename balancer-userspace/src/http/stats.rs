@@ -87,6 +87,14 @@ pub struct FrontendCounters {
     /// ... those whose cookie named no server that could take them (none
     /// of that value, or one down, in maintenance, removed): balanced again.
     pub cookie_unusable: AtomicU64,
+    /// Of requests to a backend with `stick match` that no cookie sent:
+    /// those their client's stick entry sent to its server.
+    pub stick_matched: AtomicU64,
+    /// ... those whose client has no (live) entry.
+    pub stick_absent: AtomicU64,
+    /// ... those whose entry names a server that may not take them (down,
+    /// in maintenance, removed): balanced again.
+    pub stick_unusable: AtomicU64,
     /// Client connections accepted.
     pub connections: AtomicU64,
     /// Client connections closed by a client-side timeout
@@ -111,6 +119,15 @@ impl FrontendCounters {
         ]
     }
 
+    /// The stick-table outcomes: (name, counter).
+    pub fn stick_outcomes(&self) -> [(&'static str, &AtomicU64); 3] {
+        [
+            ("matched", &self.stick_matched),
+            ("absent", &self.stick_absent),
+            ("unusable", &self.stick_unusable),
+        ]
+    }
+
     /// As the admin API shows them (`/v1/stats`).
     pub fn view(&self) -> api::HttpFrontendStats {
         api::HttpFrontendStats {
@@ -119,6 +136,9 @@ impl FrontendCounters {
             cookie_used: load(&self.cookie_used),
             cookie_absent: load(&self.cookie_absent),
             cookie_unusable: load(&self.cookie_unusable),
+            stick_matched: load(&self.stick_matched),
+            stick_absent: load(&self.stick_absent),
+            stick_unusable: load(&self.stick_unusable),
             no_server: load(&self.no_server),
             redispatched: load(&self.redispatched),
             connections: load(&self.connections),

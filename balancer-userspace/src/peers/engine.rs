@@ -37,7 +37,7 @@ use super::wire::{MAX_BATCH, TableUpdates, WireEntry};
 pub use crate::api::{Applied, EngineStats};
 use crate::{
     config::Mode,
-    control::Controller,
+    control::{Controller, stick::table_id_name},
     stick_batch::Scanner,
     util::{error_chain, monotonic_ns, thread_cpu_ns},
 };
@@ -64,22 +64,23 @@ pub struct TableInfo {
     pub ids: BTreeMap<String, u32>,
 }
 
-/// What the engine needs to name entries: the replicated tables by VIP id.
+/// What the engine needs to name entries: the replicated tables by VIP id
+/// (an HTTP backend's table by its table id, named `backend/NAME` on the
+/// wire).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
     pub tables: BTreeMap<u32, TableInfo>,
     pub by_frontend: BTreeMap<String, u32>,
+    /// The in-process copies of the replicated HTTP tables, which learn
+    /// what the engine writes to the map.
+    pub http: BTreeMap<u32, Arc<crate::http::stick::Table>>,
 }
 
 impl Names {
     /// The tables of `c` replicated by peers section `section`.
     pub fn build(c: &Controller, section: &str) -> Names {
         let mut n = Names::default();
-        for (f, &vip) in c.config.frontends.iter().zip(&c.frontend_ids) {
-            let b = &c.config.backends[f.backend];
-            if f.mode != Mode::L4 || b.peers.as_deref() != Some(section) {
-                continue;
-            }
+        let mut add = |name: String, id: u32, b: &crate::config::Backend, v4: bool| {
             let mut servers: Vec<(String, u32)> = c
                 .servers
                 .iter()
@@ -93,20 +94,39 @@ impl Names {
                 .map(|(i, (_, id))| (*id, i as u16))
                 .collect();
             let ids = servers.iter().cloned().collect();
-            n.by_frontend.insert(f.name.clone(), vip);
+            n.by_frontend.insert(name.clone(), id);
             n.tables.insert(
-                vip,
+                id,
                 TableInfo {
-                    frontend: f.name.clone(),
+                    frontend: name,
                     backend: b.name.clone(),
-                    v4: f.vip.is_ipv4(),
+                    v4,
                     expire_ns: b.expire.as_nanos() as u64,
                     servers: servers.into_iter().map(|(n, _)| n).collect(),
                     index,
                     ids,
                 },
             );
+        };
+        for (f, &vip) in c.config.frontends.iter().zip(&c.frontend_ids) {
+            let b = &c.config.backends[f.backend];
+            if f.mode != Mode::L4 || b.peers.as_deref() != Some(section) {
+                continue;
+            }
+            add(f.name.clone(), vip, b, f.vip.is_ipv4());
         }
+        let mut http = BTreeMap::new();
+        for (name, t) in c.http_tables() {
+            let Some(b) = c.config.backends.iter().find(|b| &b.name == name) else {
+                continue;
+            };
+            if b.peers.as_deref() != Some(section) {
+                continue;
+            }
+            add(table_id_name(name), t.id, b, !t.form.ipv6);
+            http.insert(t.id, t.clone());
+        }
+        n.http = http;
         n
     }
 }
@@ -521,6 +541,15 @@ impl Engine {
                     warn!("peers: writing the stick table: {}", error_chain(&err));
                     a.stale += 1;
                     continue;
+                }
+                if let Some(t) = self.names.http.get(&vip_id) {
+                    t.put(
+                        &key.addr,
+                        crate::http::stick::Entry {
+                            server: *id,
+                            last_seen_ns: last_seen,
+                        },
+                    );
                 }
                 self.shadow.insert(
                     key,

@@ -262,7 +262,8 @@ pub fn vip_info(id: u32, mode: u8, expire_ns: u64) -> VipInfo {
     VipInfo {
         id,
         mode,
-        _pad: [0; 3],
+        key_prefix: 0,
+        _pad: [0; 2],
         expire_ns,
     }
 }

@@ -51,7 +51,8 @@ pub fn set_vip(
         &VipInfo {
             id,
             mode,
-            _pad: [0; 3],
+            key_prefix: 0,
+            _pad: [0; 2],
             expire_ns: EXPIRE_NS,
         },
     )?;

@@ -104,6 +104,7 @@ fn names(ids: &[(u32, &str)]) -> Names {
     Names {
         by_frontend: [("web".to_owned(), VIP_V4)].into(),
         tables: [(VIP_V4, table)].into(),
+        http: Default::default(),
     }
 }
 

@@ -503,6 +503,7 @@ fn listing_counted(dp: &Dataplane, render: bool) -> anyhow::Result<Listing> {
         servers: (0..BACKENDS)
             .map(|i| (i, format!("pool/server{i}")))
             .collect(),
+        tables: Default::default(),
     };
     let mut body = AnswerBody::new(entries, names, monotonic_ns());
     let mut bytes = 0;

@@ -1,0 +1,192 @@
+//! HAProxy's `stick on src` on an HTTP backend, end to end on loopback:
+//! clients from many 127/8 source addresses keep their server across
+//! connections; the entries are the backend's table in the pinned map
+//! (`table show|count|set|clear`, kept by a `kill -9` and a restart); a
+//! server in maintenance loses its clients, whose entries are overwritten;
+//! a key mask puts clients of one network on one server.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
+
+use balancer_tests::{
+    http::{Client, Svc},
+    proc::wait_for,
+};
+
+const STICK: &str = "stick_table = { size = \"1k\", expire = \"30s\" }\nstick = \"on src\"\n";
+
+fn client(i: u8, j: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, i, j))
+}
+
+/// The server that answers one request from `ip` on a new connection.
+fn served(svc: &Svc, ip: IpAddr) -> String {
+    Client::from(svc.front, ip)
+        .get("/")
+        .unwrap_or_else(|e| panic!("request from {ip}: {e}"))
+        .body
+}
+
+fn rows(svc: &Svc) -> Vec<serde_json::Value> {
+    let out = svc.cli(&["table", "show", "--json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("table show --json: {e}: {out}"))
+}
+
+/// client -> server ("app/sN") as `table show` lists them (after the
+/// flusher wrote them, within 100 ms).
+fn table(svc: &Svc, want: usize) -> BTreeMap<String, String> {
+    let mut t = BTreeMap::new();
+    wait_for(Duration::from_secs(3), || {
+        t = rows(svc)
+            .iter()
+            .map(|r| {
+                assert_eq!(r["backend"], "app", "{r}");
+                (
+                    r["client"].as_str().unwrap().to_owned(),
+                    r["server"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        t.len() == want
+    });
+    t
+}
+
+fn restart_killed(svc: &mut Svc) {
+    svc.daemon
+        .stop_with(libc::SIGKILL, Duration::from_secs(5))
+        .expect("kill -9");
+    let config = svc.dir.join("balancer.toml");
+    svc.start_again(&config);
+}
+
+#[test]
+fn stick_on_src_keeps_clients_in_the_pinned_table_across_a_kill() {
+    let mut svc = Svc::start("http-stick", STICK, "", 3);
+    let clients: Vec<IpAddr> = (0..12).map(|j| client(2, 10 + j)).collect();
+    // Round robin alone would rotate each client's new connections over
+    // the three servers.
+    let mut home = BTreeMap::new();
+    for &ip in &clients {
+        let first = served(&svc, ip);
+        for _ in 0..3 {
+            assert_eq!(served(&svc, ip), first, "{ip} moved");
+        }
+        home.insert(ip.to_string(), format!("app/{first}"));
+    }
+    let per: std::collections::BTreeSet<&String> = home.values().collect();
+    assert_eq!(per.len(), 3, "new clients are balanced: {home:?}");
+    assert_eq!(table(&svc, 12), home);
+    assert_eq!(
+        svc.cli(&["table", "count", "--frontend", "web"]).trim(),
+        "12"
+    );
+    let shown = svc.cli(&["table", "show"]);
+    assert!(shown.contains("backend/app"), "{shown}");
+
+    // kill -9, then a new daemon on the same pins: the entries are kept,
+    // and the proxy follows them.
+    restart_killed(&mut svc);
+    assert_eq!(table(&svc, 12), home);
+    for &ip in &clients {
+        assert_eq!(
+            format!("app/{}", served(&svc, ip)),
+            home[&ip.to_string()],
+            "{ip}"
+        );
+    }
+
+    // `table set` moves a client at once; `table clear` forgets one.
+    let ip = clients[0];
+    let other = ["s0", "s1", "s2"]
+        .into_iter()
+        .find(|s| format!("app/{s}") != home[&ip.to_string()])
+        .unwrap();
+    svc.cli(&["table", "set", "web", &ip.to_string(), other]);
+    assert_eq!(served(&svc, ip), other);
+    assert_eq!(
+        svc.cli(&[
+            "table",
+            "clear",
+            "--frontend",
+            "web",
+            "--client",
+            &clients[1].to_string()
+        ])
+        .trim(),
+        "removed 1"
+    );
+    assert_eq!(table(&svc, 11).len(), 11);
+}
+
+#[test]
+fn a_server_in_maintenance_loses_its_clients_and_their_entries_are_overwritten() {
+    let svc = Svc::start("http-stick-maint", STICK, "", 3);
+    let clients: Vec<IpAddr> = (0..9).map(|j| client(3, 10 + j)).collect();
+    let before: BTreeMap<IpAddr, String> =
+        clients.iter().map(|&ip| (ip, served(&svc, ip))).collect();
+    svc.cli(&["backend", "state", "s0", "maint"]);
+    let moved: Vec<IpAddr> = clients
+        .iter()
+        .copied()
+        .filter(|ip| before[ip] == "s0")
+        .collect();
+    assert!(!moved.is_empty(), "{before:?}");
+    let mut after = BTreeMap::new();
+    for &ip in &clients {
+        let now = served(&svc, ip);
+        if before[&ip] == "s0" {
+            assert_ne!(now, "s0", "{ip} went to a server in maintenance");
+        } else {
+            assert_eq!(now, before[&ip], "{ip} moved although its server stayed");
+        }
+        after.insert(ip, now);
+    }
+    // The new server is stored: back from maintenance, s0 gets none of them.
+    svc.cli(&["backend", "state", "s0", "up"]);
+    for &ip in &clients {
+        assert_eq!(served(&svc, ip), after[&ip], "{ip}");
+    }
+    let t = table(&svc, 9);
+    for ip in &moved {
+        assert_eq!(t[&ip.to_string()], format!("app/{}", after[ip]));
+    }
+    let stats = svc.cli(&["stats", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let fe = &v["http"]["frontends"]["web"];
+    assert!(
+        fe["stick_unusable"].as_u64().unwrap() >= moved.len() as u64,
+        "{fe}"
+    );
+    assert!(fe["stick_matched"].as_u64().unwrap() > 0, "{fe}");
+}
+
+#[test]
+fn a_key_mask_puts_the_clients_of_one_network_on_one_server() {
+    let svc = Svc::start(
+        "http-stick-mask",
+        "stick_table = { size = \"1k\", key_mask_v4 = 24 }\nstick = \"on src\"\n",
+        "",
+        3,
+    );
+    // The first client of each /24 is balanced (round robin: the networks
+    // spread); every other client of that /24 goes where it went.
+    let mut nets = BTreeMap::new();
+    for i in 20..26u8 {
+        let first = served(&svc, client(i, 1));
+        for j in [2, 77, 254] {
+            assert_eq!(served(&svc, client(i, j)), first, "127.0.{i}.{j}");
+        }
+        nets.insert(i, first);
+    }
+    let servers: std::collections::BTreeSet<&String> = nets.values().collect();
+    assert!(servers.len() > 1, "networks spread: {nets:?}");
+    // One entry per network, keyed by the network's address.
+    let t = table(&svc, 6);
+    for (i, s) in &nets {
+        assert_eq!(t[&format!("127.0.{i}.0")], format!("app/{s}"), "{t:?}");
+    }
+}

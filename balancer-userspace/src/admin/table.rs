@@ -26,6 +26,8 @@ fn dp_err(e: crate::dataplane::DataplaneError) -> Refusal {
 }
 
 pub(super) fn count(c: &Controller, frontend: Option<&str>) -> Answer {
+    // What the proxy stored in the last 100 ms is counted too.
+    c.flush_stick_tables();
     let id = match frontend {
         Some(f) => Some(c.table_id_of_frontend(f).map_err(internal)?),
         None => None,
@@ -36,6 +38,8 @@ pub(super) fn count(c: &Controller, frontend: Option<&str>) -> Answer {
 
 pub(super) fn show(c: &Controller, select: &TableSelect) -> Result<listing::Listing, Refusal> {
     let id = selected(c, select)?;
+    // What the proxy stored in the last 100 ms is listed too.
+    c.flush_stick_tables();
     let now = monotonic_ns();
     let mut entries = c.dp.stick_entries(id).map_err(dp_err)?;
     if let Some(a) = select.client {
@@ -50,6 +54,14 @@ pub(super) fn show(c: &Controller, select: &TableSelect) -> Result<listing::List
             v.last_seen_ns = v.last_seen_ns.max(e.last_seen_ns);
         }
     }
+    // An expired entry is gone (a miss to the XDP program and the proxy),
+    // as HAProxy no longer lists it; the map drops it when it needs room.
+    let expire = c.table_expiry();
+    entries.retain(|(k, v)| {
+        expire
+            .get(&k.vip_id)
+            .is_none_or(|&e| e == 0 || now.saturating_sub(v.last_seen_ns) <= e)
+    });
     Ok(listing::Listing::new(entries, listing::Names::of(c), now))
 }
 

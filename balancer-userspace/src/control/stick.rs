@@ -151,6 +151,19 @@ impl Controller {
             .ok_or_else(|| ControlError::NoStickTable(frontend.to_owned()))
     }
 
+    /// Each table's `expire` in ns (0: never), by id.
+    pub fn table_expiry(&self) -> BTreeMap<u32, u64> {
+        let l4 = self
+            .config
+            .frontends
+            .iter()
+            .zip(&self.frontend_ids)
+            .filter(|(f, _)| f.mode == Mode::L4)
+            .map(|(f, &id)| (id, self.config.backends[f.backend].expire.as_nanos() as u64));
+        l4.chain(self.stick_tables.values().map(|t| (t.id, t.expire_ns())))
+            .collect()
+    }
+
     /// Every table's id: the L4 frontends' and the HTTP tables'.
     pub fn table_ids(&self) -> Vec<u32> {
         self.config

@@ -46,6 +46,7 @@ use tokio::{net::TcpListener, sync::watch};
 use super::{
     balance::{InFlight, SmoothWrr},
     body::{Counted, Hold, ProxyBody, empty},
+    choose::Chosen,
     conn::{
         Closing, ConnState, HEAD_INCOMPLETE, REQUEST_TIMEOUT, Registry, RequestGuard, Slots,
         Watched, watch,
@@ -480,12 +481,13 @@ async fn handle(
             Some((t, key, monotonic_ns()))
         });
         let stick_ref = stick.as_ref().map(|(t, k, n)| (*t, k, *n));
-        let (chosen, persist, how) = match p.choose_server(&b, peer.ip(), &mut req, now, stick_ref)
-        {
-            Ok(x) => x,
-            Err((status, msg)) => break 'answer error(status, msg),
-        };
+        let (chosen, mut persist, how) =
+            match p.choose_server(&b, peer.ip(), &mut req, now, stick_ref) {
+                Ok(x) => x,
+                Err((status, msg)) => break 'answer error(status, msg),
+            };
         let persistent = how.persistent();
+        let picked = chosen;
         let method = req.method().clone();
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -532,6 +534,13 @@ async fn handle(
             p.stick_after_response(t, key, *now_ns, &b, server, how);
         }
         if let Some(c) = &b.settings.cookie {
+            // A server chosen by its client's stick entry is as direct as
+            // one chosen by the cookie (HAProxy's SF_DIRECT): no cookie is
+            // inserted for it.
+            if how == Chosen::Stick && chosen == picked {
+                persist.server = Some(chosen);
+                persist.value = server.cookie.clone();
+            }
             let status = resp.status().as_u16();
             cookie::process_response(
                 c,

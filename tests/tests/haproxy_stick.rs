@@ -1,0 +1,527 @@
+//! HAProxy conformance of `stick on src` on an HTTP backend.
+//!
+//! Each scenario runs the same steps against HAProxy 2.6 (`mode http`, a
+//! config written per test) and `balancer run`, in front of the same
+//! backends: requests from clients bound to 127.0.9.N (a new connection
+//! each), run-time changes made through each one's own admin interface
+//! (HAProxy's stats socket, the `balancer` CLI: weights, server states,
+//! `set table`), waits. For every request the two must pick the same
+//! server (and, with `cookie`, both set a cookie or neither); at each
+//! `Table` step their tables must hold the same entries (client, server)
+//! with expiry times within a second of each other (HAProxy's `exp`,
+//! balancer's `expire - idle_ms`). A difference fails the test, both
+//! sides shown.
+//!
+//! New users' servers are made deterministic with weights: one server has
+//! weight 1 and the others 0 (they only take persistent requests), and the
+//! steps move the weight to send new users elsewhere.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    io::{Read as _, Write as _},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    os::unix::net::UnixStream,
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
+
+use balancer_tests::{
+    http::{Backend, Client, Svc, free_port},
+    proc::{Proc, wait_for},
+    require_root,
+};
+
+const HAPROXY: &str = "/usr/sbin/haproxy";
+const SERVERS: [&str; 3] = ["s0", "s1", "s2"];
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// A request from 127.0.9.N, with this `Cookie` header if any.
+    Req(u8, Option<&'static str>),
+    /// Weights of s0, s1, s2.
+    Weights([u32; 3]),
+    /// A server's state: "maint", "drain" or "ready".
+    State(&'static str, &'static str),
+    /// Client 127.0.9.N's entry set to a server (HAProxy's `set table`).
+    Set(u8, &'static str),
+    Sleep(u64),
+    /// Compare the tables.
+    Table,
+    /// The backend stops answering (connections refused), for both.
+    Kill(&'static str),
+}
+use Step::*;
+
+struct Scenario {
+    tag: &'static str,
+    /// HAProxy's backend lines (besides `balance`, the servers, and the
+    /// `stick-table` line, which is written from `expire`).
+    haproxy: &'static str,
+    /// The same for balancer, as `[[backend]]` keys.
+    balancer: &'static str,
+    /// The table's `expire`, in seconds.
+    expire_s: u64,
+    /// Initial weights of s0, s1, s2.
+    weights: [u32; 3],
+    /// Keys by /24: `key_mask_v4 = 24` here, `src,ipmask(24)` in HAProxy's
+    /// rules (written in `haproxy`).
+    mask_v4: bool,
+}
+
+/// Client `n`: 127.0.9.N, or for N >= 128 127.0.10.(N - 128) (another /24).
+fn client(n: u8) -> IpAddr {
+    match n.checked_sub(128) {
+        Some(m) => IpAddr::V4(Ipv4Addr::new(127, 0, 10, m)),
+        None => IpAddr::V4(Ipv4Addr::new(127, 0, 9, n)),
+    }
+}
+
+struct Haproxy {
+    dir: PathBuf,
+    proc: Proc,
+    front: SocketAddr,
+}
+
+impl Haproxy {
+    fn spawn(s: &Scenario, backends: &[Backend]) -> Haproxy {
+        let dir = std::env::temp_dir().join(format!("blb-{}-hs-{}", std::process::id(), s.tag));
+        std::fs::create_dir_all(&dir).unwrap();
+        let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+            .parse()
+            .unwrap();
+        let mut backend = format!(
+            "    balance roundrobin\n    stick-table type ip size 1k expire {}s\n{}",
+            s.expire_s, s.haproxy
+        );
+        for (b, w) in backends.iter().zip(s.weights) {
+            let _ = writeln!(
+                backend,
+                "    server {} {} weight {w} cookie {}",
+                b.name, b.addr, b.name
+            );
+        }
+        let config = format!(
+            "global\n    nbthread 1\n    stats socket {} level admin\n\n\
+             defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
+             timeout server 10s\n    retries 1\n\n\
+             frontend fe\n    bind {front}\n    default_backend app\n\n\
+             backend app\n{backend}",
+            dir.join("haproxy.sock").display()
+        );
+        let file = dir.join("haproxy.cfg");
+        std::fs::write(&file, &config).unwrap();
+        let mut cmd = Command::new(HAPROXY);
+        cmd.arg("-db").arg("-f").arg(&file);
+        let mut proc = Proc::spawn("haproxy", cmd, &dir).expect("haproxy");
+        let ok = wait_for(Duration::from_secs(10), || {
+            TcpStream::connect(front).is_ok() || proc.try_wait().ok().flatten().is_some()
+        });
+        assert!(
+            ok && proc.try_wait().unwrap().is_none(),
+            "haproxy did not start: {}",
+            proc.output()
+        );
+        Haproxy { dir, proc, front }
+    }
+
+    fn admin(&self, command: &str) -> String {
+        let mut sock = UnixStream::connect(self.dir.join("haproxy.sock")).expect("admin socket");
+        sock.write_all(format!("{command}\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        sock.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    /// client -> (server, ms to expiry), from `show table app`.
+    fn table(&self) -> BTreeMap<String, (String, i64)> {
+        let out = self.admin("show table app");
+        out.lines()
+            .filter(|l| l.contains(" key="))
+            .map(|l| {
+                let field = |name: &str| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .unwrap_or_else(|| panic!("no {name} in {l:?}"))
+                        .to_owned()
+                };
+                let id: usize = field("server_id=").parse().unwrap();
+                let server = SERVERS
+                    .get(id.wrapping_sub(1))
+                    .map_or(format!("id {id}"), |s| (*s).to_owned());
+                (field("key="), (server, field("exp=").parse().unwrap()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.proc.stop();
+        if std::thread::panicking() {
+            eprintln!("haproxy config and log kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// client -> (server, ms to expiry), from `balancer table show`.
+fn balancer_table(svc: &Svc, expire_s: u64) -> BTreeMap<String, (String, i64)> {
+    let out = svc.cli(&["table", "show", "--json"]);
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("table show: {e}: {out}"));
+    rows.iter()
+        .map(|r| {
+            let server = r["server"].as_str().unwrap();
+            let idle = r["idle_ms"].as_i64().unwrap();
+            (
+                r["client"].as_str().unwrap().to_owned(),
+                (
+                    server.trim_start_matches("app/").to_owned(),
+                    expire_s as i64 * 1000 - idle,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Who answered, and whether a persistence cookie was set.
+fn request(front: SocketAddr, n: u8, cookie: Option<&str>) -> (String, bool) {
+    let mut c = Client::from(front, client(n));
+    if let Some(v) = cookie {
+        c.extra_cookie = Some(v.to_owned());
+    }
+    let a = c
+        .get("/")
+        .unwrap_or_else(|e| panic!("request from {}: {e}", client(n)));
+    let set = a.header("set-cookie").is_some();
+    // The proxies' own error pages differ in wording: their status counts.
+    let body = if a.status == 200 {
+        a.body.as_str()
+    } else {
+        "-"
+    };
+    (format!("{} {body}", a.status), set)
+}
+
+fn conform(s: Scenario, steps: &[Step]) {
+    require_root();
+    let backends: Vec<Backend> = SERVERS
+        .iter()
+        .map(|n| Backend::start(n, 0).expect("backend"))
+        .collect();
+    let ha = Haproxy::spawn(&s, &backends);
+    let lb_table = if s.mask_v4 {
+        "stick_table = { type = \"ip\", size = \"1k\", expire = \"EXPs\", key_mask_v4 = 24 }"
+    } else {
+        "stick_table = { type = \"ip\", size = \"1k\", expire = \"EXPs\" }"
+    }
+    .replace("EXP", &s.expire_s.to_string());
+    let servers: String = backends
+        .iter()
+        .zip(s.weights)
+        .map(|(b, w)| {
+            format!(
+                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\nweight = {w}\ncookie = \"{}\"\n",
+                b.name, b.addr, b.name
+            )
+        })
+        .collect();
+    let lb_backend = format!("balance = \"roundrobin\"\n{lb_table}\n{}", s.balancer);
+    let lb = Svc::launch(&format!("hs-{}", s.tag), "", &lb_backend, &servers);
+    let mut log = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        let _ = writeln!(log, "step {i}: {step:?}");
+        match step {
+            Req(n, cookie) => {
+                let h = request(ha.front, *n, *cookie);
+                let b = request(lb.front, *n, *cookie);
+                let _ = writeln!(log, "  haproxy {h:?} balancer {b:?}");
+                assert_eq!(
+                    b, h,
+                    "{}: step {i} {step:?}: balancer vs haproxy\n{log}",
+                    s.tag
+                );
+            }
+            Weights(w) => {
+                for (name, w) in SERVERS.iter().zip(w) {
+                    let a = ha.admin(&format!("set weight app/{name} {w}"));
+                    assert!(a.trim().is_empty(), "haproxy: {a}");
+                    lb.cli(&["backend", "weight", &format!("app/{name}"), &w.to_string()]);
+                }
+            }
+            State(name, state) => {
+                let a = ha.admin(&format!("set server app/{name} state {state}"));
+                assert!(a.trim().is_empty(), "haproxy: {a}");
+                let st = if *state == "ready" { "up" } else { state };
+                lb.cli(&["backend", "state", &format!("app/{name}"), st]);
+            }
+            Set(n, server) => {
+                // HAProxy 2.6 routes by an entry's `server_key` (the
+                // server's name) before its `server_id`, and `set table`
+                // writes only the id: the entry is made anew.
+                let id = SERVERS.iter().position(|s| s == server).unwrap() + 1;
+                for cmd in [
+                    format!("clear table app key {}", client(*n)),
+                    format!("set table app key {} data.server_id {id}", client(*n)),
+                ] {
+                    let a = ha.admin(&cmd);
+                    assert!(a.trim().is_empty(), "haproxy: {cmd}: {a}");
+                }
+                lb.cli(&["table", "set", "web", &client(*n).to_string(), server]);
+            }
+            Sleep(ms) => std::thread::sleep(Duration::from_millis(*ms)),
+            Kill(name) => {
+                let b = backends.iter().find(|b| b.name == *name).unwrap();
+                b.kill();
+            }
+            Table => {
+                let h = ha.table();
+                let b = balancer_table(&lb, s.expire_s);
+                let _ = writeln!(log, "  haproxy {h:?}\n  balancer {b:?}");
+                let strip = |t: &BTreeMap<String, (String, i64)>| {
+                    t.iter()
+                        .map(|(k, (s, _))| (k.clone(), s.clone()))
+                        .collect::<BTreeMap<_, _>>()
+                };
+                assert_eq!(
+                    strip(&b),
+                    strip(&h),
+                    "{}: step {i}: tables differ\n{log}",
+                    s.tag
+                );
+                for (k, (_, exp)) in &h {
+                    let mine = b[k].1;
+                    assert!(
+                        (mine - exp).abs() <= 1000,
+                        "{}: step {i}: {k} expires in {mine} ms here, {exp} ms in haproxy\n{log}",
+                        s.tag
+                    );
+                }
+            }
+        }
+    }
+    drop(backends);
+}
+
+fn scenario(tag: &'static str, haproxy: &'static str, balancer: &'static str) -> Scenario {
+    Scenario {
+        tag,
+        haproxy,
+        balancer,
+        expire_s: 30,
+        weights: [1, 0, 0],
+        mask_v4: false,
+    }
+}
+
+#[test]
+fn stick_on_src() {
+    conform(
+        scenario("on", "    stick on src\n", "stick = \"on src\"\n"),
+        &[
+            Req(2, None),
+            Req(3, None),
+            Table,
+            Weights([0, 1, 0]),
+            Req(2, None),
+            Req(3, None),
+            Req(4, None),
+            Table,
+            // Maintenance: its clients go to the weighted server and their
+            // entries are overwritten; back in service, s0 gets none back.
+            State("s0", "maint"),
+            Req(2, None),
+            Table,
+            State("s0", "ready"),
+            Req(2, None),
+            Req(3, None),
+            Table,
+            // Draining keeps a server's users.
+            State("s1", "drain"),
+            Weights([0, 0, 1]),
+            Req(4, None),
+            Req(5, None),
+            Table,
+            Set(5, "s0"),
+            Req(5, None),
+            Table,
+        ],
+    );
+}
+
+#[test]
+fn stick_match_alone_stores_nothing() {
+    conform(
+        scenario("match", "    stick match src\n", "stick = \"match src\"\n"),
+        &[
+            Req(2, None),
+            Table,
+            Set(2, "s2"),
+            Req(2, None),
+            Req(3, None),
+            Table,
+            State("s2", "maint"),
+            Req(2, None),
+            Table,
+        ],
+    );
+}
+
+#[test]
+fn stick_store_request_alone_overwrites() {
+    conform(
+        scenario(
+            "store",
+            "    stick store-request src\n",
+            "stick = \"store-request src\"\n",
+        ),
+        &[Req(2, None), Table, Weights([0, 1, 0]), Req(2, None), Table],
+    );
+}
+
+#[test]
+fn stick_match_and_store_request_as_two_rules() {
+    conform(
+        scenario(
+            "two",
+            "    stick match src\n    stick store-request src\n",
+            "stick = [\"match src\", \"store-request src\"]\n",
+        ),
+        &[
+            Req(2, None),
+            Weights([0, 0, 1]),
+            Req(2, None),
+            Req(3, None),
+            State("s0", "maint"),
+            Req(2, None),
+            Table,
+        ],
+    );
+}
+
+#[test]
+fn stick_on_src_with_a_cookie() {
+    conform(
+        scenario(
+            "cookie",
+            "    cookie SERVER insert indirect nocache\n    stick on src\n",
+            "cookie = \"SERVER insert indirect nocache\"\nstick = \"on src\"\n",
+        ),
+        &[
+            Req(2, None),
+            Table,
+            // The cookie is looked at first: it wins over the entry, and
+            // the entry follows it.
+            Req(2, Some("SERVER=s1")),
+            Table,
+            Req(2, None),
+            // A cookie naming no server leaves the entry in charge.
+            Req(3, Some("SERVER=nope")),
+            Req(3, None),
+            Table,
+        ],
+    );
+}
+
+#[test]
+fn entries_expire() {
+    let mut s = scenario("expire", "    stick on src\n", "stick = \"on src\"\n");
+    s.expire_s = 2;
+    conform(
+        s,
+        &[
+            Req(2, None),
+            Table,
+            Weights([0, 1, 0]),
+            Sleep(1000),
+            Req(2, None),
+            Table,
+            Sleep(3000),
+            Table,
+            Req(2, None),
+            Table,
+        ],
+    );
+}
+
+#[test]
+fn option_persist_follows_an_entry_to_a_server_in_maintenance() {
+    conform(
+        scenario(
+            "persist",
+            "    option persist\n    stick on src\n",
+            "options = [\"persist\"]\nstick = \"on src\"\n",
+        ),
+        &[
+            Req(2, None),
+            Weights([0, 1, 0]),
+            State("s0", "maint"),
+            Req(2, None),
+            Table,
+        ],
+    );
+}
+
+#[test]
+fn a_key_mask_is_haproxys_ipmask() {
+    let mut s = scenario(
+        "mask",
+        "    stick on src,ipmask(24)\n",
+        "stick = \"on src\"\n",
+    );
+    s.mask_v4 = true;
+    conform(
+        s,
+        &[
+            Req(2, None),
+            Weights([0, 1, 0]),
+            // Same /24: same entry, same server; another /24: a new one.
+            Req(3, None),
+            Req(130, None),
+            Req(131, None),
+            Table,
+            State("s0", "maint"),
+            Req(77, None),
+            Table,
+        ],
+    );
+}
+
+#[test]
+fn a_dead_server_without_redispatch_answers_503_and_keeps_its_entry() {
+    conform(
+        scenario("dead", "    stick on src\n", "stick = \"on src\"\n"),
+        &[
+            Req(2, None),
+            Weights([0, 1, 0]),
+            Kill("s0"),
+            Req(2, None),
+            Table,
+            Req(3, None),
+            Table,
+        ],
+    );
+}
+
+#[test]
+fn a_dead_server_with_redispatch_moves_its_client_and_the_entry() {
+    conform(
+        scenario(
+            "redispatch",
+            "    option redispatch\n    stick on src\n",
+            "options = [\"redispatch\"]\nstick = \"on src\"\n",
+        ),
+        &[
+            Req(2, None),
+            Weights([0, 1, 0]),
+            Kill("s0"),
+            Req(2, None),
+            Table,
+            Req(2, None),
+            Table,
+        ],
+    );
+}

@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod h2;
+pub mod haproxy;
 pub mod http;
 pub mod lab;
 pub mod packets;

@@ -53,21 +53,18 @@
 
 use std::{
     fmt::Write as _,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
-    os::unix::net::UnixStream,
-    path::PathBuf,
+    net::SocketAddr,
     process::Command,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use balancer_tests::{
+    haproxy::{HAPROXY, Haproxy},
     http::{Answer, Backend, Client, Seen, Svc, free_port},
     proc::{Proc, wait_for},
     require_root,
 };
 
-const HAPROXY: &str = "/usr/sbin/haproxy";
 /// Dates this close to the test's clock are normalised to `<now>`.
 const DATE_SLACK: i64 = 8;
 const COOKIE_KEY: &str = "conformance-key";
@@ -367,115 +364,68 @@ fn normalise_dates(name: &str, header: &str, now: i64) -> String {
 // ----- the two proxies -------------------------------------------------------
 
 /// `haproxy -db` with its config in `blb-<pid>-ha-<tag>`.
-struct Haproxy {
-    dir: PathBuf,
-    proc: Proc,
-    front: SocketAddr,
-}
-
-impl Haproxy {
-    fn spawn(spec: &Spec, addrs: &[SocketAddr]) -> Haproxy {
-        let dir = std::env::temp_dir().join(format!("blb-{}-ha-{}", std::process::id(), spec.tag));
-        std::fs::create_dir_all(&dir).unwrap();
-        let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-            .parse()
-            .unwrap();
-        let mut backend = format!("    balance roundrobin\n    cookie {}\n", spec.cookie);
-        if let Some(k) = spec.dynamic_key {
-            let _ = writeln!(backend, "    dynamic-cookie-key {k}");
+/// HAProxy with the scenario's backend, in front of `addrs`.
+fn spawn_haproxy(spec: &Spec, addrs: &[SocketAddr]) -> Haproxy {
+    let mut backend = format!("    balance roundrobin\n    cookie {}\n", spec.cookie);
+    if let Some(k) = spec.dynamic_key {
+        let _ = writeln!(backend, "    dynamic-cookie-key {k}");
+    }
+    for o in spec.options {
+        let _ = writeln!(backend, "    option {o}");
+    }
+    for (s, addr) in spec.servers.iter().zip(addrs) {
+        let _ = write!(backend, "    server {} {addr} weight {}", s.name, s.weight);
+        if let Some(c) = s.cookie {
+            let _ = write!(backend, " cookie {c}");
         }
-        for o in spec.options {
-            let _ = writeln!(backend, "    option {o}");
-        }
-        for (s, addr) in spec.servers.iter().zip(addrs) {
-            let _ = write!(backend, "    server {} {addr} weight {}", s.name, s.weight);
-            if let Some(c) = s.cookie {
-                let _ = write!(backend, " cookie {c}");
+        match s.state {
+            State::Up => {}
+            // Checks to a port nothing listens on: down after one.
+            State::Down => {
+                let _ = write!(
+                    backend,
+                    " check port {} inter 100ms fall 1 rise 1000",
+                    free_port().unwrap()
+                );
             }
-            match s.state {
-                State::Up => {}
-                // Checks to a port nothing listens on: down after one.
-                State::Down => {
-                    let _ = write!(
-                        backend,
-                        " check port {} inter 100ms fall 1 rise 1000",
-                        free_port().unwrap()
-                    );
-                }
-                State::Maint => backend.push_str(" disabled"),
-                State::Drain => {}
-            }
-            backend.push('\n');
+            State::Maint => backend.push_str(" disabled"),
+            State::Drain => {}
         }
-        // No logging, no forwardfor, no added headers; a connection that
-        // fails is retried once after `timeout connect`.
-        let config = format!(
+        backend.push('\n');
+    }
+    // No logging, no forwardfor, no added headers; a connection that
+    // fails is retried once after `timeout connect`.
+    Haproxy::start(&format!("ha-{}", spec.tag), |front, sock| {
+        format!(
             "global\n    nbthread 1\n    stats socket {} level admin\n\n\
              defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
              timeout server 10s\n    retries 1\n\n\
              frontend fe\n    bind {front}\n    default_backend app\n\n\
              backend app\n{backend}",
-            dir.join("haproxy.sock").display()
-        );
-        let file = dir.join("haproxy.cfg");
-        std::fs::write(&file, &config).unwrap();
-        let mut cmd = Command::new(HAPROXY);
-        cmd.arg("-db").arg("-f").arg(&file);
-        let proc = Proc::spawn("haproxy", cmd, &dir).expect("haproxy (run `cargo xtask setup`)");
-        Haproxy { dir, proc, front }
-    }
-
-    /// Until it accepts connections and has marked the `Down` servers down.
-    fn wait_ready(&mut self, spec: &Spec) {
-        let front = self.front;
-        let ok = wait_for(Duration::from_secs(10), || {
-            TcpStream::connect(front).is_ok() || self.proc.try_wait().ok().flatten().is_some()
-        });
-        assert!(
-            ok && self.proc.try_wait().unwrap().is_none(),
-            "haproxy did not start: {}",
-            self.proc.output()
-        );
-        for s in spec.servers.iter().filter(|s| s.state == State::Down) {
-            let line = format!("Server app/{} is DOWN", s.name);
-            assert!(
-                wait_for(Duration::from_secs(10), || self
-                    .proc
-                    .output()
-                    .contains(&line)),
-                "haproxy never marked {} down: {}",
-                s.name,
-                self.proc.output()
-            );
-        }
-        for s in spec.servers.iter().filter(|s| s.state == State::Drain) {
-            let answer = self.admin(&format!("set server app/{} state drain", s.name));
-            assert!(
-                answer.trim().is_empty(),
-                "haproxy: drain {}: {answer}",
-                s.name
-            );
-        }
-    }
-
-    /// One command on HAProxy's admin socket; its answer.
-    fn admin(&self, command: &str) -> String {
-        let mut sock = UnixStream::connect(self.dir.join("haproxy.sock")).expect("admin socket");
-        sock.write_all(format!("{command}\n").as_bytes()).unwrap();
-        let mut answer = String::new();
-        sock.read_to_string(&mut answer).unwrap();
-        answer
-    }
+            sock.display()
+        )
+    })
 }
 
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.proc.stop();
-        if std::thread::panicking() {
-            eprintln!("haproxy config and log kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+/// Until HAProxy has marked the `Down` servers down and drained the
+/// `Drain` ones.
+fn wait_ready(ha: &mut Haproxy, spec: &Spec) {
+    for s in spec.servers.iter().filter(|s| s.state == State::Down) {
+        let line = format!("Server app/{} is DOWN", s.name);
+        assert!(
+            wait_for(Duration::from_secs(10), || ha.proc.output().contains(&line)),
+            "haproxy never marked {} down: {}",
+            s.name,
+            ha.proc.output()
+        );
+    }
+    for s in spec.servers.iter().filter(|s| s.state == State::Drain) {
+        let answer = ha.admin(&format!("set server app/{} state drain", s.name));
+        assert!(
+            answer.trim().is_empty(),
+            "haproxy: drain {}: {answer}",
+            s.name
+        );
     }
 }
 
@@ -535,7 +485,7 @@ impl Pair {
                     .unwrap(),
             })
             .collect();
-        let mut ha = Haproxy::spawn(&spec, &addrs);
+        let mut ha = spawn_haproxy(&spec, &addrs);
         let extras: Vec<String> = spec.servers.iter().map(balancer_server).collect();
         let servers: Vec<(&str, SocketAddr, &str)> = spec
             .servers
@@ -549,7 +499,7 @@ impl Pair {
             &balancer_backend(&spec),
             &servers,
         );
-        ha.wait_ready(&spec);
+        wait_ready(&mut ha, &spec);
         Pair {
             spec,
             backends,

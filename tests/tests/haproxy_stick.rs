@@ -19,21 +19,15 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    io::{Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
-    os::unix::net::UnixStream,
-    path::PathBuf,
-    process::Command,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
 use balancer_tests::{
-    http::{Backend, Client, Svc, free_port},
-    proc::{Proc, wait_for},
+    haproxy::Haproxy,
+    http::{Backend, Client, Svc},
     require_root,
 };
-
-const HAPROXY: &str = "/usr/sbin/haproxy";
 const SERVERS: [&str; 3] = ["s0", "s1", "s2"];
 
 #[derive(Clone, Debug)]
@@ -78,93 +72,50 @@ fn client(n: u8) -> IpAddr {
     }
 }
 
-struct Haproxy {
-    dir: PathBuf,
-    proc: Proc,
-    front: SocketAddr,
-}
-
-impl Haproxy {
-    fn spawn(s: &Scenario, backends: &[Backend]) -> Haproxy {
-        let dir = std::env::temp_dir().join(format!("blb-{}-hs-{}", std::process::id(), s.tag));
-        std::fs::create_dir_all(&dir).unwrap();
-        let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-            .parse()
-            .unwrap();
-        let mut backend = format!(
-            "    balance roundrobin\n    stick-table type ip size 1k expire {}s\n{}",
-            s.expire_s, s.haproxy
+/// HAProxy with the scenario's backend, in front of `backends`.
+fn spawn_haproxy(s: &Scenario, backends: &[Backend]) -> Haproxy {
+    let mut backend = format!(
+        "    balance roundrobin\n    stick-table type ip size 1k expire {}s\n{}",
+        s.expire_s, s.haproxy
+    );
+    for (b, w) in backends.iter().zip(s.weights) {
+        let _ = writeln!(
+            backend,
+            "    server {} {} weight {w} cookie {}",
+            b.name, b.addr, b.name
         );
-        for (b, w) in backends.iter().zip(s.weights) {
-            let _ = writeln!(
-                backend,
-                "    server {} {} weight {w} cookie {}",
-                b.name, b.addr, b.name
-            );
-        }
-        let config = format!(
+    }
+    Haproxy::start(&format!("hs-{}", s.tag), |front, sock| {
+        format!(
             "global\n    nbthread 1\n    stats socket {} level admin\n\n\
              defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
              timeout server 10s\n    retries 1\n\n\
              frontend fe\n    bind {front}\n    default_backend app\n\n\
              backend app\n{backend}",
-            dir.join("haproxy.sock").display()
-        );
-        let file = dir.join("haproxy.cfg");
-        std::fs::write(&file, &config).unwrap();
-        let mut cmd = Command::new(HAPROXY);
-        cmd.arg("-db").arg("-f").arg(&file);
-        let mut proc = Proc::spawn("haproxy", cmd, &dir).expect("haproxy");
-        let ok = wait_for(Duration::from_secs(10), || {
-            TcpStream::connect(front).is_ok() || proc.try_wait().ok().flatten().is_some()
-        });
-        assert!(
-            ok && proc.try_wait().unwrap().is_none(),
-            "haproxy did not start: {}",
-            proc.output()
-        );
-        Haproxy { dir, proc, front }
-    }
-
-    fn admin(&self, command: &str) -> String {
-        let mut sock = UnixStream::connect(self.dir.join("haproxy.sock")).expect("admin socket");
-        sock.write_all(format!("{command}\n").as_bytes()).unwrap();
-        let mut answer = String::new();
-        sock.read_to_string(&mut answer).unwrap();
-        answer
-    }
-
-    /// client -> (server, ms to expiry), from `show table app`.
-    fn table(&self) -> BTreeMap<String, (String, i64)> {
-        let out = self.admin("show table app");
-        out.lines()
-            .filter(|l| l.contains(" key="))
-            .map(|l| {
-                let field = |name: &str| {
-                    l.split_whitespace()
-                        .find_map(|w| w.strip_prefix(name))
-                        .unwrap_or_else(|| panic!("no {name} in {l:?}"))
-                        .to_owned()
-                };
-                let id: usize = field("server_id=").parse().unwrap();
-                let server = SERVERS
-                    .get(id.wrapping_sub(1))
-                    .map_or(format!("id {id}"), |s| (*s).to_owned());
-                (field("key="), (server, field("exp=").parse().unwrap()))
-            })
-            .collect()
-    }
+            sock.display()
+        )
+    })
 }
 
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.proc.stop();
-        if std::thread::panicking() {
-            eprintln!("haproxy config and log kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+/// client -> (server, ms to expiry), from HAProxy's `show table app`.
+fn haproxy_table(ha: &Haproxy) -> BTreeMap<String, (String, i64)> {
+    let out = ha.admin("show table app");
+    out.lines()
+        .filter(|l| l.contains(" key="))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .unwrap_or_else(|| panic!("no {name} in {l:?}"))
+                    .to_owned()
+            };
+            let id: usize = field("server_id=").parse().unwrap();
+            let server = SERVERS
+                .get(id.wrapping_sub(1))
+                .map_or(format!("id {id}"), |s| (*s).to_owned());
+            (field("key="), (server, field("exp=").parse().unwrap()))
+        })
+        .collect()
 }
 
 /// client -> (server, ms to expiry), from `balancer table show`.
@@ -212,7 +163,7 @@ fn conform(s: Scenario, steps: &[Step]) {
         .iter()
         .map(|n| Backend::start(n, 0).expect("backend"))
         .collect();
-    let ha = Haproxy::spawn(&s, &backends);
+    let ha = spawn_haproxy(&s, &backends);
     let lb_table = if s.mask_v4 {
         "stick_table = { type = \"ip\", size = \"1k\", expire = \"EXPs\", key_mask_v4 = 24 }"
     } else {
@@ -278,7 +229,7 @@ fn conform(s: Scenario, steps: &[Step]) {
                 b.kill();
             }
             Table => {
-                let h = ha.table();
+                let h = haproxy_table(&ha);
                 let b = balancer_table(&lb, s.expire_s);
                 let _ = writeln!(log, "  haproxy {h:?}\n  balancer {b:?}");
                 let strip = |t: &BTreeMap<String, (String, i64)>| {

@@ -13,6 +13,12 @@
 //! (every request carries `SERVER=s0`, so s1 should see none), and a
 //! request an origin refused fails the section.
 //!
+//! Then a second pair of the same proxies with `stick-table type ip size 1m
+//! expire 30m` + `stick on src` (balancer: `stick_table` + `stick = "on
+//! src"`) instead of the cookie, under the same wrk load without a cookie
+//! (figures `stick-*`): each request is a lookup and a refresh of its
+//! client's entry (wrk's connections all come from 127.0.0.1: one entry).
+//!
 //! CPUs: with two or more CPUs, wrk and the origins run on the first CPU
 //! this process may use and the proxy under test (balancer and HAProxy
 //! alike) on the last one, through `taskset`; with one CPU they share it
@@ -132,7 +138,9 @@ pub fn run(bin: &Path, bench_bin: &Path, quick: bool) -> anyhow::Result<Value> {
     std::fs::create_dir_all(&dir)?;
     let result = measure(bin, bench_bin, quick, &dir, &id);
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(Path::new(balancer_tests::lab::BPFFS).join(&id));
+    for pins in [id.clone(), format!("{id}-stick")] {
+        let _ = std::fs::remove_dir_all(Path::new(balancer_tests::lab::BPFFS).join(pins));
+    }
     result
 }
 
@@ -158,60 +166,22 @@ fn measure(
     commands.push(command_line(&ocmd));
     let mut origins = Origins::start(ocmd)?;
     let backends = origins.servers.clone();
-    let (bal_port, hap_port) = (free_port()?, free_port()?);
-
-    // balancer
-    let servers: String = backends
-        .iter()
-        .map(|b| {
-            format!(
-                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\ncookie = \"{}\"\n",
-                b.name, b.addr, b.name
-            )
-        })
-        .collect();
-    let bal_cfg = format!(
-        "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
-         [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"127.0.0.1:{bal_port}\"\n\
-         default_backend = \"app\"\n\n[[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n\
-         cookie = \"SERVER insert indirect nocache\"\n{servers}",
-        Path::new(balancer_tests::lab::BPFFS).join(id).display(),
-        dir.join("admin.sock").display()
-    );
-    let cfg = dir.join("balancer.toml");
-    std::fs::write(&cfg, &bal_cfg)?;
-    let mut cmd = Placement::taskset(place.subject, bin);
-    cmd.args(["run", "--config"])
-        .arg(&cfg)
-        // The daemon logs its HTTP worker count at info.
-        .env("RUST_LOG", "warn,balancer::daemon=info");
-    commands.push(format!(
-        "RUST_LOG=warn,balancer::daemon=info {}",
-        command_line(&cmd)
-    ));
-    let mut bal = Proc::spawn("balancer", cmd, dir)?;
-
-    // HAProxy, equivalent: one process, one thread per CPU it is bound to;
-    // `option forwardfor` because balancer always appends X-Forwarded-For.
-    let hservers: String = backends
-        .iter()
-        .map(|b| format!("  server {} {} cookie {}\n", b.name, b.addr, b.name))
-        .collect();
-    let hap_cfg = format!(
-        "global\n  maxconn 4096\n\ndefaults\n  mode http\n  timeout connect 5s\n  \
-         timeout client 30s\n  timeout server 30s\n\nfrontend web\n  bind 127.0.0.1:{hap_port}\n  \
-         default_backend app\n\nbackend app\n  balance roundrobin\n  \
-         cookie SERVER insert indirect nocache\n  option forwardfor\n{hservers}"
-    );
-    let hcfg = dir.join("haproxy.cfg");
-    std::fs::write(&hcfg, &hap_cfg)?;
-    let mut hcmd = Placement::taskset(place.subject, "haproxy");
-    hcmd.args(["-db", "-f"]).arg(&hcfg);
-    commands.push(command_line(&hcmd));
-    let mut hap = Proc::spawn("haproxy", hcmd, dir)?;
-
-    wait_listening(&mut bal, bal_port).context("balancer, the system under test")?;
-    wait_listening(&mut hap, hap_port).context("HAProxy, the peer")?;
+    let Proxies {
+        mut bal,
+        mut hap,
+        bal_port,
+        hap_port,
+        bal_cfg,
+        hap_cfg,
+    } = start_proxies(
+        bin,
+        &place,
+        dir,
+        id,
+        &backends,
+        Persistence::Cookie,
+        &mut commands,
+    )?;
     // Logged right after the listeners are bound: it may lag a little.
     let logged_workers = |p: &Proc| {
         p.output().lines().find_map(|l| {
@@ -235,16 +205,24 @@ fn measure(
         ("haproxy", hap_port, hap.pid()),
     ];
     for conns in [CONNECTIONS, MANY] {
+        let load = Load {
+            conns,
+            cookie: true,
+        };
         for (_, port, _) in targets {
             for s in [1, secs] {
-                commands.push(command_line(&wrk_command(&place, &lua, port, conns, s)));
+                commands.push(command_line(&wrk_command(&place, &lua, port, load, s)));
             }
         }
     }
-    let results = run_trials(&place, &lua, &targets, CONNECTIONS, trials, secs)?;
+    let load = |conns| Load {
+        conns,
+        cookie: true,
+    };
+    let results = run_trials(&place, &lua, &targets, load(CONNECTIONS), trials, secs)?;
     // Fewer pairs with many connections: the ratio there is far from 1.
     let many_trials = if quick { 1 } else { 6 };
-    let many = run_trials(&place, &lua, &targets, MANY, many_trials, secs)?;
+    let many = run_trials(&place, &lua, &targets, load(MANY), many_trials, secs)?;
     for (p, name) in [(&mut bal, "balancer"), (&mut hap, "haproxy")] {
         if let Some(st) = p.try_wait()? {
             bail!("{name} exited during the run ({st}): {}", p.output());
@@ -252,6 +230,49 @@ fn measure(
     }
     drop(bal);
     drop(hap);
+    // Stick on src: the same two proxies' configurations with HAProxy's
+    // `stick on src` instead of the cookie, requests without a cookie.
+    let stick_id = format!("{id}-stick");
+    let stick = start_proxies(
+        bin,
+        &place,
+        dir,
+        &stick_id,
+        &backends,
+        Persistence::StickOnSrc,
+        &mut commands,
+    )?;
+    let stick_targets = [
+        ("balancer", stick.bal_port, stick.bal.pid()),
+        ("haproxy", stick.hap_port, stick.hap.pid()),
+    ];
+    let stick_load = Load {
+        conns: CONNECTIONS,
+        cookie: false,
+    };
+    for (_, port, _) in stick_targets {
+        commands.push(command_line(&wrk_command(
+            &place, &lua, port, stick_load, secs,
+        )));
+    }
+    let stick_results = run_trials(&place, &lua, &stick_targets, stick_load, trials, secs)?;
+    let Proxies {
+        bal: mut sbal,
+        hap: mut shap,
+        bal_cfg: stick_bal_cfg,
+        hap_cfg: stick_hap_cfg,
+        ..
+    } = stick;
+    for (p, name) in [(&mut sbal, "balancer"), (&mut shap, "haproxy")] {
+        if let Some(st) = p.try_wait()? {
+            bail!(
+                "{name} (stick on src) exited during the run ({st}): {}",
+                p.output()
+            );
+        }
+    }
+    drop(sbal);
+    drop(shap);
     let counts = origins.finish()?;
     let refused: u64 = counts.iter().map(|c| c.refused).sum();
     if refused > 0 {
@@ -267,6 +288,8 @@ fn measure(
     let pairs = pairs_of(&results);
     let many_summary = summarize(names, &many);
     let many_pairs = pairs_of(&many);
+    let stick_summary = summarize(names, &stick_results);
+    let stick_pairs = pairs_of(&stick_results);
     let peer = versions["haproxy"]
         .as_str()
         .and_then(|v| v.split_whitespace().take(3).nth(2))
@@ -396,6 +419,44 @@ fn measure(
             1024.0,
         ),
     ]);
+    // Stick on src: the same figures, ids prefixed.
+    let stick_pair = |id: &'static str, what: &str, unit: &'static str, key: &str, scale: f64| {
+        let what = format!("balancer {what}, stick on src (no cookie)");
+        pair_figure(&stick_summary, &peer, id, what, unit, key, scale)
+    };
+    let stick_rps = stick_pair(
+        "stick-requests-per-s",
+        "requests/s",
+        "requests/s",
+        "requests_per_s",
+        1.0,
+    );
+    let stick_rps_ratio = stick_rps.ratio().unwrap_or(f64::NAN);
+    let stick_p99 = stick_pair("stick-latency-p99", "latency p99", "us", "p99_us", 1.0);
+    let stick_p99_ratio = stick_p99.ratio().unwrap_or(f64::NAN);
+    figures.extend([
+        stick_rps.target(Target::ratio_at_least(stick_rps_ratio, 1.0, &peer)),
+        stick_p99.target(Target::ratio_at_most(stick_p99_ratio, 1.0, &peer)),
+        stick_pair(
+            "stick-cpu-per-100k-requests",
+            "CPU time (user+system) per 100,000 requests",
+            "s",
+            "cpu_s_per_100k",
+            1.0,
+        ),
+        Figure::new(
+            "stick-requests-per-s-pairs",
+            format!(
+                "balancer/HAProxy requests/s with stick on src, median of the {trials} per-pair \
+                 ratios (balancer ahead in {} of them)",
+                stick_pairs["requests_per_s_pairs_at_least_1"]
+            ),
+            "x",
+            stick_pairs["requests_per_s_median"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+        ),
+    ]);
     let verdict = |ok: bool| if ok { "meets" } else { "misses" };
     println!(
         "http-cookie: medians of {trials} trial(s) of {secs} s, wrk {CONNECTIONS} connections, \
@@ -430,6 +491,17 @@ fn measure(
             .unwrap_or(f64::NAN),
         many_pairs["p99_median"].as_f64().unwrap_or(f64::NAN),
     );
+    println!(
+        "  stick on src, {trials} pair(s), no cookie: requests/s {stick_rps_ratio:.2}x (target >= 1: \
+         {}), p99 {stick_p99_ratio:.2}x (target <= 1: {}); pair by pair: requests/s median {:.2}x, \
+         p99 median {:.2}x",
+        verdict(stick_rps_ratio >= 1.0),
+        verdict(stick_p99_ratio <= 1.0),
+        stick_pairs["requests_per_s_median"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        stick_pairs["p99_median"].as_f64().unwrap_or(f64::NAN),
+    );
     let shared = place.generator == place.subject;
     let cpus = Cpus {
         generator: Some(vec![place.generator]),
@@ -458,7 +530,11 @@ fn measure(
                             pair(s) of {secs} s trials, the two proxies in turn (ABBA...); then \
                             the same with -c{MANY} ({many_trials} pairs; figures with ids ending \
                             -1000-connections); with \
-                            'Cookie: SERVER=s0'; figures: each proxy's medians; 'pairs': each \
+                            'Cookie: SERVER=s0'; then a second pair of proxies with \
+                            'stick-table type ip size 1m expire 30m' + 'stick on src' instead of \
+                            the cookie, requests without a cookie, -c{CONNECTIONS} ({trials} \
+                            pairs; figures with ids starting stick-; every request comes from \
+                            127.0.0.1, so each is a lookup and a refresh of one entry); figures: each proxy's medians; 'pairs': each \
                             trial's ratio to the other proxy's trial of its pair; same two loopback \
                             origin servers answering their name; CPU from /proc/PID/stat \
                             utime+stime of the proxy process; CPU busy shares from /proc/stat; \
@@ -470,12 +546,133 @@ fn measure(
             "proxies": summary,
             "pairs": pairs,
             "many_connections": {"connections": MANY, "proxies": many_summary, "pairs": many_pairs},
+            "stick_on_src": {
+                "connections": CONNECTIONS,
+                "proxies": stick_summary,
+                "pairs": stick_pairs,
+                "balancer_config": stick_bal_cfg,
+                "haproxy_config": stick_hap_cfg,
+            },
             "workers": {"balancer_http_workers": bal_workers, "haproxy_threads": hap_threads},
             "origin_requests": origin_requests,
             "balancer_config": bal_cfg,
             "haproxy_config": hap_cfg,
         }]
     }))
+}
+
+/// How the two proxies keep a user on a server.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Persistence {
+    /// `cookie SERVER insert indirect nocache`.
+    Cookie,
+    /// `stick-table type ip size 1m expire 30m` + `stick on src`.
+    StickOnSrc,
+}
+
+/// balancer and HAProxy with the same settings, both on the subject's CPU.
+struct Proxies {
+    bal: Proc,
+    hap: Proc,
+    bal_port: u16,
+    hap_port: u16,
+    bal_cfg: String,
+    hap_cfg: String,
+}
+
+fn start_proxies(
+    bin: &Path,
+    place: &Placement,
+    dir: &Path,
+    id: &str,
+    backends: &[Server],
+    persistence: Persistence,
+    commands: &mut Vec<String>,
+) -> anyhow::Result<Proxies> {
+    let (bal_port, hap_port) = (free_port()?, free_port()?);
+    let tag = match persistence {
+        Persistence::Cookie => "",
+        Persistence::StickOnSrc => "-stick",
+    };
+
+    // balancer
+    let cookie = persistence == Persistence::Cookie;
+    let servers: String = backends
+        .iter()
+        .map(|b| {
+            let value = if cookie {
+                format!("cookie = \"{}\"\n", b.name)
+            } else {
+                String::new()
+            };
+            format!(
+                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\n{value}",
+                b.name, b.addr
+            )
+        })
+        .collect();
+    let keys = match persistence {
+        Persistence::Cookie => "cookie = \"SERVER insert indirect nocache\"\n",
+        Persistence::StickOnSrc => {
+            "stick_table = { type = \"ip\", size = \"1m\", expire = \"30m\" }\nstick = \"on src\"\n"
+        }
+    };
+    let bal_cfg = format!(
+        "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
+         [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"127.0.0.1:{bal_port}\"\n\
+         default_backend = \"app\"\n\n[[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n\
+         {keys}{servers}",
+        Path::new(balancer_tests::lab::BPFFS).join(id).display(),
+        dir.join(format!("admin{tag}.sock")).display()
+    );
+    let cfg = dir.join(format!("balancer{tag}.toml"));
+    std::fs::write(&cfg, &bal_cfg)?;
+    let mut cmd = Placement::taskset(place.subject, bin);
+    cmd.args(["run", "--config"])
+        .arg(&cfg)
+        // The daemon logs its HTTP worker count at info.
+        .env("RUST_LOG", "warn,balancer::daemon=info");
+    commands.push(format!(
+        "RUST_LOG=warn,balancer::daemon=info {}",
+        command_line(&cmd)
+    ));
+    let mut bal = Proc::spawn("balancer", cmd, dir)?;
+
+    // HAProxy, equivalent: one process, one thread per CPU it is bound to;
+    // `option forwardfor` because balancer always appends X-Forwarded-For.
+    let hservers: String = backends
+        .iter()
+        .map(|b| match persistence {
+            Persistence::Cookie => format!("  server {} {} cookie {}\n", b.name, b.addr, b.name),
+            Persistence::StickOnSrc => format!("  server {} {}\n", b.name, b.addr),
+        })
+        .collect();
+    let lines = match persistence {
+        Persistence::Cookie => "  cookie SERVER insert indirect nocache\n",
+        Persistence::StickOnSrc => "  stick-table type ip size 1m expire 30m\n  stick on src\n",
+    };
+    let hap_cfg = format!(
+        "global\n  maxconn 4096\n\ndefaults\n  mode http\n  timeout connect 5s\n  \
+         timeout client 30s\n  timeout server 30s\n\nfrontend web\n  bind 127.0.0.1:{hap_port}\n  \
+         default_backend app\n\nbackend app\n  balance roundrobin\n{lines}  option forwardfor\n{hservers}"
+    );
+    let hcfg = dir.join(format!("haproxy{tag}.cfg"));
+    std::fs::write(&hcfg, &hap_cfg)?;
+    let mut hcmd = Placement::taskset(place.subject, "haproxy");
+    hcmd.args(["-db", "-f"]).arg(&hcfg);
+    commands.push(command_line(&hcmd));
+    let mut hap = Proc::spawn("haproxy", hcmd, dir)?;
+
+    wait_listening(&mut bal, bal_port).context("balancer, the system under test")?;
+    wait_listening(&mut hap, hap_port).context("HAProxy, the peer")?;
+    Ok(Proxies {
+        bal,
+        hap,
+        bal_port,
+        hap_port,
+        bal_cfg,
+        hap_cfg,
+    })
 }
 
 /// Balancer's median `key` (times `scale`) from `summary` (see
@@ -562,13 +759,14 @@ fn run_trials(
     place: &Placement,
     lua: &Path,
     targets: &[(&str, u16, u32); 2],
-    conns: u32,
+    load: Load,
     trials: usize,
     secs: u32,
 ) -> anyhow::Result<Vec<Vec<Trial>>> {
+    let conns = load.conns;
     // Warm up each once (server connections, pools, caches).
     for (name, port, _) in targets {
-        wrk(place, lua, *port, conns, 1)
+        wrk(place, lua, *port, load, 1)
             .with_context(|| format!("{name}: warm-up, {conns} connections"))?;
     }
     let mut results: Vec<Vec<Trial>> = vec![Vec::new(), Vec::new()];
@@ -578,7 +776,7 @@ fn run_trials(
             let (name, port, pid) = targets[i];
             let cpu0 = cpu_seconds(pid)?;
             let (g0, s0) = (cpu_jiffies(place.generator)?, cpu_jiffies(place.subject)?);
-            let r = wrk(place, lua, port, conns, secs)
+            let r = wrk(place, lua, port, load, secs)
                 .with_context(|| format!("{name}: trial {t}, {conns} connections"))?;
             let cpu = cpu_seconds(pid)? - cpu0;
             let (g1, s1) = (cpu_jiffies(place.generator)?, cpu_jiffies(place.subject)?);
@@ -744,10 +942,21 @@ struct WrkResult {
     errors: u64,
 }
 
-fn wrk_command(place: &Placement, lua: &Path, port: u16, conns: u32, secs: u32) -> Command {
+/// The load: wrk's connections, and whether every request carries the
+/// persistence cookie (the cookie proxies) or none (stick on src).
+#[derive(Clone, Copy)]
+struct Load {
+    conns: u32,
+    cookie: bool,
+}
+
+fn wrk_command(place: &Placement, lua: &Path, port: u16, load: Load, secs: u32) -> Command {
     let mut cmd = Placement::taskset(place.generator, "wrk");
-    cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s")])
-        .args(["-H", "Cookie: SERVER=s0", "-s"])
+    cmd.args(["-t1", &format!("-c{}", load.conns), &format!("-d{secs}s")]);
+    if load.cookie {
+        cmd.args(["-H", "Cookie: SERVER=s0"]);
+    }
+    cmd.arg("-s")
         .arg(lua)
         .arg(format!("http://127.0.0.1:{port}/"));
     cmd
@@ -758,10 +967,10 @@ fn wrk(
     place: &Placement,
     lua: &Path,
     port: u16,
-    conns: u32,
+    load: Load,
     secs: u32,
 ) -> anyhow::Result<WrkResult> {
-    let out = wrk_command(place, lua, port, conns, secs)
+    let out = wrk_command(place, lua, port, load, secs)
         .output()
         .context("running wrk (cargo xtask setup installs it)")?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -4,7 +4,8 @@
 //! the report is skipped.
 //!
 //! - `xdp-testrun`: ns/packet per case, balancer vs the bare program;
-//! - `http-cookie`: requests/s and p99 latency, balancer vs HAProxy;
+//! - `http-cookie`: requests/s and p99 latency, balancer vs HAProxy (cookie
+//!   at 32 and 1,000 connections, stick on src at 32);
 //! - `affinity`: share of clients moved vs the number of servers, one line
 //!   per series of its `series` detail key (`n` is the x axis);
 //! - `xdp-pps`: packets/s per system, from the figures in packets/s and
@@ -145,10 +146,14 @@ fn http_cookie(s: &Value) -> Option<Plot> {
     let rps = find("requests-per-s")?;
     let peer = rps["peer"]["name"].as_str().unwrap_or("HAProxy").to_owned();
     // One group per load: wrk's usual connections, and 1,000 when measured.
-    let panel = |ids: [&str; 2], y: &str| -> Option<Panel> {
+    let panel = |ids: [&str; 3], y: &str| -> Option<Panel> {
         let groups = ids
             .iter()
-            .zip(["32 connections", "1000 connections"])
+            .zip([
+                "cookie, 32 connections",
+                "cookie, 1000 connections",
+                "stick on src, 32 connections",
+            ])
             .filter_map(|(id, label)| {
                 let f = find(id)?;
                 Some((
@@ -167,11 +172,19 @@ fn http_cookie(s: &Value) -> Option<Plot> {
         title: format!("http-cookie: balancer vs {peer} under wrk"),
         panels: vec![
             panel(
-                ["requests-per-s", "requests-per-s-1000-connections"],
+                [
+                    "requests-per-s",
+                    "requests-per-s-1000-connections",
+                    "stick-requests-per-s",
+                ],
                 "requests/s (higher is better)",
             )?,
             panel(
-                ["latency-p99", "latency-p99-1000-connections"],
+                [
+                    "latency-p99",
+                    "latency-p99-1000-connections",
+                    "stick-latency-p99",
+                ],
                 "p99 latency, us (lower is better)",
             )?,
         ],

@@ -148,6 +148,26 @@ pub fn source(candidates: &[Candidate], client: IpAddr) -> Option<u32> {
         .map(|(id, _)| id)
 }
 
+/// What chose a request's server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    /// The persistence cookie.
+    Cookie,
+    /// The client's stick entry (`stick match`).
+    Stick,
+    /// The balancing algorithm.
+    Balance,
+}
+
+impl Chosen {
+    /// Persistent: the request goes to its user's server, not anywhere
+    /// (so it waits in that server's queue, and goes elsewhere after a
+    /// failed connection only with `option redispatch`).
+    pub fn persistent(self) -> bool {
+        self != Chosen::Balance
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

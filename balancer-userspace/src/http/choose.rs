@@ -9,7 +9,7 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::{
-    balance::{Candidate, least_conn, source},
+    balance::{Candidate, Chosen, least_conn, source},
     cookie::{self, Persist},
     headers::join_cookie_fields,
     proxy::{HttpBackendView, HttpServerView, Proxy, Refusal},
@@ -17,26 +17,6 @@ use super::{
     stick::Table,
 };
 use crate::config::Balance;
-
-/// What chose a request's server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chosen {
-    /// The persistence cookie.
-    Cookie,
-    /// The client's stick entry (`stick match`).
-    Stick,
-    /// The balancing algorithm.
-    Balance,
-}
-
-impl Chosen {
-    /// Persistent: the request goes to its user's server, not anywhere
-    /// (so it waits in that server's queue, and goes elsewhere after a
-    /// failed connection only with `option redispatch`).
-    pub(super) fn persistent(self) -> bool {
-        self != Chosen::Balance
-    }
-}
 
 impl Proxy {
     /// A server for a user without a usable cookie: up, weight > 0, not in

@@ -44,9 +44,8 @@ use log::{debug, info, warn};
 use tokio::{net::TcpListener, sync::watch};
 
 use super::{
-    balance::{InFlight, SmoothWrr},
+    balance::{Chosen, InFlight, SmoothWrr},
     body::{Counted, Hold, ProxyBody, empty},
-    choose::Chosen,
     conn::{
         Closing, ConnState, HEAD_INCOMPLETE, REQUEST_TIMEOUT, Registry, RequestGuard, Slots,
         Watched, watch,

@@ -26,6 +26,7 @@ use std::{
 use balancer_tests::{
     haproxy::Haproxy,
     http::{Backend, Client, Svc},
+    proc::wait_for,
     require_root,
 };
 const SERVERS: [&str; 3] = ["s0", "s1", "s2"];
@@ -45,6 +46,8 @@ enum Step {
     Table,
     /// The backend stops answering (connections refused), for both.
     Kill(&'static str),
+    /// Until both have marked the server down by its health checks.
+    WaitDown(&'static str),
 }
 use Step::*;
 
@@ -62,6 +65,8 @@ struct Scenario {
     /// Keys by /24: `key_mask_v4 = 24` here, `src,ipmask(24)` in HAProxy's
     /// rules (written in `haproxy`).
     mask_v4: bool,
+    /// Health checks every 100 ms, down after one failure.
+    checks: bool,
 }
 
 /// Client `n`: 127.0.9.N, or for N >= 128 127.0.10.(N - 128) (another /24).
@@ -78,10 +83,15 @@ fn spawn_haproxy(s: &Scenario, backends: &[Backend]) -> Haproxy {
         "    balance roundrobin\n    stick-table type ip size 1k expire {}s\n{}",
         s.expire_s, s.haproxy
     );
+    let check = if s.checks {
+        " check inter 100ms fall 1 rise 1"
+    } else {
+        ""
+    };
     for (b, w) in backends.iter().zip(s.weights) {
         let _ = writeln!(
             backend,
-            "    server {} {} weight {w} cookie {}",
+            "    server {} {} weight {w} cookie {}{check}",
             b.name, b.addr, b.name
         );
     }
@@ -174,8 +184,13 @@ fn conform(s: Scenario, steps: &[Step]) {
         .iter()
         .zip(s.weights)
         .map(|(b, w)| {
+            let check = if s.checks {
+                "check = true\ninter = \"100ms\"\nfall = 1\nrise = 1\n"
+            } else {
+                ""
+            };
             format!(
-                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\nweight = {w}\ncookie = \"{}\"\n",
+                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\nweight = {w}\ncookie = \"{}\"\n{check}",
                 b.name, b.addr, b.name
             )
         })
@@ -228,6 +243,26 @@ fn conform(s: Scenario, steps: &[Step]) {
                 let b = backends.iter().find(|b| b.name == *name).unwrap();
                 b.kill();
             }
+            WaitDown(name) => {
+                let line = format!("Server app/{name} is DOWN");
+                assert!(
+                    wait_for(Duration::from_secs(10), || ha.proc.output().contains(&line)),
+                    "haproxy never marked {name} down: {}",
+                    ha.proc.output()
+                );
+                let down = || {
+                    let out = lb.cli(&["backend", "list", "--json"]);
+                    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+                    v.as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|s| s["server"] == *name && s["state"] == "down")
+                };
+                assert!(
+                    wait_for(Duration::from_secs(10), down),
+                    "balancer never marked {name} down"
+                );
+            }
             Table => {
                 let h = haproxy_table(&ha);
                 let b = balancer_table(&lb, s.expire_s);
@@ -265,6 +300,7 @@ fn scenario(tag: &'static str, haproxy: &'static str, balancer: &'static str) ->
         expire_s: 30,
         weights: [1, 0, 0],
         mask_v4: false,
+        checks: false,
     }
 }
 
@@ -449,6 +485,9 @@ fn a_dead_server_without_redispatch_answers_503_and_keeps_its_entry() {
             Req(2, None),
             Weights([0, 1, 0]),
             Kill("s0"),
+            // Both notice the idle connections to s0 closing first (a
+            // reused one failing is another case).
+            Sleep(300),
             Req(2, None),
             Table,
             Req(3, None),
@@ -469,9 +508,32 @@ fn a_dead_server_with_redispatch_moves_its_client_and_the_entry() {
             Req(2, None),
             Weights([0, 1, 0]),
             Kill("s0"),
+            // Both notice the idle connections to s0 closing first (a
+            // reused one failing is another case).
+            Sleep(300),
             Req(2, None),
             Table,
             Req(2, None),
+            Table,
+        ],
+    );
+}
+
+#[test]
+fn a_server_down_by_its_checks_loses_its_clients() {
+    let mut s = scenario("checks", "    stick on src\n", "stick = \"on src\"\n");
+    s.checks = true;
+    conform(
+        s,
+        &[
+            Req(2, None),
+            Req(3, None),
+            Weights([0, 1, 0]),
+            Kill("s0"),
+            WaitDown("s0"),
+            Req(2, None),
+            Table,
+            Req(3, None),
             Table,
         ],
     );

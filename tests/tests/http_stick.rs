@@ -12,7 +12,7 @@ use std::{
 };
 
 use balancer_tests::{
-    http::{Client, Svc},
+    http::{Backend, Client, Svc, free_port, parse_metrics},
     proc::wait_for,
 };
 
@@ -189,4 +189,80 @@ fn a_key_mask_puts_the_clients_of_one_network_on_one_server() {
     for (i, s) in &nets {
         assert_eq!(t[&format!("127.0.{i}.0")], format!("app/{s}"), "{t:?}");
     }
+}
+
+/// `name{labels}` -> value from `GET /metrics`.
+fn scrape(addr: std::net::SocketAddr) -> BTreeMap<String, f64> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (_, body) = out.split_once("\r\n\r\n").expect("an HTTP answer");
+    parse_metrics(body)
+}
+
+#[test]
+fn metrics_count_http_entries_and_a_removed_servers_entries_go() {
+    let backends: Vec<Backend> = (0..3)
+        .map(|j| Backend::start(&format!("s{j}"), 0).expect("backend"))
+        .collect();
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
+    let mut tail: String = backends
+        .iter()
+        .map(|b| {
+            format!(
+                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\n",
+                b.name, b.addr
+            )
+        })
+        .collect();
+    tail.push_str(&format!(
+        "\n[metrics]\nbind = \"{metrics}\"\ntable_count_interval = \"1s\"\n"
+    ));
+    let svc = Svc::launch("http-stick-metrics", "", STICK, &tail);
+    let clients: Vec<IpAddr> = (0..6).map(|j| client(6, 10 + j)).collect();
+    let mut home = BTreeMap::new();
+    for _ in 0..2 {
+        for &ip in &clients {
+            home.insert(ip, served(&svc, ip));
+        }
+    }
+    let stick = |m: &BTreeMap<String, f64>, outcome: &str| {
+        m.get(&format!(
+            "balancer_http_stick_total{{frontend=\"web\",outcome=\"{outcome}\"}}"
+        ))
+        .copied()
+    };
+    let mut m = BTreeMap::new();
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            m = scrape(metrics);
+            m.get("balancer_stick_table_entries") == Some(&6.0)
+        }),
+        "{m:#?}"
+    );
+    assert_eq!(stick(&m, "absent"), Some(6.0), "{m:#?}");
+    assert_eq!(stick(&m, "matched"), Some(6.0), "{m:#?}");
+
+    // A removed server's entries leave the table at once; its clients
+    // get new servers (and entries).
+    let gone: Vec<IpAddr> = clients
+        .iter()
+        .copied()
+        .filter(|ip| home[ip] == "s0")
+        .collect();
+    assert!(!gone.is_empty(), "{home:?}");
+    svc.cli(&["backend", "remove", "app/s0"]);
+    let t = table(&svc, 6 - gone.len());
+    assert!(t.values().all(|s| s != "app/s0"), "{t:?}");
+    for &ip in &gone {
+        assert_ne!(served(&svc, ip), "s0");
+    }
+    assert_eq!(table(&svc, 6).len(), 6);
+    drop(backends);
 }

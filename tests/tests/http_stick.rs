@@ -266,3 +266,53 @@ fn metrics_count_http_entries_and_a_removed_servers_entries_go() {
     assert_eq!(table(&svc, 6).len(), 6);
     drop(backends);
 }
+
+/// SIGHUP, then wait for the daemon's `nth` "reloaded:" line.
+fn reload(svc: &Svc, nth: usize) {
+    svc.daemon.signal(libc::SIGHUP).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || svc
+            .daemon
+            .output()
+            .matches("reloaded:")
+            .count()
+            >= nth),
+        "no reload #{nth}: {}",
+        svc.daemon.output()
+    );
+}
+
+#[test]
+fn a_reload_keeps_the_entries_unless_the_key_changes() {
+    let svc = Svc::start("http-stick-reload", STICK, "", 3);
+    let clients: Vec<IpAddr> = (0..6).map(|j| client(7, 10 + j)).collect();
+    let home: BTreeMap<IpAddr, String> = clients.iter().map(|&ip| (ip, served(&svc, ip))).collect();
+    let config = svc.dir.join("balancer.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // Another expire: the same key, the entries stay and still route.
+    std::fs::write(
+        &config,
+        text.replace("expire = \"30s\"", "expire = \"60s\""),
+    )
+    .unwrap();
+    reload(&svc, 1);
+    assert_eq!(table(&svc, 6).len(), 6);
+    for &ip in &clients {
+        assert_eq!(served(&svc, ip), home[&ip], "{ip}");
+    }
+    // A key mask: the old keys could never match again; they are dropped,
+    // and the clients' network gets one entry.
+    std::fs::write(
+        &config,
+        text.replace("expire = \"30s\"", "expire = \"30s\", key_mask_v4 = 24"),
+    )
+    .unwrap();
+    reload(&svc, 2);
+    assert!(table(&svc, 0).is_empty());
+    let first = served(&svc, clients[0]);
+    for &ip in &clients {
+        assert_eq!(served(&svc, ip), first, "{ip}: the /24 shares one entry");
+    }
+    let t = table(&svc, 1);
+    assert_eq!(t["127.0.7.0"], format!("app/{first}"), "{t:?}");
+}

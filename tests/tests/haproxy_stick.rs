@@ -538,3 +538,44 @@ fn a_server_down_by_its_checks_loses_its_clients() {
         ],
     );
 }
+
+#[test]
+fn option_persist_to_a_dead_server_answers_503_and_refreshes_the_entry() {
+    conform(
+        scenario(
+            "persist-dead",
+            "    option persist\n    stick on src\n",
+            "options = [\"persist\"]\nstick = \"on src\"\n",
+        ),
+        &[
+            Req(2, None),
+            Weights([0, 1, 0]),
+            State("s0", "maint"),
+            Kill("s0"),
+            Sleep(1500),
+            Req(2, None),
+            // Touched by the match although nothing answered.
+            Table,
+        ],
+    );
+}
+
+#[test]
+fn option_persist_and_redispatch_move_a_dead_servers_client() {
+    conform(
+        scenario(
+            "persist-redispatch",
+            "    option persist\n    option redispatch\n    stick on src\n",
+            "options = [\"persist\", \"redispatch\"]\nstick = \"on src\"\n",
+        ),
+        &[
+            Req(2, None),
+            Weights([0, 1, 0]),
+            State("s0", "maint"),
+            Kill("s0"),
+            Sleep(300),
+            Req(2, None),
+            Table,
+        ],
+    );
+}

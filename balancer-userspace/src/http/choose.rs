@@ -173,12 +173,9 @@ impl Proxy {
         }
         let by_stick = match stick {
             Some((t, key, now_ns)) if b.settings.stick.matches => {
-                let found = t.get(key, now_ns);
-                let usable = found.and_then(|e| {
-                    b.servers
-                        .iter()
-                        .position(|s| s.id == e.server && may_persist(s))
-                });
+                let index = |id: u32| b.servers.iter().position(|s| s.id == id && may_persist(s));
+                let found = t.matched(key, now_ns, |id| index(id).is_some());
+                let usable = found.and_then(|(e, ok)| if ok { index(e.server) } else { None });
                 match (found, usable) {
                     (Some(_), Some(_)) => &fe.stick_matched,
                     (None, _) => &fe.stick_absent,
@@ -201,7 +198,7 @@ impl Proxy {
 
     /// After a response from `server`: `stick store-request` stores it as
     /// the client's entry (a new entry, a changed server, or a refreshed
-    /// time); `stick match` alone refreshes the entry that chose it.
+    /// time). (A match refreshed its entry when the request started.)
     pub(super) fn stick_after_response(
         &self,
         t: &Table,
@@ -209,11 +206,8 @@ impl Proxy {
         now_ns: u64,
         b: &HttpBackendView,
         server: &HttpServerView,
-        how: Chosen,
     ) {
-        let refresh =
-            how == Chosen::Stick && t.get(key, now_ns).is_some_and(|e| e.server == server.id);
-        if b.settings.stick.stores || refresh {
+        if b.settings.stick.stores {
             t.record(key, server.id, now_ns);
         }
     }

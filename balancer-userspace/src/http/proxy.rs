@@ -530,7 +530,7 @@ async fn handle(
         };
         server.stats.responses.count(resp.status().as_u16());
         if let Some((t, key, now_ns)) = &stick {
-            p.stick_after_response(t, key, *now_ns, &b, server, how);
+            p.stick_after_response(t, key, *now_ns, &b, server);
         }
         if let Some(c) = &b.settings.cookie {
             // A server chosen by its client's stick entry is as direct as

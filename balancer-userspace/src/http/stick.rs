@@ -185,8 +185,43 @@ impl Table {
             .filter(|e| !self.expired(e, now_ns))
     }
 
-    /// The proxy saw `key`'s client use `server` at `now_ns` (a store, or
-    /// a match's refresh): kept here, queued for the map when the server
+    /// `stick match`: the live entry of `key`, and whether `usable` takes
+    /// its server; a usable entry is refreshed at once (as HAProxy touches
+    /// a matched entry when the request starts, whatever then happens to
+    /// it), queued for the map when its time there has aged past
+    /// `stick_refresh`.
+    pub fn matched(
+        &self,
+        key: &[u8; 16],
+        now_ns: u64,
+        usable: impl Fn(u32) -> bool,
+    ) -> Option<(Entry, bool)> {
+        let refresh = self.refresh_ns.load(Ordering::Relaxed);
+        let queued = {
+            let mut shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+            let s = shard.get_mut(key)?;
+            if self.expired(&s.entry, now_ns) {
+                return None;
+            }
+            let found = s.entry;
+            if !usable(found.server) {
+                return Some((found, false));
+            }
+            s.entry.last_seen_ns = now_ns;
+            if now_ns.saturating_sub(s.written_ns) < refresh {
+                return Some((found, true));
+            }
+            s.written_ns = now_ns;
+            s.entry
+        };
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((self.map_key(key), map_value(queued)));
+        Some((queued, true))
+    }
+
+    /// `key`'s client was answered by `server` at `now_ns` (a store): kept here, queued for the map when the server
     /// changed, the entry is new, or its time in the map has aged past
     /// `stick_refresh`.
     pub fn record(&self, key: &[u8; 16], server: u32, now_ns: u64) {
@@ -354,6 +389,30 @@ mod tests {
         t.record(&k, 4, 11 * SEC + 2);
         let p = t.take_pending();
         assert_eq!(p[0].1.backend, 4, "a new server is written at once");
+    }
+
+    #[test]
+    fn a_match_refreshes_a_usable_entry_only() {
+        let t = table(100);
+        let k = key("198.18.0.2");
+        t.record(&k, 3, 10 * SEC);
+        t.take_pending();
+        assert_eq!(
+            t.matched(&k, 11 * SEC, |s| s != 3).map(|(_, u)| u),
+            Some(false)
+        );
+        assert_eq!(t.get(&k, 11 * SEC).unwrap().last_seen_ns, 10 * SEC);
+        let (e, usable) = t.matched(&k, 11 * SEC, |_| true).unwrap();
+        assert!(usable);
+        assert_eq!(e.server, 3);
+        assert_eq!(t.get(&k, 11 * SEC).unwrap().last_seen_ns, 11 * SEC);
+        assert_eq!(
+            t.take_pending().len(),
+            1,
+            "aged past stick_refresh: written"
+        );
+        assert!(t.matched(&k, 41 * SEC + 1, |_| true).is_none(), "expired");
+        assert!(t.matched(&key("198.18.0.3"), 11 * SEC, |_| true).is_none());
     }
 
     #[test]

@@ -173,6 +173,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
         kernel_ns: ins_peer.kernel_ns + rest.kernel_ns,
     };
     let full = listing(&dp, !ctx.quick)?;
+    // The HTTP proxy's lookup, against a system call per lookup.
+    let lookups = lookup_costs(&dp, sz.entries)?;
+    println!(
+        "table: a stick lookup for an HTTP request: {:.0} ns in the proxy's in-process table, \
+         {:.0} ns by BPF_MAP_LOOKUP_ELEM on the pinned map ({} lookups of {} entries each)",
+        lookups.in_process_ns,
+        lookups.syscall_ns,
+        count(lookups.n as u64),
+        count(sz.entries as u64)
+    );
     let new_sticks = stats1.new_sticks - stats0.new_sticks;
     ensure!(
         new_sticks == sz.entries as u64,
@@ -254,6 +264,24 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             "entries/s",
             all_ins.rate().round(),
             Some((&nft_name("one `nft -f` batch"), nft_rate.round())),
+            None,
+        ),
+        report_figure(
+            "http-lookup-in-process",
+            &format!(
+                "ns per stick lookup of an HTTP request (`stick match src`): the proxy's \
+                 in-process table (http::stick::Table::matched, lock + hash lookup + refresh), \
+                 {} entries, {} lookups of random clients; against one BPF_MAP_LOOKUP_ELEM \
+                 system call on the pinned map of the same entries (the design not taken)",
+                count(sz.entries as u64),
+                count(lookups.n as u64)
+            ),
+            "ns",
+            round3(lookups.in_process_ns),
+            Some((
+                "BPF_MAP_LOOKUP_ELEM on the pinned map",
+                round3(lookups.syscall_ns),
+            )),
             None,
         ),
         report_figure(
@@ -413,6 +441,89 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Value> {
             "expire_ns": EXPIRE_NS,
         },
     }))
+}
+
+struct LookupCosts {
+    n: usize,
+    in_process_ns: f64,
+    syscall_ns: f64,
+}
+
+/// ns per lookup of random clients of the full table: in the HTTP proxy's
+/// in-process copy, and by a system call on the map, each over the same
+/// client order (median of 3 rounds).
+fn lookup_costs(dp: &Dataplane, entries: usize) -> anyhow::Result<LookupCosts> {
+    use balancer::http::stick::{Entry, KeyForm, Table};
+    let n = entries.min(200_000);
+    let table = Table::new(
+        VIP_ID,
+        KeyForm {
+            ipv6: true,
+            mask: Default::default(),
+        },
+        entries as u64,
+        std::time::Duration::from_secs(1800),
+        std::time::Duration::from_secs(1),
+    );
+    let now = monotonic_ns();
+    let keys: Vec<[u8; 16]> = (0..entries).map(|k| client(k).octets()).collect();
+    for k in &keys {
+        table.put(
+            k,
+            Entry {
+                server: 1,
+                last_seen_ns: now,
+            },
+        );
+    }
+    // A fixed pseudo-random order (xorshift), so both walk the same clients.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let order: Vec<usize> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % entries as u64) as usize
+        })
+        .collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut inproc = Vec::new();
+    let mut syscall = Vec::new();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let mut hits = 0usize;
+        for &i in &order {
+            hits += usize::from(table.matched(&keys[i], now, |_| true).is_some());
+        }
+        inproc.push(t.elapsed().as_nanos() as f64 / n as f64);
+        ensure!(
+            hits == n,
+            "{hits} of {n} clients found in the in-process table"
+        );
+        let t = std::time::Instant::now();
+        let mut found = 0usize;
+        for &i in &order {
+            let key = StickKey {
+                vip_id: VIP_ID,
+                addr: keys[i],
+            };
+            found += usize::from(dp.stick_get(&key)?.is_some());
+        }
+        syscall.push(t.elapsed().as_nanos() as f64 / n as f64);
+        // The table is full: the LRU map may have evicted a few.
+        ensure!(
+            found * 10 >= n * 9,
+            "{found} of {n} clients found in the map"
+        );
+    }
+    Ok(LookupCosts {
+        n,
+        in_process_ns: median(inproc),
+        syscall_ns: median(syscall),
+    })
 }
 
 fn load(sz: &Sizes) -> anyhow::Result<Dataplane> {

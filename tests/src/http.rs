@@ -401,6 +401,9 @@ impl Svc {
     }
 
     /// `response_extra`: header lines every backend adds to its answers.
+    /// Each server gets its name as its cookie value when `backend_extra`
+    /// sets the backend's `cookie` (without one, a server's value would
+    /// have no effect, and the config would be refused).
     pub fn start_with(
         tag: &str,
         backend_extra: &str,
@@ -412,12 +415,19 @@ impl Svc {
         let backends: Vec<Backend> = (0..n)
             .map(|j| Backend::start_with(&format!("s{j}"), 0, response_extra).expect("backend"))
             .collect();
+        let with_cookie = backend_extra
+            .lines()
+            .any(|l| l.split('=').next().is_some_and(|k| k.trim() == "cookie"));
         let servers: String = backends
             .iter()
             .map(|b| {
+                let cookie = match with_cookie {
+                    true => format!("cookie = \"{}\"\n", b.name),
+                    false => String::new(),
+                };
                 format!(
-                    "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\ncookie = \"{}\"\n{server_extra}",
-                    b.name, b.addr, b.name
+                    "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\n{cookie}{server_extra}",
+                    b.name, b.addr
                 )
             })
             .collect();

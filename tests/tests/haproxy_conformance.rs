@@ -1036,7 +1036,7 @@ fn insert_server_without_cookie() {
 
 #[test]
 fn rewrite() {
-    conform(Spec::new("rewrite", "SRV rewrite nocache"), |_| {
+    conform(Spec::new("rewrite", "SRV rewrite"), |_| {
         vec![
             get("server sets SRV")
                 .answer("Set-Cookie: SRV=app; Path=/")
@@ -1128,7 +1128,7 @@ fn prefix_indirect() {
 
 #[test]
 fn passive() {
-    conform(Spec::new("passive", "SRV nocache httponly"), |_| {
+    conform(Spec::new("passive", "SRV"), |_| {
         let now = unix_now();
         vec![
             get("no cookie").expect("s0"),
@@ -1473,9 +1473,11 @@ fn dead_server_with_persist_only() {
 }
 
 #[test]
-fn prefix_maxidle() {
-    // Prefix mode reads no dates, so `maxidle` checks nothing there.
-    conform(Spec::new("prefix-dates", "SRV prefix maxidle 30m"), |_| {
+fn prefix_reads_no_dates() {
+    // Prefix mode reads no dates: what looks like one is part of the
+    // application's value. (`maxidle` here would check nothing, so balancer
+    // refuses it; HAProxy accepts it silently.)
+    conform(Spec::new("prefix-dates", "SRV prefix"), |_| {
         let now = unix_now();
         vec![
             get("prefixed value").cookie("SRV=s1~abc").expect("s1"),

@@ -189,9 +189,16 @@ fn conform(s: Scenario, steps: &[Step]) {
             } else {
                 ""
             };
+            // A server's cookie value only where the backend has a cookie
+            // (elsewhere it would do nothing, and is refused).
+            let cookie = if s.balancer.contains("cookie =") {
+                format!("cookie = \"{}\"\n", b.name)
+            } else {
+                String::new()
+            };
             format!(
-                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\nweight = {w}\ncookie = \"{}\"\n{check}",
-                b.name, b.addr, b.name
+                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\nweight = {w}\n{cookie}{check}",
+                b.name, b.addr
             )
         })
         .collect();

@@ -105,10 +105,12 @@ fn floods_on_every_port_change_nothing_and_cost_little() {
          secret = \"0123456789abcdef0123\"\n\n[peers.lab.peer]\na = \"{peers}\"\nb = \"{other}\"\n",
         checked_servers(&backends)
     );
+    // The backend's stick table is what the peers section replicates (a
+    // section that replicates nothing is refused).
     let svc = Svc::launch_limited(
         "hostile",
         "timeout_http_request = \"2s\"\ntimeout_http_keep_alive = \"1s\"\n",
-        "",
+        "stick_table = { size = \"1k\", peers = \"lab\" }\nstick = \"on src\"\n",
         &tail,
         Some(NOFILE),
     );

@@ -8,23 +8,29 @@ use std::time::Duration;
 
 use balancer_tests::http::{Svc, free_port};
 
-fn peers(port: u16, secret: &str) -> String {
+/// The section (local `a` on `port`, and `b` on `other`, where nothing
+/// listens: a section with the local peer alone would replicate nothing,
+/// and is refused).
+fn peers(port: u16, other: u16, secret: &str) -> String {
     format!(
-        "[peers.lb]\nlocal = \"a\"\nsecret = \"{secret}\"\n\n[peers.lb.peer]\na = \"127.0.0.1:{port}\"\n"
+        "[peers.lb]\nlocal = \"a\"\nsecret = \"{secret}\"\n\n[peers.lb.peer]\na = \"127.0.0.1:{port}\"\n\
+         b = \"127.0.0.1:{other}\"\n"
     )
 }
 
 #[test]
 fn a_reload_changing_settings_taken_at_start_is_refused_naming_them() {
-    let port = free_port().unwrap();
+    let (port, other) = (free_port().unwrap(), free_port().unwrap());
     let old_secret = "the first secret, 32 bytes long.";
+    // The backend's stick table is what the section replicates (a section
+    // no table names is refused).
     let svc = Svc::launch(
         "reload-settings",
         "timeout_client = \"30s\"\nmax_header_bytes = 65536\n",
-        "",
+        "stick_table = { size = \"1k\", peers = \"lb\" }\nstick = \"on src\"\n",
         &format!(
             "[[backend.server]]\nname = \"s0\"\naddress = \"127.0.0.1:9\"\n\n{}",
-            peers(port, old_secret)
+            peers(port, other, old_secret)
         ),
     );
     let config = svc.dir.join("balancer.toml");

@@ -173,6 +173,19 @@ pub struct Backend {
     /// The `stick_table` as the file gave it, for the errors given once
     /// the frontends say how the backend is used.
     table: StickTableSpec,
+    /// Keys with a default that the file set, for the same errors.
+    given: Given,
+}
+
+/// Keys of a backend whose value is replaced by a default when absent, as
+/// the file gave them: each has an effect only in some contexts.
+#[derive(Debug, Clone, Default)]
+struct Given {
+    forward: bool,
+    /// Where `options` lists "persist" and "redispatch".
+    persist: Option<usize>,
+    redispatch: Option<usize>,
+    timeout_queue: bool,
 }
 
 pub const DEFAULT_TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
@@ -198,7 +211,7 @@ impl Validator<'_> {
         let cookie = match &b.cookie {
             None => None,
             Some(c) => Some(
-                super::cookie::CookieConfig::parse(c)
+                super::cookie::CookieConfig::parse_strict(c)
                     .map_err(|r| self.err(format!("{key}.cookie"), r))?,
             ),
         };
@@ -268,6 +281,12 @@ impl Validator<'_> {
     ) -> Result<Backend, ConfigError> {
         let http = self.http_backend(key, &b)?;
         let http_key = http_key(&b);
+        let given = Given {
+            forward: b.forward.is_some(),
+            persist: b.options.iter().position(|o| o == "persist"),
+            redispatch: b.options.iter().position(|o| o == "redispatch"),
+            timeout_queue: b.timeout_queue.is_some(),
+        };
         let forward = match b.forward.as_deref().unwrap_or("dsr-l2") {
             "dsr-l2" => Forward::DsrL2,
             "ipip" => Forward::Ipip,
@@ -348,6 +367,21 @@ impl Validator<'_> {
                     return Err(self.err(format!("{skey}.{k}"), format!("{v}: want 1 to 100")));
                 }
             }
+            if !s.check.unwrap_or(false) {
+                for (k, set) in [
+                    ("inter", s.inter.is_some()),
+                    ("rise", s.rise.is_some()),
+                    ("fall", s.fall.is_some()),
+                ] {
+                    if set {
+                        return Err(self.err(
+                            format!("{skey}.{k}"),
+                            "health-check timing, and this server is not checked: it would \
+                             have no effect (add check = true, or leave it out)",
+                        ));
+                    }
+                }
+            }
             let check = s.check.unwrap_or(false).then_some(CheckTiming {
                 inter,
                 rise,
@@ -373,6 +407,13 @@ impl Validator<'_> {
             });
         }
         let check_kind = match b.check_type.as_deref().unwrap_or("tcp") {
+            "tcp" if b.check_path.is_some() => {
+                return Err(self.err(
+                    format!("{key}.check_path"),
+                    "a tcp check (check_type unset or \"tcp\") only connects and sends no \
+                     request: it would have no effect (set check_type = \"http\")",
+                ));
+            }
             "tcp" => CheckKind::Tcp,
             "http" => {
                 let path = b.check_path.unwrap_or_else(|| "/".into());
@@ -398,6 +439,20 @@ impl Validator<'_> {
             None => None,
             Some(t) => Some(self.template(key, &b.name, t, resolvers, &names, check_timeout)?),
         };
+        // check_type, check_path and check_port are accepted without a
+        // checked server: `balancer backend add ... --check` checks the
+        // servers it adds at run time with them. check_timeout is not
+        // (those servers get the default timing), so it needs one here.
+        let checked = servers.iter().any(|s| s.check.is_some())
+            || template.as_ref().is_some_and(|t| t.check.is_some());
+        if check_timeout.is_some() && !checked {
+            return Err(self.err(
+                format!("{key}.check_timeout"),
+                "no server of this backend (nor its server_template) has check = true: it \
+                 would have no effect (servers added with `backend add --check` use the \
+                 default timing)",
+            ));
+        }
         Ok(Backend {
             name: b.name,
             forward,
@@ -413,12 +468,15 @@ impl Validator<'_> {
             http,
             http_key,
             table,
+            given,
         })
     }
 
     /// Now that the frontends say how each backend is used: HTTP keys only
     /// on HTTP backends, ports and cookies only on HTTP servers, loopback
-    /// only behind the proxy; dynamic cookie values and default ports filled in.
+    /// only behind the proxy, no backend that no frontend uses, no key that
+    /// would have no effect with the backend's other settings; dynamic
+    /// cookie values and default ports filled in.
     pub(super) fn settle_modes(
         &self,
         interfaces_empty: bool,
@@ -443,6 +501,7 @@ impl Validator<'_> {
                 ));
             }
             if http > 0 {
+                self.settle_http_keys(&key, b)?;
                 let settings = b.http.get_or_insert(HttpBackend {
                     balance: Balance::RoundRobin,
                     cookie: None,
@@ -469,13 +528,25 @@ impl Validator<'_> {
                 self.settle_http_table(&key, b, &users, rules)?;
                 continue;
             }
-            self.settle_l4_table(&key, b, &users)?;
             if let Some(k) = b.http_key {
                 return Err(self.err(
                     format!("{key}.{k}"),
                     "only for backends of mode = \"http\" frontends",
                 ));
             }
+            if users.is_empty() {
+                // Also the only case where a checked server or template
+                // has no port to check (no check_port, no frontend's).
+                return Err(self.err(
+                    format!("{key}.name"),
+                    format!(
+                        "no frontend has default_backend = {:?}: nothing this backend sets \
+                         would have an effect (use it in a frontend, or remove it)",
+                        b.name
+                    ),
+                ));
+            }
+            self.settle_l4_table(&key, b, &users)?;
             if b.template.as_ref().is_some_and(|t| t.port.is_some()) {
                 return Err(self.err(
                     format!("{key}.server_template.port"),
@@ -511,6 +582,61 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
+    /// The keys of a backend of http frontends that would have no effect
+    /// with its other settings. Runs before the server cookies are filled in.
+    fn settle_http_keys(&self, key: &str, b: &Backend) -> Result<(), ConfigError> {
+        if b.given.forward {
+            return Err(self.err(
+                format!("{key}.forward"),
+                "only for backends of mode = \"l4\" frontends: the HTTP proxy opens its own \
+                 connections to the servers, so it would have no effect",
+            ));
+        }
+        // `None`: no HTTP key in the file (no cookie, options, stick, ...).
+        let h = b.http.as_ref();
+        let cookie = h.and_then(|h| h.cookie.as_ref());
+        if cookie.is_none()
+            && let Some(j) = b.servers.iter().position(|s| s.cookie.is_some())
+        {
+            return Err(self.err(
+                format!("{key}.server[{j}].cookie"),
+                "the backend has no cookie, so nothing reads or sets this value: it would \
+                 have no effect (set the backend's cookie, e.g. \"SERVER insert indirect \
+                 nocache\")",
+            ));
+        }
+        if h.is_some_and(|h| h.dynamic_cookie_key.is_some()) && !cookie.is_some_and(|c| c.dynamic) {
+            return Err(self.err(
+                format!("{key}.dynamic_cookie_key"),
+                "only server cookie values of a `dynamic` cookie are derived from it \
+                 (cookie = \"NAME ... dynamic\"): it would have no effect",
+            ));
+        }
+        let persistence = cookie.is_some() || h.is_some_and(|h| h.stick.matches);
+        for (name, at) in [
+            ("persist", b.given.persist),
+            ("redispatch", b.given.redispatch),
+        ] {
+            if let Some(i) = at.filter(|_| !persistence) {
+                return Err(self.err(
+                    format!("{key}.options[{i}]"),
+                    format!(
+                        "{name:?} acts on persistent requests (a cookie, or stick = \"on src\" \
+                         / \"match src\"), and this backend has neither: it would have no effect"
+                    ),
+                ));
+            }
+        }
+        if b.given.timeout_queue && b.servers.iter().all(|s| s.maxconn == 0) {
+            return Err(self.err(
+                format!("{key}.timeout_queue"),
+                "requests queue only for a server at its maxconn, and no server of this \
+                 backend has one: it would have no effect (give a server maxconn)",
+            ));
+        }
+        Ok(())
+    }
+
     /// An HTTP backend's table: used by its `stick` rules only, so each
     /// needs the other; its type defaults to the frontends' family; a mask
     /// of a family it never stores is refused.

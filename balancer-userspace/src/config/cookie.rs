@@ -90,6 +90,8 @@ impl CookieConfig {
     /// `secure`, `domain` and `attr` then do nothing outside `insert` mode,
     /// and `maxidle` / `maxlife` still check the dates a request cookie may
     /// carry (in any mode but `prefix`) although only `insert` writes them.
+    /// The configuration file refuses what would do nothing:
+    /// [`CookieConfig::parse_strict`].
     ///
     /// Where HAProxy only warns (a domain without an embedded dot, text after
     /// a time unit such as `30mn`), the value is accepted; use
@@ -99,6 +101,103 @@ impl CookieConfig {
     /// characters is refused, because it could never be sent in a header.
     pub fn parse(args: &str) -> Result<CookieConfig, String> {
         Self::parse_with_warnings(args).map(|(config, _warnings)| config)
+    }
+
+    /// The configuration file's reading (`backend.cookie`): [`CookieConfig::parse`],
+    /// and refused besides, because some word would have no effect (where
+    /// HAProxy accepts it silently or with a warning):
+    /// - what HAProxy only warns about: text after a time unit (`30mn`: the
+    ///   `n` is ignored), a domain without an embedded dot;
+    /// - an option given twice: a flag, `maxidle` / `maxlife` (the last value
+    ///   counts), the same `domain` or `attr` value;
+    /// - `maxidle 0` / `maxlife 0` (0 is no limit, the default);
+    /// - `nocache`, `postonly`, `httponly`, `secure`, `domain` and `attr`
+    ///   without `insert` (they act on an inserted cookie only);
+    /// - `maxidle` / `maxlife` in `prefix` mode, which reads no dates.
+    pub fn parse_strict(args: &str) -> Result<CookieConfig, String> {
+        let (c, warnings) = Self::parse_with_warnings(args)?;
+        if let Some(w) = warnings.first() {
+            return Err(format!(
+                "{w} (HAProxy only warns about this; here it is an error)"
+            ));
+        }
+        // The parse succeeded: every option that takes a value has one.
+        let mut words = args.split_ascii_whitespace().skip(1);
+        let mut seen: Vec<(&str, Option<&str>)> = Vec::new();
+        while let Some(word) = words.next() {
+            let value = matches!(word, "domain" | "attr" | "maxidle" | "maxlife")
+                .then(|| words.next().unwrap_or_default());
+            let repeated = match (word, value) {
+                ("domain" | "attr", v) => seen.contains(&(word, v)),
+                _ => seen.iter().any(|(w, _)| *w == word),
+            };
+            if repeated {
+                let what = match value {
+                    Some(v) if matches!(word, "domain" | "attr") => format!("`{word} {v}`"),
+                    _ => format!("`{word}`"),
+                };
+                return Err(format!(
+                    "{what} is given twice: one would have no effect{}",
+                    if matches!(word, "maxidle" | "maxlife") {
+                        " (only the last value counts)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            seen.push((word, value));
+        }
+        for (word, time) in [("maxidle", c.maxidle), ("maxlife", c.maxlife)] {
+            if let (Some((_, Some(v))), None) = (seen.iter().find(|(w, _)| *w == word), time) {
+                return Err(format!(
+                    "`{word} {v}`: 0 means no limit, the default, so it would have no effect"
+                ));
+            }
+        }
+        let mode = match c.mode {
+            CookieMode::Insert => return Ok(c),
+            CookieMode::Rewrite => "`rewrite` mode",
+            CookieMode::Prefix => "`prefix` mode",
+            CookieMode::Passive => "passive mode (no `insert`, `rewrite` or `prefix`)",
+        };
+        let insert_only: Vec<String> = [
+            ("nocache", c.nocache),
+            ("postonly", c.postonly),
+            ("httponly", c.httponly),
+            ("secure", c.secure),
+            ("domain", !c.domains.is_empty()),
+            ("attr", !c.attrs.is_empty()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(w, _)| format!("`{w}`"))
+        .collect();
+        // (verb ending, pronoun) for one word or several.
+        let agree = |n: usize| if n == 1 { ("s", "it") } else { ("", "they") };
+        if !insert_only.is_empty() {
+            let (s, it) = agree(insert_only.len());
+            return Err(format!(
+                "{} act{s} only on a cookie the balancer inserts (`insert`): in {mode} {it} \
+                 would have no effect",
+                insert_only.join(", ")
+            ));
+        }
+        if c.mode == CookieMode::Prefix {
+            let dated: Vec<&str> = [("`maxidle`", c.maxidle), ("`maxlife`", c.maxlife)]
+                .into_iter()
+                .filter(|(_, t)| t.is_some())
+                .map(|(w, _)| w)
+                .collect();
+            if !dated.is_empty() {
+                let (s, it) = agree(dated.len());
+                return Err(format!(
+                    "{} check{s} the dates a cookie carries, and `prefix` mode reads none: {it} \
+                     would have no effect",
+                    dated.join(", ")
+                ));
+            }
+        }
+        Ok(c)
     }
 
     /// [`CookieConfig::parse`], also returning the warnings HAProxy would
@@ -379,7 +478,8 @@ mod tests {
         assert_eq!((c.mode, c.indirect), (CookieMode::Passive, true));
         assert!(cfg("S indirect preserve").preserve);
         assert!(cfg("S prefix indirect").indirect);
-        // Insert-only options are accepted (and inert) in other modes.
+        // Insert-only options are accepted (and inert) in other modes, as
+        // in HAProxy; a config file's `cookie` refuses them (parse_strict).
         let c = cfg("S rewrite nocache maxidle 10 httponly");
         assert_eq!(c.maxidle, Some(Duration::from_secs(10)));
         assert!(c.nocache && c.httponly);

@@ -36,8 +36,8 @@ pub enum XdpMode {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDataplane {
     pub(super) interfaces: Vec<String>,
-    #[serde(default)]
-    xdp_mode: XdpMode,
+    /// `None`: not in the file (the default applies; see [`DataplaneKeys`]).
+    xdp_mode: Option<XdpMode>,
     pin_dir: Option<PathBuf>,
     insert_cap: Option<u32>,
     stick_refresh: Option<String>,
@@ -62,8 +62,20 @@ pub struct Dataplane {
     pub tunnel_source_v6: Option<Ipv6Addr>,
 }
 
+/// Which `[dataplane]` keys with a default the file set: each has an effect
+/// only in some configurations (checked once the frontends are known).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct DataplaneKeys {
+    pub xdp_mode: bool,
+    pub insert_cap: bool,
+    pub stick_refresh: bool,
+}
+
 impl Validator<'_> {
-    pub(super) fn dataplane(&self, d: RawDataplane) -> Result<Dataplane, ConfigError> {
+    pub(super) fn dataplane(
+        &self,
+        d: RawDataplane,
+    ) -> Result<(Dataplane, DataplaneKeys), ConfigError> {
         // An empty list is checked against the frontends in settle_modes.
         for (i, name) in d.interfaces.iter().enumerate() {
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
@@ -83,18 +95,24 @@ impl Validator<'_> {
                 format!("{} is not an absolute path", pin_dir.display()),
             ));
         }
+        let keys = DataplaneKeys {
+            xdp_mode: d.xdp_mode.is_some(),
+            insert_cap: d.insert_cap.is_some(),
+            stick_refresh: d.stick_refresh.is_some(),
+        };
         let stick_refresh = match d.stick_refresh {
             Some(s) => parse_duration(&s).map_err(|r| self.err("dataplane.stick_refresh", r))?,
             None => Duration::from_secs(1),
         };
-        Ok(Dataplane {
+        let dataplane = Dataplane {
             interfaces: d.interfaces,
-            xdp_mode: d.xdp_mode,
+            xdp_mode: d.xdp_mode.unwrap_or_default(),
             pin_dir,
             insert_cap: d.insert_cap.unwrap_or(DEFAULT_INSERT_CAP),
             stick_refresh,
             tunnel_source_v4: d.tunnel_source_v4,
             tunnel_source_v6: d.tunnel_source_v6,
-        })
+        };
+        Ok((dataplane, keys))
     }
 }

@@ -18,10 +18,15 @@
 //! - `metrics.table_count_interval` = `"10s"` (stick-table entry count, at least 1s)
 //! - `[resolvers.NAME]` and `server_template`: see [`resolvers`]
 //! - `[peers.NAME]`: see [`peers`]
+//!
+//! A key valid on its own that would have no effect where it stands is an
+//! error too (the context checks of `backend.rs`, `cookie.rs`, `peers.rs`,
+//! `resolvers.rs` and `effect.rs`).
 
 mod backend;
 pub mod cookie;
 mod dataplane;
+mod effect;
 mod frontend;
 mod peers;
 mod resolvers;
@@ -251,7 +256,7 @@ impl Validator<'_> {
     }
 
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let dataplane = self.dataplane(raw.dataplane)?;
+        let (dataplane, dataplane_keys) = self.dataplane(raw.dataplane)?;
         let resolvers = self.resolvers(raw.resolvers)?;
         let mut backends = Vec::new();
         let mut names = BTreeSet::new();
@@ -343,6 +348,10 @@ impl Validator<'_> {
         if servers > max_servers {
             return Err(self.err("backend", format!("at most {max_servers} servers in all")));
         }
+        let table_count_interval_set = raw
+            .metrics
+            .as_ref()
+            .is_some_and(|m| m.table_count_interval.is_some());
         let (metrics_bind, table_count_interval) = match raw.metrics {
             None => (None, DEFAULT_TABLE_COUNT_INTERVAL),
             Some(m) => {
@@ -372,6 +381,12 @@ impl Validator<'_> {
         if maxconn == Some(0) {
             return Err(self.err("global.maxconn", "at least 1"));
         }
+        let keys = effect::GlobalKeys {
+            dataplane: dataplane_keys,
+            maxconn: maxconn.is_some(),
+            table_count_interval: table_count_interval_set,
+        };
+        self.settle_globals(&keys, &dataplane, &frontends, &backends, &resolvers)?;
         Ok(Config {
             maxconn,
             peers,
@@ -400,5 +415,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+#[cfg(test)]
+mod no_effect_tests;
 #[cfg(test)]
 mod tests;

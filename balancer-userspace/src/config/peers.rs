@@ -84,6 +84,20 @@ pub fn validate(
             _ => return Err((key, format!("no [peers.{want}] section"))),
         }
     }
+    // Every backend is used by a frontend here (settle_modes refuses the
+    // others), and an http backend's table exists only with stick rules.
+    if let Some(s) = &section
+        && !backends.iter().any(|b| s.replicates(b))
+    {
+        return Err((
+            format!("peers.{}", s.section),
+            format!(
+                "no stick table names it (stick_table = {{ ..., peers = {:?} }}): it would \
+                 replicate nothing",
+                s.section
+            ),
+        ));
+    }
     Ok(section)
 }
 
@@ -134,6 +148,17 @@ fn section(name: String, p: RawPeers) -> Result<PeersConfig, (String, String)> {
             format!("{:?} is not one of the section's peers", p.local),
         )
     })?;
+    if remotes.is_empty() {
+        return Err((
+            key("peer"),
+            format!(
+                "only the local peer {:?}: there is no one to replicate with (and the pinned \
+                 table already outlives a restart or reload), so it would have no effect; \
+                 list the other instances",
+                p.local
+            ),
+        ));
+    }
     let dur = |k: &str, v: &Option<String>, d: Duration, min: Duration| match v {
         None => Ok(d),
         Some(t) => {

@@ -300,6 +300,15 @@ impl Validator<'_> {
             }
             init_addr.push(m);
         }
+        // The default ("last,libc,none") is kept for SRV names too, as
+        // HAProxy's; only a list the file gives is held to it.
+        if srv && t.init_addr.is_some() && init_addr.contains(&InitAddr::Libc) {
+            return Err(self.err(
+                format!("{key}.init_addr"),
+                "`libc` (getaddrinfo) cannot resolve an SRV name (_service._proto.name): it \
+                 would have no effect (use \"none\", or \"last,none\")",
+            ));
+        }
         let weight = t.weight.unwrap_or(1);
         if weight > MAX_WEIGHT {
             return Err(self.err(

@@ -30,7 +30,10 @@ fn minimal_config_gets_documented_defaults() {
 #[test]
 fn the_flood_guard_is_on_unless_switched_off() {
     assert_ne!(parse(BASE).unwrap().dataplane.insert_cap, 0);
-    let off = parse(&format!("{BASE}insert_cap = 0\n")).unwrap();
+    // insert_cap needs an l4 frontend (see no_effect_tests).
+    let l4 = "[[frontend]]\nname = \"f\"\nbind = \"198.18.2.100:80\"\ndefault_backend = \"b\"\n\
+              [[backend]]\nname = \"b\"\n[[backend.server]]\nname = \"s\"\naddress = \"198.18.1.10\"\n";
+    let off = parse(&format!("{BASE}insert_cap = 0\n{l4}")).unwrap();
     assert_eq!(off.dataplane.insert_cap, 0, "0 = no cap, when written");
 }
 

@@ -366,7 +366,8 @@ impl Running {
                 _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = sighup.recv() => {
                     info!("SIGHUP: reloading {}", config_path.display());
-                    let new = match Config::load(&config_path) {
+                    let opts = shared.lock().await.config.haproxy.clone().unwrap_or_default();
+                    let new = match Config::load_with(&config_path, &opts) {
                         Ok(c) => c,
                         Err(e) => {
                             warn!("reload refused, the running configuration stays: {e}");

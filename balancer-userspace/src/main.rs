@@ -2,6 +2,8 @@
 
 use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
+mod cfg_args;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -38,9 +40,11 @@ struct Cli {
 enum Command {
     /// Load and attach the XDP program and run until SIGINT/SIGTERM.
     Run {
-        /// Configuration file (TOML).
+        /// Configuration file: balancer's TOML, or a haproxy.cfg.
         #[arg(long, short)]
         config: PathBuf,
+        #[command(flatten)]
+        cfg: cfg_args::CfgArgs,
         /// Discard the state pinned by an earlier daemon (stick table,
         /// counters, XDP attachments) instead of taking it over.
         #[arg(long)]
@@ -59,8 +63,17 @@ enum Command {
     },
     /// Validate a configuration file without touching the system.
     CheckConfig {
-        /// Configuration file (TOML).
+        /// Configuration file: balancer's TOML, or a haproxy.cfg.
         config: PathBuf,
+        #[command(flatten)]
+        cfg: cfg_args::CfgArgs,
+    },
+    /// Print a haproxy.cfg as balancer's TOML (each block names its lines).
+    Convert {
+        /// The haproxy.cfg.
+        config: PathBuf,
+        #[command(flatten)]
+        cfg: cfg_args::CfgArgs,
     },
     /// Data-plane counters of a running daemon: packet classes and, through
     /// the admin API, per-frontend stick-table counters. With --pin-dir or
@@ -265,8 +278,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Ok(runtime()?.block_on(request(&socket, method, &path, body))?)
     };
     match cli.command {
-        Command::Run { config, reset } => {
-            let loaded = Config::load(&config)?;
+        Command::Run { config, cfg, reset } => {
+            let loaded = Config::load_with(&config, &cfg.options()?)?;
+            for w in &loaded.warnings {
+                log::warn!("{w}");
+            }
             // The daemon serves HTTP on every core; the CLI needs one thread.
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -360,14 +376,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 AuxProgram::attach(PASS_PROGRAM, &interface, balancer::config::XdpMode::Native)?;
             wait_for_signal()?;
         }
-        Command::CheckConfig { config } => {
-            let c = Config::load(&config)?;
-            println!(
-                "{}: ok ({} frontends, {} backends, {} servers)",
-                config.display(),
-                c.frontends.len(),
-                c.backends.len(),
-                c.backends.iter().map(|b| b.servers.len()).sum::<usize>()
+        Command::CheckConfig { config, cfg } => cfg_args::check_config(&config, &cfg)?,
+        Command::Convert { config, cfg } => {
+            print!(
+                "{}",
+                balancer::config::convert_file(&config, &cfg.options()?)?
             );
         }
         Command::Stats {

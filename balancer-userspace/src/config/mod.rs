@@ -28,6 +28,7 @@ pub mod cookie;
 mod dataplane;
 mod effect;
 mod frontend;
+pub mod haproxy;
 mod peers;
 mod resolvers;
 mod server;
@@ -191,29 +192,84 @@ pub struct Config {
     pub resolvers: Vec<Resolvers>,
     /// `[peers.<section>]`: stick-table replication with other instances.
     pub peers: Option<PeersConfig>,
+    /// Read from a haproxy.cfg: balancer's own settings it was given (a
+    /// reload reads the file again with them).
+    pub haproxy: Option<haproxy::Options>,
+    /// Keywords skipped, each `FILE:LINE: why` (a haproxy.cfg's `log`,
+    /// `daemon`, ...), for the caller to show.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
-    /// Read and validate a config file.
+    /// Read and validate a config file (TOML, or a haproxy.cfg with no
+    /// settings of balancer's own: see [`Config::load_with`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let read_err = |source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(read_err)?;
-        if !meta.is_file() {
-            return Err(ConfigError::NotAFile {
+        Self::load_with(path, &haproxy::Options::default())
+    }
+
+    /// Read and validate a config file: balancer's TOML, or a haproxy.cfg
+    /// (by its `.cfg` name or its first word) with `opts` for what HAProxy
+    /// has no words for. `opts` must be empty for a TOML file (its own
+    /// keys say it).
+    pub fn load_with(path: &Path, opts: &haproxy::Options) -> Result<Self, ConfigError> {
+        let text = read_config(path)?;
+        if haproxy::is_haproxy(path, &text) {
+            return Self::parse_haproxy(path, &text, opts);
+        }
+        if *opts != haproxy::Options::default() {
+            return Err(ConfigError::Invalid {
                 path: path.to_owned(),
+                line: 0,
+                key: "command line".into(),
+                reason: "--interface, --xdp-mode, --pin-dir, --admin-socket, --local-peer and \
+                         --peers-secret-file are for a haproxy.cfg; a TOML file says them with \
+                         its own keys"
+                    .into(),
             });
         }
-        if meta.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge {
-                path: path.to_owned(),
-                size: meta.len(),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
         Self::parse(path, &text)
+    }
+
+    /// Validate a haproxy.cfg's text: converted to TOML (`haproxy`), then
+    /// validated like any TOML, every error naming the .cfg's line.
+    pub fn parse_haproxy(
+        path: &Path,
+        text: &str,
+        opts: &haproxy::Options,
+    ) -> Result<Self, ConfigError> {
+        let conv = haproxy_toml(path, text, opts)?;
+        let mut c = Self::parse(path, &conv.toml).map_err(|e| match e {
+            ConfigError::Parse {
+                path,
+                line,
+                message,
+                ..
+            } => ConfigError::Invalid {
+                path,
+                line: conv.source(line),
+                key: "value".into(),
+                reason: message,
+            },
+            ConfigError::Invalid {
+                path,
+                line,
+                key,
+                reason,
+            } => ConfigError::Invalid {
+                path,
+                line: conv.source(line),
+                key,
+                reason,
+            },
+            other => other,
+        })?;
+        c.warnings = conv
+            .warnings
+            .iter()
+            .map(|w| format!("{}:{}: {}", path.display(), w.line, w.text))
+            .collect();
+        c.haproxy = Some(opts.clone());
+        Ok(c)
     }
 
     /// Validate config text; `path` only names the source in errors.
@@ -239,6 +295,60 @@ impl Config {
             other => other,
         })
     }
+}
+
+/// A config file's text: a regular file, at most [`MAX_CONFIG_BYTES`], UTF-8.
+fn read_config(path: &Path) -> Result<String, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(ConfigError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            size: meta.len(),
+        });
+    }
+    std::fs::read_to_string(path).map_err(read_err)
+}
+
+/// A haproxy.cfg's text as TOML (environment variables from the process);
+/// a line it cannot convert is an error naming it.
+fn haproxy_toml(
+    path: &Path,
+    text: &str,
+    opts: &haproxy::Options,
+) -> Result<haproxy::Converted, ConfigError> {
+    haproxy::convert(text, opts, &|k| std::env::var(k).ok()).map_err(|e| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: e.line,
+        key: e.keyword,
+        reason: e.reason,
+    })
+}
+
+/// `balancer convert`: the haproxy.cfg at `path` as balancer's TOML, once
+/// it validates (so the output passes `check-config`), headed by what was
+/// skipped.
+pub fn convert_file(path: &Path, opts: &haproxy::Options) -> Result<String, ConfigError> {
+    let text = read_config(path)?;
+    let checked = Config::parse_haproxy(path, &text, opts)?;
+    let conv = haproxy_toml(path, &text, opts)?;
+    let mut out = format!(
+        "# {} as balancer's TOML (`balancer convert`); each block names the lines it comes from.\n",
+        path.display()
+    );
+    for w in &checked.warnings {
+        out.push_str(&format!("# skipped: {w}\n"));
+    }
+    out.push_str(&conv.toml);
+    Ok(out)
 }
 
 struct Validator<'a> {
@@ -400,6 +510,8 @@ impl Validator<'_> {
                 .admin
                 .and_then(|a| a.socket)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_ADMIN_SOCKET)),
+            haproxy: None,
+            warnings: Vec::new(),
         })
     }
 }

@@ -1,0 +1,70 @@
+//! The command line's settings for a haproxy.cfg: what HAProxy has no
+//! words for (`balancer run|check-config|convert`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use balancer::config::{Config, haproxy::Options};
+use clap::Args;
+
+#[derive(Args, Debug, Default)]
+pub struct CfgArgs {
+    /// haproxy.cfg only: an XDP interface for `mode tcp` frontends (repeat for several).
+    #[arg(long = "interface", value_name = "IF")]
+    pub interfaces: Vec<String>,
+    /// haproxy.cfg only: XDP attach mode (auto, native, generic).
+    #[arg(long, value_name = "MODE")]
+    pub xdp_mode: Option<String>,
+    /// haproxy.cfg only: where the maps are pinned (a bpffs directory).
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<String>,
+    /// haproxy.cfg only: the admin API's socket.
+    #[arg(long, value_name = "PATH")]
+    pub admin_socket: Option<String>,
+    /// haproxy.cfg only: this instance's name in `peers` (default: global
+    /// `localpeer`, else the host name).
+    #[arg(long, value_name = "NAME")]
+    pub local_peer: Option<String>,
+    /// haproxy.cfg only: a file holding the peers' shared secret (16 bytes
+    /// or more; HAProxy's peers have none, balancer's links are authenticated).
+    #[arg(long, value_name = "FILE")]
+    pub peers_secret_file: Option<PathBuf>,
+}
+
+impl CfgArgs {
+    pub fn options(&self) -> anyhow::Result<Options> {
+        let peers_secret = match &self.peers_secret_file {
+            None => None,
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading the peers secret {}", f.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+        };
+        Ok(Options {
+            interfaces: self.interfaces.clone(),
+            xdp_mode: self.xdp_mode.clone(),
+            pin_dir: self.pin_dir.clone(),
+            admin_socket: self.admin_socket.clone(),
+            local_peer: self.local_peer.clone(),
+            peers_secret,
+        })
+    }
+}
+
+/// `balancer check-config`: validate, show what was skipped, summarize.
+pub fn check_config(config: &Path, cfg: &CfgArgs) -> anyhow::Result<()> {
+    let c = Config::load_with(config, &cfg.options()?)?;
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{}: ok ({} frontends, {} backends, {} servers)",
+        config.display(),
+        c.frontends.len(),
+        c.backends.len(),
+        c.backends.iter().map(|b| b.servers.len()).sum::<usize>()
+    );
+    Ok(())
+}

@@ -1,0 +1,517 @@
+//! The sections of a haproxy.cfg (`sections`) as balancer's TOML, each
+//! line remembering the haproxy.cfg line it came from: the TOML validator
+//! then checks it like any other file, and its errors name the .cfg line.
+
+use std::fmt::Write as _;
+
+use super::{
+    CfgError, Options, Warning,
+    sections::{Cfg, Kind, Proxy, Server, StickRule},
+};
+
+/// TOML text with, for each of its lines, the .cfg line it came from (0:
+/// none).
+#[derive(Debug, Default)]
+pub struct Emitter {
+    pub text: String,
+    pub sources: Vec<usize>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Emitter {
+    fn line(&mut self, source: usize, text: impl AsRef<str>) {
+        for l in text.as_ref().split('\n') {
+            self.text.push_str(l);
+            self.text.push('\n');
+            self.sources.push(source);
+        }
+    }
+
+    /// `key = "value"` (a TOML string).
+    fn string(&mut self, source: usize, key: &str, value: &str) {
+        self.line(source, format!("{key} = {}", quote(value)));
+    }
+
+    /// `key = value` where the value is a bare TOML number (validated by
+    /// the caller's type: a non-number is quoted so the validator names it).
+    fn number(&mut self, source: usize, key: &str, value: &str) {
+        if !value.is_empty() && value.chars().all(|c| c.is_ascii_digit()) && value.len() < 19 {
+            self.line(source, format!("{key} = {value}"));
+        } else {
+            self.string(source, key, value);
+        }
+    }
+}
+
+pub fn quote(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+fn err(line: usize, keyword: &str, reason: impl Into<String>) -> CfgError {
+    CfgError {
+        line,
+        keyword: keyword.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// HAProxy's sizes are powers of two (`1m` = 1,048,576); balancer's TOML
+/// reads a plain number of entries.
+fn haproxy_size(line: usize, s: &str) -> Result<String, CfgError> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| err(line, "stick-table size", format!("{s:?} is not a size")))?;
+    Ok(n.saturating_mul(mult).to_string())
+}
+
+pub fn emit(cfg: &Cfg, opts: &Options) -> Result<Emitter, CfgError> {
+    let mut e = Emitter::default();
+    let http_any = cfg
+        .proxies
+        .iter()
+        .any(|p| p.kind.front() && mode(p) == "http");
+    // [dataplane]: from the command line (HAProxy has no such settings).
+    e.line(
+        0,
+        "# balancer's own settings (command line of `balancer run|convert`)",
+    );
+    e.line(0, "[dataplane]");
+    let ifs: Vec<String> = opts.interfaces.iter().map(|i| quote(i)).collect();
+    e.line(0, format!("interfaces = [{}]", ifs.join(", ")));
+    if let Some(m) = &opts.xdp_mode {
+        e.string(0, "xdp_mode", m);
+    }
+    if let Some(d) = &opts.pin_dir {
+        e.string(0, "pin_dir", d);
+    }
+    if let Some(s) = &opts.admin_socket {
+        e.line(0, "\n[admin]");
+        e.string(0, "socket", s);
+    }
+    match &cfg.global.maxconn {
+        Some(m) if http_any => {
+            e.line(m.line, "\n[global]");
+            e.number(m.line, "maxconn", &m.v);
+        }
+        Some(m) => e.warnings.push(Warning {
+            line: m.line,
+            text: "global `maxconn`: skipped (it bounds the HTTP proxy's client connections, and \
+                   no frontend is mode http)"
+                .into(),
+        }),
+        None => {}
+    }
+    for r in &cfg.resolvers {
+        e.line(
+            r.line,
+            format!("\n# resolvers {} (line {})", r.name, r.line),
+        );
+        e.line(r.line, format!("[resolvers.{}]", quote(&r.name)));
+        let ns: Vec<String> = r.nameservers.iter().map(|n| quote(&n.v)).collect();
+        let first = r.nameservers.first().map_or(r.line, |n| n.line);
+        e.line(first, format!("nameservers = [{}]", ns.join(", ")));
+        if let Some(v) = &r.accepted_payload_size {
+            e.number(v.line, "accepted_payload_size", &v.v);
+        }
+        if let Some(v) = &r.resolve_retries {
+            e.number(v.line, "retries", &v.v);
+        }
+        for (key, v) in [
+            ("refresh", &r.timeout_resolve),
+            ("timeout", &r.timeout_retry),
+            ("hold_nx", &r.hold_nx),
+            ("hold_obsolete", &r.hold_obsolete),
+        ] {
+            if let Some(v) = v {
+                e.string(v.line, key, &v.v);
+            }
+        }
+    }
+    peers(cfg, opts, &mut e)?;
+    for p in cfg.proxies.iter().filter(|p| p.kind.front()) {
+        frontend(cfg, p, &mut e)?;
+    }
+    for p in cfg.proxies.iter().filter(|p| p.kind.back()) {
+        backend(p, &mut e)?;
+    }
+    Ok(e)
+}
+
+fn mode(p: &Proxy) -> &str {
+    // HAProxy's default mode is tcp.
+    p.s.mode.as_ref().map_or("tcp", |m| m.v.as_str())
+}
+
+fn peers(cfg: &Cfg, opts: &Options, e: &mut Emitter) -> Result<(), CfgError> {
+    for p in &cfg.peers {
+        let local = opts
+            .local_peer
+            .clone()
+            .or_else(|| cfg.global.localpeer.as_ref().map(|l| l.v.clone()))
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let Some(secret) = &opts.peers_secret else {
+            return Err(err(
+                p.line,
+                "peers",
+                "balancer authenticates its peer links with a shared secret, which HAProxy's \
+                 peers do not have: give it with --peers-secret-file FILE",
+            ));
+        };
+        e.line(p.line, format!("\n# peers {} (line {})", p.name, p.line));
+        e.line(p.line, format!("[peers.{}]", quote(&p.name)));
+        e.string(p.line, "local", &local);
+        e.string(p.line, "secret", secret);
+        e.line(p.line, format!("[peers.{}.peer]", quote(&p.name)));
+        for (name, addr, line) in &p.peers {
+            let addr = match (addr, &p.bind) {
+                (Some(a), _) => a.clone(),
+                (None, Some(b)) => b.v.clone(),
+                (None, None) => {
+                    return Err(err(
+                        *line,
+                        "server",
+                        "the local peer's `server` line needs the section's `bind`",
+                    ));
+                }
+            };
+            e.string(*line, &quote(name), &addr);
+        }
+    }
+    Ok(())
+}
+
+/// `bind` addresses as balancer takes them: `:80` and `*:80` are every
+/// IPv4 address.
+fn bind_addr(b: &str) -> String {
+    match b.strip_prefix('*').unwrap_or(b) {
+        s if s.starts_with(':') => format!("0.0.0.0{s}"),
+        s => s.to_owned(),
+    }
+}
+
+fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
+    let backend = match p.kind {
+        Kind::Listen => p.name.clone(),
+        _ => match &p.s.default_backend {
+            Some(b) => {
+                if !cfg.proxies.iter().any(|x| x.kind.back() && x.name == b.v) {
+                    return Err(err(
+                        b.line,
+                        "default_backend",
+                        format!("no backend named {:?}", b.v),
+                    ));
+                }
+                b.v.clone()
+            }
+            None => {
+                return Err(err(
+                    p.line,
+                    p.kind.name(),
+                    format!("{} has no default_backend", p.name),
+                ));
+            }
+        },
+    };
+    if p.binds.is_empty() {
+        return Err(err(
+            p.line,
+            p.kind.name(),
+            format!("{} has no bind", p.name),
+        ));
+    }
+    let http = mode(p) == "http";
+    for (i, b) in p.binds.iter().enumerate() {
+        let name = if i == 0 {
+            p.name.clone()
+        } else {
+            format!("{}:{}", p.name, i + 1)
+        };
+        e.line(
+            p.line,
+            format!("\n# {} {} (line {})", p.kind.name(), p.name, p.line),
+        );
+        e.line(p.line, "[[frontend]]");
+        e.string(p.line, "name", &name);
+        e.string(b.line, "bind", &bind_addr(&b.v));
+        let mline = p.s.mode.as_ref().map_or(p.line, |m| m.line);
+        e.string(mline, "mode", if http { "http" } else { "l4" });
+        e.string(p.line, "default_backend", &backend);
+        if !http {
+            continue;
+        }
+        if let Some(m) = &p.s.maxconn {
+            e.number(m.line, "maxconn", &m.v);
+        }
+        for (t, key) in [
+            ("client", "timeout_client"),
+            ("http-request", "timeout_http_request"),
+            ("http-keep-alive", "timeout_http_keep_alive"),
+            ("client-fin", "timeout_client_fin"),
+        ] {
+            if let Some(v) = p.s.timeouts.get(t) {
+                e.string(v.line, key, &v.v);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
+    let http = mode(p) == "http";
+    e.line(
+        p.line,
+        format!("\n# {} {} (line {})", p.kind.name(), p.name, p.line),
+    );
+    e.line(p.line, "[[backend]]");
+    e.string(p.line, "name", &p.name);
+    if let Some(b) = &p.s.balance {
+        if http {
+            e.string(b.line, "balance", &b.v);
+        } else if b.v != "source" {
+            return Err(err(
+                b.line,
+                "balance",
+                format!(
+                    "{:?}: a mode tcp backend runs on the XDP path, where new clients are \
+                     spread by consistent hashing of their source address: use `balance source`",
+                    b.v
+                ),
+            ));
+        }
+    }
+    if let Some(c) = &p.s.cookie {
+        e.string(c.line, "cookie", &c.v);
+    }
+    if let Some(k) = &p.s.dynamic_cookie_key {
+        e.string(k.line, "dynamic_cookie_key", &k.v);
+    }
+    let opts: Vec<(&str, usize)> = ["persist", "redispatch"]
+        .iter()
+        .filter_map(|o| p.s.options.get(*o).map(|l| (*o, *l)))
+        .collect();
+    if !opts.is_empty() {
+        let list: Vec<String> = opts.iter().map(|(o, _)| quote(o)).collect();
+        e.line(opts[0].1, format!("options = [{}]", list.join(", ")));
+    }
+    for (t, key) in [
+        ("connect", "timeout_connect"),
+        ("server", "timeout_server"),
+        ("tunnel", "timeout_tunnel"),
+        ("server-fin", "timeout_server_fin"),
+        ("queue", "timeout_queue"),
+    ] {
+        if let Some(v) = p.s.timeouts.get(t).filter(|_| http) {
+            e.string(v.line, key, &v.v);
+        }
+    }
+    let checked = p.servers.iter().any(|s| s.check) || p.templates.iter().any(|t| t.check);
+    if let Some(h) = &p.s.httpchk {
+        e.string(h.line, "check_type", "http");
+        e.string(h.line, "check_path", &h.v);
+    }
+    if let Some(t) = p.s.timeouts.get("check").filter(|_| checked) {
+        e.string(t.line, "check_timeout", &t.v);
+    }
+    let ports: Vec<(&String, usize)> = p
+        .servers
+        .iter()
+        .filter_map(|s| s.check_port.as_ref().map(|c| (c, s.line)))
+        .collect();
+    if let Some((first, line)) = ports.first() {
+        if ports.iter().any(|(c, _)| c != first) || ports.len() != p.servers.len() {
+            return Err(err(
+                *line,
+                "server port",
+                "the checked port is one per backend here: give every server the same `port`",
+            ));
+        }
+        e.number(*line, "check_port", first);
+    }
+    stick(p, http, e)?;
+    if let Some(t) = p.templates.first() {
+        if p.templates.len() > 1 {
+            return Err(err(
+                p.templates[1].line,
+                "server-template",
+                "one per backend",
+            ));
+        }
+        let mut fields = vec![
+            format!("prefix = {}", quote(&t.prefix)),
+            format!("count = {}", number_or_string(&t.count)),
+            format!("fqdn = {}", quote(&t.fqdn)),
+        ];
+        if let Some(port) = &t.port {
+            fields.push(format!("port = {}", number_or_string(port)));
+        }
+        if let Some(r) = &t.resolvers {
+            fields.push(format!("resolvers = {}", quote(r)));
+        }
+        if let Some(i) = &t.init_addr {
+            fields.push(format!("init_addr = {}", quote(i)));
+        }
+        if let Some(w) = &t.weight {
+            fields.push(format!("weight = {}", number_or_string(w)));
+        }
+        if t.check {
+            fields.push("check = true".into());
+        }
+        e.line(
+            t.line,
+            format!("server_template = {{ {} }}", fields.join(", ")),
+        );
+    }
+    for s in &p.servers {
+        server(p, s, http, e)?;
+    }
+    Ok(())
+}
+
+fn number_or_string(v: &str) -> String {
+    if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) && v.len() < 19 {
+        v.to_owned()
+    } else {
+        quote(v)
+    }
+}
+
+fn stick(p: &Proxy, http: bool, e: &mut Emitter) -> Result<(), CfgError> {
+    let Some(t) = &p.stick_table else {
+        if let Some(r) = p.stick.first() {
+            return Err(err(
+                r.line,
+                "stick",
+                format!(
+                    "backend {} has no stick-table (HAProxy: unable to find stick-table)",
+                    p.name
+                ),
+            ));
+        }
+        if !http {
+            return Err(err(
+                p.line,
+                p.kind.name(),
+                "a mode tcp backend runs on the XDP path, which always sticks clients by source \
+                 address: declare it (`stick-table type ip size 1m expire 30m` + `stick on src`)",
+            ));
+        }
+        return Ok(());
+    };
+    let masks: Vec<&(u8, Option<u8>)> = p.stick.iter().filter_map(|r| r.v.mask.as_ref()).collect();
+    if let Some(m) = masks.first()
+        && (masks.iter().any(|x| x != m) || masks.len() != p.stick.len())
+    {
+        {
+            return Err(err(
+                p.stick[0].line,
+                "stick",
+                "every stick rule of a backend must use the same key (the same ipmask)",
+            ));
+        }
+    }
+    let mut fields = vec![format!("type = {}", quote(&t.v.ty))];
+    if let Some(s) = &t.v.size {
+        fields.push(format!("size = {}", quote(&haproxy_size(t.line, s)?)));
+    }
+    if let Some(x) = &t.v.expire {
+        fields.push(format!("expire = {}", quote(x)));
+    }
+    if let Some(pe) = &t.v.peers {
+        fields.push(format!("peers = {}", quote(pe)));
+    }
+    if let Some((v4, v6)) = masks.first() {
+        if *v4 < 32 {
+            fields.push(format!("key_mask_v4 = {v4}"));
+        }
+        if let Some(v6) = v6.filter(|v6| *v6 < 128) {
+            fields.push(format!("key_mask_v6 = {v6}"));
+        }
+    }
+    e.line(t.line, format!("stick_table = {{ {} }}", fields.join(", ")));
+    if http {
+        let rules: Vec<String> = p
+            .stick
+            .iter()
+            .map(|r: &super::sections::At<StickRule>| quote(&format!("{} src", r.v.what)))
+            .collect();
+        if let Some(first) = p.stick.first() {
+            e.line(first.line, format!("stick = [{}]", rules.join(", ")));
+        }
+    } else if !(p.stick.iter().any(|r| r.v.what == "on")
+        || (p.stick.iter().any(|r| r.v.what == "match")
+            && p.stick.iter().any(|r| r.v.what == "store-request")))
+    {
+        return Err(err(
+            t.line,
+            "stick-table",
+            "a mode tcp backend runs on the XDP path, which matches and stores every client: \
+             it needs `stick on src` (or match and store-request together)",
+        ));
+    }
+    Ok(())
+}
+
+fn server(p: &Proxy, s: &Server, http: bool, e: &mut Emitter) -> Result<(), CfgError> {
+    let Some(addr) = &s.address else {
+        return Err(err(
+            s.line,
+            "server",
+            format!(
+                "server {} has no address (HAProxy's guide leaves them out of its examples: \
+                 add IP:PORT after the name)",
+                s.name
+            ),
+        ));
+    };
+    let mut out = String::new();
+    let _ = write!(out, "[[backend.server]]\nname = {}", quote(&s.name));
+    e.line(s.line, out);
+    let address = if http {
+        addr.clone()
+    } else {
+        // The XDP path keeps the VIP's port.
+        match addr.parse::<std::net::SocketAddr>() {
+            Ok(sa) => sa.ip().to_string(),
+            Err(_) => addr.clone(),
+        }
+    };
+    e.string(s.line, "address", &address);
+    if let Some(c) = &s.cookie {
+        e.string(s.line, "cookie", c);
+    }
+    if let Some(w) = &s.weight {
+        e.number(s.line, "weight", w);
+    }
+    if s.disabled {
+        e.string(s.line, "state", "maint");
+    }
+    if s.check {
+        e.line(s.line, "check = true");
+    }
+    if let Some(i) = &s.inter {
+        e.string(s.line, "inter", i);
+    }
+    for (k, v) in [
+        ("rise", &s.rise),
+        ("fall", &s.fall),
+        ("maxconn", &s.maxconn),
+        ("maxqueue", &s.maxqueue),
+    ] {
+        if let Some(v) = v {
+            e.number(s.line, k, v);
+        }
+    }
+    let _ = p;
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! HAProxy's configuration language, for what balancer implements: a
+//! haproxy.cfg is tokenized as HAProxy 2.6 does (`lex`), read into its
+//! sections (`sections`: every keyword understood, skipped with a warning
+//! from a short documented list, or refused with its line and why), and
+//! written as balancer's TOML (`emit`), each TOML line remembering the
+//! .cfg line it came from. The TOML then goes through the one validator,
+//! whose errors are given the .cfg's file and line. `balancer convert`
+//! prints that TOML.
+//!
+//! What HAProxy has no words for (the XDP interfaces and mode, the pin
+//! directory, the admin socket, the peers' shared secret, the local peer's
+//! name) comes from [`Options`], set on the command line.
+
+mod emit;
+pub mod lex;
+mod params;
+mod sections;
+
+use std::path::Path;
+
+pub use sections::{SKIPPED_GLOBAL, SKIPPED_PROXY};
+
+/// balancer's own settings for a haproxy.cfg (command-line options).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// XDP interfaces (`mode tcp` frontends need at least one).
+    pub interfaces: Vec<String>,
+    pub xdp_mode: Option<String>,
+    pub pin_dir: Option<String>,
+    pub admin_socket: Option<String>,
+    /// This instance's name in `peers` (default: `localpeer` in global,
+    /// else the host name, as HAProxy).
+    pub local_peer: Option<String>,
+    /// The peers' shared secret (HAProxy's peers have none).
+    pub peers_secret: Option<String>,
+}
+
+/// A keyword skipped, with its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub line: usize,
+    pub text: String,
+}
+
+/// A line balancer cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {keyword}: {reason}")]
+pub struct CfgError {
+    pub line: usize,
+    pub keyword: String,
+    pub reason: String,
+}
+
+/// A haproxy.cfg as TOML.
+#[derive(Debug)]
+pub struct Converted {
+    pub toml: String,
+    /// For each TOML line (0-based), the .cfg line it came from (0: none).
+    pub sources: Vec<usize>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Converted {
+    /// The .cfg line of TOML line `line` (1-based), if it came from one.
+    pub fn source(&self, line: usize) -> usize {
+        line.checked_sub(1)
+            .and_then(|i| self.sources.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Whether `text` (the file at `path`) is a haproxy.cfg rather than TOML:
+/// its name ends in `.cfg`, or its first word opens a HAProxy section.
+pub fn is_haproxy(path: &Path, text: &str) -> bool {
+    if path.extension().is_some_and(|e| e == "cfg") {
+        return true;
+    }
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    first.is_some_and(|l| {
+        let w = l.split_whitespace().next().unwrap_or("");
+        matches!(
+            w,
+            "global" | "defaults" | "frontend" | "backend" | "listen" | "peers" | "resolvers"
+        )
+    })
+}
+
+/// Convert a haproxy.cfg's text; `env` looks up environment variables.
+pub fn convert(
+    text: &str,
+    opts: &Options,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Converted, CfgError> {
+    let lines = lex::lex(text, env).map_err(|e| CfgError {
+        line: e.line,
+        keyword: "syntax".into(),
+        reason: e.message,
+    })?;
+    let cfg = sections::parse(&lines)?;
+    let out = emit::emit(&cfg, opts)?;
+    let mut warnings = cfg.warnings;
+    warnings.extend(out.warnings);
+    warnings.sort_by_key(|w| w.line);
+    Ok(Converted {
+        toml: out.text,
+        sources: out.sources,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests;

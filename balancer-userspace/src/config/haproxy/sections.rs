@@ -1,0 +1,643 @@
+//! haproxy.cfg, tokenized (`lex`), into sections and the settings balancer
+//! implements. Every keyword is either understood, on the short list of
+//! keywords harmless to skip (a warning with its line), or an error naming
+//! its line and why. Defaults sections are applied as HAProxy 2.6 does:
+//! a proxy takes the last `defaults` section above it, or the named one of
+//! `from NAME`.
+
+use std::collections::BTreeMap;
+
+use super::{
+    CfgError, Warning,
+    lex::Line,
+    params::{server, stick_rule, stick_table, template},
+};
+
+/// A value and the line it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At<T> {
+    pub v: T,
+    pub line: usize,
+}
+
+fn at<T>(v: T, line: usize) -> At<T> {
+    At { v, line }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Frontend,
+    Backend,
+    Listen,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Frontend => "frontend",
+            Kind::Backend => "backend",
+            Kind::Listen => "listen",
+        }
+    }
+    pub fn front(self) -> bool {
+        self != Kind::Backend
+    }
+    pub fn back(self) -> bool {
+        self != Kind::Frontend
+    }
+}
+
+/// What a `defaults` section and a proxy share.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub mode: Option<At<String>>,
+    pub balance: Option<At<String>>,
+    /// `cookie`'s arguments, joined by spaces (balancer takes them verbatim).
+    pub cookie: Option<At<String>>,
+    pub dynamic_cookie_key: Option<At<String>>,
+    /// `option persist|redispatch|forwardfor`.
+    pub options: BTreeMap<String, usize>,
+    /// `option httpchk [GET] [URI]`: the URI.
+    pub httpchk: Option<At<String>>,
+    /// `timeout NAME VALUE`, by name.
+    pub timeouts: BTreeMap<String, At<String>>,
+    pub maxconn: Option<At<String>>,
+    pub default_backend: Option<At<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Server {
+    pub line: usize,
+    pub name: String,
+    pub address: Option<String>,
+    pub check: bool,
+    pub inter: Option<String>,
+    pub rise: Option<String>,
+    pub fall: Option<String>,
+    pub cookie: Option<String>,
+    pub weight: Option<String>,
+    pub disabled: bool,
+    pub maxconn: Option<String>,
+    pub maxqueue: Option<String>,
+    /// `port`: the checked port.
+    pub check_port: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Template {
+    pub line: usize,
+    pub prefix: String,
+    pub count: String,
+    pub fqdn: String,
+    pub port: Option<String>,
+    pub resolvers: Option<String>,
+    pub init_addr: Option<String>,
+    pub check: bool,
+    pub weight: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StickTable {
+    pub ty: String,
+    pub size: Option<String>,
+    pub expire: Option<String>,
+    pub peers: Option<String>,
+}
+
+/// `stick on|match|store-request src[,ipmask(V4[,V6])]`.
+#[derive(Debug, Clone)]
+pub struct StickRule {
+    /// "on", "match" or "store-request".
+    pub what: String,
+    pub mask: Option<(u8, Option<u8>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pub kind: Kind,
+    pub name: String,
+    pub line: usize,
+    pub s: Settings,
+    pub binds: Vec<At<String>>,
+    pub servers: Vec<Server>,
+    pub templates: Vec<Template>,
+    pub stick_table: Option<At<StickTable>>,
+    pub stick: Vec<At<StickRule>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    pub name: String,
+    pub line: usize,
+    /// (name, address or none for the local `server` line, line).
+    pub peers: Vec<(String, Option<String>, usize)>,
+    pub bind: Option<At<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Resolvers {
+    pub name: String,
+    pub line: usize,
+    pub nameservers: Vec<At<String>>,
+    pub accepted_payload_size: Option<At<String>>,
+    pub resolve_retries: Option<At<String>>,
+    pub timeout_resolve: Option<At<String>>,
+    pub timeout_retry: Option<At<String>>,
+    pub hold_nx: Option<At<String>>,
+    pub hold_obsolete: Option<At<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Global {
+    pub maxconn: Option<At<String>>,
+    pub localpeer: Option<At<String>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Cfg {
+    pub global: Global,
+    pub proxies: Vec<Proxy>,
+    pub peers: Vec<Peers>,
+    pub resolvers: Vec<Resolvers>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Keywords skipped with a warning: they concern the process (logging,
+/// privileges, HAProxy's own runtime API), not what is served.
+pub const SKIPPED_GLOBAL: &[&str] = &[
+    "log",
+    "log-tag",
+    "log-send-hostname",
+    "daemon",
+    "user",
+    "group",
+    "uid",
+    "gid",
+    "chroot",
+    "pidfile",
+    "stats",
+    "nbthread",
+    "master-worker",
+    "ca-base",
+    "crt-base",
+];
+
+/// Proxy keywords skipped with a warning.
+pub const SKIPPED_PROXY: &[&str] = &[
+    "log",
+    "option httplog",
+    "option tcplog",
+    "option dontlognull",
+];
+
+pub(super) fn err(line: &Line, keyword: impl Into<String>, reason: impl Into<String>) -> CfgError {
+    CfgError {
+        line: line.number,
+        keyword: keyword.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The value of a one-argument keyword (`maxconn 100`).
+fn one(l: &Line) -> Result<String, CfgError> {
+    match l.words.as_slice() {
+        [_, v] => Ok(v.clone()),
+        [k] => Err(err(l, k, "missing its value")),
+        [k, ..] => Err(err(l, k, "takes one value")),
+        [] => Err(err(l, "", "empty line")),
+    }
+}
+
+pub fn parse(lines: &[Line]) -> Result<Cfg, CfgError> {
+    let mut cfg = Cfg::default();
+    // Defaults: the last one seen, and the named ones.
+    let mut last_defaults = Settings::default();
+    let mut named: BTreeMap<String, Settings> = BTreeMap::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let head = &lines[i];
+        let end = (i + 1..lines.len())
+            .find(|&j| is_section(&lines[j].words[0]))
+            .unwrap_or(lines.len());
+        let body = &lines[i + 1..end];
+        let w = &head.words;
+        match w[0].as_str() {
+            "global" => {
+                if w.len() > 1 {
+                    return Err(err(head, "global", "takes no name"));
+                }
+                global(&mut cfg, body)?;
+            }
+            "defaults" => {
+                let mut s = Settings::default();
+                let name = match w.len() {
+                    1 => None,
+                    2 => Some(w[1].clone()),
+                    _ => return Err(err(head, "defaults", "takes at most a name")),
+                };
+                for l in body {
+                    settings(&mut s, l, None, &mut cfg.warnings)?;
+                }
+                if let Some(n) = name {
+                    named.insert(n, s.clone());
+                }
+                last_defaults = s;
+            }
+            k @ ("frontend" | "backend" | "listen") => {
+                let kind = match k {
+                    "frontend" => Kind::Frontend,
+                    "backend" => Kind::Backend,
+                    _ => Kind::Listen,
+                };
+                let (name, from) = match w.as_slice() {
+                    [_, n] => (n.clone(), None),
+                    [_, n, f, d] if f == "from" => (n.clone(), Some(d.clone())),
+                    [_] => return Err(err(head, k, "needs a name")),
+                    _ => return Err(err(head, k, "want `NAME` or `NAME from DEFAULTS`")),
+                };
+                if name.contains('/') || name.contains(' ') {
+                    return Err(err(head, k, format!("{name:?}: no '/' or space in a name")));
+                }
+                let base = match &from {
+                    None => last_defaults.clone(),
+                    Some(d) => named.get(d).cloned().ok_or_else(|| {
+                        err(head, k, format!("no defaults section named {d:?} above"))
+                    })?,
+                };
+                let mut p = Proxy {
+                    kind,
+                    name,
+                    line: head.number,
+                    s: base,
+                    binds: Vec::new(),
+                    servers: Vec::new(),
+                    templates: Vec::new(),
+                    stick_table: None,
+                    stick: Vec::new(),
+                };
+                for l in body {
+                    proxy_line(&mut p, l, &mut cfg.warnings)?;
+                }
+                cfg.proxies.push(p);
+            }
+            "peers" => {
+                let [_, name] = w.as_slice() else {
+                    return Err(err(head, "peers", "needs a name"));
+                };
+                cfg.peers.push(peers(name, head.number, body)?);
+            }
+            "resolvers" => {
+                let [_, name] = w.as_slice() else {
+                    return Err(err(head, "resolvers", "needs a name"));
+                };
+                cfg.resolvers
+                    .push(resolvers(name, head.number, body, &mut cfg.warnings)?);
+            }
+            other if other.starts_with('.') => {
+                return Err(err(
+                    head,
+                    other,
+                    "conditional blocks and directives (.if, .diag, ...) are not supported",
+                ));
+            }
+            other => {
+                return Err(err(
+                    head,
+                    other,
+                    if i == 0 {
+                        "not a section keyword (global, defaults, frontend, backend, listen, \
+                         peers, resolvers), and no section is open"
+                    } else {
+                        "section not supported"
+                    },
+                ));
+            }
+        }
+        i = end;
+    }
+    Ok(cfg)
+}
+
+/// A line opening a section (of any kind HAProxy has, so that an
+/// unsupported one is reported as such rather than as a keyword).
+fn is_section(word: &str) -> bool {
+    matches!(
+        word,
+        "global"
+            | "defaults"
+            | "frontend"
+            | "backend"
+            | "listen"
+            | "peers"
+            | "resolvers"
+            | "userlist"
+            | "cache"
+            | "program"
+            | "http-errors"
+            | "ring"
+            | "mailers"
+            | "fcgi-app"
+            | "namespace_list"
+    )
+}
+
+fn global(cfg: &mut Cfg, body: &[Line]) -> Result<(), CfgError> {
+    for l in body {
+        let k = l.words[0].as_str();
+        match k {
+            "maxconn" => cfg.global.maxconn = Some(at(one(l)?, l.number)),
+            "localpeer" => cfg.global.localpeer = Some(at(one(l)?, l.number)),
+            k if SKIPPED_GLOBAL.contains(&k) => cfg.warnings.push(Warning {
+                line: l.number,
+                text: format!(
+                    "global `{k}`: skipped (concerns HAProxy's process, not what is served)"
+                ),
+            }),
+            _ => return Err(err(l, k, "not supported in global")),
+        }
+    }
+    Ok(())
+}
+
+/// A keyword `defaults` and proxies share; `kind` is `None` in defaults.
+/// Returns whether the line was one.
+fn settings(
+    s: &mut Settings,
+    l: &Line,
+    kind: Option<Kind>,
+    warnings: &mut Vec<Warning>,
+) -> Result<bool, CfgError> {
+    let w = &l.words;
+    let k = w[0].as_str();
+    let where_ = kind.map_or("defaults", Kind::name);
+    let need = |ok: bool, what: &str| -> Result<(), CfgError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(err(
+                l,
+                k,
+                format!("not in a {where_} section: {what}, which a {where_} does not have"),
+            ))
+        }
+    };
+    let front = kind.is_none_or(Kind::front);
+    let back = kind.is_none_or(Kind::back);
+    match k {
+        "mode" => {
+            let v = one(l)?;
+            if v != "http" && v != "tcp" {
+                return Err(err(l, k, format!("{v:?}: want http or tcp")));
+            }
+            s.mode = Some(at(v, l.number));
+        }
+        "balance" => {
+            need(back, "it balances a backend's servers")?;
+            let [_, v] = w.as_slice() else {
+                return Err(err(
+                    l,
+                    k,
+                    "want one algorithm (roundrobin, leastconn, source)",
+                ));
+            };
+            s.balance = Some(at(v.clone(), l.number));
+        }
+        "cookie" => {
+            need(back, "a backend's persistence cookie")?;
+            if w.len() < 2 {
+                return Err(err(l, k, "needs a cookie name"));
+            }
+            s.cookie = Some(at(w[1..].join(" "), l.number));
+        }
+        "dynamic-cookie-key" => {
+            need(back, "a backend's cookie key")?;
+            s.dynamic_cookie_key = Some(at(one(l)?, l.number));
+        }
+        "maxconn" => {
+            need(front, "client connections of a frontend")?;
+            s.maxconn = Some(at(one(l)?, l.number));
+        }
+        "default_backend" => {
+            need(front, "a frontend's backend")?;
+            s.default_backend = Some(at(one(l)?, l.number));
+        }
+        "timeout" => {
+            let [_, name, v] = w.as_slice() else {
+                return Err(err(l, k, "want `timeout NAME VALUE`"));
+            };
+            let (is_front, is_back) = match name.as_str() {
+                "client" | "http-request" | "http-keep-alive" | "client-fin" => (true, false),
+                "connect" | "server" | "tunnel" | "server-fin" | "queue" | "check" => (false, true),
+                other => {
+                    return Err(err(l, format!("timeout {other}"), "not supported"));
+                }
+            };
+            if (is_front && !front) || (is_back && !back) {
+                return Err(err(
+                    l,
+                    format!("timeout {name}"),
+                    format!(
+                        "a {where_} has no use for it (HAProxy ignores it there with a warning)"
+                    ),
+                ));
+            }
+            s.timeouts.insert(name.clone(), at(v.clone(), l.number));
+        }
+        "option" => {
+            let Some(o) = w.get(1) else {
+                return Err(err(l, k, "needs an option name"));
+            };
+            let key = format!("option {o}");
+            match o.as_str() {
+                "persist" | "redispatch" | "forwardfor" => {
+                    need(back, "it concerns a backend")?;
+                    if w.len() > 2 {
+                        return Err(err(l, key, "takes no arguments here"));
+                    }
+                    s.options.insert(o.clone(), l.number);
+                }
+                "httpchk" => {
+                    need(back, "it checks a backend's servers")?;
+                    let uri = match &w[2..] {
+                        [] => "/".to_owned(),
+                        [uri] if uri.starts_with('/') => uri.clone(),
+                        [m, uri] if m == "GET" => uri.clone(),
+                        _ => {
+                            return Err(err(
+                                l,
+                                key,
+                                "only `option httpchk [GET] URI` is supported (checks are GET, \
+                                 a 2xx or 3xx answer passes)",
+                            ));
+                        }
+                    };
+                    s.httpchk = Some(at(uri, l.number));
+                }
+                _ if SKIPPED_PROXY.contains(&key.as_str()) => warnings.push(Warning {
+                    line: l.number,
+                    text: format!("`{key}`: skipped (balancer has no access logs yet)"),
+                }),
+                _ => return Err(err(l, key, "not supported")),
+            }
+        }
+        "log" => warnings.push(Warning {
+            line: l.number,
+            text: "`log`: skipped (balancer logs to stderr)".into(),
+        }),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn proxy_line(p: &mut Proxy, l: &Line, warnings: &mut Vec<Warning>) -> Result<(), CfgError> {
+    if settings(&mut p.s, l, Some(p.kind), warnings)? {
+        return Ok(());
+    }
+    let w = &l.words;
+    let k = w[0].as_str();
+    let kind = p.kind;
+    let not_here = |what: &str| err(l, k, format!("not in a {}: {what}", kind.name()));
+    match k {
+        "bind" => {
+            if !kind.front() {
+                return Err(not_here("a backend listens nowhere"));
+            }
+            match w.as_slice() {
+                [_, addr] => p.binds.push(at(addr.clone(), l.number)),
+                [_] => return Err(err(l, k, "needs an address")),
+                [_, _, opt, ..] => {
+                    return Err(err(
+                        l,
+                        k,
+                        format!("bind option {opt:?} is not supported (TLS: not yet)"),
+                    ));
+                }
+                [] => {}
+            }
+        }
+        "server" => {
+            if !kind.back() {
+                return Err(not_here("servers belong to a backend"));
+            }
+            p.servers.push(server(l)?);
+        }
+        "server-template" => {
+            if !kind.back() {
+                return Err(not_here("servers belong to a backend"));
+            }
+            p.templates.push(template(l)?);
+        }
+        "stick-table" => {
+            if !kind.back() {
+                return Err(not_here("a stick table belongs to a backend"));
+            }
+            p.stick_table = Some(at(stick_table(l)?, l.number));
+        }
+        "stick" => {
+            if !kind.back() {
+                return Err(not_here(
+                    "stick rules belong to a backend (HAProxy ignores them in a frontend)",
+                ));
+            }
+            p.stick.push(at(stick_rule(l)?, l.number));
+        }
+        "use_backend" => {
+            return Err(err(
+                l,
+                k,
+                "not supported: a frontend has one backend here (default_backend)",
+            ));
+        }
+        _ => return Err(err(l, k, format!("not supported in a {}", kind.name()))),
+    }
+    Ok(())
+}
+
+fn peers(name: &str, line: usize, body: &[Line]) -> Result<Peers, CfgError> {
+    let mut p = Peers {
+        name: name.to_owned(),
+        line,
+        ..Default::default()
+    };
+    for l in body {
+        let w = &l.words;
+        match w[0].as_str() {
+            "peer" => {
+                let [_, n, addr] = w.as_slice() else {
+                    return Err(err(l, "peer", "want `peer NAME ADDRESS:PORT`"));
+                };
+                p.peers.push((n.clone(), Some(addr.clone()), l.number));
+            }
+            "server" => match w.as_slice() {
+                [_, n] => p.peers.push((n.clone(), None, l.number)),
+                [_, n, addr] => p.peers.push((n.clone(), Some(addr.clone()), l.number)),
+                _ => {
+                    return Err(err(
+                        l,
+                        "server",
+                        "want `server NAME [ADDRESS:PORT]` in peers",
+                    ));
+                }
+            },
+            "bind" => p.bind = Some(at(one(l)?, l.number)),
+            "table" => {
+                return Err(err(
+                    l,
+                    "table",
+                    "tables declared in peers are not supported: declare the stick-table in \
+                     its backend with `peers NAME`",
+                ));
+            }
+            k => return Err(err(l, k, "not supported in peers")),
+        }
+    }
+    Ok(p)
+}
+
+fn resolvers(
+    name: &str,
+    line: usize,
+    body: &[Line],
+    warnings: &mut Vec<Warning>,
+) -> Result<Resolvers, CfgError> {
+    let mut r = Resolvers {
+        name: name.to_owned(),
+        line,
+        ..Default::default()
+    };
+    for l in body {
+        let w = &l.words;
+        let k = w[0].as_str();
+        match (k, w.as_slice()) {
+            ("nameserver", [_, _, addr]) => r.nameservers.push(at(addr.clone(), l.number)),
+            ("nameserver", _) => return Err(err(l, k, "want `nameserver NAME ADDRESS:PORT`")),
+            ("accepted_payload_size", _) => {
+                r.accepted_payload_size = Some(at(one(l)?, l.number));
+            }
+            ("resolve_retries", _) => r.resolve_retries = Some(at(one(l)?, l.number)),
+            ("timeout", [_, t, v]) if t == "resolve" => {
+                r.timeout_resolve = Some(at(v.clone(), l.number));
+            }
+            ("timeout", [_, t, v]) if t == "retry" => {
+                r.timeout_retry = Some(at(v.clone(), l.number));
+            }
+            ("hold", [_, t, v]) if t == "nx" => r.hold_nx = Some(at(v.clone(), l.number)),
+            ("hold", [_, t, v]) if t == "obsolete" => {
+                r.hold_obsolete = Some(at(v.clone(), l.number));
+            }
+            ("hold", [_, t, _])
+                if matches!(t.as_str(), "valid" | "other" | "refused" | "timeout") =>
+            {
+                warnings.push(Warning {
+                    line: l.number,
+                    text: format!(
+                        "resolvers `hold {t}`: skipped (balancer keeps the last known servers \
+                         through any failed resolution, and re-resolves every `timeout resolve`)"
+                    ),
+                });
+            }
+            _ => return Err(err(l, k, "not supported in resolvers")),
+        }
+    }
+    Ok(r)
+}

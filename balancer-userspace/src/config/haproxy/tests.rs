@@ -1,0 +1,248 @@
+use std::path::Path;
+
+use super::{Options, convert};
+use crate::config::{Config, ConfigError, Mode};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(text: &str, opts: &Options) -> Result<Config, ConfigError> {
+    Config::parse_haproxy(Path::new("haproxy.cfg"), text, opts)
+}
+
+fn error(text: &str, opts: &Options) -> String {
+    load(text, opts).expect_err("refused").to_string()
+}
+
+/// The guide's first configuration, with server and listening addresses.
+const COOKIE: &str = "\
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+frontend www
+    bind :80
+    default_backend servers
+
+backend servers
+    cookie SERVER_USED insert indirect nocache
+    server web1 192.168.0.10:80 check  cookie web1
+    server web2 192.168.0.11:80 check  cookie web2
+";
+
+#[test]
+fn the_guides_cookie_configuration_runs() {
+    let c = load(COOKIE, &Options::default()).unwrap();
+    assert_eq!(c.frontends.len(), 1);
+    let f = &c.frontends[0];
+    assert_eq!(f.mode, Mode::Http);
+    assert_eq!(f.vip.to_string(), "0.0.0.0:80");
+    let b = &c.backends[0];
+    assert_eq!(b.name, "servers");
+    let h = b.http.as_ref().unwrap();
+    let ck = h.cookie.as_ref().unwrap();
+    assert_eq!(ck.name, "SERVER_USED");
+    assert_eq!(b.servers[1].cookie.as_deref(), Some("web2"));
+    assert!(b.servers[0].check.is_some());
+    assert!(c.dataplane.interfaces.is_empty());
+}
+
+#[test]
+fn the_guides_dynamic_cookie_configuration_runs() {
+    let text = "\
+resolvers mydns
+  nameserver dns1 192.168.50.30:53
+  accepted_payload_size 8192
+
+defaults
+  mode http
+
+frontend www
+  bind :80
+  default_backend servers
+
+backend servers
+   cookie SERVER_USED insert indirect nocache dynamic
+   dynamic-cookie-key mysecretphrase
+   server-template web 5 myservice.example.local:80 check resolvers mydns init-addr none
+";
+    let c = load(text, &Options::default()).unwrap();
+    let t = c.backends[0].template.as_ref().unwrap();
+    assert_eq!(t.count, 5);
+    assert_eq!(c.resolvers[0].name, "mydns");
+}
+
+#[test]
+fn the_guides_stick_table_configuration_runs() {
+    let text = "\
+peers mypeers
+    peer lb1 192.168.0.1:10000
+    peer lb2 192.168.0.2:10000
+
+defaults
+    mode http
+
+frontend www
+    bind :80
+    default_backend servers
+
+backend servers
+    stick-table type ip size 1m expire 30m peers mypeers
+    stick match src
+    stick store-request src
+    server web1 192.168.0.10:80 check
+    server web2 192.168.0.11:80 check
+";
+    let opts = Options {
+        local_peer: Some("lb1".into()),
+        peers_secret: Some("a secret of 16 bytes or more".into()),
+        ..Default::default()
+    };
+    let c = load(text, &opts).unwrap();
+    let b = &c.backends[0];
+    let s = b.http.as_ref().unwrap().stick;
+    assert!(s.matches && s.stores);
+    // HAProxy's 1m is 2^20 entries.
+    assert_eq!(b.stick_size, 1 << 20);
+    assert_eq!(b.peers.as_deref(), Some("mypeers"));
+    assert_eq!(c.peers.as_ref().unwrap().local, "lb1");
+    // Without the secret: said, with the peers line.
+    let e = error(text, &Options::default());
+    assert!(
+        e.contains("haproxy.cfg:1: peers:") && e.contains("--peers-secret-file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn servers_without_addresses_are_named_with_their_line() {
+    let e = error(
+        "defaults\n  mode http\nfrontend www\n  bind :80\n  default_backend b\n\
+         backend b\n  server web1 check cookie web1\n",
+        &Options::default(),
+    );
+    assert!(
+        e.contains("haproxy.cfg:7: server:") && e.contains("no address"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_and_unsupported_keywords_name_their_line() {
+    let base = "defaults\n  mode http\nfrontend www\n  bind :80\n  default_backend b\nbackend b\n  server s 127.0.0.1:8080\n";
+    let cases: &[(&str, usize, &str)] = &[
+        ("  http-request deny\n", 8, "http-request"),
+        ("  server s2 127.0.0.1:8081 backup\n", 8, "server backup"),
+        ("  stick on src if TRUE\n", 8, "stick on"),
+        ("  stick-table type string size 1k\n", 8, "stick-table type"),
+        ("  timeout client 5s\n", 8, "timeout client"),
+        ("  option httpchk POST /\n", 8, "option httpchk"),
+        ("  bind :81\n", 8, "bind"),
+        ("userlist u\n  user a\n", 8, "userlist"),
+    ];
+    for (extra, line, key) in cases {
+        let e = error(&format!("{base}{extra}"), &Options::default());
+        assert!(
+            e.contains(&format!("haproxy.cfg:{line}: {key}:")),
+            "{extra:?}: {e}"
+        );
+    }
+    // A frontend's missing backend, found by the converter.
+    let e = error(
+        "defaults\n  mode http\nfrontend www\n  bind :80\n  default_backend nope\n",
+        &Options::default(),
+    );
+    assert!(e.contains("haproxy.cfg:5: default_backend:"), "{e}");
+}
+
+#[test]
+fn errors_the_validator_finds_name_the_cfg_line() {
+    // A weight balancer refuses (over 256): the TOML validator's error,
+    // given the .cfg's line.
+    let e = error(
+        "defaults\n  mode http\nfrontend www\n  bind :80\n  default_backend b\n\
+         backend b\n  server s 127.0.0.1:8080 weight 1000\n",
+        &Options::default(),
+    );
+    assert!(e.contains("haproxy.cfg:7:") && e.contains("weight"), "{e}");
+}
+
+#[test]
+fn skipped_keywords_warn_with_their_line() {
+    let text = format!("global\n  log stdout format raw local0\n  daemon\n{COOKIE}");
+    let c = load(&text, &Options::default()).unwrap();
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].starts_with("haproxy.cfg:2: "),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn mode_tcp_needs_an_interface_and_a_stick_table() {
+    let text = "\
+frontend vip
+    bind 198.18.2.100:80
+    default_backend pool
+
+backend pool
+    balance source
+    stick-table type ip size 1m expire 30m
+    stick on src
+    server s1 198.18.1.10:80
+";
+    let e = error(text, &Options::default());
+    assert!(e.contains("interface"), "{e}");
+    let opts = Options {
+        interfaces: vec!["eth0".into()],
+        ..Default::default()
+    };
+    let c = load(text, &opts).unwrap();
+    assert_eq!(c.frontends[0].mode, Mode::L4);
+    assert_eq!(c.backends[0].servers[0].address.to_string(), "198.18.1.10");
+    let e = error(&text.replace("    stick on src\n", ""), &opts);
+    assert!(e.contains("haproxy.cfg:7: stick-table:"), "{e}");
+}
+
+#[test]
+fn named_defaults_and_from() {
+    let text = "\
+defaults web
+    mode http
+    timeout client 7s
+defaults
+    mode tcp
+frontend www from web
+    bind :80
+    default_backend b
+backend b from web
+    server s 127.0.0.1:8080
+";
+    let c = load(text, &Options::default()).unwrap();
+    assert_eq!(c.frontends[0].mode, Mode::Http);
+    assert_eq!(
+        c.frontends[0].http.timeout_client,
+        std::time::Duration::from_secs(7)
+    );
+    let e = error(
+        &text.replace("from web\n    bind", "from nope\n    bind"),
+        &Options::default(),
+    );
+    assert!(e.contains("haproxy.cfg:6:") && e.contains("nope"), "{e}");
+}
+
+#[test]
+fn the_toml_names_its_source_lines() {
+    let c = convert(COOKIE, &Options::default(), &no_env).unwrap();
+    assert!(c.toml.contains("# backend servers (line 11)"), "{}", c.toml);
+    let cookie_line = c
+        .toml
+        .lines()
+        .position(|l| l.starts_with("cookie = "))
+        .unwrap();
+    assert_eq!(c.source(cookie_line + 1), 12);
+}

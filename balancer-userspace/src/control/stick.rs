@@ -227,28 +227,40 @@ pub async fn flush(map: OwnedFd, mut view: watch::Receiver<Arc<HttpView>>) {
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep = monotonic_ns();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            changed = view.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
-        let tables: Vec<Arc<Table>> = view
-            .borrow_and_update()
+    let tables = |view: &mut watch::Receiver<Arc<HttpView>>| -> Vec<Arc<Table>> {
+        view.borrow_and_update()
             .backends
             .values()
             .filter_map(|b| b.stick.clone())
-            .collect();
+            .collect()
+    };
+    let mut current = tables(&mut view);
+    loop {
+        // Without a table, nothing wakes it but a new view (a reload).
+        if current.is_empty() {
+            if view.changed().await.is_err() {
+                return;
+            }
+        } else {
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = view.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if view.has_changed().unwrap_or(false) || current.is_empty() {
+            current = tables(&mut view);
+        }
         let now = monotonic_ns();
         let sweep = now.saturating_sub(last_sweep) >= SWEEP_INTERVAL.as_nanos() as u64;
         if sweep {
             last_sweep = now;
         }
-        for t in tables {
-            write_pending(map.as_fd(), &t);
+        for t in &current {
+            write_pending(map.as_fd(), t);
             if sweep {
                 t.sweep(now);
             }

@@ -278,7 +278,7 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
     if let Some(b) = &p.s.balance {
         if http {
             e.string(b.line, "balance", &b.v);
-        } else if b.v != "source" {
+        } else if b.v != "source" && b.line > p.line {
             return Err(err(
                 b.line,
                 "balance",
@@ -296,9 +296,18 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
     if let Some(k) = &p.s.dynamic_cookie_key {
         e.string(k.line, "dynamic_cookie_key", &k.v);
     }
+    // A setting a `defaults` section gives every proxy is written only where
+    // it acts (the validator refuses a key without effect, which is right
+    // for a proxy's own lines, not for the defaults' blanket ones).
+    let inherited = |line: usize| line < p.line;
+    let persistent = p.s.cookie.is_some()
+        || p.stick
+            .iter()
+            .any(|r| r.v.what == "on" || r.v.what == "match");
     let opts: Vec<(&str, usize)> = ["persist", "redispatch"]
         .iter()
         .filter_map(|o| p.s.options.get(*o).map(|l| (*o, *l)))
+        .filter(|(_, l)| persistent || !inherited(*l))
         .collect();
     if !opts.is_empty() {
         let list: Vec<String> = opts.iter().map(|(o, _)| quote(o)).collect();
@@ -311,7 +320,13 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         ("server-fin", "timeout_server_fin"),
         ("queue", "timeout_queue"),
     ] {
-        if let Some(v) = p.s.timeouts.get(t).filter(|_| http) {
+        let queues = p.servers.iter().any(|s| s.maxconn.is_some());
+        if let Some(v) =
+            p.s.timeouts
+                .get(t)
+                .filter(|_| http)
+                .filter(|v| t != "queue" || queues || !inherited(v.line))
+        {
             e.string(v.line, key, &v.v);
         }
     }

@@ -20,6 +20,110 @@ use std::path::Path;
 
 pub use sections::{SKIPPED_GLOBAL, SKIPPED_PROXY};
 
+/// What balancer reads of a haproxy.cfg: (section, keyword, what it does
+/// here). The README's "Migrating from HAProxy" table is checked against
+/// it by a test, and each is checked to be accepted by the reader.
+pub const KEYWORDS: &[(&str, &str, &str)] = &[
+    (
+        "global",
+        "maxconn",
+        "`[global] maxconn` (HTTP client connections)",
+    ),
+    ("global", "localpeer", "this instance's name in `peers`"),
+    (
+        "defaults, frontend, backend, listen",
+        "mode http|tcp",
+        "`mode = \"http\"` (the proxy), or `\"l4\"` (XDP; needs --interface)",
+    ),
+    (
+        "defaults, frontend, listen",
+        "timeout client|http-request|http-keep-alive|client-fin",
+        "the frontend's `timeout_*`",
+    ),
+    (
+        "defaults, backend, listen",
+        "timeout connect|server|tunnel|server-fin|queue|check",
+        "the backend's `timeout_*`, `check_timeout`",
+    ),
+    (
+        "defaults, frontend, listen",
+        "maxconn",
+        "the frontend's `maxconn`",
+    ),
+    ("defaults, frontend", "default_backend", "`default_backend`"),
+    (
+        "frontend, listen",
+        "bind ADDRESS:PORT",
+        "`bind` (one frontend per bind; no bind options yet)",
+    ),
+    (
+        "defaults, backend, listen",
+        "balance roundrobin|leastconn|source",
+        "`balance` (mode tcp: source only, Maglev)",
+    ),
+    (
+        "defaults, backend, listen",
+        "cookie NAME ...",
+        "`cookie`, every option",
+    ),
+    (
+        "defaults, backend, listen",
+        "dynamic-cookie-key",
+        "`dynamic_cookie_key`",
+    ),
+    (
+        "defaults, backend, listen",
+        "option persist|redispatch",
+        "`options`",
+    ),
+    (
+        "defaults, backend, listen",
+        "option forwardfor",
+        "accepted: balancer always adds X-Forwarded-For",
+    ),
+    (
+        "defaults, backend, listen",
+        "option httpchk [GET] URI",
+        "`check_type = \"http\"`, `check_path`",
+    ),
+    (
+        "backend, listen",
+        "server NAME ADDRESS[:PORT] ...",
+        "`[[backend.server]]`: check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port",
+    ),
+    (
+        "backend, listen",
+        "server-template PREFIX COUNT FQDN[:PORT] ...",
+        "`server_template`: check, resolvers, init-addr, weight",
+    ),
+    (
+        "backend, listen",
+        "stick-table type ip|ipv6 size N expire T [peers P]",
+        "`stick_table` (sizes are HAProxy's powers of two)",
+    ),
+    (
+        "backend, listen",
+        "stick on|match|store-request src[,ipmask(V4[,V6])]",
+        "`stick`, `key_mask_v4`/`key_mask_v6`",
+    ),
+    (
+        "peers",
+        "peer NAME ADDRESS:PORT / bind / server NAME [ADDRESS:PORT]",
+        "`[peers.NAME]` (the secret: --peers-secret-file)",
+    ),
+    ("resolvers", "nameserver NAME ADDRESS:PORT", "`nameservers`"),
+    (
+        "resolvers",
+        "accepted_payload_size, resolve_retries",
+        "`accepted_payload_size`, `retries`",
+    ),
+    (
+        "resolvers",
+        "timeout resolve|retry, hold nx|obsolete",
+        "`refresh`, `timeout`, `hold_nx`, `hold_obsolete`",
+    ),
+];
+
 /// balancer's own settings for a haproxy.cfg (command-line options).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {

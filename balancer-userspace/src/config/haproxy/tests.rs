@@ -246,3 +246,101 @@ fn the_toml_names_its_source_lines() {
         .unwrap();
     assert_eq!(c.source(cookie_line + 1), 12);
 }
+
+#[test]
+fn the_readme_table_is_the_keyword_list() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let start = readme
+        .find("| section | keyword | in balancer |")
+        .expect("the table");
+    let table: Vec<&str> = readme[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let want: Vec<String> = super::KEYWORDS
+        .iter()
+        .map(|(s, k, here)| format!("| {s} | `{k}` | {here} |"))
+        .collect();
+    assert_eq!(table, want, "README's table drifted from KEYWORDS");
+    for k in super::SKIPPED_GLOBAL {
+        assert!(
+            readme.contains(&format!("`{k}`")),
+            "{k} is skipped but not documented"
+        );
+    }
+}
+
+/// Each keyword of the list in a file that uses it: accepted.
+#[test]
+fn every_listed_keyword_is_accepted() {
+    let opts = Options {
+        interfaces: vec!["eth0".into()],
+        local_peer: Some("a".into()),
+        peers_secret: Some("sixteen bytes at least".into()),
+        ..Default::default()
+    };
+    let text = "\
+global
+    maxconn 1000
+    localpeer a
+peers p
+    peer a 127.0.0.1:7000
+    peer b 127.0.0.2:7000
+resolvers dns
+    nameserver ns1 127.0.0.1:53
+    accepted_payload_size 1232
+    resolve_retries 3
+    timeout resolve 1s
+    timeout retry 1s
+    hold nx 30s
+    hold obsolete 0s
+defaults
+    mode http
+    timeout client 30s
+    timeout http-request 10s
+    timeout http-keep-alive 5s
+    timeout client-fin 5s
+    timeout connect 5s
+    timeout server 30s
+    timeout tunnel 1h
+    timeout server-fin 5s
+    timeout queue 5s
+    timeout check 2s
+    maxconn 500
+    balance roundrobin
+    option forwardfor
+frontend www
+    bind 127.0.0.1:8080
+    default_backend app
+backend app
+    cookie SRV insert indirect nocache dynamic
+    dynamic-cookie-key k
+    option redispatch
+    option httpchk GET /health
+    stick-table type ip size 1k expire 30m peers p
+    stick on src,ipmask(24)
+    server s1 127.0.0.1:9001 check inter 2s rise 2 fall 3 weight 2 maxconn 10 maxqueue 5 port 9001
+    server s2 127.0.0.1:9002 check disabled port 9001 cookie s2
+listen dyn
+    bind 127.0.0.1:8081
+    cookie SRV insert dynamic
+    dynamic-cookie-key k
+    server-template web 3 app.example.local:80 check resolvers dns init-addr none weight 1
+frontend vip
+    mode tcp
+    bind 198.18.2.100:80
+    default_backend pool
+backend pool
+    mode tcp
+    balance source
+    stick-table type ip size 1k expire 30m
+    stick match src
+    stick store-request src
+    server p1 198.18.1.10:80
+";
+    let c = load(text, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.frontends.len(), 3);
+}

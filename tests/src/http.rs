@@ -487,6 +487,47 @@ impl Svc {
         }
     }
 
+    /// A daemon on a haproxy.cfg: `config(front)` is its text for a
+    /// frontend on `front` (a free 127.0.0.1 port); pins and admin socket
+    /// are given on the command line, named after `tag`.
+    pub fn launch_cfg(tag: &str, config: impl FnOnce(SocketAddr) -> String) -> Svc {
+        crate::require_root();
+        let id = format!("blb-{}-{tag}", std::process::id());
+        let dir = std::env::temp_dir().join(&id);
+        let pin_dir = PathBuf::from(crate::lab::BPFFS).join(&id);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let front: SocketAddr = format!("127.0.0.1:{}", free_port().expect("a port"))
+            .parse()
+            .expect("an address");
+        let file = dir.join("haproxy.cfg");
+        std::fs::write(&file, config(front)).expect("haproxy.cfg");
+        let mut cmd = Command::new(crate::balancer_bin());
+        cmd.args(["run", "--config"])
+            .arg(&file)
+            .arg("--pin-dir")
+            .arg(&pin_dir)
+            .arg("--admin-socket")
+            .arg(dir.join("admin.sock"))
+            .env("RUST_LOG", "info");
+        let mut daemon = Proc::spawn("balancer", cmd, &dir).expect("balancer run");
+        let ready = wait_for(Duration::from_secs(20), || {
+            daemon.output().contains("running:") || daemon.try_wait().ok().flatten().is_some()
+        });
+        assert!(
+            ready && daemon.try_wait().ok().flatten().is_none(),
+            "balancer did not start on {}: {}",
+            file.display(),
+            daemon.output()
+        );
+        Svc {
+            dir,
+            pin_dir,
+            daemon,
+            front,
+            backends: Vec::new(),
+        }
+    }
+
     /// Start the daemon again on `config` (the same pins and socket), once
     /// the previous one has stopped; waits until it runs.
     pub fn start_again(&mut self, config: &std::path::Path) {

@@ -1,8 +1,9 @@
 //! HAProxy conformance of `stick on src` on an HTTP backend.
 //!
-//! Each scenario runs the same steps against HAProxy 2.6 (`mode http`, a
-//! config written per test) and `balancer run`, in front of the same
-//! backends: requests from clients bound to 127.0.9.N (a new connection
+//! Each scenario is one haproxy.cfg text, run by HAProxy 2.6 and by
+//! `balancer run` (the same file but for the frontend's port: no second,
+//! hand-kept TOML copy), in front of the same backends; the same steps
+//! then go to both: requests from clients bound to 127.0.9.N (a new connection
 //! each), run-time changes made through each one's own admin interface
 //! (HAProxy's stats socket, the `balancer` CLI: weights, server states,
 //! `set table`), waits. For every request the two must pick the same
@@ -20,6 +21,7 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::Path,
     time::Duration,
 };
 
@@ -56,15 +58,10 @@ struct Scenario {
     /// HAProxy's backend lines (besides `balance`, the servers, and the
     /// `stick-table` line, which is written from `expire`).
     haproxy: &'static str,
-    /// The same for balancer, as `[[backend]]` keys.
-    balancer: &'static str,
     /// The table's `expire`, in seconds.
     expire_s: u64,
     /// Initial weights of s0, s1, s2.
     weights: [u32; 3],
-    /// Keys by /24: `key_mask_v4 = 24` here, `src,ipmask(24)` in HAProxy's
-    /// rules (written in `haproxy`).
-    mask_v4: bool,
     /// Health checks every 100 ms, down after one failure.
     checks: bool,
 }
@@ -77,8 +74,11 @@ fn client(n: u8) -> IpAddr {
     }
 }
 
-/// HAProxy with the scenario's backend, in front of `backends`.
-fn spawn_haproxy(s: &Scenario, backends: &[Backend]) -> Haproxy {
+/// The scenario's haproxy.cfg, for a frontend on `front` and a stats
+/// socket at `sock`: HAProxy runs it, and balancer runs the same text
+/// (on another port; it skips `stats socket` and `nbthread` with a
+/// warning).
+fn cfg_text(s: &Scenario, backends: &[Backend], front: SocketAddr, sock: &Path) -> String {
     let mut backend = format!(
         "    balance roundrobin\n    stick-table type ip size 1k expire {}s\n{}",
         s.expire_s, s.haproxy
@@ -88,23 +88,29 @@ fn spawn_haproxy(s: &Scenario, backends: &[Backend]) -> Haproxy {
     } else {
         ""
     };
+    // A server's cookie value only where the backend has a cookie
+    // (elsewhere HAProxy ignores it, and balancer refuses it).
+    let cookie = s.haproxy.contains("cookie ");
     for (b, w) in backends.iter().zip(s.weights) {
+        let value = if cookie {
+            format!(" cookie {}", b.name)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             backend,
-            "    server {} {} weight {w} cookie {}{check}",
-            b.name, b.addr, b.name
+            "    server {} {} weight {w}{value}{check}",
+            b.name, b.addr
         );
     }
-    Haproxy::start(&format!("hs-{}", s.tag), |front, sock| {
-        format!(
-            "global\n    nbthread 1\n    stats socket {} level admin\n\n\
-             defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
-             timeout server 10s\n    retries 1\n\n\
-             frontend fe\n    bind {front}\n    default_backend app\n\n\
-             backend app\n{backend}",
-            sock.display()
-        )
-    })
+    format!(
+        "global\n    nbthread 1\n    stats socket {} level admin\n\n\
+         defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
+         timeout server 10s\n    retries 1\n\n\
+         frontend fe\n    bind {front}\n    default_backend app\n\n\
+         backend app\n{backend}",
+        sock.display()
+    )
 }
 
 /// client -> (server, ms to expiry), from HAProxy's `show table app`.
@@ -173,37 +179,12 @@ fn conform(s: Scenario, steps: &[Step]) {
         .iter()
         .map(|n| Backend::start(n, 0).expect("backend"))
         .collect();
-    let ha = spawn_haproxy(&s, &backends);
-    let lb_table = if s.mask_v4 {
-        "stick_table = { type = \"ip\", size = \"1k\", expire = \"EXPs\", key_mask_v4 = 24 }"
-    } else {
-        "stick_table = { type = \"ip\", size = \"1k\", expire = \"EXPs\" }"
-    }
-    .replace("EXP", &s.expire_s.to_string());
-    let servers: String = backends
-        .iter()
-        .zip(s.weights)
-        .map(|(b, w)| {
-            let check = if s.checks {
-                "check = true\ninter = \"100ms\"\nfall = 1\nrise = 1\n"
-            } else {
-                ""
-            };
-            // A server's cookie value only where the backend has a cookie
-            // (elsewhere it would do nothing, and is refused).
-            let cookie = if s.balancer.contains("cookie =") {
-                format!("cookie = \"{}\"\n", b.name)
-            } else {
-                String::new()
-            };
-            format!(
-                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\nweight = {w}\n{cookie}{check}",
-                b.name, b.addr
-            )
-        })
-        .collect();
-    let lb_backend = format!("balance = \"roundrobin\"\n{lb_table}\n{}", s.balancer);
-    let lb = Svc::launch(&format!("hs-{}", s.tag), "", &lb_backend, &servers);
+    let ha = Haproxy::start(&format!("hs-{}", s.tag), |front, sock| {
+        cfg_text(&s, &backends, front, sock)
+    });
+    let lb = Svc::launch_cfg(&format!("hs-{}", s.tag), |front| {
+        cfg_text(&s, &backends, front, Path::new("/dev/null"))
+    });
     let mut log = String::new();
     for (i, step) in steps.iter().enumerate() {
         let _ = writeln!(log, "step {i}: {step:?}");
@@ -243,7 +224,7 @@ fn conform(s: Scenario, steps: &[Step]) {
                     let a = ha.admin(&cmd);
                     assert!(a.trim().is_empty(), "haproxy: {cmd}: {a}");
                 }
-                lb.cli(&["table", "set", "web", &client(*n).to_string(), server]);
+                lb.cli(&["table", "set", "fe", &client(*n).to_string(), server]);
             }
             Sleep(ms) => std::thread::sleep(Duration::from_millis(*ms)),
             Kill(name) => {
@@ -299,14 +280,12 @@ fn conform(s: Scenario, steps: &[Step]) {
     drop(backends);
 }
 
-fn scenario(tag: &'static str, haproxy: &'static str, balancer: &'static str) -> Scenario {
+fn scenario(tag: &'static str, haproxy: &'static str) -> Scenario {
     Scenario {
         tag,
         haproxy,
-        balancer,
         expire_s: 30,
         weights: [1, 0, 0],
-        mask_v4: false,
         checks: false,
     }
 }
@@ -314,7 +293,7 @@ fn scenario(tag: &'static str, haproxy: &'static str, balancer: &'static str) ->
 #[test]
 fn stick_on_src() {
     conform(
-        scenario("on", "    stick on src\n", "stick = \"on src\"\n"),
+        scenario("on", "    stick on src\n"),
         &[
             Req(2, None),
             Req(3, None),
@@ -349,7 +328,7 @@ fn stick_on_src() {
 #[test]
 fn stick_match_alone_stores_nothing() {
     conform(
-        scenario("match", "    stick match src\n", "stick = \"match src\"\n"),
+        scenario("match", "    stick match src\n"),
         &[
             Req(2, None),
             Table,
@@ -367,11 +346,7 @@ fn stick_match_alone_stores_nothing() {
 #[test]
 fn stick_store_request_alone_overwrites() {
     conform(
-        scenario(
-            "store",
-            "    stick store-request src\n",
-            "stick = \"store-request src\"\n",
-        ),
+        scenario("store", "    stick store-request src\n"),
         &[Req(2, None), Table, Weights([0, 1, 0]), Req(2, None), Table],
     );
 }
@@ -379,11 +354,7 @@ fn stick_store_request_alone_overwrites() {
 #[test]
 fn stick_match_and_store_request_as_two_rules() {
     conform(
-        scenario(
-            "two",
-            "    stick match src\n    stick store-request src\n",
-            "stick = [\"match src\", \"store-request src\"]\n",
-        ),
+        scenario("two", "    stick match src\n    stick store-request src\n"),
         &[
             Req(2, None),
             Weights([0, 0, 1]),
@@ -402,7 +373,6 @@ fn stick_on_src_with_a_cookie() {
         scenario(
             "cookie",
             "    cookie SERVER insert indirect nocache\n    stick on src\n",
-            "cookie = \"SERVER insert indirect nocache\"\nstick = \"on src\"\n",
         ),
         &[
             Req(2, None),
@@ -422,7 +392,7 @@ fn stick_on_src_with_a_cookie() {
 
 #[test]
 fn entries_expire() {
-    let mut s = scenario("expire", "    stick on src\n", "stick = \"on src\"\n");
+    let mut s = scenario("expire", "    stick on src\n");
     s.expire_s = 2;
     conform(
         s,
@@ -444,11 +414,7 @@ fn entries_expire() {
 #[test]
 fn option_persist_follows_an_entry_to_a_server_in_maintenance() {
     conform(
-        scenario(
-            "persist",
-            "    option persist\n    stick on src\n",
-            "options = [\"persist\"]\nstick = \"on src\"\n",
-        ),
+        scenario("persist", "    option persist\n    stick on src\n"),
         &[
             Req(2, None),
             Weights([0, 1, 0]),
@@ -461,12 +427,7 @@ fn option_persist_follows_an_entry_to_a_server_in_maintenance() {
 
 #[test]
 fn a_key_mask_is_haproxys_ipmask() {
-    let mut s = scenario(
-        "mask",
-        "    stick on src,ipmask(24)\n",
-        "stick = \"on src\"\n",
-    );
-    s.mask_v4 = true;
+    let s = scenario("mask", "    stick on src,ipmask(24)\n");
     conform(
         s,
         &[
@@ -487,7 +448,7 @@ fn a_key_mask_is_haproxys_ipmask() {
 #[test]
 fn a_dead_server_without_redispatch_answers_503_and_keeps_its_entry() {
     conform(
-        scenario("dead", "    stick on src\n", "stick = \"on src\"\n"),
+        scenario("dead", "    stick on src\n"),
         &[
             Req(2, None),
             Weights([0, 1, 0]),
@@ -506,11 +467,7 @@ fn a_dead_server_without_redispatch_answers_503_and_keeps_its_entry() {
 #[test]
 fn a_dead_server_with_redispatch_moves_its_client_and_the_entry() {
     conform(
-        scenario(
-            "redispatch",
-            "    option redispatch\n    stick on src\n",
-            "options = [\"redispatch\"]\nstick = \"on src\"\n",
-        ),
+        scenario("redispatch", "    option redispatch\n    stick on src\n"),
         &[
             Req(2, None),
             Weights([0, 1, 0]),
@@ -528,7 +485,7 @@ fn a_dead_server_with_redispatch_moves_its_client_and_the_entry() {
 
 #[test]
 fn a_server_down_by_its_checks_loses_its_clients() {
-    let mut s = scenario("checks", "    stick on src\n", "stick = \"on src\"\n");
+    let mut s = scenario("checks", "    stick on src\n");
     s.checks = true;
     conform(
         s,
@@ -549,11 +506,7 @@ fn a_server_down_by_its_checks_loses_its_clients() {
 #[test]
 fn option_persist_to_a_dead_server_answers_503_and_refreshes_the_entry() {
     conform(
-        scenario(
-            "persist-dead",
-            "    option persist\n    stick on src\n",
-            "options = [\"persist\"]\nstick = \"on src\"\n",
-        ),
+        scenario("persist-dead", "    option persist\n    stick on src\n"),
         &[
             Req(2, None),
             Weights([0, 1, 0]),
@@ -573,7 +526,6 @@ fn option_persist_and_redispatch_move_a_dead_servers_client() {
         scenario(
             "persist-redispatch",
             "    option persist\n    option redispatch\n    stick on src\n",
-            "options = [\"persist\", \"redispatch\"]\nstick = \"on src\"\n",
         ),
         &[
             Req(2, None),

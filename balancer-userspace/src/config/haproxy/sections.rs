@@ -185,6 +185,7 @@ pub const SKIPPED_GLOBAL: &[&str] = &[
 /// Proxy keywords skipped with a warning.
 pub const SKIPPED_PROXY: &[&str] = &[
     "log",
+    "retries",
     "option httplog",
     "option tcplog",
     "option dontlognull",
@@ -483,6 +484,13 @@ fn settings(
         "log" => warnings.push(Warning {
             line: l.number,
             text: "`log`: skipped (balancer logs to stderr)".into(),
+        }),
+        "retries" => warnings.push(Warning {
+            line: l.number,
+            text: "`retries`: skipped (balancer sends a request whose server refused the \
+                   connection once more, to another server, when it may go elsewhere: not \
+                   idempotent or persistent without `option redispatch`, it is answered 503)"
+                .into(),
         }),
         _ => return Ok(false),
     }

@@ -18,6 +18,21 @@ use crate::{
 
 pub const HAPROXY: &str = "/usr/sbin/haproxy";
 
+/// The conformance suites' haproxy.cfg: one thread, an admin socket at
+/// `sock`, mode http, no logging and no added headers, a connection that
+/// fails retried once after `timeout connect` (200 ms), frontend `fe` on
+/// `front` in front of backend `app` made of `backend` (its indented lines).
+pub fn http_config(front: SocketAddr, sock: &Path, backend: &str) -> String {
+    format!(
+        "global\n    nbthread 1\n    stats socket {} level admin\n\n\
+         defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
+         timeout server 10s\n    retries 1\n\n\
+         frontend fe\n    bind {front}\n    default_backend app\n\n\
+         backend app\n{backend}",
+        sock.display()
+    )
+}
+
 pub struct Haproxy {
     pub dir: PathBuf,
     pub proc: Proc,

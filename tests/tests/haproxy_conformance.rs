@@ -59,7 +59,7 @@ use std::{
 };
 
 use balancer_tests::{
-    haproxy::{HAPROXY, Haproxy},
+    haproxy::{HAPROXY, Haproxy, http_config},
     http::{Answer, Backend, Client, Seen, Svc, free_port},
     proc::{Proc, wait_for},
     require_root,
@@ -393,17 +393,8 @@ fn spawn_haproxy(spec: &Spec, addrs: &[SocketAddr]) -> Haproxy {
         }
         backend.push('\n');
     }
-    // No logging, no forwardfor, no added headers; a connection that
-    // fails is retried once after `timeout connect`.
     Haproxy::start(&format!("ha-{}", spec.tag), |front, sock| {
-        format!(
-            "global\n    nbthread 1\n    stats socket {} level admin\n\n\
-             defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
-             timeout server 10s\n    retries 1\n\n\
-             frontend fe\n    bind {front}\n    default_backend app\n\n\
-             backend app\n{backend}",
-            sock.display()
-        )
+        http_config(front, sock, &backend)
     })
 }
 

@@ -26,7 +26,7 @@ use std::{
 };
 
 use balancer_tests::{
-    haproxy::Haproxy,
+    haproxy::{Haproxy, http_config},
     http::{Backend, Client, Svc},
     proc::wait_for,
     require_root,
@@ -103,14 +103,7 @@ fn cfg_text(s: &Scenario, backends: &[Backend], front: SocketAddr, sock: &Path) 
             b.name, b.addr
         );
     }
-    format!(
-        "global\n    nbthread 1\n    stats socket {} level admin\n\n\
-         defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
-         timeout server 10s\n    retries 1\n\n\
-         frontend fe\n    bind {front}\n    default_backend app\n\n\
-         backend app\n{backend}",
-        sock.display()
-    )
+    http_config(front, sock, &backend)
 }
 
 /// client -> (server, ms to expiry), from HAProxy's `show table app`.

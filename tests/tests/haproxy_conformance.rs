@@ -1,15 +1,12 @@
 //! HAProxy conformance of the HTTP path's cookie persistence.
 //!
-//! Every scenario runs the same requests through HAProxy 2.6 (`haproxy -db`,
-//! a config written per test) and through `balancer run`, both in front of
-//! the *same* backends (so dynamic cookies, which hash the server's address
-//! and port, must come out identical), with equivalent configuration: the
-//! `cookie` arguments are passed verbatim to both, `option persist` /
-//! `option redispatch` become `options = [...]`, `dynamic-cookie-key`
-//! becomes `dynamic_cookie_key`, and each server's cookie value, weight and
-//! state are written for both (a server "down" is marked down by failing
-//! health checks in HAProxy and by `state = "down"` in balancer; "maint" is
-//! HAProxy's `disabled` and balancer's `state = "maint"`).
+//! Every scenario is one haproxy.cfg text, run by HAProxy 2.6 (`haproxy
+//! -db`) and by `balancer run --config` (the same text but for the
+//! frontend's port: no second, hand-kept TOML copy), both in front of the
+//! *same* backends (so dynamic cookies, which hash the server's address and
+//! port, must come out identical). A server "down" fails its health checks
+//! (to a port where nothing listens) in both; "maint" is `disabled`;
+//! "drain" is set through each one's admin interface.
 //!
 //! For each request the two sides must agree on: the status, which server
 //! answered (the backend's own record of the request, and its body), every
@@ -54,6 +51,7 @@
 use std::{
     fmt::Write as _,
     net::SocketAddr,
+    path::Path,
     process::Command,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -364,8 +362,17 @@ fn normalise_dates(name: &str, header: &str, now: i64) -> String {
 // ----- the two proxies -------------------------------------------------------
 
 /// `haproxy -db` with its config in `blb-<pid>-ha-<tag>`.
-/// HAProxy with the scenario's backend, in front of `addrs`.
-fn spawn_haproxy(spec: &Spec, addrs: &[SocketAddr]) -> Haproxy {
+/// The scenario's haproxy.cfg, for a frontend on `front` and an admin
+/// socket at `sock`: HAProxy runs it, and balancer runs the same text (on
+/// another port). A `Down` server is checked on `dead_port`, where nothing
+/// listens (down after one check, never back up during the test).
+fn cfg_text(
+    spec: &Spec,
+    addrs: &[SocketAddr],
+    dead_port: u16,
+    front: SocketAddr,
+    sock: &Path,
+) -> String {
     let mut backend = format!("    balance roundrobin\n    cookie {}\n", spec.cookie);
     if let Some(k) = spec.dynamic_key {
         let _ = writeln!(backend, "    dynamic-cookie-key {k}");
@@ -380,12 +387,10 @@ fn spawn_haproxy(spec: &Spec, addrs: &[SocketAddr]) -> Haproxy {
         }
         match s.state {
             State::Up => {}
-            // Checks to a port nothing listens on: down after one.
             State::Down => {
                 let _ = write!(
                     backend,
-                    " check port {} inter 100ms fall 1 rise 1000",
-                    free_port().unwrap()
+                    " check port {dead_port} inter 100ms fall 1 rise 100"
                 );
             }
             State::Maint => backend.push_str(" disabled"),
@@ -393,14 +398,12 @@ fn spawn_haproxy(spec: &Spec, addrs: &[SocketAddr]) -> Haproxy {
         }
         backend.push('\n');
     }
-    Haproxy::start(&format!("ha-{}", spec.tag), |front, sock| {
-        http_config(front, sock, &backend)
-    })
+    http_config(front, sock, &backend)
 }
 
-/// Until HAProxy has marked the `Down` servers down and drained the
-/// `Drain` ones.
-fn wait_ready(ha: &mut Haproxy, spec: &Spec) {
+/// Until both have marked the `Down` servers down (by their checks) and
+/// drained the `Drain` ones.
+fn wait_ready(ha: &mut Haproxy, bl: &Svc, spec: &Spec) {
     for s in spec.servers.iter().filter(|s| s.state == State::Down) {
         let line = format!("Server app/{} is DOWN", s.name);
         assert!(
@@ -417,36 +420,23 @@ fn wait_ready(ha: &mut Haproxy, spec: &Spec) {
             "haproxy: drain {}: {answer}",
             s.name
         );
+        bl.cli(&["backend", "state", &format!("app/{}", s.name), "drain"]);
     }
-}
-
-fn balancer_backend(spec: &Spec) -> String {
-    let mut b = format!(
-        "balance = \"roundrobin\"\ncookie = \"{}\"\ntimeout_connect = \"200ms\"\n",
-        spec.cookie
-    );
-    if let Some(k) = spec.dynamic_key {
-        let _ = writeln!(b, "dynamic_cookie_key = \"{k}\"");
+    let down = |name: &str| {
+        let out = bl.cli(&["backend", "list", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["server"] == name && s["state"] == "down")
+    };
+    for s in spec.servers.iter().filter(|s| s.state == State::Down) {
+        assert!(
+            wait_for(Duration::from_secs(10), || down(s.name)),
+            "balancer never marked {} down",
+            s.name
+        );
     }
-    if !spec.options.is_empty() {
-        let list: Vec<String> = spec.options.iter().map(|o| format!("\"{o}\"")).collect();
-        let _ = writeln!(b, "options = [{}]", list.join(", "));
-    }
-    b
-}
-
-fn balancer_server(s: &Srv) -> String {
-    let mut extra = format!("weight = {}\n", s.weight);
-    if let Some(c) = s.cookie {
-        let _ = writeln!(extra, "cookie = \"{c}\"");
-    }
-    match s.state {
-        State::Up => {}
-        State::Down => extra.push_str("state = \"down\"\n"),
-        State::Maint => extra.push_str("state = \"maint\"\n"),
-        State::Drain => extra.push_str("state = \"drain\"\n"),
-    }
-    extra
 }
 
 /// Both proxies in front of the same backends.
@@ -476,21 +466,14 @@ impl Pair {
                     .unwrap(),
             })
             .collect();
-        let mut ha = spawn_haproxy(&spec, &addrs);
-        let extras: Vec<String> = spec.servers.iter().map(balancer_server).collect();
-        let servers: Vec<(&str, SocketAddr, &str)> = spec
-            .servers
-            .iter()
-            .zip(&addrs)
-            .zip(&extras)
-            .map(|((s, a), e)| (s.name, *a, e.as_str()))
-            .collect();
-        let bl = Svc::start_on(
-            &format!("conf-{}", spec.tag),
-            &balancer_backend(&spec),
-            &servers,
-        );
-        wait_ready(&mut ha, &spec);
+        let dead_port = free_port().unwrap();
+        let mut ha = Haproxy::start(&format!("ha-{}", spec.tag), |front, sock| {
+            cfg_text(&spec, &addrs, dead_port, front, sock)
+        });
+        let bl = Svc::launch_cfg(&format!("conf-{}", spec.tag), |front| {
+            cfg_text(&spec, &addrs, dead_port, front, Path::new("/dev/null"))
+        });
+        wait_ready(&mut ha, &bl, &spec);
         Pair {
             spec,
             backends,

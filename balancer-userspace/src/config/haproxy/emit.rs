@@ -338,17 +338,33 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
     if let Some(t) = p.s.timeouts.get("check").filter(|_| checked) {
         e.string(t.line, "check_timeout", &t.v);
     }
+    // `port` (the checked port) is one per backend here: the checked
+    // servers must agree on it, and it means nothing on an unchecked one.
+    if let Some(s) = p
+        .servers
+        .iter()
+        .find(|s| s.check_port.is_some() && !s.check)
+    {
+        return Err(err(
+            s.line,
+            "server port",
+            "the checked port of a server without `check`: it would have no effect",
+        ));
+    }
     let ports: Vec<(&String, usize)> = p
         .servers
         .iter()
+        .filter(|s| s.check)
         .filter_map(|s| s.check_port.as_ref().map(|c| (c, s.line)))
         .collect();
     if let Some((first, line)) = ports.first() {
-        if ports.iter().any(|(c, _)| c != first) || ports.len() != p.servers.len() {
+        let checked = p.servers.iter().filter(|s| s.check).count();
+        if ports.iter().any(|(c, _)| c != first) || ports.len() != checked {
             return Err(err(
                 *line,
                 "server port",
-                "the checked port is one per backend here: give every server the same `port`",
+                "the checked port is one per backend here: give every checked server the same \
+                 `port`",
             ));
         }
         e.number(*line, "check_port", first);

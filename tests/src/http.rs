@@ -491,6 +491,16 @@ impl Svc {
     /// frontend on `front` (a free 127.0.0.1 port); pins and admin socket
     /// are given on the command line, named after `tag`.
     pub fn launch_cfg(tag: &str, config: impl FnOnce(SocketAddr) -> String) -> Svc {
+        Self::launch_cfg_with(tag, config, |_| {})
+    }
+
+    /// [`Svc::launch_cfg`] with more `balancer run` arguments (`args`
+    /// adds them to the command).
+    pub fn launch_cfg_with(
+        tag: &str,
+        config: impl FnOnce(SocketAddr) -> String,
+        args: impl FnOnce(&mut Command),
+    ) -> Svc {
         crate::require_root();
         let id = format!("blb-{}-{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&id);
@@ -509,6 +519,7 @@ impl Svc {
             .arg("--admin-socket")
             .arg(dir.join("admin.sock"))
             .env("RUST_LOG", "info");
+        args(&mut cmd);
         let mut daemon = Proc::spawn("balancer", cmd, &dir).expect("balancer run");
         let ready = wait_for(Duration::from_secs(20), || {
             daemon.output().contains("running:") || daemon.try_wait().ok().flatten().is_some()

@@ -161,3 +161,117 @@ fn a_file_balancer_cannot_run_is_refused_with_its_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The guide's second configuration: dynamic cookies for servers from DNS
+/// (`server-template` + `resolvers`, the test's own DNS server).
+#[test]
+fn the_guides_dynamic_cookie_configuration_runs() {
+    use balancer_tests::{dns::DnsServer, http::Svc};
+    const NAME: &str = "myservice.example.local";
+    let dns = DnsServer::start().expect("DNS server");
+    dns.set_addresses(NAME, &["127.0.0.2", "127.0.0.3"], 5);
+    let port = free_port().unwrap();
+    let servers: Vec<Backend> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|a| {
+            Backend::start_at(a, SocketAddr::new(a.parse().unwrap(), port), |_| {
+                (200, String::new())
+            })
+            .unwrap()
+        })
+        .collect();
+    let svc = Svc::launch_cfg("cfg-dynamic", |front| {
+        format!(
+            "resolvers mydns\n  nameserver dns1 {}\n  accepted_payload_size 8192\n  \
+             timeout resolve 200ms\n\n\
+             defaults\n  mode http\n\n\
+             frontend www\n  bind {front}\n  default_backend servers\n\n\
+             backend servers\n   cookie SERVER_USED insert indirect nocache dynamic\n   \
+             dynamic-cookie-key mysecretphrase\n   \
+             server-template web 5 {NAME}:{port} check resolvers mydns init-addr none\n",
+            dns.addr
+        )
+    });
+    // Both addresses serve, each with the cookie HAProxy would derive.
+    let mut seen = std::collections::BTreeMap::new();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let mut c = Client::new(svc.front);
+            if let Ok(a) = c.get("/")
+                && a.status == 200
+            {
+                let v = c.jar.get("SERVER_USED").cloned().unwrap_or_default();
+                seen.insert(a.body, v);
+            }
+            seen.len() == 2
+        }),
+        "{seen:?}: {}",
+        svc.daemon.output()
+    );
+    for (addr, cookie) in &seen {
+        let want =
+            balancer::http::cookie::dynamic_value(b"mysecretphrase", addr.parse().unwrap(), port);
+        assert_eq!(cookie, &want, "{addr}");
+    }
+    drop(servers);
+}
+
+/// The guide's third configuration: `stick match src` + `stick
+/// store-request src` on a table shared by `peers`, two instances.
+#[test]
+fn the_guides_stick_table_configuration_runs_on_two_peers() {
+    use balancer_tests::http::Svc;
+    let backends: Vec<Backend> = (1..=2)
+        .map(|j| Backend::start(&format!("web{j}"), 0).unwrap())
+        .collect();
+    let (pa, pb) = (free_port().unwrap(), free_port().unwrap());
+    let secret = std::env::temp_dir().join(format!("blb-{}-cfg-secret", std::process::id()));
+    std::fs::write(&secret, "a shared secret of the lab\n").unwrap();
+    let cfg = |front: SocketAddr| {
+        format!(
+            "peers mypeers\n    peer lb1 127.0.0.1:{pa}\n    peer lb2 127.0.0.1:{pb}\n\n\
+             defaults\n    mode http\n\n\
+             frontend www\n    bind {front}\n    default_backend servers\n\n\
+             backend servers\n    balance roundrobin\n    \
+             stick-table type ip size 1m expire 30m peers mypeers\n    \
+             stick match src\n    stick store-request src\n    \
+             server web1 {} check\n    server web2 {} check\n",
+            backends[0].addr, backends[1].addr
+        )
+    };
+    let start = |local: &str| {
+        let secret = secret.clone();
+        let local = local.to_owned();
+        Svc::launch_cfg_with(&format!("cfg-peers-{local}"), cfg, move |cmd| {
+            cmd.arg("--local-peer")
+                .arg(&local)
+                .arg("--peers-secret-file")
+                .arg(&secret);
+        })
+    };
+    let a = start("lb1");
+    let b = start("lb2");
+    let clients: Vec<std::net::IpAddr> = (0..8)
+        .map(|j| std::net::IpAddr::from([127, 0, 11, 10 + j]))
+        .collect();
+    let served = |svc: &Svc, ip| Client::from(svc.front, ip).get("/").unwrap().body;
+    let home: Vec<String> = clients.iter().map(|&ip| served(&a, ip)).collect();
+    for (&ip, h) in clients.iter().zip(&home) {
+        assert_eq!(&served(&a, ip), h, "{ip} moved on lb1");
+    }
+    // Through lb2, in reverse order: each client finds its server there.
+    let count = |svc: &Svc| {
+        let out = svc.cli(&["table", "count", "--frontend", "www"]);
+        out.trim().parse::<usize>().unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || count(&b) == 8),
+        "lb2 has {} entries",
+        count(&b)
+    );
+    for (&ip, h) in clients.iter().zip(&home).rev() {
+        assert_eq!(&served(&b, ip), h, "{ip} through lb2");
+    }
+    let _ = std::fs::remove_file(&secret);
+    drop(backends);
+}

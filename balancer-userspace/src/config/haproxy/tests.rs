@@ -344,3 +344,116 @@ backend pool
     let c = load(text, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.frontends.len(), 3);
 }
+
+/// Lines balancer cannot run: each refused naming its line and keyword.
+#[test]
+fn bad_inputs_name_their_line() {
+    // A valid file; each case appends lines after line 7 (so its first
+    // line is 8) or replaces it whole (`=` prefix, lines counted from 1).
+    let base = "defaults\n  mode http\nfrontend www\n  bind :80\n  default_backend b\nbackend b\n  server s 127.0.0.1:8080\n";
+    let cases: &[(&str, usize, &str)] = &[
+        ("  frobnicate 1\n", 8, "frobnicate"),
+        ("  http-request deny\n", 8, "http-request"),
+        ("  http-response set-header X y\n", 8, "http-response"),
+        ("  acl a src 127.0.0.1\n", 8, "acl"),
+        ("  use_backend b if TRUE\n", 8, "use_backend"),
+        ("  option httpclose\n", 8, "option httpclose"),
+        ("  option tcp-check\n", 8, "option tcp-check"),
+        ("  option httpchk POST /x\n", 8, "option httpchk"),
+        ("  option persist extra\n", 8, "option persist"),
+        ("  option\n", 8, "option"),
+        ("  timeout tarpit 5s\n", 8, "timeout tarpit"),
+        ("  timeout client 5s\n", 8, "timeout client"),
+        ("  timeout server\n", 8, "timeout"),
+        ("  balance uri\n", 8, "backend[0].balance"),
+        ("  balance\n", 8, "balance"),
+        ("  cookie\n", 8, "cookie"),
+        ("  bind :81\n", 8, "bind"),
+        ("  default_backend b\n", 8, "default_backend"),
+        ("  maxconn 10\n", 8, "maxconn"),
+        ("  server s2 127.0.0.1:8081 backup\n", 8, "server backup"),
+        ("  server s2 127.0.0.1:8081 ssl\n", 8, "server ssl"),
+        ("  server s2 127.0.0.1:8081 inter\n", 8, "server inter"),
+        ("  server s2 check\n", 8, "server"),
+        ("  server\n", 8, "server"),
+        ("  server s2 127.0.0.1:8081 port 9 \n", 8, "server port"),
+        ("  server-template w\n", 8, "server-template"),
+        (
+            "  server-template w 2 a.b:80 backup\n",
+            8,
+            "server-template backup",
+        ),
+        ("  stick on src\n", 8, "stick"),
+        (
+            "  stick-table type ip size 1k\n  stick on src table t\n",
+            9,
+            "stick on",
+        ),
+        (
+            "  stick-table type ip size 1k\n  stick on src if TRUE\n",
+            9,
+            "stick on",
+        ),
+        (
+            "  stick-table type ip size 1k\n  stick store-response src\n",
+            9,
+            "stick store-response",
+        ),
+        (
+            "  stick-table type ip size 1k\n  stick on hdr(x)\n",
+            9,
+            "stick on",
+        ),
+        (
+            "  stick-table type ip size 1k\n  stick on src,lower\n",
+            9,
+            "stick",
+        ),
+        ("  stick-table type string size 1k\n", 8, "stick-table type"),
+        (
+            "  stick-table type ip size 1k nopurge\n",
+            8,
+            "stick-table nopurge",
+        ),
+        ("  stick-table size 1k\n", 8, "stick-table"),
+        ("  stick-table type ip size lots\n", 8, "stick-table size"),
+        (
+            "  server s 127.0.0.1:8081\n",
+            8,
+            "backend[0].server[1].name",
+        ),
+        ("userlist u\n  user a\n", 8, "userlist"),
+        ("cache c\n  total-max-size 4\n", 8, "cache"),
+        ("peers p\n  table t type ip size 1k\n", 9, "table"),
+        ("peers p\n  peer a\n", 9, "peer"),
+        ("resolvers r\n  parse-resolv-conf\n", 9, "parse-resolv-conf"),
+        ("resolvers r\n  nameserver ns\n", 9, "nameserver"),
+        ("backend b2\n  server s 127.0.0.1:1\n", 8, "backend[1].name"),
+        ("frontend f2\n  bind :82\n", 8, "frontend"),
+        (
+            "frontend f3\n  bind :83\n  default_backend nope\n",
+            10,
+            "default_backend",
+        ),
+        ("listen l from nope\n", 8, "listen"),
+        ("backend b\n  server s 127.0.0.1:1\n", 8, "backend[1].name"),
+        (".if defined(X)\n", 8, ".if"),
+        ("=stats enable\n", 1, "stats"),
+        ("=global\n  nbproc 2\n", 2, "nbproc"),
+        ("=global\n  maxconn\n", 2, "maxconn"),
+        ("=defaults x y\n", 1, "defaults"),
+        ("=frontend\n", 1, "frontend"),
+    ];
+    assert!(cases.len() >= 40);
+    for (extra, line, key) in cases {
+        let text = match extra.strip_prefix('=') {
+            Some(whole) => whole.to_owned(),
+            None => format!("{base}{extra}"),
+        };
+        let e = error(&text, &Options::default());
+        assert!(
+            e.contains(&format!("haproxy.cfg:{line}: {key}")),
+            "{extra:?}: want line {line} and {key:?}: {e}"
+        );
+    }
+}

@@ -28,6 +28,9 @@ pub mod cookie;
 mod dataplane;
 mod effect;
 mod frontend;
+// used by the haproxy.cfg reader (issue 18)
+#[allow(dead_code)]
+mod haproxy;
 mod peers;
 mod resolvers;
 mod server;

@@ -443,6 +443,9 @@ fn bad_inputs_name_their_line() {
         ("=global\n  maxconn\n", 2, "maxconn"),
         ("=defaults x y\n", 1, "defaults"),
         ("=frontend\n", 1, "frontend"),
+        ("  cookie \"SERVER insert\n", 8, "syntax"),
+        ("  cookie SERVER\\x4 insert\n", 8, "syntax"),
+        ("  cookie \"${A[*]x}\"\n", 8, "syntax"),
     ];
     assert!(cases.len() >= 40);
     for (extra, line, key) in cases {

@@ -460,3 +460,136 @@ fn bad_inputs_name_their_line() {
         );
     }
 }
+
+/// Random files from HAProxy's words: converted or refused, never a panic
+/// (the validator then sees only what the converter wrote).
+#[test]
+fn random_files_never_panic() {
+    const WORDS: &[&str] = &[
+        "global",
+        "defaults",
+        "frontend",
+        "backend",
+        "listen",
+        "peers",
+        "resolvers",
+        "mode",
+        "http",
+        "tcp",
+        "bind",
+        ":80",
+        "127.0.0.1:8080",
+        "[::1]:80",
+        "default_backend",
+        "b",
+        "server",
+        "s",
+        "server-template",
+        "w",
+        "3",
+        "a.b:80",
+        "check",
+        "inter",
+        "rise",
+        "fall",
+        "cookie",
+        "SERVER",
+        "insert",
+        "indirect",
+        "nocache",
+        "dynamic",
+        "dynamic-cookie-key",
+        "weight",
+        "0",
+        "1",
+        "300",
+        "-1",
+        "disabled",
+        "maxconn",
+        "maxqueue",
+        "port",
+        "stick-table",
+        "type",
+        "ip",
+        "ipv6",
+        "size",
+        "1m",
+        "expire",
+        "30m",
+        "stick",
+        "on",
+        "match",
+        "store-request",
+        "src",
+        "src,ipmask(24)",
+        "src,ipmask(24,64)",
+        "src,ipmask(",
+        "table",
+        "if",
+        "option",
+        "persist",
+        "redispatch",
+        "httpchk",
+        "GET",
+        "/",
+        "timeout",
+        "client",
+        "server",
+        "connect",
+        "queue",
+        "check",
+        "5s",
+        "balance",
+        "roundrobin",
+        "source",
+        "peer",
+        "nameserver",
+        "hold",
+        "nx",
+        "valid",
+        "from",
+        "localpeer",
+        "log",
+        "retries",
+        "\"\"",
+        "'x y'",
+        "#",
+        "\\",
+        "${X}",
+        "resolve_retries",
+        "accepted_payload_size",
+    ];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let opts = Options {
+        interfaces: vec!["eth0".into()],
+        peers_secret: Some("sixteen bytes at least".into()),
+        local_peer: Some("a".into()),
+        ..Default::default()
+    };
+    for i in 0..3000 {
+        // Half start from a valid file, so that later sections are reached.
+        let mut text = if i % 2 == 0 {
+            "defaults\n  mode http\nfrontend f\n  bind :80\n  default_backend b\nbackend b\n"
+                .to_owned()
+        } else {
+            String::new()
+        };
+        for _ in 0..next(12) {
+            if next(3) > 0 {
+                text.push_str("  ");
+            }
+            for _ in 0..1 + next(6) {
+                text.push_str(WORDS[next(WORDS.len())]);
+                text.push(' ');
+            }
+            text.push('\n');
+        }
+        let _ = load(&text, &opts);
+    }
+}

@@ -59,12 +59,20 @@ pub fn check_config(config: &Path, cfg: &CfgArgs) -> anyhow::Result<()> {
     for w in &c.warnings {
         eprintln!("warning: {w}");
     }
+    // The certificates too: what the daemon would load.
+    let tls = crate::daemon::load_tls(&c)?;
+    let certs: usize = tls.values().map(|t| t.certificates().len()).sum();
     println!(
-        "{}: ok ({} frontends, {} backends, {} servers)",
+        "{}: ok ({} frontends, {} backends, {} servers{})",
         config.display(),
         c.frontends.len(),
         c.backends.len(),
-        c.backends.iter().map(|b| b.servers.len()).sum::<usize>()
+        c.backends.iter().map(|b| b.servers.len()).sum::<usize>(),
+        if tls.is_empty() {
+            String::new()
+        } else {
+            format!(", {certs} certificates")
+        }
     );
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! before running undoes what it created and leaves adopted state alone.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -31,7 +32,11 @@ use crate::{
     control::{ControlError, Controller},
     dataplane::{Dataplane, DataplaneError, LoadOptions},
     health,
-    http::{conn::Slots, proxy::FrontendSpec},
+    http::{
+        conn::Slots,
+        proxy::FrontendSpec,
+        tls::{Prepared, Terminator, TlsError},
+    },
     netlink,
 };
 
@@ -73,6 +78,8 @@ pub enum DaemonError {
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Peers(#[from] crate::peers::PeersError),
+    #[error(transparent)]
+    Tls(#[from] crate::http::tls::TlsError),
 }
 
 /// An exclusive lock on the pin directory, held while a daemon (or
@@ -161,6 +168,8 @@ struct Running {
     controller: Controller,
     listener: tokio::net::UnixListener,
     http: Vec<(Vec<std::net::TcpListener>, FrontendSpec)>,
+    /// The TLS frontends' terminators, by frontend name.
+    tls: Tls,
     metrics: Option<tokio::net::TcpListener>,
     logger: Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>,
     interfaces: Vec<String>,
@@ -202,10 +211,11 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     // the start before anything is attached.
     let mut http = Vec::new();
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let tls = load_tls(&config)?;
     for f in config.frontends.iter().filter(|f| f.mode == Mode::Http) {
         // Unset maxconn: as deep as the kernel allows.
         let backlog = f.http.maxconn.or(config.maxconn).unwrap_or(u32::MAX);
-        let l = crate::http::proxy::bind_workers(f.vip, workers, backlog).map_err(|source| {
+        let l = crate::http::listen::bind_workers(f.vip, workers, backlog).map_err(|source| {
             DaemonError::HttpBind {
                 frontend: f.name.clone(),
                 addr: f.vip,
@@ -243,6 +253,8 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
                     servers: servers.clone(),
                 },
                 stats: Default::default(),
+                tls: tls.get(&f.name).cloned(),
+                forwarded_proto: f.forwarded_proto,
             };
             (l, spec)
         })
@@ -252,12 +264,51 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
         listener,
         metrics,
         http,
+        tls,
         logger,
         interfaces,
         pin_dir,
         admin_socket,
         peers,
     })
+}
+
+/// The TLS frontends' terminators, by frontend name.
+type Tls = BTreeMap<String, Arc<Terminator>>;
+
+/// Load every TLS frontend's certificates (also what `check-config`
+/// checks of them).
+pub fn load_tls(config: &Config) -> Result<Tls, TlsError> {
+    let mut out = BTreeMap::new();
+    for f in &config.frontends {
+        if let Some(t) = &f.tls {
+            out.insert(f.name.clone(), Arc::new(Terminator::new(&f.name, t)?));
+        }
+    }
+    Ok(out)
+}
+
+/// The certificates of `new`'s TLS frontends, loaded and checked, to be
+/// committed once the reload is accepted. A frontend may not start or stop
+/// terminating TLS by a reload (its clients would be cut off mid-protocol).
+fn reload_tls(running: &Tls, new: &Config) -> Result<Vec<(String, Prepared)>, TlsError> {
+    let mut out = Vec::new();
+    for f in new.frontends.iter().filter(|f| f.mode == Mode::Http) {
+        match (running.get(&f.name), &f.tls) {
+            (Some(t), Some(s)) => out.push((f.name.clone(), t.prepare(s)?)),
+            (None, None) => {}
+            (had, _) => {
+                return Err(TlsError::Setup {
+                    frontend: f.name.clone(),
+                    reason: format!(
+                        "a reload cannot {} TLS on a frontend: restart the daemon for that",
+                        if had.is_some() { "remove" } else { "add" }
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Running {
@@ -267,6 +318,7 @@ impl Running {
             listener,
             metrics,
             http,
+            tls,
             mut logger,
             interfaces,
             pin_dir,
@@ -308,9 +360,13 @@ impl Running {
             let view = {
                 let c = shared.lock().await;
                 spec.stats = c.http_stats.frontend(&spec.name);
+                spec.stats
+                    .tls
+                    .enabled
+                    .store(spec.tls.is_some(), std::sync::atomic::Ordering::Relaxed);
                 c.http.subscribe()
             };
-            http_tasks.extend(crate::http::proxy::spawn_workers(
+            http_tasks.extend(crate::http::listen::spawn_workers(
                 l, &spec, &view, &stop_rx, HTTP_GRACE,
             ));
         }
@@ -374,9 +430,23 @@ impl Running {
                             continue;
                         }
                     };
+                    // New certificates are loaded and checked before
+                    // anything changes; a bad one refuses the reload.
+                    let certs = match reload_tls(&tls, &new) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            warn!("reload refused, the running configuration stays: {e}");
+                            continue;
+                        }
+                    };
                     let mut c = shared.lock().await;
                     match c.reload(new).await {
                         Ok(sum) => {
+                            for (name, p) in certs {
+                                if let Some(t) = tls.get(&name) {
+                                    t.commit(p);
+                                }
+                            }
                             for t in dns_tasks.drain(..) {
                                 t.abort();
                             }

@@ -467,6 +467,47 @@ impl Snapshot {
             "HTTP requests answered 503 after waiting timeout_queue for a server with room (maxconn)",
             per_fe(|s| &s.queue_timeouts),
         )?;
+        for (name, help) in [
+            (
+                "handshakes",
+                "TLS handshakes completed by the frontend: full, or resumed (session id or ticket)",
+            ),
+            (
+                "handshake_failures",
+                "TLS handshakes that failed, by reason: timeout (timeout_client), closed (by the \
+                 client), plain_http (answered 400), malformed (not TLS, or a bad message), \
+                 incompatible (no common version, suite or group), client_alert (the client \
+                 refused, often the certificate), other",
+            ),
+            ("versions", "TLS handshakes completed, by protocol version"),
+            (
+                "alpn",
+                "TLS handshakes completed, by the protocol chosen by ALPN (none: the client \
+                 offered none, HTTP/1.1 is spoken)",
+            ),
+        ] {
+            family(
+                e,
+                &format!("balancer_tls_{name}"),
+                help,
+                self.http_frontends
+                    .iter()
+                    .filter(|(_, s)| s.tls.enabled.load(Ordering::Relaxed))
+                    .flat_map(|(n, s)| {
+                        s.tls
+                            .families()
+                            .into_iter()
+                            .filter(|(f, ..)| *f == name)
+                            .map(|(_, label, value, count)| {
+                                (
+                                    vec![("frontend", n.clone()), (label, value.to_owned())],
+                                    counter(count),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    }),
+            )?;
+        }
         let sv = |b: &str, s: &str| -> Labels {
             vec![("backend", b.to_owned()), ("server", s.to_owned())]
         };

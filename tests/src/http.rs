@@ -386,6 +386,24 @@ impl Client {
     }
 }
 
+/// A `[[backend.server]]` table per backend, at its address, with its
+/// name as its cookie value when `cookie`, and `extra` lines.
+pub fn server_tables(backends: &[Backend], cookie: bool, extra: &str) -> String {
+    backends
+        .iter()
+        .map(|b| {
+            let value = match cookie {
+                true => format!("cookie = \"{}\"\n", b.name),
+                false => String::new(),
+            };
+            format!(
+                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\n{value}{extra}",
+                b.name, b.addr
+            )
+        })
+        .collect()
+}
+
 /// A daemon serving one http frontend in front of `backends`.
 pub struct Svc {
     pub dir: PathBuf,
@@ -418,19 +436,7 @@ impl Svc {
         let with_cookie = backend_extra
             .lines()
             .any(|l| l.split('=').next().is_some_and(|k| k.trim() == "cookie"));
-        let servers: String = backends
-            .iter()
-            .map(|b| {
-                let cookie = match with_cookie {
-                    true => format!("cookie = \"{}\"\n", b.name),
-                    false => String::new(),
-                };
-                format!(
-                    "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\n{cookie}{server_extra}",
-                    b.name, b.addr
-                )
-            })
-            .collect();
+        let servers = server_tables(&backends, with_cookie, server_extra);
         let mut svc = Self::launch(tag, "", backend_extra, &servers);
         svc.backends = backends;
         svc
@@ -644,6 +650,19 @@ pub fn launch_http_limited(
         )));
     }
     Ok((dir, pin_dir, daemon, front))
+}
+
+/// `name{labels}` -> value, from `GET /metrics` at `addr`.
+pub fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
+    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    parse_metrics(body)
 }
 
 /// A TCP port of 127.0.0.1 that nothing listens on, for a process the test

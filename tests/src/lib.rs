@@ -13,6 +13,7 @@ pub mod lab;
 pub mod packets;
 pub mod proc;
 pub mod stream;
+pub mod tls;
 
 use std::path::PathBuf;
 

@@ -5,8 +5,7 @@
 //! time), each figure checked exactly against what the test did.
 
 use std::{
-    collections::BTreeMap,
-    io::{Read as _, Write as _},
+    io::Read as _,
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc, Mutex,
@@ -15,20 +14,7 @@ use std::{
     time::Duration,
 };
 
-use balancer_tests::http::{Backend, Client, Svc, free_port, parse_metrics};
-
-/// `name{labels}` -> value, from the text format.
-fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
-    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP answer");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    parse_metrics(body)
-}
+use balancer_tests::http::{Backend, Client, Svc, free_port, scrape};
 
 /// A server that accepts connections and never answers.
 struct Silent {

@@ -12,7 +12,7 @@ use std::{
 };
 
 use balancer_tests::{
-    http::{Backend, Client, Svc, free_port, parse_metrics},
+    http::{Backend, Client, Svc, free_port, scrape, server_tables},
     proc::wait_for,
 };
 
@@ -191,19 +191,6 @@ fn a_key_mask_puts_the_clients_of_one_network_on_one_server() {
     }
 }
 
-/// `name{labels}` -> value from `GET /metrics`.
-fn scrape(addr: std::net::SocketAddr) -> BTreeMap<String, f64> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (_, body) = out.split_once("\r\n\r\n").expect("an HTTP answer");
-    parse_metrics(body)
-}
-
 #[test]
 fn metrics_count_http_entries_and_a_removed_servers_entries_go() {
     let backends: Vec<Backend> = (0..3)
@@ -212,15 +199,7 @@ fn metrics_count_http_entries_and_a_removed_servers_entries_go() {
     let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
         .parse()
         .unwrap();
-    let mut tail: String = backends
-        .iter()
-        .map(|b| {
-            format!(
-                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\n",
-                b.name, b.addr
-            )
-        })
-        .collect();
+    let mut tail = server_tables(&backends, false, "");
     tail.push_str(&format!(
         "\n[metrics]\nbind = \"{metrics}\"\ntable_count_interval = \"1s\"\n"
     ));

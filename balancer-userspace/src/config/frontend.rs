@@ -30,6 +30,8 @@ pub(super) struct RawFrontend {
     max_header_bytes: Option<usize>,
     maxconn: Option<u32>,
     h2_max_concurrent_streams: Option<u32>,
+    tls: Option<super::tls::RawTls>,
+    forwarded_proto: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +66,11 @@ pub struct Frontend {
     pub mode: Mode,
     /// HTTP frontends: the proxy's client-side settings (defaults for L4).
     pub http: HttpFrontend,
+    /// HTTP frontends: TLS termination (`bind ... ssl crt`).
+    pub tls: Option<super::TlsSettings>,
+    /// HTTP frontends: requests carry `X-Forwarded-Proto` (`https` or
+    /// `http`) and `X-Forwarded-Port` (the port the client reached).
+    pub forwarded_proto: bool,
 }
 
 /// The client side of an HTTP frontend, with HAProxy's names: its
@@ -156,7 +163,7 @@ impl Validator<'_> {
     pub(super) fn frontend(
         &self,
         key: &str,
-        f: RawFrontend,
+        mut f: RawFrontend,
         backends: &[Backend],
     ) -> Result<Frontend, ConfigError> {
         let mode = match f.mode.as_deref().unwrap_or("l4") {
@@ -205,11 +212,15 @@ impl Validator<'_> {
             })?;
         let b = &backends[backend];
         let mut http = HttpFrontend::default();
+        let mut tls = None;
         if mode == Mode::Http {
             if proto != Proto::Tcp {
                 return Err(self.err(format!("{key}.proto"), "http frontends are tcp"));
             }
             http = self.http_frontend(key, &f)?;
+            if let Some(t) = f.tls.take() {
+                tls = Some(self.tls(key, t)?);
+            }
         }
         let fe = Frontend {
             name: f.name,
@@ -218,9 +229,18 @@ impl Validator<'_> {
             backend,
             mode,
             http,
+            tls,
+            forwarded_proto: f.forwarded_proto.unwrap_or(false),
         };
         if mode == Mode::Http {
             return Ok(fe);
+        }
+        if f.tls.is_some() {
+            return Err(self.err(
+                format!("{key}.tls"),
+                "only for mode = \"http\" frontends (the XDP path forwards packets; it \
+                 terminates no connection)",
+            ));
         }
         for (k, set) in [
             ("timeout_client", f.timeout_client.is_some()),
@@ -232,6 +252,7 @@ impl Validator<'_> {
             ("timeout_client_fin", f.timeout_client_fin.is_some()),
             ("max_header_bytes", f.max_header_bytes.is_some()),
             ("maxconn", f.maxconn.is_some()),
+            ("forwarded_proto", f.forwarded_proto.is_some()),
             (
                 "h2_max_concurrent_streams",
                 f.h2_max_concurrent_streams.is_some(),

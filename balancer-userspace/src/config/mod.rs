@@ -33,6 +33,7 @@ mod peers;
 mod resolvers;
 mod server;
 mod stick;
+mod tls;
 mod units;
 
 use balancer_common::maps::ID_NAME_LEN;
@@ -59,6 +60,7 @@ pub use server::{
     server_name_problem,
 };
 pub use stick::{KeyMask, StickRules};
+pub use tls::{ALPN_PROTOCOLS, TLS12_SUITES, TLS13_SUITES, TlsSettings, TlsVersion};
 pub use units::{parse_duration, parse_size};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/balancer";

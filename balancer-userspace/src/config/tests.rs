@@ -658,3 +658,136 @@ fn template_errors_name_line_and_key() {
     .unwrap_err();
     assert_eq!(key_of(&e), "backend[0].server_template.port", "{e}");
 }
+
+/// An http frontend with `frontend` keys in front of one server.
+fn http_front(frontend: &str) -> String {
+    format!(
+        "{BASE}[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = \"127.0.0.1:8443\"\n\
+         default_backend = \"b\"\n{frontend}\n[[backend]]\nname = \"b\"\n\
+         [[backend.server]]\nname = \"s\"\naddress = \"127.0.0.1:9000\"\n"
+    )
+}
+
+#[test]
+fn tls_settings_are_parsed_with_haproxy_names_and_defaults() {
+    let c = parse(&http_front("tls = { crt = \"certs/\" }")).unwrap();
+    let t = c.frontends[0].tls.as_ref().unwrap();
+    // Relative to the configuration file's directory.
+    assert_eq!(t.crt, vec![Path::new("certs/").to_path_buf()]);
+    assert_eq!(t.alpn, ["h2", "http/1.1"]);
+    assert_eq!(
+        (t.min_version, t.max_version),
+        (TlsVersion::Tls12, TlsVersion::Tls13)
+    );
+    assert_eq!(
+        (t.tls12_suites.as_ref(), t.tls13_suites.as_ref()),
+        (None, None)
+    );
+    assert!(!c.frontends[0].forwarded_proto);
+    let c = parse(&http_front(
+        "forwarded_proto = true\n[frontend.tls]\ncrt = [\"/a.pem\", \"b.pem\"]\nalpn = [\"http/1.1\"]\n\
+         ssl_min_ver = \"TLSv1.2\"\nssl_max_ver = \"TLSv1.2\"\n\
+         ciphers = \"ECDHE-ECDSA-AES128-GCM-SHA256:TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\"",
+    ))
+    .unwrap();
+    let t = c.frontends[0].tls.as_ref().unwrap();
+    assert_eq!(t.crt.len(), 2);
+    assert_eq!(t.crt[0], Path::new("/a.pem"));
+    assert_eq!(t.alpn, ["http/1.1"]);
+    assert_eq!(t.max_version, TlsVersion::Tls12);
+    assert_eq!(
+        t.tls12_suites.as_deref(),
+        Some(
+            &[
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+            ][..]
+        )
+    );
+    assert!(c.frontends[0].forwarded_proto);
+}
+
+#[test]
+fn tls_settings_that_cannot_work_are_refused() {
+    for (tls, key, reason) in [
+        ("tls = {}", "frontend[0].tls.crt", "required"),
+        ("tls = { crt = [] }", "frontend[0].tls.crt", "empty"),
+        ("tls = { crt = \"\" }", "frontend[0].tls.crt", "empty path"),
+        (
+            "tls = { crt = \"a\", alpn = [\"spdy/3\"] }",
+            "frontend[0].tls.alpn",
+            "want h2",
+        ),
+        (
+            "tls = { crt = \"a\", alpn = [] }",
+            "frontend[0].tls.alpn",
+            "empty",
+        ),
+        (
+            "tls = { crt = \"a\", alpn = [\"h2\", \"h2\"] }",
+            "frontend[0].tls.alpn",
+            "twice",
+        ),
+        (
+            "tls = { crt = \"a\", ssl_min_ver = \"TLSv1.0\" }",
+            "frontend[0].tls.ssl_min_ver",
+            "RFC 8996",
+        ),
+        (
+            "tls = { crt = \"a\", ssl_min_ver = \"1.2\" }",
+            "frontend[0].tls.ssl_min_ver",
+            "want TLSv1.2",
+        ),
+        (
+            "tls = { crt = \"a\", ssl_min_ver = \"TLSv1.3\", ssl_max_ver = \"TLSv1.2\" }",
+            "frontend[0].tls.ssl_min_ver",
+            "above",
+        ),
+        (
+            "tls = { crt = \"a\", ciphers = \"RC4-MD5\" }",
+            "frontend[0].tls.ciphers",
+            "not a suite",
+        ),
+        (
+            "tls = { crt = \"a\", ciphers = \"HIGH:!aNULL\" }",
+            "frontend[0].tls.ciphers",
+            "one by one",
+        ),
+        (
+            "tls = { crt = \"a\", ssl_min_ver = \"TLSv1.3\", ciphers = \"ECDHE-RSA-AES128-GCM-SHA256\" }",
+            "frontend[0].tls.ciphers",
+            "never be used",
+        ),
+        (
+            "tls = { crt = \"a\", ssl_max_ver = \"TLSv1.2\", ciphersuites = \"TLS_AES_128_GCM_SHA256\" }",
+            "frontend[0].tls.ciphersuites",
+            "never be used",
+        ),
+        (
+            "tls = { crt = \"a\", ciphersuites = \"\" }",
+            "frontend[0].tls.ciphersuites",
+            "empty list",
+        ),
+        (
+            "tls = { crt = \"a\", verify = \"none\" }",
+            "",
+            "unknown field",
+        ),
+    ] {
+        let e = parse(&http_front(tls)).unwrap_err();
+        if !key.is_empty() {
+            assert_eq!(key_of(&e), key, "{tls}: {e}");
+        }
+        assert!(e.to_string().contains(reason), "{tls}: {e}");
+    }
+    // Not on the XDP path.
+    let l4 = format!(
+        "{BASE}[[frontend]]\nname = \"f\"\nbind = \"198.18.0.1:443\"\ndefault_backend = \"b\"\n\
+         tls = {{ crt = \"a\" }}\n[[backend]]\nname = \"b\"\n\
+         [[backend.server]]\nname = \"s\"\naddress = \"198.18.1.1:443\"\n"
+    );
+    let e = parse(&l4).unwrap_err();
+    assert_eq!(key_of(&e), "frontend[0].tls", "{e}");
+    let e = parse(&l4.replace("tls = { crt = \"a\" }", "forwarded_proto = true")).unwrap_err();
+    assert_eq!(key_of(&e), "frontend[0].forwarded_proto", "{e}");
+}

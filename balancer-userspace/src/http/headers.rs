@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -126,14 +128,44 @@ pub(super) fn settle_host<B>(req: &mut Request<B>) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// What a client connection tells its servers of its client, worked out
+/// once per connection.
+#[derive(Debug, Clone)]
+pub(super) struct ClientSide {
+    pub addr: IpAddr,
+    /// `addr` as `X-Forwarded-For` carries it.
+    pub ip: HeaderValue,
+    /// The connection is TLS (`https`).
+    pub tls: bool,
+    /// With the frontend's `forwarded_proto`: the port the client reached,
+    /// for `X-Forwarded-Port` (and `X-Forwarded-Proto` is set).
+    pub port: Option<HeaderValue>,
+}
+
+impl ClientSide {
+    pub fn new(addr: IpAddr, tls: bool, local_port: Option<u16>) -> ClientSide {
+        ClientSide {
+            addr,
+            ip: HeaderValue::from_str(&addr.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            tls,
+            port: local_port.map(HeaderValue::from),
+        }
+    }
+
+    fn proto(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
 pub(super) fn upstream_request<B>(
     parts: http::request::Parts,
     body: B,
-    client_ip: &HeaderValue,
-    client: IpAddr,
+    side: &ClientSide,
     upgrade: bool,
     forwarded: bool,
 ) -> Request<B> {
+    let (client_ip, client) = (&side.ip, side.addr);
     let http::request::Parts {
         method,
         uri,
@@ -165,6 +197,11 @@ pub(super) fn upstream_request<B>(
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
+    if let Some(port) = &side.port {
+        // As HAProxy's `http-request set-header`: replaced, not appended.
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(side.proto()));
+        headers.insert(X_FORWARDED_PORT, port.clone());
+    }
     if forwarded {
         // RFC 7239: IPv6 addresses quoted in brackets; appended to any
         // elements already there.
@@ -172,7 +209,7 @@ pub(super) fn upstream_request<B>(
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => format!("\"[{a}]\""),
         };
-        let mut element = format!("for={node};proto=http");
+        let mut element = format!("for={node};proto={}", side.proto());
         if let Some(h) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
             && h.bytes()
                 .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')

@@ -33,34 +33,28 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::server::conn::{http1, http2};
 use hyper::{body::Incoming, upgrade::OnUpgrade};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use log::{debug, info, warn};
-use tokio::{net::TcpListener, sync::watch};
+use hyper_util::rt::TokioIo;
+use log::{debug, warn};
+use tokio::sync::watch;
 
 use super::{
     balance::{Chosen, InFlight, SmoothWrr},
     body::{Counted, Hold, ProxyBody, empty},
-    conn::{
-        Closing, ConnState, HEAD_INCOMPLETE, REQUEST_TIMEOUT, Registry, RequestGuard, Slots,
-        Watched, watch,
-    },
+    conn::{Registry, RequestGuard, Slots},
     cookie,
-    headers::{is_upgrade, settle_host, strip_hop_by_hop, upstream_request},
+    headers::{ClientSide, is_upgrade, settle_host, strip_hop_by_hop, upstream_request},
     queue::{Admitted, Limit},
-    sniff::{Sniffed, sniff_http2},
     stats::{FrontendCounters, ServerStats},
-    timer::RecyclingTimer,
     tunnel::{Ended, TunnelTimeouts, splice},
     upstream::{Conn, ExchangeError, Pool, SendError, UpBody, Waits},
 };
 use crate::config::{Balance, HttpBackend, HttpFrontend};
-use crate::util::{AbortOnDrop, monotonic_ns};
+use crate::util::monotonic_ns;
 
 /// What the proxy serves, as the controller last published it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -104,6 +98,10 @@ pub struct FrontendSpec {
     pub slots: Slots,
     /// Its counters (the controller's, given when the workers start).
     pub stats: Arc<FrontendCounters>,
+    /// TLS termination, if it has it.
+    pub tls: Option<Arc<super::tls::Terminator>>,
+    /// `forwarded_proto`: requests carry `X-Forwarded-Proto` and `-Port`.
+    pub forwarded_proto: bool,
 }
 
 /// Balancing state of one frontend, shared by its worker threads.
@@ -113,315 +111,17 @@ pub struct BalanceState {
     pub(super) in_flight: InFlight,
     pub(super) rotate: AtomicUsize,
     /// The frontend's client connections (all its workers').
-    conns: Arc<Registry>,
+    pub(super) conns: Arc<Registry>,
 }
 
 /// State shared by the connections one worker thread serves.
 pub(super) struct Proxy {
     pub(super) spec: FrontendSpec,
-    view: watch::Receiver<Arc<HttpView>>,
+    pub(super) view: watch::Receiver<Arc<HttpView>>,
     /// Idle server connections of this worker thread: a server connection
     /// stays with the thread that made it.
-    pool: Arc<Pool>,
+    pub(super) pool: Arc<Pool>,
     pub(super) shared: Arc<BalanceState>,
-}
-
-/// Bind `addr` once per worker (`SO_REUSEPORT`: the kernel spreads new
-/// connections over them), listening, non-blocking. Each listener's
-/// backlog is `backlog` (HAProxy's default: the frontend's `maxconn`),
-/// which the kernel caps at `net.core.somaxconn`: a burst of new clients
-/// waits there rather than losing its SYNs (a lost SYN costs its client
-/// a second: the first retransmission).
-pub fn bind_workers(
-    addr: SocketAddr,
-    workers: usize,
-    backlog: u32,
-) -> std::io::Result<Vec<std::net::TcpListener>> {
-    (0..workers.max(1))
-        .map(|_| {
-            let s = socket2::Socket::new(
-                socket2::Domain::for_address(addr),
-                socket2::Type::STREAM,
-                Some(socket2::Protocol::TCP),
-            )?;
-            s.set_reuse_address(true)?;
-            s.set_reuse_port(true)?;
-            s.set_nonblocking(true)?;
-            s.bind(&addr.into())?;
-            s.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-            Ok(s.into())
-        })
-        .collect()
-}
-
-/// Serve one frontend with a thread per listener, each running its own
-/// single-threaded runtime: a client connection, its requests and the
-/// server connections they use stay on one thread (no cross-thread
-/// wake-ups), as in HAProxy's per-thread event loops. Balancing state is
-/// shared. The threads end when `stop` turns true and their requests in
-/// flight are done (at most `grace`).
-pub fn spawn_workers(
-    listeners: Vec<std::net::TcpListener>,
-    spec: &FrontendSpec,
-    view: &watch::Receiver<Arc<HttpView>>,
-    stop: &watch::Receiver<bool>,
-    grace: Duration,
-) -> Vec<std::thread::JoinHandle<()>> {
-    let shared = Arc::new(BalanceState::default());
-    listeners
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, l)| {
-            let (spec, view, stop, shared) =
-                (spec.clone(), view.clone(), stop.clone(), shared.clone());
-            std::thread::Builder::new()
-                .name(format!("http-{}-{i}", spec.name))
-                .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            warn!("{}: worker {i}: no runtime: {e}", spec.name);
-                            return;
-                        }
-                    };
-                    rt.block_on(async move {
-                        match TcpListener::from_std(l) {
-                            Ok(l) => serve(l, spec, view, stop, grace, shared).await,
-                            Err(e) => warn!("{}: worker {i}: {e}", spec.name),
-                        }
-                    });
-                    super::timer::clear_spares();
-                })
-                .map_err(|e| warn!("starting an HTTP worker: {e}"))
-                .ok()
-        })
-        .collect()
-}
-
-/// Drive `conn` to its end; when `stop` turns true, ask it (`shutdown`) to
-/// finish the requests in flight and close, and keep driving it.
-async fn until_done<C: Future>(
-    conn: C,
-    mut stop: watch::Receiver<bool>,
-    shutdown: impl FnOnce(std::pin::Pin<&mut C>),
-) -> C::Output {
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => return r,
-        _ = stop.wait_for(|s| *s) => {}
-    }
-    shutdown(conn.as_mut());
-    conn.await
-}
-
-/// Serve `listener` until `stop` turns true; then stop accepting and let
-/// in-flight requests finish (at most `grace`).
-///
-/// A connection is accepted only with a slot under the frontend's and the
-/// global `maxconn`. When there is none, the accepted connection waits for
-/// one (no more are accepted meanwhile: the rest wait in the kernel's
-/// backlog, holding no descriptor), and the frontend's connection idle
-/// longest, if it has one, is closed to make room: idle and slow clients
-/// cannot keep new ones out.
-pub async fn serve(
-    listener: TcpListener,
-    spec: FrontendSpec,
-    view: watch::Receiver<Arc<HttpView>>,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
-    shared: Arc<BalanceState>,
-) {
-    let proxy = Arc::new(Proxy {
-        pool: Pool::new(spec.slots.servers.clone()),
-        spec,
-        view,
-        shared,
-    });
-    let t = &proxy.spec.http;
-    let mut h1 = http1::Builder::new();
-    h1.timer(RecyclingTimer)
-        // One buffer, written with send(2) as HAProxy does, rather than
-        // writev(2) of head and body: cheaper in the kernel for the small
-        // messages that dominate (large bodies pay one more copy).
-        .writev(false)
-        .keep_alive(true)
-        // The connection's watchdog keeps HAProxy's timeouts instead.
-        .header_read_timeout(None)
-        .max_buf_size(t.max_header_bytes.max(8192));
-    let mut h2 = http2::Builder::new(TokioExecutor::new());
-    h2.timer(RecyclingTimer)
-        .max_header_list_size(t.max_header_bytes as u32)
-        .max_concurrent_streams(t.h2_max_concurrent_streams);
-    let (h1, h2) = (Arc::new(h1), Arc::new(h2));
-    // Every connection task holds a subscription: all have ended when the
-    // sender sees none left.
-    let (open, _) = watch::channel(());
-    let sweeper = tokio::spawn(sweep_pool(proxy.pool.clone(), proxy.view.clone()));
-    let mut failing = false;
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => {
-                if std::mem::take(&mut failing) {
-                    info!("{}: accepting again", proxy.spec.name);
-                }
-                x
-            }
-            Err(e) => {
-                // Out of descriptors, most likely: logged once, retried.
-                if !std::mem::replace(&mut failing, true) {
-                    warn!("{}: accept: {e} (retrying every 50 ms)", proxy.spec.name);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Registered at once, before its task first runs: a client that
-        // sends nothing may be the one to make room for the next.
-        let state = ConnState::new();
-        let registered = proxy.shared.conns.add(state.clone());
-        let slot = match proxy.spec.slots.try_take() {
-            Some(s) => s,
-            None => {
-                let taken = async {
-                    // Until a slot is free: one more connection asked to
-                    // make room every 100 ms (connections that were busy
-                    // may have become idle).
-                    loop {
-                        if !proxy.shared.conns.evict_idlest() {
-                            debug!("{}: full; {peer} waits for a connection", proxy.spec.name);
-                        }
-                        let wait = tokio::time::sleep(Duration::from_millis(100));
-                        tokio::select! {
-                            s = proxy.spec.slots.take() => return s,
-                            _ = wait => {}
-                        }
-                    }
-                };
-                tokio::select! {
-                    s = taken => s,
-                    _ = stop.wait_for(|s| *s) => break,
-                }
-            }
-        };
-        proxy.spec.stats.connections.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_nodelay(true);
-        let p = proxy.clone();
-        let (h1, h2, mut stop, open) = (h1.clone(), h2.clone(), stop.clone(), open.subscribe());
-        tokio::spawn(async move {
-            let _open = open;
-            let _registered = registered;
-            let name = p.spec.name.clone();
-            let sniffed = tokio::select! {
-                r = sniff_http2(&stream, p.spec.http.timeout_http_request) => r,
-                _ = stop.wait_for(|s| *s) => Sniffed::Gone,
-                _ = state.evicted() => {
-                    p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
-                    Sniffed::Gone
-                }
-            };
-            let is_h2 = match sniffed {
-                Sniffed::Http1 => false,
-                Sniffed::Http2 => true,
-                Sniffed::Gone => {
-                    debug!("{name}: client {peer}: closed before its first request");
-                    return;
-                }
-                Sniffed::Silent => {
-                    // As HAProxy: a first request that does not come in
-                    // time is answered 408 (without waiting for room).
-                    p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
-                    p.spec.stats.responses.count(408);
-                    let _ = stream.try_write(REQUEST_TIMEOUT);
-                    debug!("{name}: client {peer}: no request within timeout_http_request");
-                    return;
-                }
-            };
-            state.started(is_h2);
-            // The client's address as X-Forwarded-For carries it, formatted
-            // once per connection rather than per request.
-            let client_ip = HeaderValue::from_str(&peer.ip().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-            let (p2, s2) = (p.clone(), state.clone());
-            let svc = hyper::service::service_fn(move |req| {
-                handle(p2.clone(), s2.request(), peer, client_ip.clone(), req)
-            });
-            let io = TokioIo::new(Watched::new(stream, state.clone(), slot));
-            // Its own task: polled only when a deadline passes or it is
-            // asked to make room, not on each of the connection's wake-ups.
-            let _watchdog = AbortOnDrop(tokio::spawn(watchdog(p.clone(), state.clone(), peer)));
-            let served = if is_h2 {
-                until_done(h2.serve_connection(io, svc), stop, |c| {
-                    c.graceful_shutdown()
-                })
-                .await
-            } else {
-                let conn = h1.serve_connection(io, svc).with_upgrades();
-                until_done(conn, stop, |c| c.graceful_shutdown()).await
-            };
-            if let Err(e) = served {
-                debug!("{name}: client {peer}: {e}");
-            }
-        });
-    }
-    sweeper.abort();
-    if tokio::time::timeout(grace, open.closed()).await.is_err() {
-        warn!(
-            "{}: requests still in flight after {} s; closing",
-            proxy.spec.name,
-            grace.as_secs()
-        );
-    }
-}
-
-/// A client connection's watchdog (see [`watch`]): when the connection
-/// has to go, its socket is shut down, which ends it in hyper.
-async fn watchdog(p: Arc<Proxy>, state: Arc<ConnState>, peer: SocketAddr) {
-    let name = &p.spec.name;
-    match watch(&state, &p.spec.http).await {
-        Closing::Timeout(phase) => {
-            p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
-            debug!("{name}: client {peer}: closed, timeout ({phase})");
-            if phase == HEAD_INCOMPLETE {
-                p.spec.stats.responses.count(408);
-                state.shut_down(Some(REQUEST_TIMEOUT));
-            } else {
-                state.shut_down(None);
-            }
-        }
-        Closing::Evicted => {
-            p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
-            debug!("{name}: client {peer}: closed to make room (idle longest)");
-            state.shut_down(None);
-        }
-    }
-}
-
-/// Every [`super::upstream::SWEEP_EVERY`], close this worker's idle server
-/// connections that are expired, closed, or to addresses no backend has
-/// any more.
-async fn sweep_pool(pool: Arc<Pool>, view: watch::Receiver<Arc<HttpView>>) {
-    let mut tick = tokio::time::interval(super::upstream::SWEEP_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let current = view.borrow().clone();
-        let closed = pool.sweep(|a| {
-            current
-                .backends
-                .values()
-                .any(|b| b.servers.iter().any(|s| s.addr == *a))
-        });
-        if closed > 0 {
-            debug!("closed {closed} idle server connection(s)");
-        }
-    }
 }
 
 fn unix_now() -> u64 {
@@ -456,11 +156,11 @@ pub(super) type Refusal = (StatusCode, &'static str);
 /// answer is counted either way. (One async fn on purpose: the phases as a
 /// second future awaited from here cost about 250 instructions more per
 /// request, callgrind, since that future's poll was no longer inlined.)
-async fn handle(
+pub(super) async fn handle(
     p: Arc<Proxy>,
     in_flight: RequestGuard,
     peer: SocketAddr,
-    client_ip: HeaderValue,
+    side: Arc<ClientSide>,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     p.spec.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -519,8 +219,7 @@ async fn handle(
         let up = upstream_request(
             parts,
             ProxyBody::Request(body),
-            &client_ip,
-            peer.ip(),
+            &side,
             upgrade,
             b.settings.forwarded,
         );

@@ -18,6 +18,30 @@ pub(super) enum Sniffed {
     Gone,
     /// Not enough to tell within the timeout (`timeout http-request`).
     Silent,
+    /// On a TLS port: a TLS handshake record.
+    Tls,
+    /// On a TLS port: plain HTTP (a request line's first letter).
+    PlainHttp,
+    /// On a TLS port: anything else.
+    NotTls,
+}
+
+/// A TLS record's first byte: content type handshake (RFC 8446 5.1).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// What a client of a TLS port sends first: a handshake record, plain
+/// HTTP, or neither, told by its first byte (peeked, not read).
+pub(super) async fn sniff_tls(s: &TcpStream, timeout: Duration) -> Sniffed {
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(timeout, s.peek(&mut b)).await {
+        Err(_) => Sniffed::Silent,
+        Ok(Err(_) | Ok(0)) => Sniffed::Gone,
+        Ok(Ok(_)) => match b[0] {
+            TLS_HANDSHAKE => Sniffed::Tls,
+            b'A'..=b'Z' => Sniffed::PlainHttp,
+            _ => Sniffed::NotTls,
+        },
+    }
 }
 
 /// Whether a client opens with HTTP/2's preface, looked at with `peek` so

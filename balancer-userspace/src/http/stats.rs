@@ -107,6 +107,8 @@ pub struct FrontendCounters {
     pub evicted: AtomicU64,
     /// Requests answered 503 after `timeout_queue` (servers full).
     pub queue_timeouts: AtomicU64,
+    /// TLS handshakes (frontends with `tls`).
+    pub tls: super::tls::TlsCounters,
 }
 
 impl FrontendCounters {

@@ -1,0 +1,259 @@
+//! A client connection from its accept to its end: the protocol told from
+//! its first bytes (HTTP/2's preface or not; on a TLS frontend, a TLS
+//! record or not), the TLS handshake where the frontend terminates TLS
+//! (ALPN `h2` then means HTTP/2), then hyper serving it, with its watchdog
+//! (`conn.rs`) beside it.
+//!
+//! On a TLS frontend the handshake must be complete within `timeout
+//! client` (HAProxy 2.6 bounds it so; 2.8's `timeout client-hs` defaults
+//! to it), and the first request within `timeout http-request` of the
+//! accept, as on cleartext. A client that speaks plain HTTP to the TLS
+//! port is answered `400` in plain text and closed; any other byte that
+//! does not open a TLS record closes the connection. Each outcome is
+//! counted (`TlsCounters`).
+
+use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering};
+
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use log::debug;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+    sync::watch,
+};
+
+use super::{
+    conn::{Closing, ConnState, HEAD_INCOMPLETE, REQUEST_TIMEOUT, Slot, Watched, watch},
+    headers::ClientSide,
+    proxy::{Proxy, handle},
+    sniff::{Sniffed, sniff_http2, sniff_tls},
+    tls::Failure,
+};
+use crate::util::AbortOnDrop;
+
+/// Answer to plain HTTP on a TLS port (its length checked by a test).
+const PLAIN_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\
+content-length: 49\r\nconnection: close\r\n\r\nThis port speaks HTTPS: use https:// to reach it\n";
+
+/// The hyper connection builders a worker shares among its connections.
+pub(super) struct Builders {
+    pub h1: http1::Builder,
+    pub h2: http2::Builder<TokioExecutor>,
+}
+
+/// Serve one accepted client connection to its end.
+pub(super) async fn connection(
+    p: Arc<Proxy>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ConnState>,
+    slot: Slot,
+    builders: Arc<Builders>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = p.spec.name.clone();
+    let tls = p.spec.tls.clone();
+    let timeout = p.spec.http.timeout_http_request;
+    let sniffed = tokio::select! {
+        r = async {
+            if tls.is_some() { sniff_tls(&stream, timeout).await } else { sniff_http2(&stream, timeout).await }
+        } => r,
+        _ = stop.wait_for(|s| *s) => Sniffed::Gone,
+        _ = state.evicted() => {
+            p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            Sniffed::Gone
+        }
+    };
+    let counters = &p.spec.stats.tls;
+    let is_h2 = match sniffed {
+        Sniffed::Http1 => false,
+        Sniffed::Http2 => true,
+        Sniffed::Tls => false,
+        Sniffed::Gone => {
+            if tls.is_some() {
+                counters.failed(Failure::Closed);
+            }
+            debug!("{name}: client {peer}: closed before its first request");
+            return;
+        }
+        Sniffed::Silent => {
+            p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+            if tls.is_some() {
+                counters.failed(Failure::Timeout);
+            } else {
+                // As HAProxy: a first request that does not come in time
+                // is answered 408 (without waiting for room).
+                p.spec.stats.responses.count(408);
+                let _ = stream.try_write(REQUEST_TIMEOUT);
+            }
+            debug!("{name}: client {peer}: no request within timeout_http_request");
+            return;
+        }
+        Sniffed::PlainHttp => {
+            counters.failed(Failure::PlainHttp);
+            p.spec.stats.responses.count(400);
+            let _ = stream.try_write(PLAIN_ON_TLS);
+            debug!("{name}: client {peer}: plain HTTP on the TLS port");
+            return;
+        }
+        Sniffed::NotTls => {
+            counters.failed(Failure::Malformed);
+            debug!("{name}: client {peer}: not a TLS record; closed");
+            return;
+        }
+    };
+    let local_port = p
+        .spec
+        .forwarded_proto
+        .then(|| stream.local_addr().ok().map(|a| a.port()))
+        .flatten();
+    let side = Arc::new(ClientSide::new(peer.ip(), tls.is_some(), local_port));
+    let watched = Watched::new(stream, state.clone(), slot);
+    let Some(t) = tls else {
+        state.started(is_h2);
+        return serve(
+            p,
+            TokioIo::new(watched),
+            is_h2,
+            false,
+            state,
+            side,
+            peer,
+            builders,
+            stop,
+        )
+        .await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(t.config());
+    let handshake = tokio::time::timeout(p.spec.http.timeout_client, acceptor.accept(watched));
+    let done = tokio::select! {
+        r = handshake => r,
+        _ = stop.wait_for(|s| *s) => return,
+        _ = state.evicted() => {
+            p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let tls_stream = match done {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let why = Failure::of(&e);
+            counters.failed(why);
+            debug!(
+                "{name}: client {peer}: TLS handshake: {e} ({})",
+                why.as_str()
+            );
+            return;
+        }
+        Err(_) => {
+            counters.failed(Failure::Timeout);
+            p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+            debug!("{name}: client {peer}: TLS handshake not done within timeout_client");
+            return;
+        }
+    };
+    let conn = tls_stream.get_ref().1;
+    counters.completed(conn);
+    let is_h2 = conn.alpn_protocol() == Some(b"h2");
+    state.started(is_h2);
+    serve(
+        p,
+        TokioIo::new(tls_stream),
+        is_h2,
+        true,
+        state,
+        side,
+        peer,
+        builders,
+        stop,
+    )
+    .await;
+}
+
+/// hyper serving `io` (HTTP/2 or HTTP/1.1 with upgrades) until it ends or
+/// `stop` asks it to finish, with the connection's watchdog beside it.
+#[allow(clippy::too_many_arguments)]
+async fn serve<I>(
+    p: Arc<Proxy>,
+    io: TokioIo<I>,
+    is_h2: bool,
+    tls: bool,
+    state: Arc<ConnState>,
+    side: Arc<ClientSide>,
+    peer: SocketAddr,
+    builders: Arc<Builders>,
+    stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (p2, s2) = (p.clone(), state.clone());
+    let svc = hyper::service::service_fn(move |req| {
+        handle(p2.clone(), s2.request(), peer, side.clone(), req)
+    });
+    // Its own task: polled only when a deadline passes or it is asked to
+    // make room, not on each of the connection's wake-ups.
+    let _watchdog = AbortOnDrop(tokio::spawn(watchdog(p.clone(), state, peer, tls)));
+    let served = if is_h2 {
+        until_done(builders.h2.serve_connection(io, svc), stop, |c| {
+            c.graceful_shutdown()
+        })
+        .await
+    } else {
+        let conn = builders.h1.serve_connection(io, svc).with_upgrades();
+        until_done(conn, stop, |c| c.graceful_shutdown()).await
+    };
+    if let Err(e) = served {
+        debug!("{}: client {peer}: {e}", p.spec.name);
+    }
+}
+
+/// Drive `conn` to its end; when `stop` turns true, ask it (`shutdown`) to
+/// finish the requests in flight and close, and keep driving it.
+async fn until_done<C: Future>(
+    conn: C,
+    mut stop: watch::Receiver<bool>,
+    shutdown: impl FnOnce(std::pin::Pin<&mut C>),
+) -> C::Output {
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    shutdown(conn.as_mut());
+    conn.await
+}
+
+/// A client connection's watchdog (see [`watch`]): when the connection
+/// has to go, its socket is shut down, which ends it in hyper. The 408 of
+/// an incomplete head is written in plain text, so not on TLS.
+async fn watchdog(p: Arc<Proxy>, state: Arc<ConnState>, peer: SocketAddr, tls: bool) {
+    let name = &p.spec.name;
+    match watch(&state, &p.spec.http).await {
+        Closing::Timeout(phase) => {
+            p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+            debug!("{name}: client {peer}: closed, timeout ({phase})");
+            if phase == HEAD_INCOMPLETE && !tls {
+                p.spec.stats.responses.count(408);
+                state.shut_down(Some(REQUEST_TIMEOUT));
+            } else {
+                state.shut_down(None);
+            }
+        }
+        Closing::Evicted => {
+            p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            debug!("{name}: client {peer}: closed to make room (idle longest)");
+            state.shut_down(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plain_on_tls_length() {
+        let text = std::str::from_utf8(super::PLAIN_ON_TLS).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+}

@@ -94,6 +94,26 @@ pub fn emit(cfg: &Cfg, opts: &Options) -> Result<Emitter, CfgError> {
         e.line(0, "\n[admin]");
         e.string(0, "socket", s);
     }
+    let tls_any = cfg
+        .proxies
+        .iter()
+        .any(|p| p.binds.iter().any(|b| b.tls.is_some()));
+    let d = &cfg.global.ssl;
+    for (k, v) in [
+        ("crt-base", &d.crt_base),
+        ("ssl-default-bind-ciphers", &d.ciphers),
+        ("ssl-default-bind-ciphersuites", &d.ciphersuites),
+        ("ssl-default-bind-options", &d.min),
+        ("ssl-default-bind-options", &d.max),
+    ] {
+        if let (Some(v), false) = (v, tls_any) {
+            return Err(err(
+                v.line,
+                k,
+                "no `bind` has `ssl`: this setting of TLS binds would do nothing",
+            ));
+        }
+    }
     match &cfg.global.maxconn {
         Some(m) if http_any => {
             e.line(m.line, "\n[global]");
@@ -243,11 +263,19 @@ fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         );
         e.line(p.line, "[[frontend]]");
         e.string(p.line, "name", &name);
-        e.string(b.line, "bind", &bind_addr(&b.v));
+        e.string(b.addr.line, "bind", &bind_addr(&b.addr.v));
         let mline = p.s.mode.as_ref().map_or(p.line, |m| m.line);
         e.string(mline, "mode", if http { "http" } else { "l4" });
         e.string(p.line, "default_backend", &backend);
         if !http {
+            if let Some(t) = &b.tls {
+                return Err(err(
+                    t.line,
+                    "bind ssl",
+                    "TLS on a mode tcp frontend: the XDP path forwards packets and terminates \
+                     no connection (use mode http)",
+                ));
+            }
             continue;
         }
         if let Some(m) = &p.s.maxconn {
@@ -263,8 +291,70 @@ fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
                 e.string(v.line, key, &v.v);
             }
         }
+        if let Some(t) = &b.tls {
+            tls(&cfg.global.ssl, t, e);
+        }
     }
     Ok(())
+}
+
+/// A bind's `ssl` options (and the global defaults it takes) as the
+/// frontend's `[frontend.tls]`.
+fn tls(d: &super::bind::SslDefaults, t: &super::bind::BindTls, e: &mut Emitter) {
+    e.line(t.line, "[frontend.tls]");
+    let crt: Vec<String> = t
+        .crt
+        .iter()
+        .map(|c| match &d.crt_base {
+            Some(base) if !c.starts_with('/') => {
+                quote(&format!("{}/{c}", base.v.trim_end_matches('/')))
+            }
+            _ => quote(c),
+        })
+        .collect();
+    e.line(t.line, format!("crt = [{}]", crt.join(", ")));
+    // HAProxy 2.6 offers no ALPN unless told: HTTP/1.1.
+    let alpn: Vec<String> = t
+        .alpn
+        .as_deref()
+        .unwrap_or("http/1.1")
+        .split(',')
+        .map(quote)
+        .collect();
+    e.line(t.line, format!("alpn = [{}]", alpn.join(", ")));
+    let inherited = |own: &Option<String>, global: &Option<super::sections::At<String>>| {
+        own.as_ref()
+            .map(|v| (t.line, v.clone()))
+            .or_else(|| global.as_ref().map(|g| (g.line, g.v.clone())))
+    };
+    let min = inherited(&t.min, &d.min);
+    let max = inherited(&t.max, &d.max);
+    let only13 = min.as_ref().is_some_and(|(_, v)| v == "TLSv1.3");
+    let only12 = max.as_ref().is_some_and(|(_, v)| v == "TLSv1.2");
+    if let Some((line, v)) = min {
+        e.string(line, "ssl_min_ver", &v);
+    }
+    if let Some((line, v)) = max {
+        e.string(line, "ssl_max_ver", &v);
+    }
+    // A global list of the version this bind does not speak is a default
+    // that does not apply to it; its own is refused by the validator.
+    let known: Vec<&str> = crate::config::TLS12_SUITES
+        .iter()
+        .map(|(o, _)| *o)
+        .collect();
+    let own_or_global = |own: &Option<String>, global, skip: bool| match own {
+        Some(_) => inherited(own, &None),
+        None if skip => None,
+        None => inherited(own, global),
+    };
+    if let Some((line, v)) = own_or_global(&t.ciphers, &d.ciphers, only13) {
+        let list = super::bind::cipher_list(&v, line, &known, &mut e.warnings);
+        e.string(line, "ciphers", &list);
+    }
+    if let Some((line, v)) = own_or_global(&t.ciphersuites, &d.ciphersuites, only12) {
+        e.string(line, "ciphersuites", &v);
+    }
 }
 
 fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {

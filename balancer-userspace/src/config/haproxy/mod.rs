@@ -11,6 +11,7 @@
 //! directory, the admin socket, the peers' shared secret, the local peer's
 //! name) comes from [`Options`], set on the command line.
 
+mod bind;
 mod emit;
 pub mod lex;
 mod params;
@@ -54,7 +55,17 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     (
         "frontend, listen",
         "bind ADDRESS:PORT",
-        "`bind` (one frontend per bind; no bind options yet)",
+        "`bind` (one frontend per bind)",
+    ),
+    (
+        "frontend, listen",
+        "bind ... ssl crt FILE|DIR [crt ...] [alpn h2,http/1.1] [ssl-min-ver V] [ssl-max-ver V] [ciphers L] [ciphersuites L] [no-tlsv12|no-tlsv13]",
+        "`[frontend.tls]` (no `alpn`: HTTP/1.1 only, as HAProxy 2.6; relative `crt` paths: from the .cfg's directory, or `crt-base`)",
+    ),
+    (
+        "global",
+        "crt-base, ssl-default-bind-ciphers, ssl-default-bind-ciphersuites, ssl-default-bind-options ssl-min-ver|ssl-max-ver|no-sslv3..no-tlsv13",
+        "the TLS binds' defaults (cipher names rustls lacks are dropped with a warning)",
     ),
     (
         "defaults, backend, listen",
@@ -218,3 +229,5 @@ pub fn convert(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -20,7 +20,7 @@ pub struct At<T> {
     pub line: usize,
 }
 
-fn at<T>(v: T, line: usize) -> At<T> {
+pub(super) fn at<T>(v: T, line: usize) -> At<T> {
     At { v, line }
 }
 
@@ -118,7 +118,7 @@ pub struct Proxy {
     pub name: String,
     pub line: usize,
     pub s: Settings,
-    pub binds: Vec<At<String>>,
+    pub binds: Vec<super::bind::Bind>,
     pub servers: Vec<Server>,
     pub templates: Vec<Template>,
     pub stick_table: Option<At<StickTable>>,
@@ -151,6 +151,8 @@ pub struct Resolvers {
 pub struct Global {
     pub maxconn: Option<At<String>>,
     pub localpeer: Option<At<String>>,
+    /// `crt-base`, `ssl-default-bind-*`.
+    pub ssl: super::bind::SslDefaults,
 }
 
 #[derive(Debug, Default)]
@@ -348,6 +350,7 @@ fn global(cfg: &mut Cfg, body: &[Line]) -> Result<(), CfgError> {
         match k {
             "maxconn" => cfg.global.maxconn = Some(at(one(l)?, l.number)),
             "localpeer" => cfg.global.localpeer = Some(at(one(l)?, l.number)),
+            _ if super::bind::global_ssl(&mut cfg.global.ssl, l, &mut cfg.warnings)? => {}
             k if SKIPPED_GLOBAL.contains(&k) => cfg.warnings.push(Warning {
                 line: l.number,
                 text: format!(
@@ -510,18 +513,7 @@ fn proxy_line(p: &mut Proxy, l: &Line, warnings: &mut Vec<Warning>) -> Result<()
             if !kind.front() {
                 return Err(not_here("a backend listens nowhere"));
             }
-            match w.as_slice() {
-                [_, addr] => p.binds.push(at(addr.clone(), l.number)),
-                [_] => return Err(err(l, k, "needs an address")),
-                [_, _, opt, ..] => {
-                    return Err(err(
-                        l,
-                        k,
-                        format!("bind option {opt:?} is not supported (TLS: not yet)"),
-                    ));
-                }
-                [] => {}
-            }
+            p.binds.push(super::bind::bind(l)?);
         }
         "server" => {
             if !kind.back() {

@@ -23,11 +23,17 @@ pub const HAPROXY: &str = "/usr/sbin/haproxy";
 /// fails retried once after `timeout connect` (200 ms), frontend `fe` on
 /// `front` in front of backend `app` made of `backend` (its indented lines).
 pub fn http_config(front: SocketAddr, sock: &Path, backend: &str) -> String {
+    http_config_binds(front, "", sock, backend)
+}
+
+/// [`http_config`] with more `bind` lines in the frontend (`binds`: whole
+/// indented lines, e.g. a TLS bind).
+pub fn http_config_binds(front: SocketAddr, binds: &str, sock: &Path, backend: &str) -> String {
     format!(
         "global\n    nbthread 1\n    stats socket {} level admin\n\n\
          defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
          timeout server 10s\n    retries 1\n\n\
-         frontend fe\n    bind {front}\n    default_backend app\n\n\
+         frontend fe\n    bind {front}\n{binds}    default_backend app\n\n\
          backend app\n{backend}",
         sock.display()
     )

@@ -260,13 +260,19 @@ impl Answer {
     }
 }
 
+/// A client's connection: a TCP stream, or TLS over one.
+pub trait Stream: io::Read + io::Write + Send {}
+impl<T: io::Read + io::Write + Send> Stream for T {}
+
 /// A browser-like client: one keep-alive connection (reopened when the
 /// server closes it) and a cookie jar (name -> value, from `Set-Cookie`).
 pub struct Client {
     to: SocketAddr,
     /// Source address to connect from (any of 127/8 on loopback).
     from: Option<std::net::IpAddr>,
-    conn: Option<(BufReader<TcpStream>, TcpStream)>,
+    /// Over TLS: the client configuration and the name it asks for (SNI).
+    tls: Option<crate::tls::ClientTls>,
+    conn: Option<BufReader<Box<dyn Stream>>>,
     pub jar: BTreeMap<String, String>,
     /// Cookies always sent besides the jar's (e.g. an application's).
     pub extra_cookie: Option<String>,
@@ -285,6 +291,7 @@ impl Client {
     pub fn new(to: SocketAddr) -> Client {
         Client {
             from: None,
+            tls: None,
             to,
             conn: None,
             jar: BTreeMap::new(),
@@ -292,7 +299,15 @@ impl Client {
         }
     }
 
-    fn connect(&mut self) -> io::Result<&mut (BufReader<TcpStream>, TcpStream)> {
+    /// A client of `to` over TLS (`tls`: see [`crate::tls::ClientTls`]).
+    pub fn tls(to: SocketAddr, tls: crate::tls::ClientTls) -> Client {
+        Client {
+            tls: Some(tls),
+            ..Client::new(to)
+        }
+    }
+
+    fn connect(&mut self) -> io::Result<&mut BufReader<Box<dyn Stream>>> {
         if self.conn.is_none() {
             let s = match self.from {
                 None => TcpStream::connect(self.to)?,
@@ -309,7 +324,11 @@ impl Client {
             };
             s.set_read_timeout(Some(Duration::from_secs(10)))?;
             s.set_nodelay(true)?;
-            self.conn = Some((BufReader::new(s.try_clone()?), s));
+            let stream: Box<dyn Stream> = match &self.tls {
+                None => Box::new(s),
+                Some(t) => Box::new(t.connect(s)?),
+            };
+            self.conn = Some(BufReader::new(stream));
         }
         self.conn
             .as_mut()
@@ -360,8 +379,9 @@ impl Client {
     }
 
     fn exchange(&mut self, req: &str) -> io::Result<Answer> {
-        let (r, w) = self.connect()?;
-        w.write_all(req.as_bytes())?;
+        let r = self.connect()?;
+        r.get_mut().write_all(req.as_bytes())?;
+        r.get_mut().flush()?;
         let head = read_head(r)?.ok_or_else(|| io::Error::other("connection closed"))?;
         let mut lines = head.lines();
         let status: u16 = lines

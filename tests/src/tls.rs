@@ -6,10 +6,13 @@
 
 use std::{
     io,
-    net::SocketAddr,
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Command, Output},
+    sync::Arc,
 };
+
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
 /// A server key's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,4 +189,48 @@ pub fn curl(to: SocketAddr, name: &str, path: &str, ca: &Path, args: &[&str]) ->
         headers,
         seconds,
     })
+}
+
+/// What a test client needs to speak TLS: trust in the test CA, the name
+/// to ask for (SNI, and checked in the certificate), HTTP/1.1 by ALPN.
+#[derive(Clone)]
+pub struct ClientTls {
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+}
+
+impl ClientTls {
+    pub fn new(ca: &Path, name: &str) -> io::Result<ClientTls> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
+            roots
+                .add(c.map_err(io::Error::other)?)
+                .map_err(io::Error::other)?;
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(ClientTls {
+            config: Arc::new(config),
+            name: ServerName::try_from(name.to_owned()).map_err(io::Error::other)?,
+        })
+    }
+
+    /// TLS over `s`, the handshake done.
+    pub fn connect(
+        &self,
+        mut s: TcpStream,
+    ) -> io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+        let mut c = rustls::ClientConnection::new(self.config.clone(), self.name.clone())
+            .map_err(io::Error::other)?;
+        while c.is_handshaking() {
+            c.complete_io(&mut s)?;
+        }
+        Ok(rustls::StreamOwned::new(c, s))
+    }
 }

@@ -33,7 +33,10 @@
 //! depend on when exactly each proxy reads its clock.
 //!
 //! Each request is a fresh HTTP/1.1 connection (a few go over HTTP/2 with
-//! prior knowledge, sent by curl). Backends answer `200` (or the status the
+//! prior knowledge, sent by curl), and each is made twice: in cleartext, and
+//! over TLS to a second `bind ... ssl crt FILE alpn h2,http/1.1` of the same
+//! frontend, both proxies serving the same certificate (HTTP/1.1 from the
+//! test's rustls client; the HTTP/2 ones through curl with ALPN h2). Backends answer `200` (or the status the
 //! request asks for) with extra response headers chosen by the request
 //! itself: its path carries them percent-encoded (`/r?st=404&h=...`).
 //! HAProxy runs without logging or `option forwardfor`, so it adds none of
@@ -57,10 +60,11 @@ use std::{
 };
 
 use balancer_tests::{
-    haproxy::{HAPROXY, Haproxy, http_config},
+    haproxy::{HAPROXY, Haproxy, http_config_binds},
     http::{Answer, Backend, Client, Seen, Svc, free_port},
     proc::{Proc, wait_for},
     require_root,
+    tls::{ClientTls, Key, Pki},
 };
 
 /// Dates this close to the test's clock are normalised to `<now>`.
@@ -371,6 +375,7 @@ fn cfg_text(
     addrs: &[SocketAddr],
     dead_port: u16,
     front: SocketAddr,
+    tls: &str,
     sock: &Path,
 ) -> String {
     let mut backend = format!("    balance roundrobin\n    cookie {}\n", spec.cookie);
@@ -398,7 +403,7 @@ fn cfg_text(
         }
         backend.push('\n');
     }
-    http_config(front, sock, &backend)
+    http_config_binds(front, tls, sock, &backend)
 }
 
 /// Until both have marked the `Down` servers down (by their checks) and
@@ -447,6 +452,23 @@ struct Pair {
     addrs: Vec<SocketAddr>,
     ha: Haproxy,
     bl: Svc,
+    /// Each proxy's TLS bind (one certificate, the same file for both).
+    ha_tls: SocketAddr,
+    bl_tls: SocketAddr,
+    /// The test CA and the client's trust in it.
+    pki: Pki,
+    client_tls: ClientTls,
+}
+
+/// The name of the certificate both proxies serve.
+const TLS_NAME: &str = "conformance.test";
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.pki.dir);
+        }
+    }
 }
 
 impl Pair {
@@ -467,19 +489,48 @@ impl Pair {
             })
             .collect();
         let dead_port = free_port().unwrap();
+        let pki = Pki::new(&std::env::temp_dir().join(format!(
+            "blb-{}-pki-{}",
+            std::process::id(),
+            spec.tag
+        )))
+        .expect("openssl: a test CA");
+        let pem = pki
+            .server("site.pem", &[TLS_NAME], Key::EcdsaP256, 30)
+            .expect("openssl: a certificate");
+        let port = || -> SocketAddr {
+            format!("127.0.0.1:{}", free_port().unwrap())
+                .parse()
+                .unwrap()
+        };
+        let (ha_tls, bl_tls) = (port(), port());
+        let bind =
+            |a: SocketAddr| format!("    bind {a} ssl crt {} alpn h2,http/1.1\n", pem.display());
         let mut ha = Haproxy::start(&format!("ha-{}", spec.tag), |front, sock| {
-            cfg_text(&spec, &addrs, dead_port, front, sock)
+            cfg_text(&spec, &addrs, dead_port, front, &bind(ha_tls), sock)
         });
         let bl = Svc::launch_cfg(&format!("conf-{}", spec.tag), |front| {
-            cfg_text(&spec, &addrs, dead_port, front, Path::new("/dev/null"))
+            cfg_text(
+                &spec,
+                &addrs,
+                dead_port,
+                front,
+                &bind(bl_tls),
+                Path::new("/dev/null"),
+            )
         });
         wait_ready(&mut ha, &bl, &spec);
+        let client_tls = ClientTls::new(&pki.ca, TLS_NAME).expect("the test CA");
         Pair {
             spec,
             backends,
             addrs,
             ha,
             bl,
+            ha_tls,
+            bl_tls,
+            pki,
+            client_tls,
         }
     }
 
@@ -501,12 +552,13 @@ impl Pair {
     }
 
     /// One request through one proxy.
-    fn exchange(&self, front: SocketAddr, req: &Req) -> Outcome {
+    fn exchange(&self, front: SocketAddr, req: &Req, tls: bool) -> Outcome {
         let before = self.counts();
-        let answer = if req.h2 {
-            curl_h2(front, req)
-        } else {
-            Client::new(front).raw(&req.raw())
+        let answer = match (req.h2, tls) {
+            (true, false) => curl_h2(front, req, None),
+            (true, true) => curl_h2(front, req, Some(&self.pki.ca)),
+            (false, false) => Client::new(front).raw(&req.raw()),
+            (false, true) => Client::tls(front, self.client_tls.clone()).raw(&req.raw()),
         };
         let after = self.counts();
         let reached: Vec<(usize, Seen)> = before
@@ -554,23 +606,30 @@ impl Pair {
     }
 }
 
-/// `req` over HTTP/2 with prior knowledge (h2c), through curl.
-fn curl_h2(front: SocketAddr, req: &Req) -> std::io::Result<Answer> {
+/// `req` over HTTP/2 through curl: with prior knowledge (h2c), or over
+/// TLS (ALPN h2) trusting `ca`.
+fn curl_h2(front: SocketAddr, req: &Req, ca: Option<&Path>) -> std::io::Result<Answer> {
     let mut cmd = Command::new("curl");
-    cmd.args([
-        "-s",
-        "-i",
-        "--http2-prior-knowledge",
-        "--max-time",
-        "10",
-        "-X",
-    ])
-    .arg(req.method);
+    cmd.args(["-s", "-i", "--max-time", "10", "-X"])
+        .arg(req.method);
     for c in &req.cookies {
         cmd.arg("-H").arg(format!("Cookie: {c}"));
     }
+    let url = match ca {
+        None => {
+            cmd.arg("--http2-prior-knowledge");
+            format!("http://{front}{}", req.target())
+        }
+        Some(ca) => {
+            cmd.args(["--http2", "--cacert"]).arg(ca).args([
+                "--resolve",
+                &format!("{TLS_NAME}:{}:{}", front.port(), front.ip()),
+            ]);
+            format!("https://{TLS_NAME}:{}{}", front.port(), req.target())
+        }
+    };
     let out = cmd
-        .arg(format!("http://{front}{}", req.target()))
+        .arg(url)
         .output()
         .expect("curl (`cargo xtask setup` installs it)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -661,12 +720,23 @@ fn conform(spec: Spec, reqs: impl FnOnce(&Pair) -> Vec<Req>) {
     let reqs = reqs(&pair);
     let mut diffs = Vec::new();
     let mut report = String::new();
-    for (n, req) in reqs.iter().enumerate() {
-        let ha = pair.exchange(pair.ha.front, req);
-        let bl = pair.exchange(pair.bl.front, req);
+    // Each request in cleartext, then over TLS (the same certificate on
+    // both sides).
+    let runs = reqs
+        .iter()
+        .enumerate()
+        .flat_map(|(n, r)| [(n, r, false), (n, r, true)]);
+    for (n, req, tls) in runs {
+        let (ha_front, bl_front) = match tls {
+            false => (pair.ha.front, pair.bl.front),
+            true => (pair.ha_tls, pair.bl_tls),
+        };
+        let ha = pair.exchange(ha_front, req, tls);
+        let bl = pair.exchange(bl_front, req, tls);
         let what = format!(
-            "[{}#{n}] {}: {}{} cookies={:?} answer={:?} status={}",
+            "[{}#{n}{}] {}: {}{} cookies={:?} answer={:?} status={}",
             pair.spec.tag,
+            if tls { " tls" } else { "" },
             req.note,
             req.method,
             if req.h2 { " (h2)" } else { "" },
@@ -694,7 +764,7 @@ fn conform(spec: Spec, reqs: impl FnOnce(&Pair) -> Vec<Req>) {
         }
     }
     println!(
-        "scenario {} ({} requests, {:.2} s):\n{report}",
+        "scenario {} ({} requests, each in cleartext and over TLS, {:.2} s):\n{report}",
         pair.spec.tag,
         reqs.len(),
         started.elapsed().as_secs_f64()

@@ -61,6 +61,7 @@ pub fn check_config(config: &Path, cfg: &CfgArgs) -> anyhow::Result<()> {
     }
     // The certificates too: what the daemon would load.
     let tls = crate::daemon::load_tls(&c)?;
+    balancer::control::server_tls_of(&c)?;
     let certs: usize = tls.values().map(|t| t.certificates().len()).sum();
     println!(
         "{}: ok ({} frontends, {} backends, {} servers{})",

@@ -49,6 +49,8 @@ pub struct Backend {
     /// server that sees many connections holds no descriptor for the
     /// closed ones.
     conns: Arc<Mutex<HashMap<u64, TcpStream>>>,
+    /// TLS handshakes: full, resumed.
+    tls_counts: Arc<[AtomicU32; 2]>,
 }
 
 impl Backend {
@@ -82,13 +84,46 @@ impl Backend {
         addr: SocketAddr,
         respond: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static,
     ) -> io::Result<Backend> {
+        Self::start_inner(name, addr, None, Arc::new(respond))
+    }
+
+    /// A backend on 127.0.0.1 speaking TLS with the certificate and key of
+    /// `pem` (see [`crate::tls::Pki`]); [`Backend::tls_handshakes`] counts
+    /// its handshakes. With `close`, it closes each connection after one
+    /// response (`Connection: close`).
+    pub fn start_tls(name: &str, pem: &std::path::Path, close: bool) -> io::Result<Backend> {
+        let config = crate::tls::server_config(pem)?;
+        let extra = if close { "Connection: close\r\n" } else { "" };
+        Self::start_inner(
+            name,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some(config),
+            Arc::new(move |_: &Seen| (200, extra.to_owned())),
+        )
+    }
+
+    /// (full, resumed) TLS handshakes completed (a TLS backend).
+    pub fn tls_handshakes(&self) -> (u32, u32) {
+        (
+            self.tls_counts[0].load(Ordering::Relaxed),
+            self.tls_counts[1].load(Ordering::Relaxed),
+        )
+    }
+
+    fn start_inner(
+        name: &str,
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        respond: Arc<Responder>,
+    ) -> io::Result<Backend> {
         let l = TcpListener::bind(addr)?;
         let addr = l.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(HashMap::new()));
         let (n, s, st, cs) = (name.to_owned(), seen.clone(), stop.clone(), conns.clone());
-        let respond: Arc<Responder> = Arc::new(respond);
+        let tls_counts: Arc<[AtomicU32; 2]> = Arc::default();
+        let counts = tls_counts.clone();
         std::thread::spawn(move || {
             for (i, c) in (0u64..).zip(l.incoming()) {
                 if st.load(Ordering::Relaxed) {
@@ -99,8 +134,9 @@ impl Backend {
                     cs.lock().unwrap_or_else(|e| e.into_inner()).insert(i, dup);
                 }
                 let (n, s, r, cs) = (n.clone(), s.clone(), respond.clone(), cs.clone());
+                let (tls, counts) = (tls.clone(), counts.clone());
                 std::thread::spawn(move || {
-                    serve_fn(c, &n, &s, &*r);
+                    serve_fn(c, tls, &counts, &n, &s, &*r);
                     cs.lock().unwrap_or_else(|e| e.into_inner()).remove(&i);
                 });
             }
@@ -111,6 +147,7 @@ impl Backend {
             seen,
             stop,
             conns,
+            tls_counts,
         })
     }
 
@@ -137,13 +174,30 @@ impl Drop for Backend {
 /// What [`Backend::start_fn`] calls per request: (status, extra header lines).
 type Responder = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
 
-/// Serve one connection of a [`Backend`].
-fn serve_fn(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, respond: &Responder) {
+/// Serve one connection of a [`Backend`] (over TLS with `tls`, counting
+/// its handshake in `counts`: full, resumed).
+fn serve_fn(
+    c: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    counts: &[AtomicU32; 2],
+    name: &str,
+    seen: &Mutex<Vec<Seen>>,
+    respond: &Responder,
+) {
     let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(mut w) = c.try_clone() else { return };
     // `kill` keeps a duplicate of the socket: close it for real on return.
-    let closer = w.try_clone();
-    serve_loop(c, &mut w, name, seen, respond);
+    let closer = c.try_clone();
+    let stream: Box<dyn Stream> = match tls {
+        None => Box::new(c),
+        Some(config) => match crate::tls::accept(config, c) {
+            Ok((s, resumed)) => {
+                counts[usize::from(resumed)].fetch_add(1, Ordering::Relaxed);
+                Box::new(s)
+            }
+            Err(_) => return,
+        },
+    };
+    serve_loop(stream, name, seen, respond);
     if let Ok(c) = closer {
         let _ = c.shutdown(Shutdown::Both);
     }
@@ -152,8 +206,7 @@ fn serve_fn(c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>, respond: &Respond
 /// Answer requests on `c` until it closes or asks to: each answer's status
 /// and extra header lines come from `respond`, its body is `name`.
 fn serve_loop(
-    c: TcpStream,
-    w: &mut TcpStream,
+    c: Box<dyn Stream>,
     name: &str,
     seen: &Mutex<Vec<Seen>>,
     respond: &(dyn Fn(&Seen) -> (u16, String) + Send + Sync),
@@ -175,7 +228,7 @@ fn serve_loop(
         if r.read_exact(&mut body).is_err() {
             return;
         }
-        let close =
+        let mut close =
             header_of(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let request = Seen {
             method,
@@ -183,6 +236,7 @@ fn serve_loop(
             headers,
         };
         let (status, extra) = respond(&request);
+        close |= extra.contains("Connection: close");
         seen.lock().unwrap_or_else(|e| e.into_inner()).push(request);
         let reason = match status {
             200 => "OK",
@@ -196,7 +250,12 @@ fn serve_loop(
             "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n{name}",
             name.len()
         );
-        if w.write_all(answer.as_bytes()).is_err() || close {
+        let w = r.get_mut();
+        if w.write_all(answer.as_bytes())
+            .and_then(|()| w.flush())
+            .is_err()
+            || close
+        {
             return;
         }
     }

@@ -234,3 +234,40 @@ impl ClientTls {
         Ok(rustls::StreamOwned::new(c, s))
     }
 }
+
+/// A rustls server configuration with the certificate and key of `pem`
+/// (a test backend speaking TLS).
+pub fn server_config(pem: &Path) -> io::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::PrivateKeyDer;
+    let text = std::fs::read(pem)?;
+    let chain = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io::Error::other)?;
+    let key = PrivateKeyDer::from_pem_slice(&text).map_err(io::Error::other)?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(io::Error::other)?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(io::Error::other)?;
+    Ok(Arc::new(config))
+}
+
+/// The server side of a TLS handshake on `s`: the stream, and whether the
+/// session was resumed.
+pub fn accept(
+    config: Arc<rustls::ServerConfig>,
+    mut s: TcpStream,
+) -> io::Result<(
+    rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+    bool,
+)> {
+    let mut c = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+    while c.is_handshaking() {
+        c.complete_io(&mut s)?;
+    }
+    let resumed = c.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    Ok((rustls::StreamOwned::new(c, s), resumed))
+}

@@ -549,3 +549,98 @@ fn sighup_replaces_certificates_and_refuses_bad_ones() {
     drop(ka_in);
     let _ = ka.wait();
 }
+
+#[test]
+fn tls_to_servers_verified_pooled_and_resumed() {
+    let pki = pki("upstream");
+    let _clean = Cleanup(pki.dir.clone());
+    let pem = pki
+        .server("backend.pem", &["backend.test"], Key::EcdsaP256, 30)
+        .unwrap();
+    // s0 keeps its connections; s1 closes each after one response, so
+    // every request to it is a new TLS connection (resumed after the first).
+    let keep = Backend::start_tls("s0", &pem, false).unwrap();
+    let close = Backend::start_tls("s1", &pem, true).unwrap();
+    let servers = format!(
+        "[[backend.server]]\nname = \"s0\"\naddress = \"{}\"\ncookie = \"s0\"\n\
+         [[backend.server]]\nname = \"s1\"\naddress = \"{}\"\ncookie = \"s1\"\n",
+        keep.addr, close.addr
+    );
+    let backend = |ssl: &str| {
+        format!("balance = \"roundrobin\"\ncookie = \"SERVER insert indirect\"\nssl = {ssl}\n")
+    };
+    let ssl = format!(
+        "{{ ca_file = \"{}\", sni = \"backend.test\" }}",
+        pki.ca.display()
+    );
+    let svc = Svc::launch("https-up", "", &backend(&ssl), &servers);
+    let mut c = balancer_tests::http::Client::new(svc.front);
+    for (server, n) in [("s0", 5), ("s1", 5)] {
+        c.jar.insert("SERVER".into(), server.into());
+        for _ in 0..n {
+            let a = c.get("/up").unwrap();
+            assert_eq!((a.status, a.body.as_str()), (200, server), "{a:?}");
+        }
+    }
+    // Pooled: s0's five requests took one connection per worker at most.
+    let (full0, resumed0) = keep.tls_handshakes();
+    assert!(
+        full0 + resumed0 <= 2,
+        "s0: {full0} full, {resumed0} resumed handshakes"
+    );
+    // Resumed: five connections to s1, the later ones resuming.
+    let (full1, resumed1) = close.tls_handshakes();
+    assert_eq!(full1 + resumed1, 5, "s1: {full1} full, {resumed1} resumed");
+    assert!(resumed1 >= 3, "s1: {full1} full, {resumed1} resumed");
+
+    // A certificate that is not for the name asked: refused, answered 503.
+    let wrong = format!(
+        "{{ ca_file = \"{}\", sni = \"other.test\" }}",
+        pki.ca.display()
+    );
+    let bad = Svc::launch("https-up-name", "", &backend(&wrong), &servers);
+    let a = balancer_tests::http::Client::new(bad.front)
+        .get("/")
+        .unwrap();
+    assert_eq!(a.status, 503, "{a:?}");
+    // An untrusted issuer: refused too; with verify = "none", taken.
+    let other_ca = self::pki("upstream-other");
+    let _clean2 = Cleanup(other_ca.dir.clone());
+    let untrusted = format!("{{ ca_file = \"{}\" }}", other_ca.ca.display());
+    let bad = Svc::launch("https-up-ca", "", &backend(&untrusted), &servers);
+    let a = balancer_tests::http::Client::new(bad.front)
+        .get("/")
+        .unwrap();
+    assert_eq!(a.status, 503, "{a:?}");
+    let none = Svc::launch(
+        "https-up-none",
+        "",
+        &backend("{ verify = \"none\" }"),
+        &servers,
+    );
+    let a = balancer_tests::http::Client::new(none.front)
+        .get("/")
+        .unwrap();
+    assert_eq!(a.status, 200, "{a:?}");
+    // A CA file that is not one: check-config says which and why.
+    let garbage = pki.dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let cfg = std::fs::read_to_string(svc.dir.join("balancer.toml"))
+        .unwrap()
+        .replace(
+            &pki.ca.display().to_string(),
+            &garbage.display().to_string(),
+        );
+    let file = pki.dir.join("bad-ca.toml");
+    std::fs::write(&file, cfg).unwrap();
+    let check = Command::new(balancer_tests::balancer_bin())
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        !check.status.success() && err.contains("no certificate in it"),
+        "{err}"
+    );
+}

@@ -35,6 +35,8 @@ pub(super) struct RawBackend {
     timeout_tunnel: Option<String>,
     timeout_server_fin: Option<String>,
     timeout_queue: Option<String>,
+    /// HTTP backends: TLS to the servers.
+    ssl: Option<super::tls::RawServerSsl>,
     #[serde(default)]
     server: Vec<RawServer>,
     server_template: Option<resolvers::RawTemplate>,
@@ -111,6 +113,8 @@ pub struct HttpBackend {
     pub timeout_queue: Duration,
     /// `stick on|match|store-request src` (none: no stick table is used).
     pub stick: StickRules,
+    /// `ssl`: TLS to the servers (HAProxy's `server ... ssl verify ...`).
+    pub ssl: Option<super::ServerSsl>,
 }
 
 impl HttpBackend {
@@ -270,6 +274,10 @@ impl Validator<'_> {
             timeout_server_fin: time("timeout_server_fin", &b.timeout_server_fin, timeout_server)?,
             timeout_queue: time("timeout_queue", &b.timeout_queue, timeout_connect)?,
             stick: self.stick_rules(key, b.stick.as_ref())?,
+            ssl: match &b.ssl {
+                None => None,
+                Some(r) => Some(self.server_ssl(key, r, b.check_type.as_deref())?),
+            },
         }))
     }
 
@@ -515,6 +523,7 @@ impl Validator<'_> {
                     timeout_server_fin: DEFAULT_TIMEOUT_SERVER,
                     timeout_queue: DEFAULT_TIMEOUT_CONNECT,
                     stick: StickRules::default(),
+                    ssl: None,
                 });
                 let default_port = users[0].vip.port();
                 for s in &mut b.servers {
@@ -751,6 +760,7 @@ fn http_key(b: &RawBackend) -> Option<&'static str> {
         ("timeout_server_fin", b.timeout_server_fin.is_some()),
         ("timeout_queue", b.timeout_queue.is_some()),
         ("stick", b.stick.is_some()),
+        ("ssl", b.ssl.is_some()),
     ]
     .into_iter()
     .find(|(_, set)| *set)

@@ -60,7 +60,7 @@ pub use server::{
     server_name_problem,
 };
 pub use stick::{KeyMask, StickRules};
-pub use tls::{ALPN_PROTOCOLS, TLS12_SUITES, TLS13_SUITES, TlsSettings, TlsVersion};
+pub use tls::{ALPN_PROTOCOLS, ServerSsl, TLS12_SUITES, TLS13_SUITES, TlsSettings, TlsVersion};
 pub use units::{parse_duration, parse_size};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/balancer";

@@ -791,3 +791,67 @@ fn tls_settings_that_cannot_work_are_refused() {
     let e = parse(&l4.replace("tls = { crt = \"a\" }", "forwarded_proto = true")).unwrap_err();
     assert_eq!(key_of(&e), "frontend[0].forwarded_proto", "{e}");
 }
+
+#[test]
+fn backend_ssl_to_servers() {
+    let backend = |ssl: &str| {
+        format!(
+            "{BASE}[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = \"127.0.0.1:8080\"\n\
+             default_backend = \"b\"\n[[backend]]\nname = \"b\"\n{ssl}\n\
+             [[backend.server]]\nname = \"s\"\naddress = \"127.0.0.1:9443\"\n"
+        )
+    };
+    let c = parse(&backend(
+        "ssl = { ca_file = \"ca.pem\", sni = \"app.test\" }",
+    ))
+    .unwrap();
+    let s = c.backends[0].http.as_ref().unwrap().ssl.as_ref().unwrap();
+    assert!(s.verify);
+    assert_eq!(s.ca_file.as_deref(), Some(Path::new("ca.pem")));
+    assert_eq!(s.sni.as_deref(), Some("app.test"));
+    let c = parse(&backend("ssl = { verify = \"none\" }")).unwrap();
+    assert!(
+        !c.backends[0]
+            .http
+            .as_ref()
+            .unwrap()
+            .ssl
+            .as_ref()
+            .unwrap()
+            .verify
+    );
+    for (ssl, key, reason) in [
+        ("ssl = {}", "backend[0].ssl.ca_file", "needs the CA"),
+        (
+            "ssl = { verify = \"none\", ca_file = \"a\" }",
+            "backend[0].ssl.ca_file",
+            "no effect",
+        ),
+        (
+            "ssl = { verify = \"maybe\" }",
+            "backend[0].ssl.verify",
+            "want",
+        ),
+        (
+            "ssl = { verify = \"none\", sni = \"a b\" }",
+            "backend[0].ssl.sni",
+            "DNS name",
+        ),
+        (
+            "ssl = { verify = \"none\" }\ncheck_type = \"http\"",
+            "backend[0].ssl",
+            "cleartext",
+        ),
+    ] {
+        let e = parse(&backend(ssl)).unwrap_err();
+        assert_eq!(key_of(&e), key, "{ssl}: {e}");
+        assert!(e.to_string().contains(reason), "{ssl}: {e}");
+    }
+    // Not on an L4 backend.
+    let l4 = format!(
+        "{BASE}[[frontend]]\nname = \"f\"\nbind = \"198.18.0.1:443\"\ndefault_backend = \"b\"\n\
+         [[backend]]\nname = \"b\"\nssl = {{ verify = \"none\" }}\n\
+         [[backend.server]]\nname = \"s\"\naddress = \"198.18.1.1\"\n"
+    );
+    assert!(parse(&l4).is_err());
+}

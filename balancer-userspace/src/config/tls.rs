@@ -238,3 +238,85 @@ impl Validator<'_> {
         })
     }
 }
+
+/// `ssl` on a backend: TLS to its servers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServerSsl {
+    verify: Option<String>,
+    ca_file: Option<String>,
+    sni: Option<String>,
+}
+
+/// TLS to a backend's servers, validated (HAProxy's `server ... ssl
+/// verify required ca-file FILE sni str(NAME)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSsl {
+    /// `verify required`: the server's certificate must chain to
+    /// `ca_file` (and carry `sni` when it is set); `false` (`verify none`):
+    /// any certificate is taken, which an attacker on the path can use.
+    pub verify: bool,
+    pub ca_file: Option<PathBuf>,
+    /// Sent as SNI, and the name the certificate must carry.
+    pub sni: Option<String>,
+}
+
+impl Validator<'_> {
+    pub(super) fn server_ssl(
+        &self,
+        key: &str,
+        raw: &RawServerSsl,
+        check_type: Option<&str>,
+    ) -> Result<ServerSsl, ConfigError> {
+        let key = format!("{key}.ssl");
+        let verify = match raw.verify.as_deref().unwrap_or("required") {
+            "required" => true,
+            "none" => false,
+            other => {
+                return Err(self.err(
+                    format!("{key}.verify"),
+                    format!("{other:?}: want \"required\" or \"none\""),
+                ));
+            }
+        };
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let ca_file = match (&raw.ca_file, verify) {
+            (None, true) => {
+                return Err(self.err(
+                    format!("{key}.ca_file"),
+                    "verify = \"required\" (the default) needs the CA that signs the servers' \
+                     certificates (or verify = \"none\", which trusts anyone on the path)",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(self.err(
+                    format!("{key}.ca_file"),
+                    "with verify = \"none\" no certificate is checked: it would have no effect",
+                ));
+            }
+            (Some(f), true) => Some(base.join(f)),
+            (None, false) => None,
+        };
+        if let Some(n) = &raw.sni
+            && (n.is_empty()
+                || n.len() > 253
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        {
+            return Err(self.err(format!("{key}.sni"), format!("{n:?}: want a DNS name")));
+        }
+        if check_type == Some("http") {
+            return Err(self.err(
+                key.clone(),
+                "http health checks are made in cleartext, not over TLS yet: use check_type \
+                 = \"tcp\" with ssl servers",
+            ));
+        }
+        Ok(ServerSsl {
+            verify,
+            ca_file,
+            sni: raw.sni.clone(),
+        })
+    }
+}

@@ -27,6 +27,7 @@ use balancer_common::{
 };
 use log::{info, warn};
 
+use crate::http::tls::client::ServerTls;
 use crate::{
     config::{AdminState, CheckKind, CheckTiming, Config, Forward, Mode},
     dataplane::{Dataplane, DataplaneError, LoadOptions},
@@ -45,6 +46,8 @@ pub(super) const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum ControlError {
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Tls(#[from] crate::http::tls::TlsError),
     #[error("Maglev table for frontend {frontend}: {source}")]
     Maglev {
         frontend: String,
@@ -150,9 +153,27 @@ pub struct Controller {
     tables: BTreeMap<u32, Vec<u32>>,
     /// HTTP backends' stick tables, by backend name (`stick.rs`).
     stick_tables: BTreeMap<String, std::sync::Arc<crate::http::stick::Table>>,
+    /// HTTP backends' TLS to their servers (`ssl`), by backend name.
+    server_tls: BTreeMap<String, std::sync::Arc<ServerTls>>,
     resolver: Resolver,
     /// DNS discovery state per backend with a `server_template`.
     discovery: BTreeMap<String, TemplateState>,
+}
+
+/// Each HTTP backend's TLS to its servers (its CA file read).
+pub fn server_tls_of(
+    config: &Config,
+) -> Result<BTreeMap<String, std::sync::Arc<ServerTls>>, crate::http::tls::TlsError> {
+    let mut out = BTreeMap::new();
+    for b in &config.backends {
+        if let Some(ssl) = b.http.as_ref().and_then(|h| h.ssl.as_ref()) {
+            out.insert(
+                b.name.clone(),
+                std::sync::Arc::new(ServerTls::new(&b.name, ssl)?),
+            );
+        }
+    }
+    Ok(out)
 }
 
 impl Controller {
@@ -169,6 +190,7 @@ impl Controller {
         for (s, id) in servers.iter_mut().zip(ids) {
             s.id = id;
         }
+        let server_tls = server_tls_of(&config)?;
         let (frontend_ids, table_ids) = frontend_and_table_ids(&mut dp, &config)?;
         let mut c = Controller {
             dp,
@@ -181,6 +203,7 @@ impl Controller {
             http_limits: Default::default(),
             tables: BTreeMap::new(),
             stick_tables: BTreeMap::new(),
+            server_tls,
             resolver,
             discovery: BTreeMap::new(),
         };
@@ -258,6 +281,8 @@ impl Controller {
         if !fixed.is_empty() {
             return Err(ControlError::NeedsRestart(fixed.join(", ")));
         }
+        // CA files read again (a bad one refuses the reload).
+        let server_tls = server_tls_of(&config)?;
         let mut servers = build_servers(&config);
         let names: Vec<String> = servers
             .iter()
@@ -316,6 +341,7 @@ impl Controller {
         let (frontend_ids, table_ids) = frontend_and_table_ids(&mut self.dp, &config)?;
         self.tables.retain(|id, _| frontend_ids.contains(id));
         self.config = config;
+        self.server_tls = server_tls;
         self.servers = servers;
         self.frontend_ids = frontend_ids;
         self.sync_stick_tables(&table_ids)?;
@@ -545,6 +571,7 @@ impl Controller {
                             .get(&b.name)
                             .filter(|_| settings.stick.any())
                             .cloned(),
+                        tls: self.server_tls.get(&b.name).cloned(),
                         settings,
                         servers,
                     }),

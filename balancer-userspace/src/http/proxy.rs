@@ -69,6 +69,8 @@ pub struct HttpBackendView {
     pub servers: Vec<HttpServerView>,
     /// Its stick table, with `stick` rules.
     pub stick: Option<Arc<super::stick::Table>>,
+    /// TLS to its servers (`ssl`).
+    pub tls: Option<Arc<super::tls::client::ServerTls>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,7 +287,7 @@ impl Proxy {
             let server = &b.servers[chosen];
             match self
                 .pool
-                .checkout(server.addr, b.settings.timeout_connect)
+                .checkout(server.addr, b.tls.as_ref(), b.settings.timeout_connect)
                 .await
             {
                 Ok((conn, reused)) => {

@@ -17,6 +17,7 @@
 //! behind the default.
 
 pub mod certs;
+pub mod client;
 
 use std::{
     sync::{

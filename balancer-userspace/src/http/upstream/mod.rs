@@ -31,6 +31,11 @@
 //! with HAProxy's connection reuse.
 
 pub(crate) mod codec;
+mod errors;
+mod server_io;
+
+pub use errors::{ConnectError, ExchangeError, SendError};
+pub use server_io::ServerIo;
 
 use super::timer::Deadline;
 use std::{
@@ -40,7 +45,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -54,6 +59,7 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
 };
 
+use super::tls::client::ServerTls;
 use codec::{
     Framing, Head, Parsed, ReqFraming, Step, decode_chunk, encode_frame, encode_request, parse_head,
 };
@@ -72,64 +78,6 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
 const READ_ROOM: usize = 16 * 1024;
 const MAX_READ_ROOM: usize = 256 * 1024;
 
-/// Why no connection to a server could be made (HAProxy answers 503).
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("connect to {addr}: no answer within {} ms", .timeout.as_millis())]
-    Timeout { addr: SocketAddr, timeout: Duration },
-    #[error("connect to {addr}: {source}")]
-    Io {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    /// The proxy's own limit (no server is to blame): every server
-    /// connection the descriptor budget allows is in use.
-    #[error(
-        "connect to {addr}: every server connection the budget allows stayed in use for timeout_connect"
-    )]
-    NoSlot { addr: SocketAddr },
-    /// This host ran out of something (descriptors, memory, local ports):
-    /// no fault of the server's.
-    #[error("connect to {addr}: {source} (on this host)")]
-    Local {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
-
-impl ConnectError {
-    /// The proxy's own limits or this host's resources, not the server.
-    pub fn is_local(&self) -> bool {
-        matches!(
-            self,
-            ConnectError::NoSlot { .. } | ConnectError::Local { .. }
-        )
-    }
-}
-
-/// What went wrong in an exchange with a server, after the connection was
-/// made (HAProxy answers 502).
-#[derive(Debug, thiserror::Error)]
-pub enum ExchangeError {
-    #[error("server closed the connection before a complete response head")]
-    Closed,
-    #[error("connection to the server: {0}")]
-    Io(#[from] io::Error),
-    #[error("malformed response from the server: {0}")]
-    Malformed(&'static str),
-    #[error("reading the client's request body: {0}")]
-    ClientBody(#[source] BoxError),
-    /// The client sent none of its request body for `timeout client`
-    /// (HAProxy answers 408).
-    #[error("the client sent no request body for {} ms", .0.as_millis())]
-    ClientTimeout(Duration),
-    /// The server sent nothing (or took none of the request) for
-    /// `timeout server` (HAProxy answers 504, or cuts a response that
-    /// has started).
-    #[error("the server was silent for {} ms", .0.as_millis())]
-    ServerTimeout(Duration),
-}
-
 /// How long an exchange waits on either side without progress.
 #[derive(Debug, Clone, Copy)]
 pub struct Waits {
@@ -139,19 +87,13 @@ pub struct Waits {
     pub server: Duration,
 }
 
-/// Why a request got no response head.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    #[error(transparent)]
-    Exchange(#[from] ExchangeError),
-}
 
 /// An HTTP/1.1 connection to a server, owned by one request at a time.
 pub struct Conn {
     addr: SocketAddr,
-    io: TcpStream,
+    /// Over TLS (pooled apart from cleartext connections to `addr`).
+    tls: Option<Arc<ServerTls>>,
+    io: ServerIo,
     /// Bytes read from the server and not yet consumed.
     rbuf: BytesMut,
     /// The request being written (kept, for a request without body, until
@@ -164,19 +106,9 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Whether an idle connection can take a request: nothing has come from
-    /// the server since its last response (no FIN, no stray bytes). Asks
-    /// the socket only when the event loop saw it become readable.
-    fn is_usable(&self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.io.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut b = [0u8; 1];
-                matches!(self.io.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+    /// See [`ServerIo::is_usable`].
+    fn is_usable(&mut self) -> bool {
+        self.io.is_usable()
     }
 
     /// Read what the server has sent into `rbuf`; `Ok(0)` at its end.
@@ -218,7 +150,7 @@ impl Conn {
     /// The upgraded connection (after a 101): the socket, and what the
     /// server already sent beyond its response head.
     /// Its slot goes with it: a tunnel holds a server connection.
-    pub fn into_upgraded(self) -> (TcpStream, Bytes, OwnedSemaphorePermit) {
+    pub fn into_upgraded(self) -> (ServerIo, Bytes, OwnedSemaphorePermit) {
         (self.io, self.rbuf.freeze(), self._slot)
     }
 }
@@ -232,7 +164,7 @@ struct Idle {
 /// (foldhash: SipHash's flooding resistance buys nothing for keys that are
 /// the configured servers, and it costs on every request).
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>>,
+    idle: Mutex<HashMap<(SocketAddr, bool), Vec<Idle>, foldhash::fast::RandomState>>,
     /// The cap on server connections (all workers'), idle ones included.
     slots: Arc<ServerSlots>,
 }
@@ -335,24 +267,25 @@ impl Pool {
     pub async fn checkout(
         &self,
         addr: SocketAddr,
+        tls: Option<&Arc<ServerTls>>,
         connect_timeout: Duration,
     ) -> Result<(Conn, bool), ConnectError> {
-        match self.take_idle(addr) {
+        match self.take_idle(addr, tls.is_some()) {
             Some(conn) => Ok((conn, true)),
             // Rare: boxed, so that every request's future stays small.
             None => Box::pin(async move {
                 let slot = self.slot(addr, connect_timeout).await?;
-                connect(addr, connect_timeout, slot).await
+                connect(addr, tls, connect_timeout, slot).await
             })
             .await
             .map(|c| (c, false)),
         }
     }
 
-    fn take_idle(&self, addr: SocketAddr) -> Option<Conn> {
+    fn take_idle(&self, addr: SocketAddr, tls: bool) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(&addr)?;
-        while let Some(i) = list.pop() {
+        let list = idle.get_mut(&(addr, tls))?;
+        while let Some(mut i) = list.pop() {
             if i.since.elapsed() < IDLE_TIMEOUT && i.conn.is_usable() {
                 return Some(i.conn);
             }
@@ -367,11 +300,11 @@ impl Pool {
     pub fn sweep(&self, keep: impl Fn(&SocketAddr) -> bool) -> usize {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let before: usize = idle.values().map(Vec::len).sum();
-        idle.retain(|addr, list| {
+        idle.retain(|(addr, _), list| {
             if !keep(addr) {
                 return false;
             }
-            list.retain(|i| i.since.elapsed() < IDLE_TIMEOUT && i.conn.is_usable());
+            list.retain_mut(|i| i.since.elapsed() < IDLE_TIMEOUT && i.conn.is_usable());
             !list.is_empty()
         });
         before - idle.values().map(Vec::len).sum::<usize>()
@@ -396,7 +329,7 @@ impl Pool {
         // server would close connections that a burst of concurrent
         // requests (1,000 clients) needs again at once.
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(conn.addr).or_default();
+        let list = idle.entry((conn.addr, conn.tls.is_some())).or_default();
         list.push(Idle {
             conn,
             since: Instant::now(),
@@ -435,9 +368,11 @@ impl Pool {
                     conn.addr
                 );
                 let wbuf = std::mem::take(&mut conn.wbuf);
-                let addr = conn.addr;
+                let (addr, tls) = (conn.addr, conn.tls.take());
                 drop(conn);
-                Box::pin(self.resend(addr, connect_timeout, waits, wbuf, parts.method, body)).await
+                let resent =
+                    self.resend(addr, tls, connect_timeout, waits, wbuf, parts.method, body);
+                Box::pin(resent).await
             }
             Err((e, _)) => Err(e.into()),
         }
@@ -445,9 +380,11 @@ impl Pool {
 
     /// A request without body (its bytes in `wbuf`; `body` has ended, and
     /// is not read) once more, on a new connection.
+    #[allow(clippy::too_many_arguments)]
     async fn resend<B>(
         self: &Arc<Self>,
         addr: SocketAddr,
+        tls: Option<Arc<ServerTls>>,
         connect_timeout: Duration,
         waits: Waits,
         wbuf: Vec<u8>,
@@ -459,7 +396,7 @@ impl Pool {
         B::Error: Into<BoxError>,
     {
         let slot = self.slot(addr, connect_timeout).await?;
-        let mut conn = connect(addr, connect_timeout, slot).await?;
+        let mut conn = connect(addr, tls.as_ref(), connect_timeout, slot).await?;
         conn.wbuf = wbuf;
         match exchange(&mut conn, &mut body, &mut ReqFraming::None, &method, waits).await {
             Ok(head) => Ok(self.response(conn, head, waits.server)),
@@ -489,12 +426,15 @@ impl Pool {
     }
 }
 
-/// A new connection to `addr`, in `slot`.
+/// A new connection to `addr` (TLS with `tls`: the handshake within the
+/// same `timeout`), in `slot`.
 async fn connect(
     addr: SocketAddr,
+    tls: Option<&Arc<ServerTls>>,
     timeout: Duration,
     slot: OwnedSemaphorePermit,
 ) -> Result<Conn, ConnectError> {
+    let started = tokio::time::Instant::now();
     let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
         Ok(Err(source))
@@ -515,8 +455,20 @@ async fn connect(
         Ok(Ok(s)) => s,
     };
     let _ = io.set_nodelay(true);
+    let io = match tls {
+        None => ServerIo::Plain(io),
+        Some(t) => {
+            let (connector, name) = t.connector(addr);
+            match tokio::time::timeout_at(started + timeout, connector.connect(name, io)).await {
+                Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
+                Ok(Err(source)) => return Err(ConnectError::Tls { addr, source }),
+                Ok(Ok(s)) => ServerIo::Tls(Box::new(s)),
+            }
+        }
+    };
     Ok(Conn {
         addr,
+        tls: tls.cloned(),
         io,
         rbuf: BytesMut::new(),
         wbuf: Vec::new(),
@@ -681,7 +633,7 @@ pub struct UpBody {
 
 impl UpBody {
     /// For a 101 response: the connection, to splice with the client's.
-    pub fn into_upgraded(mut self) -> Option<(TcpStream, Bytes, OwnedSemaphorePermit)> {
+    pub fn into_upgraded(mut self) -> Option<(ServerIo, Bytes, OwnedSemaphorePermit)> {
         if self.framing != Framing::Upgrade {
             return None;
         }

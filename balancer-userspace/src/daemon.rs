@@ -255,6 +255,7 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
                 stats: Default::default(),
                 tls: tls.get(&f.name).cloned(),
                 forwarded_proto: f.forwarded_proto,
+                redirect_https: f.redirect_https,
             };
             (l, spec)
         })

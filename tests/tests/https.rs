@@ -644,3 +644,89 @@ fn tls_to_servers_verified_pooled_and_resumed() {
         "{err}"
     );
 }
+
+/// Raw bytes of the answer to `req` on a new connection to `to` (read
+/// until the server closes or 2 s pass).
+fn raw_answer(to: SocketAddr, req: &[u8]) -> String {
+    let mut s = TcpStream::connect(to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(req).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    // The status line, then the header fields sorted (their order carries
+    // no meaning), without `date` (hyper adds it to every answer).
+    let text = String::from_utf8_lossy(&out).to_lowercase();
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let status = lines.next().unwrap_or_default().to_owned();
+    let mut fields: Vec<&str> = lines.filter(|l| !l.starts_with("date:")).collect();
+    fields.sort_unstable();
+    format!("{status}\n{}", fields.join("\n"))
+}
+
+#[test]
+fn one_haproxy_cfg_with_ssl_binds_and_a_redirect_runs_in_both() {
+    let pki = pki("cfg");
+    let _clean = Cleanup(pki.dir.clone());
+    let pem = pki
+        .server("site.pem", &["site.test"], Key::EcdsaP256, 30)
+        .unwrap();
+    let origin = Backend::start("s1", 0).unwrap();
+    let (ha_tls, bl_tls) = (free_port().unwrap(), free_port().unwrap());
+    let cfg = |front: SocketAddr, tls_port: u16, sock: &Path| {
+        format!(
+            "global\n    stats socket {}\n    ssl-default-bind-options ssl-min-ver TLSv1.2\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    \
+             timeout server 5s\n\
+             frontend www\n    bind {front}\n    bind 127.0.0.1:{tls_port} ssl crt {} alpn h2,http/1.1\n    \
+             redirect scheme https code 301 if !{{ ssl_fc }}\n    default_backend app\n\
+             backend app\n    cookie SERVER insert indirect nocache secure\n    \
+             server s1 {} cookie s1\n",
+            sock.display(),
+            pem.display(),
+            origin.addr
+        )
+    };
+    let ha = balancer_tests::haproxy::Haproxy::start("https-cfg", |front, sock| {
+        cfg(front, ha_tls, sock)
+    });
+    let bl = Svc::launch_cfg("https-cfg", |front| {
+        cfg(front, bl_tls, Path::new("/dev/null"))
+    });
+    // Cleartext: the redirect, byte for byte (headers lower-cased).
+    for req in [
+        &b"GET /a/b?x=1 HTTP/1.1\r\nHost: www.test:8080\r\n\r\n"[..],
+        b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    ] {
+        assert_eq!(
+            raw_answer(bl.front, req),
+            raw_answer(ha.front, req),
+            "{}",
+            String::from_utf8_lossy(req)
+        );
+    }
+    // TLS: proxied, the same cookie.
+    let at = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
+    let (h, b) = (
+        curl(at(ha_tls), "site.test", "/", &pki.ca, &[]).unwrap(),
+        curl(at(bl_tls), "site.test", "/", &pki.ca, &[]).unwrap(),
+    );
+    assert_eq!((h.status, &h.http_version), (b.status, &b.http_version));
+    let cookie = |c: &balancer_tests::tls::Curl| {
+        c.headers
+            .iter()
+            .filter(|(k, _)| k == "set-cookie")
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cookie(&b), cookie(&h));
+    assert_eq!(cookie(&b), ["SERVER=s1; path=/; Secure"]);
+}

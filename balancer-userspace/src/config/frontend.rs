@@ -32,6 +32,15 @@ pub(super) struct RawFrontend {
     h2_max_concurrent_streams: Option<u32>,
     tls: Option<super::tls::RawTls>,
     forwarded_proto: Option<bool>,
+    redirect: Option<RawRedirect>,
+}
+
+/// `redirect = { scheme = "https", code = 301 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedirect {
+    scheme: String,
+    code: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +80,9 @@ pub struct Frontend {
     /// HTTP frontends: requests carry `X-Forwarded-Proto` (`https` or
     /// `http`) and `X-Forwarded-Port` (the port the client reached).
     pub forwarded_proto: bool,
+    /// HTTP frontends: `redirect scheme https [code N]`: every request is
+    /// answered with a redirect to https (this status), none is proxied.
+    pub redirect_https: Option<u16>,
 }
 
 /// The client side of an HTTP frontend, with HAProxy's names: its
@@ -213,6 +225,7 @@ impl Validator<'_> {
         let b = &backends[backend];
         let mut http = HttpFrontend::default();
         let mut tls = None;
+        let mut redirect_https = None;
         if mode == Mode::Http {
             if proto != Proto::Tcp {
                 return Err(self.err(format!("{key}.proto"), "http frontends are tcp"));
@@ -220,6 +233,29 @@ impl Validator<'_> {
             http = self.http_frontend(key, &f)?;
             if let Some(t) = f.tls.take() {
                 tls = Some(self.tls(key, t)?);
+            }
+            if let Some(r) = &f.redirect {
+                if r.scheme != "https" {
+                    return Err(self.err(
+                        format!("{key}.redirect.scheme"),
+                        format!("{:?}: only \"https\" is implemented", r.scheme),
+                    ));
+                }
+                let code = r.code.unwrap_or(302);
+                if ![301, 302, 303, 307, 308].contains(&code) {
+                    return Err(self.err(
+                        format!("{key}.redirect.code"),
+                        format!("{code}: want 301, 302, 303, 307 or 308"),
+                    ));
+                }
+                if tls.is_some() {
+                    return Err(self.err(
+                        format!("{key}.redirect"),
+                        "on a TLS frontend: its clients already use https (each would be sent \
+                         back to where it is)",
+                    ));
+                }
+                redirect_https = Some(code);
             }
         }
         let fe = Frontend {
@@ -231,6 +267,7 @@ impl Validator<'_> {
             http,
             tls,
             forwarded_proto: f.forwarded_proto.unwrap_or(false),
+            redirect_https,
         };
         if mode == Mode::Http {
             return Ok(fe);
@@ -253,6 +290,7 @@ impl Validator<'_> {
             ("max_header_bytes", f.max_header_bytes.is_some()),
             ("maxconn", f.maxconn.is_some()),
             ("forwarded_proto", f.forwarded_proto.is_some()),
+            ("redirect", f.redirect.is_some()),
             (
                 "h2_max_concurrent_streams",
                 f.h2_max_concurrent_streams.is_some(),

@@ -855,3 +855,32 @@ fn backend_ssl_to_servers() {
     );
     assert!(parse(&l4).is_err());
 }
+
+#[test]
+fn redirect_to_https() {
+    let c = parse(&http_front("redirect = { scheme = \"https\", code = 301 }")).unwrap();
+    assert_eq!(c.frontends[0].redirect_https, Some(301));
+    let c = parse(&http_front("redirect = { scheme = \"https\" }")).unwrap();
+    assert_eq!(c.frontends[0].redirect_https, Some(302));
+    for (redirect, key, reason) in [
+        (
+            "redirect = { scheme = \"http\" }",
+            "frontend[0].redirect.scheme",
+            "only",
+        ),
+        (
+            "redirect = { scheme = \"https\", code = 200 }",
+            "frontend[0].redirect.code",
+            "want 301",
+        ),
+        (
+            "redirect = { scheme = \"https\" }\ntls = { crt = \"a.pem\" }",
+            "frontend[0].redirect",
+            "already use https",
+        ),
+    ] {
+        let e = parse(&http_front(redirect)).unwrap_err();
+        assert_eq!(key_of(&e), key, "{redirect}: {e}");
+        assert!(e.to_string().contains(reason), "{redirect}: {e}");
+    }
+}

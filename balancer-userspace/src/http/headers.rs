@@ -231,3 +231,23 @@ pub(super) fn upstream_request<B>(
     *r.headers_mut() = headers;
     r
 }
+
+/// HAProxy's `redirect scheme https`: `Location: https://` and the
+/// request's `Host` and target (as HAProxy, an empty host when the request
+/// has none), no body.
+pub(super) fn redirect_https<B, R>(code: u16, req: &Request<B>, body: R) -> http::Response<R> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut r = http::Response::new(body);
+    *r.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::FOUND);
+    if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{target}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}

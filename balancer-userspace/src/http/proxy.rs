@@ -104,6 +104,8 @@ pub struct FrontendSpec {
     pub tls: Option<Arc<super::tls::Terminator>>,
     /// `forwarded_proto`: requests carry `X-Forwarded-Proto` and `-Port`.
     pub forwarded_proto: bool,
+    /// `redirect scheme https`: every request answered with this status.
+    pub redirect_https: Option<u16>,
 }
 
 /// Balancing state of one frontend, shared by its worker threads.
@@ -174,6 +176,9 @@ pub(super) async fn handle(
         };
         if let Err(msg) = settle_host(&mut req) {
             break 'answer error(StatusCode::BAD_REQUEST, msg);
+        }
+        if let Some(code) = p.spec.redirect_https {
+            break 'answer super::headers::redirect_https(code, &req, empty());
         }
         let now = unix_now();
         // The client's stick key and the time, with a stick table.

@@ -228,3 +228,60 @@ pub(super) fn cipher_list(
     }
     list.to_owned()
 }
+
+/// `redirect scheme https [code N] [if !{ ssl_fc } | unless { ssl_fc }]`:
+/// (code, whether it is only for cleartext binds).
+pub(super) fn redirect(l: &Line) -> Result<(u16, bool), CfgError> {
+    let w: Vec<&str> = l.words.iter().map(String::as_str).collect();
+    let (scheme, rest) = match w.as_slice() {
+        [_, "scheme", s, rest @ ..] => (*s, rest),
+        [_, kind, ..] => {
+            return Err(err(
+                l,
+                format!("redirect {kind}"),
+                "only `redirect scheme https` is implemented",
+            ));
+        }
+        _ => return Err(err(l, "redirect", "want `redirect scheme https`")),
+    };
+    if scheme != "https" {
+        return Err(err(
+            l,
+            "redirect scheme",
+            format!("{scheme:?}: only https is implemented"),
+        ));
+    }
+    let (code, cond) = match rest {
+        ["code", c, cond @ ..] => {
+            let code = c
+                .parse::<u16>()
+                .ok()
+                .filter(|c| [301, 302, 303, 307, 308].contains(c))
+                .ok_or_else(|| {
+                    err(
+                        l,
+                        "redirect code",
+                        format!("{c:?}: want 301, 302, 303, 307 or 308"),
+                    )
+                })?;
+            (code, cond)
+        }
+        cond => (302, cond),
+    };
+    let cleartext_only = match cond {
+        [] => false,
+        ["if", "!{", "ssl_fc", "}"] | ["unless", "{", "ssl_fc", "}"] => true,
+        other => {
+            return Err(err(
+                l,
+                "redirect",
+                format!(
+                    "condition {:?}: only `if !{{ ssl_fc }}` (or `unless {{ ssl_fc }}`) is \
+                     supported",
+                    other.join(" ")
+                ),
+            ));
+        }
+    };
+    Ok((code, cleartext_only))
+}

@@ -268,6 +268,13 @@ fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         e.string(mline, "mode", if http { "http" } else { "l4" });
         e.string(p.line, "default_backend", &backend);
         if !http {
+            if let Some(r) = &p.redirect {
+                return Err(err(
+                    r.line,
+                    "redirect",
+                    "in a mode tcp frontend: the XDP path sees packets, not requests",
+                ));
+            }
             if let Some(t) = &b.tls {
                 return Err(err(
                     t.line,
@@ -290,6 +297,23 @@ fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
             if let Some(v) = p.s.timeouts.get(t) {
                 e.string(v.line, key, &v.v);
             }
+        }
+        match (&p.redirect, &b.tls) {
+            (Some(r), None) => {
+                e.line(
+                    r.line,
+                    format!("redirect = {{ scheme = \"https\", code = {} }}", r.v.0),
+                );
+            }
+            (Some(r), Some(_)) if !r.v.1 => {
+                return Err(err(
+                    r.line,
+                    "redirect",
+                    "on a frontend with an ssl bind and no `if !{ ssl_fc }`: its https clients \
+                     would be sent back to themselves",
+                ));
+            }
+            _ => {}
         }
         if let Some(t) = &b.tls {
             tls(&cfg.global.ssl, t, e);

@@ -63,6 +63,11 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
         "`[frontend.tls]` (no `alpn`: HTTP/1.1 only, as HAProxy 2.6; relative `crt` paths: from the .cfg's directory, or `crt-base`)",
     ),
     (
+        "frontend, listen",
+        "redirect scheme https [code N] [if !{ ssl_fc }]",
+        "`redirect = { scheme = \"https\", code = N }` on the cleartext binds' frontends",
+    ),
+    (
         "global",
         "crt-base, ssl-default-bind-ciphers, ssl-default-bind-ciphersuites, ssl-default-bind-options ssl-min-ver|ssl-max-ver|no-sslv3..no-tlsv13",
         "the TLS binds' defaults (cipher names rustls lacks are dropped with a warning)",

@@ -119,6 +119,9 @@ pub struct Proxy {
     pub line: usize,
     pub s: Settings,
     pub binds: Vec<super::bind::Bind>,
+    /// `redirect scheme https [code N] [if !{ ssl_fc }]`: (code, only on
+    /// cleartext binds).
+    pub redirect: Option<At<(u16, bool)>>,
     pub servers: Vec<Server>,
     pub templates: Vec<Template>,
     pub stick_table: Option<At<StickTable>>,
@@ -273,6 +276,7 @@ pub fn parse(lines: &[Line]) -> Result<Cfg, CfgError> {
                     line: head.number,
                     s: base,
                     binds: Vec::new(),
+                    redirect: None,
                     servers: Vec::new(),
                     templates: Vec::new(),
                     stick_table: None,
@@ -540,6 +544,12 @@ fn proxy_line(p: &mut Proxy, l: &Line, warnings: &mut Vec<Warning>) -> Result<()
                 ));
             }
             p.stick.push(at(stick_rule(l)?, l.number));
+        }
+        "redirect" => {
+            if !kind.front() {
+                return Err(not_here("a backend receives no request to redirect"));
+            }
+            p.redirect = Some(at(super::bind::redirect(l)?, l.number));
         }
         "use_backend" => {
             return Err(err(

@@ -155,3 +155,37 @@ fn tls_words_that_cannot_work_are_refused_with_their_line() {
         .to_string();
     assert!(e.contains("haproxy.cfg:4") && e.contains("mode tcp"), "{e}");
 }
+
+#[test]
+fn redirect_scheme_https_goes_to_the_cleartext_binds() {
+    let text = cfg(
+        "ssl-min-ver TLSv1.2",
+        "    bind :80\n    bind :443 ssl crt a.pem\n    redirect scheme https code 301 if !{ ssl_fc }\n",
+    );
+    let c = Config::parse_haproxy(Path::new("haproxy.cfg"), &text, &Options::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.frontends[0].redirect_https, Some(301));
+    assert!(c.frontends[0].tls.is_none());
+    assert_eq!(c.frontends[1].redirect_https, None);
+    assert!(c.frontends[1].tls.is_some());
+    for (redirect, want) in [
+        ("    redirect scheme https\n", "sent back to themselves"),
+        ("    redirect scheme http\n", "only https"),
+        ("    redirect location /x\n", "redirect location"),
+        ("    redirect scheme https code 200\n", "want 301"),
+        (
+            "    redirect scheme https if { path /x }\n",
+            "only `if !{ ssl_fc }`",
+        ),
+    ] {
+        let text = cfg(
+            "ssl-min-ver TLSv1.2",
+            &format!("    bind :80\n    bind :443 ssl crt a.pem\n{redirect}"),
+        );
+        let e = Config::parse_haproxy(Path::new("haproxy.cfg"), &text, &Options::default())
+            .expect_err(redirect)
+            .to_string();
+        assert!(e.contains("haproxy.cfg:10"), "{redirect}: {e}");
+        assert!(e.contains(want), "{redirect}: {e}");
+    }
+}

@@ -87,7 +87,6 @@ pub struct Waits {
     pub server: Duration,
 }
 
-
 /// An HTTP/1.1 connection to a server, owned by one request at a time.
 pub struct Conn {
     addr: SocketAddr,

@@ -204,6 +204,28 @@ fn s_client(front: SocketAddr, ca: &Path, sess: &Path, offer: bool, extra: &[&st
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Two connections with Python's ssl module, the second offering the
+/// first's session; prints each status and whether it was resumed.
+const RESUMING_CLIENT: &str = r#"
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+session, out = None, []
+for _ in range(2):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="a.test", session=session)
+    s.sendall(b"GET /py HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        data += d
+    out += [data.split()[1].decode(), str(s.session_reused)]
+    session = s.session
+    s.close()
+print(" ".join(out))
+"#;
+
 #[test]
 fn sessions_resume_with_tls13_tickets_and_tls12() {
     let pki = pki("resume");
@@ -224,16 +246,30 @@ fn sessions_resume_with_tls13_tickets_and_tls12() {
         );
         assert!(again.contains("HTTP/1.1 200"), "{version}: {again}");
     }
+    // Python's ssl module (OpenSSL), TLS 1.3: a second connection offers
+    // the first one's session.
+    let py = Command::new("python3")
+        .args(["-c", RESUMING_CLIENT, &svc.front.port().to_string()])
+        .arg(&pki.ca)
+        .output()
+        .expect("python3");
+    let said = String::from_utf8_lossy(&py.stdout);
+    assert_eq!(
+        said.trim(),
+        "200 False 200 True",
+        "{said} {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     let m = scrape(metrics);
     let get = |k: &str| m.get(k).copied().unwrap_or(-1.0);
     assert_eq!(
         get("balancer_tls_handshakes_total{frontend=\"web\",kind=\"resumed\"}"),
-        2.0,
+        3.0,
         "{m:?}"
     );
     assert_eq!(
         get("balancer_tls_handshakes_total{frontend=\"web\",kind=\"full\"}"),
-        2.0,
+        3.0,
         "{m:?}"
     );
     assert_eq!(

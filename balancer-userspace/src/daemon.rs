@@ -365,6 +365,14 @@ impl Running {
                     .tls
                     .enabled
                     .store(spec.tls.is_some(), std::sync::atomic::Ordering::Relaxed);
+                if let Some(t) = &spec.tls {
+                    *spec
+                        .stats
+                        .tls
+                        .certificates
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = t.certificates();
+                }
                 c.http.subscribe()
             };
             http_tasks.extend(crate::http::listen::spawn_workers(
@@ -445,7 +453,7 @@ impl Running {
                         Ok(sum) => {
                             for (name, p) in certs {
                                 if let Some(t) = tls.get(&name) {
-                                    t.commit(p);
+                                    t.commit_counted(p, &c.http_stats.frontend(&name).tls);
                                 }
                             }
                             for t in dns_tasks.drain(..) {

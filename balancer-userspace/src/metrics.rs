@@ -34,6 +34,10 @@
 //! | `balancer_http_server_responses_total` | counter | `backend`, `server`, `code` |
 //! | `balancer_http_server_errors_total` | counter | `backend`, `server`, `kind` = connect (503 or redispatched), response (502), timeout (504) |
 //! | `balancer_http_server_current`, `balancer_http_server_queued` (requests at the server now, and waiting in its queue: servers with `maxconn`) | gauge | `backend`, `server` |
+//! | `balancer_tls_handshakes_total` | counter | `frontend` (TLS), `kind` = full, resumed |
+//! | `balancer_tls_handshake_failures_total` | counter | `frontend`, `reason` = timeout, closed, plain_http, malformed, incompatible, client_alert, other |
+//! | `balancer_tls_versions_total`, `balancer_tls_alpn_total` (completed handshakes) | counter | `frontend`, `version` = TLSv1.2, TLSv1.3 / `protocol` = h2, http/1.1, none |
+//! | `balancer_tls_certificate_not_after_seconds` (expiry, Unix time) | gauge | `frontend`, `path`, `names` |
 //! | `balancer_stick_table_capacity` | gauge | |
 //! | `balancer_stick_table_entries` | gauge (last count) | |
 //! | `balancer_stick_table_counted_timestamp_seconds` | gauge | |
@@ -508,6 +512,29 @@ impl Snapshot {
                     }),
             )?;
         }
+        family(
+            e,
+            "balancer_tls_certificate_not_after_seconds",
+            "When each certificate a TLS frontend serves expires (Unix time; alert well before)",
+            self.http_frontends.iter().flat_map(|(n, s)| {
+                let certs = s
+                    .tls
+                    .certificates
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                certs.into_iter().map(move |c| {
+                    (
+                        vec![
+                            ("frontend", n.clone()),
+                            ("path", c.path),
+                            ("names", c.names.join(",")),
+                        ],
+                        gauge(c.not_after as f64),
+                    )
+                })
+            }),
+        )?;
         let sv = |b: &str, s: &str| -> Labels {
             vec![("backend", b.to_owned()), ("server", s.to_owned())]
         };

@@ -462,7 +462,21 @@ fn sighup_replaces_certificates_and_refuses_bad_ones() {
         .server("first.pem", &["a.test"], Key::EcdsaP256, 30)
         .unwrap();
     std::fs::copy(&first, &live).unwrap();
-    let (svc, _metrics, _backends) = start("https-reload", &tls_line(&[&live]), "", 1);
+    let (svc, metrics, _backends) = start("https-reload", &tls_line(&[&live]), "", 1);
+    // The expiry metric: days from now of the certificate in use.
+    let days_left = || {
+        let m = scrape(metrics);
+        let (_, v) = m
+            .iter()
+            .find(|(k, _)| k.starts_with("balancer_tls_certificate_not_after_seconds{"))
+            .unwrap_or_else(|| panic!("no expiry metric: {m:?}"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        ((v - now) / 86_400.0).round()
+    };
+    assert_eq!(days_left(), 30.0);
     assert_eq!(
         served_fingerprint(svc.front, "a.test").unwrap(),
         fingerprint(&first).unwrap()
@@ -503,6 +517,7 @@ fn sighup_replaces_certificates_and_refuses_bad_ones() {
         served_fingerprint(svc.front, "a.test").unwrap(),
         fingerprint(&second).unwrap()
     );
+    assert_eq!(days_left(), 60.0);
     ka_in.write_all(b"\n").unwrap();
     assert_eq!(status(), "200", "the connection opened before the reload");
 

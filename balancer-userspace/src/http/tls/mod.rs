@@ -158,6 +158,15 @@ impl Terminator {
         build(&self.frontend, settings, &self.sessions, &self.tickets)
     }
 
+    /// Serve new handshakes with `p`; `counters` learn its certificates.
+    pub fn commit_counted(&self, p: Prepared, counters: &TlsCounters) {
+        *counters
+            .certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = p.certs.clone();
+        self.commit(p);
+    }
+
     /// Serve new handshakes with `p`.
     pub fn commit(&self, p: Prepared) {
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Active {
@@ -330,6 +339,9 @@ pub struct TlsCounters {
     pub alpn_h2: AtomicU64,
     pub alpn_http11: AtomicU64,
     pub alpn_none: AtomicU64,
+    /// The certificates in use (see [`Terminator::certificates`]), for
+    /// `/metrics`.
+    pub certificates: std::sync::Mutex<Vec<CertSummary>>,
 }
 
 impl TlsCounters {

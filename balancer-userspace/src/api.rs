@@ -152,7 +152,7 @@ impl ResponseClasses {
 }
 
 /// One HTTP frontend's counters (the proxy's `http::stats`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpFrontendStats {
     /// Requests received (each counted once, however many servers it took).
     pub requests: u64,
@@ -195,6 +195,29 @@ pub struct HttpFrontendStats {
     /// Answered 503 after `timeout_queue`: the servers were full.
     #[serde(default)]
     pub queue_timeouts: u64,
+    /// A TLS frontend's handshakes and certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStats>,
+}
+
+/// A TLS frontend's handshakes (as the `balancer_tls_*` metrics count
+/// them) and the certificates it serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsStats {
+    /// (name, count): `full`, `resumed`, `failed_REASON`..., `TLSv1.2`,
+    /// `TLSv1.3`, `alpn_h2`, `alpn_http/1.1`, `alpn_none`.
+    pub counts: Vec<(String, u64)>,
+    pub certificates: Vec<CertificateInfo>,
+}
+
+/// A certificate in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    pub path: String,
+    pub names: Vec<String>,
+    pub key_type: String,
+    /// Expiry, Unix time.
+    pub not_after: i64,
 }
 
 impl HttpFrontendStats {
@@ -218,6 +241,32 @@ impl HttpFrontendStats {
             ("queue_timeouts", self.queue_timeouts),
         ]);
         rows
+    }
+
+    /// A TLS frontend's counters (`tls_NAME COUNT`) and certificates
+    /// (their expiry in days from `now`), as `balancer stats` prints them.
+    pub fn tls_lines(&self, now: std::time::SystemTime) -> Vec<String> {
+        let now = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let Some(t) = &self.tls else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = t
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{:<24} {v:>6}", format!("tls_{k}")))
+            .collect();
+        out.extend(t.certificates.iter().map(|c| {
+            format!(
+                "certificate {} ({}, {}): expires in {} days",
+                c.path,
+                c.names.join(", "),
+                c.key_type,
+                (c.not_after - now) / 86_400
+            )
+        }));
+        out
     }
 }
 

@@ -645,6 +645,9 @@ fn print_stats(v: &api::Stats) {
             for (k, n) in h.rows() {
                 println!("  {k:<16} {n:>14}");
             }
+            for l in h.tls_lines(std::time::SystemTime::now()) {
+                println!("  {l}");
+            }
             continue;
         }
         for (k, n) in f {

@@ -170,6 +170,23 @@ fn sni_alpn_and_the_cookie_over_http2_and_http1() {
         1.0,
         "curl refusing a certificate it cannot trust: {m:?}"
     );
+    // `balancer stats`: the same counts, and the certificates in use.
+    let stats = svc.cli(&["stats"]);
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["tls_full", "11"]),
+        "{stats}"
+    );
+    for (pem, names) in [(&a, "a.test, *.a.test, ECDSA"), (&b, "b.test, RSA")] {
+        // 30 days from when openssl made it: 29 or 30 whole days left.
+        let head = format!("certificate {} ({names}): expires in ", pem.display());
+        let days = stats
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(head.as_str()))
+            .unwrap_or_else(|| panic!("want {head:?} in:\n{stats}"));
+        assert!(days == "29 days" || days == "30 days", "{days}");
+    }
 }
 
 /// `openssl s_client` with one request (`Connection: close`), keeping

@@ -148,6 +148,7 @@ impl FrontendCounters {
             client_errors: load(&self.client_errors),
             evicted: load(&self.evicted),
             queue_timeouts: load(&self.queue_timeouts),
+            tls: self.tls.view(),
         }
     }
 }

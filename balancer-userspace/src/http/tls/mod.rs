@@ -375,6 +375,42 @@ impl TlsCounters {
         out
     }
 
+    /// As the admin API shows them (`None` without TLS).
+    pub fn view(&self) -> Option<crate::api::TlsStats> {
+        if !self.enabled.load(Relaxed) {
+            return None;
+        }
+        let counts = self
+            .families()
+            .into_iter()
+            .map(|(family, _, value, n)| {
+                let name = match family {
+                    "handshakes" => value.to_owned(),
+                    "handshake_failures" => format!("failed_{value}"),
+                    "alpn" => format!("alpn_{value}"),
+                    _ => value.to_owned(),
+                };
+                (name, n)
+            })
+            .collect();
+        let certificates = self
+            .certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|c| crate::api::CertificateInfo {
+                path: c.path.clone(),
+                names: c.names.clone(),
+                key_type: c.key_type.clone(),
+                not_after: c.not_after,
+            })
+            .collect();
+        Some(crate::api::TlsStats {
+            counts,
+            certificates,
+        })
+    }
+
     /// A completed handshake.
     pub fn completed(&self, c: &rustls::ServerConnection) {
         let resumed = c.handshake_kind() == Some(rustls::HandshakeKind::Resumed);

@@ -6,9 +6,9 @@ use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 use serde::Deserialize;
 
 use super::{
-    AdminState, CheckKind, CheckTiming, ConfigError, Frontend, MAX_WEIGHT, Mode, Resolvers, Server,
-    ServerTemplate, Validator, default_check_timeout, parse_duration, parse_server_address,
-    resolvers, server_name_problem,
+    AdminState, CheckKind, CheckTiming, ConfigError, DEFAULT_CHECK_STATUS, Frontend, MAX_WEIGHT,
+    Mode, Resolvers, Server, ServerTemplate, Validator, default_check_timeout, parse_duration,
+    parse_server_address, parse_status_list, resolvers, server_name_problem,
     stick::{KeyMask, RawStick, RawStickTable, StickRules, StickTableSpec},
 };
 
@@ -22,6 +22,7 @@ pub(super) struct RawBackend {
     stick: Option<RawStick>,
     check_type: Option<String>,
     check_path: Option<String>,
+    check_status: Option<String>,
     check_port: Option<u16>,
     check_timeout: Option<String>,
     // HTTP backends only.
@@ -407,9 +408,14 @@ impl Validator<'_> {
             });
         }
         let check_kind = match b.check_type.as_deref().unwrap_or("tcp") {
-            "tcp" if b.check_path.is_some() => {
+            "tcp" if b.check_path.is_some() || b.check_status.is_some() => {
+                let k = if b.check_path.is_some() {
+                    "check_path"
+                } else {
+                    "check_status"
+                };
                 return Err(self.err(
-                    format!("{key}.check_path"),
+                    format!("{key}.{k}"),
                     "a tcp check (check_type unset or \"tcp\") only connects and sends no \
                      request: it would have no effect (set check_type = \"http\")",
                 ));
@@ -423,7 +429,12 @@ impl Validator<'_> {
                         format!("{path:?}: want /PATH without spaces"),
                     ));
                 }
-                CheckKind::Http { path }
+                let status = match &b.check_status {
+                    None => vec![DEFAULT_CHECK_STATUS],
+                    Some(s) => parse_status_list(s)
+                        .map_err(|r| self.err(format!("{key}.check_status"), r))?,
+                };
+                CheckKind::Http { path, status }
             }
             other => {
                 return Err(self.err(
@@ -439,9 +450,9 @@ impl Validator<'_> {
             None => None,
             Some(t) => Some(self.template(key, &b.name, t, resolvers, &names, check_timeout)?),
         };
-        // check_type, check_path and check_port are accepted without a
-        // checked server: `balancer backend add ... --check` checks the
-        // servers it adds at run time with them. check_timeout is not
+        // check_type, check_path, check_status and check_port are accepted
+        // without a checked server: `balancer backend add ... --check`
+        // checks the servers it adds at run time with them. check_timeout is not
         // (those servers get the default timing), so it needs one here.
         let checked = servers.iter().any(|s| s.check.is_some())
             || template.as_ref().is_some_and(|t| t.check.is_some());
@@ -551,6 +562,16 @@ impl Validator<'_> {
                 return Err(self.err(
                     format!("{key}.server_template.port"),
                     "an L4 server takes no port (the VIP's port is kept)",
+                ));
+            }
+            if b.template
+                .as_ref()
+                .is_some_and(|t| t.resolve_prefer.is_some())
+            {
+                return Err(self.err(
+                    format!("{key}.server_template.resolve_prefer"),
+                    "an L4 backend's slots take only addresses of its VIP's family: it would \
+                     have no effect",
                 ));
             }
             for (j, s) in b.servers.iter().enumerate() {

@@ -13,8 +13,38 @@ use balancer_common::maps::ID_NAME_LEN;
 pub enum CheckKind {
     /// A TCP connection is accepted.
     Tcp,
-    /// `GET path HTTP/1.0` answers 2xx or 3xx.
-    Http { path: String },
+    /// `GET path HTTP/1.0` answers a status in one of the `status` ranges
+    /// (inclusive; default 200-399, HAProxy's 2xx or 3xx).
+    Http {
+        path: String,
+        status: Vec<(u16, u16)>,
+    },
+}
+
+/// What an HTTP check passes on without `check_status`: 2xx and 3xx.
+pub const DEFAULT_CHECK_STATUS: (u16, u16) = (200, 399);
+
+/// `check_status` (HAProxy's `http-check expect status`): codes and
+/// ranges separated by commas (`"200-299,301"`), each 100 to 599.
+pub fn parse_status_list(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    let code = |c: &str| {
+        c.parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+            .ok_or_else(|| format!("{c:?} in {s:?}: want status codes 100 to 599"))
+    };
+    s.split(',')
+        .map(|item| {
+            let (lo, hi) = match item.split_once('-') {
+                Some((lo, hi)) => (code(lo)?, code(hi)?),
+                None => (code(item)?, code(item)?),
+            };
+            if lo > hi {
+                return Err(format!("{item:?}: the range ends before it starts"));
+            }
+            Ok((lo, hi))
+        })
+        .collect()
 }
 
 /// A server's health-check timing (HAProxy's `inter`, `rise`, `fall`,

@@ -275,3 +275,301 @@ fn the_guides_stick_table_configuration_runs_on_two_peers() {
     let _ = std::fs::remove_file(&secret);
     drop(backends);
 }
+
+/// `default-server` lines as HAProxy applies them (a server takes those
+/// above it, the defaults section's first): web1 has the defaults' weight
+/// 0 and takes no new user, web2 comes after a line giving weight 1, web3
+/// after `default-server disabled` is in maintenance. Every user lands on
+/// web2.
+#[test]
+fn default_server_lines_weigh_the_servers_after_them() {
+    use balancer_tests::http::Svc;
+    let b: Vec<Backend> = (1..=3)
+        .map(|j| Backend::start(&format!("web{j}"), 0).unwrap())
+        .collect();
+    let svc = Svc::launch_cfg("cfg-defsrv", |front| {
+        format!(
+            "defaults\n    mode http\n    default-server weight 0\n\n\
+             frontend www\n    bind {front}\n    default_backend servers\n\n\
+             backend servers\n    server web1 {}\n    default-server weight 1\n    \
+             server web2 {}\n    default-server disabled\n    server web3 {}\n",
+            b[0].addr, b[1].addr, b[2].addr
+        )
+    });
+    for _ in 0..6 {
+        assert_eq!(Client::new(svc.front).get("/").unwrap().body, "web2");
+    }
+    let list: serde_json::Value =
+        serde_json::from_str(&svc.cli(&["backend", "list", "--json"])).unwrap();
+    let rows: Vec<(String, String, u64)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["server"].as_str().unwrap_or_default().to_owned(),
+                s["admin_state"].as_str().unwrap_or_default().to_owned(),
+                s["weight"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("web1".into(), "up".into(), 0),
+            ("web2".into(), "up".into(), 1),
+            ("web3".into(), "maint".into(), 1)
+        ],
+        "{list}"
+    );
+    drop(b);
+}
+
+/// Messages of a file's check: (line, text) of each `.warning`, and
+/// whether the file was accepted. HAProxy prints `parsing [FILE:LINE]:
+/// 'TEXT'.`; balancer `warning: FILE:LINE: `.warning`: TEXT`.
+fn checked(cmd: &mut Command, haproxy: bool) -> (bool, Vec<(usize, String)>) {
+    let out = cmd
+        .env("A", "x")
+        .env("E", "")
+        .env_remove("ZZ")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut warnings = Vec::new();
+    for l in text.lines() {
+        let (line, msg) = if haproxy {
+            let Some((_, rest)) = l.split_once(".cfg:") else {
+                continue;
+            };
+            let Some((n, m)) = rest.split_once("]: '") else {
+                continue;
+            };
+            (n, m.trim_end_matches("'.").to_owned())
+        } else {
+            let Some((_, rest)) = l.split_once(".cfg:") else {
+                continue;
+            };
+            let Some((n, m)) = rest.split_once(": `.warning`: ") else {
+                continue;
+            };
+            (n, m.to_owned())
+        };
+        if let Ok(n) = line.parse() {
+            warnings.push((n, msg));
+        }
+    }
+    (out.status.success(), warnings)
+}
+
+/// Conditional blocks against HAProxy 2.6 itself: for each head, `haproxy
+/// -c` and `balancer check-config` accept or refuse the file alike, with
+/// the same `.warning` messages on the same lines.
+#[test]
+fn conditional_blocks_read_as_haproxy_reads_them() {
+    const CONDITIONS: &[&str] = &[
+        "1",
+        "0",
+        "",
+        "2",
+        "-1",
+        "00",
+        "+1",
+        "0x1",
+        "010",
+        "-0",
+        "99999999999999999999",
+        "defined(A)",
+        "defined(ZZ)",
+        "defined(E)",
+        "defined()",
+        "streq(a,a)",
+        "strneq(a,b)",
+        "strneq(a,a)",
+        "streq(\"$A\",x)",
+        "streq(a, a)",
+        "streq(\"a b\",\"a b\")",
+        "streq(,)",
+        "version_atleast(2.6.12)",
+        "version_atleast(2.6.13)",
+        "version_before(2.7)",
+        "version_atleast(2.6)",
+        "version_atleast(2.6.12-1)",
+        "version_before(2.6.12)",
+        "version_atleast(2.6.12.1)",
+        "version_atleast(2.6.12-dev3)",
+        "version_before(2.6.13-dev1)",
+        "version_atleast(2)",
+        "version_atleast(3)",
+        "version_before(abc)",
+        "version_atleast(abc)",
+        "version_atleast()",
+        "version_atleast(2.6.x)",
+        "version_atleast(2.6.12-0)",
+        "version_before(2.6.12-rc1)",
+        "version_atleast(2.6.12-rc9)",
+        "version_atleast(2.6.11.9)",
+        "version_atleast(2.06.12)",
+        "version_atleast(2.6.12-pre1)",
+        "version_before(2.6.12-1)",
+        "version_atleast(2.6.12-foo)",
+        "version_before(2.6.12-dev9)",
+        "feature(NOPE)",
+        "feature()",
+        "!defined(ZZ)",
+        "defined(A) && defined(ZZ)",
+        "defined(A) || defined(ZZ)",
+        "(1 || 0) && !0",
+        "! 1",
+        "!!1",
+        "1||0&&0",
+        "(0)",
+        "( 1 )",
+        "!(0)",
+        "(((1)))",
+        "defined(A)&&!defined(ZZ)",
+        "defined(A)&&1",
+        "1 0",
+        "1x",
+        "1.5",
+        "foo",
+        "foo(1)",
+        "defined(A,B)",
+        "streq(a)",
+        "streq(a),b)",
+        "streq(a,a",
+        "(1",
+        "1 &&",
+        "&& 1",
+        "1 ||",
+        "1 || foo",
+        "0 && foo",
+        "09",
+        "0x",
+        "-",
+        "+",
+        "!",
+        "()",
+        "defined(A)x",
+        "Defined(A)",
+        "version_atleast(2.6.12, 1)",
+    ];
+    let mut heads: Vec<String> = CONDITIONS
+        .iter()
+        .map(|c| format!(".if {c}\n.warning TRUE\n.endif\n"))
+        .collect();
+    heads.extend(
+        [
+            ".if 0\n.if foo\n.endif\n.elif 1\n.warning e1\n.elif 1\n.warning e2\n.else\n\
+             .warning el\n.endif\n",
+            ".if 1\n.warning i1\n.elif foo\n.else\n.warning no\n.endif\n",
+            ".if 0\n.elif 0\n.else\n.warning el\n.endif\n",
+            ".if 1\n.if 0\n.warning no\n.else\n.warning yes\n.endif\n.endif\n",
+            ".else\n",
+            ".endif\n",
+            ".elif 1\n",
+            ".if 1\n",
+            ".if 1\n.else\n.else\n.endif\n",
+            ".if 1\n.else\n.elif 1\n.endif\n",
+            ".if 1\n.endif extra\n",
+            ".if 0\n.elif foo\n.endif\n",
+            ".foo\n",
+            ".warning a b\n",
+            ".warning \"a b\"\n",
+            ".alert \"stop here\"\n",
+            ".if 0\n.alert no\n.endif\n",
+            ".if 0\n  bind \"unterminated\n.endif\n",
+        ]
+        .map(String::from),
+    );
+    let dir = std::env::temp_dir().join(format!("blb-{}-cfg-cond", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (p1, p2) = (free_port().unwrap(), free_port().unwrap());
+    let base = format!(
+        "defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n    \
+         timeout server 1s\nfrontend www\n    bind 127.0.0.1:{p1}\n    default_backend b\n\
+         backend b\n    server s 127.0.0.1:{p2}\n"
+    );
+    let file = dir.join("c.cfg");
+    let mut differ = Vec::new();
+    for head in &heads {
+        std::fs::write(&file, format!("{head}{base}")).unwrap();
+        let ha = checked(
+            Command::new(balancer_tests::haproxy::HAPROXY)
+                .arg("-c")
+                .arg("-f")
+                .arg(&file),
+            true,
+        );
+        let ours = checked(
+            Command::new(balancer_tests::balancer_bin())
+                .arg("check-config")
+                .arg(&file),
+            false,
+        );
+        // A refused file's messages before the error do not matter.
+        let norm = |(ok, w): (bool, Vec<(usize, String)>)| (ok, if ok { w } else { Vec::new() });
+        if norm(ha.clone()) != norm(ours.clone()) {
+            differ.push(format!("{head:?}: haproxy {ha:?}, balancer {ours:?}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+/// `http-check send uri` + `expect status` as balancer's check: web1
+/// answers /health with 204, web2 with 503, and only 503 is expected, so
+/// web1 goes down and every user lands on web2 (with the default, 2xx or
+/// 3xx, it would be the other way round).
+#[test]
+fn http_check_lines_decide_which_servers_are_up() {
+    use balancer_tests::http::Svc;
+    let health = |code: u16| {
+        move |s: &balancer_tests::http::Seen| {
+            if s.path == "/health" {
+                (code, String::new())
+            } else {
+                (200, String::new())
+            }
+        }
+    };
+    let b1 = Backend::start_fn("web1", 0, health(204)).unwrap();
+    let b2 = Backend::start_fn("web2", 0, health(503)).unwrap();
+    let svc = Svc::launch_cfg("cfg-httpchk", |front| {
+        format!(
+            "defaults\n    mode http\n\n\
+             frontend www\n    bind {front}\n    default_backend servers\n\n\
+             backend servers\n    option httpchk\n    \
+             http-check send meth GET uri /health\n    http-check expect status 503\n    \
+             default-server check inter 100ms fall 1 rise 1\n    \
+             server web1 {}\n    server web2 {}\n",
+            b1.addr, b2.addr
+        )
+    });
+    let state = |name: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&svc.cli(&["backend", "list", "--json"])).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["server"] == name)
+            .map(|s| s["state"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || state("web1") == "down"),
+        "web1 is {}: {}",
+        state("web1"),
+        svc.daemon.output()
+    );
+    assert_eq!(state("web2"), "up");
+    for _ in 0..6 {
+        assert_eq!(Client::new(svc.front).get("/").unwrap().body, "web2");
+    }
+    assert!(b1.requests().iter().any(|r| r.path == "/health"));
+    drop((b1, b2));
+}

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::{
     CfgError, Options, Warning,
-    sections::{Cfg, Kind, Proxy, Server, StickRule},
+    sections::{At, Cfg, Kind, Proxy, Server, StickRule},
 };
 
 /// TOML text with, for each of its lines, the .cfg line it came from (0:
@@ -16,6 +16,9 @@ pub struct Emitter {
     pub text: String,
     pub sources: Vec<usize>,
     pub warnings: Vec<Warning>,
+    /// The `default-server` parameters written for some server: (line,
+    /// name).
+    pub used: std::collections::BTreeSet<(usize, String)>,
 }
 
 impl Emitter {
@@ -333,7 +336,25 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
     let checked = p.servers.iter().any(|s| s.check) || p.templates.iter().any(|t| t.check);
     if let Some(h) = &p.s.httpchk {
         e.string(h.line, "check_type", "http");
-        e.string(h.line, "check_path", &h.v);
+        match &p.check_send {
+            Some(At { v: Some(uri), line }) => e.string(*line, "check_path", uri),
+            _ => e.string(h.line, "check_path", &h.v),
+        }
+        if let Some(x) = &p.check_expect {
+            e.string(x.line, "check_status", &x.v);
+        }
+    } else if let Some(line) = p
+        .check_send
+        .as_ref()
+        .map(|x| x.line)
+        .or(p.check_expect.as_ref().map(|x| x.line))
+    {
+        return Err(err(
+            line,
+            "http-check",
+            "the backend has no `option httpchk`, without which HAProxy ignores http-check \
+             rules (with a warning): it would have no effect",
+        ));
     }
     if let Some(t) = p.s.timeouts.get("check").filter(|_| checked) {
         e.string(t.line, "check_timeout", &t.v);
@@ -343,7 +364,7 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
     if let Some(s) = p
         .servers
         .iter()
-        .find(|s| s.check_port.is_some() && !s.check)
+        .find(|s| s.check_port.is_some() && !s.check && !s.from.contains_key("port"))
     {
         return Err(err(
             s.line,
@@ -355,7 +376,7 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         .servers
         .iter()
         .filter(|s| s.check)
-        .filter_map(|s| s.check_port.as_ref().map(|c| (c, s.line)))
+        .filter_map(|s| s.check_port.as_ref().map(|c| (c, s.at("port"))))
         .collect();
     if let Some((first, line)) = ports.first() {
         let checked = p.servers.iter().filter(|s| s.check).count();
@@ -378,33 +399,59 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
                 "one per backend",
             ));
         }
-        let mut fields = vec![
-            format!("prefix = {}", quote(&t.prefix)),
-            format!("count = {}", number_or_string(&t.count)),
-            format!("fqdn = {}", quote(&t.fqdn)),
-        ];
+        // A table of its own, so that each key names its own line (a
+        // parameter from `default-server` has that line's).
+        e.line(t.line, "[backend.server_template]");
+        e.string(t.line, "prefix", &t.prefix);
+        e.number(t.line, "count", &t.count);
+        e.string(t.line, "fqdn", &t.fqdn);
         if let Some(port) = &t.port {
-            fields.push(format!("port = {}", number_or_string(port)));
+            e.number(t.line, "port", port);
         }
-        if let Some(r) = &t.resolvers {
-            fields.push(format!("resolvers = {}", quote(r)));
-        }
-        if let Some(i) = &t.init_addr {
-            fields.push(format!("init_addr = {}", quote(i)));
+        // HAProxy prefers IPv6 unless told; an L4 backend takes its VIP's
+        // family whatever the file says (an explicit one is refused).
+        let prefer = t
+            .resolve_prefer
+            .clone()
+            .or_else(|| http.then(|| "ipv6".to_owned()));
+        for (k, key, v) in [
+            ("resolvers", "resolvers", &t.resolvers),
+            ("init-addr", "init_addr", &t.init_addr),
+            ("resolve-prefer", "resolve_prefer", &prefer),
+        ] {
+            if let Some(v) = v {
+                e.string(t.at(k), key, v);
+            }
         }
         if let Some(w) = &t.weight {
-            fields.push(format!("weight = {}", number_or_string(w)));
+            e.number(t.at("weight"), "weight", w);
         }
         if t.check {
-            fields.push("check = true".into());
+            e.line(t.at("check"), "check = true");
         }
-        e.line(
-            t.line,
-            format!("server_template = {{ {} }}", fields.join(", ")),
-        );
+        for (k, line) in &t.from {
+            e.used.insert((*line, k.clone()));
+        }
     }
     for s in &p.servers {
         server(p, s, http, e)?;
+    }
+    // The proxy's own `default-server` lines must act on a server after
+    // them (those of a `defaults` section are for every proxy, and act
+    // where they can).
+    if let Some(d) = p
+        .own_defaults
+        .iter()
+        .find(|d| !e.used.contains(&(d.line, d.name.clone())))
+    {
+        return Err(err(
+            d.line,
+            &format!("default-server {}", d.name),
+            "no server or server-template after this line takes it where it acts (HAProxy \
+             gives a default-server's parameters to the servers that follow it, not to those \
+             above; `inter`, `rise`, `fall` and `port` act on checked servers, `maxqueue` with \
+             `maxconn`, `cookie` with the backend's cookie): it would have no effect",
+        ));
     }
     Ok(())
 }
@@ -493,6 +540,22 @@ fn stick(p: &Proxy, http: bool, e: &mut Emitter) -> Result<(), CfgError> {
     Ok(())
 }
 
+/// Whether server parameter `k` acts on `s` in backend `p`: a parameter
+/// of `default-server` is given to every server after it, and written only
+/// where it acts (HAProxy ignores it elsewhere too); the server's own
+/// parameters are all written, for the validator to judge.
+fn acts(p: &Proxy, s: &Server, k: &str) -> bool {
+    if !s.from.contains_key(k) {
+        return true;
+    }
+    match k {
+        "inter" | "rise" | "fall" | "port" => s.check,
+        "maxqueue" => s.maxconn.is_some(),
+        "cookie" => p.s.cookie.is_some(),
+        _ => true,
+    }
+}
+
 fn server(p: &Proxy, s: &Server, http: bool, e: &mut Emitter) -> Result<(), CfgError> {
     let Some(addr) = &s.address else {
         return Err(err(
@@ -518,31 +581,47 @@ fn server(p: &Proxy, s: &Server, http: bool, e: &mut Emitter) -> Result<(), CfgE
         }
     };
     e.string(s.line, "address", &address);
-    if let Some(c) = &s.cookie {
-        e.string(s.line, "cookie", c);
-    }
-    if let Some(w) = &s.weight {
-        e.number(s.line, "weight", w);
-    }
-    if s.disabled {
-        e.string(s.line, "state", "maint");
-    }
-    if s.check {
-        e.line(s.line, "check = true");
-    }
-    if let Some(i) = &s.inter {
-        e.string(s.line, "inter", i);
-    }
-    for (k, v) in [
+    let mut used = |k: &str| {
+        let on = acts(p, s, k);
+        if on && let Some(line) = s.from.get(k) {
+            e.used.insert((*line, k.to_owned()));
+        }
+        on
+    };
+    let flags = [
+        ("disabled", s.disabled, "state = \"maint\""),
+        ("check", s.check, "check = true"),
+    ];
+    let strings = [("cookie", &s.cookie), ("inter", &s.inter)];
+    let numbers = [
+        ("weight", &s.weight),
         ("rise", &s.rise),
         ("fall", &s.fall),
         ("maxconn", &s.maxconn),
         ("maxqueue", &s.maxqueue),
-    ] {
-        if let Some(v) = v {
-            e.number(s.line, k, v);
+    ];
+    let mut lines = Vec::new();
+    for (k, v) in strings {
+        if let Some(v) = v.as_ref().filter(|_| used(k)) {
+            lines.push((s.at(k), format!("{k} = {}", quote(v))));
         }
     }
-    let _ = p;
+    for (k, v) in numbers {
+        if let Some(v) = v.as_ref().filter(|_| used(k)) {
+            lines.push((s.at(k), format!("{k} = {}", number_or_string(v))));
+        }
+    }
+    for (k, on, text) in flags {
+        if on && used(k) {
+            lines.push((s.at(k), text.to_owned()));
+        }
+    }
+    if s.check_port.is_some() {
+        // Written once per backend (check_port); counted here.
+        used("port");
+    }
+    for (line, text) in lines {
+        e.line(line, text);
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! HAProxy's configuration language, for what balancer implements: a
-//! haproxy.cfg is tokenized as HAProxy 2.6 does (`lex`), read into its
-//! sections (`sections`: every keyword understood, skipped with a warning
+//! haproxy.cfg is tokenized as HAProxy 2.6 does (`lex`), its conditional
+//! blocks and messages (`.if`, `.warning`, ...) applied as HAProxy 2.6.12
+//! does (`cond`), read into its sections (`sections`: every keyword understood, skipped with a warning
 //! from a short documented list, or refused with its line and why), and
 //! written as balancer's TOML (`emit`), each TOML line remembering the
 //! .cfg line it came from. The TOML then goes through the one validator,
@@ -11,6 +12,7 @@
 //! directory, the admin socket, the peers' shared secret, the local peer's
 //! name) comes from [`Options`], set on the command line.
 
+mod cond;
 mod emit;
 pub mod lex;
 mod params;
@@ -94,7 +96,22 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     (
         "backend, listen",
         "server-template PREFIX COUNT FQDN[:PORT] ...",
-        "`server_template`: check, resolvers, init-addr, weight",
+        "`server_template`: check, resolvers, init-addr, weight, resolve-prefer (`resolve_prefer`; unset: ipv6 in mode http, as HAProxy)",
+    ),
+    (
+        "defaults, backend, listen",
+        "default-server PARAMETERS",
+        "the parameters of `server` and `server-template` for the lines after it (a defaults section's first, later lines replacing earlier ones), written where they act",
+    ),
+    (
+        "backend, listen",
+        "http-check send [meth GET] [uri URI] [ver HTTP/1.0]",
+        "`check_path` (with `option httpchk`)",
+    ),
+    (
+        "backend, listen",
+        "http-check expect status CODES",
+        "`check_status` (with `option httpchk`)",
     ),
     (
         "backend, listen",
@@ -124,6 +141,13 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// What `.if feature(NAME)` finds true: the HAProxy build options
+/// (`haproxy -vv`'s "Feature list") balancer implements. None yet: every
+/// `feature(NAME)` is false (an empty name aside, as in HAProxy). A name
+/// goes here only once balancer does what configurations guarded by it
+/// expect (e.g. `OPENSSL` once `bind ... ssl` is read).
+pub const FEATURES: &[&str] = &[];
+
 /// balancer's own settings for a haproxy.cfg (command-line options).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
@@ -139,7 +163,7 @@ pub struct Options {
     pub peers_secret: Option<String>,
 }
 
-/// A keyword skipped, with its line.
+/// A keyword skipped, or a `.warning`-like message, with its line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
     pub line: usize,
@@ -204,9 +228,10 @@ pub fn convert(
         keyword: "syntax".into(),
         reason: e.message,
     })?;
+    let (lines, mut warnings) = cond::select(lines, env)?;
     let cfg = sections::parse(&lines)?;
     let out = emit::emit(&cfg, opts)?;
-    let mut warnings = cfg.warnings;
+    warnings.extend(cfg.warnings);
     warnings.extend(out.warnings);
     warnings.sort_by_key(|w| w.line);
     Ok(Converted {

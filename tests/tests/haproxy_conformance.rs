@@ -1796,8 +1796,9 @@ fn discovered_cookies(
 
 #[test]
 fn dynamic_cookies_of_discovered_servers() {
-    // HAProxy 2.6 and balancer resolve the same name at the same DNS server
-    // (server-template / server_template, init-addr none); the cookie each
+    // HAProxy 2.6 and balancer, on the same haproxy.cfg text, resolve the
+    // same name at the same DNS server (server-template, init-addr none,
+    // resolve-prefer ipv4); the cookie each
     // gives a discovered server must be the same, before and after the
     // records change.
     require_root();
@@ -1826,33 +1827,26 @@ fn dynamic_cookies_of_discovered_servers() {
     let ha_front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
         .parse()
         .unwrap();
-    let config = format!(
-        "global\n    nbthread 1\n\n\
-         resolvers lab\n    nameserver ns1 {}\n    resolve_retries 2\n    \
-         timeout resolve 200ms\n    timeout retry 200ms\n    hold valid 10s\n\n\
-         defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
-         timeout server 10s\n\n\
-         frontend fe\n    bind {ha_front}\n    default_backend app\n\n\
-         backend app\n    balance roundrobin\n    cookie {cookie}\n    \
-         dynamic-cookie-key {COOKIE_KEY}\n    \
-         server-template web 3 {NAME}:{port} resolvers lab init-addr none resolve-prefer ipv4\n",
-        dns.addr
-    );
-    std::fs::write(dir.join("haproxy.cfg"), &config).unwrap();
+    // One text for both (but the frontend's address).
+    let config = |front: SocketAddr| {
+        format!(
+            "global\n    nbthread 1\n\n\
+             resolvers lab\n    nameserver ns1 {}\n    resolve_retries 2\n    \
+             timeout resolve 200ms\n    timeout retry 200ms\n    hold valid 10s\n\n\
+             defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
+             timeout server 10s\n\n\
+             frontend fe\n    bind {front}\n    default_backend app\n\n\
+             backend app\n    balance roundrobin\n    cookie {cookie}\n    \
+             dynamic-cookie-key {COOKIE_KEY}\n    \
+             server-template web 3 {NAME}:{port} resolvers lab init-addr none resolve-prefer ipv4\n",
+            dns.addr
+        )
+    };
+    std::fs::write(dir.join("haproxy.cfg"), config(ha_front)).unwrap();
     let mut cmd = Command::new(HAPROXY);
     cmd.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
     let mut ha = Proc::spawn("haproxy", cmd, &dir).expect("haproxy (run `cargo xtask setup`)");
-
-    let backend = format!(
-        "cookie = \"{cookie}\"\ndynamic_cookie_key = \"{COOKIE_KEY}\"\n\
-         server_template = {{ prefix = \"web\", count = 3, fqdn = \"{NAME}\", port = {port}, \
-         resolvers = \"lab\", init_addr = \"none\" }}\n"
-    );
-    let resolvers = format!(
-        "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\n",
-        dns.addr
-    );
-    let svc = Svc::launch("conf-dns", "", &backend, &resolvers);
+    let svc = Svc::launch_cfg("conf-dns", config);
 
     let ours = discovered_cookies(svc.front, 3, "");
     let theirs = discovered_cookies(ha_front, 3, "");

@@ -162,25 +162,20 @@ fn a_file_balancer_cannot_run_is_refused_with_its_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The guide's second configuration: dynamic cookies for servers from DNS
-/// (`server-template` + `resolvers`, the test's own DNS server).
-#[test]
-fn the_guides_dynamic_cookie_configuration_runs() {
-    use balancer_tests::{dns::DnsServer, http::Svc};
+/// The guide's second configuration (dynamic cookies for servers from DNS:
+/// `server-template` + `resolvers`, the test's own DNS server), as written
+/// or converted (`converted`): each address served and the cookie it gets;
+/// every cookie of `replay` must lead to its server.
+fn dynamic_cookie_run(
+    tag: &str,
+    converted: bool,
+    dns: &balancer_tests::dns::DnsServer,
+    port: u16,
+    replay: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    use balancer_tests::http::Svc;
     const NAME: &str = "myservice.example.local";
-    let dns = DnsServer::start().expect("DNS server");
-    dns.set_addresses(NAME, &["127.0.0.2", "127.0.0.3"], 5);
-    let port = free_port().unwrap();
-    let servers: Vec<Backend> = ["127.0.0.2", "127.0.0.3"]
-        .iter()
-        .map(|a| {
-            Backend::start_at(a, SocketAddr::new(a.parse().unwrap(), port), |_| {
-                (200, String::new())
-            })
-            .unwrap()
-        })
-        .collect();
-    let svc = Svc::launch_cfg("cfg-dynamic", |front| {
+    let cfg = |front: SocketAddr| {
         format!(
             "resolvers mydns\n  nameserver dns1 {}\n  accepted_payload_size 8192\n  \
              timeout resolve 200ms\n\n\
@@ -191,7 +186,12 @@ fn the_guides_dynamic_cookie_configuration_runs() {
              server-template web 5 {NAME}:{port} check resolvers mydns init-addr none\n",
             dns.addr
         )
-    });
+    };
+    let svc = if converted {
+        Svc::launch_converted_with(tag, cfg, |_| {})
+    } else {
+        Svc::launch_cfg(tag, cfg)
+    };
     // Both addresses serve, each with the cookie HAProxy would derive.
     let mut seen = std::collections::BTreeMap::new();
     assert!(
@@ -213,19 +213,47 @@ fn the_guides_dynamic_cookie_configuration_runs() {
             balancer::http::cookie::dynamic_value(b"mysecretphrase", addr.parse().unwrap(), port);
         assert_eq!(cookie, &want, "{addr}");
     }
+    for (addr, cookie) in replay {
+        let mut c = Client::new(svc.front);
+        c.jar.insert("SERVER_USED".into(), cookie.clone());
+        assert_eq!(&c.get("/").unwrap().body, addr, "cookie {cookie}");
+    }
+    seen
+}
+
+/// The guide's second configuration runs from haproxy.cfg, and its
+/// converted TOML serves the same: the same servers with the same cookies,
+/// and each cookie given by one leads to the same server in the other.
+#[test]
+fn the_guides_dynamic_cookie_configuration_runs_as_written_and_converted() {
+    use balancer_tests::dns::DnsServer;
+    let dns = DnsServer::start().expect("DNS server");
+    dns.set_addresses("myservice.example.local", &["127.0.0.2", "127.0.0.3"], 5);
+    let port = free_port().unwrap();
+    let servers: Vec<Backend> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|a| {
+            Backend::start_at(a, SocketAddr::new(a.parse().unwrap(), port), |_| {
+                (200, String::new())
+            })
+            .unwrap()
+        })
+        .collect();
+    let none = std::collections::BTreeMap::new();
+    let cfg = dynamic_cookie_run("cfg-dynamic", false, &dns, port, &none);
+    let toml = dynamic_cookie_run("cfg-dynamic-toml", true, &dns, port, &cfg);
+    assert_eq!(cfg, toml, "haproxy.cfg vs its TOML");
     drop(servers);
 }
 
-/// The guide's third configuration: `stick match src` + `stick
-/// store-request src` on a table shared by `peers`, two instances.
-#[test]
-fn the_guides_stick_table_configuration_runs_on_two_peers() {
+/// The guide's third configuration (`stick match src` + `stick
+/// store-request src` on a table shared by `peers`), two instances, as
+/// written or converted: the server each client lands on through lb1,
+/// checked to be the one it finds through lb2.
+fn stick_peers_run(tag: &str, converted: bool, backends: &[Backend]) -> Vec<String> {
     use balancer_tests::http::Svc;
-    let backends: Vec<Backend> = (1..=2)
-        .map(|j| Backend::start(&format!("web{j}"), 0).unwrap())
-        .collect();
     let (pa, pb) = (free_port().unwrap(), free_port().unwrap());
-    let secret = std::env::temp_dir().join(format!("blb-{}-cfg-secret", std::process::id()));
+    let secret = std::env::temp_dir().join(format!("blb-{}-{tag}-secret", std::process::id()));
     std::fs::write(&secret, "a shared secret of the lab\n").unwrap();
     let cfg = |front: SocketAddr| {
         format!(
@@ -240,14 +268,20 @@ fn the_guides_stick_table_configuration_runs_on_two_peers() {
         )
     };
     let start = |local: &str| {
+        let tag = format!("{tag}-{local}");
         let secret = secret.clone();
         let local = local.to_owned();
-        Svc::launch_cfg_with(&format!("cfg-peers-{local}"), cfg, move |cmd| {
+        let args = move |cmd: &mut Command| {
             cmd.arg("--local-peer")
                 .arg(&local)
                 .arg("--peers-secret-file")
                 .arg(&secret);
-        })
+        };
+        if converted {
+            Svc::launch_converted_with(&tag, cfg, args)
+        } else {
+            Svc::launch_cfg_with(&tag, cfg, args)
+        }
     };
     let a = start("lb1");
     let b = start("lb2");
@@ -273,6 +307,22 @@ fn the_guides_stick_table_configuration_runs_on_two_peers() {
         assert_eq!(&served(&b, ip), h, "{ip} through lb2");
     }
     let _ = std::fs::remove_file(&secret);
+    home
+}
+
+/// The guide's third configuration runs from haproxy.cfg on two peers, and
+/// its converted TOML does the same: the same client addresses, in the same
+/// order, land on the same servers (a fresh table each time), and lb2 finds
+/// them all.
+#[test]
+fn the_guides_stick_table_configuration_runs_on_two_peers_as_written_and_converted() {
+    let backends: Vec<Backend> = (1..=2)
+        .map(|j| Backend::start(&format!("web{j}"), 0).unwrap())
+        .collect();
+    let cfg = stick_peers_run("cfg-peers", false, &backends);
+    let toml = stick_peers_run("cfg-peers-toml", true, &backends);
+    assert_eq!(cfg, toml, "haproxy.cfg vs its TOML");
+    assert!(cfg.iter().any(|h| h == "web1") && cfg.iter().any(|h| h == "web2"));
     drop(backends);
 }
 

@@ -1,4 +1,5 @@
-//! Health checks: a TCP connect, or an HTTP/1.0 GET that must answer a
+//! Health checks: a TCP connect, or an HTTP/1.0 request (GET, or the
+//! backend's `check_method`) that must answer a
 //! status of the backend's `check_status` (default 2xx or 3xx), each
 //! bounded by a timeout. The daemon runs one task per checked
 //! server and feeds the results to the controller, which applies HAProxy's
@@ -66,11 +67,16 @@ async fn run(kind: &CheckKind, addr: SocketAddr) -> Result<(), Fault> {
         let m = format!("connect {addr}: {e}");
         if is_local(&e) { Local(m) } else { Remote(m) }
     })?;
-    let CheckKind::Http { path, status } = kind else {
+    let CheckKind::Http {
+        method,
+        path,
+        status,
+    } = kind
+    else {
         return Ok(());
     };
     let req = format!(
-        "GET {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: balancer-check\r\n\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: balancer-check\r\n\r\n",
         addr.ip()
     );
     stream
@@ -197,16 +203,27 @@ mod tests {
                 while let Ok((mut s, _)) = l.accept().await {
                     let mut b = [0u8; 512];
                     let _ = s.read(&mut b).await;
-                    let _ = s.write_all(b"HTTP/1.0 204 No Content\r\n\r\n").await;
+                    // The method is the backend's: HEAD is not allowed here.
+                    let answer: &[u8] = if b.starts_with(b"HEAD ") {
+                        b"HTTP/1.0 405 Method Not Allowed\r\n\r\n"
+                    } else {
+                        b"HTTP/1.0 204 No Content\r\n\r\n"
+                    };
+                    let _ = s.write_all(answer).await;
                 }
             });
             let t = Duration::from_secs(2);
             let passed = |o| matches!(o, Outcome::Passed(_));
             assert!(passed(check(&CheckKind::Tcp, addr, t).await));
-            let http = |status| CheckKind::Http {
+            let with = |method: &str, status| CheckKind::Http {
+                method: method.into(),
                 path: "/".into(),
                 status,
             };
+            let http = |status| with("GET", status);
+            let d = vec![crate::config::DEFAULT_CHECK_STATUS];
+            assert!(passed(check(&with("OPTIONS", d.clone()), addr, t).await));
+            assert!(!passed(check(&with("HEAD", d), addr, t).await));
             assert!(passed(
                 check(&http(vec![crate::config::DEFAULT_CHECK_STATUS]), addr, t).await
             ));

@@ -620,6 +620,10 @@ fn http_check_lines_decide_which_servers_are_up() {
     for _ in 0..6 {
         assert_eq!(Client::new(svc.front).get("/").unwrap().body, "web2");
     }
-    assert!(b1.requests().iter().any(|r| r.path == "/health"));
+    assert!(
+        b1.requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == "/health")
+    );
     drop((b1, b2));
 }

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::{
     AdminState, CheckKind, CheckTiming, ConfigError, DEFAULT_CHECK_STATUS, Frontend, MAX_WEIGHT,
-    Mode, Resolvers, Server, ServerTemplate, Validator, default_check_timeout, parse_duration,
-    parse_server_address, parse_status_list, resolvers, server_name_problem,
+    Mode, Resolvers, Server, ServerTemplate, Validator, default_check_timeout, method_problem,
+    parse_duration, parse_server_address, parse_status_list, resolvers, server_name_problem,
     stick::{KeyMask, RawStick, RawStickTable, StickRules, StickTableSpec},
 };
 
@@ -22,6 +22,7 @@ pub(super) struct RawBackend {
     stick: Option<RawStick>,
     check_type: Option<String>,
     check_path: Option<String>,
+    check_method: Option<String>,
     check_status: Option<String>,
     check_port: Option<u16>,
     check_timeout: Option<String>,
@@ -408,12 +409,15 @@ impl Validator<'_> {
             });
         }
         let check_kind = match b.check_type.as_deref().unwrap_or("tcp") {
-            "tcp" if b.check_path.is_some() || b.check_status.is_some() => {
-                let k = if b.check_path.is_some() {
-                    "check_path"
-                } else {
-                    "check_status"
-                };
+            "tcp"
+                if let Some((k, _)) = [
+                    ("check_path", b.check_path.is_some()),
+                    ("check_method", b.check_method.is_some()),
+                    ("check_status", b.check_status.is_some()),
+                ]
+                .into_iter()
+                .find(|(_, set)| *set) =>
+            {
                 return Err(self.err(
                     format!("{key}.{k}"),
                     "a tcp check (check_type unset or \"tcp\") only connects and sends no \
@@ -434,7 +438,15 @@ impl Validator<'_> {
                     Some(s) => parse_status_list(s)
                         .map_err(|r| self.err(format!("{key}.check_status"), r))?,
                 };
-                CheckKind::Http { path, status }
+                let method = b.check_method.unwrap_or_else(|| "GET".into());
+                if let Some(why) = method_problem(&method) {
+                    return Err(self.err(format!("{key}.check_method"), why));
+                }
+                CheckKind::Http {
+                    method,
+                    path,
+                    status,
+                }
             }
             other => {
                 return Err(self.err(
@@ -450,7 +462,8 @@ impl Validator<'_> {
             None => None,
             Some(t) => Some(self.template(key, &b.name, t, resolvers, &names, check_timeout)?),
         };
-        // check_type, check_path, check_status and check_port are accepted
+        // check_type, check_path, check_method, check_status and check_port
+        // are accepted
         // without a checked server: `balancer backend add ... --check`
         // checks the servers it adds at run time with them. check_timeout is not
         // (those servers get the default timing), so it needs one here.

@@ -56,7 +56,7 @@ pub use resolvers::{Family, InitAddr, Resolvers, ServerTemplate, fqdn_problem};
 use serde::Deserialize;
 pub use server::{
     AdminState, CheckKind, CheckTiming, DEFAULT_CHECK_STATUS, Server, default_check_timeout,
-    parse_server_address, parse_status_list, server_name_problem,
+    method_problem, parse_server_address, parse_status_list, server_name_problem,
 };
 pub use stick::{KeyMask, StickRules};
 pub use units::{parse_duration, parse_size};

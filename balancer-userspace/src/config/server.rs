@@ -13,12 +13,20 @@ use balancer_common::maps::ID_NAME_LEN;
 pub enum CheckKind {
     /// A TCP connection is accepted.
     Tcp,
-    /// `GET path HTTP/1.0` answers a status in one of the `status` ranges
-    /// (inclusive; default 200-399, HAProxy's 2xx or 3xx).
+    /// `METHOD path HTTP/1.0` (default GET) answers a status in one of the
+    /// `status` ranges (inclusive; default 200-399, HAProxy's 2xx or 3xx).
     Http {
+        method: String,
         path: String,
         status: Vec<(u16, u16)>,
     },
+}
+
+/// Why `m` cannot be a check's method (`None`: it can): an HTTP token.
+pub fn method_problem(m: &str) -> Option<String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    (m.is_empty() || !m.chars().all(token))
+        .then(|| format!("{m:?}: want an HTTP method (GET, HEAD, OPTIONS, ...)"))
 }
 
 /// What an HTTP check passes on without `check_status`: 2xx and 3xx.

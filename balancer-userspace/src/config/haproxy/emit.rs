@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::{
     CfgError, Options, Warning,
-    sections::{At, Cfg, Kind, Proxy, Server, StickRule},
+    sections::{Cfg, Kind, Proxy, Server, StickRule},
 };
 
 /// TOML text with, for each of its lines, the .cfg line it came from (0:
@@ -335,10 +335,20 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
     }
     let checked = p.servers.iter().any(|s| s.check) || p.templates.iter().any(|t| t.check);
     if let Some(h) = &p.s.httpchk {
+        // `http-check send` replaces what it gives of `option httpchk`'s
+        // request (checked with a listener: `option httpchk POST /p` and
+        // `http-check send meth GET` send `GET /p`).
+        let send = p.check_send.as_ref();
+        let pick = |given: Option<&String>, base: &String| match (send, given) {
+            (Some(s), Some(v)) => (v.clone(), s.line),
+            _ => (base.clone(), h.line),
+        };
+        let method = pick(send.and_then(|s| s.v.0.as_ref()), &h.v.0);
+        let uri = pick(send.and_then(|s| s.v.1.as_ref()), &h.v.1);
         e.string(h.line, "check_type", "http");
-        match &p.check_send {
-            Some(At { v: Some(uri), line }) => e.string(*line, "check_path", uri),
-            _ => e.string(h.line, "check_path", &h.v),
+        e.string(uri.1, "check_path", &uri.0);
+        if method.0 != "GET" {
+            e.string(method.1, "check_method", &method.0);
         }
         if let Some(x) = &p.check_expect {
             e.string(x.line, "check_status", &x.v);

@@ -85,8 +85,8 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     ),
     (
         "defaults, backend, listen",
-        "option httpchk [GET] URI",
-        "`check_type = \"http\"`, `check_path`",
+        "option httpchk [[METHOD] URI [HTTP/1.0]]",
+        "`check_type = \"http\"`, `check_method` (HAProxy's default: OPTIONS), `check_path`",
     ),
     (
         "backend, listen",
@@ -105,8 +105,8 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     ),
     (
         "backend, listen",
-        "http-check send [meth GET] [uri URI] [ver HTTP/1.0]",
-        "`check_path` (with `option httpchk`)",
+        "http-check send [meth METHOD] [uri URI] [ver HTTP/1.0]",
+        "`check_method`, `check_path` (with `option httpchk`)",
     ),
     (
         "backend, listen",

@@ -348,30 +348,31 @@ fn ipmask(l: &Line, conv: &str) -> Result<(u8, Option<u8>), CfgError> {
 
 /// An `http-check` line balancer's checks can do.
 pub(super) enum HttpCheck {
-    /// `send [meth GET] [uri URI] [ver HTTP/1.0]`: the URI if given.
-    Send(Option<String>),
+    /// `send [meth M] [uri URI] [ver HTTP/1.0]`: the method and URI given.
+    Send(Option<String>, Option<String>),
     /// `expect status CODES`.
     Expect(String),
 }
 
 /// What balancer's HTTP checks are, for the errors.
-const CHECKS_ARE: &str = "balancer's HTTP checks send `GET URI HTTP/1.0` with a Host header \
-                          and pass on a status of a list";
+const CHECKS_ARE: &str = "balancer's HTTP checks send `METHOD URI HTTP/1.0` with a Host \
+                          header and no body, and pass on a status of a list";
 
 pub(super) fn http_check(l: &Line) -> Result<HttpCheck, CfgError> {
     let w = &l.words;
     match w.get(1).map(String::as_str) {
         Some("send") => {
-            let mut uri = None;
+            let (mut meth, mut uri) = (None, None);
             let mut rest = &w[2..];
             while let [p, v, tail @ ..] = rest {
                 match (p.as_str(), v.as_str()) {
-                    ("meth", "GET") | ("ver", "HTTP/1.0") => {}
-                    ("uri", u) if u.starts_with('/') => uri = Some(u.to_owned()),
-                    (p @ ("meth" | "ver" | "uri"), v) => {
+                    ("ver", "HTTP/1.0") => {}
+                    ("meth", m) => meth = Some(m.to_owned()),
+                    ("uri", u) => uri = Some(u.to_owned()),
+                    ("ver", v) => {
                         return Err(err(
                             l,
-                            format!("http-check send {p}"),
+                            "http-check send ver",
                             format!("{v:?}: {CHECKS_ARE}"),
                         ));
                     }
@@ -388,7 +389,7 @@ pub(super) fn http_check(l: &Line) -> Result<HttpCheck, CfgError> {
             if let [p] = rest {
                 return Err(err(l, format!("http-check send {p}"), "missing its value"));
             }
-            Ok(HttpCheck::Send(uri))
+            Ok(HttpCheck::Send(meth, uri))
         }
         Some("expect") => match &w[2..] {
             [t, codes] if t == "status" => {

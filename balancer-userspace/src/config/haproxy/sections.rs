@@ -57,8 +57,9 @@ pub struct Settings {
     pub dynamic_cookie_key: Option<At<String>>,
     /// `option persist|redispatch|forwardfor`.
     pub options: BTreeMap<String, usize>,
-    /// `option httpchk [GET] [URI]`: the URI.
-    pub httpchk: Option<At<String>>,
+    /// `option httpchk [[METHOD] URI]`: the method (default OPTIONS) and
+    /// the URI (default `/`).
+    pub httpchk: Option<At<(String, String)>>,
     /// `timeout NAME VALUE`, by name.
     pub timeouts: BTreeMap<String, At<String>>,
     pub maxconn: Option<At<String>>,
@@ -159,8 +160,8 @@ pub struct Proxy {
     /// Every parameter of the proxy's own `default-server` lines (also
     /// those a later line replaced): each must act on a server after it.
     pub own_defaults: Vec<DefParam>,
-    /// `http-check send ... uri URI`: the URI.
-    pub check_send: Option<At<Option<String>>>,
+    /// `http-check send [meth M] [uri URI]`: the method and URI given.
+    pub check_send: Option<At<(Option<String>, Option<String>)>>,
     /// `http-check expect status CODES`: the codes.
     pub check_expect: Option<At<String>>,
 }
@@ -495,20 +496,23 @@ fn settings(
                 }
                 "httpchk" => {
                     need(back, "it checks a backend's servers")?;
-                    let uri = match &w[2..] {
-                        [] => "/".to_owned(),
-                        [uri] if uri.starts_with('/') => uri.clone(),
-                        [m, uri] if m == "GET" => uri.clone(),
+                    // HAProxy's default request is `OPTIONS / HTTP/1.0`.
+                    let options = || "OPTIONS".to_owned();
+                    let (method, uri) = match &w[2..] {
+                        [] => (options(), "/".to_owned()),
+                        [uri] => (options(), uri.clone()),
+                        [m, uri] => (m.clone(), uri.clone()),
+                        [m, uri, v] if v == "HTTP/1.0" => (m.clone(), uri.clone()),
                         _ => {
                             return Err(err(
                                 l,
                                 key,
-                                "only `option httpchk [GET] URI` is supported (checks are GET, \
-                                 a 2xx or 3xx answer passes)",
+                                "want `option httpchk [[METHOD] URI [HTTP/1.0]]`: balancer's \
+                                 checks are HTTP/1.0 requests with a Host header and no body",
                             ));
                         }
                     };
-                    s.httpchk = Some(at(uri, l.number));
+                    s.httpchk = Some(at((method, uri), l.number));
                 }
                 _ if SKIPPED_PROXY.contains(&key.as_str()) => warnings.push(Warning {
                     line: l.number,
@@ -610,7 +614,10 @@ fn proxy_line(p: &mut Proxy, l: &Line, warnings: &mut Vec<Warning>) -> Result<()
             }
             let (send, expect) = (&mut p.check_send, &mut p.check_expect);
             let (slot, what) = match http_check(l)? {
-                HttpCheck::Send(uri) => (send.replace(at(uri, l.number)).map(|x| x.line), "send"),
+                HttpCheck::Send(meth, uri) => (
+                    send.replace(at((meth, uri), l.number)).map(|x| x.line),
+                    "send",
+                ),
                 HttpCheck::Expect(codes) => (
                     expect.replace(at(codes, l.number)).map(|x| x.line),
                     "expect",

@@ -139,7 +139,7 @@ fn unknown_and_unsupported_keywords_name_their_line() {
         ("  stick on src if TRUE\n", 8, "stick on"),
         ("  stick-table type string size 1k\n", 8, "stick-table type"),
         ("  timeout client 5s\n", 8, "timeout client"),
-        ("  option httpchk POST /\n", 8, "option httpchk"),
+        ("  option httpchk GET / HTTP/1.1\n", 8, "option httpchk"),
         ("  bind :81\n", 8, "bind"),
         ("userlist u\n  user a\n", 8, "userlist"),
     ];
@@ -438,6 +438,7 @@ backend b
     assert_eq!(
         c.backends[0].check_kind,
         crate::config::CheckKind::Http {
+            method: "GET".into(),
             path: "/health".into(),
             status: vec![(200, 299), (503, 503)],
         }
@@ -455,6 +456,32 @@ backend b
         ),
         (7, 8, 9)
     );
+    // `option httpchk` alone is HAProxy's `OPTIONS / HTTP/1.0`; `http-check
+    // send` replaces what it gives of it (HAProxy sends `GET /p` for the
+    // third case, seen on a listener).
+    let lines = &text[text.find("    option").unwrap()..text.find("    server").unwrap()];
+    let kind = |own: &str| {
+        load(&text.replace(lines, own), &Options::default())
+            .unwrap()
+            .backends[0]
+            .check_kind
+            .clone()
+    };
+    let http = |method: &str, path: &str| crate::config::CheckKind::Http {
+        method: method.into(),
+        path: path.into(),
+        status: vec![crate::config::DEFAULT_CHECK_STATUS],
+    };
+    assert_eq!(kind("    option httpchk\n"), http("OPTIONS", "/"));
+    assert_eq!(kind("    option httpchk /u\n"), http("OPTIONS", "/u"));
+    assert_eq!(
+        kind("    option httpchk POST /p\n    http-check send meth GET\n"),
+        http("GET", "/p")
+    );
+    assert_eq!(
+        kind("    option httpchk HEAD /o HTTP/1.0\n"),
+        http("HEAD", "/o")
+    );
     // Without them: `option httpchk`'s URI, 2xx and 3xx.
     let c = load(
         &text.replace("    http-check send meth GET uri /health ver HTTP/1.0\n    http-check expect status 200-299,503\n", ""),
@@ -464,6 +491,7 @@ backend b
     assert_eq!(
         c.backends[0].check_kind,
         crate::config::CheckKind::Http {
+            method: "GET".into(),
             path: "/".into(),
             status: vec![crate::config::DEFAULT_CHECK_STATUS],
         }
@@ -600,7 +628,8 @@ fn bad_inputs_name_their_line() {
         ("  use_backend b if TRUE\n", 8, "use_backend"),
         ("  option httpclose\n", 8, "option httpclose"),
         ("  option tcp-check\n", 8, "option tcp-check"),
-        ("  option httpchk POST /x\n", 8, "option httpchk"),
+        ("  option httpchk GET /x HTTP/1.1\n", 8, "option httpchk"),
+        ("  option httpchk GET / x y\n", 8, "option httpchk"),
         ("  option persist extra\n", 8, "option persist"),
         ("  option\n", 8, "option"),
         ("  timeout tarpit 5s\n", 8, "timeout tarpit"),
@@ -680,9 +709,14 @@ fn bad_inputs_name_their_line() {
         ("backend b\n  server s 127.0.0.1:1\n", 8, "backend[1].name"),
         (".if defined(X)\n", 8, ".if"),
         (
-            "  http-check send meth POST uri /x\n",
+            "  option httpchk\n  http-check send meth \"GET /\"\n",
+            9,
+            "backend[0].check_method",
+        ),
+        (
+            "  option httpchk GET no-slash\n",
             8,
-            "http-check send meth",
+            "backend[0].check_path",
         ),
         (
             "  option httpchk\n  http-check send ver HTTP/1.1\n",

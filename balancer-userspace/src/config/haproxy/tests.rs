@@ -934,6 +934,37 @@ fn random_files_never_panic() {
         "${X}",
         "resolve_retries",
         "accepted_payload_size",
+        "default-server",
+        "resolve-prefer",
+        "ipv4",
+        "init-addr",
+        "none",
+        "resolvers",
+        "http-check",
+        "send",
+        "meth",
+        "uri",
+        "ver",
+        "expect",
+        "status",
+        "200-399",
+        "rstatus",
+        ".if",
+        ".elif",
+        ".else",
+        ".endif",
+        ".warning",
+        ".alert",
+        "defined(A)",
+        "streq(a,é)",
+        "version_atleast(2.6é",
+        "(",
+        ")",
+        "&&",
+        "||",
+        "!",
+        "0x",
+        "feature(",
     ];
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = |n: usize| {
@@ -1166,4 +1197,55 @@ fn bad_conditional_blocks_name_their_line() {
         &Options::default(),
     )
     .unwrap();
+}
+
+/// Random conditions from the expression's pieces (multi-byte characters
+/// among them): evaluated or refused, never a panic.
+#[test]
+fn random_conditions_never_panic() {
+    const PIECES: &[&str] = &[
+        "1",
+        "0",
+        "-",
+        "+",
+        "0x",
+        "9",
+        " ",
+        "!",
+        "(",
+        ")",
+        "&&",
+        "||",
+        "&",
+        "|",
+        ",",
+        "defined(",
+        "streq(",
+        "strneq(",
+        "feature(",
+        "version_atleast(",
+        "version_before(",
+        "A",
+        "é",
+        "2.6",
+        ".12",
+        "-dev",
+        "-rc",
+        "-",
+        "x",
+        "\\\"",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    for _ in 0..20_000 {
+        let cond: String = (0..1 + next(8))
+            .map(|_| PIECES[next(PIECES.len())])
+            .collect();
+        let _ = convert(&cond_file(&cond), &Options::default(), &cond_env);
+    }
 }

@@ -91,12 +91,12 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     (
         "backend, listen",
         "server NAME ADDRESS[:PORT] ...",
-        "`[[backend.server]]`: check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port",
+        "`[[backend.server]]`: check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port; enabled, no-check (cancel a default-server's disabled, check)",
     ),
     (
         "backend, listen",
         "server-template PREFIX COUNT FQDN[:PORT] ...",
-        "`server_template`: check, resolvers, init-addr, weight, resolve-prefer (`resolve_prefer`; unset: ipv6 in mode http, as HAProxy)",
+        "`server_template`: check, resolvers, init-addr, weight, resolve-prefer (`resolve_prefer`; unset: ipv6 in mode http, as HAProxy); no-check",
     ),
     (
         "defaults, backend, listen",

@@ -36,6 +36,7 @@ pub(super) fn server(l: &Line, defaults: &[DefParam]) -> Result<Server, CfgError
     }
     walk(l, "server", rest, |p, value| {
         let v = match p {
+            "no-check" | "enabled" => return cancel(l, &mut s, p).map(|()| true),
             "check" | "disabled" => None,
             "inter" | "rise" | "fall" | "cookie" | "weight" | "maxconn" | "maxqueue" | "port" => {
                 Some(value()?)
@@ -46,6 +47,26 @@ pub(super) fn server(l: &Line, defaults: &[DefParam]) -> Result<Server, CfgError
         Ok(set_server(&mut s, p, v))
     })?;
     Ok(s)
+}
+
+/// `no-check` / `enabled`: cancel the `check` / `disabled` a server took
+/// from a `default-server` line (as HAProxy; without one it would do
+/// nothing).
+fn cancel(l: &Line, s: &mut Server, p: &str) -> Result<(), CfgError> {
+    let k = if p == "no-check" { "check" } else { "disabled" };
+    if s.from.remove(k).is_none() {
+        return Err(err(
+            l,
+            format!("server {p}"),
+            format!("no `{k}` from a default-server line to cancel: it would have no effect"),
+        ));
+    }
+    if k == "check" {
+        s.check = false;
+    } else {
+        s.disabled = false;
+    }
+    Ok(())
 }
 
 /// Set server parameter `p`; whether it is one balancer's servers take.
@@ -150,7 +171,9 @@ fn is_server_param(w: &str) -> bool {
     matches!(
         w,
         "check"
+            | "no-check"
             | "disabled"
+            | "enabled"
             | "inter"
             | "rise"
             | "fall"
@@ -199,6 +222,17 @@ pub(super) fn template(l: &Line, defaults: &[DefParam]) -> Result<Template, CfgE
     }
     walk(l, "server-template", rest, |p, value| {
         let v = match p {
+            "no-check" => {
+                if t.from.remove("check").is_none() {
+                    return Err(err(
+                        l,
+                        "server-template no-check",
+                        "no `check` from a default-server line to cancel: it would have no effect",
+                    ));
+                }
+                t.check = false;
+                return Ok(true);
+            }
             "check" => None,
             "resolve-prefer" => Some(family(l, "server-template", value()?)?),
             "resolvers" | "init-addr" | "weight" => Some(value()?),

@@ -306,6 +306,44 @@ backend b from web
     assert_eq!(c.backends[0].servers[0].weight, 1);
 }
 
+/// `enabled` and `no-check` on a server line cancel a default-server's
+/// `disabled` and `check` (HAProxy 2.6.12's `show servers state`: admin
+/// state 0 and checks on for the first, maintenance without checks for
+/// the second).
+#[test]
+fn server_lines_cancel_default_server_flags() {
+    let text = "\
+defaults
+    mode http
+frontend www
+    bind :80
+    default_backend b
+backend b
+    default-server disabled check
+    server a 127.0.0.1:9001 enabled
+    server b 127.0.0.1:9002 no-check
+";
+    let c = load(text, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let s = &c.backends[0].servers;
+    use crate::config::AdminState;
+    assert_eq!((s[0].state, s[0].check.is_some()), (AdminState::Up, true));
+    assert_eq!(
+        (s[1].state, s[1].check.is_some()),
+        (AdminState::Maint, false)
+    );
+    // Nothing to cancel: refused.
+    let e = error(
+        &text.replace("disabled check", "check"),
+        &Options::default(),
+    );
+    assert!(e.contains("haproxy.cfg:8: server enabled:"), "{e}");
+    let e = error(
+        &text.replace("disabled check", "disabled"),
+        &Options::default(),
+    );
+    assert!(e.contains("haproxy.cfg:9: server no-check:"), "{e}");
+}
+
 #[test]
 fn server_templates_take_default_server_parameters() {
     let text = "\
@@ -781,6 +819,12 @@ fn bad_inputs_name_their_line() {
             "http-check",
         ),
         ("  default-server backup\n", 8, "default-server backup"),
+        (
+            "  server-template w 2 a.b:80 no-check\n",
+            8,
+            "server-template no-check",
+        ),
+        ("  server s2 127.0.0.1:8081 enabled\n", 8, "server enabled"),
         ("  default-server\n", 8, "default-server"),
         ("  default-server inter\n", 8, "default-server inter"),
         (

@@ -627,3 +627,34 @@ fn http_check_lines_decide_which_servers_are_up() {
     );
     drop((b1, b2));
 }
+
+/// A host name in a `server` line is looked up when the file is read, as
+/// HAProxy does at start (`init-addr last,libc`): `localhost` serves, at
+/// the first address the system resolver gives for it.
+#[test]
+fn server_host_names_are_looked_up_at_load() {
+    use balancer_tests::http::Svc;
+    use std::net::ToSocketAddrs as _;
+    let ip = ("localhost", 0)
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .expect("localhost has an address")
+        .ip();
+    let port = free_port().unwrap();
+    let web =
+        Backend::start_at("web1", SocketAddr::new(ip, port), |_| (200, String::new())).unwrap();
+    let svc = Svc::launch_cfg("cfg-hostname", |front| {
+        format!(
+            "defaults\n    mode http\n\n\
+             frontend www\n    bind {front}\n    default_backend servers\n\n\
+             backend servers\n    server web1 localhost:{port}\n"
+        )
+    });
+    assert_eq!(Client::new(svc.front).get("/").unwrap().body, "web1");
+    assert!(
+        svc.cli(&["backend", "list"])
+            .contains(&SocketAddr::new(ip, port).to_string())
+    );
+    drop(web);
+}

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{
-    CfgError, Options, Warning,
+    CfgError, Options, Resolve, Warning,
     sections::{Cfg, Kind, Proxy, Server, StickRule},
 };
 
@@ -73,7 +73,7 @@ fn haproxy_size(line: usize, s: &str) -> Result<String, CfgError> {
     Ok(n.saturating_mul(mult).to_string())
 }
 
-pub fn emit(cfg: &Cfg, opts: &Options) -> Result<Emitter, CfgError> {
+pub fn emit(cfg: &Cfg, opts: &Options, resolve: Resolve<'_>) -> Result<Emitter, CfgError> {
     let mut e = Emitter::default();
     let http_any = cfg
         .proxies
@@ -141,7 +141,7 @@ pub fn emit(cfg: &Cfg, opts: &Options) -> Result<Emitter, CfgError> {
         frontend(cfg, p, &mut e)?;
     }
     for p in cfg.proxies.iter().filter(|p| p.kind.back()) {
-        backend(p, &mut e)?;
+        backend(p, &mut e, resolve)?;
     }
     Ok(e)
 }
@@ -270,7 +270,7 @@ fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
     Ok(())
 }
 
-fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
+fn backend(p: &Proxy, e: &mut Emitter, resolve: Resolve<'_>) -> Result<(), CfgError> {
     let http = mode(p) == "http";
     e.line(
         p.line,
@@ -444,7 +444,7 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         }
     }
     for s in &p.servers {
-        server(p, s, http, e)?;
+        server(p, s, http, e, resolve)?;
     }
     // The proxy's own `default-server` lines must act on a server after
     // them (those of a `defaults` section are for every proxy, and act
@@ -559,6 +559,7 @@ fn acts(p: &Proxy, s: &Server, k: &str) -> bool {
         return true;
     }
     match k {
+        "init-addr" | "resolvers" => host_port(s.address.as_deref().unwrap_or("")).is_some(),
         "inter" | "rise" | "fall" | "port" => s.check,
         "maxqueue" => s.maxconn.is_some(),
         "cookie" => p.s.cookie.is_some(),
@@ -566,7 +567,88 @@ fn acts(p: &Proxy, s: &Server, k: &str) -> bool {
     }
 }
 
-fn server(p: &Proxy, s: &Server, http: bool, e: &mut Emitter) -> Result<(), CfgError> {
+/// A server address that is a host name (`NAME[:PORT]`, not an IP
+/// address): the name and the port.
+fn host_port(addr: &str) -> Option<(&str, Option<&str>)> {
+    if addr.parse::<std::net::IpAddr>().is_ok() || addr.parse::<std::net::SocketAddr>().is_ok() {
+        return None;
+    }
+    let (host, port) = match addr.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+        _ => (addr, None),
+    };
+    let name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+    (!host.is_empty()
+        && host.chars().all(name)
+        && host.contains(|c: char| !c.is_ascii_digit() && c != '.'))
+    .then_some((host, port))
+}
+
+/// A server's host name looked up as HAProxy does at start: its
+/// `init-addr` methods in order (default `last,libc`; `last` has nothing
+/// here, there is no state file), the first address found kept.
+fn look_up(
+    s: &Server,
+    host: &str,
+    port: Option<&str>,
+    resolve: Resolve<'_>,
+) -> Result<String, CfgError> {
+    let methods = s.init_addr.as_deref().unwrap_or("last,libc");
+    let line = s.at("init-addr");
+    let mut why = String::from("no method gave an address");
+    for m in methods.split(',') {
+        let ip = match m {
+            "last" => continue,
+            "libc" => match resolve(host) {
+                Ok(v) if !v.is_empty() => v[0],
+                Ok(_) => continue,
+                Err(e) => {
+                    why = format!("the system resolver: {e}");
+                    continue;
+                }
+            },
+            "none" => {
+                return Err(err(
+                    line,
+                    "server init-addr",
+                    format!(
+                        "none (server {}): a server without an address is not supported \
+                         (balancer's servers have one from the start)",
+                        s.name
+                    ),
+                ));
+            }
+            m => m.parse().map_err(|_| {
+                err(
+                    line,
+                    "server init-addr",
+                    format!("{m:?}: want last, libc, none or an IP address"),
+                )
+            })?,
+        };
+        return Ok(match (port, ip) {
+            (Some(p), std::net::IpAddr::V6(v6)) => format!("[{v6}]:{p}"),
+            (Some(p), ip) => format!("{ip}:{p}"),
+            (None, ip) => ip.to_string(),
+        });
+    }
+    Err(err(
+        s.line,
+        "server",
+        format!(
+            "could not resolve address '{host}' (init-addr {methods}; {why}), as HAProxy \
+             refuses to start"
+        ),
+    ))
+}
+
+fn server(
+    p: &Proxy,
+    s: &Server,
+    http: bool,
+    e: &mut Emitter,
+    resolve: Resolve<'_>,
+) -> Result<(), CfgError> {
     let Some(addr) = &s.address else {
         return Err(err(
             s.line,
@@ -578,9 +660,51 @@ fn server(p: &Proxy, s: &Server, http: bool, e: &mut Emitter) -> Result<(), CfgE
             ),
         ));
     };
+    let name = host_port(addr);
+    for k in ["init-addr", "resolvers"] {
+        let own = !s.from.contains_key(k);
+        let set = if k == "init-addr" {
+            s.init_addr.is_some()
+        } else {
+            s.resolvers.is_some()
+        };
+        if !set || (!own && !acts(p, s, k)) {
+            continue;
+        }
+        if k == "resolvers" {
+            return Err(err(
+                s.at(k),
+                "server resolvers",
+                "resolving a server's name again at run time is not supported (its name is \
+                 looked up once, when the file is read; server-template follows DNS)",
+            ));
+        }
+        if name.is_none() {
+            return Err(err(
+                s.at(k),
+                "server init-addr",
+                format!(
+                    "server {}'s address is an IP address: it would have no effect",
+                    s.name
+                ),
+            ));
+        }
+        e.used.insert((s.at(k), k.to_owned()));
+    }
     let mut out = String::new();
     let _ = write!(out, "[[backend.server]]\nname = {}", quote(&s.name));
     e.line(s.line, out);
+    let addr = &match name {
+        Some((host, port)) => {
+            let found = look_up(s, host, port, resolve)?;
+            e.line(
+                s.line,
+                format!("# {addr}: looked up when the file was read"),
+            );
+            found
+        }
+        None => addr.clone(),
+    };
     let address = if http {
         addr.clone()
     } else {

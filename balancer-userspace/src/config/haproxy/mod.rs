@@ -8,6 +8,10 @@
 //! whose errors are given the .cfg's file and line. `balancer convert`
 //! prints that TOML.
 //!
+//! A host name in a `server` line is looked up when the file is read, as
+//! HAProxy does at start (its `init-addr` methods, default `last,libc`):
+//! the TOML holds the address found.
+//!
 //! What HAProxy has no words for (the XDP interfaces and mode, the pin
 //! directory, the admin socket, the peers' shared secret, the local peer's
 //! name) comes from [`Options`], set on the command line.
@@ -18,7 +22,7 @@ pub mod lex;
 mod params;
 mod sections;
 
-use std::path::Path;
+use std::{net::IpAddr, path::Path};
 
 pub use sections::{SKIPPED_GLOBAL, SKIPPED_PROXY};
 
@@ -91,7 +95,7 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     (
         "backend, listen",
         "server NAME ADDRESS[:PORT] ...",
-        "`[[backend.server]]`: check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port; enabled, no-check (cancel a default-server's disabled, check)",
+        "`[[backend.server]]` (a host name is looked up when the file is read: init-addr last, libc or an IP address): check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port; enabled, no-check (cancel a default-server's disabled, check)",
     ),
     (
         "backend, listen",
@@ -217,11 +221,37 @@ pub fn is_haproxy(path: &Path, text: &str) -> bool {
     })
 }
 
-/// Convert a haproxy.cfg's text; `env` looks up environment variables.
+/// Looks up a host name of a `server` line: its addresses, in the order
+/// the resolver gives them, or why there are none.
+pub type Resolve<'a> = &'a dyn Fn(&str) -> Result<Vec<IpAddr>, String>;
+
+/// The system resolver (getaddrinfo), as HAProxy's `init-addr libc` at
+/// start (and `haproxy -c`) uses it.
+pub fn libc_resolve(host: &str) -> Result<Vec<IpAddr>, String> {
+    use std::net::ToSocketAddrs as _;
+    (host, 0)
+        .to_socket_addrs()
+        .map(|it| it.map(|a| a.ip()).collect())
+        .map_err(|e| e.to_string())
+}
+
+/// Convert a haproxy.cfg's text; `env` looks up environment variables,
+/// host names of `server` lines go to the system resolver.
 pub fn convert(
     text: &str,
     opts: &Options,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Converted, CfgError> {
+    convert_with(text, opts, env, &libc_resolve)
+}
+
+/// [`convert`] with the host names of `server` lines looked up by
+/// `resolve`.
+pub fn convert_with(
+    text: &str,
+    opts: &Options,
+    env: &dyn Fn(&str) -> Option<String>,
+    resolve: Resolve<'_>,
 ) -> Result<Converted, CfgError> {
     let lines = lex::lex(text, env).map_err(|e| CfgError {
         line: e.line,
@@ -230,7 +260,7 @@ pub fn convert(
     })?;
     let (lines, mut warnings) = cond::select(lines, env)?;
     let cfg = sections::parse(&lines)?;
-    let out = emit::emit(&cfg, opts)?;
+    let out = emit::emit(&cfg, opts, resolve)?;
     warnings.extend(cfg.warnings);
     warnings.extend(out.warnings);
     warnings.sort_by_key(|w| w.line);

@@ -20,8 +20,8 @@ pub(super) fn server(l: &Line, defaults: &[DefParam]) -> Result<Server, CfgError
         ..Default::default()
     };
     // The `default-server` lines above, as HAProxy: the server's own
-    // parameters then replace them. Those of templates only (resolvers,
-    // init-addr, resolve-prefer) do nothing to a server with an address.
+    // parameters then replace them. `resolve-prefer` (of templates) does
+    // nothing to a server here.
     for d in defaults {
         if set_server(&mut s, &d.name, d.value.clone()) {
             s.from.insert(d.name.clone(), d.line);
@@ -38,9 +38,8 @@ pub(super) fn server(l: &Line, defaults: &[DefParam]) -> Result<Server, CfgError
         let v = match p {
             "no-check" | "enabled" => return cancel(l, &mut s, p).map(|()| true),
             "check" | "disabled" => None,
-            "inter" | "rise" | "fall" | "cookie" | "weight" | "maxconn" | "maxqueue" | "port" => {
-                Some(value()?)
-            }
+            "inter" | "rise" | "fall" | "cookie" | "weight" | "maxconn" | "maxqueue" | "port"
+            | "init-addr" | "resolvers" => Some(value()?),
             _ => return Ok(false),
         };
         s.from.remove(p);
@@ -82,6 +81,8 @@ fn set_server(s: &mut Server, p: &str, v: Option<String>) -> bool {
         ("maxconn", v) => s.maxconn = v,
         ("maxqueue", v) => s.maxqueue = v,
         ("port", v) => s.check_port = v,
+        ("init-addr", v) => s.init_addr = v,
+        ("resolvers", v) => s.resolvers = v,
         _ => return false,
     }
     true

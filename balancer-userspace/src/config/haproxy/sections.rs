@@ -94,6 +94,10 @@ pub struct Server {
     pub maxqueue: Option<String>,
     /// `port`: the checked port.
     pub check_port: Option<String>,
+    /// `init-addr`: how a host name gets its address at start.
+    pub init_addr: Option<String>,
+    /// `resolvers`: HAProxy resolves a host name again at run time.
+    pub resolvers: Option<String>,
     /// The parameters taken from `default-server` lines, with the line of
     /// each (the others come from the server's own line).
     pub from: BTreeMap<String, usize>,

@@ -7,6 +7,10 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
+fn no_dns(host: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    Err(format!("{host}: no such name here"))
+}
+
 fn load(text: &str, opts: &Options) -> Result<Config, ConfigError> {
     Config::parse_haproxy(Path::new("haproxy.cfg"), text, opts)
 }
@@ -342,6 +346,109 @@ backend b
         &Options::default(),
     );
     assert!(e.contains("haproxy.cfg:9: server no-check:"), "{e}");
+}
+
+/// Host names in `server` lines are looked up when the file is read, as
+/// HAProxy does at start (`init-addr`, default `last,libc`): the TOML holds
+/// the first address found; none is an error with the line, as HAProxy's
+/// "could not resolve address".
+#[test]
+fn server_host_names_are_looked_up_at_load() {
+    let dns = |host: &str| match host {
+        "web1.lab" => Ok(vec!["198.18.0.10".parse().unwrap()]),
+        "web6.lab" => Ok(vec![
+            "2001:db8::10".parse().unwrap(),
+            "198.18.0.11".parse().unwrap(),
+        ]),
+        _ => no_dns(host),
+    };
+    let text = "\
+defaults
+    mode http
+frontend www
+    bind :80
+    default_backend b
+backend b
+    server a web1.lab:8080
+    server b web6.lab:8080
+    server c 127.0.0.1:8080
+";
+    let conv = |text: &str| super::convert_with(text, &Options::default(), &no_env, &dns);
+    let c = conv(text).unwrap_or_else(|e| panic!("{e}"));
+    let addresses: Vec<(usize, &str)> = c
+        .toml
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("address = "))
+        .map(|(i, l)| (c.source(i + 1), l))
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            (7, "address = \"198.18.0.10:8080\""),
+            (8, "address = \"[2001:db8::10]:8080\""),
+            (9, "address = \"127.0.0.1:8080\"")
+        ],
+        "{}",
+        c.toml
+    );
+    // Not found: refused with the line, as HAProxy refuses to start.
+    let e = conv(&text.replace("web1.lab", "nope.lab")).unwrap_err();
+    assert_eq!(e.line, 7, "{e}");
+    assert!(
+        e.to_string()
+            .contains("could not resolve address 'nope.lab'"),
+        "{e}"
+    );
+    // init-addr: the methods in order; an address as a last resort; none
+    // (a server without an address) is not supported.
+    let with = |init: &str| {
+        conv(&text.replace(
+            "web1.lab:8080\n",
+            &format!("nope.lab:8080 init-addr {init}\n"),
+        ))
+    };
+    let c = with("last,libc,198.18.0.99").unwrap();
+    assert!(
+        c.toml.contains("address = \"198.18.0.99:8080\""),
+        "{}",
+        c.toml
+    );
+    for (init, why) in [("libc,none", "not supported"), ("dns", "want last")] {
+        let e = with(init).unwrap_err();
+        assert_eq!((e.line, e.keyword.as_str()), (7, "server init-addr"), "{e}");
+        assert!(e.reason.contains(why), "{e}");
+    }
+    // On an IP address it would do nothing; from a defaults section it is
+    // dropped there, and acts on names.
+    let e = conv(&text.replace("127.0.0.1:8080\n", "127.0.0.1:8080 init-addr libc\n")).unwrap_err();
+    assert_eq!((e.line, e.keyword.as_str()), (9, "server init-addr"), "{e}");
+    let c = conv(
+        &text
+            .replace(
+                "    mode http\n",
+                "    mode http\n    default-server init-addr libc,198.18.0.98\n",
+            )
+            .replace("web1.lab", "nope.lab"),
+    )
+    .unwrap();
+    assert!(
+        c.toml.contains("address = \"198.18.0.98:8080\""),
+        "{}",
+        c.toml
+    );
+    // Run-time resolution (`resolvers` on a server) is not done here.
+    let e = conv(&text.replace("web1.lab:8080\n", "web1.lab:8080 resolvers dns\n")).unwrap_err();
+    assert_eq!((e.line, e.keyword.as_str()), (7, "server resolvers"), "{e}");
+    // The system resolver, through the validator: localhost is loopback.
+    let c = load(
+        &text
+            .replace("web1.lab", "localhost")
+            .replace("    server b web6.lab:8080\n", ""),
+        &Options::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.backends[0].servers[0].address.is_loopback());
 }
 
 #[test]
@@ -1041,7 +1148,11 @@ fn random_files_never_panic() {
             }
             text.push('\n');
         }
-        let _ = load(&text, &opts);
+        // Host names are looked up by a resolver that knows none (no
+        // system DNS in a unit test); the TOML goes to the validator.
+        if let Ok(c) = super::convert_with(&text, &opts, &no_env, &no_dns) {
+            let _ = Config::parse(Path::new("haproxy.cfg"), &c.toml);
+        }
     }
 }
 

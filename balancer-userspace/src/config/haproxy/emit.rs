@@ -338,13 +338,34 @@ fn backend(p: &Proxy, e: &mut Emitter, resolve: Resolve<'_>) -> Result<(), CfgEr
         // `http-check send` replaces what it gives of `option httpchk`'s
         // request (checked with a listener: `option httpchk POST /p` and
         // `http-check send meth GET` send `GET /p`).
+        // A backend's own http-check lines replace the rules it would take
+        // from its defaults section, the request of that section's `option
+        // httpchk` included (HAProxy, on a listener: no request at all
+        // without an own `send`, else `send`'s with OPTIONS and / where
+        // it names none).
         let send = p.check_send.as_ref();
-        let pick = |given: Option<&String>, base: &String| match (send, given) {
-            (Some(s), Some(v)) => (v.clone(), s.line),
-            _ => (base.clone(), h.line),
+        let own_rules = send.is_some() || p.check_expect.is_some();
+        let base = if h.line < p.line && own_rules {
+            let Some(s) = send else {
+                let line = p.check_expect.as_ref().map_or(p.line, |x| x.line);
+                return Err(err(
+                    line,
+                    "http-check",
+                    "HAProxy sends no request here: a backend's own http-check rules replace \
+                     those of its defaults section, the request of its `option httpchk` \
+                     included (add `http-check send`, or `option httpchk`, to this backend)",
+                ));
+            };
+            (("OPTIONS".to_owned(), s.line), ("/".to_owned(), s.line))
+        } else {
+            ((h.v.0.clone(), h.line), (h.v.1.clone(), h.line))
         };
-        let method = pick(send.and_then(|s| s.v.0.as_ref()), &h.v.0);
-        let uri = pick(send.and_then(|s| s.v.1.as_ref()), &h.v.1);
+        let pick = |given: Option<&String>, base: (String, usize)| match (send, given) {
+            (Some(s), Some(v)) => (v.clone(), s.line),
+            _ => base,
+        };
+        let method = pick(send.and_then(|s| s.v.0.as_ref()), base.0);
+        let uri = pick(send.and_then(|s| s.v.1.as_ref()), base.1);
         e.string(h.line, "check_type", "http");
         e.string(uri.1, "check_path", &uri.0);
         if method.0 != "GET" {

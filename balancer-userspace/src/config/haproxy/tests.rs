@@ -627,6 +627,34 @@ backend b
         kind("    option httpchk HEAD /o HTTP/1.0\n"),
         http("HEAD", "/o")
     );
+    // With `option httpchk` from the defaults section, a backend's own
+    // http-check lines replace its request (HAProxy on a listener:
+    // `OPTIONS /h`, `PUT /`, and nothing sent without a `send`).
+    let from_defaults = |own: &str| {
+        let t = text
+            .replace(
+                "    mode http\n",
+                "    mode http\n    option httpchk POST /d\n",
+            )
+            .replace(lines, own);
+        load(&t, &Options::default()).map(|c| c.backends[0].check_kind.clone())
+    };
+    assert_eq!(
+        from_defaults("    http-check send uri /h\n").unwrap(),
+        http("OPTIONS", "/h")
+    );
+    assert_eq!(
+        from_defaults("    http-check send meth PUT\n").unwrap(),
+        http("PUT", "/")
+    );
+    assert_eq!(from_defaults("").unwrap(), http("POST", "/d"));
+    let e = from_defaults("    http-check expect status 200\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("haproxy.cfg:8: http-check:") && e.contains("no request"),
+        "{e}"
+    );
     // Without them: `option httpchk`'s URI, 2xx and 3xx.
     let c = load(
         &text.replace("    http-check send meth GET uri /health ver HTTP/1.0\n    http-check expect status 200-299,503\n", ""),

@@ -137,6 +137,8 @@ fn the_guides_cookie_configuration_runs_as_written_and_converted() {
     let run = Run::start("cfg-converted", "converted.toml", &toml, false);
     check_cookie_service(front);
     drop(run);
+    // The TOML's pin directory (from --pin-dir above), not the run's own.
+    let _ = std::fs::remove_dir_all(&pins);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

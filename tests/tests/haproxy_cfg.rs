@@ -660,3 +660,73 @@ fn server_host_names_are_looked_up_at_load() {
     );
     drop(web);
 }
+
+/// `default-server` against HAProxy 2.6 itself: the same file (a defaults
+/// section's lines, a backend's lines before and after servers, `enabled`
+/// and `no-check` cancelling them, `from` a named defaults section) gives
+/// every server the same weight, maintenance state and checks in HAProxy's
+/// `show servers state` and in `balancer backend list`.
+#[test]
+fn default_server_lines_give_what_haproxy_gives() {
+    use balancer_tests::{haproxy::Haproxy, http::Svc};
+    let b: Vec<Backend> = (1..=2)
+        .map(|j| Backend::start(&format!("s{j}"), 0).unwrap())
+        .collect();
+    let (a1, a2) = (b[0].addr, b[1].addr);
+    let body = move |front: SocketAddr, sock: &str| {
+        format!(
+            "global\n    nbthread 1\n{sock}\n\
+             defaults web\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    \
+             timeout server 5s\n    default-server weight 3 inter 1s\n\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    \
+             timeout server 5s\n    default-server weight 9\n\n\
+             frontend www from web\n    bind {front}\n    default_backend app\n\n\
+             backend app from web\n    server a {a1}\n    \
+             default-server weight 5 disabled check\n    server b {a2}\n    \
+             server c {a1} enabled weight 7\n    server d {a2} no-check\n    \
+             default-server weight 0\n    server e {a1} enabled\n"
+        )
+    };
+    let ha = Haproxy::start("ha-defsrv", |front, sock| {
+        body(
+            front,
+            &format!("    stats socket {} level admin\n", sock.display()),
+        )
+    });
+    let svc = Svc::launch_cfg("cfg-defsrv-ha", |front| body(front, ""));
+    // HAProxy: name, weight, in maintenance, checked.
+    let theirs: Vec<(String, u64, bool, bool)> = ha
+        .admin("show servers state app")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty() && l.contains(' '))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let admin: u32 = f.get(6)?.parse().ok()?;
+            let check: u32 = f.get(13)?.parse().ok()?;
+            Some((
+                f.get(3)?.to_string(),
+                f.get(7)?.parse().ok()?,
+                admin & 0x21 != 0,
+                check & 0x4 != 0,
+            ))
+        })
+        .collect();
+    let list: serde_json::Value =
+        serde_json::from_str(&svc.cli(&["backend", "list", "--json"])).unwrap();
+    let ours: Vec<(String, u64, bool, bool)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["server"].as_str().unwrap_or_default().to_owned(),
+                s["weight"].as_u64().unwrap_or(999),
+                s["admin_state"] == "maint",
+                !s["check"].is_null(),
+            )
+        })
+        .collect();
+    assert_eq!(theirs.len(), 5, "{}", ha.admin("show servers state app"));
+    assert_eq!(ours, theirs, "balancer vs HAProxy\n{list}");
+    drop(b);
+}

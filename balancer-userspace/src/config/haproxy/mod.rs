@@ -19,6 +19,7 @@
 mod cond;
 mod emit;
 pub mod lex;
+mod lookup;
 mod params;
 mod sections;
 

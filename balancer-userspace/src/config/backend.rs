@@ -6,9 +6,9 @@ use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 use serde::Deserialize;
 
 use super::{
-    AdminState, CheckKind, CheckTiming, ConfigError, DEFAULT_CHECK_STATUS, Frontend, MAX_WEIGHT,
-    Mode, Resolvers, Server, ServerTemplate, Validator, default_check_timeout, method_problem,
-    parse_duration, parse_server_address, parse_status_list, resolvers, server_name_problem,
+    AdminState, CheckKind, CheckTiming, ConfigError, Frontend, MAX_WEIGHT, Mode, Resolvers, Server,
+    ServerTemplate, Validator, default_check_timeout, parse_duration, parse_server_address,
+    resolvers, server_name_problem,
     stick::{KeyMask, RawStick, RawStickTable, StickRules, StickTableSpec},
 };
 
@@ -408,53 +408,13 @@ impl Validator<'_> {
                 maxqueue: s.maxqueue.unwrap_or(0),
             });
         }
-        let check_kind = match b.check_type.as_deref().unwrap_or("tcp") {
-            "tcp"
-                if let Some((k, _)) = [
-                    ("check_path", b.check_path.is_some()),
-                    ("check_method", b.check_method.is_some()),
-                    ("check_status", b.check_status.is_some()),
-                ]
-                .into_iter()
-                .find(|(_, set)| *set) =>
-            {
-                return Err(self.err(
-                    format!("{key}.{k}"),
-                    "a tcp check (check_type unset or \"tcp\") only connects and sends no \
-                     request: it would have no effect (set check_type = \"http\")",
-                ));
-            }
-            "tcp" => CheckKind::Tcp,
-            "http" => {
-                let path = b.check_path.unwrap_or_else(|| "/".into());
-                if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
-                    return Err(self.err(
-                        format!("{key}.check_path"),
-                        format!("{path:?}: want /PATH without spaces"),
-                    ));
-                }
-                let status = match &b.check_status {
-                    None => vec![DEFAULT_CHECK_STATUS],
-                    Some(s) => parse_status_list(s)
-                        .map_err(|r| self.err(format!("{key}.check_status"), r))?,
-                };
-                let method = b.check_method.unwrap_or_else(|| "GET".into());
-                if let Some(why) = method_problem(&method) {
-                    return Err(self.err(format!("{key}.check_method"), why));
-                }
-                CheckKind::Http {
-                    method,
-                    path,
-                    status,
-                }
-            }
-            other => {
-                return Err(self.err(
-                    format!("{key}.check_type"),
-                    format!("{other:?}: want \"tcp\" or \"http\""),
-                ));
-            }
-        };
+        let check_kind = CheckKind::from_keys(
+            b.check_type.as_deref(),
+            b.check_path,
+            b.check_method,
+            b.check_status.as_deref(),
+        )
+        .map_err(|(k, why)| self.err(format!("{key}.{k}"), why))?;
         if b.check_port == Some(0) {
             return Err(self.err(format!("{key}.check_port"), "0 is not a port"));
         }
@@ -463,10 +423,10 @@ impl Validator<'_> {
             Some(t) => Some(self.template(key, &b.name, t, resolvers, &names, check_timeout)?),
         };
         // check_type, check_path, check_method, check_status and check_port
-        // are accepted
-        // without a checked server: `balancer backend add ... --check`
-        // checks the servers it adds at run time with them. check_timeout is not
-        // (those servers get the default timing), so it needs one here.
+        // are accepted without a checked server: `balancer backend add ...
+        // --check` checks the servers it adds at run time with them.
+        // check_timeout is not (those servers get the default timing), so
+        // it needs one here.
         let checked = servers.iter().any(|s| s.check.is_some())
             || template.as_ref().is_some_and(|t| t.check.is_some());
         if check_timeout.is_some() && !checked {

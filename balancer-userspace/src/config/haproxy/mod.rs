@@ -22,6 +22,7 @@ pub mod lex;
 mod lookup;
 mod params;
 mod sections;
+mod servers;
 
 use std::{net::IpAddr, path::Path};
 

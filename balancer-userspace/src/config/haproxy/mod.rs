@@ -33,6 +33,11 @@ pub use sections::{SKIPPED_GLOBAL, SKIPPED_PROXY};
 /// it by a test, and each is checked to be accepted by the reader.
 pub const KEYWORDS: &[(&str, &str, &str)] = &[
     (
+        "anywhere",
+        ".if COND / .elif COND / .else / .endif, .diag|.notice|.warning|.alert MSG",
+        "read as HAProxy 2.6.12 does (above); messages are warnings, `.alert` an error",
+    ),
+    (
         "global",
         "maxconn",
         "`[global] maxconn` (HTTP client connections)",

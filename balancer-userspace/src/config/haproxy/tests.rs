@@ -719,6 +719,11 @@ fn every_listed_keyword_is_accepted() {
         ..Default::default()
     };
     let text = "\
+.if version_atleast(2.6) && !feature(NOPE)
+.notice \"read as HAProxy 2.6.12\"
+.elif 1
+.else
+.endif
 global
     maxconn 1000
     localpeer a

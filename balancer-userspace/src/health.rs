@@ -1,5 +1,7 @@
-//! Health checks: a TCP connect, or an HTTP/1.0 GET that must answer 2xx
-//! or 3xx, each bounded by a timeout. The daemon runs one task per checked
+//! Health checks: a TCP connect, or an HTTP/1.0 request (GET, or the
+//! backend's `check_method`) that must answer a
+//! status of the backend's `check_status` (default 2xx or 3xx), each
+//! bounded by a timeout. The daemon runs one task per checked
 //! server and feeds the results to the controller, which applies HAProxy's
 //! `rise`/`fall` rule.
 
@@ -65,11 +67,16 @@ async fn run(kind: &CheckKind, addr: SocketAddr) -> Result<(), Fault> {
         let m = format!("connect {addr}: {e}");
         if is_local(&e) { Local(m) } else { Remote(m) }
     })?;
-    let CheckKind::Http { path } = kind else {
+    let CheckKind::Http {
+        method,
+        path,
+        status,
+    } = kind
+    else {
         return Ok(());
     };
     let req = format!(
-        "GET {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: balancer-check\r\n\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: balancer-check\r\n\r\n",
         addr.ip()
     );
     stream
@@ -89,11 +96,11 @@ async fn run(kind: &CheckKind, addr: SocketAddr) -> Result<(), Fault> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    Ok(status_ok(&buf)?)
+    Ok(status_ok(&buf, status)?)
 }
 
-/// `HTTP/1.x NNN ...` with NNN in 200..400.
-fn status_ok(answer: &[u8]) -> Result<(), String> {
+/// `HTTP/1.x NNN ...` with NNN in one of the `status` ranges.
+fn status_ok(answer: &[u8], status: &[(u16, u16)]) -> Result<(), String> {
     let line = answer.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
@@ -102,7 +109,7 @@ fn status_ok(answer: &[u8]) -> Result<(), String> {
     if !version.starts_with("HTTP/1.") || code == 0 {
         return Err(format!("not an HTTP answer: {:?}", line.trim()));
     }
-    if (200..400).contains(&code) {
+    if status.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code)) {
         Ok(())
     } else {
         Err(format!("HTTP status {code}"))
@@ -163,19 +170,24 @@ mod tests {
 
     #[test]
     fn http_status_lines() {
-        assert!(status_ok(b"HTTP/1.0 200 OK\r\n").is_ok());
-        assert!(status_ok(b"HTTP/1.1 302 Found\r\n").is_ok());
+        let d = [crate::config::DEFAULT_CHECK_STATUS];
+        assert!(status_ok(b"HTTP/1.0 200 OK\r\n", &d).is_ok());
+        assert!(status_ok(b"HTTP/1.1 302 Found\r\n", &d).is_ok());
         assert!(
-            status_ok(b"HTTP/1.1 503 Unavailable\r\n")
+            status_ok(b"HTTP/1.1 503 Unavailable\r\n", &d)
                 .unwrap_err()
                 .contains("503")
         );
         assert!(
-            status_ok(b"SSH-2.0-OpenSSH\r\n")
+            status_ok(b"SSH-2.0-OpenSSH\r\n", &d)
                 .unwrap_err()
                 .contains("not an HTTP answer")
         );
-        assert!(status_ok(b"").is_err());
+        assert!(status_ok(b"", &d).is_err());
+        // `check_status = "200,503"`: a 503 passes, a 204 does not.
+        let listed = [(200, 200), (503, 503)];
+        assert!(status_ok(b"HTTP/1.1 503 Unavailable\r\n", &listed).is_ok());
+        assert!(status_ok(b"HTTP/1.1 204 No Content\r\n", &listed).is_err());
     }
 
     #[test]
@@ -191,15 +203,31 @@ mod tests {
                 while let Ok((mut s, _)) = l.accept().await {
                     let mut b = [0u8; 512];
                     let _ = s.read(&mut b).await;
-                    let _ = s.write_all(b"HTTP/1.0 204 No Content\r\n\r\n").await;
+                    // The method is the backend's: HEAD is not allowed here.
+                    let answer: &[u8] = if b.starts_with(b"HEAD ") {
+                        b"HTTP/1.0 405 Method Not Allowed\r\n\r\n"
+                    } else {
+                        b"HTTP/1.0 204 No Content\r\n\r\n"
+                    };
+                    let _ = s.write_all(answer).await;
                 }
             });
             let t = Duration::from_secs(2);
             let passed = |o| matches!(o, Outcome::Passed(_));
             assert!(passed(check(&CheckKind::Tcp, addr, t).await));
+            let with = |method: &str, status| CheckKind::Http {
+                method: method.into(),
+                path: "/".into(),
+                status,
+            };
+            let http = |status| with("GET", status);
+            let d = vec![crate::config::DEFAULT_CHECK_STATUS];
+            assert!(passed(check(&with("OPTIONS", d.clone()), addr, t).await));
+            assert!(!passed(check(&with("HEAD", d), addr, t).await));
             assert!(passed(
-                check(&CheckKind::Http { path: "/".into() }, addr, t).await
+                check(&http(vec![crate::config::DEFAULT_CHECK_STATUS]), addr, t).await
             ));
+            assert!(!passed(check(&http(vec![(200, 200)]), addr, t).await));
             // A port nobody listens on (bound then closed).
             let closed = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()

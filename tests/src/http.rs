@@ -586,6 +586,27 @@ impl Svc {
         config: impl FnOnce(SocketAddr) -> String,
         args: impl FnOnce(&mut Command),
     ) -> Svc {
+        Self::launch_cfg_as(tag, config, args, false)
+    }
+
+    /// [`Svc::launch_cfg_with`], but run on the TOML that `balancer
+    /// convert` (given the same arguments) prints for the file, which must
+    /// pass `check-config`: the service as the converted configuration
+    /// runs it.
+    pub fn launch_converted_with(
+        tag: &str,
+        config: impl FnOnce(SocketAddr) -> String,
+        args: impl FnOnce(&mut Command),
+    ) -> Svc {
+        Self::launch_cfg_as(tag, config, args, true)
+    }
+
+    fn launch_cfg_as(
+        tag: &str,
+        config: impl FnOnce(SocketAddr) -> String,
+        args: impl FnOnce(&mut Command),
+        converted: bool,
+    ) -> Svc {
         crate::require_root();
         let id = format!("blb-{}-{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&id);
@@ -596,15 +617,35 @@ impl Svc {
             .expect("an address");
         let file = dir.join("haproxy.cfg");
         std::fs::write(&file, config(front)).expect("haproxy.cfg");
+        let own = |cmd: &mut Command| {
+            cmd.arg("--pin-dir")
+                .arg(&pin_dir)
+                .arg("--admin-socket")
+                .arg(dir.join("admin.sock"));
+        };
         let mut cmd = Command::new(crate::balancer_bin());
-        cmd.args(["run", "--config"])
-            .arg(&file)
-            .arg("--pin-dir")
-            .arg(&pin_dir)
-            .arg("--admin-socket")
-            .arg(dir.join("admin.sock"))
-            .env("RUST_LOG", "info");
-        args(&mut cmd);
+        if converted {
+            let mut convert = Command::new(crate::balancer_bin());
+            convert.arg("convert").arg(&file);
+            own(&mut convert);
+            args(&mut convert);
+            let toml = crate::lab::output(&mut convert).expect("balancer convert");
+            let toml_file = dir.join("converted.toml");
+            std::fs::write(&toml_file, toml).expect("converted.toml");
+            let ok = crate::lab::output(
+                Command::new(crate::balancer_bin())
+                    .arg("check-config")
+                    .arg(&toml_file),
+            )
+            .expect("check-config of the converted TOML");
+            assert!(ok.contains(": ok"), "{ok}");
+            cmd.args(["run", "--config"]).arg(&toml_file);
+        } else {
+            cmd.args(["run", "--config"]).arg(&file);
+            own(&mut cmd);
+            args(&mut cmd);
+        }
+        cmd.env("RUST_LOG", "info");
         let mut daemon = Proc::spawn("balancer", cmd, &dir).expect("balancer run");
         let ready = wait_for(Duration::from_secs(20), || {
             daemon.output().contains("running:") || daemon.try_wait().ok().flatten().is_some()

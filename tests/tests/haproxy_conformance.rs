@@ -1866,8 +1866,9 @@ fn discovered_cookies(
 
 #[test]
 fn dynamic_cookies_of_discovered_servers() {
-    // HAProxy 2.6 and balancer resolve the same name at the same DNS server
-    // (server-template / server_template, init-addr none); the cookie each
+    // HAProxy 2.6 and balancer, on the same haproxy.cfg text, resolve the
+    // same name at the same DNS server (server-template, init-addr none,
+    // resolve-prefer ipv4); the cookie each
     // gives a discovered server must be the same, before and after the
     // records change.
     require_root();
@@ -1896,33 +1897,26 @@ fn dynamic_cookies_of_discovered_servers() {
     let ha_front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
         .parse()
         .unwrap();
-    let config = format!(
-        "global\n    nbthread 1\n\n\
-         resolvers lab\n    nameserver ns1 {}\n    resolve_retries 2\n    \
-         timeout resolve 200ms\n    timeout retry 200ms\n    hold valid 10s\n\n\
-         defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
-         timeout server 10s\n\n\
-         frontend fe\n    bind {ha_front}\n    default_backend app\n\n\
-         backend app\n    balance roundrobin\n    cookie {cookie}\n    \
-         dynamic-cookie-key {COOKIE_KEY}\n    \
-         server-template web 3 {NAME}:{port} resolvers lab init-addr none resolve-prefer ipv4\n",
-        dns.addr
-    );
-    std::fs::write(dir.join("haproxy.cfg"), &config).unwrap();
+    // One text for both (but the frontend's address).
+    let config = |front: SocketAddr| {
+        format!(
+            "global\n    nbthread 1\n\n\
+             resolvers lab\n    nameserver ns1 {}\n    resolve_retries 2\n    \
+             timeout resolve 200ms\n    timeout retry 200ms\n    hold valid 10s\n\n\
+             defaults\n    mode http\n    timeout connect 200ms\n    timeout client 10s\n    \
+             timeout server 10s\n\n\
+             frontend fe\n    bind {front}\n    default_backend app\n\n\
+             backend app\n    balance roundrobin\n    cookie {cookie}\n    \
+             dynamic-cookie-key {COOKIE_KEY}\n    \
+             server-template web 3 {NAME}:{port} resolvers lab init-addr none resolve-prefer ipv4\n",
+            dns.addr
+        )
+    };
+    std::fs::write(dir.join("haproxy.cfg"), config(ha_front)).unwrap();
     let mut cmd = Command::new(HAPROXY);
     cmd.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
     let mut ha = Proc::spawn("haproxy", cmd, &dir).expect("haproxy (run `cargo xtask setup`)");
-
-    let backend = format!(
-        "cookie = \"{cookie}\"\ndynamic_cookie_key = \"{COOKIE_KEY}\"\n\
-         server_template = {{ prefix = \"web\", count = 3, fqdn = \"{NAME}\", port = {port}, \
-         resolvers = \"lab\", init_addr = \"none\" }}\n"
-    );
-    let resolvers = format!(
-        "[resolvers.lab]\nnameservers = [\"{}\"]\nrefresh = \"200ms\"\n",
-        dns.addr
-    );
-    let svc = Svc::launch("conf-dns", "", &backend, &resolvers);
+    let svc = Svc::launch_cfg("conf-dns", config);
 
     let ours = discovered_cookies(svc.front, 3, "");
     let theirs = discovered_cookies(ha_front, 3, "");
@@ -1958,4 +1952,87 @@ fn dynamic_cookies_of_discovered_servers() {
     let _ = ha.stop();
     dns.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The servers a front reaches within `tries` fresh requests (by body).
+fn reached(front: SocketAddr, tries: usize) -> std::collections::BTreeSet<String> {
+    (0..tries)
+        .filter_map(|_| Client::new(front).get("/").ok())
+        .filter(|a| a.status == 200)
+        .map(|a| a.body)
+        .collect()
+}
+
+#[test]
+fn resolve_prefer_picks_the_family_haproxy_picks() {
+    // A name with an A and an AAAA record; `resolve-prefer` unset (HAProxy's
+    // default: ipv6), ipv4 and ipv6: HAProxy 2.6 and balancer, on the same
+    // haproxy.cfg text, must reach the same servers.
+    require_root();
+    const NAME: &str = "prefer.lab.test";
+    let mut dns = balancer_tests::dns::DnsServer::start().expect("DNS server");
+    let (port, _backends) = (0..50)
+        .find_map(|_| {
+            let port = free_port().ok()?;
+            let v4 = Backend::start_at("v4", SocketAddr::from(([127, 0, 0, 2], port)), |_| {
+                (200, String::new())
+            });
+            let v6 = Backend::start_at(
+                "v6",
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+                |_| (200, String::new()),
+            );
+            Some((port, [v4.ok()?, v6.ok()?]))
+        })
+        .expect("a port free on both addresses");
+    dns.set_addresses(NAME, &["127.0.0.2", "::1"], 5);
+    for (tag, prefer, want) in [
+        ("unset", "", "v6"),
+        ("ipv4", " resolve-prefer ipv4", "v4"),
+        ("ipv6", " resolve-prefer ipv6", "v6"),
+    ] {
+        let config = |front: SocketAddr| {
+            format!(
+                "global\n    nbthread 1\n\n\
+                 resolvers lab\n    nameserver ns1 {}\n    timeout resolve 200ms\n    \
+                 timeout retry 200ms\n\n\
+                 defaults\n    mode http\n    timeout connect 200ms\n    \
+                 timeout client 10s\n    timeout server 10s\n\n\
+                 frontend fe\n    bind {front}\n    default_backend app\n\n\
+                 backend app\n    \
+                 server-template web 2 {NAME}:{port} resolvers lab init-addr none{prefer}\n",
+                dns.addr
+            )
+        };
+        let dir = std::env::temp_dir().join(format!("blb-{}-ha-prefer-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ha_front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+            .parse()
+            .unwrap();
+        std::fs::write(dir.join("haproxy.cfg"), config(ha_front)).unwrap();
+        let mut cmd = Command::new(HAPROXY);
+        cmd.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
+        let mut ha = Proc::spawn("haproxy", cmd, &dir).expect("haproxy");
+        let svc = Svc::launch_cfg(&format!("conf-prefer-{tag}"), config);
+        for front in [ha_front, svc.front] {
+            assert!(
+                wait_for(Duration::from_secs(20), || !reached(front, 1).is_empty()),
+                "{tag}: {front} never served: {}",
+                ha.output()
+            );
+        }
+        // Past the first resolution: what each reaches, over several users.
+        let theirs = reached(ha_front, 8);
+        let ours = reached(svc.front, 8);
+        assert_eq!(ours, theirs, "{tag}: balancer vs HAProxy");
+        assert_eq!(
+            ours.into_iter().collect::<Vec<_>>(),
+            [want],
+            "{tag}: the family reached"
+        );
+        let _ = ha.stop();
+        drop(svc);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    dns.stop();
 }

@@ -22,6 +22,8 @@ pub(super) struct RawBackend {
     stick: Option<RawStick>,
     check_type: Option<String>,
     check_path: Option<String>,
+    check_method: Option<String>,
+    check_status: Option<String>,
     check_port: Option<u16>,
     check_timeout: Option<String>,
     // HTTP backends only.
@@ -414,32 +416,13 @@ impl Validator<'_> {
                 maxqueue: s.maxqueue.unwrap_or(0),
             });
         }
-        let check_kind = match b.check_type.as_deref().unwrap_or("tcp") {
-            "tcp" if b.check_path.is_some() => {
-                return Err(self.err(
-                    format!("{key}.check_path"),
-                    "a tcp check (check_type unset or \"tcp\") only connects and sends no \
-                     request: it would have no effect (set check_type = \"http\")",
-                ));
-            }
-            "tcp" => CheckKind::Tcp,
-            "http" => {
-                let path = b.check_path.unwrap_or_else(|| "/".into());
-                if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
-                    return Err(self.err(
-                        format!("{key}.check_path"),
-                        format!("{path:?}: want /PATH without spaces"),
-                    ));
-                }
-                CheckKind::Http { path }
-            }
-            other => {
-                return Err(self.err(
-                    format!("{key}.check_type"),
-                    format!("{other:?}: want \"tcp\" or \"http\""),
-                ));
-            }
-        };
+        let check_kind = CheckKind::from_keys(
+            b.check_type.as_deref(),
+            b.check_path,
+            b.check_method,
+            b.check_status.as_deref(),
+        )
+        .map_err(|(k, why)| self.err(format!("{key}.{k}"), why))?;
         if b.check_port == Some(0) {
             return Err(self.err(format!("{key}.check_port"), "0 is not a port"));
         }
@@ -447,10 +430,11 @@ impl Validator<'_> {
             None => None,
             Some(t) => Some(self.template(key, &b.name, t, resolvers, &names, check_timeout)?),
         };
-        // check_type, check_path and check_port are accepted without a
-        // checked server: `balancer backend add ... --check` checks the
-        // servers it adds at run time with them. check_timeout is not
-        // (those servers get the default timing), so it needs one here.
+        // check_type, check_path, check_method, check_status and check_port
+        // are accepted without a checked server: `balancer backend add ...
+        // --check` checks the servers it adds at run time with them.
+        // check_timeout is not (those servers get the default timing), so
+        // it needs one here.
         let checked = servers.iter().any(|s| s.check.is_some())
             || template.as_ref().is_some_and(|t| t.check.is_some());
         if check_timeout.is_some() && !checked {
@@ -560,6 +544,16 @@ impl Validator<'_> {
                 return Err(self.err(
                     format!("{key}.server_template.port"),
                     "an L4 server takes no port (the VIP's port is kept)",
+                ));
+            }
+            if b.template
+                .as_ref()
+                .is_some_and(|t| t.resolve_prefer.is_some())
+            {
+                return Err(self.err(
+                    format!("{key}.server_template.resolve_prefer"),
+                    "an L4 backend's slots take only addresses of its VIP's family: it would \
+                     have no effect",
                 ));
             }
             for (j, s) in b.servers.iter().enumerate() {

@@ -53,11 +53,11 @@ pub use frontend::{
     HttpFrontend, Mode, Proto,
 };
 pub use peers::PeersConfig;
-pub use resolvers::{InitAddr, Resolvers, ServerTemplate, fqdn_problem};
+pub use resolvers::{Family, InitAddr, Resolvers, ServerTemplate, fqdn_problem};
 use serde::Deserialize;
 pub use server::{
-    AdminState, CheckKind, CheckTiming, Server, default_check_timeout, parse_server_address,
-    server_name_problem,
+    AdminState, CheckKind, CheckTiming, DEFAULT_CHECK_STATUS, Server, default_check_timeout,
+    method_problem, parse_server_address, parse_status_list, server_name_problem,
 };
 pub use stick::{KeyMask, StickRules};
 pub use tls::{ALPN_PROTOCOLS, ServerSsl, TLS12_SUITES, TLS13_SUITES, TlsSettings, TlsVersion};

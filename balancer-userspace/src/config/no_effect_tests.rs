@@ -173,6 +173,36 @@ fn check_keys_that_cannot_act_are_refused() {
         "check_path",
         "check_type = \"http\"",
     );
+    // ... and check_status, check_method.
+    let t = l4("", "check_status = \"200\"", "check = true", "");
+    refused(&t, "backend[0].check_status", "check_status", "no effect");
+    let t = l4("", "check_method = \"HEAD\"", "check = true", "");
+    refused(&t, "backend[0].check_method", "check_method", "no effect");
+    let t = l4(
+        "",
+        "check_type = \"http\"\ncheck_method = \"GET /\"",
+        "check = true",
+        "",
+    );
+    refused(&t, "backend[0].check_method", "check_method", "HTTP method");
+    let c = accepted(&l4(
+        "",
+        "check_type = \"http\"\ncheck_status = \"200-204,301\"",
+        "check = true",
+        "",
+    ));
+    assert!(matches!(
+        &c.backends[0].check_kind,
+        crate::config::CheckKind::Http { method, status, .. }
+            if status == &[(200, 204), (301, 301)] && method == "GET"
+    ));
+    let t = l4(
+        "",
+        "check_type = \"http\"\ncheck_status = \"204-200\"",
+        "check = true",
+        "",
+    );
+    refused(&t, "backend[0].check_status", "check_status", "ends before");
     // S1: timing of a server that is not checked.
     for (k, v) in [("inter", "\"1s\""), ("rise", "3"), ("fall", "2")] {
         let (key, at) = (format!("backend[0].server[0].{k}"), format!("{k} = "));

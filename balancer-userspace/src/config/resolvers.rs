@@ -6,7 +6,8 @@
 //! - `resolvers.timeout` = `"1s"` (one query's limit, `timeout retry`)
 //! - `resolvers.retries` = 3 (`resolve_retries`)
 //! - `resolvers.hold_nx` = `"30s"`, `resolvers.hold_obsolete` = `"0s"`
-//! - `server_template.init_addr` = `"last,libc,none"`, `weight` = 1
+//! - `server_template.init_addr` = `"last,libc,none"`, `weight` = 1,
+//!   `resolve_prefer` unset (addresses of both families)
 
 use std::{
     collections::BTreeMap,
@@ -44,6 +45,7 @@ pub(super) struct RawTemplate {
     init_addr: Option<String>,
     weight: Option<u32>,
     check: Option<bool>,
+    resolve_prefer: Option<String>,
 }
 
 /// A `[resolvers.NAME]` section: the nameservers that discovery queries
@@ -100,6 +102,27 @@ pub struct ServerTemplate {
     pub init_addr: Vec<InitAddr>,
     pub weight: u32,
     pub check: Option<CheckTiming>,
+    /// HAProxy's `resolve-prefer`: the slots take the addresses of this
+    /// family when the name has any, else those of the other. `None`:
+    /// both families (an L4 backend's: its VIP's).
+    pub resolve_prefer: Option<Family>,
+}
+
+/// An address family (`resolve_prefer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: IpAddr) -> Family {
+        if addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
 }
 
 impl ServerTemplate {
@@ -323,7 +346,19 @@ impl Validator<'_> {
                 ..d
             }
         });
+        let resolve_prefer = match t.resolve_prefer.as_deref() {
+            None => None,
+            Some("ipv4") => Some(Family::V4),
+            Some("ipv6") => Some(Family::V6),
+            Some(other) => {
+                return Err(self.err(
+                    format!("{key}.resolve_prefer"),
+                    format!("{other:?}: want \"ipv4\" or \"ipv6\""),
+                ));
+            }
+        };
         Ok(ServerTemplate {
+            resolve_prefer,
             prefix: t.prefix,
             count: t.count,
             fqdn,

@@ -13,8 +13,97 @@ use balancer_common::maps::ID_NAME_LEN;
 pub enum CheckKind {
     /// A TCP connection is accepted.
     Tcp,
-    /// `GET path HTTP/1.0` answers 2xx or 3xx.
-    Http { path: String },
+    /// `METHOD path HTTP/1.0` (default GET) answers a status in one of the
+    /// `status` ranges (inclusive; default 200-399, HAProxy's 2xx or 3xx).
+    Http {
+        method: String,
+        path: String,
+        status: Vec<(u16, u16)>,
+    },
+}
+
+/// Why `m` cannot be a check's method (`None`: it can): an HTTP token.
+pub fn method_problem(m: &str) -> Option<String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    (m.is_empty() || !m.chars().all(token))
+        .then(|| format!("{m:?}: want an HTTP method (GET, HEAD, OPTIONS, ...)"))
+}
+
+impl CheckKind {
+    /// A backend's `check_type`, `check_path`, `check_method` and
+    /// `check_status` (the last three for `http` only: with a tcp check
+    /// they would have no effect); an error names the key and why.
+    pub(super) fn from_keys(
+        check_type: Option<&str>,
+        path: Option<String>,
+        method: Option<String>,
+        status: Option<&str>,
+    ) -> Result<CheckKind, (&'static str, String)> {
+        match check_type.unwrap_or("tcp") {
+            "tcp" => match [
+                ("check_path", path.is_some()),
+                ("check_method", method.is_some()),
+                ("check_status", status.is_some()),
+            ]
+            .into_iter()
+            .find(|(_, set)| *set)
+            {
+                Some((k, _)) => Err((
+                    k,
+                    "a tcp check (check_type unset or \"tcp\") only connects and sends no \
+                     request: it would have no effect (set check_type = \"http\")"
+                        .into(),
+                )),
+                None => Ok(CheckKind::Tcp),
+            },
+            "http" => {
+                let path = path.unwrap_or_else(|| "/".into());
+                if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
+                    return Err(("check_path", format!("{path:?}: want /PATH without spaces")));
+                }
+                let status = match status {
+                    None => vec![DEFAULT_CHECK_STATUS],
+                    Some(s) => parse_status_list(s).map_err(|r| ("check_status", r))?,
+                };
+                let method = method.unwrap_or_else(|| "GET".into());
+                if let Some(why) = method_problem(&method) {
+                    return Err(("check_method", why));
+                }
+                Ok(CheckKind::Http {
+                    method,
+                    path,
+                    status,
+                })
+            }
+            other => Err(("check_type", format!("{other:?}: want \"tcp\" or \"http\""))),
+        }
+    }
+}
+
+/// What an HTTP check passes on without `check_status`: 2xx and 3xx.
+pub const DEFAULT_CHECK_STATUS: (u16, u16) = (200, 399);
+
+/// `check_status` (HAProxy's `http-check expect status`): codes and
+/// ranges separated by commas (`"200-299,301"`), each 100 to 599.
+pub fn parse_status_list(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    let code = |c: &str| {
+        c.parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+            .ok_or_else(|| format!("{c:?} in {s:?}: want status codes 100 to 599"))
+    };
+    s.split(',')
+        .map(|item| {
+            let (lo, hi) = match item.split_once('-') {
+                Some((lo, hi)) => (code(lo)?, code(hi)?),
+                None => (code(item)?, code(item)?),
+            };
+            if lo > hi {
+                return Err(format!("{item:?}: the range ends before it starts"));
+            }
+            Ok((lo, hi))
+        })
+        .collect()
 }
 
 /// A server's health-check timing (HAProxy's `inter`, `rise`, `fall`,

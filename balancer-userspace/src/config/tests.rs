@@ -587,6 +587,10 @@ fn template_errors_name_line_and_key() {
             "prefix = \"w\", count = 2, fqdn = \"a.b\", resolvers = \"mydns\", weight = 300",
             "weight",
         ),
+        (
+            "prefix = \"w\", count = 2, fqdn = \"a.b\", resolvers = \"mydns\", resolve_prefer = \"ipv5\"",
+            "resolve_prefer",
+        ),
     ];
     for (fields, k) in cases {
         let text = format!(
@@ -657,6 +661,18 @@ fn template_errors_name_line_and_key() {
     ))
     .unwrap_err();
     assert_eq!(key_of(&e), "backend[0].server_template.port", "{e}");
+    // Nor a preferred family: its VIP's decides.
+    let e = parse(&format!(
+        "{BASE}{RESOLVERS}[[frontend]]\nname = \"f\"\nbind = \"198.18.2.1:80\"\ndefault_backend = \"b\"\n\
+         [[backend]]\nname = \"b\"\n\
+         server_template = {{ prefix = \"w\", count = 2, fqdn = \"a.b\", resolvers = \"mydns\", resolve_prefer = \"ipv4\" }}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        key_of(&e),
+        "backend[0].server_template.resolve_prefer",
+        "{e}"
+    );
 }
 
 /// An http frontend with `frontend` keys in front of one server.

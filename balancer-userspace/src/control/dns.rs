@@ -135,7 +135,7 @@ impl Controller {
                     InitAddr::Last => {}
                     InitAddr::Libc if !t.srv => {
                         let fam = families(&self.config, bi);
-                        if let Some(v) = libc_addresses(&t.fqdn, fam).await {
+                        if let Some(v) = libc_addresses(&t.fqdn, fam, t.resolve_prefer).await {
                             info!(
                                 "backend {name}: {} has {} address(es) from the system resolver (init_addr libc)",
                                 t.fqdn,

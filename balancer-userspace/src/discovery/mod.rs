@@ -34,7 +34,7 @@ use hickory_resolver::{
 };
 use log::warn;
 
-use crate::config::{Config, Mode, Resolvers, ServerTemplate};
+use crate::config::{Config, Family, Mode, Resolvers, ServerTemplate};
 
 /// Longest wait for the system resolver (`init_addr = "libc"`).
 const LIBC_TIMEOUT: Duration = Duration::from_secs(5);
@@ -153,7 +153,8 @@ impl DnsClient {
         if !t.srv {
             return match self.addresses(&name, families).await {
                 Ok(v) => DnsOutcome::Answer(
-                    v.into_iter()
+                    preferred(v, t.resolve_prefer, |a| a.0)
+                        .into_iter()
                         .map(|(addr, ttl, rtype)| Target {
                             addr,
                             port: None,
@@ -199,6 +200,7 @@ impl DnsClient {
             } else {
                 extra
             };
+            let addrs = preferred(addrs, t.resolve_prefer, |a| a.0);
             for (addr, ttl, _) in addrs {
                 out.push(Target {
                     addr,
@@ -240,9 +242,27 @@ impl DnsClient {
     }
 }
 
+/// HAProxy's `resolve-prefer`: the items whose address is of the preferred
+/// family when there are any, else all of them (HAProxy asks for the
+/// preferred record type, then for the other when it has none).
+fn preferred<T>(items: Vec<T>, prefer: Option<Family>, addr: impl Fn(&T) -> IpAddr) -> Vec<T> {
+    match prefer {
+        Some(f) if items.iter().any(|i| Family::of(addr(i)) == f) => items
+            .into_iter()
+            .filter(|i| Family::of(addr(i)) == f)
+            .collect(),
+        _ => items,
+    }
+}
+
 /// `init_addr = "libc"`: the system resolver's addresses for the name (no
-/// SRV: getaddrinfo has none). `None` when it gives nothing in time.
-pub async fn libc_addresses(fqdn: &str, families: Families) -> Option<Vec<Target>> {
+/// SRV: getaddrinfo has none), the preferred family's if any. `None` when
+/// it gives nothing in time.
+pub async fn libc_addresses(
+    fqdn: &str,
+    families: Families,
+    prefer: Option<Family>,
+) -> Option<Vec<Target>> {
     let found = tokio::time::timeout(LIBC_TIMEOUT, tokio::net::lookup_host((fqdn, 0))).await;
     let addrs: Vec<IpAddr> = match found {
         Ok(Ok(it)) => it.map(|sa: SocketAddr| sa.ip()).collect(),
@@ -269,6 +289,7 @@ pub async fn libc_addresses(fqdn: &str, families: Families) -> Option<Vec<Target
             });
         }
     }
+    let out = preferred(out, prefer, |t| t.addr);
     (!out.is_empty()).then_some(out)
 }
 
@@ -380,5 +401,22 @@ mod tests {
                 "2001:db8::2"
             ]
         );
+    }
+
+    #[test]
+    fn resolve_prefer_takes_the_preferred_family_when_there_is_one() {
+        let both = vec![
+            target("198.18.0.1", None),
+            target("2001:db8::1", None),
+            target("198.18.0.2", None),
+        ];
+        let v4 = vec![target("198.18.0.1", None)];
+        let names = |v: Vec<Target>| v.into_iter().map(|t| t.record).collect::<Vec<_>>();
+        let pick = |v: &Vec<Target>, f| names(preferred(v.clone(), f, |t| t.addr));
+        assert_eq!(pick(&both, Some(Family::V4)), ["198.18.0.1", "198.18.0.2"]);
+        assert_eq!(pick(&both, Some(Family::V6)), ["2001:db8::1"]);
+        assert_eq!(pick(&both, None).len(), 3);
+        // None of the preferred family: the other's (HAProxy's fallback).
+        assert_eq!(pick(&v4, Some(Family::V6)), ["198.18.0.1"]);
     }
 }

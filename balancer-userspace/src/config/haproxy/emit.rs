@@ -2,11 +2,10 @@
 //! line remembering the haproxy.cfg line it came from: the TOML validator
 //! then checks it like any other file, and its errors name the .cfg line.
 
-use std::fmt::Write as _;
-
 use super::{
-    CfgError, Options, Warning,
-    sections::{Cfg, Kind, Proxy, Server, StickRule},
+    CfgError, Options, Resolve, Warning,
+    sections::{Cfg, Kind, Proxy, StickRule},
+    servers::{http_check, server, template, unused_defaults},
 };
 
 /// TOML text with, for each of its lines, the .cfg line it came from (0:
@@ -16,10 +15,13 @@ pub struct Emitter {
     pub text: String,
     pub sources: Vec<usize>,
     pub warnings: Vec<Warning>,
+    /// The `default-server` parameters written for some server: (line,
+    /// name).
+    pub used: std::collections::BTreeSet<(usize, String)>,
 }
 
 impl Emitter {
-    fn line(&mut self, source: usize, text: impl AsRef<str>) {
+    pub(super) fn line(&mut self, source: usize, text: impl AsRef<str>) {
         for l in text.as_ref().split('\n') {
             self.text.push_str(l);
             self.text.push('\n');
@@ -28,13 +30,13 @@ impl Emitter {
     }
 
     /// `key = "value"` (a TOML string).
-    fn string(&mut self, source: usize, key: &str, value: &str) {
+    pub(super) fn string(&mut self, source: usize, key: &str, value: &str) {
         self.line(source, format!("{key} = {}", quote(value)));
     }
 
     /// `key = value` where the value is a bare TOML number (validated by
     /// the caller's type: a non-number is quoted so the validator names it).
-    fn number(&mut self, source: usize, key: &str, value: &str) {
+    pub(super) fn number(&mut self, source: usize, key: &str, value: &str) {
         if !value.is_empty() && value.chars().all(|c| c.is_ascii_digit()) && value.len() < 19 {
             self.line(source, format!("{key} = {value}"));
         } else {
@@ -47,7 +49,7 @@ pub fn quote(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
-fn err(line: usize, keyword: &str, reason: impl Into<String>) -> CfgError {
+pub(super) fn err(line: usize, keyword: &str, reason: impl Into<String>) -> CfgError {
     CfgError {
         line,
         keyword: keyword.to_owned(),
@@ -70,7 +72,7 @@ fn haproxy_size(line: usize, s: &str) -> Result<String, CfgError> {
     Ok(n.saturating_mul(mult).to_string())
 }
 
-pub fn emit(cfg: &Cfg, opts: &Options) -> Result<Emitter, CfgError> {
+pub fn emit(cfg: &Cfg, opts: &Options, resolve: Resolve<'_>) -> Result<Emitter, CfgError> {
     let mut e = Emitter::default();
     let http_any = cfg
         .proxies
@@ -158,7 +160,7 @@ pub fn emit(cfg: &Cfg, opts: &Options) -> Result<Emitter, CfgError> {
         frontend(cfg, p, &mut e)?;
     }
     for p in cfg.proxies.iter().filter(|p| p.kind.back()) {
-        backend(p, &mut e)?;
+        backend(p, &mut e, resolve)?;
     }
     Ok(e)
 }
@@ -381,7 +383,7 @@ fn tls(d: &super::bind::SslDefaults, t: &super::bind::BindTls, e: &mut Emitter) 
     }
 }
 
-fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
+fn backend(p: &Proxy, e: &mut Emitter, resolve: Resolve<'_>) -> Result<(), CfgError> {
     let http = mode(p) == "http";
     e.line(
         p.line,
@@ -445,10 +447,7 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         }
     }
     let checked = p.servers.iter().any(|s| s.check) || p.templates.iter().any(|t| t.check);
-    if let Some(h) = &p.s.httpchk {
-        e.string(h.line, "check_type", "http");
-        e.string(h.line, "check_path", &h.v);
-    }
+    http_check(p, e)?;
     if let Some(t) = p.s.timeouts.get("check").filter(|_| checked) {
         e.string(t.line, "check_timeout", &t.v);
     }
@@ -457,7 +456,7 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
     if let Some(s) = p
         .servers
         .iter()
-        .find(|s| s.check_port.is_some() && !s.check)
+        .find(|s| s.check_port.is_some() && !s.check && !s.from.contains_key("port"))
     {
         return Err(err(
             s.line,
@@ -469,7 +468,7 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         .servers
         .iter()
         .filter(|s| s.check)
-        .filter_map(|s| s.check_port.as_ref().map(|c| (c, s.line)))
+        .filter_map(|s| s.check_port.as_ref().map(|c| (c, s.at("port"))))
         .collect();
     if let Some((first, line)) = ports.first() {
         let checked = p.servers.iter().filter(|s| s.check).count();
@@ -484,46 +483,15 @@ fn backend(p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         e.number(*line, "check_port", first);
     }
     stick(p, http, e)?;
-    if let Some(t) = p.templates.first() {
-        if p.templates.len() > 1 {
-            return Err(err(
-                p.templates[1].line,
-                "server-template",
-                "one per backend",
-            ));
-        }
-        let mut fields = vec![
-            format!("prefix = {}", quote(&t.prefix)),
-            format!("count = {}", number_or_string(&t.count)),
-            format!("fqdn = {}", quote(&t.fqdn)),
-        ];
-        if let Some(port) = &t.port {
-            fields.push(format!("port = {}", number_or_string(port)));
-        }
-        if let Some(r) = &t.resolvers {
-            fields.push(format!("resolvers = {}", quote(r)));
-        }
-        if let Some(i) = &t.init_addr {
-            fields.push(format!("init_addr = {}", quote(i)));
-        }
-        if let Some(w) = &t.weight {
-            fields.push(format!("weight = {}", number_or_string(w)));
-        }
-        if t.check {
-            fields.push("check = true".into());
-        }
-        e.line(
-            t.line,
-            format!("server_template = {{ {} }}", fields.join(", ")),
-        );
-    }
+    template(p, http, e)?;
     for s in &p.servers {
-        server(p, s, http, e)?;
+        server(p, s, http, e, resolve)?;
     }
+    unused_defaults(p, e)?;
     Ok(())
 }
 
-fn number_or_string(v: &str) -> String {
+pub(super) fn number_or_string(v: &str) -> String {
     if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) && v.len() < 19 {
         v.to_owned()
     } else {
@@ -604,59 +572,5 @@ fn stick(p: &Proxy, http: bool, e: &mut Emitter) -> Result<(), CfgError> {
              it needs `stick on src` (or match and store-request together)",
         ));
     }
-    Ok(())
-}
-
-fn server(p: &Proxy, s: &Server, http: bool, e: &mut Emitter) -> Result<(), CfgError> {
-    let Some(addr) = &s.address else {
-        return Err(err(
-            s.line,
-            "server",
-            format!(
-                "server {} has no address (HAProxy's guide leaves them out of its examples: \
-                 add IP:PORT after the name)",
-                s.name
-            ),
-        ));
-    };
-    let mut out = String::new();
-    let _ = write!(out, "[[backend.server]]\nname = {}", quote(&s.name));
-    e.line(s.line, out);
-    let address = if http {
-        addr.clone()
-    } else {
-        // The XDP path keeps the VIP's port.
-        match addr.parse::<std::net::SocketAddr>() {
-            Ok(sa) => sa.ip().to_string(),
-            Err(_) => addr.clone(),
-        }
-    };
-    e.string(s.line, "address", &address);
-    if let Some(c) = &s.cookie {
-        e.string(s.line, "cookie", c);
-    }
-    if let Some(w) = &s.weight {
-        e.number(s.line, "weight", w);
-    }
-    if s.disabled {
-        e.string(s.line, "state", "maint");
-    }
-    if s.check {
-        e.line(s.line, "check = true");
-    }
-    if let Some(i) = &s.inter {
-        e.string(s.line, "inter", i);
-    }
-    for (k, v) in [
-        ("rise", &s.rise),
-        ("fall", &s.fall),
-        ("maxconn", &s.maxconn),
-        ("maxqueue", &s.maxqueue),
-    ] {
-        if let Some(v) = v {
-            e.number(s.line, k, v);
-        }
-    }
-    let _ = p;
     Ok(())
 }

@@ -61,9 +61,9 @@
 //! has several problems, the one HAProxy reports first is reported.
 //!
 //! Not done here: conditional blocks (`.if`, `.elif`, `.else`, `.endif`) and
-//! `.diag`/`.notice`/`.warning`/`.alert` come out as ordinary lines for the
-//! section parser (HAProxy tokenizes the lines of a skipped `.if` block too,
-//! so their errors are errors there as well). HAProxy 2.6 silently drops a
+//! `.diag`/`.notice`/`.warning`/`.alert` come out as ordinary lines, which
+//! `cond` then applies (HAProxy tokenizes the lines of a skipped `.if` block
+//! too, so their errors are errors there as well). HAProxy 2.6 silently drops a
 //! last line without LF that is 2047 bytes long (and some other 2^n - 1
 //! lengths), a bug of its line-buffer growth; here that line gets the
 //! "Missing LF" error like any other.

@@ -1,23 +1,31 @@
 //! HAProxy's configuration language, for what balancer implements: a
-//! haproxy.cfg is tokenized as HAProxy 2.6 does (`lex`), read into its
-//! sections (`sections`: every keyword understood, skipped with a warning
+//! haproxy.cfg is tokenized as HAProxy 2.6 does (`lex`), its conditional
+//! blocks and messages (`.if`, `.warning`, ...) applied as HAProxy 2.6.12
+//! does (`cond`), read into its sections (`sections`: every keyword understood, skipped with a warning
 //! from a short documented list, or refused with its line and why), and
 //! written as balancer's TOML (`emit`), each TOML line remembering the
 //! .cfg line it came from. The TOML then goes through the one validator,
 //! whose errors are given the .cfg's file and line. `balancer convert`
 //! prints that TOML.
 //!
+//! A host name in a `server` line is looked up when the file is read, as
+//! HAProxy does at start (its `init-addr` methods, default `last,libc`):
+//! the TOML holds the address found.
+//!
 //! What HAProxy has no words for (the XDP interfaces and mode, the pin
 //! directory, the admin socket, the peers' shared secret, the local peer's
 //! name) comes from [`Options`], set on the command line.
 
 mod bind;
+mod cond;
 mod emit;
 pub mod lex;
+mod lookup;
 mod params;
 mod sections;
+mod servers;
 
-use std::path::Path;
+use std::{net::IpAddr, path::Path};
 
 pub use sections::{SKIPPED_GLOBAL, SKIPPED_PROXY};
 
@@ -25,6 +33,11 @@ pub use sections::{SKIPPED_GLOBAL, SKIPPED_PROXY};
 /// here). The README's "Migrating from HAProxy" table is checked against
 /// it by a test, and each is checked to be accepted by the reader.
 pub const KEYWORDS: &[(&str, &str, &str)] = &[
+    (
+        "anywhere",
+        ".if COND / .elif COND / .else / .endif, .diag|.notice|.warning|.alert MSG",
+        "read as HAProxy 2.6.12 does (above); messages are warnings, `.alert` an error",
+    ),
     (
         "global",
         "maxconn",
@@ -99,18 +112,33 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     ),
     (
         "defaults, backend, listen",
-        "option httpchk [GET] URI",
-        "`check_type = \"http\"`, `check_path`",
+        "option httpchk [[METHOD] URI [HTTP/1.0]]",
+        "`check_type = \"http\"`, `check_method` (HAProxy's default: OPTIONS), `check_path`",
     ),
     (
         "backend, listen",
         "server NAME ADDRESS[:PORT] ...",
-        "`[[backend.server]]`: check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port",
+        "`[[backend.server]]` (a host name is looked up when the file is read: init-addr last, libc or an IP address): check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port; enabled, no-check (cancel a default-server's disabled, check)",
     ),
     (
         "backend, listen",
         "server-template PREFIX COUNT FQDN[:PORT] ...",
-        "`server_template`: check, resolvers, init-addr, weight",
+        "`server_template`: check, resolvers, init-addr, weight, resolve-prefer (`resolve_prefer`; unset: ipv6 in mode http, as HAProxy); no-check",
+    ),
+    (
+        "defaults, backend, listen",
+        "default-server PARAMETERS",
+        "the parameters of `server` and `server-template` for the lines after it (a defaults section's first, later lines replacing earlier ones), written where they act",
+    ),
+    (
+        "backend, listen",
+        "http-check send [meth METHOD] [uri URI] [ver HTTP/1.0]",
+        "`check_method`, `check_path` (with `option httpchk`)",
+    ),
+    (
+        "backend, listen",
+        "http-check expect status CODES",
+        "`check_status` (with `option httpchk`)",
     ),
     (
         "backend, listen",
@@ -140,6 +168,13 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// What `.if feature(NAME)` finds true: the HAProxy build options
+/// (`haproxy -vv`'s "Feature list") balancer implements. None yet: every
+/// `feature(NAME)` is false (an empty name aside, as in HAProxy). A name
+/// goes here only once balancer does what configurations guarded by it
+/// expect (e.g. `OPENSSL` once `bind ... ssl` is read).
+pub const FEATURES: &[&str] = &[];
+
 /// balancer's own settings for a haproxy.cfg (command-line options).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
@@ -155,7 +190,7 @@ pub struct Options {
     pub peers_secret: Option<String>,
 }
 
-/// A keyword skipped, with its line.
+/// A keyword skipped, or a `.warning`-like message, with its line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
     pub line: usize,
@@ -209,20 +244,47 @@ pub fn is_haproxy(path: &Path, text: &str) -> bool {
     })
 }
 
-/// Convert a haproxy.cfg's text; `env` looks up environment variables.
+/// Looks up a host name of a `server` line: its addresses, in the order
+/// the resolver gives them, or why there are none.
+pub type Resolve<'a> = &'a dyn Fn(&str) -> Result<Vec<IpAddr>, String>;
+
+/// The system resolver (getaddrinfo), as HAProxy's `init-addr libc` at
+/// start (and `haproxy -c`) uses it.
+pub fn libc_resolve(host: &str) -> Result<Vec<IpAddr>, String> {
+    use std::net::ToSocketAddrs as _;
+    (host, 0)
+        .to_socket_addrs()
+        .map(|it| it.map(|a| a.ip()).collect())
+        .map_err(|e| e.to_string())
+}
+
+/// Convert a haproxy.cfg's text; `env` looks up environment variables,
+/// host names of `server` lines go to the system resolver.
 pub fn convert(
     text: &str,
     opts: &Options,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Converted, CfgError> {
+    convert_with(text, opts, env, &libc_resolve)
+}
+
+/// [`convert`] with the host names of `server` lines looked up by
+/// `resolve`.
+pub fn convert_with(
+    text: &str,
+    opts: &Options,
+    env: &dyn Fn(&str) -> Option<String>,
+    resolve: Resolve<'_>,
 ) -> Result<Converted, CfgError> {
     let lines = lex::lex(text, env).map_err(|e| CfgError {
         line: e.line,
         keyword: "syntax".into(),
         reason: e.message,
     })?;
+    let (lines, mut warnings) = cond::select(lines, env)?;
     let cfg = sections::parse(&lines)?;
-    let out = emit::emit(&cfg, opts)?;
-    let mut warnings = cfg.warnings;
+    let out = emit::emit(&cfg, opts, resolve)?;
+    warnings.extend(cfg.warnings);
     warnings.extend(out.warnings);
     warnings.sort_by_key(|w| w.line);
     Ok(Converted {

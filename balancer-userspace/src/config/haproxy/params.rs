@@ -1,13 +1,15 @@
 //! The parameters of a backend's `server`, `server-template`,
 //! `stick-table` and `stick` lines.
 
+use crate::config::parse_status_list;
+
 use super::{
     CfgError,
     lex::Line,
-    sections::{Server, StickRule, StickTable, Template, err},
+    sections::{DefParam, Server, StickRule, StickTable, Template, err},
 };
 
-pub(super) fn server(l: &Line) -> Result<Server, CfgError> {
+pub(super) fn server(l: &Line, defaults: &[DefParam]) -> Result<Server, CfgError> {
     let w = &l.words;
     let Some(name) = w.get(1) else {
         return Err(err(l, "server", "needs a name"));
@@ -17,6 +19,14 @@ pub(super) fn server(l: &Line) -> Result<Server, CfgError> {
         name: name.clone(),
         ..Default::default()
     };
+    // The `default-server` lines above, as HAProxy: the server's own
+    // parameters then replace them. `resolve-prefer` (of templates) does
+    // nothing to a server here.
+    for d in defaults {
+        if set_server(&mut s, &d.name, d.value.clone()) {
+            s.from.insert(d.name.clone(), d.line);
+        }
+    }
     let mut rest = &w[2..];
     // The address is the first word that is not a known parameter: the
     // guide's examples leave it out, and that must be said, not guessed.
@@ -25,22 +35,100 @@ pub(super) fn server(l: &Line) -> Result<Server, CfgError> {
         rest = &rest[1..];
     }
     walk(l, "server", rest, |p, value| {
-        match p {
-            "check" => s.check = true,
-            "disabled" => s.disabled = true,
-            "inter" => s.inter = Some(value()?),
-            "rise" => s.rise = Some(value()?),
-            "fall" => s.fall = Some(value()?),
-            "cookie" => s.cookie = Some(value()?),
-            "weight" => s.weight = Some(value()?),
-            "maxconn" => s.maxconn = Some(value()?),
-            "maxqueue" => s.maxqueue = Some(value()?),
-            "port" => s.check_port = Some(value()?),
+        let v = match p {
+            "no-check" | "enabled" => return cancel(l, &mut s, p).map(|()| true),
+            "check" | "disabled" => None,
+            "inter" | "rise" | "fall" | "cookie" | "weight" | "maxconn" | "maxqueue" | "port"
+            | "init-addr" | "resolvers" => Some(value()?),
             _ => return Ok(false),
-        }
-        Ok(true)
+        };
+        s.from.remove(p);
+        Ok(set_server(&mut s, p, v))
     })?;
     Ok(s)
+}
+
+/// `no-check` / `enabled`: cancel the `check` / `disabled` a server took
+/// from a `default-server` line (as HAProxy; without one it would do
+/// nothing).
+fn cancel(l: &Line, s: &mut Server, p: &str) -> Result<(), CfgError> {
+    let k = if p == "no-check" { "check" } else { "disabled" };
+    if s.from.remove(k).is_none() {
+        return Err(err(
+            l,
+            format!("server {p}"),
+            format!("no `{k}` from a default-server line to cancel: it would have no effect"),
+        ));
+    }
+    if k == "check" {
+        s.check = false;
+    } else {
+        s.disabled = false;
+    }
+    Ok(())
+}
+
+/// Set server parameter `p`; whether it is one balancer's servers take.
+fn set_server(s: &mut Server, p: &str, v: Option<String>) -> bool {
+    match (p, v) {
+        ("check", _) => s.check = true,
+        ("disabled", _) => s.disabled = true,
+        ("inter", v) => s.inter = v,
+        ("rise", v) => s.rise = v,
+        ("fall", v) => s.fall = v,
+        ("cookie", v) => s.cookie = v,
+        ("weight", v) => s.weight = v,
+        ("maxconn", v) => s.maxconn = v,
+        ("maxqueue", v) => s.maxqueue = v,
+        ("port", v) => s.check_port = v,
+        ("init-addr", v) => s.init_addr = v,
+        ("resolvers", v) => s.resolvers = v,
+        _ => return false,
+    }
+    true
+}
+
+/// The parameters of a `default-server` line: those of `server` and those
+/// of `server-template` (HAProxy takes both there).
+pub(super) fn default_server(l: &Line) -> Result<Vec<DefParam>, CfgError> {
+    let mut out = Vec::new();
+    walk(l, "default-server", &l.words[1..], |p, value| {
+        let v = match p {
+            "check" | "disabled" => None,
+            "inter" | "rise" | "fall" | "cookie" | "weight" | "maxconn" | "maxqueue" | "port"
+            | "resolvers" | "init-addr" => Some(value()?),
+            "resolve-prefer" => Some(family(l, "default-server", value()?)?),
+            _ => return Ok(false),
+        };
+        out.retain(|d: &DefParam| d.name != p);
+        out.push(DefParam {
+            name: p.to_owned(),
+            value: v,
+            line: l.number,
+        });
+        Ok(true)
+    })?;
+    if out.is_empty() {
+        return Err(err(
+            l,
+            "default-server",
+            "no parameters: it would have no effect",
+        ));
+    }
+    Ok(out)
+}
+
+/// `resolve-prefer`'s value.
+fn family(l: &Line, what: &str, v: String) -> Result<String, CfgError> {
+    if v == "ipv4" || v == "ipv6" {
+        Ok(v)
+    } else {
+        Err(err(
+            l,
+            format!("{what} resolve-prefer"),
+            format!("{v:?}: want ipv4 or ipv6"),
+        ))
+    }
 }
 
 /// A value-taking parameter's next word.
@@ -84,7 +172,9 @@ fn is_server_param(w: &str) -> bool {
     matches!(
         w,
         "check"
+            | "no-check"
             | "disabled"
+            | "enabled"
             | "inter"
             | "rise"
             | "fall"
@@ -100,7 +190,7 @@ fn is_server_param(w: &str) -> bool {
     )
 }
 
-pub(super) fn template(l: &Line) -> Result<Template, CfgError> {
+pub(super) fn template(l: &Line, defaults: &[DefParam]) -> Result<Template, CfgError> {
     let w = &l.words;
     let [_, prefix, count, target, rest @ ..] = w.as_slice() else {
         return Err(err(
@@ -123,17 +213,69 @@ pub(super) fn template(l: &Line) -> Result<Template, CfgError> {
         port,
         ..Default::default()
     };
-    walk(l, "server-template", rest, |p, value| {
-        match p {
-            "check" => t.check = true,
-            "resolvers" => t.resolvers = Some(value()?),
-            "init-addr" => t.init_addr = Some(value()?),
-            "weight" => t.weight = Some(value()?),
-            _ => return Ok(false),
+    let mut others = Vec::new();
+    for d in defaults {
+        if set_template(&mut t, &d.name, d.value.clone()) {
+            t.from.insert(d.name.clone(), d.line);
+        } else {
+            others.push(d);
         }
-        Ok(true)
+    }
+    walk(l, "server-template", rest, |p, value| {
+        let v = match p {
+            "no-check" => {
+                if t.from.remove("check").is_none() {
+                    return Err(err(
+                        l,
+                        "server-template no-check",
+                        "no `check` from a default-server line to cancel: it would have no effect",
+                    ));
+                }
+                t.check = false;
+                return Ok(true);
+            }
+            "check" => None,
+            "resolve-prefer" => Some(family(l, "server-template", value()?)?),
+            "resolvers" | "init-addr" | "weight" => Some(value()?),
+            _ => return Ok(false),
+        };
+        t.from.remove(p);
+        Ok(set_template(&mut t, p, v))
     })?;
+    // A default-server parameter HAProxy would give the template's servers
+    // and balancer's templates do not have.
+    for d in others {
+        let acts = match d.name.as_str() {
+            "inter" | "rise" | "fall" | "port" => t.check,
+            _ => true,
+        };
+        if acts {
+            return Err(CfgError {
+                line: d.line,
+                keyword: format!("default-server {}", d.name),
+                reason: format!(
+                    "the server-template of line {} would take it, and balancer's templates \
+                     have only check (with the default timing), weight, resolvers, init-addr \
+                     and resolve-prefer",
+                    t.line
+                ),
+            });
+        }
+    }
     Ok(t)
+}
+
+/// Set template parameter `p`; whether templates take it.
+fn set_template(t: &mut Template, p: &str, v: Option<String>) -> bool {
+    match (p, v) {
+        ("check", _) => t.check = true,
+        ("resolvers", v) => t.resolvers = v,
+        ("init-addr", v) => t.init_addr = v,
+        ("weight", v) => t.weight = v,
+        ("resolve-prefer", v) => t.resolve_prefer = v,
+        _ => return false,
+    }
+    true
 }
 
 pub(super) fn stick_table(l: &Line) -> Result<StickTable, CfgError> {
@@ -237,4 +379,76 @@ fn ipmask(l: &Line, conv: &str) -> Result<(u8, Option<u8>), CfgError> {
         return Err(bad());
     }
     Ok((v4, v6))
+}
+
+/// An `http-check` line balancer's checks can do.
+pub(super) enum HttpCheck {
+    /// `send [meth M] [uri URI] [ver HTTP/1.0]`: the method and URI given.
+    Send(Option<String>, Option<String>),
+    /// `expect status CODES`.
+    Expect(String),
+}
+
+/// What balancer's HTTP checks are, for the errors.
+const CHECKS_ARE: &str = "balancer's HTTP checks send `METHOD URI HTTP/1.0` with a Host \
+                          header and no body, and pass on a status of a list";
+
+pub(super) fn http_check(l: &Line) -> Result<HttpCheck, CfgError> {
+    let w = &l.words;
+    match w.get(1).map(String::as_str) {
+        Some("send") => {
+            let (mut meth, mut uri) = (None, None);
+            let mut rest = &w[2..];
+            while let [p, v, tail @ ..] = rest {
+                match (p.as_str(), v.as_str()) {
+                    ("ver", "HTTP/1.0") => {}
+                    ("meth", m) => meth = Some(m.to_owned()),
+                    ("uri", u) => uri = Some(u.to_owned()),
+                    ("ver", v) => {
+                        return Err(err(
+                            l,
+                            "http-check send ver",
+                            format!("{v:?}: {CHECKS_ARE}"),
+                        ));
+                    }
+                    (p, _) => {
+                        return Err(err(
+                            l,
+                            format!("http-check send {p}"),
+                            format!("not supported: {CHECKS_ARE}"),
+                        ));
+                    }
+                }
+                rest = tail;
+            }
+            if let [p] = rest {
+                return Err(err(l, format!("http-check send {p}"), "missing its value"));
+            }
+            Ok(HttpCheck::Send(meth, uri))
+        }
+        Some("expect") => match &w[2..] {
+            [t, codes] if t == "status" => {
+                parse_status_list(codes).map_err(|r| err(l, "http-check expect status", r))?;
+                Ok(HttpCheck::Expect(codes.clone()))
+            }
+            [t, ..] if t == "rstatus" => Err(err(
+                l,
+                "http-check expect rstatus",
+                "a regular expression is not supported: list the codes and ranges with \
+                 `expect status` (e.g. 200-299,301)",
+            )),
+            [t, ..] => Err(err(
+                l,
+                format!("http-check expect {t}"),
+                format!("only `expect status CODES` is supported: {CHECKS_ARE}"),
+            )),
+            [] => Err(err(l, "http-check expect", "missing what to expect")),
+        },
+        Some(other) => Err(err(
+            l,
+            format!("http-check {other}"),
+            format!("not supported: {CHECKS_ARE}"),
+        )),
+        None => Err(err(l, "http-check", "missing its action (send, expect)")),
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::{
     CfgError, Warning,
     lex::Line,
-    params::{server, stick_rule, stick_table, template},
+    params::{HttpCheck, default_server, http_check, server, stick_rule, stick_table, template},
 };
 
 /// A value and the line it came from.
@@ -57,12 +57,25 @@ pub struct Settings {
     pub dynamic_cookie_key: Option<At<String>>,
     /// `option persist|redispatch|forwardfor`.
     pub options: BTreeMap<String, usize>,
-    /// `option httpchk [GET] [URI]`: the URI.
-    pub httpchk: Option<At<String>>,
+    /// `option httpchk [[METHOD] URI]`: the method (default OPTIONS) and
+    /// the URI (default `/`).
+    pub httpchk: Option<At<(String, String)>>,
     /// `timeout NAME VALUE`, by name.
     pub timeouts: BTreeMap<String, At<String>>,
     pub maxconn: Option<At<String>>,
     pub default_backend: Option<At<String>>,
+    /// The `default-server` parameters in effect, one per name (a later
+    /// line's replaces an earlier one's), each with its line.
+    pub default_server: Vec<DefParam>,
+}
+
+/// One parameter of a `default-server` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefParam {
+    pub name: String,
+    /// `None` for a flag (`check`, `disabled`).
+    pub value: Option<String>,
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,6 +94,20 @@ pub struct Server {
     pub maxqueue: Option<String>,
     /// `port`: the checked port.
     pub check_port: Option<String>,
+    /// `init-addr`: how a host name gets its address at start.
+    pub init_addr: Option<String>,
+    /// `resolvers`: HAProxy resolves a host name again at run time.
+    pub resolvers: Option<String>,
+    /// The parameters taken from `default-server` lines, with the line of
+    /// each (the others come from the server's own line).
+    pub from: BTreeMap<String, usize>,
+}
+
+impl Server {
+    /// The line parameter `p` came from.
+    pub fn at(&self, p: &str) -> usize {
+        self.from.get(p).copied().unwrap_or(self.line)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -94,6 +121,17 @@ pub struct Template {
     pub init_addr: Option<String>,
     pub check: bool,
     pub weight: Option<String>,
+    /// `resolve-prefer ipv4|ipv6`.
+    pub resolve_prefer: Option<String>,
+    /// As [`Server::from`].
+    pub from: BTreeMap<String, usize>,
+}
+
+impl Template {
+    /// The line parameter `p` came from.
+    pub fn at(&self, p: &str) -> usize {
+        self.from.get(p).copied().unwrap_or(self.line)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -126,6 +164,13 @@ pub struct Proxy {
     pub templates: Vec<Template>,
     pub stick_table: Option<At<StickTable>>,
     pub stick: Vec<At<StickRule>>,
+    /// Every parameter of the proxy's own `default-server` lines (also
+    /// those a later line replaced): each must act on a server after it.
+    pub own_defaults: Vec<DefParam>,
+    /// `http-check send [meth M] [uri URI]`: the method and URI given.
+    pub check_send: Option<At<(Option<String>, Option<String>)>>,
+    /// `http-check expect status CODES`: the codes.
+    pub check_expect: Option<At<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -281,6 +326,9 @@ pub fn parse(lines: &[Line]) -> Result<Cfg, CfgError> {
                     templates: Vec::new(),
                     stick_table: None,
                     stick: Vec::new(),
+                    own_defaults: Vec::new(),
+                    check_send: None,
+                    check_expect: None,
                 };
                 for l in body {
                     proxy_line(&mut p, l, &mut cfg.warnings)?;
@@ -299,13 +347,6 @@ pub fn parse(lines: &[Line]) -> Result<Cfg, CfgError> {
                 };
                 cfg.resolvers
                     .push(resolvers(name, head.number, body, &mut cfg.warnings)?);
-            }
-            other if other.starts_with('.') => {
-                return Err(err(
-                    head,
-                    other,
-                    "conditional blocks and directives (.if, .diag, ...) are not supported",
-                ));
             }
             other => {
                 return Err(err(
@@ -466,20 +507,23 @@ fn settings(
                 }
                 "httpchk" => {
                     need(back, "it checks a backend's servers")?;
-                    let uri = match &w[2..] {
-                        [] => "/".to_owned(),
-                        [uri] if uri.starts_with('/') => uri.clone(),
-                        [m, uri] if m == "GET" => uri.clone(),
+                    // HAProxy's default request is `OPTIONS / HTTP/1.0`.
+                    let options = || "OPTIONS".to_owned();
+                    let (method, uri) = match &w[2..] {
+                        [] => (options(), "/".to_owned()),
+                        [uri] => (options(), uri.clone()),
+                        [m, uri] => (m.clone(), uri.clone()),
+                        [m, uri, v] if v == "HTTP/1.0" => (m.clone(), uri.clone()),
                         _ => {
                             return Err(err(
                                 l,
                                 key,
-                                "only `option httpchk [GET] URI` is supported (checks are GET, \
-                                 a 2xx or 3xx answer passes)",
+                                "want `option httpchk [[METHOD] URI [HTTP/1.0]]`: balancer's \
+                                 checks are HTTP/1.0 requests with a Host header and no body",
                             ));
                         }
                     };
-                    s.httpchk = Some(at(uri, l.number));
+                    s.httpchk = Some(at((method, uri), l.number));
                 }
                 _ if SKIPPED_PROXY.contains(&key.as_str()) => warnings.push(Warning {
                     line: l.number,
@@ -487,6 +531,21 @@ fn settings(
                 }),
                 _ => return Err(err(l, key, "not supported")),
             }
+        }
+        "default-server" => {
+            need(back, "it gives parameters to a backend's servers")?;
+            for d in default_server(l)? {
+                s.default_server.retain(|x| x.name != d.name);
+                s.default_server.push(d);
+            }
+        }
+        "http-check" if kind.is_none() => {
+            return Err(err(
+                l,
+                k,
+                "not supported in a defaults section (HAProxy gives a proxy the defaults' \
+                 check rules only when it has none of its own): write it in each backend",
+            ));
         }
         "log" => warnings.push(Warning {
             line: l.number,
@@ -506,6 +565,10 @@ fn settings(
 
 fn proxy_line(p: &mut Proxy, l: &Line, warnings: &mut Vec<Warning>) -> Result<(), CfgError> {
     if settings(&mut p.s, l, Some(p.kind), warnings)? {
+        if l.words[0] == "default-server" {
+            let own = p.s.default_server.iter().filter(|d| d.line == l.number);
+            p.own_defaults.extend(own.cloned());
+        }
         return Ok(());
     }
     let w = &l.words;
@@ -523,13 +586,13 @@ fn proxy_line(p: &mut Proxy, l: &Line, warnings: &mut Vec<Warning>) -> Result<()
             if !kind.back() {
                 return Err(not_here("servers belong to a backend"));
             }
-            p.servers.push(server(l)?);
+            p.servers.push(server(l, &p.s.default_server)?);
         }
         "server-template" => {
             if !kind.back() {
                 return Err(not_here("servers belong to a backend"));
             }
-            p.templates.push(template(l)?);
+            p.templates.push(template(l, &p.s.default_server)?);
         }
         "stick-table" => {
             if !kind.back() {
@@ -550,6 +613,32 @@ fn proxy_line(p: &mut Proxy, l: &Line, warnings: &mut Vec<Warning>) -> Result<()
                 return Err(not_here("a backend receives no request to redirect"));
             }
             p.redirect = Some(at(super::bind::redirect(l)?, l.number));
+        }
+        "http-check" => {
+            if !kind.back() {
+                return Err(not_here("checks belong to a backend"));
+            }
+            let (send, expect) = (&mut p.check_send, &mut p.check_expect);
+            let (slot, what) = match http_check(l)? {
+                HttpCheck::Send(meth, uri) => (
+                    send.replace(at((meth, uri), l.number)).map(|x| x.line),
+                    "send",
+                ),
+                HttpCheck::Expect(codes) => (
+                    expect.replace(at(codes, l.number)).map(|x| x.line),
+                    "expect",
+                ),
+            };
+            if let Some(first) = slot {
+                return Err(err(
+                    l,
+                    format!("http-check {what}"),
+                    format!(
+                        "a second one (line {first}): balancer's checks are one request and \
+                         one expected status list"
+                    ),
+                ));
+            }
         }
         "use_backend" => {
             return Err(err(

@@ -758,7 +758,11 @@ fn one_haproxy_cfg_with_ssl_binds_and_a_redirect_runs_in_both() {
     let pem = pki
         .server("site.pem", &["site.test"], Key::EcdsaP256, 30)
         .unwrap();
-    let origin = Backend::start("s1", 0).unwrap();
+    // The server behind both speaks TLS too, verified against the CA.
+    let origin_pem = pki
+        .server("origin.pem", &["origin.test"], Key::EcdsaP256, 30)
+        .unwrap();
+    let origin = Backend::start_tls("s1", &origin_pem, false).unwrap();
     let (ha_tls, bl_tls) = (free_port().unwrap(), free_port().unwrap());
     let cfg = |front: SocketAddr, tls_port: u16, sock: &Path| {
         format!(
@@ -768,10 +772,11 @@ fn one_haproxy_cfg_with_ssl_binds_and_a_redirect_runs_in_both() {
              frontend www\n    bind {front}\n    bind 127.0.0.1:{tls_port} ssl crt {} alpn h2,http/1.1\n    \
              redirect scheme https code 301 if !{{ ssl_fc }}\n    default_backend app\n\
              backend app\n    cookie SERVER insert indirect nocache secure\n    \
-             server s1 {} cookie s1\n",
+             server s1 {} cookie s1 ssl verify required ca-file {} sni str(origin.test)\n",
             sock.display(),
             pem.display(),
-            origin.addr
+            origin.addr,
+            pki.ca.display()
         )
     };
     let ha = balancer_tests::haproxy::Haproxy::start("https-cfg", |front, sock| {
@@ -808,4 +813,10 @@ fn one_haproxy_cfg_with_ssl_binds_and_a_redirect_runs_in_both() {
     };
     assert_eq!(cookie(&b), cookie(&h));
     assert_eq!(cookie(&b), ["SERVER=s1; path=/; Secure"]);
+    // Both reached the server over TLS.
+    let (full, resumed) = origin.tls_handshakes();
+    assert!(
+        full >= 2 && full + resumed >= 2,
+        "{full} full, {resumed} resumed"
+    );
 }

@@ -5,7 +5,7 @@
 use super::{
     CfgError, Options, Resolve, Warning,
     sections::{Cfg, Kind, Proxy, StickRule},
-    servers::{http_check, server, template, unused_defaults},
+    servers::{http_check, server, server_ssl, template, unused_defaults},
 };
 
 /// TOML text with, for each of its lines, the .cfg line it came from (0:
@@ -482,6 +482,7 @@ fn backend(p: &Proxy, e: &mut Emitter, resolve: Resolve<'_>) -> Result<(), CfgEr
         }
         e.number(*line, "check_port", first);
     }
+    server_ssl(p, http, e)?;
     stick(p, http, e)?;
     template(p, http, e)?;
     for s in &p.servers {

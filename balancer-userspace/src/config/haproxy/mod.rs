@@ -118,7 +118,7 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     (
         "backend, listen",
         "server NAME ADDRESS[:PORT] ...",
-        "`[[backend.server]]` (a host name is looked up when the file is read: init-addr last, libc or an IP address): check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port; enabled, no-check (cancel a default-server's disabled, check)",
+        "`[[backend.server]]` (a host name is looked up when the file is read: init-addr last, libc or an IP address): check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port; enabled, no-check (cancel a default-server's disabled, check); ssl, verify, ca-file, sni str(NAME), verifyhost (the backend's `ssl`: the same on every server)",
     ),
     (
         "backend, listen",

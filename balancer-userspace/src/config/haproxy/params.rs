@@ -37,9 +37,11 @@ pub(super) fn server(l: &Line, defaults: &[DefParam]) -> Result<Server, CfgError
     walk(l, "server", rest, |p, value| {
         let v = match p {
             "no-check" | "enabled" => return cancel(l, &mut s, p).map(|()| true),
-            "check" | "disabled" => None,
+            "check" | "disabled" | "ssl" => None,
             "inter" | "rise" | "fall" | "cookie" | "weight" | "maxconn" | "maxqueue" | "port"
-            | "init-addr" | "resolvers" => Some(value()?),
+            | "init-addr" | "resolvers" | "verify" | "ca-file" | "sni" | "verifyhost" => {
+                Some(value()?)
+            }
             _ => return Ok(false),
         };
         s.from.remove(p);
@@ -83,6 +85,11 @@ fn set_server(s: &mut Server, p: &str, v: Option<String>) -> bool {
         ("port", v) => s.check_port = v,
         ("init-addr", v) => s.init_addr = v,
         ("resolvers", v) => s.resolvers = v,
+        ("ssl", _) => s.ssl = true,
+        ("verify", v) => s.verify = v,
+        ("ca-file", v) => s.ca_file = v,
+        ("sni", v) => s.sni = v,
+        ("verifyhost", v) => s.verifyhost = v,
         _ => return false,
     }
     true
@@ -94,9 +101,11 @@ pub(super) fn default_server(l: &Line) -> Result<Vec<DefParam>, CfgError> {
     let mut out = Vec::new();
     walk(l, "default-server", &l.words[1..], |p, value| {
         let v = match p {
-            "check" | "disabled" => None,
+            "check" | "disabled" | "ssl" => None,
             "inter" | "rise" | "fall" | "cookie" | "weight" | "maxconn" | "maxqueue" | "port"
-            | "resolvers" | "init-addr" => Some(value()?),
+            | "resolvers" | "init-addr" | "verify" | "ca-file" | "sni" | "verifyhost" => {
+                Some(value()?)
+            }
             "resolve-prefer" => Some(family(l, "default-server", value()?)?),
             _ => return Ok(false),
         };
@@ -185,6 +194,10 @@ fn is_server_param(w: &str) -> bool {
             | "port"
             | "backup"
             | "ssl"
+            | "verify"
+            | "ca-file"
+            | "sni"
+            | "verifyhost"
             | "resolvers"
             | "init-addr"
     )

@@ -98,6 +98,12 @@ pub struct Server {
     pub init_addr: Option<String>,
     /// `resolvers`: HAProxy resolves a host name again at run time.
     pub resolvers: Option<String>,
+    /// `ssl`, and its `verify`, `ca-file`, `sni`, `verifyhost`.
+    pub ssl: bool,
+    pub verify: Option<String>,
+    pub ca_file: Option<String>,
+    pub sni: Option<String>,
+    pub verifyhost: Option<String>,
     /// The parameters taken from `default-server` lines, with the line of
     /// each (the others come from the server's own line).
     pub from: BTreeMap<String, usize>,

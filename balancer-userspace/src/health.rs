@@ -31,10 +31,23 @@ pub enum Outcome {
     Unknown(String),
 }
 
-/// Run one check.
-pub async fn check(kind: &CheckKind, addr: SocketAddr, limit: Duration) -> Outcome {
+/// A check over TLS (a backend with `ssl`, as HAProxy checks such
+/// servers): the connector, and the name to ask for.
+pub type TlsCheck = (
+    tokio_rustls::TlsConnector,
+    rustls::pki_types::ServerName<'static>,
+);
+
+/// Run one check (over TLS with `tls`: the handshake must succeed, and an
+/// HTTP check's request goes over it).
+pub async fn check(
+    kind: &CheckKind,
+    addr: SocketAddr,
+    limit: Duration,
+    tls: Option<&TlsCheck>,
+) -> Outcome {
     let start = Instant::now();
-    match timeout(limit, run(kind, addr)).await {
+    match timeout(limit, run(kind, addr, tls)).await {
         Ok(Ok(())) => Outcome::Passed(start.elapsed()),
         Ok(Err(Local(e))) => Outcome::Unknown(e),
         Ok(Err(Remote(e))) => Outcome::Failed(e),
@@ -62,11 +75,29 @@ impl From<String> for Fault {
     }
 }
 
-async fn run(kind: &CheckKind, addr: SocketAddr) -> Result<(), Fault> {
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| {
+async fn run(kind: &CheckKind, addr: SocketAddr, tls: Option<&TlsCheck>) -> Result<(), Fault> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| {
         let m = format!("connect {addr}: {e}");
         if is_local(&e) { Local(m) } else { Remote(m) }
     })?;
+    match tls {
+        None => ask(tcp, kind, addr).await,
+        Some((connector, name)) => {
+            let s = connector
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+            ask(s, kind, addr).await
+        }
+    }
+}
+
+/// An HTTP check's request and its status line on `stream` (a TCP check
+/// has nothing more to do).
+async fn ask<S>(mut stream: S, kind: &CheckKind, addr: SocketAddr) -> Result<(), Fault>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let CheckKind::Http {
         method,
         path,
@@ -214,7 +245,7 @@ mod tests {
             });
             let t = Duration::from_secs(2);
             let passed = |o| matches!(o, Outcome::Passed(_));
-            assert!(passed(check(&CheckKind::Tcp, addr, t).await));
+            assert!(passed(check(&CheckKind::Tcp, addr, t, None).await));
             let with = |method: &str, status| CheckKind::Http {
                 method: method.into(),
                 path: "/".into(),
@@ -222,18 +253,26 @@ mod tests {
             };
             let http = |status| with("GET", status);
             let d = vec![crate::config::DEFAULT_CHECK_STATUS];
-            assert!(passed(check(&with("OPTIONS", d.clone()), addr, t).await));
-            assert!(!passed(check(&with("HEAD", d), addr, t).await));
             assert!(passed(
-                check(&http(vec![crate::config::DEFAULT_CHECK_STATUS]), addr, t).await
+                check(&with("OPTIONS", d.clone()), addr, t, None).await
             ));
-            assert!(!passed(check(&http(vec![(200, 200)]), addr, t).await));
+            assert!(!passed(check(&with("HEAD", d), addr, t, None).await));
+            assert!(passed(
+                check(
+                    &http(vec![crate::config::DEFAULT_CHECK_STATUS]),
+                    addr,
+                    t,
+                    None
+                )
+                .await
+            ));
+            assert!(!passed(check(&http(vec![(200, 200)]), addr, t, None).await));
             // A port nobody listens on (bound then closed).
             let closed = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
                 .unwrap();
-            let Outcome::Failed(e) = check(&CheckKind::Tcp, closed, t).await else {
+            let Outcome::Failed(e) = check(&CheckKind::Tcp, closed, t, None).await else {
                 panic!("a refused connection is a failed check");
             };
             assert!(e.contains("connect"), "{e}");

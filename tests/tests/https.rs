@@ -820,3 +820,60 @@ fn one_haproxy_cfg_with_ssl_binds_and_a_redirect_runs_in_both() {
         "{full} full, {resumed} resumed"
     );
 }
+
+#[test]
+fn ssl_servers_are_checked_over_tls() {
+    let pki = pki("checks");
+    let _clean = Cleanup(pki.dir.clone());
+    let other = self::pki("checks-other");
+    let _clean2 = Cleanup(other.dir.clone());
+    let good = pki
+        .server("good.pem", &["backend.test"], Key::EcdsaP256, 30)
+        .unwrap();
+    // Signed by a CA the backend does not trust: its handshake fails.
+    let bad = other
+        .server("bad.pem", &["backend.test"], Key::EcdsaP256, 30)
+        .unwrap();
+    let (s0, s1) = (
+        Backend::start_tls("s0", &good, false).unwrap(),
+        Backend::start_tls("s1", &bad, false).unwrap(),
+    );
+    let servers = format!(
+        "[[backend.server]]\nname = \"s0\"\naddress = \"{}\"\ncheck = true\ninter = \"200ms\"\nfall = 1\nrise = 1\n\
+         [[backend.server]]\nname = \"s1\"\naddress = \"{}\"\ncheck = true\ninter = \"200ms\"\nfall = 1\nrise = 1\n",
+        s0.addr, s1.addr
+    );
+    let backend = format!(
+        "check_type = \"http\"\ncheck_path = \"/health\"\nssl = {{ ca_file = \"{}\", sni = \"backend.test\" }}\n",
+        pki.ca.display()
+    );
+    let svc = Svc::launch("https-checks", "", &backend, &servers);
+    let state = |name: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&svc.cli(&["backend", "list", "--json"])).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["server"] == name)
+            .map(|s| s["state"].as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || state("s1") == "down"),
+        "s1 (untrusted certificate) was not marked down: {}",
+        svc.daemon.output()
+    );
+    assert_eq!(state("s0"), "up");
+    // s0's checks were HTTP requests over TLS.
+    assert!(
+        wait_for(Duration::from_secs(5), || s0
+            .requests()
+            .iter()
+            .any(|r| r.path == "/health")),
+        "no check request reached s0"
+    );
+    let mut c = balancer_tests::http::Client::new(svc.front);
+    for _ in 0..4 {
+        assert_eq!(c.get("/").unwrap().body, "s0");
+    }
+}

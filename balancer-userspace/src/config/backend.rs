@@ -278,7 +278,7 @@ impl Validator<'_> {
             stick: self.stick_rules(key, b.stick.as_ref())?,
             ssl: match &b.ssl {
                 None => None,
-                Some(r) => Some(self.server_ssl(key, r, b.check_type.as_deref())?),
+                Some(r) => Some(self.server_ssl(key, r)?),
             },
         }))
     }

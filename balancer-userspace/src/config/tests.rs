@@ -853,11 +853,6 @@ fn backend_ssl_to_servers() {
             "backend[0].ssl.sni",
             "DNS name",
         ),
-        (
-            "ssl = { verify = \"none\" }\ncheck_type = \"http\"",
-            "backend[0].ssl",
-            "cleartext",
-        ),
     ] {
         let e = parse(&backend(ssl)).unwrap_err();
         assert_eq!(key_of(&e), key, "{ssl}: {e}");

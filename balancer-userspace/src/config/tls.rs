@@ -266,7 +266,6 @@ impl Validator<'_> {
         &self,
         key: &str,
         raw: &RawServerSsl,
-        check_type: Option<&str>,
     ) -> Result<ServerSsl, ConfigError> {
         let key = format!("{key}.ssl");
         let verify = match raw.verify.as_deref().unwrap_or("required") {
@@ -305,13 +304,6 @@ impl Validator<'_> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
         {
             return Err(self.err(format!("{key}.sni"), format!("{n:?}: want a DNS name")));
-        }
-        if check_type == Some("http") {
-            return Err(self.err(
-                key.clone(),
-                "http health checks are made in cleartext, not over TLS yet: use check_type \
-                 = \"tcp\" with ssl servers",
-            ));
         }
         Ok(ServerSsl {
             verify,

@@ -160,6 +160,15 @@ pub struct Controller {
     discovery: BTreeMap<String, TemplateState>,
 }
 
+/// A health check to run: (server index, kind, address, timing, TLS).
+pub type Check = (
+    usize,
+    CheckKind,
+    SocketAddr,
+    CheckTiming,
+    Option<crate::health::TlsCheck>,
+);
+
 /// Each HTTP backend's TLS to its servers (its CA file read).
 pub fn server_tls_of(
     config: &Config,
@@ -625,13 +634,18 @@ impl Controller {
     }
 
     /// The checks the daemon must run: (server index, kind, address, timing).
-    pub fn checks(&self) -> Vec<(usize, CheckKind, SocketAddr, CheckTiming)> {
+    pub fn checks(&self) -> Vec<Check> {
         self.servers
             .iter()
             .enumerate()
             // An empty DNS slot has no address to check.
             .filter(|(_, s)| s.dns.as_ref().is_none_or(|d| d.filled.is_some()))
-            .filter_map(|(i, s)| s.check.clone().map(|(k, a, t)| (i, k, a, t)))
+            .filter_map(|(i, s)| {
+                let (k, a, t) = s.check.clone()?;
+                // A backend with `ssl` is checked over TLS, as HAProxy does.
+                let tls = self.server_tls.get(&s.backend).map(|t| t.connector(a));
+                Some((i, k, a, t, tls))
+            })
             .collect()
     }
 

@@ -1,7 +1,8 @@
 //! Health checks: a TCP connect, or an HTTP/1.0 request (GET, or the
 //! backend's `check_method`) that must answer a
 //! status of the backend's `check_status` (default 2xx or 3xx), each
-//! bounded by a timeout. The daemon runs one task per checked
+//! bounded by a timeout; over TLS for a backend with `ssl` (the handshake,
+//! then the request). The daemon runs one task per checked
 //! server and feeds the results to the controller, which applies HAProxy's
 //! `rise`/`fall` rule.
 

@@ -683,6 +683,18 @@ impl Svc {
         );
     }
 
+    /// A server's state as `backend list --json` gives it ("" if none).
+    pub fn server_state(&self, name: &str) -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.cli(&["backend", "list", "--json"])).unwrap_or_default();
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["server"] == name)
+            .map(|s| s["state"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         crate::lab::output(
             Command::new(crate::balancer_bin())

@@ -602,16 +602,7 @@ fn http_check_lines_decide_which_servers_are_up() {
             b1.addr, b2.addr
         )
     });
-    let state = |name: &str| {
-        let v: serde_json::Value =
-            serde_json::from_str(&svc.cli(&["backend", "list", "--json"])).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["server"] == name)
-            .map(|s| s["state"].as_str().unwrap_or_default().to_owned())
-            .unwrap_or_default()
-    };
+    let state = |name: &str| svc.server_state(name);
     assert!(
         wait_for(Duration::from_secs(10), || state("web1") == "down"),
         "web1 is {}: {}",

@@ -848,16 +848,7 @@ fn ssl_servers_are_checked_over_tls() {
         pki.ca.display()
     );
     let svc = Svc::launch("https-checks", "", &backend, &servers);
-    let state = |name: &str| {
-        let v: serde_json::Value =
-            serde_json::from_str(&svc.cli(&["backend", "list", "--json"])).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["server"] == name)
-            .map(|s| s["state"].as_str().unwrap_or("").to_owned())
-            .unwrap_or_default()
-    };
+    let state = |name: &str| svc.server_state(name);
     assert!(
         wait_for(Duration::from_secs(10), || state("s1") == "down"),
         "s1 (untrusted certificate) was not marked down: {}",

@@ -42,6 +42,7 @@ fn add_remove_weight_and_drain_steer_real_traffic() {
         sources: OLD + 3 * NEW,
         backend_extra: "",
         server_extra: "",
+        haproxy_cfg: false,
     });
     let src = svc.sources.clone();
     let old = &src[..OLD];

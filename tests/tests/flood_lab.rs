@@ -34,6 +34,7 @@ fn real_clients_keep_their_backend_through_a_spoofed_syn_flood() {
         sources: CLIENTS,
         backend_extra: "",
         server_extra: "",
+        haproxy_cfg: false,
     });
     let clients = svc.sources.clone();
     let r1 = svc.round("before", &clients, 2);

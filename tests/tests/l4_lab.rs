@@ -20,6 +20,7 @@ fn affinity_survives_failure_recovery_and_drain(forward: &str) {
         sources: CLIENTS + NEW_CLIENTS,
         backend_extra: "",
         server_extra: "",
+        haproxy_cfg: false,
     });
     let old: Vec<Ipv4Addr> = svc.sources[..CLIENTS].to_vec();
     let new: Vec<Ipv4Addr> = svc.sources[CLIENTS..].to_vec();
@@ -132,6 +133,7 @@ fn http_health_checks_take_a_dead_server_out_and_bring_it_back() {
         sources: 60,
         backend_extra: "check_type = \"http\"\ncheck_path = \"/\"\n",
         server_extra: "check = true\ninter = \"200ms\"\nrise = 2\nfall = 2\n",
+        haproxy_cfg: false,
     });
     let clients = svc.sources.clone();
     let r1 = svc.round("all healthy", &clients, 2);
@@ -206,6 +208,7 @@ fn table_and_weight_commands_steer_clients() {
         sources: 40,
         backend_extra: "",
         server_extra: "",
+        haproxy_cfg: false,
     });
     let (first, later) = svc.sources.split_at(20);
     let (first, later) = (first.to_vec(), later.to_vec());

@@ -40,6 +40,7 @@ fn metrics_report_the_data_plane_and_server_states() {
         sources: CLIENTS,
         backend_extra: "",
         server_extra: "check = true\ninter = \"500ms\"\n",
+        haproxy_cfg: false,
     });
     let clients: Vec<Ipv4Addr> = svc.sources.clone();
     let before = scrape(&svc);

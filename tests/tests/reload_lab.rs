@@ -37,6 +37,7 @@ fn sighup_changes_servers_and_unchanged_servers_keep_their_clients() {
         sources: CLIENTS + NEW_CLIENTS,
         backend_extra: "",
         server_extra: "",
+        haproxy_cfg: false,
     });
     let old: Vec<Ipv4Addr> = svc.sources[..CLIENTS].to_vec();
     let new: Vec<Ipv4Addr> = svc.sources[CLIENTS..].to_vec();

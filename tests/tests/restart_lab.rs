@@ -23,6 +23,7 @@ fn kill_9_and_restart_keeps_every_client_and_open_connections() {
         sources: CLIENTS + 1,
         backend_extra: "",
         server_extra: "",
+        haproxy_cfg: false,
     });
     let clients: Vec<Ipv4Addr> = svc.sources[..CLIENTS].to_vec();
     let held_src = svc.sources[CLIENTS];

@@ -45,6 +45,11 @@ pub struct ServiceSpec<'a> {
     /// Extra lines in each `[[backend]]` and each `[[backend.server]]`.
     pub backend_extra: &'a str,
     pub server_extra: &'a str,
+    /// Run the IPv4 service from a haproxy.cfg (`mode tcp`, `balance
+    /// source`, `stick on src`; the XDP settings on the command line)
+    /// instead of TOML (`forward` must be dsr-l2, the only mode a .cfg
+    /// gives; the extra lines are ignored).
+    pub haproxy_cfg: bool,
 }
 
 pub fn service(spec: &ServiceSpec<'_>) -> Service {
@@ -136,10 +141,42 @@ pub fn service(spec: &ServiceSpec<'_>) -> Service {
             servers(true)
         );
     }
-    let config = lab
-        .write_service_config("balancer.toml", spec.dataplane, &services)
-        .unwrap();
-    let daemon = lab.start_balancer(&config).expect("balancer run");
+    let daemon = if spec.haproxy_cfg {
+        assert_eq!(forward, "dsr-l2", "a haproxy.cfg gives dsr-l2 only");
+        let servers: String = lab
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(j, s)| format!("    server s{j} {}:{PORT}\n", s.ipv4))
+            .collect();
+        let text = format!(
+            "frontend web\n    mode tcp\n    bind {VIP}:{PORT}\n    default_backend web\n\n\
+             backend web\n    mode tcp\n    balance source\n    \
+             stick-table type ip size {} expire 30m\n    stick on src\n{servers}",
+            spec.stick_size
+        );
+        let path = lab.dir.join("haproxy.cfg");
+        std::fs::write(&path, text).unwrap();
+        let pins = lab.pin_dir.display().to_string();
+        let sock = lab.admin_socket().display().to_string();
+        lab.start_balancer_with(
+            &path,
+            &[
+                "--interface",
+                "eth0",
+                "--pin-dir",
+                &pins,
+                "--admin-socket",
+                &sock,
+            ],
+        )
+        .expect("balancer run on a haproxy.cfg")
+    } else {
+        let config = lab
+            .write_service_config("balancer.toml", spec.dataplane, &services)
+            .unwrap();
+        lab.start_balancer(&config).expect("balancer run")
+    };
     let sources = lab
         .add_client_sources(0, spec.sources)
         .expect("client sources");

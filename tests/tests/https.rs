@@ -813,6 +813,13 @@ fn one_haproxy_cfg_with_ssl_binds_and_a_redirect_runs_in_both() {
     };
     assert_eq!(cookie(&b), cookie(&h));
     assert_eq!(cookie(&b), ["SERVER=s1; path=/; Secure"]);
+    // No `option forwardfor` in the file: neither adds X-Forwarded-For.
+    let seen = origin.requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|r| r.header("x-forwarded-for").is_none()),
+        "{seen:?}"
+    );
     // Both reached the server over TLS.
     let (full, resumed) = origin.tls_handshakes();
     assert!(

@@ -37,6 +37,9 @@ pub(super) struct RawBackend {
     timeout_tunnel: Option<String>,
     timeout_server_fin: Option<String>,
     timeout_queue: Option<String>,
+    /// HTTP backends: append the client's address to `X-Forwarded-For`
+    /// (default true; a haproxy.cfg without `option forwardfor` sets false).
+    x_forwarded_for: Option<bool>,
     /// HTTP backends: TLS to the servers.
     ssl: Option<super::tls::RawServerSsl>,
     #[serde(default)]
@@ -117,6 +120,8 @@ pub struct HttpBackend {
     pub stick: StickRules,
     /// `ssl`: TLS to the servers (HAProxy's `server ... ssl verify ...`).
     pub ssl: Option<super::ServerSsl>,
+    /// `option forwardfor`: `X-Forwarded-For` gets the client's address.
+    pub x_forwarded_for: bool,
 }
 
 impl HttpBackend {
@@ -276,6 +281,7 @@ impl Validator<'_> {
             timeout_server_fin: time("timeout_server_fin", &b.timeout_server_fin, timeout_server)?,
             timeout_queue: time("timeout_queue", &b.timeout_queue, timeout_connect)?,
             stick: self.stick_rules(key, b.stick.as_ref())?,
+            x_forwarded_for: b.x_forwarded_for.unwrap_or(true),
             ssl: match &b.ssl {
                 None => None,
                 Some(r) => Some(self.server_ssl(key, r)?),
@@ -508,6 +514,7 @@ impl Validator<'_> {
                     timeout_queue: DEFAULT_TIMEOUT_CONNECT,
                     stick: StickRules::default(),
                     ssl: None,
+                    x_forwarded_for: true,
                 });
                 let default_port = users[0].vip.port();
                 for s in &mut b.servers {
@@ -755,6 +762,7 @@ fn http_key(b: &RawBackend) -> Option<&'static str> {
         ("timeout_queue", b.timeout_queue.is_some()),
         ("stick", b.stick.is_some()),
         ("ssl", b.ssl.is_some()),
+        ("x_forwarded_for", b.x_forwarded_for.is_some()),
     ]
     .into_iter()
     .find(|(_, set)| *set)

@@ -164,6 +164,7 @@ pub(super) fn upstream_request<B>(
     side: &ClientSide,
     upgrade: bool,
     forwarded: bool,
+    x_forwarded_for: bool,
 ) -> Request<B> {
     let (client_ip, client) = (&side.ip, side.addr);
     let http::request::Parts {
@@ -189,6 +190,7 @@ pub(super) fn upstream_request<B>(
         None => Uri::from_static("/"),
     };
     let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        _ if !x_forwarded_for => None,
         Some(prev) if !prev.trim().is_empty() => {
             HeaderValue::from_str(&format!("{prev}, {client}")).ok()
         }

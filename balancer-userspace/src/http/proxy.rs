@@ -229,6 +229,7 @@ pub(super) async fn handle(
             &side,
             upgrade,
             b.settings.forwarded,
+            b.settings.x_forwarded_for,
         );
         let mut resp = match p.forward(&b, server, conn, reused, idempotent, up).await {
             Ok(r) => r,

@@ -160,7 +160,12 @@ pub fn emit(cfg: &Cfg, opts: &Options, resolve: Resolve<'_>) -> Result<Emitter, 
         frontend(cfg, p, &mut e)?;
     }
     for p in cfg.proxies.iter().filter(|p| p.kind.back()) {
-        backend(p, &mut e, resolve)?;
+        // Used by a frontend (an unused backend is refused as such).
+        let used = p.kind == Kind::Listen
+            || cfg.proxies.iter().any(|f| {
+                f.kind.front() && f.s.default_backend.as_ref().is_some_and(|b| b.v == p.name)
+            });
+        backend(p, &mut e, resolve, used)?;
     }
     Ok(e)
 }
@@ -383,7 +388,7 @@ fn tls(d: &super::bind::SslDefaults, t: &super::bind::BindTls, e: &mut Emitter) 
     }
 }
 
-fn backend(p: &Proxy, e: &mut Emitter, resolve: Resolve<'_>) -> Result<(), CfgError> {
+fn backend(p: &Proxy, e: &mut Emitter, resolve: Resolve<'_>, used: bool) -> Result<(), CfgError> {
     let http = mode(p) == "http";
     e.line(
         p.line,
@@ -428,6 +433,11 @@ fn backend(p: &Proxy, e: &mut Emitter, resolve: Resolve<'_>) -> Result<(), CfgEr
     if !opts.is_empty() {
         let list: Vec<String> = opts.iter().map(|(o, _)| quote(o)).collect();
         e.line(opts[0].1, format!("options = [{}]", list.join(", ")));
+    }
+    // HAProxy adds `X-Forwarded-For` only with `option forwardfor`;
+    // balancer's TOML adds it unless told not to.
+    if http && used && !p.s.options.contains_key("forwardfor") {
+        e.line(p.line, "x_forwarded_for = false");
     }
     for (t, key) in [
         ("connect", "timeout_connect"),

@@ -108,7 +108,7 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     (
         "defaults, backend, listen",
         "option forwardfor",
-        "accepted: balancer always adds X-Forwarded-For",
+        "`X-Forwarded-For` gets the client's address (without it, as HAProxy, none: `x_forwarded_for = false`)",
     ),
     (
         "defaults, backend, listen",

@@ -15,6 +15,10 @@ pub struct CfgArgs {
     /// haproxy.cfg only: XDP attach mode (auto, native, generic).
     #[arg(long, value_name = "MODE")]
     pub xdp_mode: Option<String>,
+    /// haproxy.cfg only: how `mode tcp` backends forward packets (dsr-l2,
+    /// the default, or ipip).
+    #[arg(long, value_name = "MODE")]
+    pub forward: Option<String>,
     /// haproxy.cfg only: where the maps are pinned (a bpffs directory).
     #[arg(long, value_name = "DIR")]
     pub pin_dir: Option<String>,
@@ -45,6 +49,7 @@ impl CfgArgs {
         Ok(Options {
             interfaces: self.interfaces.clone(),
             xdp_mode: self.xdp_mode.clone(),
+            forward: self.forward.clone(),
             pin_dir: self.pin_dir.clone(),
             admin_socket: self.admin_socket.clone(),
             local_peer: self.local_peer.clone(),

@@ -165,7 +165,20 @@ pub fn emit(cfg: &Cfg, opts: &Options, resolve: Resolve<'_>) -> Result<Emitter, 
             || cfg.proxies.iter().any(|f| {
                 f.kind.front() && f.s.default_backend.as_ref().is_some_and(|b| b.v == p.name)
             });
-        backend(p, &mut e, resolve, used)?;
+        backend(p, &mut e, resolve, used, opts.forward.as_ref())?;
+    }
+    // --forward acts on mode tcp backends only.
+    if opts.forward.is_some()
+        && !cfg
+            .proxies
+            .iter()
+            .any(|p| p.kind.back() && mode(p) != "http")
+    {
+        return Err(err(
+            0,
+            "--forward",
+            "no mode tcp backend: the forwarding mode of the XDP path would have no effect",
+        ));
     }
     Ok(e)
 }
@@ -388,7 +401,13 @@ fn tls(d: &super::bind::SslDefaults, t: &super::bind::BindTls, e: &mut Emitter) 
     }
 }
 
-fn backend(p: &Proxy, e: &mut Emitter, resolve: Resolve<'_>, used: bool) -> Result<(), CfgError> {
+fn backend(
+    p: &Proxy,
+    e: &mut Emitter,
+    resolve: Resolve<'_>,
+    used: bool,
+    forward: Option<&String>,
+) -> Result<(), CfgError> {
     let http = mode(p) == "http";
     e.line(
         p.line,
@@ -396,6 +415,9 @@ fn backend(p: &Proxy, e: &mut Emitter, resolve: Resolve<'_>, used: bool) -> Resu
     );
     e.line(p.line, "[[backend]]");
     e.string(p.line, "name", &p.name);
+    if let (false, Some(f)) = (http, forward) {
+        e.string(0, "forward", f);
+    }
     if let Some(b) = &p.s.balance {
         if http {
             e.string(b.line, "balance", &b.v);

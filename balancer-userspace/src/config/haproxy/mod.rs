@@ -181,6 +181,8 @@ pub struct Options {
     /// XDP interfaces (`mode tcp` frontends need at least one).
     pub interfaces: Vec<String>,
     pub xdp_mode: Option<String>,
+    /// How `mode tcp` backends forward (`forward`: dsr-l2 or ipip).
+    pub forward: Option<String>,
     pub pin_dir: Option<String>,
     pub admin_socket: Option<String>,
     /// This instance's name in `peers` (default: `localpeer` in global,

@@ -210,6 +210,37 @@ backend pool
     assert_eq!(c.backends[0].servers[0].address.to_string(), "198.18.1.10");
     let e = error(&text.replace("    stick on src\n", ""), &opts);
     assert!(e.contains("haproxy.cfg:7: stick-table:"), "{e}");
+    assert_eq!(c.backends[0].forward, crate::config::Forward::DsrL2);
+    // --forward: how the XDP path forwards (HAProxy has no word for it).
+    let ipip = Options {
+        forward: Some("ipip".into()),
+        ..opts.clone()
+    };
+    let c = load(text, &ipip).unwrap();
+    assert_eq!(c.backends[0].forward, crate::config::Forward::Ipip);
+    let bad = Options {
+        forward: Some("nat".into()),
+        ..opts
+    };
+    assert!(
+        error(text, &bad).contains("forward"),
+        "{}",
+        error(text, &bad)
+    );
+    // Nothing to forward on an HTTP-only file.
+    let http = "defaults\n    mode http\nfrontend f\n    bind :80\n    default_backend b\n\
+                backend b\n    server s 127.0.0.1:8080\n";
+    let e = error(
+        http,
+        &Options {
+            forward: Some("ipip".into()),
+            ..Default::default()
+        },
+    );
+    assert!(
+        e.contains("--forward") && e.contains("no mode tcp backend"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -213,7 +213,7 @@ fn https(s: &Value) -> Option<Plot> {
                 &[
                     ("handshakes-per-s-ecdsa", "ECDSA"),
                     ("handshakes-per-s-rsa", "RSA"),
-                    ("handshakes-per-s-ecdsa-ring", "ECDSA, ring"),
+                    ("handshakes-per-s-ecdsa-ring", "ring"),
                     ("handshakes-per-s-ecdsa-resumed", "resumed"),
                 ],
                 "TLS handshakes/s (higher is better)",

@@ -33,6 +33,8 @@ enum Runner {
     ControlPlane,
     /// The HTTP proxy against HAProxy under wrk (`bench_http`).
     Http,
+    /// The same over TLS, and TLS handshakes (`bench_https`).
+    Https,
     /// Packets/s through a veth lab against its peers (`bench_pps`).
     Pps,
 }
@@ -59,6 +61,12 @@ const SECTIONS: &[Section] = &[
         name: "http-cookie",
         about: "HTTP cookie proxy vs HAProxy (cookie insert indirect nocache) under wrk, pinned apart",
         runner: Runner::Http,
+    },
+    Section {
+        name: "https",
+        about: "TLS termination vs HAProxy (OpenSSL) under wrk: full handshakes/s (ECDSA, RSA, \
+                ring), keep-alive requests over TLS with the cookie",
+        runner: Runner::Https,
     },
     Section {
         name: "affinity",
@@ -171,6 +179,23 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             Runner::Http => {
                 let daemon = crate::util::build_balancer(opts.release)?;
                 crate::bench_http::run(&daemon, &bin, quick)?
+            }
+            Runner::Https => {
+                let daemon = crate::util::build_balancer(opts.release)?;
+                // The handshake figure again with the other crypto provider,
+                // built apart (its own target directory keeps the default
+                // build's artefacts); not for --dev-build, where figures
+                // say nothing and a second debug build would only cost time.
+                let ring = if opts.release {
+                    Some(crate::util::build_balancer_with(
+                        true,
+                        &["--no-default-features", "--features", "ring"],
+                        Some(&target.join("bench-ring")),
+                    )?)
+                } else {
+                    None
+                };
+                crate::bench_https::run(&daemon, ring.as_deref(), &bin, quick)?
             }
             Runner::Pps => {
                 let daemon = crate::util::build_balancer(opts.release)?;
@@ -314,7 +339,6 @@ fn run_binary(bin: &Path, target: &Path, name: &str, quick: bool) -> anyhow::Res
 /// cargo's target directory (CARGO_TARGET_DIR, else `<root>/target`),
 /// absolute: `balancer-bench` runs from the workspace root.
 fn target_dir() -> anyhow::Result<PathBuf> {
-    let dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let dir = crate::util::target_dir();
     std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))
 }

@@ -32,7 +32,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -49,7 +49,7 @@ use crate::report::{Cpus, Figure, Target, allowed_cpus, command_line, tool_versi
 /// wrk's connections: the usual load, where the proxy's per-request cost
 /// counts, and many clients (issue 16: 1,000 keep-alive connections),
 /// where its cost per connection does too.
-const CONNECTIONS: u32 = 32;
+pub(crate) const CONNECTIONS: u32 = 32;
 const MANY: u32 = 1000;
 const LUA: &str = r#"
 done = function(summary, latency, requests)
@@ -60,11 +60,14 @@ done = function(summary, latency, requests)
       + summary.errors.status + summary.errors.timeout))
 end
 "#;
+/// wrk's TLS sessions made new on each connection: see
+/// [`Rig::fresh_sessions`].
+const NO_RESUME: &str = include_str!("bench_http/no_resume.c");
 /// More failed requests than this share fails the section.
 const MAX_ERROR_SHARE: f64 = 0.01;
 
-struct Trial {
-    requests: u64,
+pub(crate) struct Trial {
+    pub(crate) requests: u64,
     rps: f64,
     p50_us: u64,
     p99_us: u64,
@@ -107,9 +110,9 @@ fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
 }
 
 /// Where the load generator and the proxies run.
-struct Placement {
-    generator: usize,
-    subject: usize,
+pub(crate) struct Placement {
+    pub(crate) generator: usize,
+    pub(crate) subject: usize,
 }
 
 impl Placement {
@@ -125,7 +128,7 @@ impl Placement {
         })
     }
 
-    fn taskset(cpu: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn taskset(cpu: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("taskset");
         c.args(["-c", &cpu.to_string()]).arg(program);
         c
@@ -133,155 +136,233 @@ impl Placement {
 }
 
 pub fn run(bin: &Path, bench_bin: &Path, quick: bool) -> anyhow::Result<Value> {
-    let id = format!("blb-{}-bench-http", std::process::id());
+    with_rig("bench-http", bench_bin, |rig| measure(bin, quick, rig))
+}
+
+/// Run `measure` with a [`Rig`] in a scratch directory, named for what it
+/// starts (`blb-<pid>-<name>`), then stop the origins and remove the
+/// directory and the pinned maps of every balancer it started
+/// (`<bpffs>/<id>*`), whether it succeeded or not.
+pub(crate) fn with_rig(
+    name: &str,
+    bench_bin: &Path,
+    measure: impl FnOnce(&mut Rig) -> anyhow::Result<Value>,
+) -> anyhow::Result<Value> {
+    let id = format!("blb-{}-{name}", std::process::id());
     let dir = std::env::temp_dir().join(&id);
     std::fs::create_dir_all(&dir)?;
-    let result = measure(bin, bench_bin, quick, &dir, &id);
+    let result = Rig::start(bench_bin, &dir, &id).and_then(|mut rig| measure(&mut rig));
     let _ = std::fs::remove_dir_all(&dir);
-    for pins in [id.clone(), format!("{id}-stick")] {
-        let _ = std::fs::remove_dir_all(Path::new(balancer_tests::lab::BPFFS).join(pins));
+    let bpffs = Path::new(balancer_tests::lab::BPFFS);
+    for entry in std::fs::read_dir(bpffs).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&id) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
     result
 }
 
-fn measure(
-    bin: &Path,
-    bench_bin: &Path,
-    quick: bool,
-    dir: &Path,
-    id: &str,
-) -> anyhow::Result<Value> {
-    // The peer and the load generator must exist before anything runs.
-    let versions = json!({
-        "haproxy": tool_version("haproxy", &["-v"])
-            .context("HAProxy, the peer of this section, is not available")?,
-        "wrk": tool_version("wrk", &["-v"]).context("wrk, the load generator, is not available")?,
-        "taskset": tool_version("taskset", &["--version"])?,
-    });
-    let mut commands = Vec::new();
-    let place = Placement::new()?;
-    // The origins run with the load generator, away from the proxy under test.
-    let mut ocmd = Placement::taskset(place.generator, bench_bin);
-    ocmd.args(["--origin", "s0", "--origin", "s1"]);
-    commands.push(command_line(&ocmd));
-    let mut origins = Origins::start(ocmd)?;
-    let backends = origins.servers.clone();
-    let Proxies {
-        mut bal,
-        mut hap,
-        bal_port,
-        hap_port,
-        bal_cfg,
-        hap_cfg,
-    } = start_proxies(
-        bin,
-        &place,
-        dir,
-        id,
-        &backends,
-        Persistence::Cookie,
-        &mut commands,
-    )?;
-    // Logged right after the listeners are bound: it may lag a little.
-    let logged_workers = |p: &Proc| {
-        p.output().lines().find_map(|l| {
-            let (_, rest) = l.split_once(" worker threads)")?.0.rsplit_once('(')?;
-            rest.trim().parse::<u64>().ok()
-        })
-    };
-    wait_for(Duration::from_secs(10), || logged_workers(&bal).is_some());
-    let bal_workers = logged_workers(&bal).context("balancer did not log its HTTP worker count")?;
-    let hap_threads = threads(hap.pid())?;
+/// What an HTTP section sets up before its proxies: the outside tools'
+/// versions (checked first: without the peer or the load generator
+/// nothing runs), where everything runs, the origin servers (with the load
+/// generator, away from the proxy under test), wrk's Lua report hook, and
+/// the list of every command run.
+pub(crate) struct Rig {
+    pub(crate) versions: Value,
+    pub(crate) place: Placement,
+    pub(crate) commands: Vec<String>,
+    /// The scratch directory: configurations, logs, certificates.
+    pub(crate) dir: PathBuf,
+    origins: Origins,
+    wrk: WrkSetup,
+    id: String,
+}
 
-    let lua = dir.join("report.lua");
-    std::fs::write(&lua, LUA)?;
+impl Rig {
+    pub(crate) fn start(bench_bin: &Path, dir: &Path, id: &str) -> anyhow::Result<Rig> {
+        let versions = json!({
+            "haproxy": tool_version("haproxy", &["-v"])
+                .context("HAProxy, the peer of this section, is not available")?,
+            "wrk": tool_version("wrk", &["-v"])
+                .context("wrk, the load generator, is not available")?,
+            "taskset": tool_version("taskset", &["--version"])?,
+        });
+        let place = Placement::new()?;
+        let mut ocmd = Placement::taskset(place.generator, bench_bin);
+        ocmd.args(["--origin", "s0", "--origin", "s1"]);
+        let commands = vec![command_line(&ocmd)];
+        let origins = Origins::start(ocmd)?;
+        let lua = dir.join("report.lua");
+        std::fs::write(&lua, LUA)?;
+        Ok(Rig {
+            versions,
+            place,
+            commands,
+            origins,
+            wrk: WrkSetup {
+                lua,
+                no_resume: None,
+            },
+            dir: dir.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+
+    /// The peer's name in figures: "HAProxy 2.6.x".
+    pub(crate) fn peer(&self) -> String {
+        self.versions["haproxy"]
+            .as_str()
+            .and_then(|v| v.split_whitespace().take(3).nth(2))
+            .map_or_else(
+                || "HAProxy".to_owned(),
+                |v| format!("HAProxy {}", v.split('-').next().unwrap_or(v)),
+            )
+    }
+
+    /// Record the wrk command lines of `load` against each of `targets`,
+    /// `secs` long (and the 1 s warm-up's).
+    pub(crate) fn record_wrk(&mut self, targets: &[WrkTarget; 2], load: Load, secs: &[u32]) {
+        for (_, port, _) in targets {
+            for &s in secs {
+                let cmd = wrk_command(&self.place, &self.wrk, *port, load, s);
+                let env: String = cmd
+                    .get_envs()
+                    .filter_map(|(k, v)| Some(format!("{}={} ", k.to_str()?, v?.to_string_lossy())))
+                    .collect();
+                let line = env + &command_line(&cmd);
+                // (`--quick` warms up as long as it measures.)
+                if self.commands.last() != Some(&line) {
+                    self.commands.push(line);
+                }
+            }
+        }
+    }
+
+    /// Let loads with `fresh_sessions` make wrk start a new TLS session on
+    /// each connection: wrk reuses a connection's `SSL` object with
+    /// `SSL_clear`, which keeps the session, so every reconnection resumes
+    /// it (a TLS 1.3 ticket). The library `no_resume.c` (compiled here with
+    /// `cc`, given to wrk through `LD_PRELOAD`) drops the session after
+    /// each `SSL_clear`.
+    pub(crate) fn fresh_sessions(&mut self) -> anyhow::Result<()> {
+        let src = self.dir.join("no_resume.c");
+        let lib = self.dir.join("no_resume.so");
+        std::fs::write(&src, NO_RESUME)?;
+        let mut cc = Command::new("cc");
+        cc.args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
+            .arg(&lib)
+            .arg(&src)
+            .arg("-ldl");
+        self.commands.push(command_line(&cc));
+        crate::util::status(&mut cc).context("compiling the no-resume library for wrk")?;
+        self.wrk.no_resume = Some(lib);
+        Ok(())
+    }
+
+    /// See [`run_trials`].
+    pub(crate) fn trials(
+        &self,
+        targets: &[WrkTarget; 2],
+        load: Load,
+        trials: usize,
+        secs: u32,
+    ) -> anyhow::Result<Vec<Vec<Trial>>> {
+        run_trials(&self.place, &self.wrk, targets, load, trials, secs)
+    }
+
+    /// Stop the origin servers: what each answered, by name. A request
+    /// one of them refused fails the section.
+    pub(crate) fn finish(&mut self) -> anyhow::Result<serde_json::Map<String, Value>> {
+        let counts = self.origins.finish()?;
+        let refused: u64 = counts.iter().map(|c| c.refused).sum();
+        if refused > 0 {
+            bail!("the origin servers refused {refused} request(s): no figure from this run");
+        }
+        Ok(counts
+            .iter()
+            .map(|c| (c.name.clone(), json!(c.answered)))
+            .collect())
+    }
+
+    /// Where things ran, with the workers each proxy ran (see
+    /// [`Proxies::workers`]).
+    pub(crate) fn cpus(&self, (bal_workers, hap_threads): (u64, u64)) -> Cpus {
+        let place = &self.place;
+        let shared = place.generator == place.subject;
+        Cpus {
+            generator: Some(vec![place.generator]),
+            subject: Some(vec![place.subject]),
+            note: format!(
+                "{}; balancer ran {bal_workers} HTTP worker(s) (one per CPU it may use), HAProxy \
+                 {hap_threads} thread(s) (one per CPU it is bound to)",
+                if shared {
+                    format!(
+                        "one CPU only: wrk, the origins and the proxy under test share CPU {}",
+                        place.subject
+                    )
+                } else {
+                    format!(
+                        "wrk and the two origin servers (balancer-bench --origin) on CPU {}, the \
+                         proxy under test on CPU {} (taskset); other work on the machine is not \
+                         excluded",
+                        place.generator, place.subject
+                    )
+                }
+            ),
+        }
+    }
+}
+
+/// A proxy wrk measures: its name, port and process id.
+pub(crate) type WrkTarget = (&'static str, u16, u32);
+
+fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
+    let proxies = rig.start_proxies(
+        bin,
+        &PairSpec {
+            tag: "",
+            persistence: Persistence::Cookie,
+            tls: None,
+        },
+    )?;
+    let workers = proxies.workers()?;
     // Many short trials, the two proxies in turn (ABBA...): back-to-back
     // pairs on this kind of shared VM differ by up to 20% either way, from
     // the machine, so the medians need many of them.
     let secs = 3;
     let trials = if quick { 1 } else { 12 };
-    let targets = [
-        ("balancer", bal_port, bal.pid()),
-        ("haproxy", hap_port, hap.pid()),
-    ];
-    for conns in [CONNECTIONS, MANY] {
-        let load = Load {
-            conns,
-            cookie: true,
-        };
-        for (_, port, _) in targets {
-            for s in [1, secs] {
-                commands.push(command_line(&wrk_command(&place, &lua, port, load, s)));
-            }
-        }
-    }
+    let targets = proxies.targets();
     let load = |conns| Load {
         conns,
-        cookie: true,
+        ..Load::KEEP_ALIVE
     };
-    let results = run_trials(&place, &lua, &targets, load(CONNECTIONS), trials, secs)?;
+    for conns in [CONNECTIONS, MANY] {
+        rig.record_wrk(&targets, load(conns), &[1, secs]);
+    }
+    let results = rig.trials(&targets, load(CONNECTIONS), trials, secs)?;
     // Fewer pairs with many connections: the ratio there is far from 1.
     let many_trials = if quick { 1 } else { 6 };
-    let many = run_trials(&place, &lua, &targets, load(MANY), many_trials, secs)?;
-    for (p, name) in [(&mut bal, "balancer"), (&mut hap, "haproxy")] {
-        if let Some(st) = p.try_wait()? {
-            bail!("{name} exited during the run ({st}): {}", p.output());
-        }
-    }
-    drop(bal);
-    drop(hap);
+    let many = rig.trials(&targets, load(MANY), many_trials, secs)?;
+    let (bal_cfg, hap_cfg) = proxies.stop("cookie")?;
     // Stick on src: the same two proxies' configurations with HAProxy's
     // `stick on src` instead of the cookie, requests without a cookie.
-    let stick_id = format!("{id}-stick");
-    let stick = start_proxies(
+    let stick = rig.start_proxies(
         bin,
-        &place,
-        dir,
-        &stick_id,
-        &backends,
-        Persistence::StickOnSrc,
-        &mut commands,
+        &PairSpec {
+            tag: "-stick",
+            persistence: Persistence::StickOnSrc,
+            tls: None,
+        },
     )?;
-    let stick_targets = [
-        ("balancer", stick.bal_port, stick.bal.pid()),
-        ("haproxy", stick.hap_port, stick.hap.pid()),
-    ];
+    let stick_targets = stick.targets();
     let stick_load = Load {
-        conns: CONNECTIONS,
         cookie: false,
+        ..Load::KEEP_ALIVE
     };
-    for (_, port, _) in stick_targets {
-        commands.push(command_line(&wrk_command(
-            &place, &lua, port, stick_load, secs,
-        )));
-    }
-    let stick_results = run_trials(&place, &lua, &stick_targets, stick_load, trials, secs)?;
-    let Proxies {
-        bal: mut sbal,
-        hap: mut shap,
-        bal_cfg: stick_bal_cfg,
-        hap_cfg: stick_hap_cfg,
-        ..
-    } = stick;
-    for (p, name) in [(&mut sbal, "balancer"), (&mut shap, "haproxy")] {
-        if let Some(st) = p.try_wait()? {
-            bail!(
-                "{name} (stick on src) exited during the run ({st}): {}",
-                p.output()
-            );
-        }
-    }
-    drop(sbal);
-    drop(shap);
-    let counts = origins.finish()?;
-    let refused: u64 = counts.iter().map(|c| c.refused).sum();
-    if refused > 0 {
-        bail!("the origin servers refused {refused} request(s): no figure from this run");
-    }
-    let origin_requests: serde_json::Map<String, Value> = counts
-        .iter()
-        .map(|c| (c.name.clone(), json!(c.answered)))
-        .collect();
+    rig.record_wrk(&stick_targets, stick_load, &[secs]);
+    let stick_results = rig.trials(&stick_targets, stick_load, trials, secs)?;
+    let (stick_bal_cfg, stick_hap_cfg) = stick.stop("stick on src")?;
+    let origin_requests = rig.finish()?;
 
     let names = [targets[0].0, targets[1].0];
     let summary = summarize(names, &results);
@@ -290,173 +371,56 @@ fn measure(
     let many_pairs = pairs_of(&many);
     let stick_summary = summarize(names, &stick_results);
     let stick_pairs = pairs_of(&stick_results);
-    let peer = versions["haproxy"]
-        .as_str()
-        .and_then(|v| v.split_whitespace().take(3).nth(2))
-        .map_or_else(
-            || "HAProxy".to_owned(),
-            |v| format!("HAProxy {}", v.split('-').next().unwrap_or(v)),
-        );
+    let peer = rig.peer();
     let (b, h) = (&summary[0], &summary[1]);
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    let pair = |id: &'static str, what: &str, unit: &'static str, key: &str, scale: f64| {
-        pair_figure(
-            &summary,
-            &peer,
-            id,
-            format!("balancer {what}"),
-            unit,
-            key,
-            scale,
-        )
-    };
-    let rps = pair(
-        "requests-per-s",
-        "requests/s",
-        "requests/s",
-        "requests_per_s",
-        1.0,
-    );
-    let rps_ratio = rps.ratio().unwrap_or(f64::NAN);
-    let p99 = pair("latency-p99", "latency p99", "us", "p99_us", 1.0);
-    let p99_ratio = p99.ratio().unwrap_or(f64::NAN);
-    let cpu = pair(
-        "cpu-per-100k-requests",
-        "CPU time (user+system) per 100,000 requests",
-        "s",
-        "cpu_s_per_100k",
-        1.0,
-    );
-    let cpu_ratio = cpu.ratio().unwrap_or(f64::NAN);
-    let mut figures = vec![
-        rps.target(Target::ratio_at_least(rps_ratio, 1.0, &peer)),
-        pair("latency-p50", "latency p50", "us", "p50_us", 1.0),
-        p99.target(Target::ratio_at_most(p99_ratio, 1.0, &peer)),
-        pair("latency-p99-9", "latency p99.9", "us", "p999_us", 1.0),
-        cpu.target(Target::ratio_at_most(cpu_ratio, 1.2, &peer)),
-        pair(
-            "rss",
-            "resident memory after the run (includes the mmap'ed Maglev map, kernel memory)",
-            "bytes",
-            "rss_kib",
-            1024.0,
-        ),
-        Figure::new(
-            "requests-per-s-pairs",
-            format!(
-                "balancer/HAProxy requests/s, median of the {trials} per-pair ratios (each pair \
-                 back to back; balancer ahead in {} of them)",
-                pairs["requests_per_s_pairs_at_least_1"]
-            ),
-            "x",
-            pairs["requests_per_s_median"].as_f64().unwrap_or(f64::NAN),
-        ),
-        Figure::new(
-            "latency-p99-pairs",
-            format!(
-                "balancer/HAProxy latency p99, median of the {trials} per-pair ratios (balancer \
-                 lower or equal in {} of them)",
-                pairs["p99_pairs_at_most_1"]
-            ),
-            "x",
-            pairs["p99_median"].as_f64().unwrap_or(f64::NAN),
-        ),
-        Figure::new(
-            "proxy-cpu-busy",
-            "busy share of the proxy's CPU during balancer's trials (median)",
-            "%",
-            f(b, "proxy_cpu_busy") * 100.0,
-        )
-        .peer(format!("{peer}'s trials"), f(h, "proxy_cpu_busy") * 100.0),
-        Figure::new(
-            "generator-cpu-busy",
-            "busy share of the load generator's CPU (wrk, origins) during balancer's trials \
-             (median)",
-            "%",
-            f(b, "generator_cpu_busy") * 100.0,
-        )
-        .peer(
-            format!("{peer}'s trials"),
-            f(h, "generator_cpu_busy") * 100.0,
-        ),
-    ];
+    let LoadFigures {
+        mut figures,
+        rps_ratio,
+        p99_ratio,
+        cpu_ratio,
+    } = load_figures(&summary, &pairs, &peer, "", "", 1.2);
     // Many connections: the same figures, ids suffixed.
-    let many_pair = |id: &'static str, what: &str, unit: &'static str, key: &str, scale: f64| {
-        let what = format!("balancer {what}, {MANY} connections");
-        pair_figure(&many_summary, &peer, id, what, unit, key, scale)
-    };
-    let many_rps = many_pair(
-        "requests-per-s-1000-connections",
-        "requests/s",
-        "requests/s",
-        "requests_per_s",
-        1.0,
+    let many_fig = headline(
+        &many_summary,
+        &peer,
+        &|base| format!("{base}-{MANY}-connections"),
+        &format!(", {MANY} connections"),
+        None,
     );
-    let many_rps_ratio = many_rps.ratio().unwrap_or(f64::NAN);
-    let many_p99 = many_pair(
-        "latency-p99-1000-connections",
-        "latency p99",
-        "us",
-        "p99_us",
-        1.0,
-    );
-    let many_p99_ratio = many_p99.ratio().unwrap_or(f64::NAN);
-    figures.extend([
-        many_rps.target(Target::ratio_at_least(many_rps_ratio, 1.0, &peer)),
-        many_p99.target(Target::ratio_at_most(many_p99_ratio, 1.0, &peer)),
-        many_pair(
-            "cpu-per-100k-requests-1000-connections",
-            "CPU time (user+system) per 100,000 requests",
-            "s",
-            "cpu_s_per_100k",
-            1.0,
-        ),
-        many_pair(
-            "rss-1000-connections",
-            "resident memory after the run",
-            "bytes",
-            "rss_kib",
-            1024.0,
-        ),
-    ]);
+    let (many_rps_ratio, many_p99_ratio) = (many_fig.rps_ratio, many_fig.p99_ratio);
+    figures.extend(many_fig.figures);
+    figures.push(pair_figure(
+        &many_summary,
+        &peer,
+        format!("rss-{MANY}-connections"),
+        format!("balancer resident memory after the run, {MANY} connections"),
+        "bytes",
+        "rss_kib",
+        1024.0,
+    ));
     // Stick on src: the same figures, ids prefixed.
-    let stick_pair = |id: &'static str, what: &str, unit: &'static str, key: &str, scale: f64| {
-        let what = format!("balancer {what}, stick on src (no cookie)");
-        pair_figure(&stick_summary, &peer, id, what, unit, key, scale)
-    };
-    let stick_rps = stick_pair(
-        "stick-requests-per-s",
-        "requests/s",
-        "requests/s",
-        "requests_per_s",
-        1.0,
+    let stick_fig = headline(
+        &stick_summary,
+        &peer,
+        &|base| format!("stick-{base}"),
+        ", stick on src (no cookie)",
+        None,
     );
-    let stick_rps_ratio = stick_rps.ratio().unwrap_or(f64::NAN);
-    let stick_p99 = stick_pair("stick-latency-p99", "latency p99", "us", "p99_us", 1.0);
-    let stick_p99_ratio = stick_p99.ratio().unwrap_or(f64::NAN);
-    figures.extend([
-        stick_rps.target(Target::ratio_at_least(stick_rps_ratio, 1.0, &peer)),
-        stick_p99.target(Target::ratio_at_most(stick_p99_ratio, 1.0, &peer)),
-        stick_pair(
-            "stick-cpu-per-100k-requests",
-            "CPU time (user+system) per 100,000 requests",
-            "s",
-            "cpu_s_per_100k",
-            1.0,
-        ),
-        Figure::new(
-            "stick-requests-per-s-pairs",
-            format!(
-                "balancer/HAProxy requests/s with stick on src, median of the {trials} per-pair \
+    let (stick_rps_ratio, stick_p99_ratio) = (stick_fig.rps_ratio, stick_fig.p99_ratio);
+    figures.extend(stick_fig.figures);
+    figures.extend([Figure::new(
+        "stick-requests-per-s-pairs",
+        format!(
+            "balancer/HAProxy requests/s with stick on src, median of the {trials} per-pair \
                  ratios (balancer ahead in {} of them)",
-                stick_pairs["requests_per_s_pairs_at_least_1"]
-            ),
-            "x",
-            stick_pairs["requests_per_s_median"]
-                .as_f64()
-                .unwrap_or(f64::NAN),
+            stick_pairs["requests_per_s_pairs_at_least_1"]
         ),
-    ]);
+        "x",
+        stick_pairs["requests_per_s_median"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+    )]);
     let verdict = |ok: bool| if ok { "meets" } else { "misses" };
     println!(
         "http-cookie: medians of {trials} trial(s) of {secs} s, wrk {CONNECTIONS} connections, \
@@ -502,27 +466,7 @@ fn measure(
             .unwrap_or(f64::NAN),
         stick_pairs["p99_median"].as_f64().unwrap_or(f64::NAN),
     );
-    let shared = place.generator == place.subject;
-    let cpus = Cpus {
-        generator: Some(vec![place.generator]),
-        subject: Some(vec![place.subject]),
-        note: format!(
-            "{}; balancer ran {bal_workers} HTTP worker(s) (one per CPU it may use), HAProxy \
-             {hap_threads} thread(s) (one per CPU it is bound to)",
-            if shared {
-                format!(
-                    "one CPU only: wrk, the origins and the proxy under test share CPU {}",
-                    place.subject
-                )
-            } else {
-                format!(
-                    "wrk and the two origin servers (balancer-bench --origin) on CPU {}, the proxy under test \
-                     on CPU {} (taskset); other work on the machine is not excluded",
-                    place.generator, place.subject
-                )
-            }
-        ),
-    };
+    let cpus = rig.cpus(workers);
     Ok(json!({
         "sections": [{
             "name": "http-cookie",
@@ -539,8 +483,8 @@ fn measure(
                             origin servers answering their name; CPU from /proc/PID/stat \
                             utime+stime of the proxy process; CPU busy shares from /proc/stat; \
                             RSS from /proc/PID/status after each trial"),
-            "commands": commands,
-            "versions": versions,
+            "commands": rig.commands,
+            "versions": rig.versions,
             "cpus": cpus.json(),
             "figures": figures.iter().map(Figure::json).collect::<Vec<_>>(),
             "proxies": summary,
@@ -553,7 +497,7 @@ fn measure(
                 "balancer_config": stick_bal_cfg,
                 "haproxy_config": stick_hap_cfg,
             },
-            "workers": {"balancer_http_workers": bal_workers, "haproxy_threads": hap_threads},
+            "workers": {"balancer_http_workers": workers.0, "haproxy_threads": workers.1},
             "origin_requests": origin_requests,
             "balancer_config": bal_cfg,
             "haproxy_config": hap_cfg,
@@ -563,124 +507,363 @@ fn measure(
 
 /// How the two proxies keep a user on a server.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Persistence {
+pub(crate) enum Persistence {
     /// `cookie SERVER insert indirect nocache`.
     Cookie,
     /// `stick-table type ip size 1m expire 30m` + `stick on src`.
     StickOnSrc,
 }
 
-/// balancer and HAProxy with the same settings, both on the subject's CPU.
-struct Proxies {
-    bal: Proc,
-    hap: Proc,
-    bal_port: u16,
-    hap_port: u16,
-    bal_cfg: String,
-    hap_cfg: String,
+/// A pair of proxies to start with the same settings.
+pub(crate) struct PairSpec<'a> {
+    /// Tells this pair's files and pinned maps from the other pairs' of
+    /// the section ("" for the first).
+    pub(crate) tag: &'a str,
+    pub(crate) persistence: Persistence,
+    /// TLS on the frontend with this certificate (one PEM file: the
+    /// certificate, then its key), ALPN h2,http/1.1 offered; balancer then
+    /// also serves `/metrics` (its TLS counters: which handshakes were
+    /// resumed, which version and ALPN protocol the client got).
+    pub(crate) tls: Option<&'a Path>,
 }
 
-fn start_proxies(
-    bin: &Path,
-    place: &Placement,
-    dir: &Path,
-    id: &str,
-    backends: &[Server],
-    persistence: Persistence,
-    commands: &mut Vec<String>,
-) -> anyhow::Result<Proxies> {
-    let (bal_port, hap_port) = (free_port()?, free_port()?);
-    let tag = match persistence {
-        Persistence::Cookie => "",
-        Persistence::StickOnSrc => "-stick",
-    };
+/// balancer and HAProxy with the same settings, both on the subject's CPU.
+pub(crate) struct Proxies {
+    pub(crate) bal: Proc,
+    pub(crate) hap: Proc,
+    pub(crate) bal_port: u16,
+    pub(crate) hap_port: u16,
+    pub(crate) bal_cfg: String,
+    pub(crate) hap_cfg: String,
+    /// balancer's `/metrics` (TLS pairs only).
+    pub(crate) metrics: Option<std::net::SocketAddr>,
+}
 
-    // balancer
-    let cookie = persistence == Persistence::Cookie;
-    let servers: String = backends
-        .iter()
-        .map(|b| {
-            let value = if cookie {
-                format!("cookie = \"{}\"\n", b.name)
-            } else {
-                String::new()
-            };
-            format!(
-                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\n{value}",
-                b.name, b.addr
-            )
-        })
-        .collect();
-    let keys = match persistence {
-        Persistence::Cookie => "cookie = \"SERVER insert indirect nocache\"\n",
-        Persistence::StickOnSrc => {
-            "stick_table = { type = \"ip\", size = \"1m\", expire = \"30m\" }\nstick = \"on src\"\n"
+impl Proxies {
+    /// What wrk measures, balancer first.
+    pub(crate) fn targets(&self) -> [WrkTarget; 2] {
+        [
+            ("balancer", self.bal_port, self.bal.pid()),
+            ("haproxy", self.hap_port, self.hap.pid()),
+        ]
+    }
+
+    /// balancer's HTTP workers (from its log) and HAProxy's threads.
+    pub(crate) fn workers(&self) -> anyhow::Result<(u64, u64)> {
+        // Logged right after the listeners are bound: it may lag a little.
+        let logged = |p: &Proc| {
+            p.output().lines().find_map(|l| {
+                let (_, rest) = l.split_once(" worker threads)")?.0.rsplit_once('(')?;
+                rest.trim().parse::<u64>().ok()
+            })
+        };
+        wait_for(Duration::from_secs(10), || logged(&self.bal).is_some());
+        let bal = logged(&self.bal).context("balancer did not log its HTTP worker count")?;
+        Ok((bal, threads(self.hap.pid())?))
+    }
+
+    /// Stop both; fail if either exited during the run (`what`: which
+    /// pair). Returns their configurations (balancer's, HAProxy's).
+    pub(crate) fn stop(mut self, what: &str) -> anyhow::Result<(String, String)> {
+        for (p, name) in [(&mut self.bal, "balancer"), (&mut self.hap, "haproxy")] {
+            if let Some(st) = p.try_wait()? {
+                bail!(
+                    "{name} ({what}) exited during the run ({st}): {}",
+                    p.output()
+                );
+            }
         }
-    };
-    let bal_cfg = format!(
-        "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
-         [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"127.0.0.1:{bal_port}\"\n\
-         default_backend = \"app\"\n\n[[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n\
-         {keys}{servers}",
-        Path::new(balancer_tests::lab::BPFFS).join(id).display(),
-        dir.join(format!("admin{tag}.sock")).display()
-    );
-    let cfg = dir.join(format!("balancer{tag}.toml"));
-    std::fs::write(&cfg, &bal_cfg)?;
-    let mut cmd = Placement::taskset(place.subject, bin);
-    cmd.args(["run", "--config"])
-        .arg(&cfg)
-        // The daemon logs its HTTP worker count at info.
-        .env("RUST_LOG", "warn,balancer::daemon=info");
-    commands.push(format!(
-        "RUST_LOG=warn,balancer::daemon=info {}",
-        command_line(&cmd)
-    ));
-    let mut bal = Proc::spawn("balancer", cmd, dir)?;
+        Ok((self.bal_cfg, self.hap_cfg))
+    }
+}
 
-    // HAProxy, equivalent: one process, one thread per CPU it is bound to;
-    // `option forwardfor` because balancer always appends X-Forwarded-For.
-    let hservers: String = backends
-        .iter()
-        .map(|b| match persistence {
-            Persistence::Cookie => format!("  server {} {} cookie {}\n", b.name, b.addr, b.name),
-            Persistence::StickOnSrc => format!("  server {} {}\n", b.name, b.addr),
+impl Rig {
+    /// Start balancer (`bin`) and HAProxy as `spec` says, in front of the
+    /// origins, each pinned to the subject's CPU; wait until both listen.
+    pub(crate) fn start_proxies(&mut self, bin: &Path, spec: &PairSpec) -> anyhow::Result<Proxies> {
+        let (bal_port, hap_port) = (free_port()?, free_port()?);
+        let PairSpec {
+            tag,
+            persistence,
+            tls,
+        } = *spec;
+        let (dir, place) = (&self.dir, &self.place);
+        let backends = &self.origins.servers;
+
+        // balancer
+        let cookie = persistence == Persistence::Cookie;
+        let servers: String = backends
+            .iter()
+            .map(|b| {
+                let value = if cookie {
+                    format!("cookie = \"{}\"\n", b.name)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\n{value}",
+                    b.name, b.addr
+                )
+            })
+            .collect();
+        let keys = match persistence {
+            Persistence::Cookie => "cookie = \"SERVER insert indirect nocache\"\n",
+            Persistence::StickOnSrc => {
+                "stick_table = { type = \"ip\", size = \"1m\", expire = \"30m\" }\nstick = \"on src\"\n"
+            }
+        };
+        let metrics = match tls {
+            Some(_) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?))),
+            None => None,
+        };
+        let metrics_table =
+            metrics.map_or_else(String::new, |m| format!("[metrics]\nbind = \"{m}\"\n\n"));
+        let tls_key = tls.map_or_else(String::new, |pem| {
+            format!(
+                "tls = {{ crt = [\"{}\"], alpn = [\"h2\", \"http/1.1\"] }}\n",
+                pem.display()
+            )
+        });
+        let bal_cfg = format!(
+            "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
+             {metrics_table}[[frontend]]\nname = \"web\"\nmode = \"http\"\n\
+             bind = \"127.0.0.1:{bal_port}\"\ndefault_backend = \"app\"\n{tls_key}\n\
+             [[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n{keys}{servers}",
+            Path::new(balancer_tests::lab::BPFFS)
+                .join(format!("{}{tag}", self.id))
+                .display(),
+            dir.join(format!("admin{tag}.sock")).display()
+        );
+        let cfg = dir.join(format!("balancer{tag}.toml"));
+        std::fs::write(&cfg, &bal_cfg)?;
+        let mut cmd = Placement::taskset(place.subject, bin);
+        cmd.args(["run", "--config"])
+            .arg(&cfg)
+            // The daemon logs its HTTP worker count at info.
+            .env("RUST_LOG", "warn,balancer::daemon=info");
+        self.commands.push(format!(
+            "RUST_LOG=warn,balancer::daemon=info {}",
+            command_line(&cmd)
+        ));
+        let mut bal = Proc::spawn("balancer", cmd, dir)?;
+
+        // HAProxy, equivalent: one process, one thread per CPU it is bound
+        // to; `option forwardfor` because balancer always appends
+        // X-Forwarded-For.
+        let hservers: String = backends
+            .iter()
+            .map(|b| match persistence {
+                Persistence::Cookie => {
+                    format!("  server {} {} cookie {}\n", b.name, b.addr, b.name)
+                }
+                Persistence::StickOnSrc => format!("  server {} {}\n", b.name, b.addr),
+            })
+            .collect();
+        let lines = match persistence {
+            Persistence::Cookie => "  cookie SERVER insert indirect nocache\n",
+            Persistence::StickOnSrc => "  stick-table type ip size 1m expire 30m\n  stick on src\n",
+        };
+        let ssl = tls.map_or_else(String::new, |pem| {
+            format!(" ssl crt {} alpn h2,http/1.1", pem.display())
+        });
+        let hap_cfg = format!(
+            "global\n  maxconn 4096\n\ndefaults\n  mode http\n  timeout connect 5s\n  \
+             timeout client 30s\n  timeout server 30s\n\nfrontend web\n  \
+             bind 127.0.0.1:{hap_port}{ssl}\n  default_backend app\n\nbackend app\n  \
+             balance roundrobin\n{lines}  option forwardfor\n{hservers}"
+        );
+        let hcfg = dir.join(format!("haproxy{tag}.cfg"));
+        std::fs::write(&hcfg, &hap_cfg)?;
+        let mut hcmd = Placement::taskset(place.subject, "haproxy");
+        hcmd.args(["-db", "-f"]).arg(&hcfg);
+        self.commands.push(command_line(&hcmd));
+        let mut hap = Proc::spawn("haproxy", hcmd, dir)?;
+
+        wait_listening(&mut bal, bal_port).context("balancer, the system under test")?;
+        wait_listening(&mut hap, hap_port).context("HAProxy, the peer")?;
+        Ok(Proxies {
+            bal,
+            hap,
+            bal_port,
+            hap_port,
+            bal_cfg,
+            hap_cfg,
+            metrics,
         })
-        .collect();
-    let lines = match persistence {
-        Persistence::Cookie => "  cookie SERVER insert indirect nocache\n",
-        Persistence::StickOnSrc => "  stick-table type ip size 1m expire 30m\n  stick on src\n",
-    };
-    let hap_cfg = format!(
-        "global\n  maxconn 4096\n\ndefaults\n  mode http\n  timeout connect 5s\n  \
-         timeout client 30s\n  timeout server 30s\n\nfrontend web\n  bind 127.0.0.1:{hap_port}\n  \
-         default_backend app\n\nbackend app\n  balance roundrobin\n{lines}  option forwardfor\n{hservers}"
-    );
-    let hcfg = dir.join(format!("haproxy{tag}.cfg"));
-    std::fs::write(&hcfg, &hap_cfg)?;
-    let mut hcmd = Placement::taskset(place.subject, "haproxy");
-    hcmd.args(["-db", "-f"]).arg(&hcfg);
-    commands.push(command_line(&hcmd));
-    let mut hap = Proc::spawn("haproxy", hcmd, dir)?;
+    }
+}
 
-    wait_listening(&mut bal, bal_port).context("balancer, the system under test")?;
-    wait_listening(&mut hap, hap_port).context("HAProxy, the peer")?;
-    Ok(Proxies {
-        bal,
-        hap,
-        bal_port,
-        hap_port,
-        bal_cfg,
-        hap_cfg,
-    })
+/// The figures of one load's trials (see [`load_figures`]) and balancer's
+/// ratios to HAProxy in its three targets.
+pub(crate) struct LoadFigures {
+    pub(crate) figures: Vec<Figure>,
+    pub(crate) rps_ratio: f64,
+    pub(crate) p99_ratio: f64,
+    pub(crate) cpu_ratio: f64,
+}
+
+/// The figures of one load from each proxy's medians (`summary`) and the
+/// per-pair ratios (`pairs`), ids prefixed with `prefix` ("tls-"), `about`
+/// saying which load in their descriptions (", over TLS"): requests/s
+/// (target >= 1x HAProxy), latency p50, p99 (target <= 1x), p99.9, CPU
+/// per 100,000 requests (target <= `cpu_limit`x), RSS, the per-pair
+/// medians of requests/s and p99, and how busy the proxy's and the load
+/// generator's CPUs were.
+pub(crate) fn load_figures(
+    summary: &[Value],
+    pairs: &Value,
+    peer: &str,
+    prefix: &str,
+    about: &str,
+    cpu_limit: f64,
+) -> LoadFigures {
+    let pair = |id: &str, what: &str, unit: &'static str, key: &str, scale: f64| {
+        let what = format!("balancer {what}{about}");
+        pair_figure(
+            summary,
+            peer,
+            format!("{prefix}{id}"),
+            what,
+            unit,
+            key,
+            scale,
+        )
+    };
+    let LoadFigures {
+        mut figures,
+        rps_ratio,
+        p99_ratio,
+        cpu_ratio,
+    } = headline(
+        summary,
+        peer,
+        &|base| format!("{prefix}{base}"),
+        about,
+        Some(cpu_limit),
+    );
+    let trials = pairs["requests_per_s"].as_array().map_or(0, Vec::len);
+    let median = |key: &str| pairs[key].as_f64().unwrap_or(f64::NAN);
+    figures.extend([
+        pair("latency-p50", "latency p50", "us", "p50_us", 1.0),
+        pair("latency-p99-9", "latency p99.9", "us", "p999_us", 1.0),
+        pair(
+            "rss",
+            "resident memory after the run (includes the mmap'ed Maglev map, kernel memory)",
+            "bytes",
+            "rss_kib",
+            1024.0,
+        ),
+        Figure::new(
+            format!("{prefix}requests-per-s-pairs"),
+            format!(
+                "balancer/HAProxy requests/s{about}, median of the {trials} per-pair ratios \
+                 (each pair back to back; balancer ahead in {} of them)",
+                pairs["requests_per_s_pairs_at_least_1"]
+            ),
+            "x",
+            median("requests_per_s_median"),
+        ),
+        Figure::new(
+            format!("{prefix}latency-p99-pairs"),
+            format!(
+                "balancer/HAProxy latency p99{about}, median of the {trials} per-pair ratios \
+                 (balancer lower or equal in {} of them)",
+                pairs["p99_pairs_at_most_1"]
+            ),
+            "x",
+            median("p99_median"),
+        ),
+    ]);
+    figures.extend(busy_figures(summary, peer, prefix, about));
+    LoadFigures {
+        figures,
+        rps_ratio,
+        p99_ratio,
+        cpu_ratio,
+    }
+}
+
+/// balancer's requests/s (target >= 1x HAProxy), latency p99 (target <=
+/// 1x) and CPU per 100,000 requests (target <= `cpu_limit`x, if any), from
+/// each proxy's medians (`summary`); `id` makes a figure's id from its
+/// base (`requests-per-s`), `about` says which load in the descriptions.
+pub(crate) fn headline(
+    summary: &[Value],
+    peer: &str,
+    id: &dyn Fn(&str) -> String,
+    about: &str,
+    cpu_limit: Option<f64>,
+) -> LoadFigures {
+    let pair = |base: &str, what: &str, unit: &'static str, key: &str| {
+        let what = format!("balancer {what}{about}");
+        pair_figure(summary, peer, id(base), what, unit, key, 1.0)
+    };
+    let rps = pair(
+        "requests-per-s",
+        "requests/s",
+        "requests/s",
+        "requests_per_s",
+    );
+    let p99 = pair("latency-p99", "latency p99", "us", "p99_us");
+    let cpu = pair(
+        "cpu-per-100k-requests",
+        "CPU time (user+system) per 100,000 requests",
+        "s",
+        "cpu_s_per_100k",
+    );
+    let ratio = |f: &Figure| f.ratio().unwrap_or(f64::NAN);
+    let (rps_ratio, p99_ratio, cpu_ratio) = (ratio(&rps), ratio(&p99), ratio(&cpu));
+    let cpu = match cpu_limit {
+        Some(limit) => cpu.target(Target::ratio_at_most(cpu_ratio, limit, peer)),
+        None => cpu,
+    };
+    LoadFigures {
+        figures: vec![
+            rps.target(Target::ratio_at_least(rps_ratio, 1.0, peer)),
+            p99.target(Target::ratio_at_most(p99_ratio, 1.0, peer)),
+            cpu,
+        ],
+        rps_ratio,
+        p99_ratio,
+        cpu_ratio,
+    }
+}
+
+/// How busy the proxy's and the load generator's CPUs were during
+/// balancer's trials of one load (HAProxy's trials as the peer): whether
+/// the proxy, and not wrk, limited the rate. Ids prefixed with `prefix`.
+pub(crate) fn busy_figures(
+    summary: &[Value],
+    peer: &str,
+    prefix: &str,
+    about: &str,
+) -> [Figure; 2] {
+    let f = |id: &str, what: &str, key: &str| {
+        let share = |v: &Value| v[key].as_f64().unwrap_or(f64::NAN) * 100.0;
+        Figure::new(
+            format!("{prefix}{id}"),
+            format!("busy share of {what} during balancer's trials{about} (median)"),
+            "%",
+            share(&summary[0]),
+        )
+        .peer(format!("{peer}'s trials"), share(&summary[1]))
+    };
+    [
+        f("proxy-cpu-busy", "the proxy's CPU", "proxy_cpu_busy"),
+        f(
+            "generator-cpu-busy",
+            "the load generator's CPU (wrk, origins)",
+            "generator_cpu_busy",
+        ),
+    ]
 }
 
 /// Balancer's median `key` (times `scale`) from `summary` (see
 /// [`summarize`]), with HAProxy's as its peer.
-fn pair_figure(
+pub(crate) fn pair_figure(
     summary: &[Value],
     peer: &str,
-    id: &'static str,
+    id: impl Into<String>,
     what: String,
     unit: &'static str,
     key: &str,
@@ -691,7 +874,7 @@ fn pair_figure(
 }
 
 /// Each proxy's medians over its trials, and its trials.
-fn summarize(names: [&str; 2], results: &[Vec<Trial>]) -> Vec<Value> {
+pub(crate) fn summarize(names: [&str; 2], results: &[Vec<Trial>]) -> Vec<Value> {
     let med = |v: &[Trial], f: fn(&Trial) -> f64| {
         let mut x: Vec<f64> = v.iter().map(f).collect();
         x.sort_by(f64::total_cmp);
@@ -726,7 +909,7 @@ fn summarize(names: [&str; 2], results: &[Vec<Trial>]) -> Vec<Value> {
 
 /// Each trial's ratio to the other proxy's trial of its pair (balancer's
 /// over HAProxy's), and their medians.
-fn pairs_of(results: &[Vec<Trial>]) -> Value {
+pub(crate) fn pairs_of(results: &[Vec<Trial>]) -> Value {
     // Each trial's ratio to the other proxy's trial of the same pair, taken
     // back to back: drift of the machine slower than a pair cancels out.
     let pair_ratios = |f: fn(&Trial) -> f64| -> Vec<f64> {
@@ -757,8 +940,8 @@ fn pairs_of(results: &[Vec<Trial>]) -> Value {
 /// trial with errors beyond [`MAX_ERROR_SHARE`] fails the section.
 fn run_trials(
     place: &Placement,
-    lua: &Path,
-    targets: &[(&str, u16, u32); 2],
+    setup: &WrkSetup,
+    targets: &[WrkTarget; 2],
     load: Load,
     trials: usize,
     secs: u32,
@@ -766,7 +949,7 @@ fn run_trials(
     let conns = load.conns;
     // Warm up each once (server connections, pools, caches).
     for (name, port, _) in targets {
-        wrk(place, lua, *port, load, 1)
+        wrk(place, setup, *port, load, 1)
             .with_context(|| format!("{name}: warm-up, {conns} connections"))?;
     }
     let mut results: Vec<Vec<Trial>> = vec![Vec::new(), Vec::new()];
@@ -776,7 +959,7 @@ fn run_trials(
             let (name, port, pid) = targets[i];
             let cpu0 = cpu_seconds(pid)?;
             let (g0, s0) = (cpu_jiffies(place.generator)?, cpu_jiffies(place.subject)?);
-            let r = wrk(place, lua, port, load, secs)
+            let r = wrk(place, setup, port, load, secs)
                 .with_context(|| format!("{name}: trial {t}, {conns} connections"))?;
             let cpu = cpu_seconds(pid)? - cpu0;
             let (g1, s1) = (cpu_jiffies(place.generator)?, cpu_jiffies(place.subject)?);
@@ -942,35 +1125,71 @@ struct WrkResult {
     errors: u64,
 }
 
-/// The load: wrk's connections, and whether every request carries the
-/// persistence cookie (the cookie proxies) or none (stick on src).
+/// The load: wrk's connections, whether every request carries the
+/// persistence cookie (the cookie proxies) or none (stick on src), over
+/// TLS or not, and whether each request opens a connection of its own.
 #[derive(Clone, Copy)]
-struct Load {
-    conns: u32,
-    cookie: bool,
+pub(crate) struct Load {
+    pub(crate) conns: u32,
+    pub(crate) cookie: bool,
+    pub(crate) tls: bool,
+    /// `Connection: close` on every request: wrk connects again after each
+    /// response.
+    pub(crate) close: bool,
+    /// Over TLS, a new session on each connection (see
+    /// [`Rig::fresh_sessions`]); else wrk resumes its last one.
+    pub(crate) fresh_sessions: bool,
 }
 
-fn wrk_command(place: &Placement, lua: &Path, port: u16, load: Load, secs: u32) -> Command {
+impl Load {
+    /// Keep-alive plain HTTP with the cookie, [`CONNECTIONS`] connections.
+    pub(crate) const KEEP_ALIVE: Load = Load {
+        conns: CONNECTIONS,
+        cookie: true,
+        tls: false,
+        close: false,
+        fresh_sessions: false,
+    };
+}
+
+/// What every wrk run uses: the Lua hook that reports, and the library
+/// that makes wrk start a new TLS session on each connection.
+struct WrkSetup {
+    lua: PathBuf,
+    /// See [`Rig::fresh_sessions`].
+    no_resume: Option<PathBuf>,
+}
+
+fn wrk_command(place: &Placement, setup: &WrkSetup, port: u16, load: Load, secs: u32) -> Command {
     let mut cmd = Placement::taskset(place.generator, "wrk");
+    if load.fresh_sessions
+        && let Some(lib) = &setup.no_resume
+    {
+        cmd.env("LD_PRELOAD", lib);
+    }
     cmd.args(["-t1", &format!("-c{}", load.conns), &format!("-d{secs}s")]);
     if load.cookie {
         cmd.args(["-H", "Cookie: SERVER=s0"]);
     }
+    if load.close {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    let scheme = if load.tls { "https" } else { "http" };
     cmd.arg("-s")
-        .arg(lua)
-        .arg(format!("http://127.0.0.1:{port}/"));
+        .arg(&setup.lua)
+        .arg(format!("{scheme}://127.0.0.1:{port}/"));
     cmd
 }
 
 /// One wrk run, pinned to the generator's CPU.
 fn wrk(
     place: &Placement,
-    lua: &Path,
+    setup: &WrkSetup,
     port: u16,
     load: Load,
     secs: u32,
 ) -> anyhow::Result<WrkResult> {
-    let out = wrk_command(place, lua, port, load, secs)
+    let out = wrk_command(place, setup, port, load, secs)
         .output()
         .context("running wrk (cargo xtask setup installs it)")?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -6,6 +6,9 @@
 //! - `xdp-testrun`: ns/packet per case, balancer vs the bare program;
 //! - `http-cookie`: requests/s and p99 latency, balancer vs HAProxy (cookie
 //!   at 32 and 1,000 connections, stick on src at 32);
+//! - `https`: TLS handshakes/s (full: ECDSA P-256, RSA 2048, ECDSA with
+//!   balancer on ring; resumed), keep-alive requests/s and p99 latency over
+//!   TLS, balancer vs HAProxy;
 //! - `affinity`: share of clients moved vs the number of servers, one line
 //!   per series of its `series` detail key (`n` is the x axis);
 //! - `xdp-pps`: packets/s per system, from the figures in packets/s and
@@ -74,6 +77,7 @@ pub fn write_all(report: &Value, out: &Path) -> anyhow::Result<Vec<(String, Path
         let plot = match name {
             "xdp-testrun" => xdp_testrun(s),
             "http-cookie" => http_cookie(s),
+            "https" => https(s),
             "affinity" => affinity(s),
             "xdp-pps" => xdp_pps(s),
             _ => continue,
@@ -141,52 +145,91 @@ fn xdp_testrun(s: &Value) -> Option<Plot> {
     })
 }
 
-fn http_cookie(s: &Value) -> Option<Plot> {
-    let find = |id: &str| figures(s).find(|f| f["id"] == id && f["peer"].is_object());
-    let rps = find("requests-per-s")?;
-    let peer = rps["peer"]["name"].as_str().unwrap_or("HAProxy").to_owned();
-    // One group per load: wrk's usual connections, and 1,000 when measured.
-    let panel = |ids: [&str; 3], y: &str| -> Option<Panel> {
-        let groups = ids
-            .iter()
-            .zip([
-                "cookie, 32 connections",
-                "cookie, 1000 connections",
-                "stick on src, 32 connections",
-            ])
-            .filter_map(|(id, label)| {
-                let f = find(id)?;
-                Some((
-                    label.to_owned(),
-                    vec![f["value"].as_f64()?, f["peer"]["value"].as_f64()?],
-                ))
-            })
-            .collect();
-        Some(Panel::Bars {
-            y_desc: y.into(),
-            series: vec!["balancer".into(), peer.clone()],
-            groups,
+/// The peer's name of `id`, a figure with a peer.
+fn peer_of(s: &Value, id: &str) -> Option<String> {
+    let f = figures(s).find(|f| f["id"] == id && f["peer"].is_object())?;
+    Some(f["peer"]["name"].as_str().unwrap_or("HAProxy").to_owned())
+}
+
+/// Bars of balancer against `peer`: one group per (figure id, label) whose
+/// figure has a peer.
+fn versus(s: &Value, peer: &str, ids: &[(&str, &str)], y: &str) -> Panel {
+    let groups = ids
+        .iter()
+        .filter_map(|(id, label)| {
+            let f = figures(s).find(|f| f["id"] == *id && f["peer"].is_object())?;
+            Some((
+                (*label).to_owned(),
+                vec![f["value"].as_f64()?, f["peer"]["value"].as_f64()?],
+            ))
         })
+        .collect();
+    Panel::Bars {
+        y_desc: y.into(),
+        series: vec!["balancer".into(), peer.to_owned()],
+        groups,
+    }
+}
+
+fn http_cookie(s: &Value) -> Option<Plot> {
+    let peer = peer_of(s, "requests-per-s")?;
+    // One group per load: wrk's usual connections, and 1,000 when measured.
+    let loads = |ids: [&'static str; 3]| {
+        ids.into_iter().zip([
+            "cookie, 32 connections",
+            "cookie, 1000 connections",
+            "stick on src, 32 connections",
+        ])
     };
+    let rps: Vec<_> = loads([
+        "requests-per-s",
+        "requests-per-s-1000-connections",
+        "stick-requests-per-s",
+    ])
+    .collect();
+    let p99: Vec<_> = loads([
+        "latency-p99",
+        "latency-p99-1000-connections",
+        "stick-latency-p99",
+    ])
+    .collect();
     Some(Plot {
         title: format!("http-cookie: balancer vs {peer} under wrk"),
         panels: vec![
-            panel(
-                [
-                    "requests-per-s",
-                    "requests-per-s-1000-connections",
-                    "stick-requests-per-s",
+            versus(s, &peer, &rps, "requests/s (higher is better)"),
+            versus(s, &peer, &p99, "p99 latency, us (lower is better)"),
+        ],
+    })
+}
+
+fn https(s: &Value) -> Option<Plot> {
+    let peer = peer_of(s, "handshakes-per-s-ecdsa")?;
+    Some(Plot {
+        title: format!("https: balancer vs {peer} under wrk, TLS 1.3"),
+        panels: vec![
+            versus(
+                s,
+                &peer,
+                &[
+                    ("handshakes-per-s-ecdsa", "ECDSA"),
+                    ("handshakes-per-s-rsa", "RSA"),
+                    ("handshakes-per-s-ecdsa-ring", "ring"),
+                    ("handshakes-per-s-ecdsa-resumed", "resumed"),
                 ],
-                "requests/s (higher is better)",
-            )?,
-            panel(
-                [
-                    "latency-p99",
-                    "latency-p99-1000-connections",
-                    "stick-latency-p99",
-                ],
-                "p99 latency, us (lower is better)",
-            )?,
+                "TLS handshakes/s (higher is better)",
+            ),
+            versus(
+                s,
+                &peer,
+                &[("tls-requests-per-s", "keep-alive, 32 connections")],
+                "requests/s over TLS (higher is better)",
+            ),
+            versus(
+                s,
+                &peer,
+                &[("tls-latency-p99", "keep-alive, 32 connections")],
+                "p99 latency over TLS, us (lower is better)",
+            ),
         ],
     })
 }
@@ -506,6 +549,11 @@ mod tests {
             {"name": "http-cookie", "figures": [
                 fig("requests-per-s", "requests/s", 20_000.0, Some(("HAProxy 2.6", 23_000.0))),
                 fig("latency-p99", "us", 3000.0, Some(("HAProxy 2.6", 3100.0)))]},
+            {"name": "https", "figures": [
+                fig("handshakes-per-s-ecdsa", "handshakes/s", 4000.0, Some(("HAProxy 2.6", 3000.0))),
+                fig("handshakes-per-s-rsa", "handshakes/s", 1000.0, Some(("HAProxy 2.6", 900.0))),
+                fig("tls-requests-per-s", "requests/s", 20_000.0, Some(("HAProxy 2.6", 21_000.0))),
+                fig("tls-latency-p99", "us", 3000.0, Some(("HAProxy 2.6", 3100.0)))]},
             {"name": "affinity", "figures": [], "series": {
                 "n": [2, 3, 4], "stick_table": [0.0, 0.0, 0.0], "modulo": [0.5, 0.66, 0.75],
                 "ideal": [0.5, 0.33, 0.25]}},
@@ -517,7 +565,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-plots-{}", std::process::id()));
         let written = write_all(&report, &dir).unwrap();
         let names: Vec<&str> = written.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["xdp-testrun", "http-cookie", "affinity", "xdp-pps"]);
+        assert_eq!(
+            names,
+            ["xdp-testrun", "http-cookie", "https", "affinity", "xdp-pps"]
+        );
         for (_, png) in &written {
             let bytes = std::fs::read(png).unwrap();
             assert!(bytes.starts_with(b"\x89PNG"), "{}", png.display());

@@ -44,6 +44,17 @@ pub fn stdout(cmd: &mut Command) -> anyhow::Result<String> {
 /// Build the `balancer` binary (debug shares artefacts with the tests) and
 /// return its path.
 pub fn build_balancer(release: bool) -> anyhow::Result<PathBuf> {
+    build_balancer_with(release, &[], None)
+}
+
+/// Build the `balancer` binary with more cargo arguments (`features`, e.g.
+/// `--no-default-features --features ring`) into `target` (default cargo's
+/// target directory), and return its path.
+pub fn build_balancer_with(
+    release: bool,
+    features: &[&str],
+    target: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     let mut cmd = cargo();
     cmd.args([
         "build",
@@ -52,17 +63,25 @@ pub fn build_balancer(release: bool) -> anyhow::Result<PathBuf> {
         "--bin",
         "balancer",
     ]);
+    cmd.args(features);
     if release {
         cmd.arg("--release");
     }
+    if let Some(dir) = target {
+        cmd.arg("--target-dir").arg(dir);
+    }
     status(&mut cmd)?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target = target.map_or_else(target_dir, Path::to_owned);
     let bin = target
         .join(if release { "release" } else { "debug" })
         .join("balancer");
     println!("built {}", bin.display());
     Ok(bin)
+}
+
+/// cargo's target directory: CARGO_TARGET_DIR, else `<root>/target`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 
 pub fn is_root() -> bool {

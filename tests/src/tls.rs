@@ -21,7 +21,8 @@ pub enum Key {
     Rsa2048,
 }
 
-/// A test CA in `dir` (`ca.crt`, `ca.key`).
+/// A test CA in `dir` (`ca.crt`, `ca.key`); the directory is removed
+/// when the `Pki` is dropped.
 pub struct Pki {
     pub dir: PathBuf,
     pub ca: PathBuf,
@@ -100,6 +101,13 @@ impl Pki {
         text.extend(std::fs::read(&k)?);
         std::fs::write(&pem, text)?;
         Ok(pem)
+    }
+}
+
+/// The CA, its certificates and keys are removed with it.
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

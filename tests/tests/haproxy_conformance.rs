@@ -463,14 +463,6 @@ struct Pair {
 /// The name of the certificate both proxies serve.
 const TLS_NAME: &str = "conformance.test";
 
-impl Drop for Pair {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.pki.dir);
-        }
-    }
-}
-
 impl Pair {
     fn start(spec: Spec) -> Pair {
         require_root();

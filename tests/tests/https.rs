@@ -50,19 +50,9 @@ fn pki(tag: &str) -> Pki {
     Pki::new(&dir).expect("openssl: a test CA")
 }
 
-/// Removes a directory when dropped (the test's certificates).
-struct Cleanup(std::path::PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn sni_alpn_and_the_cookie_over_http2_and_http1() {
     let pki = pki("sni");
-    let _clean = Cleanup(pki.dir.clone());
     let a = pki
         .server("a.pem", &["a.test", "*.a.test"], Key::EcdsaP256, 30)
         .unwrap();
@@ -246,7 +236,6 @@ print(" ".join(out))
 #[test]
 fn sessions_resume_with_tls13_tickets_and_tls12() {
     let pki = pki("resume");
-    let _clean = Cleanup(pki.dir.clone());
     let a = pki
         .server("a.pem", &["a.test"], Key::EcdsaP256, 30)
         .unwrap();
@@ -348,7 +337,6 @@ fn send_and_read(to: SocketAddr, bytes: &[u8], close_write: bool) -> (Vec<u8>, D
 #[test]
 fn bad_input_on_the_tls_port_is_answered_or_closed_and_counted() {
     let pki = pki("bad");
-    let _clean = Cleanup(pki.dir.clone());
     let a = pki
         .server("a.pem", &["a.test"], Key::EcdsaP256, 30)
         .unwrap();
@@ -415,7 +403,6 @@ fn a_thousand_half_open_handshakes_leave_room_for_a_real_client() {
     // SAFETY: setrlimit with a valid struct.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     let pki = pki("flood");
-    let _clean = Cleanup(pki.dir.clone());
     let a = pki
         .server("a.pem", &["a.test"], Key::EcdsaP256, 30)
         .unwrap();
@@ -484,7 +471,6 @@ for _ in sys.stdin:
 #[test]
 fn sighup_replaces_certificates_and_refuses_bad_ones() {
     let pki = pki("reload");
-    let _clean = Cleanup(pki.dir.clone());
     let live = pki.dir.join("live.pem");
     let first = pki
         .server("first.pem", &["a.test"], Key::EcdsaP256, 30)
@@ -632,7 +618,6 @@ fn sighup_replaces_certificates_and_refuses_bad_ones() {
 #[test]
 fn tls_to_servers_verified_pooled_and_resumed() {
     let pki = pki("upstream");
-    let _clean = Cleanup(pki.dir.clone());
     let pem = pki
         .server("backend.pem", &["backend.test"], Key::EcdsaP256, 30)
         .unwrap();
@@ -684,7 +669,6 @@ fn tls_to_servers_verified_pooled_and_resumed() {
     assert_eq!(a.status, 503, "{a:?}");
     // An untrusted issuer: refused too; with verify = "none", taken.
     let other_ca = self::pki("upstream-other");
-    let _clean2 = Cleanup(other_ca.dir.clone());
     let untrusted = format!("{{ ca_file = \"{}\" }}", other_ca.ca.display());
     let bad = Svc::launch("https-up-ca", "", &backend(&untrusted), &servers);
     let a = balancer_tests::http::Client::new(bad.front)
@@ -754,7 +738,6 @@ fn raw_answer(to: SocketAddr, req: &[u8]) -> String {
 #[test]
 fn one_haproxy_cfg_with_ssl_binds_and_a_redirect_runs_in_both() {
     let pki = pki("cfg");
-    let _clean = Cleanup(pki.dir.clone());
     let pem = pki
         .server("site.pem", &["site.test"], Key::EcdsaP256, 30)
         .unwrap();
@@ -831,9 +814,7 @@ fn one_haproxy_cfg_with_ssl_binds_and_a_redirect_runs_in_both() {
 #[test]
 fn ssl_servers_are_checked_over_tls() {
     let pki = pki("checks");
-    let _clean = Cleanup(pki.dir.clone());
     let other = self::pki("checks-other");
-    let _clean2 = Cleanup(other.dir.clone());
     let good = pki
         .server("good.pem", &["backend.test"], Key::EcdsaP256, 30)
         .unwrap();

@@ -47,7 +47,7 @@ impl ServerTls {
             reason,
         };
         let provider = Arc::new(provider());
-        let verifier: Arc<dyn ServerCertVerifier> = match &settings.ca_file {
+        let chain = match &settings.ca_file {
             Some(path) if settings.verify => {
                 let pem = std::fs::read(path)
                     .map_err(|e| setup(format!("ca_file {}: {e}", path.display())))?;
@@ -73,13 +73,15 @@ impl ServerTls {
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .build()
                         .map_err(|e| setup(format!("ca_file {}: {e}", path.display())))?;
-                Arc::new(Verify {
-                    inner,
-                    check_name: settings.sni.is_some(),
-                })
+                Some(inner)
             }
-            _ => Arc::new(NoVerify(provider.clone())),
+            _ => None,
         };
+        let verifier = Arc::new(Verify {
+            chain,
+            check_name: settings.sni.is_some(),
+            provider: provider.clone(),
+        });
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| setup(e.to_string()))?
@@ -105,11 +107,15 @@ impl ServerTls {
     }
 }
 
-/// `verify required`: the chain to the CA, and the name only with `sni`.
+/// The server's certificate check. `verify required` (`chain`): the
+/// chain to the CA, and the name only with `sni`; `verify none`: any
+/// certificate. Either way the handshake's signatures are checked, with
+/// the certificate's own key.
 #[derive(Debug)]
 struct Verify {
-    inner: Arc<WebPkiServerVerifier>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
     check_name: bool,
+    provider: Arc<CryptoProvider>,
 }
 
 impl ServerCertVerifier for Verify {
@@ -122,10 +128,10 @@ impl ServerCertVerifier for Verify {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         use rustls::{CertificateError as C, Error as E};
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }))
                 if !self.check_name =>
             {
@@ -141,51 +147,11 @@ impl ServerCertVerifier for Verify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `verify none`: any certificate; the handshake's signatures are still
-/// checked (with the certificate's own key).
-#[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -199,11 +165,13 @@ impl ServerCertVerifier for NoVerify {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -189,6 +189,35 @@ fn option_forwarded_adds_an_rfc7239_element() {
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
 }
 
+/// A response carries the headers its server sent and no others: no `Date`
+/// of the proxy's own (HAProxy adds none; the lab's servers send none), on
+/// HTTP/1.1 and on HTTP/2.
+#[test]
+fn responses_carry_no_header_the_server_did_not_send() {
+    let svc = Svc::start("http-hdrs", "", "", 1);
+    let mut c = Client::new(svc.front);
+    let a = c.get("/").unwrap();
+    assert_eq!(a.status, 200);
+    let mut names: Vec<&str> = a.headers.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["content-length", "content-type"], "{:?}", a.headers);
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--http2-prior-knowledge",
+        ])
+        .arg(format!("http://{}/", svc.front))
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(!head.contains("\ndate:"), "{head}");
+}
+
 /// A keep-alive HTTP/1.1 server on loopback that counts the connections and
 /// requests it gets; with `idle_close`, it closes each connection that long
 /// after answering a request (an idle timeout, without `Connection: close`).

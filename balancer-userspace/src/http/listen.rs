@@ -129,11 +129,15 @@ pub async fn serve(
         // messages that dominate (large bodies pay one more copy).
         .writev(false)
         .keep_alive(true)
+        // A response carries the headers its server sent, as HAProxy's:
+        // no `Date` of the proxy's own (the origin's, if any, passes).
+        .auto_date_header(false)
         // The connection's watchdog keeps HAProxy's timeouts instead.
         .header_read_timeout(None)
         .max_buf_size(t.max_header_bytes.max(8192));
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(RecyclingTimer)
+        .auto_date_header(false)
         .max_header_list_size(t.max_header_bytes as u32)
         .max_concurrent_streams(t.h2_max_concurrent_streams);
     let builders = Arc::new(Builders { h1, h2 });

@@ -42,7 +42,7 @@
 //! | `balancer_stick_table_entries` | gauge (last count) | |
 //! | `balancer_stick_table_counted_timestamp_seconds` | gauge | |
 
-use crate::dataplane::PinnedCounters;
+use crate::dataplane::{PinnedCounters, StickStore};
 use crate::http::stats::{CLASSES, FrontendCounters, ServerStats};
 use std::{
     convert::Infallible,
@@ -72,7 +72,6 @@ use tokio::net::TcpListener;
 
 use crate::{
     control::{Controller, Shared},
-    dataplane::Dataplane,
     stats::Stats,
     util::{ControlAccept, control_http1},
 };
@@ -85,15 +84,16 @@ pub struct TableCount {
     at: AtomicU64,
 }
 
-/// Count the pinned stick table every `every`, off the async runtime and
+/// Count the stick table every `every`, off the async runtime and
 /// without the controller's lock.
-pub async fn count_loop(pin_dir: PathBuf, every: Duration, out: Arc<TableCount>) {
+pub async fn count_loop(store: StickStore, every: Duration, out: Arc<TableCount>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let store = Arc::new(store);
     loop {
         tick.tick().await;
-        let dir = pin_dir.clone();
-        match tokio::task::spawn_blocking(move || Dataplane::pinned_stick_count(&dir)).await {
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.count()).await {
             Ok(Ok(n)) => {
                 out.entries.store(n, Ordering::Relaxed);
                 out.at.store(unix_now(), Ordering::Relaxed);
@@ -112,15 +112,16 @@ fn unix_now() -> u64 {
 
 /// Serve `GET /metrics` until the task is dropped. The data plane's
 /// counters are read through the maps pinned under `pin_dir`, without the
-/// controller's lock (which a scrape holds only to copy names and ids).
+/// controller's lock (which a scrape holds only to copy names and ids);
+/// with no kernel data plane (`None`), they are zero.
 pub async fn serve(
     listener: TcpListener,
     shared: Shared,
     count: Arc<TableCount>,
-    pin_dir: PathBuf,
+    pin_dir: Option<PathBuf>,
 ) {
-    let counters = match PinnedCounters::open(&pin_dir) {
-        Ok(c) => Ok(Arc::new(c)),
+    let counters = match pin_dir.as_deref().map(PinnedCounters::open).transpose() {
+        Ok(c) => Ok(c.map(Arc::new)),
         Err(e) => {
             warn!("metrics: the data plane's counters: {e}");
             Err(Arc::new(e.to_string()))
@@ -147,7 +148,7 @@ pub async fn serve(
 async fn handle<B>(
     shared: Shared,
     count: Arc<TableCount>,
-    counters: Result<Arc<PinnedCounters>, Arc<String>>,
+    counters: Result<Option<Arc<PinnedCounters>>, Arc<String>>,
     req: Request<B>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = match (req.method(), req.uri().path()) {
@@ -155,7 +156,7 @@ async fn handle<B>(
             let plan = Plan::take(&*shared.lock().await);
             let snap = match counters {
                 // A system call per counter: off the runtime's threads.
-                Ok(c) => tokio::task::spawn_blocking(move || plan.read(&c, &count))
+                Ok(c) => tokio::task::spawn_blocking(move || plan.read(c.as_deref(), &count))
                     .await
                     .unwrap_or_else(|e| Err(e.to_string())),
                 Err(e) => Err(e.to_string()),
@@ -253,20 +254,30 @@ impl Plan {
     }
 
     /// The snapshot, with the data plane's counters read now.
-    fn read(self, counters: &PinnedCounters, count: &TableCount) -> Result<Snapshot, String> {
+    fn read(
+        self,
+        counters: Option<&PinnedCounters>,
+        count: &TableCount,
+    ) -> Result<Snapshot, String> {
         let e = |e: crate::dataplane::DataplaneError| e.to_string();
         let mut frontends = Vec::new();
         for (name, id) in self.frontends {
-            frontends.push((name, counters.vip(id).map_err(e)?));
+            let c = counters.map(|c| c.vip(id)).transpose().map_err(e)?;
+            frontends.push((name, c.unwrap_or_default()));
         }
         let mut servers = Vec::new();
         for (mut snap, id) in self.servers {
-            let c = counters.backend(id).map_err(e)?;
+            let c = counters.map(|c| c.backend(id)).transpose().map_err(e)?;
+            let c = c.unwrap_or_default();
             (snap.packets, snap.bytes) = (c.packets, c.bytes);
             servers.push(snap);
         }
         Ok(Snapshot {
-            classes: counters.classes().map_err(e)?,
+            classes: counters
+                .map(PinnedCounters::classes)
+                .transpose()
+                .map_err(e)?
+                .unwrap_or_default(),
             frontends,
             servers,
             capacity: self.capacity,

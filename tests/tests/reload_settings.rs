@@ -77,3 +77,33 @@ fn a_reload_changing_settings_taken_at_start_is_refused_naming_them() {
     let status = svc.cli(&["status"]);
     assert!(status.contains("frontend web"), "{status}");
 }
+
+/// The kernel's stick table holds the tables that use it: a reload may
+/// change their sizes while they fit (a smaller table used to be refused:
+/// any change of the sum was); one whose tables need more entries than
+/// the table holds is refused, naming the sizes (it cannot grow in place).
+#[test]
+fn a_reload_may_resize_stick_tables_while_they_fit() {
+    let svc = Svc::launch(
+        "reload-sizes",
+        "",
+        "stick_table = { size = \"2k\" }\nstick = \"on src\"\n",
+        "[[backend.server]]\nname = \"s0\"\naddress = \"127.0.0.1:9\"\n",
+    );
+    let config = svc.dir.join("balancer.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let smaller = original.replace("size = \"2k\"", "size = \"1k\"");
+    assert_ne!(smaller, original);
+    std::fs::write(&config, &smaller).unwrap();
+    svc.daemon.signal(libc::SIGHUP).unwrap();
+    svc.daemon
+        .expect_logged("reloaded:", Duration::from_secs(10));
+    let grown = original.replace("size = \"2k\"", "size = \"100k\"");
+    std::fs::write(&config, &grown).unwrap();
+    svc.daemon.signal(libc::SIGHUP).unwrap();
+    svc.daemon.expect_logged(
+        "reload failed: changing stick_table.size (the stick tables now add up to 100000 entries; \
+         the kernel table holds 2000",
+        Duration::from_secs(10),
+    );
+}

@@ -148,19 +148,7 @@ impl Body for Listing {
 mod tests {
     use super::*;
 
-    fn key(vip_id: u32, last: u8) -> StickKey {
-        let mut addr = [0u8; 16];
-        addr[..4].copy_from_slice(&[198, 18, 0, last]);
-        StickKey { vip_id, addr }
-    }
-
-    fn value(backend: u32, last_seen_ns: u64) -> StickValue {
-        StickValue {
-            backend,
-            _pad: 0,
-            last_seen_ns,
-        }
-    }
+    use crate::dataplane::testing::{key, value};
 
     fn names() -> Names {
         Names {

@@ -32,9 +32,11 @@ pub enum XdpMode {
     Generic,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDataplane {
+    /// Absent (or no `[dataplane]`): none, an HTTP-only configuration.
+    #[serde(default)]
     pub(super) interfaces: Vec<String>,
     /// `None`: not in the file (the default applies; see [`DataplaneKeys`]).
     xdp_mode: Option<XdpMode>,
@@ -52,6 +54,9 @@ pub struct Dataplane {
     pub xdp_mode: XdpMode,
     /// Directory on a bpffs where the daemon pins its maps.
     pub pin_dir: PathBuf,
+    /// Whether the file set `pin_dir`: an HTTP-only configuration then
+    /// keeps its stick tables in a pinned map (see [`super::Config::needs_kernel`]).
+    pub pin_dir_set: bool,
     /// New stick entries per CPU per second (flood guard); 0 = no cap.
     /// Default [`DEFAULT_INSERT_CAP`].
     pub insert_cap: u32,
@@ -88,6 +93,7 @@ impl Validator<'_> {
                 return Err(self.err("dataplane.interfaces", format!("{name:?} is listed twice")));
             }
         }
+        let pin_dir_set = d.pin_dir.is_some();
         let pin_dir = d.pin_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR));
         if !pin_dir.is_absolute() {
             return Err(self.err(
@@ -108,6 +114,7 @@ impl Validator<'_> {
             interfaces: d.interfaces,
             xdp_mode: d.xdp_mode.unwrap_or_default(),
             pin_dir,
+            pin_dir_set,
             insert_cap: d.insert_cap.unwrap_or(DEFAULT_INSERT_CAP),
             stick_refresh,
             tunnel_source_v4: d.tunnel_source_v4,

@@ -141,6 +141,7 @@ fn locate(text: &str, key: &str) -> usize {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
     dataplane: dataplane::RawDataplane,
     #[serde(default)]
     frontend: Vec<frontend::RawFrontend>,
@@ -166,6 +167,7 @@ struct RawMetrics {
 #[serde(deny_unknown_fields)]
 struct RawGlobal {
     maxconn: Option<u32>,
+    server_state_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +183,10 @@ pub struct Config {
     /// once; `None`: as many as the descriptor limit allows (see the
     /// daemon's descriptor budget).
     pub maxconn: Option<u32>,
+    /// `[global] server_state_file`: where runtime server changes are kept
+    /// for a restart (HAProxy's `server-state-file`); `None`: a reload
+    /// keeps them, a restart does not.
+    pub server_state_file: Option<PathBuf>,
     pub dataplane: Dataplane,
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
@@ -202,7 +208,34 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// Entries of the stick tables that use the shared table: those of
+/// backends of L4 frontends, and of HTTP ones with `stick` rules (an HTTP
+/// backend without them has no table).
+pub fn stick_size_total(frontends: &[Frontend], backends: &[Backend]) -> u64 {
+    backends
+        .iter()
+        .enumerate()
+        .filter(|(bi, b)| {
+            let l4 = frontends
+                .iter()
+                .any(|f| f.backend == *bi && f.mode == Mode::L4);
+            l4 || b.http.as_ref().is_some_and(|h| h.stick.any())
+        })
+        .map(|(_, b)| b.stick_size)
+        .sum()
+}
+
 impl Config {
+    /// Whether the daemon needs the kernel data plane (the XDP program,
+    /// its maps pinned under `pin_dir`, so root and a bpffs): with an XDP
+    /// interface, with `pin_dir` set (HTTP stick tables then live in a
+    /// pinned map, which a restart keeps), or with `[peers]` (replication
+    /// reads the kernel table). Otherwise (HTTP only) the maps live in the
+    /// process and nothing of the kernel's is needed.
+    pub fn needs_kernel(&self) -> bool {
+        !self.dataplane.interfaces.is_empty() || self.dataplane.pin_dir_set || self.peers.is_some()
+    }
+
     /// Read and validate a config file (TOML, or a haproxy.cfg with no
     /// settings of balancer's own: see [`Config::load_with`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -445,11 +478,18 @@ impl Validator<'_> {
                 ),
             ));
         }
-        let total_stick: u64 = backends.iter().map(|b| b.stick_size).sum();
-        if total_stick > MAX_STICK_SIZE {
+        // The kernel's table holds them all; in process, each table is
+        // its own and takes memory only for its entries.
+        let total_stick = stick_size_total(&frontends, &backends);
+        let kernel =
+            !dataplane.interfaces.is_empty() || dataplane.pin_dir_set || !raw.peers.is_empty();
+        if kernel && total_stick > MAX_STICK_SIZE {
             return Err(self.err(
                 "backend",
-                format!("stick tables total {total_stick} entries, more than {MAX_STICK_SIZE}"),
+                format!(
+                    "stick tables total {total_stick} entries, more than the kernel table's \
+                     {MAX_STICK_SIZE}"
+                ),
             ));
         }
         let servers: usize = backends
@@ -489,9 +529,19 @@ impl Validator<'_> {
         };
         let peers =
             peers::validate(raw.peers, &backends).map_err(|(key, reason)| self.err(key, reason))?;
-        let maxconn = raw.global.and_then(|g| g.maxconn);
+        let (maxconn, server_state_file) = raw
+            .global
+            .map_or((None, None), |g| (g.maxconn, g.server_state_file));
         if maxconn == Some(0) {
             return Err(self.err("global.maxconn", "at least 1"));
+        }
+        if let Some(p) = &server_state_file
+            && (!p.is_absolute() || p.file_name().is_none())
+        {
+            return Err(self.err(
+                "global.server_state_file",
+                format!("{}: an absolute path to a file", p.display()),
+            ));
         }
         let keys = effect::GlobalKeys {
             dataplane: dataplane_keys,
@@ -501,6 +551,7 @@ impl Validator<'_> {
         self.settle_globals(&keys, &dataplane, &frontends, &backends, &resolvers)?;
         Ok(Config {
             maxconn,
+            server_state_file,
             peers,
             dataplane,
             frontends,

@@ -895,3 +895,51 @@ fn redirect_to_https() {
         assert!(e.to_string().contains(reason), "{redirect}: {e}");
     }
 }
+
+/// `n` HTTP frontends, each with its own backend and `backend_extra`.
+fn http_services(n: usize, backend_extra: &str) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[frontend]]\nname = \"f{i}\"\nmode = \"http\"\nbind = \"127.0.0.1:{}\"\n\
+                 default_backend = \"b{i}\"\n[[backend]]\nname = \"b{i}\"\n{backend_extra}\
+                 [[backend.server]]\nname = \"s\"\naddress = \"127.0.0.1:8080\"\n",
+                20000 + i
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn http_backends_reserve_stick_entries_only_with_stick_rules() {
+    // 17 HTTP backends without stick rules: no table, nothing reserved
+    // (each counted its default 1m before, so 17 went over the 16m cap).
+    let plain = parse(&http_services(17, "")).unwrap();
+    assert_eq!(stick_size_total(&plain.frontends, &plain.backends), 0);
+    assert!(!plain.needs_kernel(), "no [dataplane] section, HTTP only");
+    // With stick rules, each reserves its size: over the kernel table's
+    // cap only where the kernel holds them (pin_dir set).
+    let rules = "stick_table = { type = \"ip\", size = \"1m\" }\nstick = \"on src\"\n";
+    let sticky = parse(&http_services(17, rules)).unwrap();
+    assert_eq!(
+        stick_size_total(&sticky.frontends, &sticky.backends),
+        17 * sticky.backends[0].stick_size
+    );
+    assert!(!sticky.needs_kernel());
+    let pinned = format!(
+        "[dataplane]\npin_dir = \"/sys/fs/bpf/t\"\n{}",
+        http_services(17, rules)
+    );
+    let e = parse(&pinned).unwrap_err();
+    assert!(e.to_string().contains("kernel table"), "{e}");
+    let one = parse(&format!(
+        "[dataplane]\npin_dir = \"/sys/fs/bpf/t\"\n{}",
+        http_services(1, rules)
+    ))
+    .unwrap();
+    assert!(
+        one.needs_kernel(),
+        "pin_dir keeps the tables in a pinned map"
+    );
+    assert!(parse(BASE).unwrap().needs_kernel(), "an XDP interface");
+}

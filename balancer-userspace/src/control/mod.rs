@@ -12,6 +12,7 @@
 pub mod dns;
 mod ids;
 mod servers;
+mod state;
 pub mod stick;
 
 use std::{
@@ -158,6 +159,8 @@ pub struct Controller {
     resolver: Resolver,
     /// DNS discovery state per backend with a `server_template`.
     discovery: BTreeMap<String, TemplateState>,
+    /// Runtime server changes, applied again on reload (`state.rs`).
+    runtime: state::RuntimeState,
 }
 
 /// A health check to run: (server index, kind, address, timing, TLS).
@@ -187,7 +190,12 @@ pub fn server_tls_of(
 
 impl Controller {
     /// Resolve every server's next hop and write all maps.
-    pub async fn new(dp: Dataplane, config: Config) -> Result<Self, ControlError> {
+    pub async fn new(dp: Dataplane, mut config: Config) -> Result<Self, ControlError> {
+        let mut runtime = match &config.server_state_file {
+            Some(path) => state::RuntimeState::load(path),
+            None => state::RuntimeState::default(),
+        };
+        let forgot = runtime.overlay(&mut config);
         let resolver = Resolver::new().await?;
         let mut servers = build_servers(&config);
         let mut dp = dp;
@@ -215,7 +223,11 @@ impl Controller {
             server_tls,
             resolver,
             discovery: BTreeMap::new(),
+            runtime,
         };
+        if forgot {
+            c.save_runtime();
+        }
         c.sync_stick_tables(&table_ids)?;
         c.resolve_all().await;
         c.write_global()?;
@@ -232,7 +244,7 @@ impl Controller {
     /// their ids and stick entries. Settings that only a restart can change
     /// (interfaces, XDP mode, pin_dir, admin socket, stick-table size) make
     /// the reload fail before anything is touched.
-    pub async fn reload(&mut self, config: Config) -> Result<ReloadSummary, ControlError> {
+    pub async fn reload(&mut self, mut config: Config) -> Result<ReloadSummary, ControlError> {
         let (old, new) = (&self.config, &config);
         let mut fixed: Vec<String> = Vec::new();
         if old.dataplane.interfaces != new.dataplane.interfaces {
@@ -246,6 +258,9 @@ impl Controller {
         }
         if old.admin_socket != new.admin_socket {
             fixed.push("admin.socket".into());
+        }
+        if old.server_state_file != new.server_state_file {
+            fixed.push("global.server_state_file".into());
         }
         let http_fronts = |c: &Config| -> Vec<(String, SocketAddr)> {
             c.frontends
@@ -284,14 +299,26 @@ impl Controller {
         {
             fixed.push("metrics".into());
         }
-        if LoadOptions::for_config(old).stick_size != LoadOptions::for_config(new).stick_size {
-            fixed.push("stick_table.size".into());
+        // The kernel's table cannot grow in place; shrinking the sum
+        // leaves room, and the in-process table has no fixed size.
+        let (have, want) = (
+            self.dp.options().stick_size,
+            LoadOptions::for_config(new).stick_size,
+        );
+        if self.dp.is_kernel() && want > have {
+            fixed.push(format!(
+                "stick_table.size (the stick tables now add up to {want} entries; the kernel \
+                 table holds {have}: `balancer run --reset` makes a larger one, emptying it)"
+            ));
         }
         if !fixed.is_empty() {
             return Err(ControlError::NeedsRestart(fixed.join(", ")));
         }
         // CA files read again (a bad one refuses the reload).
         let server_tls = server_tls_of(&config)?;
+        // The runtime changes apply to the new file's servers.
+        let mut runtime = self.runtime.clone();
+        let forgot = runtime.overlay(&mut config);
         let mut servers = build_servers(&config);
         let names: Vec<String> = servers
             .iter()
@@ -354,6 +381,10 @@ impl Controller {
         self.servers = servers;
         self.frontend_ids = frontend_ids;
         self.sync_stick_tables(&table_ids)?;
+        self.runtime = runtime;
+        if forgot {
+            self.save_runtime();
+        }
         self.discovery.clear();
         self.resolve_all().await;
         self.write_global()?;

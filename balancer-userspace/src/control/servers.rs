@@ -57,8 +57,10 @@ impl Controller {
                 state.as_str()
             );
             s.admin = state;
+            let full = format!("{}/{}", s.backend, s.name);
             self.write_backends()?;
             self.rebuild_tables()?;
+            self.note_admin(&full, state);
         }
         self.view(i)
     }
@@ -66,7 +68,8 @@ impl Controller {
     /// Add a server to `backend` at run time (`balancer backend add`). It
     /// gets the lowest free id and, when `up`, new clients at once; with
     /// `check`, the backend's health check at the default timing. Not
-    /// written to the configuration: a reload or restart applies the file.
+    /// written to the configuration: kept as a runtime change (see
+    /// `state.rs`).
     pub async fn add_server(&mut self, new: NewServer) -> Result<ServerView, ControlError> {
         let bi = self
             .config
@@ -190,6 +193,7 @@ impl Controller {
         if has_check {
             self.checks_changed.notify_one();
         }
+        self.note_added(self.servers.len() - 1);
         self.view(self.servers.len() - 1)
     }
 
@@ -224,6 +228,7 @@ impl Controller {
         );
         // Indexes of the check tasks shift.
         self.checks_changed.notify_one();
+        self.note_removed(&format!("{}/{}", s.backend, s.name), s.address);
         Ok(view)
     }
 
@@ -233,6 +238,8 @@ impl Controller {
             self.servers[i].weight = weight;
             self.write_backends()?;
             self.rebuild_tables()?;
+            let full = format!("{}/{}", self.servers[i].backend, self.servers[i].name);
+            self.note_weight(&full, weight);
         }
         self.view(i)
     }

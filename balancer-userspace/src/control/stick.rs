@@ -8,7 +8,7 @@
 //! XDP path uses too, so `table show|count|set|clear`, a restart, the peers
 //! and the metrics see them as they see the L4 entries.
 
-use std::{collections::BTreeMap, net::IpAddr, os::fd::OwnedFd, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
 use balancer_common::{
     hash::mask_addr,
@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use super::{ControlError, Controller};
 use crate::{
     config::{Config, Mode},
+    dataplane::StickStore,
     http::{
         proxy::HttpView,
         stick::{Entry, FLUSH_INTERVAL, KeyForm, Table},
@@ -128,11 +129,11 @@ impl Controller {
 
     /// Write every table's queued entries to the pinned map now (at stop).
     pub fn flush_stick_tables(&self) {
-        let Ok(fd) = self.dp.stick_map_fd() else {
+        let Ok(store) = self.dp.stick_store() else {
             return;
         };
         for t in self.stick_tables.values() {
-            write_pending(fd, t);
+            write_pending(&store, t);
         }
     }
 
@@ -222,8 +223,7 @@ fn entry(v: &StickValue) -> Entry {
 /// Write the proxy's queued entries to the pinned map every
 /// [`FLUSH_INTERVAL`] (one batched system call a table), and sweep expired
 /// entries out of the in-process tables. Runs until the view's sender goes.
-pub async fn flush(map: OwnedFd, mut view: watch::Receiver<Arc<HttpView>>) {
-    use std::os::fd::AsFd as _;
+pub async fn flush(store: StickStore, mut view: watch::Receiver<Arc<HttpView>>) {
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep = monotonic_ns();
@@ -260,7 +260,7 @@ pub async fn flush(map: OwnedFd, mut view: watch::Receiver<Arc<HttpView>>) {
             last_sweep = now;
         }
         for t in &current {
-            write_pending(map.as_fd(), t);
+            write_pending(&store, t);
             if sweep {
                 t.sweep(now);
             }
@@ -271,14 +271,14 @@ pub async fn flush(map: OwnedFd, mut view: watch::Receiver<Arc<HttpView>>) {
 /// Failed writes to the pinned map, logged at most once a second.
 static WRITE_FAILED: crate::util::Throttled = crate::util::Throttled::new(module_path!());
 
-/// Write `t`'s queued entries to the map `fd` (one batched call).
-fn write_pending(fd: std::os::fd::BorrowedFd<'_>, t: &Table) {
+/// Write `t`'s queued entries to `store` (one batched call).
+fn write_pending(store: &StickStore, t: &Table) {
     let pending = t.take_pending();
     if pending.is_empty() {
         return;
     }
     let (keys, values): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-    if let Err(e) = crate::stick_batch::update(fd, &keys, &values) {
+    if let Err(e) = store.update(&keys, &values) {
         WRITE_FAILED.warn(|| {
             format!(
                 "writing {} HTTP stick entries to the pinned table: {e}",
@@ -288,17 +288,9 @@ fn write_pending(fd: std::os::fd::BorrowedFd<'_>, t: &Table) {
     }
 }
 
-/// The pinned map's fd for [`flush`], from the controller's data plane.
-pub fn flush_fd(c: &Controller) -> Option<OwnedFd> {
-    match c.dp.stick_map_fd().map(|fd| fd.try_clone_to_owned()) {
-        Ok(Ok(fd)) => Some(fd),
-        Ok(Err(e)) => {
-            warn!("HTTP stick tables: no fd for the pinned table: {e}");
-            None
-        }
-        Err(e) => {
-            warn!("HTTP stick tables: no fd for the pinned table: {e}");
-            None
-        }
-    }
+/// The stick table's handle for [`flush`], from the controller's data plane.
+pub fn flush_store(c: &Controller) -> Option<StickStore> {
+    c.dp.stick_store()
+        .map_err(|e| warn!("HTTP stick tables: no handle on the stick table: {e}"))
+        .ok()
 }

@@ -1,8 +1,32 @@
 //! The single owner of the loaded XDP program, its attachments and its maps.
 
 mod aux;
+mod counters;
+mod memory;
 mod mmap;
 mod pins;
+mod stick;
+
+/// Stick entries for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use balancer_common::maps::{StickKey, StickValue};
+
+    /// Client 198.18.0.`last` of VIP `vip_id`.
+    pub(crate) fn key(vip_id: u32, last: u8) -> StickKey {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&[198, 18, 0, last]);
+        StickKey { vip_id, addr }
+    }
+
+    pub(crate) fn value(backend: u32, last_seen_ns: u64) -> StickValue {
+        StickValue {
+            backend,
+            _pad: 0,
+            last_seen_ns,
+        }
+    }
+}
 
 use std::{
     collections::BTreeMap,
@@ -21,8 +45,14 @@ use balancer_common::{hash::MAGLEV_M, maps::*, stats::Counter, vip_index};
 use log::{info, warn};
 
 pub use aux::AuxProgram;
+pub use counters::PinnedCounters;
+use counters::{sum_backend, sum_vip};
+use memory::Memory;
+pub use memory::MemoryStick;
 use mmap::MapMmap;
 pub use pins::{Adopted, PERSISTENT_MAPS};
+pub use stick::StickStore;
+use stick::count_stick_keys;
 
 use crate::{config::XdpMode, stats::Stats, util::error_chain};
 
@@ -80,6 +110,11 @@ pub enum DataplaneError {
     #[error("cannot reuse the XDP attachment pinned at {path}: {reason}")]
     Link { path: PathBuf, reason: String },
     #[error(
+        "no kernel data plane: this daemon runs without XDP (no interface and no pin_dir \
+         configured)"
+    )]
+    NoKernel,
+    #[error(
         "no pinned stats map at {path} (is `balancer run` running with this pin_dir?): {reason}"
     )]
     NotPinned { path: PathBuf, reason: String },
@@ -122,15 +157,15 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    /// Sizes for `config`. Stick-table size: the sum of the backends'
-    /// `stick_table.size` (HAProxy keeps one table per backend; here they
-    /// share one LRU map).
+    /// Sizes for `config`. Stick-table size: the sum of the
+    /// `stick_table.size` of the backends that use the table (HAProxy
+    /// keeps one table per backend; here they share one LRU map): those of
+    /// L4 frontends, and HTTP ones with `stick` rules. An HTTP backend
+    /// without them reserves nothing.
     pub fn for_config(config: &crate::config::Config) -> Self {
         let mut opts = LoadOptions::default();
-        if !config.backends.is_empty() {
-            let total: u64 = config.backends.iter().map(|b| b.stick_size).sum();
-            opts.stick_size = total.clamp(1024, crate::config::MAX_STICK_SIZE) as u32;
-        }
+        let total = crate::config::stick_size_total(&config.frontends, &config.backends);
+        opts.stick_size = total.clamp(1024, crate::config::MAX_STICK_SIZE) as u32;
         opts
     }
 }
@@ -141,7 +176,7 @@ impl LoadOptions {
 const VIP_TABLE_GRACE: Duration = Duration::from_millis(20);
 
 pub struct Dataplane {
-    ebpf: Ebpf,
+    backing: Backing,
     opts: LoadOptions,
     /// The VIP table as last written (the map holds it in open-addressed form).
     vips: BTreeMap<VipKey, VipInfo>,
@@ -149,24 +184,26 @@ pub struct Dataplane {
     vip_flipped: Option<Instant>,
     /// Attachments made by [`Dataplane::attach`] (not pinned): undone on drop.
     links: Vec<(String, XdpLinkId)>,
-    /// The MAGLEV map, mapped into this process (BPF_F_MMAPABLE).
-    maglev: MapMmap,
+}
+
+/// Where the maps are.
+enum Backing {
+    /// The loaded object, and its MAGLEV map mapped into this process
+    /// (BPF_F_MMAPABLE).
+    Kernel { ebpf: Box<Ebpf>, maglev: MapMmap },
+    /// No program: see [`memory`].
+    Memory(Memory),
 }
 
 impl Dataplane {
     /// Names in an id map ([`SERVER_IDS_MAP`] or [`FRONTEND_IDS_MAP`]):
     /// (id, name) for each id in use.
     pub fn id_names(&self, map: &'static str) -> Result<Vec<(u32, String)>, DataplaneError> {
-        let a: Array<_, IdName> = typed(map, self.map_ref(map)?)?;
-        let mut out = Vec::new();
-        for (i, v) in a.iter().enumerate() {
-            let v = v.map_err(map_err(map))?;
-            let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
-            if end > 0 {
-                out.push((i as u32, String::from_utf8_lossy(&v[..end]).into_owned()));
-            }
+        if let Backing::Memory(m) = &self.backing {
+            return m.id_names(map);
         }
-        Ok(out)
+        let a: Array<_, IdName> = typed(map, self.map_ref(map)?)?;
+        names_in(a.iter().map(|v| v.map_err(map_err(map))))
     }
 
     /// Record `name` as the owner of `id` (`None`: free it).
@@ -183,6 +220,9 @@ impl Dataplane {
             }
             v[..n.len()].copy_from_slice(n.as_bytes());
         }
+        if let Backing::Memory(m) = &mut self.backing {
+            return m.set_id_name(map, id, v);
+        }
         let mut a: Array<_, IdName> = typed(map, self.map_mut(map)?)?;
         a.set(id, v, 0).map_err(map_err(map))
     }
@@ -190,6 +230,29 @@ impl Dataplane {
     /// Delete the stick entries that point at backend `id`. Returns how many.
     pub fn stick_purge_backend(&mut self, id: u32) -> Result<usize, DataplaneError> {
         self.stick_delete_where(None, |v| v.backend == id)
+    }
+
+    /// A data plane with no kernel program: its maps in this process (see
+    /// [`memory`]). For a configuration that needs no XDP.
+    pub fn in_memory(opts: LoadOptions) -> Self {
+        Dataplane {
+            // The HTTP tables hold at most their sizes: this bound only
+            // keeps a reload that adds tables from having to restart.
+            backing: Backing::Memory(Memory::new(
+                crate::config::MAX_STICK_SIZE as u32,
+                opts.max_backends,
+            )),
+            opts,
+            vips: BTreeMap::new(),
+            vip_sel: VipSel::default(),
+            vip_flipped: None,
+            links: Vec::new(),
+        }
+    }
+
+    /// Whether the maps are the kernel's (a loaded XDP program).
+    pub fn is_kernel(&self) -> bool {
+        matches!(self.backing, Backing::Kernel { .. })
     }
 
     /// Load the embedded object and the program into the kernel (this is
@@ -220,9 +283,11 @@ impl Dataplane {
             _ => return Err(DataplaneError::MissingMap { name: MAGLEV_MAP }),
         };
         Ok(Dataplane {
-            ebpf,
+            backing: Backing::Kernel {
+                ebpf: Box::new(ebpf),
+                maglev,
+            },
             opts,
-            maglev,
             vips: BTreeMap::new(),
             vip_sel: VipSel::default(),
             vip_flipped: None,
@@ -233,7 +298,7 @@ impl Dataplane {
     /// The loaded program's fd, for BPF_PROG_TEST_RUN.
     pub fn program_fd(&self) -> Result<BorrowedFd<'_>, DataplaneError> {
         let prog: &Xdp = self
-            .ebpf
+            .ebpf()?
             .program(XDP_PROGRAM)
             .ok_or(DataplaneError::MissingProgram { name: XDP_PROGRAM })?
             .try_into()
@@ -242,14 +307,24 @@ impl Dataplane {
     }
 
     /// Hand the aya-log ring buffer to a logger (see `daemon`).
-    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
-        &mut self.ebpf
+    pub fn ebpf_mut(&mut self) -> Result<&mut Ebpf, DataplaneError> {
+        match &mut self.backing {
+            Backing::Kernel { ebpf, .. } => Ok(ebpf),
+            Backing::Memory(_) => Err(DataplaneError::NoKernel),
+        }
+    }
+
+    fn ebpf(&self) -> Result<&Ebpf, DataplaneError> {
+        match &self.backing {
+            Backing::Kernel { ebpf, .. } => Ok(ebpf),
+            Backing::Memory(_) => Err(DataplaneError::NoKernel),
+        }
     }
 
     /// Attach to `name`. `Auto` tries native mode and falls back to generic
     /// with a warning; the other modes try only themselves.
     pub fn attach(&mut self, name: &str, mode: XdpMode) -> Result<Attached, DataplaneError> {
-        let prog = program_mut(&mut self.ebpf)?;
+        let prog = program_mut(self.ebpf_mut()?)?;
         let (link, attached) = attach_xdp(prog, name, mode)?;
         self.links.push((name.to_owned(), link));
         Ok(attached)
@@ -257,7 +332,10 @@ impl Dataplane {
 
     /// Detach from every interface, newest first.
     pub fn detach_all(&mut self) {
-        let Ok(prog) = program_mut(&mut self.ebpf) else {
+        let Backing::Kernel { ebpf, .. } = &mut self.backing else {
+            return;
+        };
+        let Ok(prog) = program_mut(ebpf) else {
             return;
         };
         while let Some((name, link)) = self.links.pop() {
@@ -273,18 +351,21 @@ impl Dataplane {
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DataplaneError> {
-        self.ebpf
+        self.ebpf_mut()?
             .map_mut(name)
             .ok_or(DataplaneError::MissingMap { name })
     }
 
     fn map_ref(&self, name: &'static str) -> Result<&Map, DataplaneError> {
-        self.ebpf
+        self.ebpf()?
             .map(name)
             .ok_or(DataplaneError::MissingMap { name })
     }
 
     pub fn set_config(&mut self, cfg: &GlobalConfig) -> Result<(), DataplaneError> {
+        if !self.is_kernel() {
+            return Ok(());
+        }
         let mut a: Array<_, GlobalConfig> = typed(CONFIG_MAP, self.map_mut(CONFIG_MAP)?)?;
         a.set(0, cfg, 0).map_err(map_err(CONFIG_MAP))
     }
@@ -322,6 +403,10 @@ impl Dataplane {
         let table = vip_index::build(&entries).ok_or(DataplaneError::VipTableFull {
             count: entries.len(),
         })?;
+        if !self.is_kernel() {
+            self.vips = vips;
+            return Ok(());
+        }
         if let Some(t) = self.vip_flipped {
             std::thread::sleep(VIP_TABLE_GRACE.saturating_sub(t.elapsed()));
         }
@@ -354,11 +439,18 @@ impl Dataplane {
                 max: self.opts.max_backends,
             });
         }
+        if let Backing::Memory(m) = &mut self.backing {
+            m.set_backend(id, b);
+            return Ok(());
+        }
         let mut a: Array<_, Backend> = typed(BACKENDS_MAP, self.map_mut(BACKENDS_MAP)?)?;
         a.set(id, b, 0).map_err(map_err(BACKENDS_MAP))
     }
 
     pub fn backend(&self, id: u32) -> Result<Backend, DataplaneError> {
+        if let Backing::Memory(m) = &self.backing {
+            return Ok(m.backend(id));
+        }
         let a: Array<_, Backend> = typed(BACKENDS_MAP, self.map_ref(BACKENDS_MAP)?)?;
         a.get(&id, 0).map_err(map_err(BACKENDS_MAP))
     }
@@ -383,6 +475,9 @@ impl Dataplane {
                 len: table.len(),
             });
         }
+        let Backing::Kernel { maglev, .. } = &mut self.backing else {
+            return Ok(());
+        };
         let base = (vip_id * MAGLEV_M) as usize;
         for (slot, &id) in table.iter().enumerate() {
             if previous.is_some_and(|p| p[slot] == id) {
@@ -390,13 +485,16 @@ impl Dataplane {
             }
             // One aligned 32-bit store per slot: a packet reads the old or
             // the new backend id, never a mix.
-            self.maglev.store(base + slot, id);
+            maglev.store(base + slot, id);
         }
         Ok(())
     }
 
     /// Let XDP_REDIRECT send to `ifindex` (for backends behind another interface).
     pub fn add_egress(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        if !self.is_kernel() {
+            return Ok(());
+        }
         let mut m: DevMapHash<_> = typed(EGRESS_MAP, self.map_mut(EGRESS_MAP)?)?;
         m.insert(ifindex, ifindex, None, 0)
             .map_err(|e| DataplaneError::Egress {
@@ -405,103 +503,22 @@ impl Dataplane {
             })
     }
 
-    // ---- stick table ----
-
-    pub fn stick_get(&self, key: &StickKey) -> Result<Option<StickValue>, DataplaneError> {
-        let m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_ref(STICK_MAP)?)?;
-        match m.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(STICK_MAP)(e)),
-        }
-    }
-
-    pub fn stick_set(&mut self, key: &StickKey, value: &StickValue) -> Result<(), DataplaneError> {
-        let mut m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_mut(STICK_MAP)?)?;
-        m.insert(key, value, 0).map_err(map_err(STICK_MAP))
-    }
-
-    /// Delete one entry; `Ok(false)` when there was none.
-    pub fn stick_remove(&mut self, key: &StickKey) -> Result<bool, DataplaneError> {
-        let mut m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_mut(STICK_MAP)?)?;
-        match m.remove(key) {
-            Ok(()) => Ok(true),
-            Err(MapError::KeyNotFound) => Ok(false),
-            // aya 0.14 reports a missing key on delete as the syscall's
-            // ENOENT, not as KeyNotFound.
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(false)
-            }
-            Err(e) => Err(map_err(STICK_MAP)(e)),
-        }
-    }
-
-    /// Every entry, optionally only one VIP's. Entries changed while
-    /// iterating may be seen or missed (the kernel iterates a live table).
-    pub fn stick_entries(
-        &self,
-        vip_id: Option<u32>,
-    ) -> Result<Vec<(StickKey, StickValue)>, DataplaneError> {
-        use std::os::fd::AsRawFd as _;
-        let fd = self.stick_map_fd()?;
-        let mut out = Vec::new();
-        // BPF_MAP_LOOKUP_BATCH: 4,096 entries per syscall, where aya's
-        // iterator makes two syscalls per entry.
-        crate::stick_batch::Scanner::new(4096)
-            .scan(fd.as_raw_fd(), |k, v| {
-                if vip_id.is_none_or(|id| id == k.vip_id) {
-                    out.push((*k, *v));
-                }
-            })
-            .map_err(|source| DataplaneError::Batch {
-                name: STICK_MAP,
-                source,
-            })?;
-        Ok(out)
-    }
-
-    /// Entries of one VIP (or all), walking the keys only.
-    pub fn stick_count(&self, vip_id: Option<u32>) -> Result<usize, DataplaneError> {
-        let m: HashMap<_, StickKey, StickValue> = typed(STICK_MAP, self.map_ref(STICK_MAP)?)?;
-        count_stick_keys(&m, vip_id)
-    }
-
-    /// Delete every entry of one VIP (or all); returns how many.
-    pub fn stick_clear(&mut self, vip_id: Option<u32>) -> Result<usize, DataplaneError> {
-        self.stick_delete_where(vip_id, |_| true)
-    }
-
-    /// Delete the entries of one VIP (or all) whose value `pick`s.
-    fn stick_delete_where(
-        &mut self,
-        vip_id: Option<u32>,
-        pick: impl Fn(&StickValue) -> bool,
-    ) -> Result<usize, DataplaneError> {
-        let keys: Vec<StickKey> = self
-            .stick_entries(vip_id)?
-            .into_iter()
-            .filter(|(_, v)| pick(v))
-            .map(|(k, _)| k)
-            .collect();
-        let mut removed = 0;
-        for k in &keys {
-            if self.stick_remove(k)? {
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
     // ---- counters ----
 
     /// A VIP's counters summed over CPUs.
     pub fn vip_stats(&self, vip_id: u32) -> Result<VipStats, DataplaneError> {
+        if !self.is_kernel() {
+            return Ok(VipStats::default());
+        }
         let a: PerCpuArray<_, VipStats> = typed(VIP_STATS_MAP, self.map_ref(VIP_STATS_MAP)?)?;
         sum_vip(&a, vip_id)
     }
 
     /// A backend's packets and bytes summed over CPUs.
     pub fn backend_stats(&self, id: u32) -> Result<Counter, DataplaneError> {
+        if !self.is_kernel() {
+            return Ok(Counter::default());
+        }
         let a: PerCpuArray<_, Counter> =
             typed(BACKEND_STATS_MAP, self.map_ref(BACKEND_STATS_MAP)?)?;
         sum_backend(&a, id)
@@ -509,8 +526,11 @@ impl Dataplane {
 
     /// Counters summed over CPUs, from this process's own map handle.
     pub fn stats(&self) -> Result<Stats, DataplaneError> {
+        if !self.is_kernel() {
+            return Ok(Stats::default());
+        }
         let map = self
-            .ebpf
+            .ebpf()?
             .map(STATS_MAP)
             .ok_or(DataplaneError::MissingMap { name: STATS_MAP })?;
         let array: PerCpuArray<&MapData, Counter> =
@@ -598,98 +618,19 @@ fn attach_xdp(
     Ok(r)
 }
 
-/// A typed view of a map, or which map did not have the expected type.
-/// Stick entries of one VIP (or all), walking the keys only. An entry
-/// deleted during the walk is skipped.
-fn count_stick_keys<T: std::borrow::Borrow<MapData>>(
-    m: &HashMap<T, StickKey, StickValue>,
-    vip_id: Option<u32>,
-) -> Result<usize, DataplaneError> {
-    let mut n = 0;
-    for k in m.keys() {
-        match k {
-            Ok(k) if vip_id.is_none_or(|id| id == k.vip_id) => n += 1,
-            Ok(_) | Err(MapError::KeyNotFound) => {}
-            Err(e) => return Err(map_err(STICK_MAP)(e)),
+/// The (id, name) of each id in use in an id map's values.
+fn names_in(
+    values: impl Iterator<Item = Result<IdName, DataplaneError>>,
+) -> Result<Vec<(u32, String)>, DataplaneError> {
+    let mut out = Vec::new();
+    for (i, v) in values.enumerate() {
+        let v = v?;
+        let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+        if end > 0 {
+            out.push((i as u32, String::from_utf8_lossy(&v[..end]).into_owned()));
         }
     }
-    Ok(n)
-}
-
-/// A frontend's counters summed over CPUs.
-fn sum_vip<T: std::borrow::Borrow<MapData>>(
-    a: &PerCpuArray<T, VipStats>,
-    vip_id: u32,
-) -> Result<VipStats, DataplaneError> {
-    let per_cpu = a.get(&vip_id, 0).map_err(map_err(VIP_STATS_MAP))?;
-    // VipStats is all u64 counters: sum it as an array.
-    const N: usize = std::mem::size_of::<VipStats>() / 8;
-    let mut sum = [0u64; N];
-    for s in per_cpu.iter() {
-        let words: [u64; N] = bytemuck::cast(*s);
-        for (acc, w) in sum.iter_mut().zip(words) {
-            *acc += w;
-        }
-    }
-    Ok(bytemuck::cast(sum))
-}
-
-/// A backend's packets and bytes summed over CPUs.
-fn sum_backend<T: std::borrow::Borrow<MapData>>(
-    a: &PerCpuArray<T, Counter>,
-    id: u32,
-) -> Result<Counter, DataplaneError> {
-    let per_cpu = a.get(&id, 0).map_err(map_err(BACKEND_STATS_MAP))?;
-    Ok(per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-        packets: acc.packets + c.packets,
-        bytes: acc.bytes + c.bytes,
-    }))
-}
-
-/// The data plane's per-CPU counters, read through their pinned maps: a
-/// handle of its own, so that reading them (a system call per entry)
-/// needs no hold on the controller.
-pub struct PinnedCounters {
-    classes: PerCpuArray<MapData, Counter>,
-    vips: PerCpuArray<MapData, VipStats>,
-    backends: PerCpuArray<MapData, Counter>,
-}
-
-impl PinnedCounters {
-    /// The counter maps pinned under `dir`.
-    pub fn open(dir: &std::path::Path) -> Result<PinnedCounters, DataplaneError> {
-        fn open<V: aya::Pod>(
-            dir: &std::path::Path,
-            name: &'static str,
-        ) -> Result<PerCpuArray<MapData, V>, DataplaneError> {
-            let path = dir.join(name);
-            let not_pinned = |reason: String| DataplaneError::NotPinned {
-                path: path.clone(),
-                reason,
-            };
-            let data = MapData::from_pin(&path).map_err(|e| not_pinned(error_chain(&e)))?;
-            let map =
-                aya::maps::Map::from_map_data(data).map_err(|e| not_pinned(error_chain(&e)))?;
-            PerCpuArray::try_from(map).map_err(|e| not_pinned(error_chain(&e)))
-        }
-        Ok(PinnedCounters {
-            classes: open(dir, STATS_MAP)?,
-            vips: open(dir, VIP_STATS_MAP)?,
-            backends: open(dir, BACKEND_STATS_MAP)?,
-        })
-    }
-
-    pub fn classes(&self) -> Result<Stats, DataplaneError> {
-        Stats::read(&self.classes).map_err(map_err(STATS_MAP))
-    }
-
-    pub fn vip(&self, vip_id: u32) -> Result<VipStats, DataplaneError> {
-        sum_vip(&self.vips, vip_id)
-    }
-
-    pub fn backend(&self, id: u32) -> Result<Counter, DataplaneError> {
-        sum_backend(&self.backends, id)
-    }
+    Ok(out)
 }
 
 fn typed<R, T>(name: &'static str, map: R) -> Result<T, DataplaneError>

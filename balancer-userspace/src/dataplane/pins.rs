@@ -205,7 +205,7 @@ impl Dataplane {
             path: path.clone(),
             reason,
         };
-        let prog = program_mut(&mut self.ebpf)?;
+        let prog = program_mut(self.ebpf_mut()?)?;
         if path.exists() {
             let taken = PinnedLink::from_pin(&path)
                 .map_err(|e| link_err(error_chain(&e)))

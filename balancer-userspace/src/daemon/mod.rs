@@ -26,6 +26,10 @@ use tokio::{
     sync::Mutex,
 };
 
+mod budget;
+
+pub use budget::Budget;
+
 use crate::{
     admin::{self, AdminError},
     config::{Config, Mode},
@@ -121,6 +125,15 @@ pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<()
         Ok(n) => info!("descriptor limit {n}"),
         Err(e) => warn!("reading the descriptor limit: {e}"),
     }
+    if !config.needs_kernel() {
+        // HTTP only: no program, no pins, no lock on a pin directory.
+        if reset {
+            info!("--reset: nothing is pinned (no XDP interface, no pin_dir)");
+        }
+        let dp = Dataplane::in_memory(LoadOptions::for_config(&config));
+        let running = start(dp, config).await?;
+        return running.serve(None, config_path).await;
+    }
     let pin_dir = config.dataplane.pin_dir.clone();
     check_pin_dir(&pin_dir)?;
     let lock = PinLock::take(&pin_dir)?;
@@ -149,7 +162,7 @@ pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<()
         );
     }
     match start(dp, config).await {
-        Ok(running) => running.serve(lock, config_path).await,
+        Ok(running) => running.serve(Some(lock), config_path).await,
         Err(e) => {
             // Undo what this start created; state adopted from an earlier
             // daemon stays as it was (its program is still attached).
@@ -173,23 +186,27 @@ struct Running {
     metrics: Option<tokio::net::TcpListener>,
     logger: Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>,
     interfaces: Vec<String>,
-    pin_dir: std::path::PathBuf,
+    /// `None`: no kernel data plane.
+    pin_dir: Option<std::path::PathBuf>,
     admin_socket: std::path::PathBuf,
     /// `[peers]`: the section and its bound listener.
     peers: Option<(crate::config::PeersConfig, tokio::net::TcpListener)>,
 }
 
 async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError> {
-    let pin_dir = config.dataplane.pin_dir.clone();
+    let pin_dir = dp.is_kernel().then(|| config.dataplane.pin_dir.clone());
     // aya-log: records from the program reach this process's logger.
-    let logger = match EbpfLogger::init(dp.ebpf_mut()) {
+    let logger = match dp.ebpf_mut().map(EbpfLogger::init) {
         // SAFETY: the logger owns its ring buffer fd and keeps it open and
         // unchanged for as long as it lives, which is as long as the AsyncFd.
-        Ok(l) => unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }.ok(),
-        Err(e) => {
+        Ok(Ok(l)) => {
+            unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }.ok()
+        }
+        Ok(Err(e)) => {
             warn!("no log channel from the XDP program: {e}");
             None
         }
+        Err(_) => None,
     };
     let interfaces = config.dataplane.interfaces.clone();
     let mode = config.dataplane.xdp_mode;
@@ -227,8 +244,10 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     // Maps first, then attach: the first packet already sees the services.
     let mut controller = Controller::new(dp, config).await?;
     controller.init_discovery().await?;
-    for name in &interfaces {
-        controller.dp.attach_pinned(name, mode, &pin_dir)?;
+    if let Some(pin_dir) = &pin_dir {
+        for name in &interfaces {
+            controller.dp.attach_pinned(name, mode, pin_dir)?;
+        }
     }
     // What is left of the descriptor limit is the HTTP proxy's.
     let budget = Budget::new(&controller.config, workers)?;
@@ -313,7 +332,7 @@ fn reload_tls(running: &Tls, new: &Config) -> Result<Vec<(String, Prepared)>, Tl
 }
 
 impl Running {
-    async fn serve(self, _lock: PinLock, config_path: PathBuf) -> Result<(), DaemonError> {
+    async fn serve(self, _lock: Option<PinLock>, config_path: PathBuf) -> Result<(), DaemonError> {
         let Running {
             controller,
             listener,
@@ -339,9 +358,13 @@ impl Running {
         let (dns_tx, mut dns_rx) = tokio::sync::mpsc::channel(64);
         let mut dns_tasks = spawn_discovery(&*shared.lock().await, &dns_tx, generation);
         // Stick-table replication; stopped when dropped.
-        let peers = match peers {
-            Some((cfg, l)) => Some(crate::peers::start(cfg, l, &pin_dir, shared.clone()).await?),
-            None => None,
+        let peers = match (peers, &pin_dir) {
+            (Some((cfg, l)), Some(dir)) => {
+                Some(crate::peers::start(cfg, l, dir, shared.clone()).await?)
+            }
+            // `[peers]` makes the daemon use the kernel data plane
+            // (`Config::needs_kernel`), so it has a pin directory.
+            _ => None,
         };
         let peers_status = peers.as_ref().map(|p| {
             let ctx = p.ctx.clone();
@@ -382,9 +405,9 @@ impl Running {
         // The HTTP stick tables' writes to the pinned map.
         let stick_flush = {
             let c = shared.lock().await;
-            crate::control::stick::flush_fd(&c).map(|fd| {
+            crate::control::stick::flush_store(&c).map(|store| {
                 crate::util::AbortOnDrop(tokio::spawn(crate::control::stick::flush(
-                    fd,
+                    store,
                     c.http.subscribe(),
                 )))
             })
@@ -396,11 +419,14 @@ impl Running {
                 info!("metrics on http://{a}/metrics");
             }
             let every = controller_count_interval;
-            metric_tasks.push(tokio::spawn(crate::metrics::count_loop(
-                pin_dir.clone(),
-                every,
-                count.clone(),
-            )));
+            match shared.lock().await.dp.stick_store() {
+                Ok(store) => metric_tasks.push(tokio::spawn(crate::metrics::count_loop(
+                    store,
+                    every,
+                    count.clone(),
+                ))),
+                Err(e) => warn!("metrics: no count of the stick table: {e}"),
+            }
             metric_tasks.push(tokio::spawn(crate::metrics::serve(
                 l,
                 shared.clone(),
@@ -415,12 +441,23 @@ impl Running {
                 None
             }
         };
-        info!(
-            "running: XDP on {}, maps pinned under {}, admin API on {}",
-            interfaces.join(", "),
-            pin_dir.display(),
-            admin_socket.display()
-        );
+        match &pin_dir {
+            Some(dir) if interfaces.is_empty() => info!(
+                "running: HTTP only, stick tables in the map pinned under {}, admin API on {}",
+                dir.display(),
+                admin_socket.display()
+            ),
+            Some(dir) => info!(
+                "running: XDP on {}, maps pinned under {}, admin API on {}",
+                interfaces.join(", "),
+                dir.display(),
+                admin_socket.display()
+            ),
+            None => info!(
+                "running: HTTP only (no XDP program, nothing pinned), admin API on {}",
+                admin_socket.display()
+            ),
+        }
 
         let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
@@ -567,11 +604,15 @@ impl Running {
         if let Some(l) = logger.as_mut() {
             l.get_mut().flush();
         }
-        info!(
-            "stopped: XDP stays attached on {} and keeps forwarding with the last tables; \
-         `balancer run` takes it over, `balancer detach` removes it",
-            interfaces.join(", ")
-        );
+        if pin_dir.is_some() && !interfaces.is_empty() {
+            info!(
+                "stopped: XDP stays attached on {} and keeps forwarding with the last tables; \
+                 `balancer run` takes it over, `balancer detach` removes it",
+                interfaces.join(", ")
+            );
+        } else {
+            info!("stopped");
+        }
         Ok(())
     }
 }
@@ -677,98 +718,4 @@ fn check_pin_dir(dir: &Path) -> Result<(), DaemonError> {
         )));
     }
     Ok(())
-}
-
-/// How the descriptor limit is shared. Descriptors for everything but the
-/// HTTP proxy are set aside first: those open at start (maps, programs,
-/// listeners), the admin API's and metrics' connections, one per health
-/// check, DNS's sockets, the peer links and handshakes, and one waiting connection per
-/// HTTP worker (see `http::proxy::serve`), plus a margin. The rest makes
-/// `maxconn` client connections and as many server connections: two
-/// descriptors each. A configured `[global] maxconn` that does not fit is
-/// an error at start rather than `accept` failing later.
-pub struct Budget {
-    pub limit: u64,
-    pub reserved: u64,
-    pub maxconn: u32,
-    configured: bool,
-}
-
-/// Descriptors kept beyond those counted (logs, netlink, signals, the
-/// runtime's own).
-const FD_MARGIN: u64 = 32;
-/// `maxconn` when unset, at most (HAProxy computes its default the same
-/// way, from the descriptor limit).
-const MAX_DEFAULT_MAXCONN: u64 = 1 << 20;
-
-impl Budget {
-    fn new(config: &Config, workers: usize) -> Result<Budget, DaemonError> {
-        let limit = crate::util::raise_nofile()
-            .map_err(|e| DaemonError::Descriptors(format!("reading the descriptor limit: {e}")))?;
-        let open = crate::util::open_fds().unwrap_or(64);
-        let control =
-            crate::util::CONTROL_MAX_CONNS as u64 * (1 + u64::from(config.metrics_bind.is_some()));
-        let checks: u64 = config
-            .backends
-            .iter()
-            .map(|b| b.servers.len() as u64 + b.template.as_ref().map_or(0, |t| u64::from(t.count)))
-            .sum();
-        let dns: u64 = config
-            .resolvers
-            .iter()
-            .map(|r| 2 * r.nameservers.len() as u64)
-            .sum();
-        let peers = config.peers.as_ref().map_or(0, |p| {
-            2 * p.remotes.len() as u64 + crate::peers::listen::MAX_HANDSHAKES as u64
-        });
-        let http_fronts = config
-            .frontends
-            .iter()
-            .filter(|f| f.mode == Mode::Http)
-            .count();
-        let waiting = (workers * http_fronts) as u64;
-        let reserved = open + control + checks + dns + peers + waiting + FD_MARGIN;
-        let fits = limit.saturating_sub(reserved) / 2;
-        let maxconn = match config.maxconn {
-            Some(m) if u64::from(m) > fits => {
-                return Err(DaemonError::Descriptors(format!(
-                    "global.maxconn {m} needs {} descriptors ({reserved} set aside, 2 per \
-                     connection) and the limit is {limit}: lower maxconn or raise the limit \
-                     (ulimit -n, systemd LimitNOFILE=)",
-                    reserved + 2 * u64::from(m)
-                )));
-            }
-            Some(m) => m,
-            None if fits == 0 && http_fronts > 0 => {
-                return Err(DaemonError::Descriptors(format!(
-                    "the descriptor limit {limit} leaves nothing for HTTP connections \
-                     ({reserved} set aside): raise it (ulimit -n, systemd LimitNOFILE=)"
-                )));
-            }
-            None => fits.clamp(1, MAX_DEFAULT_MAXCONN) as u32,
-        };
-        Ok(Budget {
-            limit,
-            reserved,
-            maxconn,
-            configured: config.maxconn.is_some(),
-        })
-    }
-}
-
-impl std::fmt::Display for Budget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "descriptors: limit {}, {} set aside; HTTP maxconn {} ({})",
-            self.limit,
-            self.reserved,
-            self.maxconn,
-            if self.configured {
-                "configured"
-            } else {
-                "what the limit allows"
-            }
-        )
-    }
 }

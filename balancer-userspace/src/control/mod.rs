@@ -262,27 +262,17 @@ impl Controller {
         if old.server_state_file != new.server_state_file {
             fixed.push("global.server_state_file".into());
         }
-        let http_fronts = |c: &Config| -> Vec<(String, SocketAddr)> {
-            c.frontends
+        // HTTP frontends may come and go (the daemon starts and stops
+        // them); one that stays (same name and bind) keeps the settings its
+        // workers took at start.
+        for f1 in new.frontends.iter().filter(|f| f.mode == Mode::Http) {
+            let kept = old
+                .frontends
                 .iter()
-                .filter(|f| f.mode == Mode::Http)
-                .map(|f| (f.name.clone(), f.vip))
-                .collect()
-        };
-        if http_fronts(old) != http_fronts(new) {
-            fixed.push("http frontends (name, bind)".into());
-        } else {
-            // The proxy's workers took these at start.
-            let http = |c: &'_ Config| {
-                c.frontends
-                    .iter()
-                    .filter(|f| f.mode == Mode::Http)
-                    .map(|f| (f.name.clone(), f.http.clone()))
-                    .collect::<Vec<_>>()
-            };
-            for ((name, h0), (_, h1)) in http(old).into_iter().zip(http(new)) {
-                for k in h0.changed(&h1) {
-                    fixed.push(format!("frontend {name} {k}"));
+                .find(|f0| f0.mode == Mode::Http && f0.name == f1.name && f0.vip == f1.vip);
+            if let Some(f0) = kept {
+                for k in f0.http.changed(&f1.http) {
+                    fixed.push(format!("frontend {} {k}", f1.name));
                 }
             }
         }

@@ -27,6 +27,7 @@ use tokio::{
 };
 
 mod budget;
+mod frontends;
 
 pub use budget::Budget;
 
@@ -36,11 +37,7 @@ use crate::{
     control::{ControlError, Controller},
     dataplane::{Dataplane, DataplaneError, LoadOptions},
     health,
-    http::{
-        conn::Slots,
-        proxy::FrontendSpec,
-        tls::{Prepared, Terminator, TlsError},
-    },
+    http::tls::{Prepared, Terminator, TlsError},
     netlink,
 };
 
@@ -180,7 +177,9 @@ pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<()
 struct Running {
     controller: Controller,
     listener: tokio::net::UnixListener,
-    http: Vec<(Vec<std::net::TcpListener>, FrontendSpec)>,
+    /// The HTTP frontends' listening sockets, to serve once running.
+    http: Vec<(frontends::Listeners, crate::config::Frontend)>,
+    frontends: frontends::Frontends,
     /// The TLS frontends' terminators, by frontend name.
     tls: Tls,
     metrics: Option<tokio::net::TcpListener>,
@@ -226,21 +225,14 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     };
     // HTTP frontends: their listening sockets now, so a taken port fails
     // the start before anything is attached.
-    let mut http = Vec::new();
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let tls = load_tls(&config)?;
-    for f in config.frontends.iter().filter(|f| f.mode == Mode::Http) {
-        // Unset maxconn: as deep as the kernel allows.
-        let backlog = f.http.maxconn.or(config.maxconn).unwrap_or(u32::MAX);
-        let l = crate::http::listen::bind_workers(f.vip, workers, backlog).map_err(|source| {
-            DaemonError::HttpBind {
-                frontend: f.name.clone(),
-                addr: f.vip,
-                source,
-            }
-        })?;
-        http.push((l, f.clone()));
-    }
+    let http = config
+        .frontends
+        .iter()
+        .filter(|f| f.mode == Mode::Http)
+        .map(|f| Ok((frontends::bind(f, &config, workers)?, f.clone())))
+        .collect::<Result<Vec<_>, DaemonError>>()?;
     // Maps first, then attach: the first packet already sees the services.
     let mut controller = Controller::new(dp, config).await?;
     controller.init_discovery().await?;
@@ -254,36 +246,13 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     if !http.is_empty() {
         info!("{budget}");
     }
-    let global = Arc::new(tokio::sync::Semaphore::new(budget.maxconn as usize));
-    let servers = Arc::new(crate::http::upstream::ServerSlots::new(
-        budget.maxconn as usize,
-    ));
-    let http = http
-        .into_iter()
-        .map(|(l, f)| {
-            let cap = f.http.maxconn.unwrap_or(budget.maxconn) as usize;
-            let spec = FrontendSpec {
-                name: f.name.clone(),
-                backend: controller.config.backends[f.backend].name.clone(),
-                http: f.http.clone(),
-                slots: Slots {
-                    frontend: Arc::new(tokio::sync::Semaphore::new(cap)),
-                    global: global.clone(),
-                    servers: servers.clone(),
-                },
-                stats: Default::default(),
-                tls: tls.get(&f.name).cloned(),
-                forwarded_proto: f.forwarded_proto,
-                redirect_https: f.redirect_https,
-            };
-            (l, spec)
-        })
-        .collect();
+    let frontends = frontends::Frontends::new(workers, budget.maxconn);
     Ok(Running {
         controller,
         listener,
         metrics,
         http,
+        frontends,
         tls,
         logger,
         interfaces,
@@ -311,9 +280,18 @@ pub fn load_tls(config: &Config) -> Result<Tls, TlsError> {
 /// The certificates of `new`'s TLS frontends, loaded and checked, to be
 /// committed once the reload is accepted. A frontend may not start or stop
 /// terminating TLS by a reload (its clients would be cut off mid-protocol).
-fn reload_tls(running: &Tls, new: &Config) -> Result<Vec<(String, Prepared)>, TlsError> {
+fn reload_tls(
+    running: &Tls,
+    served: &BTreeMap<String, std::net::SocketAddr>,
+    new: &Config,
+) -> Result<Vec<(String, Prepared)>, DaemonError> {
     let mut out = Vec::new();
-    for f in new.frontends.iter().filter(|f| f.mode == Mode::Http) {
+    // A frontend new to the reload (or with a new bind) gets its own.
+    let kept = new
+        .frontends
+        .iter()
+        .filter(|f| f.mode == Mode::Http && served.get(&f.name) == Some(&f.vip));
+    for f in kept {
         match (running.get(&f.name), &f.tls) {
             (Some(t), Some(s)) => out.push((f.name.clone(), t.prepare(s)?)),
             (None, None) => {}
@@ -321,10 +299,12 @@ fn reload_tls(running: &Tls, new: &Config) -> Result<Vec<(String, Prepared)>, Tl
                 return Err(TlsError::Setup {
                     frontend: f.name.clone(),
                     reason: format!(
-                        "a reload cannot {} TLS on a frontend: restart the daemon for that",
+                        "a reload cannot {} TLS on a running frontend (its clients would be cut \
+                         off mid-protocol): give it a new name or bind, or restart",
                         if had.is_some() { "remove" } else { "add" }
                     ),
-                });
+                }
+                .into());
             }
         }
     }
@@ -338,7 +318,8 @@ impl Running {
             listener,
             metrics,
             http,
-            tls,
+            mut frontends,
+            mut tls,
             mut logger,
             interfaces,
             pin_dir,
@@ -371,36 +352,12 @@ impl Running {
             Arc::new(move || ctx.status()) as admin::PeersStatus
         });
         let admin_task = tokio::spawn(admin::serve(listener, shared.clone(), peers_status));
-        let (stop_http, stop_rx) = tokio::sync::watch::channel(false);
-        let mut http_tasks = Vec::new();
-        for (l, mut spec) in http {
-            if let Some(a) = l.first().and_then(|l| l.local_addr().ok()) {
-                info!(
-                    "http frontend {} on {a} ({} worker threads)",
-                    spec.name,
-                    l.len()
-                );
+        {
+            let c = shared.lock().await;
+            for (l, f) in http {
+                let t = tls.get(&f.name).cloned();
+                frontends.start(&c, &f, l, t);
             }
-            let view = {
-                let c = shared.lock().await;
-                spec.stats = c.http_stats.frontend(&spec.name);
-                spec.stats
-                    .tls
-                    .enabled
-                    .store(spec.tls.is_some(), std::sync::atomic::Ordering::Relaxed);
-                if let Some(t) = &spec.tls {
-                    *spec
-                        .stats
-                        .tls
-                        .certificates
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = t.certificates();
-                }
-                c.http.subscribe()
-            };
-            http_tasks.extend(crate::http::listen::spawn_workers(
-                l, &spec, &view, &stop_rx, HTTP_GRACE,
-            ));
         }
         // The HTTP stick tables' writes to the pinned map.
         let stick_flush = {
@@ -476,15 +433,37 @@ impl Running {
                             continue;
                         }
                     };
-                    // New certificates are loaded and checked before
-                    // anything changes; a bad one refuses the reload.
-                    let certs = match reload_tls(&tls, &new) {
+                    // New certificates are loaded and checked, and new
+                    // frontends' sockets bound, before anything changes; a
+                    // failure refuses the reload.
+                    frontends.reap();
+                    let running = frontends.running();
+                    let prepared = reload_tls(&tls, &running, &new).and_then(|certs| {
+                        let new_fronts = frontends::added(&new, &running)
+                            .into_iter()
+                            .map(|f| {
+                                let l = frontends::bind(f, &new, frontends.workers())?;
+                                Ok((l, f.clone(), frontends::new_tls(f)?))
+                            })
+                            .collect::<Result<Vec<_>, DaemonError>>()?;
+                        Ok((certs, new_fronts))
+                    });
+                    let (certs, new_fronts) = match prepared {
                         Ok(p) => p,
                         Err(e) => {
                             warn!("reload refused, the running configuration stays: {e}");
                             continue;
                         }
                     };
+                    let gone: Vec<String> = running
+                        .iter()
+                        .filter(|(n, a)| {
+                            !new.frontends.iter().any(|f| {
+                                f.mode == Mode::Http && &f.name == *n && f.vip == **a
+                            })
+                        })
+                        .map(|(n, _)| n.clone())
+                        .collect();
                     let mut c = shared.lock().await;
                     match c.reload(new).await {
                         Ok(sum) => {
@@ -492,6 +471,16 @@ impl Running {
                                 if let Some(t) = tls.get(&name) {
                                     t.commit_counted(p, &c.http_stats.frontend(&name).tls);
                                 }
+                            }
+                            for name in &gone {
+                                frontends.stop(name);
+                                tls.remove(name);
+                            }
+                            for (l, f, t) in new_fronts {
+                                if let Some(t) = &t {
+                                    tls.insert(f.name.clone(), t.clone());
+                                }
+                                frontends.start(&c, &f, l, t);
                             }
                             for t in dns_tasks.drain(..) {
                                 t.abort();
@@ -582,13 +571,7 @@ impl Running {
             }
         }
         // HTTP: stop accepting, let requests in flight finish.
-        let _ = stop_http.send(true);
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in http_tasks {
-                let _ = t.join();
-            }
-        })
-        .await;
+        frontends.stop_all().await;
         // What the proxy stored last reaches the pinned map (a restart
         // takes it from there).
         drop(stick_flush);

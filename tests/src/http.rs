@@ -695,6 +695,22 @@ impl Svc {
             .unwrap_or_default()
     }
 
+    /// SIGHUP, then wait (10 s at most) for one more "reloaded:" line.
+    pub fn reload(&self) {
+        let before = self.daemon.output().matches("reloaded:").count();
+        self.daemon.signal(libc::SIGHUP).expect("SIGHUP");
+        assert!(
+            wait_for(Duration::from_secs(10), || self
+                .daemon
+                .output()
+                .matches("reloaded:")
+                .count()
+                > before),
+            "no reload: {}",
+            self.daemon.output()
+        );
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         crate::lab::output(
             Command::new(crate::balancer_bin())

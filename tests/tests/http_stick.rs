@@ -246,21 +246,6 @@ fn metrics_count_http_entries_and_a_removed_servers_entries_go() {
     drop(backends);
 }
 
-/// SIGHUP, then wait for the daemon's `nth` "reloaded:" line.
-fn reload(svc: &Svc, nth: usize) {
-    svc.daemon.signal(libc::SIGHUP).unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || svc
-            .daemon
-            .output()
-            .matches("reloaded:")
-            .count()
-            >= nth),
-        "no reload #{nth}: {}",
-        svc.daemon.output()
-    );
-}
-
 #[test]
 fn a_reload_keeps_the_entries_unless_the_key_changes() {
     let svc = Svc::start("http-stick-reload", STICK, "", 3);
@@ -274,7 +259,7 @@ fn a_reload_keeps_the_entries_unless_the_key_changes() {
         text.replace("expire = \"30s\"", "expire = \"60s\""),
     )
     .unwrap();
-    reload(&svc, 1);
+    svc.reload();
     assert_eq!(table(&svc, 6).len(), 6);
     for &ip in &clients {
         assert_eq!(served(&svc, ip), home[&ip], "{ip}");
@@ -286,7 +271,7 @@ fn a_reload_keeps_the_entries_unless_the_key_changes() {
         text.replace("expire = \"30s\"", "expire = \"30s\", key_mask_v4 = 24"),
     )
     .unwrap();
-    reload(&svc, 2);
+    svc.reload();
     assert!(table(&svc, 0).is_empty());
     let first = served(&svc, clients[0]);
     for &ip in &clients {

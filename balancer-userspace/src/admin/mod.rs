@@ -103,14 +103,38 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
 pub type PeersStatus = Arc<dyn Fn() -> crate::api::PeersStatus + Send + Sync>;
 
 /// Serve connections until the task is dropped.
-pub async fn serve(listener: UnixListener, shared: Shared, peers: Option<PeersStatus>) {
+pub async fn serve(
+    listener: UnixListener,
+    shared: Shared,
+    peers: Option<PeersStatus>,
+    raw: Option<RawCommand>,
+) {
     let mut accept = ControlAccept::new("admin socket");
     loop {
         let (stream, slot) = accept.next(&listener).await;
         let shared = shared.clone();
         let peers = peers.clone();
+        let raw = raw.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            if let Some(raw) = raw
+                && opens_with(&stream, raw.hello).await
+            {
+                // Read past the opening, then hand the connection over.
+                let mut hello = vec![0u8; raw.hello.len()];
+                let mut stream = stream;
+                if tokio::io::AsyncReadExt::read_exact(&mut stream, &mut hello)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let Ok(std) = stream.into_std() else { return };
+                if std.set_nonblocking(false).is_ok() {
+                    let _ = tokio::task::spawn_blocking(move || (raw.run)(std)).await;
+                }
+                return;
+            }
             let svc = service_fn(move |req| handle(shared.clone(), peers.clone(), req));
             if let Err(e) = control_http1()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -120,6 +144,62 @@ pub async fn serve(listener: UnixListener, shared: Shared, peers: Option<PeersSt
             }
         });
     }
+}
+
+/// A command spoken on the admin socket instead of HTTP by a connection
+/// that opens with `hello` (the daemon's takeover): `run` gets the
+/// connection (blocking) past those bytes.
+#[derive(Clone)]
+pub struct RawCommand {
+    pub hello: &'static [u8],
+    pub run: Arc<dyn Fn(std::os::unix::net::UnixStream) + Send + Sync>,
+}
+
+/// Whether the first bytes `stream` receives are `hello` (looked at
+/// without reading them; false at the first byte that differs, at end of
+/// file, or when they do not come within 5 s).
+async fn opens_with(stream: &tokio::net::UnixStream, hello: &[u8]) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let look = async {
+        let mut buf = vec![0u8; hello.len()];
+        loop {
+            if stream.readable().await.is_err() {
+                return false;
+            }
+            // SAFETY: `buf` is valid for `buf.len()` bytes; MSG_PEEK
+            // leaves the data in the socket.
+            let n = unsafe {
+                libc::recv(
+                    stream.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            match n {
+                0 => return false,
+                n if n < 0 => {
+                    if std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock {
+                        return false;
+                    }
+                }
+                n => {
+                    let n = n as usize;
+                    if buf[..n] != hello[..n] {
+                        return false;
+                    }
+                    if n == hello.len() {
+                        return true;
+                    }
+                    // A prefix so far: the rest is on its way.
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), look)
+        .await
+        .unwrap_or(false)
 }
 
 type Answer = Result<Value, Refusal>;

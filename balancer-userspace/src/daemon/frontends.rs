@@ -27,6 +27,8 @@ pub(super) type Listeners = Vec<std::net::TcpListener>;
 /// One running frontend.
 struct Served {
     addr: SocketAddr,
+    /// Copies of its listening sockets, for a daemon taking over.
+    sockets: Vec<std::net::TcpListener>,
     stop: watch::Sender<bool>,
     workers: Vec<std::thread::JoinHandle<()>>,
 }
@@ -44,12 +46,26 @@ pub(super) struct Frontends {
     maxconn: u32,
 }
 
-/// Bind `f`'s listening sockets (one per worker).
+/// Bind `f`'s listening sockets (one per worker), or take those a
+/// takeover brought for its address.
 pub(super) fn bind(
     f: &Frontend,
     config: &Config,
     workers: usize,
+    taken: Option<&mut super::takeover::Taken>,
 ) -> Result<Listeners, DaemonError> {
+    if let Some(t) = taken {
+        let got = t.take(f.vip);
+        if !got.is_empty() {
+            info!(
+                "http frontend {}: {} listening socket(s) on {} taken over",
+                f.name,
+                got.len(),
+                f.vip
+            );
+            return Ok(got);
+        }
+    }
     // Unset maxconn: as deep as the kernel allows.
     let backlog = f.http.maxconn.or(config.maxconn).unwrap_or(u32::MAX);
     crate::http::listen::bind_workers(f.vip, workers, backlog).map_err(|source| {
@@ -139,6 +155,10 @@ impl Frontends {
             f.vip,
             listeners.len()
         );
+        let sockets = listeners
+            .iter()
+            .filter_map(|l| l.try_clone().ok())
+            .collect();
         let (stop, stop_rx) = watch::channel(false);
         let workers = crate::http::listen::spawn_workers(
             listeners,
@@ -151,6 +171,7 @@ impl Frontends {
             f.name.clone(),
             Served {
                 addr: f.vip,
+                sockets,
                 stop,
                 workers,
             },
@@ -170,13 +191,32 @@ impl Frontends {
         }
     }
 
-    /// Stop every frontend and wait for their workers (and those of the
-    /// frontends stopped before) to end.
-    pub(super) async fn stop_all(mut self) {
+    /// Copies of every frontend's listening sockets, with their addresses
+    /// (for [`super::takeover`]).
+    pub(super) fn sockets(&self) -> Vec<(SocketAddr, std::os::fd::OwnedFd)> {
+        self.served
+            .values()
+            .flat_map(|s| {
+                s.sockets
+                    .iter()
+                    .filter_map(|l| Some((s.addr, l.try_clone().ok()?.into())))
+            })
+            .collect()
+    }
+
+    /// Stop accepting on every frontend; their requests in flight go on
+    /// (see [`Frontends::stop_all`]).
+    pub(super) fn stop_accepting(&mut self) {
         let names: Vec<String> = self.served.keys().cloned().collect();
         for n in names {
             self.stop(&n);
         }
+    }
+
+    /// Stop every frontend and wait for their workers (and those of the
+    /// frontends stopped before) to end.
+    pub(super) async fn stop_all(mut self) {
+        self.stop_accepting();
         let workers = std::mem::take(&mut self.stopping);
         let _ = tokio::task::spawn_blocking(move || {
             for t in workers {

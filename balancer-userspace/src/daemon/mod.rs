@@ -28,6 +28,7 @@ use tokio::{
 
 mod budget;
 mod frontends;
+pub mod takeover;
 
 pub use budget::Budget;
 
@@ -58,6 +59,8 @@ pub enum DaemonError {
     Admin(#[from] AdminError),
     #[error("pin_dir {path}: {reason}")]
     PinDir { path: String, reason: String },
+    #[error("{0}")]
+    Takeover(String),
     #[error("metrics.bind {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -117,18 +120,49 @@ impl PinLock {
 
 /// Run until SIGINT or SIGTERM. On any error before that, everything already
 /// attached or pinned is undone before returning (the data plane's Drop).
-pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<(), DaemonError> {
+///
+/// With `takeover`, the daemon running on the same admin socket hands over
+/// its HTTP listening sockets and lets go first (see [`takeover`]).
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    reset: bool,
+    takeover: bool,
+) -> Result<(), DaemonError> {
     match crate::util::raise_nofile() {
         Ok(n) => info!("descriptor limit {n}"),
         Err(e) => warn!("reading the descriptor limit: {e}"),
     }
+    let taken = if takeover {
+        let socket = config.admin_socket.clone();
+        let taken = tokio::task::spawn_blocking(move || {
+            let mut t = takeover::request(&socket)?;
+            info!(
+                "takeover: {} listening socket(s) received from the running daemon; asking it \
+                 to let go",
+                t.listeners.len()
+            );
+            // It stops accepting (what arrives waits in the sockets'
+            // backlog, now ours too) and frees the pin directory, the
+            // admin socket and its other listeners.
+            t.release()?;
+            info!("takeover: the old daemon let go; starting");
+            Ok::<_, takeover::TakeoverError>(t)
+        })
+        .await
+        .map_err(|e| DaemonError::Takeover(e.to_string()))?
+        .map_err(|e| DaemonError::Takeover(e.to_string()))?;
+        Some(taken)
+    } else {
+        None
+    };
     if !config.needs_kernel() {
         // HTTP only: no program, no pins, no lock on a pin directory.
         if reset {
             info!("--reset: nothing is pinned (no XDP interface, no pin_dir)");
         }
         let dp = Dataplane::in_memory(LoadOptions::for_config(&config));
-        let running = start(dp, config).await?;
+        let running = start(dp, config, taken).await?;
         return running.serve(None, config_path).await;
     }
     let pin_dir = config.dataplane.pin_dir.clone();
@@ -158,7 +192,7 @@ pub async fn run(config_path: PathBuf, config: Config, reset: bool) -> Result<()
              would empty it); `balancer run --reset` applies the configured size"
         );
     }
-    match start(dp, config).await {
+    match start(dp, config, taken).await {
         Ok(running) => running.serve(Some(lock), config_path).await,
         Err(e) => {
             // Undo what this start created; state adopted from an earlier
@@ -192,7 +226,11 @@ struct Running {
     peers: Option<(crate::config::PeersConfig, tokio::net::TcpListener)>,
 }
 
-async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError> {
+async fn start(
+    mut dp: Dataplane,
+    config: Config,
+    mut taken: Option<takeover::Taken>,
+) -> Result<Running, DaemonError> {
     let pin_dir = dp.is_kernel().then(|| config.dataplane.pin_dir.clone());
     // aya-log: records from the program reach this process's logger.
     let logger = match dp.ebpf_mut().map(EbpfLogger::init) {
@@ -231,7 +269,12 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
         .frontends
         .iter()
         .filter(|f| f.mode == Mode::Http)
-        .map(|f| Ok((frontends::bind(f, &config, workers)?, f.clone())))
+        .map(|f| {
+            Ok((
+                frontends::bind(f, &config, workers, taken.as_mut())?,
+                f.clone(),
+            ))
+        })
         .collect::<Result<Vec<_>, DaemonError>>()?;
     // Maps first, then attach: the first packet already sees the services.
     let mut controller = Controller::new(dp, config).await?;
@@ -312,7 +355,7 @@ fn reload_tls(
 }
 
 impl Running {
-    async fn serve(self, _lock: Option<PinLock>, config_path: PathBuf) -> Result<(), DaemonError> {
+    async fn serve(self, lock: Option<PinLock>, config_path: PathBuf) -> Result<(), DaemonError> {
         let Running {
             controller,
             listener,
@@ -339,7 +382,7 @@ impl Running {
         let (dns_tx, mut dns_rx) = tokio::sync::mpsc::channel(64);
         let mut dns_tasks = spawn_discovery(&*shared.lock().await, &dns_tx, generation);
         // Stick-table replication; stopped when dropped.
-        let peers = match (peers, &pin_dir) {
+        let mut peers = match (peers, &pin_dir) {
             (Some((cfg, l)), Some(dir)) => {
                 Some(crate::peers::start(cfg, l, dir, shared.clone()).await?)
             }
@@ -351,7 +394,19 @@ impl Running {
             let ctx = p.ctx.clone();
             Arc::new(move || ctx.status()) as admin::PeersStatus
         });
-        let admin_task = tokio::spawn(admin::serve(listener, shared.clone(), peers_status));
+        // A new daemon taking over talks to this loop (see `takeover`).
+        let (takeover_tx, mut takeover_rx) = tokio::sync::mpsc::channel(4);
+        let raw = admin::RawCommand {
+            hello: takeover::HELLO,
+            run: Arc::new(move |conn| takeover::serve_connection(conn, &takeover_tx)),
+        };
+        let mut admin_task = tokio::spawn(admin::serve(
+            listener,
+            shared.clone(),
+            peers_status,
+            Some(raw),
+        ));
+        let mut released = None;
         {
             let c = shared.lock().await;
             for (l, f) in http {
@@ -360,7 +415,7 @@ impl Running {
             }
         }
         // The HTTP stick tables' writes to the pinned map.
-        let stick_flush = {
+        let mut stick_flush = {
             let c = shared.lock().await;
             crate::control::stick::flush_store(&c).map(|store| {
                 crate::util::AbortOnDrop(tokio::spawn(crate::control::stick::flush(
@@ -423,6 +478,17 @@ impl Running {
             tokio::select! {
                 _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
+                Some(msg) = takeover_rx.recv() => match msg {
+                    takeover::TakeoverMsg::Sockets(reply) => {
+                        info!("takeover: a new daemon asks for the listening sockets");
+                        let _ = reply.send(frontends.sockets());
+                    }
+                    takeover::TakeoverMsg::Release(done) => {
+                        info!("takeover: the new daemon has the sockets; letting go");
+                        released = Some(done);
+                        break;
+                    }
+                },
                 _ = sighup.recv() => {
                     info!("SIGHUP: reloading {}", config_path.display());
                     let opts = shared.lock().await.config.haproxy.clone().unwrap_or_default();
@@ -442,7 +508,7 @@ impl Running {
                         let new_fronts = frontends::added(&new, &running)
                             .into_iter()
                             .map(|f| {
-                                let l = frontends::bind(f, &new, frontends.workers())?;
+                                let l = frontends::bind(f, &new, frontends.workers(), None)?;
                                 Ok((l, f.clone(), frontends::new_tls(f)?))
                             })
                             .collect::<Result<Vec<_>, DaemonError>>()?;
@@ -570,12 +636,35 @@ impl Running {
                 }
             }
         }
-        // HTTP: stop accepting, let requests in flight finish.
+        // HTTP: stop accepting.
+        frontends.stop_accepting();
+        // Taken over: let go of what the new daemon binds or locks next,
+        // then tell it, then let the requests in flight finish.
+        let handed_over = released.is_some();
+        if let Some(done) = released {
+            drop(stick_flush.take());
+            shared.lock().await.flush_stick_tables();
+            admin_task.abort();
+            let _ = (&mut admin_task).await;
+            for t in metric_tasks.drain(..) {
+                t.abort();
+                let _ = t.await;
+            }
+            if let Some(p) = peers.take() {
+                p.stop().await;
+            }
+            drop(lock);
+            let _ = done.send(());
+            info!("takeover: let go; finishing the requests in flight");
+        }
+        // Let requests in flight finish.
         frontends.stop_all().await;
         // What the proxy stored last reaches the pinned map (a restart
         // takes it from there).
         drop(stick_flush);
-        shared.lock().await.flush_stick_tables();
+        if !handed_over {
+            shared.lock().await.flush_stick_tables();
+        }
         admin_task.abort();
         for t in metric_tasks {
             t.abort();
@@ -583,7 +672,11 @@ impl Running {
         for t in check_tasks.into_iter().chain(dns_tasks) {
             t.abort();
         }
-        let _ = std::fs::remove_file(&admin_socket);
+        drop(peers);
+        // After a takeover the socket file is the new daemon's.
+        if !handed_over {
+            let _ = std::fs::remove_file(&admin_socket);
+        }
         if let Some(l) = logger.as_mut() {
             l.get_mut().flush();
         }

@@ -12,7 +12,7 @@
 //! does not open a TLS record closes the connection. Each outcome is
 //! counted (`TlsCounters`).
 
-use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering};
+use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -31,6 +31,11 @@ use super::{
     tls::Failure,
 };
 use crate::util::AbortOnDrop;
+
+/// When the frontend stops, how long an HTTP/1.1 connection may stay for
+/// its next request (answered with `Connection: close`) before it is
+/// closed if idle.
+const IDLE_CLOSE_DELAY: Duration = Duration::from_secs(2);
 
 /// Answer to plain HTTP on a TLS port (its length checked by a test).
 const PLAIN_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\
@@ -59,7 +64,9 @@ pub(super) async fn connection(
         r = async {
             if tls.is_some() { sniff_tls(&stream, timeout).await } else { sniff_http2(&stream, timeout).await }
         } => r,
-        _ = stop.wait_for(|s| *s) => Sniffed::Gone,
+        // Accepted just before the frontend stopped: its request is on its
+        // way (closing now would reset it).
+        () = after_stop(&mut stop, IDLE_CLOSE_DELAY) => Sniffed::Gone,
         _ = state.evicted() => {
             p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
             Sniffed::Gone
@@ -129,7 +136,7 @@ pub(super) async fn connection(
     let handshake = tokio::time::timeout(p.spec.http.timeout_client, acceptor.accept(watched));
     let done = tokio::select! {
         r = handshake => r,
-        _ = stop.wait_for(|s| *s) => return,
+        () = after_stop(&mut stop, IDLE_CLOSE_DELAY) => return,
         _ = state.evicted() => {
             p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
             return;
@@ -187,38 +194,69 @@ async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (p2, s2) = (p.clone(), state.clone());
+    let (p2, s2, stopping) = (p.clone(), state.clone(), stop.clone());
     let svc = hyper::service::service_fn(move |req| {
-        handle(p2.clone(), s2.request(), peer, side.clone(), req)
+        let answer = handle(p2.clone(), s2.request(), peer, side.clone(), req);
+        let stopping = (!is_h2).then(|| stopping.clone());
+        async move {
+            let mut r = answer.await?;
+            // Stopping (a takeover, a reload that removed the frontend,
+            // a shutdown): an HTTP/1.1 client learns it from this answer,
+            // and opens its next connection elsewhere.
+            if stopping.is_some_and(|s| *s.borrow()) {
+                r.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(r)
+        }
     });
     // Its own task: polled only when a deadline passes or it is asked to
     // make room, not on each of the connection's wake-ups.
     let _watchdog = AbortOnDrop(tokio::spawn(watchdog(p.clone(), state, peer, tls)));
     let served = if is_h2 {
-        until_done(builders.h2.serve_connection(io, svc), stop, |c| {
-            c.graceful_shutdown()
-        })
+        // GOAWAY at once: the client retries what was not processed.
+        until_done(
+            builders.h2.serve_connection(io, svc),
+            stop,
+            Duration::ZERO,
+            |c| c.graceful_shutdown(),
+        )
         .await
     } else {
+        // Its next answer says `Connection: close`; an idle one is closed
+        // after a while (a request could cross the close on the wire).
         let conn = builders.h1.serve_connection(io, svc).with_upgrades();
-        until_done(conn, stop, |c| c.graceful_shutdown()).await
+        until_done(conn, stop, IDLE_CLOSE_DELAY, |c| c.graceful_shutdown()).await
     };
     if let Err(e) = served {
         debug!("{}: client {peer}: {e}", p.spec.name);
     }
 }
 
-/// Drive `conn` to its end; when `stop` turns true, ask it (`shutdown`) to
-/// finish the requests in flight and close, and keep driving it.
+/// `delay` after `stop` turns true.
+async fn after_stop(stop: &mut watch::Receiver<bool>, delay: Duration) {
+    let _ = stop.wait_for(|s| *s).await;
+    tokio::time::sleep(delay).await;
+}
+
+/// Drive `conn` to its end; when `stop` turns true, give it `delay` to end
+/// by itself, then ask it (`shutdown`) to finish the requests in flight
+/// and close, and keep driving it.
 async fn until_done<C: Future>(
     conn: C,
     mut stop: watch::Receiver<bool>,
+    delay: Duration,
     shutdown: impl FnOnce(std::pin::Pin<&mut C>),
 ) -> C::Output {
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => return r,
         _ = stop.wait_for(|s| *s) => {}
+    }
+    if let Ok(r) = tokio::time::timeout(delay, conn.as_mut()).await {
+        return r;
     }
     shutdown(conn.as_mut());
     conn.await

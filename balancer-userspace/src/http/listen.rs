@@ -209,6 +209,9 @@ pub async fn serve(
             connection(p, stream, peer, state, slot, builders, stop).await;
         });
     }
+    // No more connections: the socket closes now (unless a daemon taking
+    // over holds it), not when the last request is done.
+    drop(listener);
     sweeper.abort();
     if tokio::time::timeout(grace, open.closed()).await.is_err() {
         warn!(

@@ -212,6 +212,20 @@ pub struct Peers {
     pub ctx: Arc<Ctx>,
 }
 
+impl Peers {
+    /// Stop the tasks and wait until they have ended (their sockets
+    /// closed: a daemon taking over binds the same address next).
+    pub async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
 impl Drop for Peers {
     fn drop(&mut self) {
         for t in &self.tasks {

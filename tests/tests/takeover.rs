@@ -1,0 +1,203 @@
+//! Restarts and reloads under load drop nothing: while clients run
+//! keep-alive and new-connection traffic, the daemon is restarted 10 times
+//! with `balancer run --takeover` (each new daemon takes the listening
+//! sockets over from the running one) and reloaded 10 times (one reload
+//! adds a frontend, a later one removes it). Every request gets its
+//! answer (no error, no reset, counted by the clients, which never retry),
+//! and each client stays on its server: by cookie on keep-alive
+//! connections, by its source address (the stick table, kept in the
+//! pinned map) on new connections.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    process::Command,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use balancer_tests::{
+    http::{Backend, Client, Svc, free_port},
+    proc::{Proc, wait_for},
+};
+
+/// What the clients saw.
+#[derive(Default)]
+struct Seen {
+    ok: AtomicU64,
+    failed: Mutex<Vec<String>>,
+    /// Client -> the servers that answered it.
+    servers: Mutex<BTreeMap<String, Vec<String>>>,
+}
+
+impl Seen {
+    fn answer(&self, who: &str, a: std::io::Result<balancer_tests::http::Answer>) {
+        match a {
+            Ok(a) if a.status == 200 => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                let mut s = self.servers.lock().unwrap();
+                let v = s.entry(who.to_owned()).or_default();
+                if v.last() != Some(&a.body) {
+                    v.push(a.body);
+                }
+            }
+            Ok(a) => self
+                .failed
+                .lock()
+                .unwrap()
+                .push(format!("{who}: {}", a.status)),
+            Err(e) => self.failed.lock().unwrap().push(format!("{who}: {e}")),
+        }
+    }
+}
+
+/// A keep-alive client with a cookie, never retrying: a request on a
+/// connection the proxy closed counts as failed.
+fn keep_alive(front: SocketAddr, who: String, seen: Arc<Seen>, stop: Arc<AtomicBool>) {
+    let mut c = Client::new(front);
+    let mut cookie = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        let a = c.raw(&format!("GET / HTTP/1.1\r\nHost: lab\r\n{cookie}\r\n"));
+        if let Ok(a) = &a
+            && let Some(v) = a.header("set-cookie")
+        {
+            cookie = format!("Cookie: {}\r\n", v.split(';').next().unwrap_or_default());
+        }
+        let failed = a.is_err();
+        seen.answer(&who, a);
+        if failed {
+            // Count it, then go on on a new connection.
+            c = Client::new(front);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A new connection per request, from source address `from` (no cookie:
+/// the stick table keeps it on its server).
+fn new_connections(front: SocketAddr, from: IpAddr, seen: Arc<Seen>, stop: Arc<AtomicBool>) {
+    let who = format!("new-{from}");
+    while !stop.load(Ordering::Relaxed) {
+        let a = Client::from(front, from)
+            .raw("GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
+        seen.answer(&who, a);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn ten_takeovers_and_ten_reloads_under_load_fail_no_request() {
+    let backends: Vec<Backend> = (0..3)
+        .map(|i| Backend::start(&format!("s{i}"), 0).unwrap())
+        .collect();
+    let servers: String = backends
+        .iter()
+        .map(|b| {
+            format!(
+                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\ncookie = \"{}\"\n",
+                b.name, b.addr, b.name
+            )
+        })
+        .collect();
+    let mut svc = Svc::launch(
+        "takeover",
+        "",
+        "cookie = \"SERVER insert indirect nocache\"\n\
+         stick_table = { size = \"1k\" }\nstick = \"on src\"\n",
+        &servers,
+    );
+    let config = svc.dir.join("balancer.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let front = svc.front;
+    let (seen, stop) = (Arc::new(Seen::default()), Arc::new(AtomicBool::new(false)));
+    let mut load = Vec::new();
+    for i in 0..4 {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        load.push(std::thread::spawn(move || {
+            keep_alive(front, format!("keep-{i}"), seen, stop)
+        }));
+    }
+    for i in 2..6u8 {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        let from = IpAddr::from([127, 0, 0, i]);
+        load.push(std::thread::spawn(move || {
+            new_connections(front, from, seen, stop)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let extra: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
+    let with_extra = original.replacen(
+        "[[backend]]",
+        &format!(
+            "[[frontend]]\nname = \"extra\"\nmode = \"http\"\nbind = \"{extra}\"\n\
+             default_backend = \"app\"\n\n[[backend]]"
+        ),
+        1,
+    );
+    let mut old = Vec::new();
+    for round in 0..10 {
+        // A reload: the 3rd adds a frontend, the 7th removes it.
+        let text = if (3..7).contains(&round) {
+            &with_extra
+        } else {
+            &original
+        };
+        std::fs::write(&config, text).unwrap();
+        svc.reload();
+        if round == 3 {
+            assert_eq!(Client::new(extra).get("/").unwrap().status, 200);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+
+        // A restart by takeover.
+        let mut cmd = Command::new(balancer_tests::balancer_bin());
+        cmd.args(["run", "--takeover", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info");
+        let next = Proc::spawn(&format!("balancer-{}", round + 1), cmd, &svc.dir).unwrap();
+        let up = wait_for(Duration::from_secs(20), || {
+            next.output().contains("running:")
+        });
+        assert!(up, "round {round}: the new daemon: {}", next.output());
+        old.push(std::mem::replace(&mut svc.daemon, next));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    // Every old daemon let go and ended by itself.
+    for mut p in old {
+        assert!(
+            wait_for(Duration::from_secs(20), || p
+                .try_wait()
+                .ok()
+                .flatten()
+                .is_some()),
+            "{} did not end: {}",
+            p.name,
+            p.output()
+        );
+        assert!(p.output().contains("takeover: let go"), "{}", p.output());
+    }
+    let failed = seen.failed.lock().unwrap().clone();
+    let ok = seen.ok.load(Ordering::Relaxed);
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {failed:?}",
+        failed.len(),
+        ok + failed.len() as u64
+    );
+    assert!(ok > 1000, "only {ok} requests");
+    for (who, servers) in seen.servers.lock().unwrap().iter() {
+        assert_eq!(servers.len(), 1, "{who} moved: {servers:?}");
+    }
+    println!("{ok} requests, none failed, through 10 takeovers and 10 reloads");
+}

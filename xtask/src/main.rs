@@ -11,6 +11,7 @@ mod bench_https;
 mod bench_pps;
 mod demo;
 mod fuzz;
+mod install;
 mod layers;
 mod plots;
 mod report;
@@ -51,6 +52,24 @@ enum Command {
     },
     /// Remove labs (namespaces, pins, logs) left behind by killed runs.
     Sweep,
+    /// Build the release binary and install it with the systemd units
+    /// (balancer.service with XDP, balancer-http.service without root), the
+    /// README and the examples.
+    Install {
+        /// The binary goes to PREFIX/bin, the docs to PREFIX/share/doc/balancer.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: std::path::PathBuf,
+        /// Where the systemd units go.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: std::path::PathBuf,
+        /// A staging root for packaging: every file is written under it,
+        /// the units still name the final paths.
+        #[arg(long)]
+        destdir: Option<std::path::PathBuf>,
+        /// Install this binary instead of building the release one.
+        #[arg(long)]
+        bin: Option<std::path::PathBuf>,
+    },
     /// Set up, build the cargo-fuzz targets (nightly, AddressSanitizer) and
     /// run each for a while over its seed corpus; fails on a crash, naming
     /// the input (balancer-userspace/fuzz/, xtask/src/fuzz.rs).
@@ -109,6 +128,17 @@ fn main() -> std::process::ExitCode {
         Command::Demo => demo::run(),
         Command::Layers { src } => layers::run(src.as_deref()),
         Command::Sweep => sweep(),
+        Command::Install {
+            prefix,
+            unit_dir,
+            destdir,
+            bin,
+        } => install::run(&install::Options {
+            prefix,
+            unit_dir,
+            destdir,
+            bin,
+        }),
         Command::Fuzz { time, target } => fuzz::run(&fuzz::Options { time, target }),
         Command::Bench {
             only,

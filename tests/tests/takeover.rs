@@ -201,3 +201,108 @@ fn ten_takeovers_and_ten_reloads_under_load_fail_no_request() {
     }
     println!("{ok} requests, none failed, through 10 takeovers and 10 reloads");
 }
+
+/// Without kernel maps (HTTP only, no pin_dir: the stick table lives in the
+/// daemon's memory), a takeover hands the table over too: each client
+/// stays on its server, and `table show` lists the same entries.
+#[test]
+fn a_takeover_without_kernel_maps_hands_the_stick_table_over() {
+    let backends: Vec<Backend> = (0..3)
+        .map(|i| Backend::start(&format!("s{i}"), 0).unwrap())
+        .collect();
+    let dir = std::env::temp_dir().join(format!("blb-{}-takeover-mem", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
+    let servers: String = backends
+        .iter()
+        .map(|b| {
+            format!(
+                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\n",
+                b.name, b.addr
+            )
+        })
+        .collect();
+    let config = dir.join("balancer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nsocket = \"{}\"\n\n[[frontend]]\nname = \"web\"\nmode = \"http\"\n\
+             bind = \"{front}\"\ndefault_backend = \"app\"\n\n[[backend]]\nname = \"app\"\n\
+             stick_table = {{ size = \"1k\" }}\nstick = \"on src\"\n{servers}",
+            dir.join("admin.sock").display()
+        ),
+    )
+    .unwrap();
+    let spawn = |name: &str, takeover: bool| {
+        let mut cmd = Command::new(balancer_tests::balancer_bin());
+        cmd.arg("run");
+        if takeover {
+            cmd.arg("--takeover");
+        }
+        cmd.arg("--config").arg(&config).env("RUST_LOG", "info");
+        let p = Proc::spawn(name, cmd, &dir).unwrap();
+        assert!(
+            wait_for(Duration::from_secs(20), || p.output().contains("running:")),
+            "{}",
+            p.output()
+        );
+        p
+    };
+    let cli = |args: &[&str]| {
+        balancer_tests::lab::output(
+            Command::new(balancer_tests::balancer_bin())
+                .arg("--socket")
+                .arg(dir.join("admin.sock"))
+                .args(args),
+        )
+        .unwrap()
+    };
+    let mut first = spawn("balancer-1", false);
+    assert!(
+        first.output().contains("running: HTTP only"),
+        "{}",
+        first.output()
+    );
+    let home = |i: u8| {
+        Client::from(front, IpAddr::from([127, 0, 0, i]))
+            .get("/")
+            .unwrap()
+            .body
+    };
+    let before: Vec<String> = (2..14).map(home).collect();
+    let spread: std::collections::BTreeSet<&String> = before.iter().collect();
+    assert!(
+        spread.len() > 1,
+        "round robin spreads new clients: {before:?}"
+    );
+    // The proxy writes its entries to the table every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        cli(&["table", "count"]).trim(),
+        "12",
+        "{}",
+        cli(&["table", "show"])
+    );
+    let mut second = spawn("balancer-2", true);
+    assert!(
+        second.output().contains("took over 12 stick entries"),
+        "{}",
+        second.output()
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || first
+            .try_wait()
+            .ok()
+            .flatten()
+            .is_some()),
+        "{}",
+        first.output()
+    );
+    let after: Vec<String> = (2..14).map(home).collect();
+    assert_eq!(after, before, "clients moved");
+    assert_eq!(cli(&["table", "count"]).trim(), "12");
+    second.stop().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

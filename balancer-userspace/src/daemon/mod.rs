@@ -161,7 +161,11 @@ pub async fn run(
         if reset {
             info!("--reset: nothing is pinned (no XDP interface, no pin_dir)");
         }
-        let dp = Dataplane::in_memory(LoadOptions::for_config(&config));
+        let opts = LoadOptions::for_config(&config);
+        let dp = match &taken {
+            Some(t) => Dataplane::in_memory_from(opts, &t.state)?,
+            None => Dataplane::in_memory(opts),
+        };
         let running = start(dp, config, taken).await?;
         return running.serve(None, config_path).await;
     }
@@ -654,7 +658,14 @@ impl Running {
                 p.stop().await;
             }
             drop(lock);
-            let _ = done.send(());
+            let state = match shared.lock().await.dp.snapshot() {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!("takeover: the stick table stays behind: {e}");
+                    Vec::new()
+                }
+            };
+            let _ = done.send(state);
             info!("takeover: let go; finishing the requests in flight");
         }
         // Let requests in flight finish.

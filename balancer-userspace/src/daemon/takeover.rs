@@ -14,7 +14,9 @@
 //!   that many bytes of JSON, the listeners' addresses in the order of
 //!   the descriptors that come with it (at most [`MAX_FDS`]);
 //! - the new one sends `RELEASE\n` when it is ready to go on; the old
-//!   answers `RELEASED\n` once it has let go.
+//!   answers `RELEASED\n` once it has let go, then an 8-byte length and
+//!   that many bytes: its maps when they live in its memory (ids and stick
+//!   entries, see `Dataplane::snapshot`), nothing when they are pinned.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -35,6 +37,8 @@ const RELEASED: &str = "RELEASED\n";
 pub const MAX_FDS: usize = 200;
 /// How long either side waits for the other.
 const WAIT: Duration = Duration::from_secs(20);
+/// Largest map snapshot taken.
+const MAX_STATE: u64 = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TakeoverError {
@@ -48,6 +52,8 @@ pub enum TakeoverError {
 /// connection to tell it to let go.
 pub struct Taken {
     pub listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    /// The old daemon's in-memory maps (empty: none, or pinned ones).
+    pub state: Vec<u8>,
     conn: BufReader<UnixStream>,
     path: String,
 }
@@ -82,6 +88,7 @@ pub fn request(admin_socket: &Path) -> Result<Taken, TakeoverError> {
         .collect();
     Ok(Taken {
         listeners,
+        state: Vec::new(),
         conn: BufReader::new(conn),
         path,
     })
@@ -105,6 +112,21 @@ impl Taken {
         if line != RELEASED {
             return Err(failed(format!("it answered {line:?}")));
         }
+        let mut len = [0u8; 8];
+        self.conn
+            .read_exact(&mut len)
+            .map_err(|e| failed(e.to_string()))?;
+        let len = u64::from_be_bytes(len);
+        if len > MAX_STATE {
+            return Err(failed(format!(
+                "{len} bytes of state, more than {MAX_STATE}"
+            )));
+        }
+        let mut state = vec![0u8; len as usize];
+        self.conn
+            .read_exact(&mut state)
+            .map_err(|e| failed(e.to_string()))?;
+        self.state = state;
         Ok(())
     }
 
@@ -120,11 +142,11 @@ impl Taken {
 
 /// The old daemon's side, on a connection that opened with [`HELLO`]
 /// (already read): send `listeners`, wait for `RELEASE`, call `release`
-/// (which returns once the daemon has let go), answer.
+/// (which returns the maps' state once the daemon has let go), answer.
 pub fn serve(
     conn: UnixStream,
     listeners: Vec<(SocketAddr, OwnedFd)>,
-    release: impl FnOnce(),
+    release: impl FnOnce() -> Vec<u8>,
 ) -> std::io::Result<()> {
     if listeners.len() > MAX_FDS {
         return Err(std::io::Error::other(format!(
@@ -146,8 +168,11 @@ pub fn serve(
             "expected RELEASE, got {line:?}"
         )));
     }
-    release();
-    r.get_mut().write_all(RELEASED.as_bytes())
+    let state = release();
+    let w = r.get_mut();
+    w.write_all(RELEASED.as_bytes())?;
+    w.write_all(&(state.len() as u64).to_be_bytes())?;
+    w.write_all(&state)
 }
 
 /// One `sendmsg`: the length, `text`, and `fds` as `SCM_RIGHTS`.
@@ -247,8 +272,8 @@ fn receive(conn: &UnixStream) -> std::io::Result<(Vec<u8>, Vec<OwnedFd>)> {
 pub(super) enum TakeoverMsg {
     /// Copies of the HTTP listening sockets.
     Sockets(tokio::sync::oneshot::Sender<Vec<(std::net::SocketAddr, std::os::fd::OwnedFd)>>),
-    /// Let go (answered once done).
-    Release(tokio::sync::oneshot::Sender<()>),
+    /// Let go (answered once done, with the in-memory maps' state).
+    Release(tokio::sync::oneshot::Sender<Vec<u8>>),
 }
 
 /// A takeover connection (on a blocking thread): the sockets from the main
@@ -266,9 +291,10 @@ pub(super) fn serve_connection(
     };
     let served = serve(conn, sockets, || {
         let (done, wait) = tokio::sync::oneshot::channel();
-        if tx.blocking_send(TakeoverMsg::Release(done)).is_ok() {
-            let _ = wait.blocking_recv();
+        if tx.blocking_send(TakeoverMsg::Release(done)).is_err() {
+            return Vec::new();
         }
+        wait.blocking_recv().unwrap_or_default()
     });
     if let Err(e) = served {
         log::warn!("takeover: {e}");
@@ -289,7 +315,7 @@ mod tests {
             let mut hello = [0u8; HELLO.len()];
             (&a).read_exact(&mut hello).unwrap();
             assert_eq!(&hello, HELLO);
-            serve(a, vec![(addr, dup)], || {}).unwrap();
+            serve(a, vec![(addr, dup)], || b"state".to_vec()).unwrap();
         });
         (&b).write_all(HELLO).unwrap();
         let (text, fds) = receive(&b).unwrap();
@@ -301,11 +327,13 @@ mod tests {
         got.accept().expect("the passed socket accepts");
         let mut taken = Taken {
             listeners: Vec::new(),
+            state: Vec::new(),
             conn: BufReader::new(b),
             path: "pair".into(),
         };
         assert!(taken.take(addr).is_empty());
         taken.release().unwrap();
+        assert_eq!(taken.state, b"state");
         server.join().unwrap();
     }
 }

@@ -119,7 +119,72 @@ pub(super) struct Memory {
     pub(super) stick: MemoryStick,
 }
 
+/// What a daemon without kernel maps hands to the one taking over (see
+/// `daemon::takeover`): its ids by name and its stick entries, so that the
+/// new daemon gives every server the id the entries name.
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Snapshot {
+    server_ids: Vec<(u32, String)>,
+    frontend_ids: Vec<(u32, String)>,
+    /// (table id, client, server id, last seen in CLOCK_MONOTONIC ns).
+    stick: Vec<(u32, [u8; 16], u32, u64)>,
+}
+
+/// A snapshot larger than this is refused (a full 16m-entry table takes
+/// about 600 MB; more is not one of ours).
+const MAX_SNAPSHOT: usize = 1 << 30;
+
 impl Memory {
+    pub(super) fn snapshot(&self) -> Result<Vec<u8>, DataplaneError> {
+        let snap = Snapshot {
+            server_ids: self.id_names(SERVER_IDS_MAP)?,
+            frontend_ids: self.id_names(FRONTEND_IDS_MAP)?,
+            stick: self
+                .stick
+                .entries(None)
+                .into_iter()
+                .map(|(k, v)| (k.vip_id, k.addr, v.backend, v.last_seen_ns))
+                .collect(),
+        };
+        postcard::to_stdvec(&snap).map_err(|e| DataplaneError::Snapshot(e.to_string()))
+    }
+
+    /// Take the ids and entries of `bytes` (from [`Memory::snapshot`]).
+    pub(super) fn restore(&mut self, bytes: &[u8]) -> Result<usize, DataplaneError> {
+        if bytes.len() > MAX_SNAPSHOT {
+            return Err(DataplaneError::Snapshot(format!(
+                "{} bytes, more than {MAX_SNAPSHOT}",
+                bytes.len()
+            )));
+        }
+        let snap: Snapshot =
+            postcard::from_bytes(bytes).map_err(|e| DataplaneError::Snapshot(e.to_string()))?;
+        for (map, ids) in [
+            (SERVER_IDS_MAP, &snap.server_ids),
+            (FRONTEND_IDS_MAP, &snap.frontend_ids),
+        ] {
+            for (id, name) in ids {
+                let mut v: IdName = [0; ID_NAME_LEN];
+                if name.is_empty() || name.len() > ID_NAME_LEN {
+                    return Err(DataplaneError::NameTooLong { name: name.clone() });
+                }
+                v[..name.len()].copy_from_slice(name.as_bytes());
+                self.set_id_name(map, *id, v)?;
+            }
+        }
+        for &(vip_id, addr, backend, last_seen_ns) in &snap.stick {
+            self.stick.set(
+                &StickKey { vip_id, addr },
+                &StickValue {
+                    backend,
+                    _pad: 0,
+                    last_seen_ns,
+                },
+            );
+        }
+        Ok(snap.stick.len())
+    }
+
     pub(super) fn new(stick_size: u32, max_backends: u32) -> Memory {
         Memory {
             backends: vec![Backend::default(); max_backends as usize],
@@ -207,6 +272,24 @@ mod tests {
         assert!(s.remove(&key(1, 2)));
         assert!(!s.remove(&key(1, 2)));
         assert!(s.update(&[key(1, 1)], &[]).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_carries_ids_and_entries_to_another_process() {
+        let mut m = Memory::new(16, 8);
+        let mut name = [0; ID_NAME_LEN];
+        name[..5].copy_from_slice(b"app/a");
+        m.set_id_name(SERVER_IDS_MAP, 3, name).unwrap();
+        m.stick.set(&key(9, 1), &value(3, 77));
+        let bytes = m.snapshot().unwrap();
+        let mut n = Memory::new(16, 8);
+        assert_eq!(n.restore(&bytes).unwrap(), 1);
+        assert_eq!(
+            n.id_names(SERVER_IDS_MAP).unwrap(),
+            vec![(3, "app/a".into())]
+        );
+        assert_eq!(n.stick.get(&key(9, 1)), Some(value(3, 77)));
+        assert!(n.restore(&bytes[..bytes.len() - 1]).is_err(), "truncated");
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub enum DataplaneError {
     NoFreeId { map: &'static str, max: u32 },
     #[error("cannot reuse the XDP attachment pinned at {path}: {reason}")]
     Link { path: PathBuf, reason: String },
+    #[error("the maps handed over by the daemon taken over: {0}")]
+    Snapshot(String),
     #[error(
         "no kernel data plane: this daemon runs without XDP (no interface and no pin_dir \
          configured)"
@@ -247,6 +249,26 @@ impl Dataplane {
             vip_sel: VipSel::default(),
             vip_flipped: None,
             links: Vec::new(),
+        }
+    }
+
+    /// [`Dataplane::in_memory`] with the ids and stick entries of a
+    /// daemon taken over ([`Dataplane::snapshot`]'s bytes).
+    pub fn in_memory_from(opts: LoadOptions, snapshot: &[u8]) -> Result<Self, DataplaneError> {
+        let mut dp = Self::in_memory(opts);
+        if let Backing::Memory(m) = &mut dp.backing {
+            let n = m.restore(snapshot)?;
+            info!("took over {n} stick entries from the previous daemon");
+        }
+        Ok(dp)
+    }
+
+    /// The maps in process memory as bytes for a daemon taking over;
+    /// empty with kernel maps (they are pinned, the new daemon opens them).
+    pub fn snapshot(&self) -> Result<Vec<u8>, DataplaneError> {
+        match &self.backing {
+            Backing::Memory(m) => m.snapshot(),
+            Backing::Kernel { .. } => Ok(Vec::new()),
         }
     }
 

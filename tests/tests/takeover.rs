@@ -20,7 +20,7 @@ use std::{
 };
 
 use balancer_tests::{
-    http::{Backend, Client, Svc, free_port},
+    http::{Backend, Client, Svc, free_port, server_tables},
     proc::{Proc, wait_for},
 };
 
@@ -93,15 +93,7 @@ fn ten_takeovers_and_ten_reloads_under_load_fail_no_request() {
     let backends: Vec<Backend> = (0..3)
         .map(|i| Backend::start(&format!("s{i}"), 0).unwrap())
         .collect();
-    let servers: String = backends
-        .iter()
-        .map(|b| {
-            format!(
-                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\ncookie = \"{}\"\n",
-                b.name, b.addr, b.name
-            )
-        })
-        .collect();
+    let servers = server_tables(&backends, true, "");
     let mut svc = Svc::launch(
         "takeover",
         "",
@@ -215,15 +207,7 @@ fn a_takeover_without_kernel_maps_hands_the_stick_table_over() {
     let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
         .parse()
         .unwrap();
-    let servers: String = backends
-        .iter()
-        .map(|b| {
-            format!(
-                "[[backend.server]]\nname = \"{}\"\naddress = \"{}\"\n",
-                b.name, b.addr
-            )
-        })
-        .collect();
+    let servers = server_tables(&backends, false, "");
     let config = dir.join("balancer.toml");
     std::fs::write(
         &config,

@@ -11,12 +11,7 @@
 //! first; `balancer detach` removes it (and with it XDP). A start that fails
 //! before running undoes what it created and leaves adopted state alone.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use aya_log::EbpfLogger;
 use log::{info, warn};
@@ -28,9 +23,12 @@ use tokio::{
 
 mod budget;
 mod frontends;
+mod pins;
 pub mod takeover;
 
 pub use budget::Budget;
+pub use pins::PinLock;
+use pins::check_pin_dir;
 
 use crate::{
     admin::{self, AdminError},
@@ -42,8 +40,6 @@ use crate::{
     netlink,
 };
 
-/// bpffs's `f_type` (include/uapi/linux/magic.h).
-const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 /// On shutdown, how long HTTP requests in flight may take to finish.
 const HTTP_GRACE: Duration = Duration::from_secs(10);
 /// Next-hop changes arrive in bursts: wait this long for the burst to end.
@@ -84,38 +80,6 @@ pub enum DaemonError {
     Peers(#[from] crate::peers::PeersError),
     #[error(transparent)]
     Tls(#[from] crate::http::tls::TlsError),
-}
-
-/// An exclusive lock on the pin directory, held while a daemon (or
-/// `balancer detach`) works on the state in it.
-pub struct PinLock {
-    _dir: std::fs::File,
-}
-
-impl PinLock {
-    /// Create `dir` if needed and lock it, or say who holds it.
-    pub fn take(dir: &Path) -> Result<Self, DaemonError> {
-        let err = |reason: String| DaemonError::PinDir {
-            path: dir.display().to_string(),
-            reason,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-        let f = std::fs::File::open(dir).map_err(|e| err(e.to_string()))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe {
-            libc::flock(
-                std::os::fd::AsRawFd::as_raw_fd(&f),
-                libc::LOCK_EX | libc::LOCK_NB,
-            )
-        } != 0
-        {
-            return Err(err(
-                "locked: another `balancer run` (or `balancer detach`) is using this pin_dir"
-                    .into(),
-            ));
-        }
-        Ok(PinLock { _dir: f })
-    }
 }
 
 /// Run until SIGINT or SIGTERM. On any error before that, everything already
@@ -771,38 +735,4 @@ fn spawn_checks(
             })
         })
         .collect()
-}
-
-/// The pin directory must be on a bpffs, or the pin fails later with a
-/// less helpful error. Its parent must exist; the directory itself may not.
-fn check_pin_dir(dir: &Path) -> Result<(), DaemonError> {
-    let err = |reason: String| DaemonError::PinDir {
-        path: dir.display().to_string(),
-        reason,
-    };
-    let probe = if dir.exists() {
-        dir
-    } else {
-        dir.parent()
-            .ok_or_else(|| err("has no parent directory".into()))?
-    };
-    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes())
-        .map_err(|_| err("contains a NUL byte".into()))?;
-    // SAFETY: statfs fills the zeroed struct; c is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(err(format!(
-            "{}: {}",
-            probe.display(),
-            std::io::Error::last_os_error()
-        )));
-    }
-    if st.f_type as i64 != BPF_FS_MAGIC {
-        return Err(err(format!(
-            "{} is not on a bpffs (mount one with `mount -t bpf bpf {}` or run `cargo xtask setup`)",
-            probe.display(),
-            probe.display()
-        )));
-    }
-    Ok(())
 }

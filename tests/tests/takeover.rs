@@ -54,10 +54,14 @@ impl Seen {
     }
 }
 
-/// A keep-alive client with a cookie, never retrying: a request on a
-/// connection the proxy closed counts as failed.
-fn keep_alive(front: SocketAddr, who: String, seen: Arc<Seen>, stop: Arc<AtomicBool>) {
-    let mut c = Client::new(front);
+/// A keep-alive client with a cookie, from its own source address `from`
+/// (a client without a cookie whose source has an entry goes where the
+/// entry says and gets no cookie, as in HAProxy: clients sharing a source
+/// would share that entry), never retrying: a request on a connection the
+/// proxy closed counts as failed.
+fn keep_alive(front: SocketAddr, from: IpAddr, seen: Arc<Seen>, stop: Arc<AtomicBool>) {
+    let who = format!("keep-{from}");
+    let mut c = Client::from(front, from);
     let mut cookie = String::new();
     while !stop.load(Ordering::Relaxed) {
         let a = c.raw(&format!("GET / HTTP/1.1\r\nHost: lab\r\n{cookie}\r\n"));
@@ -70,7 +74,7 @@ fn keep_alive(front: SocketAddr, who: String, seen: Arc<Seen>, stop: Arc<AtomicB
         seen.answer(&who, a);
         if failed {
             // Count it, then go on on a new connection.
-            c = Client::new(front);
+            c = Client::from(front, from);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -106,10 +110,11 @@ fn ten_takeovers_and_ten_reloads_under_load_fail_no_request() {
     let front = svc.front;
     let (seen, stop) = (Arc::new(Seen::default()), Arc::new(AtomicBool::new(false)));
     let mut load = Vec::new();
-    for i in 0..4 {
+    for i in 10..14u8 {
         let (seen, stop) = (seen.clone(), stop.clone());
+        let from = IpAddr::from([127, 0, 0, i]);
         load.push(std::thread::spawn(move || {
-            keep_alive(front, format!("keep-{i}"), seen, stop)
+            keep_alive(front, from, seen, stop)
         }));
     }
     for i in 2..6u8 {

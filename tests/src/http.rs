@@ -552,6 +552,35 @@ impl Svc {
         Self::launch_limited(tag, frontend_extra, backend_extra, tail, None)
     }
 
+    /// [`Svc::launch`] without kernel maps (no `[dataplane]`, no pin_dir:
+    /// the daemon keeps its stick table in memory).
+    pub fn launch_in_memory(
+        tag: &str,
+        frontend_extra: &str,
+        backend_extra: &str,
+        tail: &str,
+    ) -> Svc {
+        Svc::of(launch_http_as(
+            tag,
+            frontend_extra,
+            backend_extra,
+            tail,
+            None,
+            false,
+        ))
+    }
+
+    fn of(launched: io::Result<(PathBuf, PathBuf, Proc, SocketAddr)>) -> Svc {
+        let (dir, pin_dir, daemon, front) = launched.expect("balancer run");
+        Svc {
+            dir,
+            pin_dir,
+            daemon,
+            front,
+            backends: Vec::new(),
+        }
+    }
+
     /// [`Svc::launch`] with the daemon's descriptor limit set to `nofile`.
     pub fn launch_limited(
         tag: &str,
@@ -560,16 +589,13 @@ impl Svc {
         tail: &str,
         nofile: Option<u64>,
     ) -> Svc {
-        let (dir, pin_dir, daemon, front) =
-            launch_http_limited(tag, frontend_extra, backend_extra, tail, nofile)
-                .expect("balancer run");
-        Svc {
-            dir,
-            pin_dir,
-            daemon,
-            front,
-            backends: Vec::new(),
-        }
+        Svc::of(launch_http_limited(
+            tag,
+            frontend_extra,
+            backend_extra,
+            tail,
+            nofile,
+        ))
     }
 
     /// A daemon on a haproxy.cfg: `config(front)` is its text for a
@@ -756,6 +782,19 @@ pub fn launch_http_limited(
     servers: &str,
     nofile: Option<u64>,
 ) -> io::Result<(PathBuf, PathBuf, Proc, SocketAddr)> {
+    launch_http_as(tag, frontend_extra, backend_extra, servers, nofile, true)
+}
+
+/// [`launch_http_limited`]; without `kernel`, the file has no
+/// `[dataplane]` (no pin_dir): the daemon keeps its maps in memory.
+fn launch_http_as(
+    tag: &str,
+    frontend_extra: &str,
+    backend_extra: &str,
+    servers: &str,
+    nofile: Option<u64>,
+    kernel: bool,
+) -> io::Result<(PathBuf, PathBuf, Proc, SocketAddr)> {
     crate::require_root();
     let id = format!("blb-{}-{tag}", std::process::id());
     let dir = std::env::temp_dir().join(&id);
@@ -765,13 +804,19 @@ pub fn launch_http_limited(
         .parse()
         .map_err(io::Error::other)?;
     let config = dir.join("balancer.toml");
+    let dataplane = match kernel {
+        true => format!(
+            "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n",
+            pin_dir.display()
+        ),
+        false => String::new(),
+    };
     std::fs::write(
         &config,
         format!(
-            "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
+            "{dataplane}[admin]\nsocket = \"{}\"\n\n\
              [[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"{front}\"\ndefault_backend = \"app\"\n\
              {frontend_extra}\n[[backend]]\nname = \"app\"\n{backend_extra}\n{servers}",
-            pin_dir.display(),
             dir.join("admin.sock").display()
         ),
     )?;

@@ -47,6 +47,29 @@ fn stick_matched(svc: &Svc) -> u64 {
 
 #[test]
 fn entries_made_by_the_proxy_on_a_route_the_same_clients_through_b() {
+    replicate(true);
+}
+
+/// The same without kernel maps (HTTP only, no pin_dir): the engine
+/// replicates the table the daemons keep in memory, and a `kill -9`d B
+/// gets its entries back from A (the resync of a new link), where the
+/// pinned map kept them above.
+#[test]
+fn http_only_daemons_replicate_their_tables_in_memory() {
+    replicate(false);
+}
+
+fn replicate(kernel: bool) {
+    let launch = if kernel {
+        Svc::launch
+    } else {
+        Svc::launch_in_memory
+    };
+    let tag = if kernel {
+        "http-peers"
+    } else {
+        "http-peers-mem"
+    };
     let backends: Vec<Backend> = (0..3)
         .map(|j| Backend::start(&format!("s{j}"), 0).expect("backend"))
         .collect();
@@ -68,8 +91,16 @@ fn entries_made_by_the_proxy_on_a_route_the_same_clients_through_b() {
     };
     let stick =
         "stick_table = { size = \"1k\", expire = \"5m\", peers = \"lb\" }\nstick = \"on src\"\n";
-    let a = Svc::launch("http-peers-a", "", stick, &instance("a"));
-    let mut b = Svc::launch("http-peers-b", "", stick, &instance("b"));
+    let a = launch(&format!("{tag}-a"), "", stick, &instance("a"));
+    let mut b = launch(&format!("{tag}-b"), "", stick, &instance("b"));
+    assert_eq!(
+        b.daemon
+            .output()
+            .contains("running: HTTP only (no XDP program"),
+        !kernel,
+        "{}",
+        b.daemon.output()
+    );
 
     let clients: Vec<IpAddr> = (0..12)
         .map(|j| IpAddr::V4(Ipv4Addr::new(127, 0, 5, 10 + j)))
@@ -94,13 +125,21 @@ fn entries_made_by_the_proxy_on_a_route_the_same_clients_through_b() {
     }
     assert_eq!(stick_matched(&b), 12);
 
-    // kill -9 of B: its pinned table keeps the entries.
+    // kill -9 of B: its pinned table keeps the entries; in memory, A's
+    // resync brings them back.
     b.daemon
         .stop_with(libc::SIGKILL, Duration::from_secs(5))
         .expect("kill -9");
     let config = b.dir.join("balancer.toml");
     b.start_again(&config);
-    assert_eq!(table(&b), home);
+    if kernel {
+        assert_eq!(table(&b), home);
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || table(&b) == home),
+        "B's table after its restart {:?}, A's clients {home:?}",
+        table(&b)
+    );
     for &ip in &clients {
         assert_eq!(
             format!("app/{}", served(&b, ip)),

@@ -228,12 +228,12 @@ pub fn stick_size_total(frontends: &[Frontend], backends: &[Backend]) -> u64 {
 impl Config {
     /// Whether the daemon needs the kernel data plane (the XDP program,
     /// its maps pinned under `pin_dir`, so root and a bpffs): with an XDP
-    /// interface, with `pin_dir` set (HTTP stick tables then live in a
-    /// pinned map, which a restart keeps), or with `[peers]` (replication
-    /// reads the kernel table). Otherwise (HTTP only) the maps live in the
-    /// process and nothing of the kernel's is needed.
+    /// interface, or with `pin_dir` set (HTTP stick tables then live in a
+    /// pinned map, which a restart keeps, `kill -9` included). Otherwise
+    /// (HTTP only) the maps live in the process and nothing of the
+    /// kernel's is needed; `[peers]` replicates the table in memory.
     pub fn needs_kernel(&self) -> bool {
-        !self.dataplane.interfaces.is_empty() || self.dataplane.pin_dir_set || self.peers.is_some()
+        !self.dataplane.interfaces.is_empty() || self.dataplane.pin_dir_set
     }
 
     /// Read and validate a config file (TOML, or a haproxy.cfg with no

@@ -34,7 +34,7 @@ use crate::{
     admin::{self, AdminError},
     config::{Config, Mode},
     control::{ControlError, Controller},
-    dataplane::{Dataplane, DataplaneError, LoadOptions},
+    dataplane::{Dataplane, DataplaneError, LoadOptions, StickStore},
     health,
     http::tls::{Prepared, Terminator, TlsError},
     netlink,
@@ -350,13 +350,23 @@ impl Running {
         let (dns_tx, mut dns_rx) = tokio::sync::mpsc::channel(64);
         let mut dns_tasks = spawn_discovery(&*shared.lock().await, &dns_tx, generation);
         // Stick-table replication; stopped when dropped.
-        let mut peers = match (peers, &pin_dir) {
-            (Some((cfg, l)), Some(dir)) => {
-                Some(crate::peers::start(cfg, l, dir, shared.clone()).await?)
+        let mut peers = match peers {
+            Some((cfg, l)) => {
+                let store = shared.lock().await.dp.stick_store()?;
+                let source = match (&pin_dir, store) {
+                    (Some(dir), _) => Some(crate::peers::Source::Pinned(dir)),
+                    (None, StickStore::Memory(m)) => Some(crate::peers::Source::Memory(m)),
+                    // Kernel maps always come with their pin directory.
+                    (None, StickStore::Map(_)) => None,
+                };
+                match source {
+                    Some(source) => {
+                        Some(crate::peers::start(cfg, l, source, shared.clone()).await?)
+                    }
+                    None => None,
+                }
             }
-            // `[peers]` makes the daemon use the kernel data plane
-            // (`Config::needs_kernel`), so it has a pin directory.
-            _ => None,
+            None => None,
         };
         let peers_status = peers.as_ref().map(|p| {
             let ctx = p.ctx.clone();

@@ -31,6 +31,8 @@ use super::DataplaneError;
 #[derive(Clone)]
 pub struct MemoryStick {
     entries: Arc<Mutex<HashMap<StickKey, StickValue>>>,
+    /// Writes so far (the peers engine scans when it moved).
+    writes: Arc<std::sync::atomic::AtomicU64>,
     /// Entries at most (the kernel map's `max_entries`).
     cap: usize,
 }
@@ -39,12 +41,23 @@ impl MemoryStick {
     fn new(cap: u32) -> MemoryStick {
         MemoryStick {
             entries: Default::default(),
+            writes: Default::default(),
             cap: cap as usize,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<StickKey, StickValue>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes so far: it moves when the table may have changed.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn wrote(&self) {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Insert or replace `key`. A full table gives up the least recently
@@ -62,6 +75,8 @@ impl MemoryStick {
             }
         }
         m.insert(*key, *value);
+        drop(m);
+        self.wrote();
     }
 
     /// Write many entries at once (the flusher's batch).
@@ -83,7 +98,9 @@ impl MemoryStick {
     }
 
     pub fn remove(&self, key: &StickKey) -> bool {
-        self.lock().remove(key).is_some()
+        let removed = self.lock().remove(key).is_some();
+        self.wrote();
+        removed
     }
 
     /// Entries of one VIP (or all).
@@ -107,7 +124,10 @@ impl MemoryStick {
         let mut m = self.lock();
         let before = m.len();
         m.retain(|k, v| !(vip_id.is_none_or(|id| id == k.vip_id) && pick(v)));
-        before - m.len()
+        let n = before - m.len();
+        drop(m);
+        self.wrote();
+        n
     }
 }
 

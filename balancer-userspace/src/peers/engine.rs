@@ -38,6 +38,7 @@ pub use crate::api::{Applied, EngineStats};
 use crate::{
     config::Mode,
     control::{Controller, stick::table_id_name},
+    dataplane::MemoryStick,
     stick_batch::Scanner,
     util::{error_chain, monotonic_ns, thread_cpu_ns},
 };
@@ -211,14 +212,71 @@ struct Shadow {
     mark: u32,
 }
 
-pub struct Engine {
+/// Where the replicated entries live.
+pub enum Source<'a> {
+    /// The stick table pinned under this directory (the kernel's).
+    Pinned(&'a Path),
+    /// The daemon's table in its memory (no kernel data plane).
+    Memory(MemoryStick),
+}
+
+/// The table the engine reads and writes.
+enum Table {
+    Pinned(Box<Pinned>),
+    Memory(MemoryStick),
+}
+
+/// The kernel's stick table, with its per-VIP counters (the cheap change
+/// signature).
+struct Pinned {
     map: BpfHashMap<MapData, StickKey, StickValue>,
     vip_stats: PerCpuArray<MapData, VipStats>,
-    /// Sum of the replicated frontends' new entries and redispatches at
-    /// the last scan.
-    signature: u64,
     fd: RawFd,
     scanner: Scanner,
+}
+
+impl Table {
+    /// Call `f` on every entry; how many there were.
+    fn scan(&mut self, mut f: impl FnMut(&StickKey, &StickValue)) -> std::io::Result<usize> {
+        match self {
+            Table::Pinned(p) => p.scanner.scan(p.fd, f),
+            Table::Memory(m) => {
+                let all = m.entries(None);
+                for (k, v) in &all {
+                    f(k, v);
+                }
+                Ok(all.len())
+            }
+        }
+    }
+
+    fn get(&self, key: &StickKey) -> Result<Option<StickValue>, String> {
+        match self {
+            Table::Pinned(p) => match p.map.get(key, 0) {
+                Ok(v) => Ok(Some(v)),
+                Err(MapError::KeyNotFound) => Ok(None),
+                Err(e) => Err(error_chain(&e)),
+            },
+            Table::Memory(m) => Ok(m.get(key)),
+        }
+    }
+
+    fn insert(&mut self, key: StickKey, value: StickValue) -> Result<(), String> {
+        match self {
+            Table::Pinned(p) => p.map.insert(key, value, 0).map_err(|e| error_chain(&e)),
+            Table::Memory(m) => {
+                m.set(&key, &value);
+                Ok(())
+            }
+        }
+    }
+}
+
+pub struct Engine {
+    table: Table,
+    /// The table's change signature at the last scan (see
+    /// [`Engine::signature`]).
+    signature: u64,
     shadow: HashMap<StickKey, Shadow>,
     generation: u32,
     names: Arc<Names>,
@@ -231,33 +289,41 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Open the stick table pinned under `pin_dir`.
+    /// Open the table of `source`.
     pub fn open(
-        pin_dir: &Path,
+        source: Source<'_>,
         names: Names,
         scan_interval: Duration,
         refresh: Duration,
     ) -> Result<Self, EngineError> {
-        let path = pin_dir.join(STICK_MAP);
-        let err = |reason: String| EngineError::Map {
-            path: path.display().to_string(),
-            reason,
+        let table = match source {
+            Source::Memory(m) => Table::Memory(m),
+            Source::Pinned(pin_dir) => {
+                let path = pin_dir.join(STICK_MAP);
+                let err = |reason: String| EngineError::Map {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let data = MapData::from_pin(&path).map_err(|e| err(error_chain(&e)))?;
+                let fd = data.fd().as_fd().as_raw_fd();
+                let map = Map::from_map_data(data).map_err(|e| err(error_chain(&e)))?;
+                let map = BpfHashMap::try_from(map).map_err(|e| err(error_chain(&e)))?;
+                let stats_path = pin_dir.join(VIP_STATS_MAP);
+                let vip_stats = MapData::from_pin(&stats_path)
+                    .and_then(Map::from_map_data)
+                    .map_err(|e| err(error_chain(&e)))
+                    .and_then(|m| PerCpuArray::try_from(m).map_err(|e| err(error_chain(&e))))?;
+                Table::Pinned(Box::new(Pinned {
+                    map,
+                    vip_stats,
+                    fd,
+                    scanner: Scanner::new(SCAN_CHUNK),
+                }))
+            }
         };
-        let data = MapData::from_pin(&path).map_err(|e| err(error_chain(&e)))?;
-        let fd = data.fd().as_fd().as_raw_fd();
-        let map = Map::from_map_data(data).map_err(|e| err(error_chain(&e)))?;
-        let map = BpfHashMap::try_from(map).map_err(|e| err(error_chain(&e)))?;
-        let stats_path = pin_dir.join(VIP_STATS_MAP);
-        let vip_stats = MapData::from_pin(&stats_path)
-            .and_then(Map::from_map_data)
-            .map_err(|e| err(error_chain(&e)))
-            .and_then(|m| PerCpuArray::try_from(m).map_err(|e| err(error_chain(&e))))?;
         Ok(Engine {
-            map,
-            vip_stats,
+            table,
             signature: u64::MAX,
-            fd,
-            scanner: Scanner::new(SCAN_CHUNK),
             shadow: HashMap::new(),
             generation: 0,
             names: Arc::new(names),
@@ -309,12 +375,17 @@ impl Engine {
         }
     }
 
-    /// New entries plus redispatches of the replicated frontends, summed
-    /// over CPUs; `None` if the counters cannot be read.
+    /// What changes when the table may have: with the kernel's, new
+    /// entries plus redispatches of the replicated frontends, summed over
+    /// CPUs; in memory, its writes. `None` if it cannot be read.
     fn signature(&self) -> Option<u64> {
+        let vip_stats = match &self.table {
+            Table::Memory(m) => return Some(m.writes()),
+            Table::Pinned(p) => &p.vip_stats,
+        };
         let mut sum = 0u64;
         for &vip in self.names.tables.keys() {
-            let per_cpu = self.vip_stats.get(&vip, 0).ok()?;
+            let per_cpu = vip_stats.get(&vip, 0).ok()?;
             for s in per_cpu.iter() {
                 sum = sum.wrapping_add(s.new_sticks).wrapping_add(s.redispatches);
             }
@@ -376,7 +447,7 @@ impl Engine {
         let names = self.names.clone();
         let shadow = &mut self.shadow;
         let mut changed: BTreeMap<u32, Vec<(StickKey, u32, u64)>> = BTreeMap::new();
-        let scanned = self.scanner.scan(self.fd, |k, v| {
+        let scanned = self.table.scan(|k, v| {
             let Some(t) = names.tables.get(&k.vip_id) else {
                 return;
             };
@@ -520,14 +591,14 @@ impl Engine {
                     vip_id,
                     addr: family_addr(e.client).1,
                 };
-                match self.map.get(&key, 0) {
-                    Ok(cur) if cur.last_seen_ns >= last_seen => {
+                match self.table.get(&key) {
+                    Ok(Some(cur)) if cur.last_seen_ns >= last_seen => {
                         a.stale += 1;
                         continue;
                     }
-                    Ok(_) | Err(MapError::KeyNotFound) => {}
+                    Ok(_) => {}
                     Err(err) => {
-                        warn!("peers: reading the stick table: {}", error_chain(&err));
+                        warn!("peers: reading the stick table: {err}");
                         a.stale += 1;
                         continue;
                     }
@@ -537,8 +608,8 @@ impl Engine {
                     _pad: 0,
                     last_seen_ns: last_seen,
                 };
-                if let Err(err) = self.map.insert(key, value, 0) {
-                    warn!("peers: writing the stick table: {}", error_chain(&err));
+                if let Err(err) = self.table.insert(key, value) {
+                    warn!("peers: writing the stick table: {err}");
                     a.stale += 1;
                     continue;
                 }

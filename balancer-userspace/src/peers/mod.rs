@@ -23,7 +23,6 @@ pub mod wire;
 
 use std::{
     collections::BTreeMap,
-    path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -31,6 +30,7 @@ use std::{
 use log::info;
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 
+pub use self::engine::Source;
 use self::{
     engine::{Engine, EngineError, EngineHandle, Names},
     link::LinkError,
@@ -243,7 +243,7 @@ const NAMES_EVERY: Duration = Duration::from_secs(1);
 pub async fn start(
     config: PeersConfig,
     listener: TcpListener,
-    pin_dir: &Path,
+    source: Source<'_>,
     shared: Shared,
 ) -> Result<Peers, PeersError> {
     let names = Names::build(&*shared.lock().await, &config.section);
@@ -266,7 +266,7 @@ pub async fn start(
             .join(", ")
     );
     let section = config.section.clone();
-    let mut peers = start_with(config, listener, pin_dir, names)?;
+    let mut peers = start_with(config, listener, source, names)?;
     let engine = peers.ctx.engine.clone();
     peers.tasks.push(tokio::spawn(async move {
         let mut last = None;
@@ -291,10 +291,10 @@ pub async fn start(
 pub fn start_with(
     config: PeersConfig,
     listener: TcpListener,
-    pin_dir: &Path,
+    source: Source<'_>,
     names: Names,
 ) -> Result<Peers, PeersError> {
-    let engine = Engine::open(pin_dir, names, config.scan_interval, config.refresh)?
+    let engine = Engine::open(source, names, config.scan_interval, config.refresh)?
         .spawn(&format!("peers-{}", config.local))
         .map_err(PeersError::Thread)?;
     let peers = config

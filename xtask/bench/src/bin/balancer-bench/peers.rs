@@ -145,7 +145,12 @@ fn start_instance(
                 let started = (|| {
                     listener.set_nonblocking(true)?;
                     let l = tokio::net::TcpListener::from_std(listener)?;
-                    Ok::<_, anyhow::Error>(peers::start_with(config, l, &pin_dir, names)?)
+                    Ok::<_, anyhow::Error>(peers::start_with(
+                        config,
+                        l,
+                        peers::Source::Pinned(&pin_dir),
+                        names,
+                    )?)
                 })();
                 let _running = match started {
                     Ok(p) => {

@@ -28,7 +28,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     convert::Infallible,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -217,7 +217,7 @@ pub(super) async fn handle(
                 Err((status, msg)) => break 'answer error(status, msg),
             },
         };
-        let connected = p.connect(&b, peer.ip(), chosen, retryable, admitted);
+        let connected = p.connect(&b, side.ends, chosen, retryable, admitted);
         let (chosen, conn, reused, guard) = match connected.await {
             Ok(x) => x,
             Err((status, msg)) => break 'answer error(status, msg),
@@ -282,21 +282,36 @@ impl Proxy {
     async fn connect(
         &self,
         b: &HttpBackendView,
-        client: IpAddr,
+        ends: super::pp::Ends,
         mut chosen: usize,
         retryable: bool,
         mut admitted: Option<Admitted>,
     ) -> Result<(usize, Conn, bool, Hold), Refusal> {
         let fe = &self.spec.stats;
+        let client = ends.client.ip();
+        // `send_proxy`: each server connection opens with the client's
+        // ends, and serves this client only.
+        let hello = b
+            .settings
+            .send_proxy
+            .map(|v| (v, super::pp::send::header(v, ends.client, ends.local)));
         let mut attempt = 0;
         loop {
             let server = &b.servers[chosen];
             match self
                 .pool
-                .checkout(server.addr, b.tls.as_ref(), b.settings.timeout_connect)
+                .checkout(
+                    server.addr,
+                    b.tls.as_ref(),
+                    b.settings.timeout_connect,
+                    hello.as_ref().map(|(_, h)| h.as_slice()),
+                )
                 .await
             {
                 Ok((conn, reused)) => {
+                    if let Some((v, _)) = hello {
+                        fe.proxy.sent(v);
+                    }
                     server.stats.requests.fetch_add(1, Ordering::Relaxed);
                     // Counted only where `leastconn` reads it: the count is
                     // shared by the worker threads.

@@ -102,6 +102,9 @@ pub struct Conn {
     room: usize,
     /// Its place under the cap on server connections.
     _slot: OwnedSemaphorePermit,
+    /// Opened with a PROXY header naming one client: never pooled (a
+    /// connection serves the request it was made for, then closes).
+    private: bool,
 }
 
 impl Conn {
@@ -263,18 +266,25 @@ impl Pool {
 
     /// A connection to `addr`: an idle one that is still open, else a new
     /// one (made within `connect_timeout`). The flag says it was reused.
+    /// With a PROXY header (`hello`), always a new one that opens with it
+    /// and is never reused.
     pub async fn checkout(
         &self,
         addr: SocketAddr,
         tls: Option<&Arc<ServerTls>>,
         connect_timeout: Duration,
+        hello: Option<&[u8]>,
     ) -> Result<(Conn, bool), ConnectError> {
-        match self.take_idle(addr, tls.is_some()) {
+        match hello
+            .is_none()
+            .then(|| self.take_idle(addr, tls.is_some()))
+            .flatten()
+        {
             Some(conn) => Ok((conn, true)),
             // Rare: boxed, so that every request's future stays small.
             None => Box::pin(async move {
                 let slot = self.slot(addr, connect_timeout).await?;
-                connect(addr, tls, connect_timeout, slot).await
+                connect(addr, tls, connect_timeout, slot, hello).await
             })
             .await
             .map(|c| (c, false)),
@@ -312,11 +322,12 @@ impl Pool {
     /// Only [`UpBody::finish`] calls this, with a connection whose read
     /// buffer is empty (its response ended exactly).
     fn put(&self, conn: Conn) {
-        if self
-            .slots
-            .waiting
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
+        if conn.private
+            || self
+                .slots
+                .waiting
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
         {
             // Its slot is wanted for another connection.
             return;
@@ -395,7 +406,7 @@ impl Pool {
         B::Error: Into<BoxError>,
     {
         let slot = self.slot(addr, connect_timeout).await?;
-        let mut conn = connect(addr, tls.as_ref(), connect_timeout, slot).await?;
+        let mut conn = connect(addr, tls.as_ref(), connect_timeout, slot, None).await?;
         conn.wbuf = wbuf;
         match exchange(&mut conn, &mut body, &mut ReqFraming::None, &method, waits).await {
             Ok(head) => Ok(self.response(conn, head, waits.server)),
@@ -426,15 +437,17 @@ impl Pool {
 }
 
 /// A new connection to `addr` (TLS with `tls`: the handshake within the
-/// same `timeout`), in `slot`.
+/// same `timeout`), in `slot`, opening with `hello` (a PROXY header,
+/// before TLS) if given.
 async fn connect(
     addr: SocketAddr,
     tls: Option<&Arc<ServerTls>>,
     timeout: Duration,
     slot: OwnedSemaphorePermit,
+    hello: Option<&[u8]>,
 ) -> Result<Conn, ConnectError> {
     let started = tokio::time::Instant::now();
-    let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    let mut io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
         Ok(Err(source))
             if matches!(
@@ -454,6 +467,14 @@ async fn connect(
         Ok(Ok(s)) => s,
     };
     let _ = io.set_nodelay(true);
+    if let Some(h) = hello {
+        use tokio::io::AsyncWriteExt;
+        match tokio::time::timeout_at(started + timeout, io.write_all(h)).await {
+            Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
+            Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+            Ok(Ok(())) => {}
+        }
+    }
     let io = match tls {
         None => ServerIo::Plain(io),
         Some(t) => {
@@ -473,6 +494,7 @@ async fn connect(
         wbuf: Vec::new(),
         room: READ_ROOM,
         _slot: slot,
+        private: hello.is_some(),
     })
 }
 

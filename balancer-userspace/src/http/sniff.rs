@@ -92,7 +92,15 @@ pub(super) async fn peek_until(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return None,
         }
-        s.readable().await.ok()?;
+        let ready = s.ready(tokio::io::Interest::READABLE).await.ok()?;
+        // Closed by the client (tokio keeps that readiness: waiting again
+        // would return at once): what it sent is all there will be.
+        if ready.is_read_closed() {
+            let last = socket2::SockRef::from(s).peek(as_uninit(buf));
+            if matches!(last, Ok(m) if m <= n) || last.is_err() {
+                return None;
+            }
+        }
     }
 }
 

@@ -1,0 +1,433 @@
+//! The PROXY protocol (v1 and v2) on the HTTP path, on loopback: a
+//! frontend with `accept_proxy` takes the client's address from the header
+//! (curl `--haproxy-protocol`, HAProxy 2.6 `send-proxy-v2`, raw headers),
+//! for X-Forwarded-For and `stick on src`; headers from sources not
+//! allowed, garbage, cut short or late close only their connection and are
+//! counted; a backend with `send_proxy` opens each server connection with
+//! the client's header (a test server parses it) and never shares one
+//! between clients.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    process::Command,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use balancer_tests::{
+    haproxy::{Haproxy, http_config},
+    http::{Backend, Client, Svc, free_port, read_head, scrape, server_tables},
+    proc::wait_for,
+};
+
+const STICK: &str = "stick_table = { size = \"1k\", expire = \"30s\" }\nstick = \"on src\"\n";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A connection from `from` to `to` (bound to that source address).
+fn connect_from(to: SocketAddr, from: IpAddr) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    sock.connect(&to.into()).unwrap();
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// `prefix` (a PROXY header, or anything), then `GET /` on a new
+/// connection from `from`: (status, X-Forwarded-For the server saw via
+/// its body, body), or the error when the connection was closed.
+fn get_with(to: SocketAddr, from: IpAddr, prefix: &[u8]) -> std::io::Result<(u16, String)> {
+    let mut s = connect_from(to, from);
+    s.write_all(prefix)?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")?;
+    answer(&mut BufReader::new(s))
+}
+
+/// One response: (status, body).
+fn answer(r: &mut impl BufRead) -> std::io::Result<(u16, String)> {
+    let head = read_head(r)?.ok_or_else(|| std::io::Error::other("closed"))?;
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Whether the peer closed `s` (EOF or reset) within 5 s, no byte sent.
+fn closed(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+fn v1(src: &str, dst: &str) -> Vec<u8> {
+    let (s, d): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+    format!(
+        "PROXY TCP4 {} {} {} {}\r\n",
+        s.ip(),
+        d.ip(),
+        s.port(),
+        d.port()
+    )
+    .into_bytes()
+}
+
+fn v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
+        panic!("IPv4 only")
+    };
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    h.extend(s.octets());
+    h.extend(d.octets());
+    h.extend(src.port().to_be_bytes());
+    h.extend(dst.port().to_be_bytes());
+    h
+}
+
+/// client -> server as `table show --json` lists them, once there are
+/// `want` rows (the flusher writes them within 100 ms).
+fn table(svc: &Svc, want: usize) -> BTreeMap<String, String> {
+    let mut t = BTreeMap::new();
+    wait_for(Duration::from_secs(3), || {
+        let out = svc.cli(&["table", "show", "--json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        t = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["client"].as_str().unwrap().to_owned(),
+                    r["server"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        t.len() == want
+    });
+    t
+}
+
+/// A daemon with `accept_proxy` from `from` in front of three backends
+/// with `stick on src`, answering X-Forwarded-For as their body's second
+/// line; metrics on `metrics`.
+fn svc_accepting(tag: &str, from: &str, frontend_extra: &str) -> (Svc, SocketAddr) {
+    let backends: Vec<Backend> = (0..3)
+        .map(|j| Backend::start(&format!("s{j}"), 0).unwrap())
+        .collect();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
+    let tail = format!(
+        "{}\n[metrics]\nbind = \"{metrics}\"\n",
+        server_tables(&backends, false, "")
+    );
+    let front = format!("accept_proxy = true\naccept_proxy_from = {from}\n{frontend_extra}");
+    let mut svc = Svc::launch(tag, &front, STICK, &tail);
+    svc.backends = backends;
+    (svc, metrics)
+}
+
+/// The X-Forwarded-For of the last request backend `name` saw.
+fn xff(svc: &Svc, name: &str) -> String {
+    let b = svc.backends.iter().find(|b| b.name == name.trim());
+    let last = b.and_then(|b| b.requests().pop());
+    let last = last.unwrap_or_else(|| panic!("no request at {name:?}"));
+    last.header("x-forwarded-for")
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn proxy_metric(metrics: SocketAddr, family: &str, label: &str) -> f64 {
+    let m = scrape(metrics);
+    let key = format!("balancer_proxy_headers_{family}_total{{frontend=\"web\",{label}}}");
+    m.get(&key)
+        .copied()
+        .unwrap_or_else(|| panic!("{key} not in {m:#?}"))
+}
+
+#[test]
+fn curl_v1_and_raw_headers_set_the_client_address_and_its_stick_entry() {
+    let (svc, metrics) = svc_accepting("pp-curl", "[\"127.0.0.0/8\"]", "");
+    // curl's v1 header names its own source (127.0.0.5 here).
+    let out = Command::new("curl")
+        .args(["-s", "--haproxy-protocol", "--interface", "127.0.0.5"])
+        .arg(format!("http://{}/", svc.front))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        xff(&svc, &String::from_utf8_lossy(&out.stdout)),
+        "127.0.0.5"
+    );
+    // Two header addresses from the same socket source (127.0.0.9): each
+    // gets its own stick entry, and keeps its server.
+    let a = v1("198.18.0.7:1000", "198.18.0.1:80");
+    let b = v2(
+        "198.18.0.8:2000".parse().unwrap(),
+        "198.18.0.1:80".parse().unwrap(),
+    );
+    let first_a = get_with(svc.front, ip("127.0.0.9"), &a).unwrap();
+    assert_eq!(xff(&svc, &first_a.1), "198.18.0.7");
+    let first_b = get_with(svc.front, ip("127.0.0.9"), &b).unwrap();
+    assert_eq!(xff(&svc, &first_b.1), "198.18.0.8");
+    assert_eq!((first_a.0, first_b.0), (200, 200));
+    for _ in 0..5 {
+        assert_eq!(get_with(svc.front, ip("127.0.0.9"), &a).unwrap(), first_a);
+        assert_eq!(get_with(svc.front, ip("127.0.0.9"), &b).unwrap(), first_b);
+    }
+    let t = table(&svc, 3);
+    assert_eq!(
+        t.get("198.18.0.7"),
+        Some(&format!("app/{}", first_a.1)),
+        "{t:?}"
+    );
+    assert_eq!(
+        t.get("198.18.0.8"),
+        Some(&format!("app/{}", first_b.1)),
+        "{t:?}"
+    );
+    assert!(t.contains_key("127.0.0.5"), "{t:?}");
+    assert!(!t.contains_key("127.0.0.9"), "{t:?}");
+    // UNKNOWN and LOCAL keep the connection's own address.
+    let unknown = get_with(svc.front, ip("127.0.0.10"), b"PROXY UNKNOWN\r\n").unwrap();
+    assert_eq!(unknown.0, 200);
+    assert_eq!(xff(&svc, &unknown.1), "127.0.0.10");
+    let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    let local = get_with(svc.front, ip("127.0.0.11"), local).unwrap();
+    assert_eq!(local.0, 200);
+    assert_eq!(xff(&svc, &local.1), "127.0.0.11");
+    assert_eq!(proxy_metric(metrics, "accepted", "version=\"v1\""), 8.0);
+    assert_eq!(proxy_metric(metrics, "accepted", "version=\"v2\""), 7.0);
+}
+
+#[test]
+fn refused_garbage_truncated_and_silent_headers_close_only_their_connection() {
+    let (svc, metrics) = svc_accepting(
+        "pp-refuse",
+        "[\"127.0.0.2/32\"]",
+        "timeout_http_request = \"1s\"\n",
+    );
+    let allowed = ip("127.0.0.2");
+    let header = v1("198.18.0.7:1000", "198.18.0.1:80");
+    // A keep-alive client through the whole test: never disturbed.
+    let mut steady = connect_from(svc.front, allowed);
+    steady.write_all(&header).unwrap();
+    let mut steady = BufReader::new(steady);
+    let mut ask = |what: &str| {
+        steady
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")
+            .unwrap();
+        let (status, _) = answer(&mut steady).unwrap_or_else(|e| panic!("after {what}: {e}"));
+        assert_eq!(status, 200, "after {what}");
+    };
+    ask("start");
+    // Not allowed: a header from 127.0.0.3 is refused; without one, it is
+    // a direct client with its own address.
+    let mut s = connect_from(svc.front, ip("127.0.0.3"));
+    s.write_all(&header).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n").unwrap();
+    assert!(closed(&mut s), "a header from a source not allowed");
+    ask("not allowed");
+    let direct = get_with(svc.front, ip("127.0.0.3"), b"").unwrap();
+    assert_eq!(direct.0, 200);
+    assert_eq!(xff(&svc, &direct.1), "127.0.0.3");
+    // Garbage, a header the client cuts short, no header at all.
+    for (what, bytes) in [
+        ("garbage", &b"PROXY TCP4 nonsense here 1 2\r\n"[..]),
+        ("binary garbage", b"\r\n\r\n\0\r\nQUIT\n\x99\x11\x00\x0c"),
+        ("no header", b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"),
+        ("truncated v1", b"PROXY TCP4 198.18.0.7 198."),
+        (
+            "truncated v2",
+            b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\xc6\x12",
+        ),
+    ] {
+        let mut s = connect_from(svc.front, allowed);
+        s.write_all(bytes).unwrap();
+        if what.starts_with("truncated") {
+            s.shutdown(Shutdown::Write).unwrap();
+        }
+        assert!(closed(&mut s), "{what}");
+        ask(what);
+    }
+    // A client that sends nothing is closed after timeout_http_request.
+    let started = Instant::now();
+    let mut s = connect_from(svc.front, allowed);
+    assert!(closed(&mut s), "silent");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    ask("silent");
+    assert_eq!(get_with(svc.front, allowed, &header).unwrap().0, 200);
+    let refused = |r: &str| proxy_metric(metrics, "refused", &format!("reason=\"{r}\""));
+    assert_eq!(refused("not_allowed"), 1.0);
+    assert_eq!(refused("malformed"), 5.0);
+    assert_eq!(refused("timeout"), 1.0);
+    assert_eq!(proxy_metric(metrics, "accepted", "version=\"v1\""), 2.0);
+}
+
+#[test]
+fn haproxy_send_proxy_v2_in_front_gives_balancer_the_clients_addresses() {
+    let (svc, _) = svc_accepting("pp-haproxy", "[\"127.0.0.1/32\"]", "");
+    let lb = svc.front;
+    let ha = Haproxy::start("pp-haproxy", |front, sock| {
+        http_config(front, sock, &format!("    server lb {lb} send-proxy-v2\n"))
+    });
+    let mut home = BTreeMap::new();
+    for round in 0..3 {
+        for c in ["127.0.0.2", "127.0.0.3"] {
+            let a = Client::from(ha.front, ip(c)).get("/").unwrap();
+            assert_eq!(a.status, 200);
+            assert_eq!(xff(&svc, &a.body), c, "round {round}");
+            assert_eq!(home.entry(c).or_insert(a.body.clone()), &a.body);
+        }
+    }
+    let t = table(&svc, 2);
+    for c in ["127.0.0.2", "127.0.0.3"] {
+        assert_eq!(t.get(c), Some(&format!("app/{}", home[c])), "{t:?}");
+    }
+    assert!(!t.contains_key("127.0.0.1"), "{t:?}");
+}
+
+/// What a PROXY-parsing test server saw on one connection: the source
+/// its header named, and the X-Forwarded-For of each request on it.
+#[derive(Debug, Clone, Default)]
+struct PpConn {
+    header: String,
+    src: Option<SocketAddr>,
+    xff: Vec<String>,
+}
+
+/// A server that reads a PROXY header (v1 or v2, IPv4) first on each
+/// connection, then answers keep-alive requests with its header's source.
+struct PpServer {
+    addr: SocketAddr,
+    conns: Arc<Mutex<Vec<PpConn>>>,
+}
+
+impl PpServer {
+    fn start() -> PpServer {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let c = conns.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { return };
+                let c = c.clone();
+                std::thread::spawn(move || serve_pp(s, c));
+            }
+        });
+        PpServer { addr, conns }
+    }
+}
+
+fn serve_pp(s: TcpStream, conns: Arc<Mutex<Vec<PpConn>>>) {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s);
+    let mut first = [0u8; 16];
+    if r.read_exact(&mut first).is_err() {
+        return;
+    }
+    let mut conn = PpConn::default();
+    if first.starts_with(b"PROXY ") {
+        let mut line = String::from_utf8_lossy(&first).into_owned();
+        r.read_line(&mut line).unwrap();
+        let f: Vec<&str> = line.trim_end().split(' ').collect();
+        conn.header = "v1".into();
+        conn.src = format!("{}:{}", f[2], f[4]).parse().ok();
+    } else if first.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
+        let len = u16::from_be_bytes([first[14], first[15]]) as usize;
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        conn.header = format!("v2 {:#04x} {:#04x}", first[12], first[13]);
+        if first[13] == 0x11 {
+            let ip = Ipv4Addr::new(body[0], body[1], body[2], body[3]);
+            conn.src = Some(SocketAddr::new(
+                ip.into(),
+                u16::from_be_bytes([body[8], body[9]]),
+            ));
+        }
+    } else {
+        conn.header = format!("none: {first:?}");
+    }
+    let i = {
+        let mut all = conns.lock().unwrap();
+        all.push(conn.clone());
+        all.len() - 1
+    };
+    while let Ok(Some(head)) = read_head(&mut r) {
+        let xff = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-forwarded-for: "))
+            .unwrap_or("")
+            .to_owned();
+        conns.lock().unwrap()[i].xff.push(xff);
+        let body = conn.src.map(|a| a.to_string()).unwrap_or_default();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if r.get_mut().write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn send_proxy_v1_and_v2_give_each_client_its_own_server_connection() {
+    for version in ["v1", "v2"] {
+        let server = PpServer::start();
+        let svc = Svc::start_on(
+            &format!("pp-send-{version}"),
+            &format!("send_proxy = \"{version}\"\n"),
+            &[("pp", server.addr, "")],
+        );
+        let mut clients: Vec<(IpAddr, Client)> = ["127.0.0.2", "127.0.0.3"]
+            .into_iter()
+            .map(|c| (ip(c), Client::from(svc.front, ip(c))))
+            .collect();
+        for _ in 0..3 {
+            for (c, client) in &mut clients {
+                let a = client.get("/").unwrap();
+                assert_eq!(a.status, 200);
+                // The server's connection was opened with this client's
+                // address (the body is what its header said).
+                let src: SocketAddr = a.body.parse().unwrap_or_else(|_| panic!("{a:?}"));
+                assert_eq!(src.ip(), *c);
+            }
+        }
+        let conns = server.conns.lock().unwrap().clone();
+        assert!(conns.len() >= 2, "{conns:?}");
+        for c in &conns {
+            let want = if version == "v1" {
+                "v1"
+            } else {
+                "v2 0x21 0x11"
+            };
+            assert_eq!(c.header, want, "{conns:?}");
+            let src = c.src.expect("a source").ip().to_string();
+            // Never shared: every request on a connection is its client's.
+            assert!(c.xff.iter().all(|x| *x == src), "{conns:?}");
+        }
+    }
+}

@@ -344,18 +344,24 @@ impl PpServer {
 fn serve_pp(s: TcpStream, conns: Arc<Mutex<Vec<PpConn>>>) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut r = BufReader::new(s);
+    // Six bytes tell v1 from v2 (v1 UNKNOWN is 15 bytes in all).
     let mut first = [0u8; 16];
-    if r.read_exact(&mut first).is_err() {
+    if r.read_exact(&mut first[..6]).is_err() {
         return;
     }
     let mut conn = PpConn::default();
     if first.starts_with(b"PROXY ") {
-        let mut line = String::from_utf8_lossy(&first).into_owned();
+        let mut line = String::from_utf8_lossy(&first[..6]).into_owned();
         r.read_line(&mut line).unwrap();
         let f: Vec<&str> = line.trim_end().split(' ').collect();
-        conn.header = "v1".into();
-        conn.src = format!("{}:{}", f[2], f[4]).parse().ok();
-    } else if first.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
+        match f.as_slice() {
+            [_, "TCP4", src, _, sport, _] => {
+                conn.header = "v1".into();
+                conn.src = format!("{src}:{sport}").parse().ok();
+            }
+            _ => conn.header = format!("v1 {}", f[1..].join(" ")),
+        }
+    } else if r.read_exact(&mut first[6..]).is_ok() && first.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
         let len = u16::from_be_bytes([first[14], first[15]]) as usize;
         let mut body = vec![0; len];
         r.read_exact(&mut body).unwrap();
@@ -397,11 +403,26 @@ fn serve_pp(s: TcpStream, conns: Arc<Mutex<Vec<PpConn>>>) {
 fn send_proxy_v1_and_v2_give_each_client_its_own_server_connection() {
     for version in ["v1", "v2"] {
         let server = PpServer::start();
+        // Checked over HTTP: the checks open with a header too.
         let svc = Svc::start_on(
             &format!("pp-send-{version}"),
-            &format!("send_proxy = \"{version}\"\n"),
-            &[("pp", server.addr, "")],
+            &format!("send_proxy = \"{version}\"\ncheck_type = \"http\"\n"),
+            &[("pp", server.addr, "check = true\ninter = \"200ms\"")],
         );
+        let check = if version == "v1" {
+            "v1 UNKNOWN"
+        } else {
+            "v2 0x20 0x00"
+        };
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                let seen = server.conns.lock().unwrap().clone();
+                seen.iter().any(|c| c.header == check && !c.xff.is_empty())
+            }),
+            "no check with {check}: {:?}",
+            server.conns.lock().unwrap()
+        );
+        assert_eq!(svc.server_state("pp"), "up");
         let mut clients: Vec<(IpAddr, Client)> = ["127.0.0.2", "127.0.0.3"]
             .into_iter()
             .map(|c| (ip(c), Client::from(svc.front, ip(c))))
@@ -416,7 +437,8 @@ fn send_proxy_v1_and_v2_give_each_client_its_own_server_connection() {
                 assert_eq!(src.ip(), *c);
             }
         }
-        let conns = server.conns.lock().unwrap().clone();
+        let mut conns = server.conns.lock().unwrap().clone();
+        conns.retain(|c| c.header != check);
         assert!(conns.len() >= 2, "{conns:?}");
         for c in &conns {
             let want = if version == "v1" {

@@ -126,6 +126,16 @@ impl SendProxy {
             SendProxy::V2 => "v2",
         }
     }
+
+    /// What a health check opens with, as HAProxy's do: the check is the
+    /// proxy's own connection, with no client to name (v1 `UNKNOWN`, v2
+    /// `LOCAL`: the server uses the connection's own ends).
+    pub const fn check_header(self) -> &'static [u8] {
+        match self {
+            SendProxy::V1 => b"PROXY UNKNOWN\r\n",
+            SendProxy::V2 => b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00",
+        }
+    }
 }
 
 /// A frontend's `accept_proxy` and `accept_proxy_from` keys, checked

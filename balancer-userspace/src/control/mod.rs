@@ -163,13 +163,15 @@ pub struct Controller {
     runtime: state::RuntimeState,
 }
 
-/// A health check to run: (server index, kind, address, timing, TLS).
+/// A health check to run: (server index, kind, address, timing, TLS, the
+/// PROXY header it opens with).
 pub type Check = (
     usize,
     CheckKind,
     SocketAddr,
     CheckTiming,
     Option<crate::health::TlsCheck>,
+    Option<&'static [u8]>,
 );
 
 /// Each HTTP backend's TLS to its servers (its CA file read).
@@ -665,7 +667,14 @@ impl Controller {
                 let (k, a, t) = s.check.clone()?;
                 // A backend with `ssl` is checked over TLS, as HAProxy does.
                 let tls = self.server_tls.get(&s.backend).map(|t| t.connector(a));
-                Some((i, k, a, t, tls))
+                // A backend with `send_proxy` checks with a header too, as
+                // HAProxy (not when the check goes to another port).
+                let hello = (self.config.backends.iter())
+                    .find(|b| b.name == s.backend)
+                    .and_then(|b| b.http.as_ref()?.send_proxy)
+                    .filter(|_| s.port.is_none_or(|p| p == a.port()))
+                    .map(|v| v.check_header());
+                Some((i, k, a, t, tls, hello))
             })
             .collect()
     }

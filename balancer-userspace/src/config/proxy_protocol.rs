@@ -138,6 +138,22 @@ impl SendProxy {
     }
 }
 
+impl super::Config {
+    /// What the health checks of a server of `backend` open with: with
+    /// `send_proxy`, [`SendProxy::check_header`], as HAProxy (not when the
+    /// check goes to another port than the server's `port`).
+    pub fn check_header(
+        &self,
+        backend: &str,
+        port: Option<u16>,
+        checked: u16,
+    ) -> Option<&'static [u8]> {
+        let b = self.backends.iter().find(|b| b.name == backend)?;
+        let v = b.http.as_ref()?.send_proxy?;
+        port.is_none_or(|p| p == checked).then(|| v.check_header())
+    }
+}
+
 /// A frontend's `accept_proxy` and `accept_proxy_from` keys, checked
 /// together: the list is required with `accept_proxy = true` and only
 /// then allowed. An error is (key, reason).

@@ -667,13 +667,7 @@ impl Controller {
                 let (k, a, t) = s.check.clone()?;
                 // A backend with `ssl` is checked over TLS, as HAProxy does.
                 let tls = self.server_tls.get(&s.backend).map(|t| t.connector(a));
-                // A backend with `send_proxy` checks with a header too, as
-                // HAProxy (not when the check goes to another port).
-                let hello = (self.config.backends.iter())
-                    .find(|b| b.name == s.backend)
-                    .and_then(|b| b.http.as_ref()?.send_proxy)
-                    .filter(|_| s.port.is_none_or(|p| p == a.port()))
-                    .map(|v| v.check_header());
+                let hello = self.config.check_header(&s.backend, s.port, a.port());
                 Some((i, k, a, t, tls, hello))
             })
             .collect()

@@ -283,6 +283,19 @@ fn refused_garbage_truncated_and_silent_headers_close_only_their_connection() {
     assert_eq!(refused("malformed"), 5.0);
     assert_eq!(refused("timeout"), 1.0);
     assert_eq!(proxy_metric(metrics, "accepted", "version=\"v1\""), 2.0);
+    // `balancer stats` shows them too.
+    let shown = svc.cli(&["stats"]);
+    for row in [
+        "proxy_accepted_v1 2",
+        "proxy_refused_not_allowed 1",
+        "proxy_refused_malformed 5",
+        "proxy_refused_timeout 1",
+    ] {
+        let found = shown
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == row);
+        assert!(found, "{row} not in {shown}");
+    }
 }
 
 #[test]
@@ -451,5 +464,13 @@ fn send_proxy_v1_and_v2_give_each_client_its_own_server_connection() {
             // Never shared: every request on a connection is its client's.
             assert!(c.xff.iter().all(|x| *x == src), "{conns:?}");
         }
+        // One header per request: a server connection serves one request.
+        assert_eq!(conns.len(), 6, "{conns:?}");
+        let shown = svc.cli(&["stats"]);
+        let row = format!("proxy_sent_{version} 6");
+        let found = shown
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == row);
+        assert!(found, "{row} not in {shown}");
     }
 }

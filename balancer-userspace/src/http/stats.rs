@@ -151,6 +151,7 @@ impl FrontendCounters {
             evicted: load(&self.evicted),
             queue_timeouts: load(&self.queue_timeouts),
             tls: self.tls.view(),
+            proxy_headers: self.proxy.view(),
         }
     }
 }

@@ -88,6 +88,22 @@ impl ProxyCounters {
         self.sent[v as usize].fetch_add(1, Relaxed);
     }
 
+    /// As the admin API shows them (`None` while all are zero).
+    pub fn view(&self) -> Option<crate::api::ProxyHeaderStats> {
+        let l = |c: &AtomicU64| c.load(Relaxed);
+        let [not_allowed, malformed, timeout] = Refused::ALL.map(|r| l(&self.refused[r as usize]));
+        let v = crate::api::ProxyHeaderStats {
+            accepted_v1: l(&self.accepted[0]),
+            accepted_v2: l(&self.accepted[1]),
+            refused_not_allowed: not_allowed,
+            refused_malformed: malformed,
+            refused_timeout: timeout,
+            sent_v1: l(&self.sent[0]),
+            sent_v2: l(&self.sent[1]),
+        };
+        (v != crate::api::ProxyHeaderStats::default()).then_some(v)
+    }
+
     /// Every counter as (metric family, label, value, count): the
     /// `balancer_proxy_headers_*` families of `/metrics`.
     pub fn families(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {

@@ -20,6 +20,7 @@ use balancer_tests::{
     haproxy::{Haproxy, http_config},
     http::{Backend, Client, Svc, free_port, read_head, scrape, server_tables},
     proc::wait_for,
+    tls::{Key, Pki, curl},
 };
 
 const STICK: &str = "stick_table = { size = \"1k\", expire = \"30s\" }\nstick = \"on src\"\n";
@@ -214,6 +215,43 @@ fn curl_v1_and_raw_headers_set_the_client_address_and_its_stick_entry() {
     assert_eq!(xff(&svc, &local.1), "127.0.0.11");
     assert_eq!(proxy_metric(metrics, "accepted", "version=\"v1\""), 8.0);
     assert_eq!(proxy_metric(metrics, "accepted", "version=\"v2\""), 7.0);
+}
+
+#[test]
+fn the_header_comes_before_tls_and_http2() {
+    let dir = std::env::temp_dir().join(format!("blb-{}-pki-pp", std::process::id()));
+    let pki = Pki::new(&dir).expect("openssl: a test CA");
+    let pem = pki
+        .server("a.pem", &["a.test"], Key::EcdsaP256, 30)
+        .unwrap();
+    let tls = format!("tls = {{ crt = [\"{}\"] }}\n", pem.display());
+    let (svc, metrics) = svc_accepting("pp-tls", "[\"127.0.0.0/8\"]", &tls);
+    for (i, version) in ["--http2", "--http1.1"].into_iter().enumerate() {
+        let from = format!("127.0.0.{}", 20 + i);
+        let args = ["--haproxy-protocol", "--interface", &from, version];
+        let c = curl(svc.front, "a.test", "/", &pki.ca, &args).unwrap();
+        assert_eq!(c.status, 200, "{c:?}");
+        let seen: Vec<_> = svc.backends.iter().flat_map(|b| b.requests()).collect();
+        let xff: Vec<_> = seen
+            .iter()
+            .filter_map(|r| r.header("x-forwarded-for"))
+            .collect();
+        assert!(xff.contains(&from.as_str()), "{xff:?}");
+    }
+    assert_eq!(proxy_metric(metrics, "accepted", "version=\"v1\""), 2.0);
+    // Without the header (from a source that must send one): closed.
+    let c = curl(
+        svc.front,
+        "a.test",
+        "/",
+        &pki.ca,
+        &["--interface", "127.0.0.22"],
+    );
+    assert!(c.is_err(), "{c:?}");
+    assert_eq!(
+        proxy_metric(metrics, "refused", "reason=\"malformed\""),
+        1.0
+    );
 }
 
 #[test]

@@ -512,3 +512,27 @@ fn send_proxy_v1_and_v2_give_each_client_its_own_server_connection() {
         assert!(found, "{row} not in {shown}");
     }
 }
+
+/// A haproxy.cfg with both: the client's address from its header goes on
+/// in the header sent to the server.
+#[test]
+fn a_haproxy_cfg_takes_and_sends_headers() {
+    let server = PpServer::start();
+    let addr = server.addr;
+    let svc = Svc::launch_cfg("pp-cfg", |front| {
+        format!(
+            "defaults\n    mode http\n    timeout client 10s\n    timeout connect 1s\n    \
+             timeout server 10s\n\n\
+             frontend fe\n    bind {front}\n    \
+             tcp-request connection expect-proxy layer4 if {{ src 127.0.0.0/8 }}\n    \
+             default_backend app\n\n\
+             backend app\n    default-server send-proxy-v2\n    server s1 {addr}\n"
+        )
+    });
+    let header = v1("198.18.0.7:4321", "198.18.0.1:80");
+    let (status, body) = get_with(svc.front, ip("127.0.0.2"), &header).unwrap();
+    assert_eq!((status, body.as_str()), (200, "198.18.0.7:4321"));
+    let conns = server.conns.lock().unwrap().clone();
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    assert_eq!(conns[0].header, "v2 0x21 0x11", "{conns:?}");
+}

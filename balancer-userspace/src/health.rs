@@ -17,7 +17,7 @@ use tokio::{
     time::timeout,
 };
 
-use crate::config::CheckKind;
+use crate::config::{CheckKind, SendProxy};
 
 /// What a check found.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,17 +40,17 @@ pub type TlsCheck = (
 );
 
 /// Run one check (over TLS with `tls`: the handshake must succeed, and an
-/// HTTP check's request goes over it), opening with `hello` (a PROXY
-/// header, before TLS) if given.
+/// HTTP check's request goes over it), opening with a PROXY header
+/// (before TLS) with `send_proxy` ([`SendProxy::check_header`]).
 pub async fn check(
     kind: &CheckKind,
     addr: SocketAddr,
     limit: Duration,
     tls: Option<&TlsCheck>,
-    hello: Option<&[u8]>,
+    send_proxy: Option<SendProxy>,
 ) -> Outcome {
     let start = Instant::now();
-    match timeout(limit, run(kind, addr, tls, hello)).await {
+    match timeout(limit, run(kind, addr, tls, send_proxy)).await {
         Ok(Ok(())) => Outcome::Passed(start.elapsed()),
         Ok(Err(Local(e))) => Outcome::Unknown(e),
         Ok(Err(Remote(e))) => Outcome::Failed(e),
@@ -82,14 +82,17 @@ async fn run(
     kind: &CheckKind,
     addr: SocketAddr,
     tls: Option<&TlsCheck>,
-    hello: Option<&[u8]>,
+    send_proxy: Option<SendProxy>,
 ) -> Result<(), Fault> {
     let mut tcp = TcpStream::connect(addr).await.map_err(|e| {
         let m = format!("connect {addr}: {e}");
         if is_local(&e) { Local(m) } else { Remote(m) }
     })?;
-    if let Some(h) = hello {
-        tcp.write_all(h)
+    if let Some(v) = send_proxy {
+        let local = tcp
+            .local_addr()
+            .map_err(|e| format!("the check's address: {e}"))?;
+        tcp.write_all(&v.check_header(local, addr))
             .await
             .map_err(|e| format!("send the PROXY header: {e}"))?;
     }

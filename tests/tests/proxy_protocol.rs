@@ -322,16 +322,24 @@ fn refused_garbage_truncated_and_silent_headers_close_only_their_connection() {
     assert_eq!(refused("timeout"), 1.0);
     assert_eq!(proxy_metric(metrics, "accepted", "version=\"v1\""), 2.0);
     // `balancer stats` shows them too.
+    stats_rows(
+        &svc,
+        &[
+            "proxy_accepted_v1 2",
+            "proxy_refused_not_allowed 1",
+            "proxy_refused_malformed 5",
+            "proxy_refused_timeout 1",
+        ],
+    );
+}
+
+/// `balancer stats` has each of `rows` ("NAME COUNT").
+fn stats_rows(svc: &Svc, rows: &[&str]) {
     let shown = svc.cli(&["stats"]);
-    for row in [
-        "proxy_accepted_v1 2",
-        "proxy_refused_not_allowed 1",
-        "proxy_refused_malformed 5",
-        "proxy_refused_timeout 1",
-    ] {
+    for row in rows {
         let found = shown
             .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == row);
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == *row);
         assert!(found, "{row} not in {shown}");
     }
 }
@@ -460,17 +468,13 @@ fn send_proxy_v1_and_v2_give_each_client_its_own_server_connection() {
             &format!("send_proxy = \"{version}\"\ncheck_type = \"http\"\n"),
             &[("pp", server.addr, "check = true\ninter = \"200ms\"")],
         );
-        let check = if version == "v1" {
-            "v1 UNKNOWN"
-        } else {
-            "v2 0x20 0x00"
-        };
         assert!(
             wait_for(Duration::from_secs(5), || {
                 let seen = server.conns.lock().unwrap().clone();
-                seen.iter().any(|c| c.header == check && !c.xff.is_empty())
+                seen.iter()
+                    .any(|c| is_check(c) && c.header == check_header(version))
             }),
-            "no check with {check}: {:?}",
+            "no check with the header: {:?}",
             server.conns.lock().unwrap()
         );
         assert_eq!(svc.server_state("pp"), "up");
@@ -489,7 +493,7 @@ fn send_proxy_v1_and_v2_give_each_client_its_own_server_connection() {
             }
         }
         let mut conns = server.conns.lock().unwrap().clone();
-        conns.retain(|c| c.header != check);
+        conns.retain(|c| !is_check(c));
         assert!(conns.len() >= 2, "{conns:?}");
         for c in &conns {
             let want = if version == "v1" {
@@ -504,12 +508,7 @@ fn send_proxy_v1_and_v2_give_each_client_its_own_server_connection() {
         }
         // One header per request: a server connection serves one request.
         assert_eq!(conns.len(), 6, "{conns:?}");
-        let shown = svc.cli(&["stats"]);
-        let row = format!("proxy_sent_{version} 6");
-        let found = shown
-            .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == row);
-        assert!(found, "{row} not in {shown}");
+        stats_rows(&svc, &[&format!("proxy_sent_{version} 6")]);
     }
 }
 
@@ -535,4 +534,50 @@ fn a_haproxy_cfg_takes_and_sends_headers() {
     let conns = server.conns.lock().unwrap().clone();
     assert_eq!(conns.len(), 1, "{conns:?}");
     assert_eq!(conns[0].header, "v2 0x21 0x11", "{conns:?}");
+}
+
+/// A health check's connection (its request has no X-Forwarded-For).
+fn is_check(c: &PpConn) -> bool {
+    c.xff.iter().all(String::is_empty)
+}
+
+/// What a check opens with, as [`PpConn::header`] records it: v1 naming
+/// the check's own connection (from 127.0.0.1), v2 LOCAL.
+fn check_header(version: &str) -> &'static str {
+    if version == "v1" {
+        "v1"
+    } else {
+        "v2 0x20 0x00"
+    }
+}
+
+/// HAProxy 2.6's health checks of a server with send-proxy / -v2 open with
+/// what balancer's do (v1 TCP4 with the check's own addresses, v2 LOCAL).
+#[test]
+fn haproxy_checks_open_with_the_same_header() {
+    for (word, version) in [("send-proxy-v2", "v2"), ("send-proxy", "v1")] {
+        let server = PpServer::start();
+        let addr = server.addr;
+        let _ha = Haproxy::start(&format!("pp-check-{word}"), |front, sock| {
+            http_config(
+                front,
+                sock,
+                &format!("    option httpchk\n    server s {addr} {word} check inter 200ms\n"),
+            )
+        });
+        let seen = wait_for(Duration::from_secs(5), || {
+            !server.conns.lock().unwrap().is_empty()
+        });
+        assert!(seen, "no check");
+        let first = server.conns.lock().unwrap()[0].clone();
+        assert!(is_check(&first), "{first:?}");
+        assert_eq!(first.header, check_header(version), "{first:?}");
+        if version == "v1" {
+            assert_eq!(
+                first.src.map(|a| a.ip()),
+                Some(ip("127.0.0.1")),
+                "{first:?}"
+            );
+        }
+    }
 }

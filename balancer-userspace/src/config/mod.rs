@@ -54,7 +54,7 @@ pub use frontend::{
     HttpFrontend, Mode, Proto,
 };
 pub use peers::PeersConfig;
-pub use proxy_protocol::{AcceptProxy, Net, SendProxy};
+pub use proxy_protocol::{AcceptProxy, Net, SendProxy, V2_SIG};
 pub use resolvers::{Family, InitAddr, Resolvers, ServerTemplate, fqdn_problem};
 use serde::Deserialize;
 pub use server::{

@@ -9,7 +9,10 @@
 //! is served as a direct client, and one that opens with a PROXY header
 //! anyway is closed (a client may not choose the address it is seen as).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+
+/// Version 2's signature (proxy-protocol.txt 2.2).
+pub const V2_SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
 /// A network: an address and a prefix length (`10.0.0.0/8`, `2001:db8::/32`;
 /// a bare address is the host).
@@ -127,30 +130,76 @@ impl SendProxy {
         }
     }
 
-    /// What a health check opens with, as HAProxy's do: the check is the
-    /// proxy's own connection, with no client to name (v1 `UNKNOWN`, v2
-    /// `LOCAL`: the server uses the connection's own ends).
-    pub const fn check_header(self) -> &'static [u8] {
+    /// What a health check opens with, as HAProxy 2.6's do (the check is
+    /// the proxy's own connection, with no client to name): v1 names the
+    /// check connection's own ends (`local` to `server`), v2 is `LOCAL`.
+    pub fn check_header(self, local: SocketAddr, server: SocketAddr) -> Vec<u8> {
         match self {
-            SendProxy::V1 => b"PROXY UNKNOWN\r\n",
-            SendProxy::V2 => b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00",
+            SendProxy::V1 => self.header(local, server),
+            SendProxy::V2 => [&V2_SIG[..], &[0x20, 0x00, 0x00, 0x00]].concat(),
+        }
+    }
+
+    /// The header telling a server that the client `src` reached `dst`. An
+    /// IPv4-mapped IPv6 address is written as IPv4; ends of different
+    /// families are written as HAProxy writes them: v1 `UNKNOWN`, v2 with no
+    /// address (`AF_UNSPEC`), the server then uses the connection's own.
+    pub fn header(self, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+        let (s, d) = (src.ip().to_canonical(), dst.ip().to_canonical());
+        match self {
+            SendProxy::V1 => {
+                let proto = match (s, d) {
+                    (IpAddr::V4(_), IpAddr::V4(_)) => "TCP4",
+                    (IpAddr::V6(_), IpAddr::V6(_)) => "TCP6",
+                    _ => return b"PROXY UNKNOWN\r\n".to_vec(),
+                };
+                format!("PROXY {proto} {s} {d} {} {}\r\n", src.port(), dst.port()).into_bytes()
+            }
+            SendProxy::V2 => {
+                let mut h = Vec::with_capacity(52);
+                h.extend(V2_SIG);
+                // Version 2, command PROXY.
+                h.push(0x21);
+                let mut addrs = Vec::with_capacity(36);
+                let family = match (s, d) {
+                    (IpAddr::V4(a), IpAddr::V4(b)) => {
+                        addrs.extend(a.octets());
+                        addrs.extend(b.octets());
+                        0x11
+                    }
+                    (IpAddr::V6(a), IpAddr::V6(b)) => {
+                        addrs.extend(a.octets());
+                        addrs.extend(b.octets());
+                        0x21
+                    }
+                    _ => 0x00,
+                };
+                if family != 0 {
+                    addrs.extend(src.port().to_be_bytes());
+                    addrs.extend(dst.port().to_be_bytes());
+                }
+                h.push(family);
+                h.extend((addrs.len() as u16).to_be_bytes());
+                h.extend(addrs);
+                h
+            }
         }
     }
 }
 
 impl super::Config {
-    /// What the health checks of a server of `backend` open with: with
-    /// `send_proxy`, [`SendProxy::check_header`], as HAProxy (not when the
-    /// check goes to another port than the server's `port`).
-    pub fn check_header(
+    /// The PROXY header the health checks of a server of `backend` open
+    /// with ([`SendProxy::check_header`]): its `send_proxy`, as HAProxy
+    /// (not when the check goes to another port than the server's `port`).
+    pub fn check_send_proxy(
         &self,
         backend: &str,
         port: Option<u16>,
         checked: u16,
-    ) -> Option<&'static [u8]> {
+    ) -> Option<SendProxy> {
         let b = self.backends.iter().find(|b| b.name == backend)?;
         let v = b.http.as_ref()?.send_proxy?;
-        port.is_none_or(|p| p == checked).then(|| v.check_header())
+        port.is_none_or(|p| p == checked).then_some(v)
     }
 }
 

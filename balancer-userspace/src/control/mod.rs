@@ -171,7 +171,7 @@ pub type Check = (
     SocketAddr,
     CheckTiming,
     Option<crate::health::TlsCheck>,
-    Option<&'static [u8]>,
+    Option<crate::config::SendProxy>,
 );
 
 /// Each HTTP backend's TLS to its servers (its CA file read).
@@ -667,7 +667,7 @@ impl Controller {
                 let (k, a, t) = s.check.clone()?;
                 // A backend with `ssl` is checked over TLS, as HAProxy does.
                 let tls = self.server_tls.get(&s.backend).map(|t| t.connector(a));
-                let hello = self.config.check_header(&s.backend, s.port, a.port());
+                let hello = self.config.check_send_proxy(&s.backend, s.port, a.port());
                 Some((i, k, a, t, tls, hello))
             })
             .collect()

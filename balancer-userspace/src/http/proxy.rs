@@ -294,7 +294,7 @@ impl Proxy {
         let hello = b
             .settings
             .send_proxy
-            .map(|v| (v, super::pp::send::header(v, ends.client, ends.local)));
+            .map(|v| (v, v.header(ends.client, ends.local)));
         let mut attempt = 0;
         loop {
             let server = &b.servers[chosen];

@@ -2,7 +2,8 @@
 //! path: a frontend with `accept_proxy` takes the client's address from
 //! the header its listed sources open their connections with
 //! ([`receive`]), before the TLS or HTTP sniff; a backend with
-//! `send_proxy` opens each server connection with one ([`send::header`]).
+//! `send_proxy` opens each server connection with one
+//! ([`crate::config::SendProxy::header`]).
 //!
 //! The header is read with `peek` until it is whole, then exactly its
 //! bytes are read: what follows is the client's and is left for TLS or
@@ -11,7 +12,8 @@
 //! closes its connection only, and is counted ([`ProxyCounters`]).
 
 pub mod parse;
-pub mod send;
+#[cfg(test)]
+mod send;
 
 use std::{
     net::SocketAddr,

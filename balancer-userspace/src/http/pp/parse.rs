@@ -11,8 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Version 1's longest line, CRLF included (proxy-protocol.txt 2.1).
 pub const V1_MAX: usize = 107;
-/// Version 2's signature (proxy-protocol.txt 2.2).
-pub const V2_SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+pub use crate::config::V2_SIG;
 /// Version 2's fixed part: signature, version and command, family, length.
 pub const V2_FIXED: usize = 16;
 /// The longest version 2 header taken (its TLVs included): the addresses

@@ -216,3 +216,107 @@ async fn read_header(s: &mut TcpStream, allowed: bool) -> Result<Option<(u8, Add
         _ => Err(Refused::Malformed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream},
+    };
+
+    use super::*;
+    use crate::config::{Net, V2_SIG};
+
+    /// `receive` on the server side of a loopback connection whose client
+    /// writes `pieces` (each flushed on its own) then closes if `close`:
+    /// its outcome and the bytes left on the socket for HTTP.
+    async fn run(
+        from: &str,
+        pieces: &[&[u8]],
+        close: bool,
+        timeout: Duration,
+    ) -> (Result<Ends, Refused>, Vec<u8>, ProxyCounters) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = l.local_addr().unwrap();
+        let pieces: Vec<Vec<u8>> = pieces.iter().map(|p| p.to_vec()).collect();
+        let client = tokio::spawn(async move {
+            let mut c = TcpStream::connect(to).await.unwrap();
+            c.set_nodelay(true).unwrap();
+            for p in pieces {
+                c.write_all(&p).await.unwrap();
+                // Apart, so the server sees the header come in pieces.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if close {
+                c.shutdown().await.unwrap();
+            } else {
+                tokio::time::sleep(timeout * 2).await;
+            }
+        });
+        let (mut s, peer) = l.accept().await.unwrap();
+        let accept = AcceptProxy {
+            from: vec![Net::parse(from).unwrap()],
+        };
+        let own = Ends {
+            client: peer,
+            local: to,
+        };
+        let counters = ProxyCounters::default();
+        let got = receive(&mut s, own, &accept, timeout, &counters).await;
+        let mut rest = Vec::new();
+        if got.is_ok() {
+            let _ = tokio::time::timeout(timeout, s.read_to_end(&mut rest)).await;
+        }
+        client.abort();
+        (got, rest, counters)
+    }
+
+    const V1: &[u8] = b"PROXY TCP4 198.18.0.7 198.18.0.1 1000 80\r\n";
+
+    #[tokio::test]
+    async fn a_header_in_pieces_leaves_what_follows() {
+        let t = Duration::from_secs(2);
+        let (got, rest, c) = run(
+            "127.0.0.0/8",
+            &[&V1[..5], &V1[5..20], &V1[20..], b"GET /"],
+            true,
+            t,
+        )
+        .await;
+        assert_eq!(got.unwrap().client, "198.18.0.7:1000".parse().unwrap());
+        assert_eq!(rest, b"GET /");
+        assert_eq!(c.accepted[0].load(Relaxed), 1);
+        let mut v2 = V2_SIG.to_vec();
+        v2.extend([
+            0x21, 0x11, 0x00, 0x11, 198, 18, 0, 8, 198, 18, 0, 1, 0x07, 0xd0, 0, 80,
+        ]);
+        v2.extend([0x04, 0x00, 0x02, b'x', b'y']);
+        let (got, rest, _) = run("127.0.0.1", &[&v2[..14], &v2[14..], b"\x16\x03"], true, t).await;
+        let ends = got.unwrap();
+        assert_eq!(ends.client, "198.18.0.8:2000".parse().unwrap());
+        assert_eq!(ends.local, "198.18.0.1:80".parse().unwrap());
+        assert_eq!(rest, b"\x16\x03");
+    }
+
+    #[tokio::test]
+    async fn strangers_truncated_and_silent() {
+        let t = Duration::from_secs(2);
+        // Not allowed: with a header refused, without one left alone.
+        let (got, _, c) = run("10.0.0.0/8", &[V1], true, t).await;
+        assert_eq!(got, Err(Refused::NotAllowed));
+        assert_eq!(c.refused[Refused::NotAllowed as usize].load(Relaxed), 1);
+        let (got, rest, _) = run("10.0.0.0/8", &[b"P", b"OST / HTTP/1.1\r\n"], true, t).await;
+        assert!(got.unwrap().client.ip().is_loopback());
+        assert_eq!(rest, b"POST / HTTP/1.1\r\n");
+        // Cut short by the client's close: at once, not at the timeout.
+        let started = std::time::Instant::now();
+        let (got, _, _) = run("127.0.0.0/8", &[&V1[..20]], true, t).await;
+        assert_eq!(got, Err(Refused::Malformed));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let (got, _, c) = run("127.0.0.0/8", &[], false, Duration::from_millis(200)).await;
+        assert_eq!(got, Err(Refused::Timeout));
+        assert_eq!(c.refused[Refused::Timeout as usize].load(Relaxed), 1);
+    }
+}

@@ -374,6 +374,8 @@ struct PpConn {
     header: String,
     src: Option<SocketAddr>,
     xff: Vec<String>,
+    /// balancer closed it.
+    closed: bool,
 }
 
 /// A server that reads a PROXY header (v1 or v2, IPv4) first on each
@@ -456,6 +458,7 @@ fn serve_pp(s: TcpStream, conns: Arc<Mutex<Vec<PpConn>>>) {
             return;
         }
     }
+    conns.lock().unwrap()[i].closed = true;
 }
 
 #[test]
@@ -506,9 +509,18 @@ fn send_proxy_v1_and_v2_give_each_client_its_own_server_connection() {
             // Never shared: every request on a connection is its client's.
             assert!(c.xff.iter().all(|x| *x == src), "{conns:?}");
         }
-        // One header per request: a server connection serves one request.
-        assert_eq!(conns.len(), 6, "{conns:?}");
-        stats_rows(&svc, &[&format!("proxy_sent_{version} 6")]);
+        // Each client connection has its own server connection, kept for
+        // its three requests (HAProxy's private connections).
+        assert_eq!(conns.len(), 2, "{conns:?}");
+        assert!(conns.iter().all(|c| c.xff.len() == 3), "{conns:?}");
+        stats_rows(&svc, &[&format!("proxy_sent_{version} 2")]);
+        // They close with their client's connection.
+        drop(clients);
+        let closed = wait_for(Duration::from_secs(5), || {
+            let all = server.conns.lock().unwrap().clone();
+            all.iter().filter(|c| !is_check(c)).all(|c| c.closed)
+        });
+        assert!(closed, "{:?}", server.conns.lock().unwrap());
     }
 }
 

@@ -142,6 +142,8 @@ pub(super) struct ClientSide {
     pub port: Option<HeaderValue>,
     /// The connection's ends (from its PROXY header, if it had one).
     pub ends: super::pp::Ends,
+    /// Its own server connections (`send_proxy`), made on first use.
+    pub private: std::sync::OnceLock<std::sync::Arc<super::upstream::Private>>,
 }
 
 impl ClientSide {
@@ -149,6 +151,7 @@ impl ClientSide {
         let addr = ends.client.ip();
         ClientSide {
             ends,
+            private: std::sync::OnceLock::new(),
             addr,
             ip: HeaderValue::from_str(&addr.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),

@@ -198,6 +198,22 @@ pub struct HttpFrontendStats {
     /// A TLS frontend's handshakes and certificates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStats>,
+    /// PROXY protocol headers (shown once one was taken, refused or sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_headers: Option<ProxyHeaderStats>,
+}
+
+/// A frontend's PROXY protocol headers (the `balancer_proxy_headers_*`
+/// metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyHeaderStats {
+    pub accepted_v1: u64,
+    pub accepted_v2: u64,
+    pub refused_not_allowed: u64,
+    pub refused_malformed: u64,
+    pub refused_timeout: u64,
+    pub sent_v1: u64,
+    pub sent_v2: u64,
 }
 
 /// A TLS frontend's handshakes (as the `balancer_tls_*` metrics count
@@ -240,6 +256,17 @@ impl HttpFrontendStats {
             ("evicted", self.evicted),
             ("queue_timeouts", self.queue_timeouts),
         ]);
+        if let Some(p) = &self.proxy_headers {
+            rows.extend([
+                ("proxy_accepted_v1", p.accepted_v1),
+                ("proxy_accepted_v2", p.accepted_v2),
+                ("proxy_refused_not_allowed", p.refused_not_allowed),
+                ("proxy_refused_malformed", p.refused_malformed),
+                ("proxy_refused_timeout", p.refused_timeout),
+                ("proxy_sent_v1", p.sent_v1),
+                ("proxy_sent_v2", p.sent_v2),
+            ]);
+        }
         rows
     }
 

@@ -17,7 +17,7 @@ use tokio::{
     time::timeout,
 };
 
-use crate::config::CheckKind;
+use crate::config::{CheckKind, SendProxy};
 
 /// What a check found.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,15 +40,17 @@ pub type TlsCheck = (
 );
 
 /// Run one check (over TLS with `tls`: the handshake must succeed, and an
-/// HTTP check's request goes over it).
+/// HTTP check's request goes over it), opening with a PROXY header
+/// (before TLS) with `send_proxy` ([`SendProxy::check_header`]).
 pub async fn check(
     kind: &CheckKind,
     addr: SocketAddr,
     limit: Duration,
     tls: Option<&TlsCheck>,
+    send_proxy: Option<SendProxy>,
 ) -> Outcome {
     let start = Instant::now();
-    match timeout(limit, run(kind, addr, tls)).await {
+    match timeout(limit, run(kind, addr, tls, send_proxy)).await {
         Ok(Ok(())) => Outcome::Passed(start.elapsed()),
         Ok(Err(Local(e))) => Outcome::Unknown(e),
         Ok(Err(Remote(e))) => Outcome::Failed(e),
@@ -76,11 +78,24 @@ impl From<String> for Fault {
     }
 }
 
-async fn run(kind: &CheckKind, addr: SocketAddr, tls: Option<&TlsCheck>) -> Result<(), Fault> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| {
+async fn run(
+    kind: &CheckKind,
+    addr: SocketAddr,
+    tls: Option<&TlsCheck>,
+    send_proxy: Option<SendProxy>,
+) -> Result<(), Fault> {
+    let mut tcp = TcpStream::connect(addr).await.map_err(|e| {
         let m = format!("connect {addr}: {e}");
         if is_local(&e) { Local(m) } else { Remote(m) }
     })?;
+    if let Some(v) = send_proxy {
+        let local = tcp
+            .local_addr()
+            .map_err(|e| format!("the check's address: {e}"))?;
+        tcp.write_all(&v.check_header(local, addr))
+            .await
+            .map_err(|e| format!("send the PROXY header: {e}"))?;
+    }
     match tls {
         None => ask(tcp, kind, addr).await,
         Some((connector, name)) => {
@@ -246,7 +261,7 @@ mod tests {
             });
             let t = Duration::from_secs(2);
             let passed = |o| matches!(o, Outcome::Passed(_));
-            assert!(passed(check(&CheckKind::Tcp, addr, t, None).await));
+            assert!(passed(check(&CheckKind::Tcp, addr, t, None, None).await));
             let with = |method: &str, status| CheckKind::Http {
                 method: method.into(),
                 path: "/".into(),
@@ -255,25 +270,28 @@ mod tests {
             let http = |status| with("GET", status);
             let d = vec![crate::config::DEFAULT_CHECK_STATUS];
             assert!(passed(
-                check(&with("OPTIONS", d.clone()), addr, t, None).await
+                check(&with("OPTIONS", d.clone()), addr, t, None, None).await
             ));
-            assert!(!passed(check(&with("HEAD", d), addr, t, None).await));
+            assert!(!passed(check(&with("HEAD", d), addr, t, None, None).await));
             assert!(passed(
                 check(
                     &http(vec![crate::config::DEFAULT_CHECK_STATUS]),
                     addr,
                     t,
+                    None,
                     None
                 )
                 .await
             ));
-            assert!(!passed(check(&http(vec![(200, 200)]), addr, t, None).await));
+            assert!(!passed(
+                check(&http(vec![(200, 200)]), addr, t, None, None).await
+            ));
             // A port nobody listens on (bound then closed).
             let closed = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
                 .unwrap();
-            let Outcome::Failed(e) = check(&CheckKind::Tcp, closed, t, None).await else {
+            let Outcome::Failed(e) = check(&CheckKind::Tcp, closed, t, None, None).await else {
                 panic!("a refused connection is a failed check");
             };
             assert!(e.contains("connect"), "{e}");

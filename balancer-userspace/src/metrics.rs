@@ -37,6 +37,7 @@
 //! | `balancer_tls_handshakes_total` | counter | `frontend` (TLS), `kind` = full, resumed |
 //! | `balancer_tls_handshake_failures_total` | counter | `frontend`, `reason` = timeout, closed, plain_http, malformed, incompatible, client_alert, other |
 //! | `balancer_tls_versions_total`, `balancer_tls_alpn_total` (completed handshakes) | counter | `frontend`, `version` = TLSv1.2, TLSv1.3 / `protocol` = h2, http/1.1, none |
+//! | `balancer_proxy_headers_accepted_total`, `_refused_total`, `_sent_total` | counter | `frontend`, `version` = v1, v2 / `reason` = not_allowed, malformed, timeout |
 //! | `balancer_tls_certificate_not_after_seconds` (expiry, Unix time) | gauge | `frontend`, `path`, `names` |
 //! | `balancer_stick_table_capacity` | gauge | |
 //! | `balancer_stick_table_entries` | gauge (last count) | |
@@ -377,6 +378,36 @@ fn per_frontend_split<'a>(
     })
 }
 
+impl Snapshot {
+    /// Families `prefix` + name (with its help) of the HTTP frontends'
+    /// counters `of` gives as (family, label, value, count) (`None`: the
+    /// frontend has none), labelled `frontend` and the label.
+    fn labelled(
+        &self,
+        e: &mut DescriptorEncoder<'_>,
+        prefix: &str,
+        families: &[(&'static str, &str)],
+        of: impl Fn(&FrontendCounters) -> Option<Vec<(&'static str, &'static str, &'static str, u64)>>,
+    ) -> Result<(), std::fmt::Error> {
+        for (name, help) in families {
+            let samples = self.http_frontends.iter().flat_map(|(n, s)| {
+                of(s)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(f, ..)| f == name)
+                    .map(|(_, label, value, count)| {
+                        let labels: Labels =
+                            vec![("frontend", n.clone()), (label, value.to_owned())];
+                        (labels, counter(count))
+                    })
+                    .collect::<Vec<_>>()
+            });
+            family(e, &format!("{prefix}{name}"), help, samples)?;
+        }
+        Ok(())
+    }
+}
+
 /// A counter of [`FrontendCounters`].
 type FeField = fn(&FrontendCounters) -> &AtomicU64;
 
@@ -482,7 +513,7 @@ impl Snapshot {
             "HTTP requests answered 503 after waiting timeout_queue for a server with room (maxconn)",
             per_fe(|s| &s.queue_timeouts),
         )?;
-        for (name, help) in [
+        let tls = [
             (
                 "handshakes",
                 "TLS handshakes completed by the frontend: full, or resumed (session id or ticket)",
@@ -500,29 +531,17 @@ impl Snapshot {
                 "TLS handshakes completed, by the protocol chosen by ALPN (none: the client \
                  offered none, HTTP/1.1 is spoken)",
             ),
-        ] {
-            family(
-                e,
-                &format!("balancer_tls_{name}"),
-                help,
-                self.http_frontends
-                    .iter()
-                    .filter(|(_, s)| s.tls.enabled.load(Ordering::Relaxed))
-                    .flat_map(|(n, s)| {
-                        s.tls
-                            .families()
-                            .into_iter()
-                            .filter(|(f, ..)| *f == name)
-                            .map(|(_, label, value, count)| {
-                                (
-                                    vec![("frontend", n.clone()), (label, value.to_owned())],
-                                    counter(count),
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                    }),
-            )?;
-        }
+        ];
+        self.labelled(e, "balancer_tls_", &tls, |s| {
+            s.tls
+                .enabled
+                .load(Ordering::Relaxed)
+                .then(|| s.tls.families())
+        })?;
+        let proxy = crate::http::pp::ProxyCounters::FAMILIES;
+        self.labelled(e, "balancer_proxy_headers_", &proxy, |s| {
+            Some(s.proxy.families())
+        })?;
         family(
             e,
             "balancer_tls_certificate_not_after_seconds",

@@ -42,6 +42,9 @@ pub(super) struct RawBackend {
     x_forwarded_for: Option<bool>,
     /// HTTP backends: TLS to the servers.
     ssl: Option<super::tls::RawServerSsl>,
+    /// HTTP backends: the PROXY header each new server connection opens
+    /// with (`"v1"` or `"v2"`).
+    send_proxy: Option<String>,
     #[serde(default)]
     server: Vec<RawServer>,
     server_template: Option<resolvers::RawTemplate>,
@@ -122,6 +125,10 @@ pub struct HttpBackend {
     pub ssl: Option<super::ServerSsl>,
     /// `option forwardfor`: `X-Forwarded-For` gets the client's address.
     pub x_forwarded_for: bool,
+    /// `send-proxy` (v1) or `send-proxy-v2` on its servers: each server
+    /// connection opens with a PROXY header and serves one client
+    /// connection only.
+    pub send_proxy: Option<super::SendProxy>,
 }
 
 impl HttpBackend {
@@ -285,6 +292,13 @@ impl Validator<'_> {
             ssl: match &b.ssl {
                 None => None,
                 Some(r) => Some(self.server_ssl(key, r)?),
+            },
+            send_proxy: match &b.send_proxy {
+                None => None,
+                Some(v) => Some(
+                    super::SendProxy::parse(v)
+                        .map_err(|r| self.err(format!("{key}.send_proxy"), r))?,
+                ),
             },
         }))
     }
@@ -515,6 +529,7 @@ impl Validator<'_> {
                     stick: StickRules::default(),
                     ssl: None,
                     x_forwarded_for: true,
+                    send_proxy: None,
                 });
                 let default_port = users[0].vip.port();
                 for s in &mut b.servers {
@@ -763,6 +778,7 @@ fn http_key(b: &RawBackend) -> Option<&'static str> {
         ("stick", b.stick.is_some()),
         ("ssl", b.ssl.is_some()),
         ("x_forwarded_for", b.x_forwarded_for.is_some()),
+        ("send_proxy", b.send_proxy.is_some()),
     ]
     .into_iter()
     .find(|(_, set)| *set)

@@ -33,6 +33,8 @@ pub(super) struct RawFrontend {
     tls: Option<super::tls::RawTls>,
     forwarded_proto: Option<bool>,
     redirect: Option<RawRedirect>,
+    accept_proxy: Option<bool>,
+    accept_proxy_from: Option<Vec<String>>,
 }
 
 /// `redirect = { scheme = "https", code = 301 }`.
@@ -109,6 +111,9 @@ pub struct HttpFrontend {
     pub maxconn: Option<u32>,
     /// `tune.h2.max-concurrent-streams`.
     pub h2_max_concurrent_streams: u32,
+    /// `accept_proxy`: the sources whose connections open with a PROXY
+    /// header (see `proxy_protocol.rs`).
+    pub accept_proxy: Option<super::AcceptProxy>,
 }
 
 impl Default for HttpFrontend {
@@ -121,6 +126,7 @@ impl Default for HttpFrontend {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             maxconn: None,
             h2_max_concurrent_streams: DEFAULT_H2_MAX_STREAMS,
+            accept_proxy: None,
         }
     }
 }
@@ -159,6 +165,7 @@ impl HttpFrontend {
             "h2_max_concurrent_streams",
             self.h2_max_concurrent_streams != other.h2_max_concurrent_streams,
         );
+        cmp("accept_proxy", self.accept_proxy != other.accept_proxy);
         out
     }
 }
@@ -291,6 +298,8 @@ impl Validator<'_> {
             ("maxconn", f.maxconn.is_some()),
             ("forwarded_proto", f.forwarded_proto.is_some()),
             ("redirect", f.redirect.is_some()),
+            ("accept_proxy", f.accept_proxy.is_some()),
+            ("accept_proxy_from", f.accept_proxy_from.is_some()),
             (
                 "h2_max_concurrent_streams",
                 f.h2_max_concurrent_streams.is_some(),
@@ -366,6 +375,9 @@ impl Validator<'_> {
             }
             http.h2_max_concurrent_streams = n;
         }
+        http.accept_proxy =
+            super::proxy_protocol::accept_proxy(f.accept_proxy, f.accept_proxy_from.as_deref())
+                .map_err(|(k, r)| self.err(format!("{key}.{k}"), r))?;
         Ok(http)
     }
 }

@@ -30,6 +30,7 @@ mod effect;
 mod frontend;
 pub mod haproxy;
 mod peers;
+mod proxy_protocol;
 mod resolvers;
 mod server;
 mod stick;
@@ -53,6 +54,7 @@ pub use frontend::{
     HttpFrontend, Mode, Proto,
 };
 pub use peers::PeersConfig;
+pub use proxy_protocol::{AcceptProxy, Net, SendProxy, V2_SIG};
 pub use resolvers::{Family, InitAddr, Resolvers, ServerTemplate, fqdn_problem};
 use serde::Deserialize;
 pub use server::{

@@ -943,3 +943,88 @@ fn http_backends_reserve_stick_entries_only_with_stick_rules() {
     );
     assert!(parse(BASE).unwrap().needs_kernel(), "an XDP interface");
 }
+
+/// `accept_proxy` with `accept_proxy_from`, and `send_proxy`: accepted on
+/// HTTP frontends and backends; refused, at their line, without the
+/// sources, with bad networks or versions, or on the XDP path.
+#[test]
+fn proxy_protocol_keys() {
+    let http = |fe: &str, be: &str, mode: &str| {
+        format!(
+            "{BASE}[[frontend]]\nname = \"f\"\nmode = \"{mode}\"\nbind = \"198.18.2.100:80\"\n\
+             default_backend = \"b\"\n{fe}[[backend]]\nname = \"b\"\n{be}\
+             [[backend.server]]\nname = \"s\"\naddress = \"198.18.1.10:80\"\n"
+        )
+    };
+    let c = parse(&http(
+        "accept_proxy = true\naccept_proxy_from = [\"127.0.0.0/8\", \"2001:db8::/32\"]\n",
+        "send_proxy = \"v2\"\n",
+        "http",
+    ))
+    .unwrap();
+    let a = c.frontends[0].http.accept_proxy.as_ref().unwrap();
+    assert!(a.allows("127.0.0.2".parse().unwrap()) && a.allows("2001:db8::1".parse().unwrap()));
+    assert!(!a.allows("198.18.0.1".parse().unwrap()));
+    let sp = c.backends[0].http.as_ref().unwrap().send_proxy;
+    assert_eq!(sp, Some(SendProxy::V2));
+    // Line 8 is the frontend's first extra line; without one, the
+    // backend's is line 10.
+    for (fe, be, mode, key, line) in [
+        (
+            "accept_proxy = true\n",
+            "",
+            "http",
+            "frontend[0].accept_proxy",
+            8,
+        ),
+        (
+            "accept_proxy_from = [\"127.0.0.1\"]\n",
+            "",
+            "http",
+            "frontend[0].accept_proxy_from",
+            8,
+        ),
+        (
+            "accept_proxy = true\naccept_proxy_from = [\"10.1.0.0/8\"]\n",
+            "",
+            "http",
+            "frontend[0].accept_proxy_from",
+            9,
+        ),
+        (
+            "accept_proxy = true\naccept_proxy_from = [\"x\"]\n",
+            "",
+            "http",
+            "frontend[0].accept_proxy_from",
+            9,
+        ),
+        (
+            "accept_proxy = true\naccept_proxy_from = [\"127.0.0.1\"]\n",
+            "",
+            "l4",
+            "frontend[0].accept_proxy",
+            8,
+        ),
+        (
+            "",
+            "send_proxy = \"v3\"\n",
+            "http",
+            "backend[0].send_proxy",
+            10,
+        ),
+        (
+            "",
+            "send_proxy = \"v1\"\n",
+            "l4",
+            "backend[0].send_proxy",
+            10,
+        ),
+    ] {
+        let e = parse(&http(fe, be, mode)).unwrap_err();
+        assert_eq!(key_of(&e), key, "{fe}{be}: {e}");
+        assert!(
+            e.to_string().starts_with(&format!("t.toml:{line}:")),
+            "{fe}{be}: want line {line}: {e}"
+        );
+    }
+}

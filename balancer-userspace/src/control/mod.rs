@@ -163,13 +163,15 @@ pub struct Controller {
     runtime: state::RuntimeState,
 }
 
-/// A health check to run: (server index, kind, address, timing, TLS).
+/// A health check to run: (server index, kind, address, timing, TLS, the
+/// PROXY header it opens with).
 pub type Check = (
     usize,
     CheckKind,
     SocketAddr,
     CheckTiming,
     Option<crate::health::TlsCheck>,
+    Option<crate::config::SendProxy>,
 );
 
 /// Each HTTP backend's TLS to its servers (its CA file read).
@@ -665,7 +667,8 @@ impl Controller {
                 let (k, a, t) = s.check.clone()?;
                 // A backend with `ssl` is checked over TLS, as HAProxy does.
                 let tls = self.server_tls.get(&s.backend).map(|t| t.connector(a));
-                Some((i, k, a, t, tls))
+                let hello = self.config.check_send_proxy(&s.backend, s.port, a.port());
+                Some((i, k, a, t, tls, hello))
             })
             .collect()
     }

@@ -715,7 +715,7 @@ fn spawn_checks(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     c.checks()
         .into_iter()
-        .map(|(i, kind, addr, timing, tls)| {
+        .map(|(i, kind, addr, timing, tls, hello)| {
             let tx = tx.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(timing.inter);
@@ -725,7 +725,9 @@ fn spawn_checks(
                 let mut unknown = false;
                 loop {
                     tick.tick().await;
-                    let r = match health::check(&kind, addr, timing.timeout, tls.as_ref()).await {
+                    let r = match health::check(&kind, addr, timing.timeout, tls.as_ref(), hello)
+                        .await
+                    {
                         health::Outcome::Passed(t) => Ok(t),
                         health::Outcome::Failed(e) => Err(e),
                         health::Outcome::Unknown(e) => {

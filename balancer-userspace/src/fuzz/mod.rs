@@ -14,6 +14,7 @@ mod config;
 mod cookie;
 mod packet;
 mod peers;
+mod proxy_header;
 mod upstream;
 
 pub use admin::admin_request;
@@ -21,6 +22,7 @@ pub use config::{config_toml, config_values};
 pub use cookie::{cookie_request, cookie_response};
 pub use packet::packet_model;
 pub use peers::peers_frame;
+pub use proxy_header::proxy_header;
 pub use upstream::{upstream_chunked, upstream_head};
 
 /// A target's body: one input, which it panics on if a property fails.
@@ -36,6 +38,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("cookie_response", cookie_response),
     ("packet_model", packet_model),
     ("peers_frame", peers_frame),
+    ("proxy_header", proxy_header),
     ("upstream_chunked", upstream_chunked),
     ("upstream_head", upstream_head),
 ];

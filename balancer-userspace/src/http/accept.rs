@@ -26,6 +26,7 @@ use tokio::{
 use super::{
     conn::{Closing, ConnState, HEAD_INCOMPLETE, REQUEST_TIMEOUT, Slot, Watched, watch},
     headers::ClientSide,
+    pp::{Ends, Refused, receive},
     proxy::{Proxy, handle},
     sniff::{Sniffed, sniff_http2, sniff_tls},
     tls::Failure,
@@ -50,7 +51,7 @@ pub(super) struct Builders {
 /// Serve one accepted client connection to its end.
 pub(super) async fn connection(
     p: Arc<Proxy>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     state: Arc<ConnState>,
     slot: Slot,
@@ -59,7 +60,17 @@ pub(super) async fn connection(
 ) {
     let name = p.spec.name.clone();
     let tls = p.spec.tls.clone();
-    let timeout = p.spec.http.timeout_http_request;
+    let accepted = tokio::time::Instant::now();
+    // The client's address from here on: its PROXY header's, if it sent one.
+    let Some(ends) = client_ends(&p, &mut stream, peer, &state, &mut stop).await else {
+        return;
+    };
+    let peer = ends.client;
+    let timeout = p
+        .spec
+        .http
+        .timeout_http_request
+        .saturating_sub(accepted.elapsed());
     let sniffed = tokio::select! {
         r = async {
             if tls.is_some() { sniff_tls(&stream, timeout).await } else { sniff_http2(&stream, timeout).await }
@@ -110,12 +121,7 @@ pub(super) async fn connection(
             return;
         }
     };
-    let local_port = p
-        .spec
-        .forwarded_proto
-        .then(|| stream.local_addr().ok().map(|a| a.port()))
-        .flatten();
-    let side = Arc::new(ClientSide::new(peer.ip(), tls.is_some(), local_port));
+    let side = Arc::new(ClientSide::new(ends, tls.is_some(), p.spec.forwarded_proto));
     let watched = Watched::new(stream, state.clone(), slot);
     let Some(t) = tls else {
         state.started(is_h2);
@@ -176,6 +182,59 @@ pub(super) async fn connection(
         stop,
     )
     .await;
+}
+
+/// A new client connection's ends: its own, or from its PROXY header on a
+/// frontend with `accept_proxy` (`pp/`); `None` if it is to be closed
+/// (refused, counted; or the daemon stops, or it is asked to make room).
+/// The local end is looked up only where something uses it
+/// (`forwarded_proto`, PROXY headers): else it is the unspecified address.
+async fn client_ends(
+    p: &Proxy,
+    s: &mut TcpStream,
+    peer: SocketAddr,
+    state: &ConnState,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Ends> {
+    let accept = p.spec.http.accept_proxy.as_ref();
+    let wanted = p.spec.forwarded_proto
+        || accept.is_some()
+        || p.view
+            .borrow()
+            .backends
+            .get(&p.spec.backend)
+            .is_some_and(|b| b.settings.send_proxy.is_some());
+    let unspecified = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0);
+    let own = Ends {
+        client: peer,
+        local: match wanted {
+            true => s.local_addr().unwrap_or(unspecified),
+            false => unspecified,
+        },
+    };
+    let Some(accept) = accept else {
+        return Some(own);
+    };
+    let timeout = p.spec.http.timeout_http_request;
+    let got = tokio::select! {
+        r = receive(s, own, accept, timeout, &p.spec.stats.proxy) => r,
+        _ = stop.wait_for(|s| *s) => return None,
+        _ = state.evicted() => {
+            p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+    };
+    if got == Err(Refused::Timeout) {
+        p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+    got.map_err(|why| {
+        debug!(
+            "{}: client {peer}: PROXY header refused ({})",
+            p.spec.name,
+            why.as_str()
+        )
+    })
+    .ok()
 }
 
 /// hyper serving `io` (HTTP/2 or HTTP/1.1 with upgrades) until it ends or

@@ -140,16 +140,23 @@ pub(super) struct ClientSide {
     /// With the frontend's `forwarded_proto`: the port the client reached,
     /// for `X-Forwarded-Port` (and `X-Forwarded-Proto` is set).
     pub port: Option<HeaderValue>,
+    /// The connection's ends (from its PROXY header, if it had one).
+    pub ends: super::pp::Ends,
+    /// Its own server connections (`send_proxy`), made on first use.
+    pub private: std::sync::OnceLock<std::sync::Arc<super::upstream::Private>>,
 }
 
 impl ClientSide {
-    pub fn new(addr: IpAddr, tls: bool, local_port: Option<u16>) -> ClientSide {
+    pub fn new(ends: super::pp::Ends, tls: bool, forwarded_proto: bool) -> ClientSide {
+        let addr = ends.client.ip();
         ClientSide {
+            ends,
+            private: std::sync::OnceLock::new(),
             addr,
             ip: HeaderValue::from_str(&addr.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             tls,
-            port: local_port.map(HeaderValue::from),
+            port: forwarded_proto.then(|| HeaderValue::from(ends.local.port())),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod conn;
 pub mod cookie;
 mod headers;
 pub mod listen;
+pub mod pp;
 pub mod proxy;
 pub mod queue;
 mod sniff;

@@ -28,7 +28,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     convert::Infallible,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -51,7 +51,7 @@ use super::{
     queue::{Admitted, Limit},
     stats::{FrontendCounters, ServerStats},
     tunnel::{Ended, TunnelTimeouts, splice},
-    upstream::{Conn, ExchangeError, Pool, SendError, UpBody, Waits},
+    upstream::{Conn, ExchangeError, Hello, Pool, SendError, UpBody, Waits},
 };
 use crate::config::{Balance, HttpBackend, HttpFrontend};
 use crate::util::monotonic_ns;
@@ -217,7 +217,7 @@ pub(super) async fn handle(
                 Err((status, msg)) => break 'answer error(status, msg),
             },
         };
-        let connected = p.connect(&b, peer.ip(), chosen, retryable, admitted);
+        let connected = p.connect(&b, &side, chosen, retryable, admitted);
         let (chosen, conn, reused, guard) = match connected.await {
             Ok(x) => x,
             Err((status, msg)) => break 'answer error(status, msg),
@@ -282,21 +282,41 @@ impl Proxy {
     async fn connect(
         &self,
         b: &HttpBackendView,
-        client: IpAddr,
+        side: &ClientSide,
         mut chosen: usize,
         retryable: bool,
         mut admitted: Option<Admitted>,
     ) -> Result<(usize, Conn, bool, Hold), Refusal> {
         let fe = &self.spec.stats;
+        let ends = side.ends;
+        let client = ends.client.ip();
+        // `send_proxy`: each server connection opens with the client's
+        // ends, and serves this client connection only.
+        let hello = b.settings.send_proxy.map(|v| {
+            let own = side.private.get_or_init(Default::default).clone();
+            (v, v.header(ends.client, ends.local), own)
+        });
         let mut attempt = 0;
         loop {
             let server = &b.servers[chosen];
             match self
                 .pool
-                .checkout(server.addr, b.tls.as_ref(), b.settings.timeout_connect)
+                .checkout(
+                    server.addr,
+                    b.tls.as_ref(),
+                    b.settings.timeout_connect,
+                    hello
+                        .as_ref()
+                        .map(|(_, header, owner)| Hello { header, owner }),
+                )
                 .await
             {
                 Ok((conn, reused)) => {
+                    if let Some((v, ..)) = &hello
+                        && !reused
+                    {
+                        fe.proxy.sent(*v);
+                    }
                     server.stats.requests.fetch_add(1, Ordering::Relaxed);
                     // Counted only where `leastconn` reads it: the count is
                     // shared by the worker threads.

@@ -50,40 +50,57 @@ pub(super) async fn sniff_tls(s: &TcpStream, timeout: Duration) -> Sniffed {
 pub(super) async fn sniff_http2(s: &TcpStream, timeout: Duration) -> Sniffed {
     let sniff = async {
         let mut buf = [0u8; H2_PREFACE.len()];
-        loop {
-            let n = s.peek(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            if buf[..n] != H2_PREFACE[..n] {
-                return Some(false);
-            }
-            if n == H2_PREFACE.len() {
-                return Some(true);
-            }
-            // A prefix of the preface so far. Peeking again would return the
-            // same bytes at once (the socket stays readable): clear tokio's
-            // readiness, then wait for its next edge, which only new bytes
-            // (or the peer's close) raise. Bytes that came in before the
-            // clear are seen by the non-blocking peek after it.
-            let _ = s.try_io(tokio::io::Interest::READABLE, || {
-                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-            });
-            let more = socket2::SockRef::from(s).peek(as_uninit(&mut buf));
-            match more {
-                Ok(m) if m > n || m == 0 => continue,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return None,
-            }
-            s.readable().await.ok()?;
-        }
+        let n = peek_until(s, &mut buf, |b| *b != H2_PREFACE[..b.len()]).await?;
+        Some(buf[..n] == *H2_PREFACE)
     };
     match tokio::time::timeout(timeout, sniff).await {
         Ok(Some(true)) => Sniffed::Http2,
         Ok(Some(false)) => Sniffed::Http1,
         Ok(None) => Sniffed::Gone,
         Err(_) => Sniffed::Silent,
+    }
+}
+
+/// Peek at `s`'s first bytes into `buf` until `enough` says those seen
+/// suffice or `buf` is full: how many were seen, or `None` if the client
+/// closed first (or the socket failed). Nothing is read.
+pub(super) async fn peek_until(
+    s: &TcpStream,
+    buf: &mut [u8],
+    mut enough: impl FnMut(&[u8]) -> bool,
+) -> Option<usize> {
+    loop {
+        let n = s.peek(buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if n == buf.len() || enough(&buf[..n]) {
+            return Some(n);
+        }
+        // Not enough so far. Peeking again would return the same bytes at
+        // once (the socket stays readable): clear tokio's readiness, then
+        // wait for its next edge, which only new bytes (or the peer's
+        // close) raise. Bytes that came in before the clear are seen by
+        // the non-blocking peek after it.
+        let _ = s.try_io(tokio::io::Interest::READABLE, || {
+            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+        });
+        let more = socket2::SockRef::from(s).peek(as_uninit(buf));
+        match more {
+            Ok(m) if m > n || m == 0 => continue,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
+        }
+        let ready = s.ready(tokio::io::Interest::READABLE).await.ok()?;
+        // Closed by the client (tokio keeps that readiness: waiting again
+        // would return at once): what it sent is all there will be.
+        if ready.is_read_closed() {
+            let last = socket2::SockRef::from(s).peek(as_uninit(buf));
+            if matches!(last, Ok(m) if m <= n) || last.is_err() {
+                return None;
+            }
+        }
     }
 }
 

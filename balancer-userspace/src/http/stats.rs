@@ -109,6 +109,8 @@ pub struct FrontendCounters {
     pub queue_timeouts: AtomicU64,
     /// TLS handshakes (frontends with `tls`).
     pub tls: super::tls::TlsCounters,
+    /// PROXY protocol headers taken, refused and sent.
+    pub proxy: super::pp::ProxyCounters,
 }
 
 impl FrontendCounters {
@@ -149,6 +151,7 @@ impl FrontendCounters {
             evicted: load(&self.evicted),
             queue_timeouts: load(&self.queue_timeouts),
             tls: self.tls.view(),
+            proxy_headers: self.proxy.view(),
         }
     }
 }

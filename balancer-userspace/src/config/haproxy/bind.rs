@@ -93,6 +93,16 @@ pub(super) fn bind(l: &Line) -> Result<Bind, CfgError> {
             "ciphers" => t.ciphers = Some(value()?),
             "ciphersuites" => t.ciphersuites = Some(value()?),
             o if no_version(o, &mut t.min, &mut t.max) => {}
+            "accept-proxy" => {
+                return Err(err(
+                    l,
+                    "bind accept-proxy",
+                    "balancer takes PROXY headers only from the sources allowed to send them: \
+                     instead, write `tcp-request connection expect-proxy layer4 if { src \
+                     NETWORK ... }` in this frontend (the proxies in front of it; the others \
+                     are served as direct clients, as HAProxy does)",
+                ));
+            }
             o => {
                 return Err(err(
                     l,
@@ -284,4 +294,53 @@ pub(super) fn redirect(l: &Line) -> Result<(u16, bool), CfgError> {
         }
     };
     Ok((code, cleartext_only))
+}
+
+/// `tcp-request connection expect-proxy layer4 if { src NETWORK ... }`: the
+/// networks whose connections open with a PROXY header (the frontend's
+/// `accept_proxy_from`). Other `tcp-request` rules, conditions and ACL
+/// forms are refused.
+pub(super) fn expect_proxy(l: &Line) -> Result<Vec<String>, CfgError> {
+    let w: Vec<&str> = l.words.iter().map(String::as_str).collect();
+    let form = "only `tcp-request connection expect-proxy layer4 if { src NETWORK ... }` is \
+                supported";
+    let nets = match w.as_slice() {
+        [
+            _,
+            "connection",
+            "expect-proxy",
+            "layer4",
+            "if",
+            "{",
+            "src",
+            nets @ ..,
+            "}",
+        ] => nets,
+        [_, "connection", "expect-proxy", ..] => {
+            return Err(err(
+                l,
+                "tcp-request connection expect-proxy",
+                format!(
+                    "{form}: the sources must be listed (a header sets the client's address: \
+                     from anyone else it is refused)"
+                ),
+            ));
+        }
+        [_, rest @ ..] => {
+            return Err(err(l, format!("tcp-request {}", rest.join(" ")), form));
+        }
+        [] => return Err(err(l, "tcp-request", form)),
+    };
+    if nets.is_empty() || nets.iter().any(|n| n.starts_with('-')) {
+        return Err(err(
+            l,
+            "tcp-request connection expect-proxy",
+            "want the networks inline after `src` (no `-f FILE`, no other flag)",
+        ));
+    }
+    for n in nets {
+        crate::config::Net::parse(n)
+            .map_err(|r| err(l, "tcp-request connection expect-proxy src", r))?;
+    }
+    Ok(nets.iter().map(|n| (*n).to_owned()).collect())
 }

@@ -5,7 +5,7 @@
 use super::{
     CfgError, Options, Resolve, Warning,
     sections::{Cfg, Kind, Proxy, StickRule},
-    servers::{http_check, server, server_ssl, template, unused_defaults},
+    servers::{http_check, send_proxy, server, server_ssl, template, unused_defaults},
 };
 
 /// TOML text with, for each of its lines, the .cfg line it came from (0:
@@ -288,6 +288,13 @@ fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         e.string(mline, "mode", if http { "http" } else { "l4" });
         e.string(p.line, "default_backend", &backend);
         if !http {
+            if let Some(x) = &p.expect_proxy {
+                return Err(err(
+                    x.line,
+                    "tcp-request connection expect-proxy",
+                    "in a mode tcp frontend: the XDP path forwards packets and reads no header",
+                ));
+            }
             if let Some(r) = &p.redirect {
                 return Err(err(
                     r.line,
@@ -337,6 +344,11 @@ fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         }
         if let Some(t) = &b.tls {
             tls(&cfg.global.ssl, t, e);
+        }
+        if let Some(x) = &p.expect_proxy {
+            let nets: Vec<String> = x.v.iter().map(|n| quote(n)).collect();
+            e.line(x.line, "accept_proxy = true");
+            e.line(x.line, format!("accept_proxy_from = [{}]", nets.join(", ")));
         }
     }
     Ok(())
@@ -515,6 +527,7 @@ fn backend(
         e.number(*line, "check_port", first);
     }
     server_ssl(p, http, e)?;
+    send_proxy(p, http, e)?;
     stick(p, http, e)?;
     template(p, http, e)?;
     for s in &p.servers {

@@ -81,6 +81,11 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
         "`redirect = { scheme = \"https\", code = N }` on the cleartext binds' frontends",
     ),
     (
+        "frontend, listen",
+        "tcp-request connection expect-proxy layer4 if { src NETWORK ... }",
+        "`accept_proxy = true`, `accept_proxy_from` (PROXY v1/v2 headers from those sources only; `bind ... accept-proxy` is refused: it would trust any client's header)",
+    ),
+    (
         "global",
         "crt-base, ssl-default-bind-ciphers, ssl-default-bind-ciphersuites, ssl-default-bind-options ssl-min-ver|ssl-max-ver|no-sslv3..no-tlsv13",
         "the TLS binds' defaults (cipher names rustls lacks are dropped with a warning)",
@@ -118,7 +123,7 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
     (
         "backend, listen",
         "server NAME ADDRESS[:PORT] ...",
-        "`[[backend.server]]` (a host name is looked up when the file is read: init-addr last, libc or an IP address): check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port; enabled, no-check (cancel a default-server's disabled, check); ssl, verify, ca-file, sni str(NAME), verifyhost (the backend's `ssl`: the same on every server)",
+        "`[[backend.server]]` (a host name is looked up when the file is read: init-addr last, libc or an IP address): check, inter, rise, fall, cookie, weight, disabled, maxconn, maxqueue, port; enabled, no-check (cancel a default-server's disabled, check); ssl, verify, ca-file, sni str(NAME), verifyhost (the backend's `ssl`: the same on every server); send-proxy, send-proxy-v2 (the backend's `send_proxy`: the same on every server)",
     ),
     (
         "backend, listen",

@@ -37,7 +37,7 @@ pub(super) fn server(l: &Line, defaults: &[DefParam]) -> Result<Server, CfgError
     walk(l, "server", rest, |p, value| {
         let v = match p {
             "no-check" | "enabled" => return cancel(l, &mut s, p).map(|()| true),
-            "check" | "disabled" | "ssl" => None,
+            "check" | "disabled" | "ssl" | "send-proxy" | "send-proxy-v2" => None,
             "inter" | "rise" | "fall" | "cookie" | "weight" | "maxconn" | "maxqueue" | "port"
             | "init-addr" | "resolvers" | "verify" | "ca-file" | "sni" | "verifyhost" => {
                 Some(value()?)
@@ -90,6 +90,8 @@ fn set_server(s: &mut Server, p: &str, v: Option<String>) -> bool {
         ("ca-file", v) => s.ca_file = v,
         ("sni", v) => s.sni = v,
         ("verifyhost", v) => s.verifyhost = v,
+        ("send-proxy", _) => s.send_proxy = Some("v1".into()),
+        ("send-proxy-v2", _) => s.send_proxy = Some("v2".into()),
         _ => return false,
     }
     true
@@ -101,7 +103,7 @@ pub(super) fn default_server(l: &Line) -> Result<Vec<DefParam>, CfgError> {
     let mut out = Vec::new();
     walk(l, "default-server", &l.words[1..], |p, value| {
         let v = match p {
-            "check" | "disabled" | "ssl" => None,
+            "check" | "disabled" | "ssl" | "send-proxy" | "send-proxy-v2" => None,
             "inter" | "rise" | "fall" | "cookie" | "weight" | "maxconn" | "maxqueue" | "port"
             | "resolvers" | "init-addr" | "verify" | "ca-file" | "sni" | "verifyhost" => {
                 Some(value()?)
@@ -200,6 +202,8 @@ fn is_server_param(w: &str) -> bool {
             | "verifyhost"
             | "resolvers"
             | "init-addr"
+            | "send-proxy"
+            | "send-proxy-v2"
     )
 }
 

@@ -104,6 +104,8 @@ pub struct Server {
     pub ca_file: Option<String>,
     pub sni: Option<String>,
     pub verifyhost: Option<String>,
+    /// `send-proxy` ("v1") or `send-proxy-v2` ("v2").
+    pub send_proxy: Option<String>,
     /// The parameters taken from `default-server` lines, with the line of
     /// each (the others come from the server's own line).
     pub from: BTreeMap<String, usize>,
@@ -166,6 +168,8 @@ pub struct Proxy {
     /// `redirect scheme https [code N] [if !{ ssl_fc }]`: (code, only on
     /// cleartext binds).
     pub redirect: Option<At<(u16, bool)>>,
+    /// `tcp-request connection expect-proxy layer4 if { src ... }`.
+    pub expect_proxy: Option<At<Vec<String>>>,
     pub servers: Vec<Server>,
     pub templates: Vec<Template>,
     pub stick_table: Option<At<StickTable>>,
@@ -328,6 +332,7 @@ pub fn parse(lines: &[Line]) -> Result<Cfg, CfgError> {
                     s: base,
                     binds: Vec::new(),
                     redirect: None,
+                    expect_proxy: None,
                     servers: Vec::new(),
                     templates: Vec::new(),
                     stick_table: None,
@@ -619,6 +624,12 @@ fn proxy_line(p: &mut Proxy, l: &Line, warnings: &mut Vec<Warning>) -> Result<()
                 return Err(not_here("a backend receives no request to redirect"));
             }
             p.redirect = Some(at(super::bind::redirect(l)?, l.number));
+        }
+        "tcp-request" => {
+            if !kind.front() {
+                return Err(not_here("only a frontend takes PROXY headers from clients"));
+            }
+            p.expect_proxy = Some(at(super::bind::expect_proxy(l)?, l.number));
         }
         "http-check" => {
             if !kind.back() {

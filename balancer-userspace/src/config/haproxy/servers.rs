@@ -386,3 +386,42 @@ pub(super) fn server_ssl(p: &Proxy, http: bool, e: &mut Emitter) -> Result<(), C
     e.line(line, format!("ssl = {{ {} }}", fields.join(", ")));
     Ok(())
 }
+
+/// The servers' `send-proxy` / `send-proxy-v2` as the backend's
+/// `send_proxy` (one setting per backend here: every server must say the
+/// same).
+pub(super) fn send_proxy(p: &Proxy, http: bool, e: &mut Emitter) -> Result<(), CfgError> {
+    let Some(first) = p.servers.iter().find(|s| s.send_proxy.is_some()) else {
+        return Ok(());
+    };
+    let word = |s: &Server| match s.send_proxy.as_deref() {
+        Some("v2") => "send-proxy-v2",
+        _ => "send-proxy",
+    };
+    if !http {
+        return Err(err(
+            first.at(word(first)),
+            &format!("server {}", word(first)),
+            "in a mode tcp backend: the XDP path forwards packets and makes no connection",
+        ));
+    }
+    if let Some(other) = p.servers.iter().find(|s| s.send_proxy != first.send_proxy) {
+        return Err(err(
+            other.line,
+            "server",
+            format!(
+                "server {} differs from {} in send-proxy / send-proxy-v2: the PROXY header \
+                 sent to servers is one setting per backend here",
+                other.name, first.name
+            ),
+        ));
+    }
+    for s in &p.servers {
+        if let Some(line) = s.from.get(word(s)) {
+            e.used.insert((*line, word(s).to_owned()));
+        }
+    }
+    let v = first.send_proxy.as_deref().unwrap_or("v1");
+    e.string(first.at(word(first)), "send_proxy", v);
+    Ok(())
+}

@@ -787,6 +787,7 @@ defaults
     default-server init-addr none
 frontend www
     bind 127.0.0.1:8080
+    tcp-request connection expect-proxy layer4 if { src 127.0.0.0/8 }
     default_backend app
 backend app
     cookie SRV insert indirect nocache dynamic
@@ -797,8 +798,8 @@ backend app
     http-check expect status 200-299,301
     stick-table type ip size 1k expire 30m peers p
     stick on src,ipmask(24)
-    server s1 127.0.0.1:9001 check inter 2s rise 2 fall 3 weight 2 maxconn 10 maxqueue 5 port 9001
-    server s2 127.0.0.1:9002 check disabled port 9001 cookie s2
+    server s1 127.0.0.1:9001 check inter 2s rise 2 fall 3 weight 2 maxconn 10 maxqueue 5 port 9001 send-proxy
+    server s2 127.0.0.1:9002 check disabled port 9001 cookie s2 send-proxy
 listen dyn
     bind 127.0.0.1:8081
     cookie SRV insert dynamic
@@ -1466,5 +1467,106 @@ fn random_conditions_never_panic() {
             .map(|_| PIECES[next(PIECES.len())])
             .collect();
         let _ = convert(&cond_file(&cond), &Options::default(), &cond_env);
+    }
+}
+
+/// PROXY protocol: `tcp-request connection expect-proxy layer4 if { src
+/// ... }` gives `accept_proxy_from`; `send-proxy`, `send-proxy-v2` (also
+/// from default-server) the backend's `send_proxy`; the rest is refused
+/// with its line.
+#[test]
+fn proxy_protocol_lines() {
+    let text = "\
+defaults
+  mode http
+frontend www
+  bind 127.0.0.1:80
+  tcp-request connection expect-proxy layer4 if { src 127.0.0.0/8 2001:db8::/32 198.18.0.1 }
+  default_backend b
+backend b
+  default-server send-proxy-v2
+  server s1 127.0.0.1:8080
+  server s2 127.0.0.1:8081 send-proxy-v2
+backend c
+  server s1 127.0.0.1:8082 send-proxy
+frontend other
+  bind 127.0.0.1:81
+  default_backend c
+";
+    let c = load(text, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let a = c.frontends[0]
+        .http
+        .accept_proxy
+        .as_ref()
+        .expect("accept_proxy");
+    let nets: Vec<String> = a.from.iter().map(|n| n.to_string()).collect();
+    assert_eq!(nets, ["127.0.0.0/8", "2001:db8::/32", "198.18.0.1/32"]);
+    assert!(c.frontends[1].http.accept_proxy.is_none());
+    let sp = |i: usize| c.backends[i].http.as_ref().unwrap().send_proxy;
+    assert_eq!(sp(0), Some(crate::config::SendProxy::V2));
+    assert_eq!(sp(1), Some(crate::config::SendProxy::V1));
+    let back = "defaults\n  mode http\nfrontend www\n  bind :80\n  default_backend b\nbackend b\n  server s 127.0.0.1:8080\n";
+    let front = "defaults\n  mode http\nbackend b\n  server s 127.0.0.1:8080\nfrontend www\n  default_backend b\n  bind :80\n";
+    let tcp = "  tcp-request connection";
+    for (base, extra, key) in [
+        (front, " accept-proxy\n", "bind accept-proxy"),
+        (
+            front,
+            "\n  tcp-request connection expect-proxy layer4\n",
+            "tcp-request connection expect-proxy",
+        ),
+        (
+            front,
+            "\n  tcp-request connection expect-proxy layer4 if { src -f /x }\n",
+            "tcp-request connection expect-proxy",
+        ),
+        (
+            front,
+            "\n  tcp-request connection expect-proxy layer4 if { src 10.1.0.0/8 }\n",
+            "tcp-request connection expect-proxy src",
+        ),
+        (
+            front,
+            "\n  tcp-request connection reject\n",
+            "tcp-request connection reject",
+        ),
+        (
+            back,
+            &format!("{tcp} expect-proxy layer4 if {{ src 127.0.0.1 }}\n"),
+            "tcp-request",
+        ),
+        // s (line 7) lacks what s2 has.
+        (
+            back,
+            "  server s2 127.0.0.1:8081 send-proxy\n",
+            "server: server s differs",
+        ),
+        (
+            back,
+            "  server s2 127.0.0.1:8081 check-send-proxy\n",
+            "server check-send-proxy",
+        ),
+        (
+            back,
+            "  server s2 127.0.0.1:8081 send-proxy-v2-ssl\n",
+            "server send-proxy-v2-ssl",
+        ),
+    ] {
+        // `front` ends with the bind (line 7): options or lines after it.
+        let (text, line) = match base == front {
+            true => (
+                format!("{}{extra}", base.trim_end_matches('\n')),
+                7 + usize::from(extra.starts_with('\n')),
+            ),
+            false => (
+                format!("{base}{extra}"),
+                8 - usize::from(key.contains("differs")),
+            ),
+        };
+        let e = error(&text, &Options::default());
+        assert!(
+            e.contains(&format!("haproxy.cfg:{line}: {key}")),
+            "{extra:?}: want line {line} and {key:?}: {e}"
+        );
     }
 }

@@ -32,9 +32,12 @@
 
 pub(crate) mod codec;
 mod errors;
+mod private;
 mod server_io;
 
 pub use errors::{ConnectError, ExchangeError, SendError};
+use private::PrivateTag;
+pub use private::{Hello, Private};
 pub use server_io::ServerIo;
 
 use super::timer::Deadline;
@@ -102,6 +105,9 @@ pub struct Conn {
     room: usize,
     /// Its place under the cap on server connections.
     _slot: OwnedSemaphorePermit,
+    /// Opened with a PROXY header naming one client: kept for that
+    /// client's connection only (see [`Private`]).
+    private: Option<PrivateTag>,
 }
 
 impl Conn {
@@ -263,18 +269,25 @@ impl Pool {
 
     /// A connection to `addr`: an idle one that is still open, else a new
     /// one (made within `connect_timeout`). The flag says it was reused.
+    /// With a PROXY header (`hello`), the client's own: an idle one of
+    /// its [`Private`], else a new one that opens with the header.
     pub async fn checkout(
         &self,
         addr: SocketAddr,
         tls: Option<&Arc<ServerTls>>,
         connect_timeout: Duration,
+        hello: Option<Hello<'_>>,
     ) -> Result<(Conn, bool), ConnectError> {
-        match self.take_idle(addr, tls.is_some()) {
+        let idle = match hello {
+            None => self.take_idle(addr, tls.is_some()),
+            Some(h) => h.owner.take(addr, tls.is_some()),
+        };
+        match idle {
             Some(conn) => Ok((conn, true)),
             // Rare: boxed, so that every request's future stays small.
             None => Box::pin(async move {
                 let slot = self.slot(addr, connect_timeout).await?;
-                connect(addr, tls, connect_timeout, slot).await
+                connect(addr, tls, connect_timeout, slot, hello).await
             })
             .await
             .map(|c| (c, false)),
@@ -320,6 +333,9 @@ impl Pool {
         {
             // Its slot is wanted for another connection.
             return;
+        }
+        if conn.private.is_some() {
+            return Private::put_back(conn);
         }
         // Kept however many there are, as HAProxy's `pool-max-conn` is
         // unlimited by default: the cap on server connections (the global
@@ -367,10 +383,16 @@ impl Pool {
                     conn.addr
                 );
                 let wbuf = std::mem::take(&mut conn.wbuf);
-                let (addr, tls) = (conn.addr, conn.tls.take());
+                let (addr, tls, private) = (conn.addr, conn.tls.take(), conn.private.take());
                 drop(conn);
-                let resent =
-                    self.resend(addr, tls, connect_timeout, waits, wbuf, parts.method, body);
+                let resent = self.resend(
+                    (addr, tls, private),
+                    connect_timeout,
+                    waits,
+                    wbuf,
+                    parts.method,
+                    body,
+                );
                 Box::pin(resent).await
             }
             Err((e, _)) => Err(e.into()),
@@ -378,12 +400,11 @@ impl Pool {
     }
 
     /// A request without body (its bytes in `wbuf`; `body` has ended, and
-    /// is not read) once more, on a new connection.
-    #[allow(clippy::too_many_arguments)]
+    /// is not read) once more, on a new connection to the same server (a
+    /// private one again, with its header, for a private one).
     async fn resend<B>(
         self: &Arc<Self>,
-        addr: SocketAddr,
-        tls: Option<Arc<ServerTls>>,
+        (addr, tls, private): (SocketAddr, Option<Arc<ServerTls>>, Option<PrivateTag>),
         connect_timeout: Duration,
         waits: Waits,
         wbuf: Vec<u8>,
@@ -394,8 +415,21 @@ impl Pool {
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
+        let owner = private.as_ref().map(|t| t.owner.upgrade());
+        let hello = match (&private, &owner) {
+            (Some(t), Some(Some(o))) => Some(Hello {
+                header: &t.hello,
+                owner: o,
+            }),
+            (None, _) => None,
+            // Its client is gone: nobody waits for the answer.
+            (Some(_), _) => {
+                let source = io::Error::other("the client connection has ended");
+                return Err(ConnectError::Io { addr, source }.into());
+            }
+        };
         let slot = self.slot(addr, connect_timeout).await?;
-        let mut conn = connect(addr, tls.as_ref(), connect_timeout, slot).await?;
+        let mut conn = connect(addr, tls.as_ref(), connect_timeout, slot, hello).await?;
         conn.wbuf = wbuf;
         match exchange(&mut conn, &mut body, &mut ReqFraming::None, &method, waits).await {
             Ok(head) => Ok(self.response(conn, head, waits.server)),
@@ -426,15 +460,17 @@ impl Pool {
 }
 
 /// A new connection to `addr` (TLS with `tls`: the handshake within the
-/// same `timeout`), in `slot`.
+/// same `timeout`), in `slot`, opening with `hello` (a PROXY header,
+/// before TLS) if given.
 async fn connect(
     addr: SocketAddr,
     tls: Option<&Arc<ServerTls>>,
     timeout: Duration,
     slot: OwnedSemaphorePermit,
+    hello: Option<Hello<'_>>,
 ) -> Result<Conn, ConnectError> {
     let started = tokio::time::Instant::now();
-    let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    let mut io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
         Ok(Err(source))
             if matches!(
@@ -454,6 +490,14 @@ async fn connect(
         Ok(Ok(s)) => s,
     };
     let _ = io.set_nodelay(true);
+    if let Some(h) = hello {
+        use tokio::io::AsyncWriteExt;
+        match tokio::time::timeout_at(started + timeout, io.write_all(h.header)).await {
+            Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
+            Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+            Ok(Ok(())) => {}
+        }
+    }
     let io = match tls {
         None => ServerIo::Plain(io),
         Some(t) => {
@@ -473,6 +517,10 @@ async fn connect(
         wbuf: Vec::new(),
         room: READ_ROOM,
         _slot: slot,
+        private: hello.map(|h| PrivateTag {
+            owner: Arc::downgrade(h.owner),
+            hello: h.header.to_vec(),
+        }),
     })
 }
 

@@ -218,7 +218,8 @@ async fn client_ends(
     let timeout = p.spec.http.timeout_http_request;
     let got = tokio::select! {
         r = receive(s, own, accept, timeout, &p.spec.stats.proxy) => r,
-        _ = stop.wait_for(|s| *s) => return None,
+        // As for the first request below: its header is on its way.
+        () = after_stop(stop, IDLE_CLOSE_DELAY) => return None,
         _ = state.evicted() => {
             p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
             return None;

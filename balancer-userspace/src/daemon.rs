@@ -80,6 +80,8 @@ pub enum DaemonError {
     Peers(#[from] crate::peers::PeersError),
     #[error(transparent)]
     Tls(#[from] crate::http::tls::TlsError),
+    #[error(transparent)]
+    AccessLog(#[from] crate::http::log::SinkError),
 }
 
 /// An exclusive lock on the pin directory, held while a daemon (or
@@ -172,6 +174,8 @@ struct Running {
     tls: Tls,
     metrics: Option<tokio::net::TcpListener>,
     logger: Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>,
+    /// The access logs' targets.
+    sinks: Arc<crate::http::log::Sinks>,
     interfaces: Vec<String>,
     pin_dir: std::path::PathBuf,
     admin_socket: std::path::PathBuf,
@@ -239,10 +243,13 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
     let servers = Arc::new(crate::http::upstream::ServerSlots::new(
         budget.maxconn as usize,
     ));
+    // Access-log targets: opened now, so one that cannot work fails the start.
+    let mut sinks = crate::http::log::Sinks::default();
     let http = http
         .into_iter()
         .map(|(l, f)| {
             let cap = f.http.maxconn.unwrap_or(budget.maxconn) as usize;
+            let caps = (budget.maxconn as usize, cap);
             let spec = FrontendSpec {
                 name: f.name.clone(),
                 backend: controller.config.backends[f.backend].name.clone(),
@@ -256,10 +263,11 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
                 tls: tls.get(&f.name).cloned(),
                 forwarded_proto: f.forwarded_proto,
                 redirect_https: f.redirect_https,
+                log: crate::http::log::open(&f, &mut sinks, caps)?,
             };
-            (l, spec)
+            Ok((l, spec))
         })
-        .collect();
+        .collect::<Result<_, DaemonError>>()?;
     Ok(Running {
         controller,
         listener,
@@ -267,6 +275,7 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
         http,
         tls,
         logger,
+        sinks: Arc::new(sinks),
         interfaces,
         pin_dir,
         admin_socket,
@@ -321,6 +330,7 @@ impl Running {
             http,
             tls,
             mut logger,
+            sinks,
             interfaces,
             pin_dir,
             admin_socket,
@@ -425,6 +435,8 @@ impl Running {
         let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
         let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+        let _reopen =
+            crate::http::log::reopen_on_sigusr1(sinks.clone()).map_err(DaemonError::Signal)?;
         loop {
             tokio::select! {
                 _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
@@ -552,6 +564,7 @@ impl Running {
             }
         })
         .await;
+        sinks.stop(Duration::from_secs(1));
         // What the proxy stored last reaches the pinned map (a restart
         // takes it from there).
         drop(stick_flush);

@@ -28,6 +28,7 @@
 //! | `balancer_server_check_up` | gauge (last check passed) | `backend`, `server` |
 //! | `balancer_http_requests_total`, `balancer_http_no_server_total` (answered 503: no server could take it), `balancer_http_redispatched_total` (sent to another server after a refused connection) | counter | `frontend` (HTTP) |
 //! | `balancer_http_connections_total`, `balancer_http_client_timeouts_total` (closed, or answered 408, by a client-side timeout), `balancer_http_client_errors_total` (a request body broken off or malformed: 400), `balancer_http_evicted_total` (idle, closed to make room: frontend full), `balancer_http_queue_timeouts_total` (503 after `timeout_queue`: servers at `maxconn`) | counter | `frontend` (HTTP) |
+//! | `balancer_log_dropped_total` (access-log lines dropped: the target's buffer was full) | counter | `frontend` (HTTP, with `log`) |
 //! | `balancer_http_responses_total` (the proxy's own error pages included) | counter | `frontend`, `code` = 1xx, 2xx, 3xx, 4xx, 5xx, other |
 //! | `balancer_http_persistence_total` (requests to a backend with `cookie`) | counter | `frontend`, `cookie` = used, absent, unusable (names no server that may take it: balanced again) |
 //! | `balancer_http_server_requests_total` | counter | `backend`, `server` (HTTP) |
@@ -464,6 +465,12 @@ impl Snapshot {
             "balancer_http_evicted",
             "Idle HTTP client connections closed to make room for a new one (frontend full)",
             per_fe(|s| &s.evicted),
+        )?;
+        family(
+            e,
+            "balancer_log_dropped",
+            "Access-log lines dropped because their target's buffer was full (a slow or blocked target)",
+            per_fe(|s| &s.log_dropped),
         )?;
         family(
             e,

@@ -109,6 +109,8 @@ pub struct FrontendCounters {
     pub queue_timeouts: AtomicU64,
     /// TLS handshakes (frontends with `tls`).
     pub tls: super::tls::TlsCounters,
+    /// Access-log lines dropped: their target's buffer was full.
+    pub log_dropped: AtomicU64,
 }
 
 impl FrontendCounters {
@@ -148,6 +150,7 @@ impl FrontendCounters {
             client_errors: load(&self.client_errors),
             evicted: load(&self.evicted),
             queue_timeouts: load(&self.queue_timeouts),
+            log_dropped: load(&self.log_dropped),
             tls: self.tls.view(),
         }
     }

@@ -287,6 +287,7 @@ fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         let mline = p.s.mode.as_ref().map_or(p.line, |m| m.line);
         e.string(mline, "mode", if http { "http" } else { "l4" });
         e.string(p.line, "default_backend", &backend);
+        super::log::emit(cfg, p, http, e)?;
         if !http {
             if let Some(r) = &p.redirect {
                 return Err(err(

@@ -70,7 +70,7 @@ mod response;
 #[cfg(test)]
 mod test_util;
 
-pub use request::{Persist, process_request};
+pub use request::{Persist, process_request, process_request_down};
 pub use response::{Cacheability, process_response, response_cacheability};
 
 pub use crate::config::cookie::dynamic_value;

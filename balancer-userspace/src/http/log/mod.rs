@@ -1,0 +1,299 @@
+//! Access logs: HAProxy's `option httplog` semantics for HTTP frontends.
+//!
+//! A request with logging on carries a [`Record`] (boxed: one allocation,
+//! only when the frontend logs) that the proxy fills as the request goes:
+//! timings, the server, the status, the cookie's verdict, how it ended.
+//! It travels with the response body; when the body ends or is dropped
+//! (the client went away) the record is dropped, and its drop writes the
+//! line: formatted into a per-thread buffer (`format.rs`) and appended to
+//! its target's bounded buffer, which a writer thread drains (`sink.rs`).
+//! A line that does not fit is dropped and counted
+//! (`balancer_log_dropped_total`): a slow or blocked target never slows
+//! a request.
+//!
+//! Fields as HAProxy 2.6 fills them (configuration.txt 8.2.3, 8.5):
+//! `TR` from the request head's first byte to its end; `Tw` the wait for
+//! a place under the server's `maxconn`; `Tc` the server connection (0
+//! for a reused one); `Tr` from the request sent to the response head;
+//! `Ta` from the request's start to the end of its response; -1 for a
+//! phase not reached. `bytes_read` counts the response head and body as
+//! HAProxy 2.6 counts them (see [`htx_head_bytes`]: not the bytes on the
+//! wire, but close to them). The termination state is
+//! two characters for who ended the request and in which phase (`--`,
+//! `CD`, `SC`, `sH`...) and the two persistence cookie characters.
+
+pub mod format;
+pub mod sink;
+
+use std::{
+    cell::RefCell,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+};
+
+use http::{Method, Uri, Version};
+
+use super::proxy::{HttpBackendView, Proxy};
+use crate::config::{LogFormat, LogSettings};
+
+pub use sink::{Sink, SinkError, Sinks};
+
+/// A frontend's access log: how its lines look and where they go.
+pub struct AccessLog {
+    pub settings: LogSettings,
+    /// The frontend's name as logged (`~` after it for TLS).
+    pub frontend: String,
+    pub sink: Arc<Sink>,
+    /// The connection caps (global, frontend), for `actconn`/`feconn`.
+    pub caps: (usize, usize),
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+/// HAProxy's spelling of an HTTP version in its request line.
+pub fn version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// One request's log line in the making (see the module doc). Written
+/// when dropped.
+pub struct Record {
+    proxy: Arc<Proxy>,
+    pub client: SocketAddr,
+    /// Unix time (ms) of the request's start.
+    pub date_ms: u64,
+    /// Monotonic time (ns) of the request's start.
+    start_ns: u64,
+    /// `TR`, `Tw`, `Tc`, `Tr` in ms (-1: not reached).
+    pub timers: [i64; 4],
+    pub backend: Option<Arc<HttpBackendView>>,
+    /// Index of its server in `backend`.
+    pub server: Option<usize>,
+    pub status: u16,
+    pub bytes: u64,
+    /// Who ended it, in which phase (`--`: it completed).
+    pub term: [u8; 2],
+    /// The persistence cookie's request and response characters.
+    pub cookie: [u8; 2],
+    pub retries: u8,
+    pub redispatched: bool,
+    /// The response body is chunked (its end counts one byte more).
+    pub chunked: bool,
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+}
+
+/// What [`Record`] turns into for the formatters.
+pub struct Fields<'a> {
+    pub frontend: &'a str,
+    pub backend: &'a str,
+    pub server: &'a str,
+    /// `TR/Tw/Tc/Tr/Ta`.
+    pub timers: [i64; 5],
+    pub termination: [u8; 4],
+    /// actconn, feconn, beconn, srv_conn.
+    pub conns: [usize; 4],
+    /// srv_queue, backend_queue.
+    pub queues: [u32; 2],
+}
+
+/// Milliseconds from `from` (monotonic ns) to `to`.
+pub fn ms_between(from: u64, to: u64) -> i64 {
+    (to.saturating_sub(from) / 1_000_000) as i64
+}
+
+impl Record {
+    /// A request that `proxy` started at `start_ns` (monotonic), its head
+    /// taken `t_request` ms to come.
+    pub(super) fn new(
+        proxy: Arc<Proxy>,
+        client: SocketAddr,
+        start_ns: u64,
+        t_request: i64,
+        method: Method,
+        uri: Uri,
+        version: Version,
+    ) -> Box<Record> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Box::new(Record {
+            proxy,
+            client,
+            date_ms: now_ms.saturating_sub(t_request.max(0) as u64),
+            start_ns: start_ns.saturating_sub(t_request.max(0) as u64 * 1_000_000),
+            timers: [t_request, -1, -1, -1],
+            backend: None,
+            server: None,
+            status: 0,
+            bytes: 0,
+            term: *b"--",
+            cookie: *b"--",
+            retries: 0,
+            redispatched: false,
+            chunked: false,
+            method,
+            uri,
+            version,
+        })
+    }
+
+    /// The request was refused by the proxy with `status`: `term` says why.
+    pub fn refused(&mut self, status: u16, term: [u8; 2]) {
+        self.status = status;
+        self.term = term;
+    }
+
+    fn write(&self, log: &AccessLog, out: &mut Vec<u8>) {
+        let now = crate::util::monotonic_ns();
+        let b = self.backend.as_deref();
+        let server = b.zip(self.server).and_then(|(b, i)| b.servers.get(i));
+        let spec = &self.proxy.spec;
+        let (global_cap, fe_cap) = log.caps;
+        let limit = server.and_then(|s| s.limit.as_ref());
+        let f = Fields {
+            frontend: &log.frontend,
+            backend: b.map_or(&spec.backend, |b| &b.name),
+            server: server.map_or("<NOSRV>", |s| &s.name),
+            timers: [
+                self.timers[0],
+                self.timers[1],
+                self.timers[2],
+                self.timers[3],
+                ms_between(self.start_ns, now),
+            ],
+            termination: [self.term[0], self.term[1], self.cookie[0], self.cookie[1]],
+            conns: [
+                global_cap.saturating_sub(spec.slots.global.available_permits()),
+                fe_cap.saturating_sub(spec.slots.frontend.available_permits()),
+                0,
+                limit.map_or(0, |l| l.0.current() as usize),
+            ],
+            queues: [limit.map_or(0, |l| l.0.queued()), 0],
+        };
+        let s = &log.settings;
+        if s.syslog_header {
+            format::syslog_header(
+                out,
+                s.facility,
+                &s.tag,
+                self.date_ms + ms_between(self.start_ns, now) as u64,
+            );
+        }
+        match s.format {
+            LogFormat::HttpLog => format::httplog(out, self, &f),
+            LogFormat::Json => format::json(out, self, &f),
+        }
+        out.push(b'\n');
+    }
+}
+
+thread_local! {
+    /// The line being written, reused by every request of the thread.
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let Some(log) = self.proxy.spec.log.clone() else {
+            return;
+        };
+        LINE.with(|l| {
+            let mut out = l.borrow_mut();
+            out.clear();
+            self.write(&log, &mut out);
+            if !log.sink.push(&out) {
+                self.proxy
+                    .spec
+                    .stats
+                    .log_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+}
+
+/// HAProxy 2.6's `bytes_read` of a response head: what the head takes in
+/// HAProxy's internal message (HTX) as the response came in (from its
+/// server, before the proxy's edits such as an inserted cookie; or as the
+/// proxy made it): the start line's three strings and 21 bytes (its block
+/// and the end of headers), each field's name and value, `Connection`
+/// left out (HAProxy's HTTP/1 parser consumes it). Measured against
+/// HAProxy 2.6.12; the body's bytes are added as they go, and a chunked
+/// body's end adds 1.
+pub fn htx_head_bytes(status: http::StatusCode, headers: &http::HeaderMap) -> u64 {
+    let reason = reason(status);
+    let mut n = 21 + 8 + 3 + reason.len() as u64;
+    for (k, v) in headers {
+        if k != http::header::CONNECTION {
+            n += (k.as_str().len() + v.len()) as u64;
+        }
+    }
+    n
+}
+
+/// The reason phrase the proxy's responses carry: hyper's, except where
+/// HAProxy's error pages spell it otherwise (set with
+/// [`hyper::ext::ReasonPhrase`]).
+pub fn reason(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "Bad request",
+        408 => "Request Time-out",
+        504 => "Gateway Time-out",
+        _ => status.canonical_reason().unwrap_or(""),
+    }
+}
+
+/// A response head announcing a chunked body (one more byte at its end).
+pub fn is_chunked(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Frontend `f`'s access log, its target opened in `sinks` (shared with
+/// the frontends that log to the same target); `caps`: the global and the
+/// frontend's connection caps.
+pub fn open(
+    f: &crate::config::Frontend,
+    sinks: &mut Sinks,
+    caps: (usize, usize),
+) -> Result<Option<Arc<AccessLog>>, SinkError> {
+    let Some(settings) = &f.log else {
+        return Ok(None);
+    };
+    let sink = sinks.get(&settings.target)?;
+    let tilde = if f.tls.is_some() { "~" } else { "" };
+    Ok(Some(Arc::new(AccessLog {
+        settings: settings.clone(),
+        frontend: format!("{}{tilde}", f.name),
+        sink,
+        caps,
+    })))
+}
+
+/// Every target reopened on each SIGUSR1 (after a log rotation), until
+/// the returned task is dropped.
+pub fn reopen_on_sigusr1(sinks: Arc<Sinks>) -> std::io::Result<crate::util::AbortOnDrop> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    Ok(crate::util::AbortOnDrop(tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            log::info!("SIGUSR1: reopening the access logs");
+            sinks.reopen();
+        }
+    })))
+}

@@ -250,20 +250,23 @@ async fn start(mut dp: Dataplane, config: Config) -> Result<Running, DaemonError
         .map(|(l, f)| {
             let cap = f.http.maxconn.unwrap_or(budget.maxconn) as usize;
             let caps = (budget.maxconn as usize, cap);
+            let slots = Slots {
+                frontend: Arc::new(tokio::sync::Semaphore::new(cap)),
+                global: global.clone(),
+                servers: servers.clone(),
+            };
+            let backend = controller.config.backends[f.backend].name.clone();
+            let log = crate::http::log::open(&f, &backend, &mut sinks, caps, &slots)?;
             let spec = FrontendSpec {
                 name: f.name.clone(),
-                backend: controller.config.backends[f.backend].name.clone(),
+                backend,
                 http: f.http.clone(),
-                slots: Slots {
-                    frontend: Arc::new(tokio::sync::Semaphore::new(cap)),
-                    global: global.clone(),
-                    servers: servers.clone(),
-                },
+                slots,
                 stats: Default::default(),
                 tls: tls.get(&f.name).cloned(),
                 forwarded_proto: f.forwarded_proto,
                 redirect_https: f.redirect_https,
-                log: crate::http::log::open(&f, &mut sinks, caps)?,
+                log,
             };
             Ok((l, spec))
         })

@@ -161,17 +161,10 @@ pub(super) async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     p.spec.stats.requests.fetch_add(1, Ordering::Relaxed);
     // Its access-log line, if the frontend logs.
-    let mut rec = p.spec.log.is_some().then(|| {
+    let mut rec = p.spec.log.as_ref().map(|log| {
         let (m, u, v) = (req.method().clone(), req.uri().clone(), req.version());
-        Record::new(
-            p.clone(),
-            peer,
-            monotonic_ns(),
-            in_flight.head_ms(),
-            m,
-            u,
-            v,
-        )
+        let (t, head) = (monotonic_ns(), in_flight.head_ms());
+        Record::new(log.clone(), p.spec.stats.clone(), peer, t, head, m, u, v)
     });
     let resp = 'answer: {
         let view = p.view.borrow().clone();
@@ -183,7 +176,7 @@ pub(super) async fn handle(
             );
         };
         if let Some(r) = rec.as_mut() {
-            r.backend = Some(b.clone());
+            r.backend = Some(b.clone() as Arc<dyn super::log::Backend>);
         }
         if let Err(msg) = settle_host(&mut req) {
             break 'answer refuse((StatusCode::BAD_REQUEST, msg, *b"PR"), &mut rec);
@@ -345,6 +338,21 @@ fn lap(
         r.server = server;
     }
     Some(now)
+}
+
+impl super::log::Backend for HttpBackendView {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn server(&self, i: usize) -> Option<(&str, u32, u32)> {
+        let s = self.servers.get(i)?;
+        let (current, queued) = s
+            .limit
+            .as_ref()
+            .map_or((0, 0), |l| (l.0.current(), l.0.queued()));
+        Some((&s.name, current, queued))
+    }
 }
 
 impl Proxy {

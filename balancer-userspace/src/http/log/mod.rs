@@ -33,7 +33,9 @@ use std::{
 
 use http::{Method, Uri, Version};
 
-use super::proxy::{HttpBackendView, Proxy};
+use tokio::sync::Semaphore;
+
+use super::stats::FrontendCounters;
 use crate::config::{LogFormat, LogSettings};
 
 pub use sink::{Sink, SinkError, Sinks};
@@ -44,8 +46,21 @@ pub struct AccessLog {
     /// The frontend's name as logged (`~` after it for TLS).
     pub frontend: String,
     pub sink: Arc<Sink>,
-    /// The connection caps (global, frontend), for `actconn`/`feconn`.
+    /// Its backend's name (for a request that found no backend).
+    pub backend: String,
+    /// The connection caps (global, frontend) and their semaphores, for
+    /// `actconn`/`feconn`.
     pub caps: (usize, usize),
+    pub slots: (Arc<Semaphore>, Arc<Semaphore>),
+}
+
+/// What a record needs of the backend that took its request (the proxy's
+/// view of it implements this).
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &str;
+    /// Server `i`'s name, and its requests at once and in its queue (with
+    /// `maxconn`).
+    fn server(&self, i: usize) -> Option<(&str, u32, u32)>;
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -70,7 +85,9 @@ pub fn version(v: Version) -> &'static str {
 /// One request's log line in the making (see the module doc). Written
 /// when dropped.
 pub struct Record {
-    proxy: Arc<Proxy>,
+    log: Arc<AccessLog>,
+    /// Its frontend's counters (dropped lines).
+    counters: Arc<FrontendCounters>,
     pub client: SocketAddr,
     /// Unix time (ms) of the request's start.
     pub date_ms: u64,
@@ -78,7 +95,7 @@ pub struct Record {
     start_ns: u64,
     /// `TR`, `Tw`, `Tc`, `Tr` in ms (-1: not reached).
     pub timers: [i64; 4],
-    pub backend: Option<Arc<HttpBackendView>>,
+    pub backend: Option<Arc<dyn Backend>>,
     /// Index of its server in `backend`.
     pub server: Option<usize>,
     pub status: u16,
@@ -118,8 +135,10 @@ pub fn ms_between(from: u64, to: u64) -> i64 {
 impl Record {
     /// A request that `proxy` started at `start_ns` (monotonic), its head
     /// taken `t_request` ms to come.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        proxy: Arc<Proxy>,
+        log: Arc<AccessLog>,
+        counters: Arc<FrontendCounters>,
         client: SocketAddr,
         start_ns: u64,
         t_request: i64,
@@ -131,7 +150,8 @@ impl Record {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         Box::new(Record {
-            proxy,
+            log,
+            counters,
             client,
             date_ms: now_ms.saturating_sub(t_request.max(0) as u64),
             start_ns: start_ns.saturating_sub(t_request.max(0) as u64 * 1_000_000),
@@ -157,17 +177,17 @@ impl Record {
         self.term = term;
     }
 
-    fn write(&self, log: &AccessLog, out: &mut Vec<u8>) {
+    fn write(&self, out: &mut Vec<u8>) {
+        let log = &self.log;
         let now = crate::util::monotonic_ns();
         let b = self.backend.as_deref();
-        let server = b.zip(self.server).and_then(|(b, i)| b.servers.get(i));
-        let spec = &self.proxy.spec;
+        let server = b.zip(self.server).and_then(|(b, i)| b.server(i));
         let (global_cap, fe_cap) = log.caps;
-        let limit = server.and_then(|s| s.limit.as_ref());
+        let (current, queued) = server.map_or((0, 0), |(_, c, q)| (c, q));
         let f = Fields {
             frontend: &log.frontend,
-            backend: b.map_or(&spec.backend, |b| &b.name),
-            server: server.map_or("<NOSRV>", |s| &s.name),
+            backend: b.map_or(&log.backend, |b| b.name()),
+            server: server.map_or("<NOSRV>", |(n, ..)| n),
             timers: [
                 self.timers[0],
                 self.timers[1],
@@ -177,12 +197,12 @@ impl Record {
             ],
             termination: [self.term[0], self.term[1], self.cookie[0], self.cookie[1]],
             conns: [
-                global_cap.saturating_sub(spec.slots.global.available_permits()),
-                fe_cap.saturating_sub(spec.slots.frontend.available_permits()),
+                global_cap.saturating_sub(log.slots.0.available_permits()),
+                fe_cap.saturating_sub(log.slots.1.available_permits()),
                 0,
-                limit.map_or(0, |l| l.0.current() as usize),
+                current as usize,
             ],
-            queues: [limit.map_or(0, |l| l.0.queued()), 0],
+            queues: [queued, 0],
         };
         let s = &log.settings;
         if s.syslog_header {
@@ -208,19 +228,12 @@ thread_local! {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        let Some(log) = self.proxy.spec.log.clone() else {
-            return;
-        };
         LINE.with(|l| {
             let mut out = l.borrow_mut();
             out.clear();
-            self.write(&log, &mut out);
-            if !log.sink.push(&out) {
-                self.proxy
-                    .spec
-                    .stats
-                    .log_dropped
-                    .fetch_add(1, Ordering::Relaxed);
+            self.write(&mut out);
+            if !self.log.sink.push(&out) {
+                self.counters.log_dropped.fetch_add(1, Ordering::Relaxed);
             }
         });
     }
@@ -269,8 +282,10 @@ pub fn is_chunked(headers: &http::HeaderMap) -> bool {
 /// frontend's connection caps.
 pub fn open(
     f: &crate::config::Frontend,
+    backend: &str,
     sinks: &mut Sinks,
     caps: (usize, usize),
+    slots: &super::conn::Slots,
 ) -> Result<Option<Arc<AccessLog>>, SinkError> {
     let Some(settings) = &f.log else {
         return Ok(None);
@@ -281,7 +296,9 @@ pub fn open(
         settings: settings.clone(),
         frontend: format!("{}{tilde}", f.name),
         sink,
+        backend: backend.to_owned(),
         caps,
+        slots: (slots.global.clone(), slots.frontend.clone()),
     })))
 }
 

@@ -452,28 +452,10 @@ fn dropped(svc: &Svc) -> u64 {
         .unwrap_or_else(|| panic!("no log_dropped in {out}"))
 }
 
-#[test]
-fn a_blocked_target_does_not_stall_requests() {
-    balancer_tests::require_root();
-    let s0 = Server::start("s0");
-    let dir = std::env::temp_dir().join(format!("blb-{}-alog-fifo-files", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = dir.join("fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    // A reader that never reads: the daemon can open it, its writes block
-    // once the pipe is full.
-    let _reader = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags_nonblock()
-        .open(&fifo)
-        .unwrap();
-    let svc = daemon(
-        "alog-fifo",
-        &format!("{{ target = \"{}\" }}", fifo.display()),
-        &[&s0],
-    );
+/// 4,000 requests while the daemon logs to `target` (a TOML string), which
+/// takes nothing: each completes quickly, lines are dropped and counted.
+fn blocked_target_does_not_stall_requests(tag: &str, target: &str, s0: &Server) {
+    let svc = daemon(tag, &format!("{{ target = \"{target}\" }}"), &[s0]);
     let mut client = Client::new(svc.front);
     let start = Instant::now();
     let mut slowest = Duration::ZERO;
@@ -484,13 +466,40 @@ fn a_blocked_target_does_not_stall_requests() {
     }
     let took = start.elapsed();
     let n = dropped(&svc);
-    eprintln!("4000 requests in {took:?}, slowest {slowest:?}, {n} lines dropped");
-    assert!(n > 0, "nothing dropped: the target was not blocked?");
+    eprintln!("{target}: 4000 requests in {took:?}, slowest {slowest:?}, {n} lines dropped");
+    assert!(
+        n > 0,
+        "{target}: nothing dropped: the target was not blocked?"
+    );
     assert!(
         slowest < Duration::from_millis(500),
-        "a request took {slowest:?}"
+        "{target}: a request took {slowest:?}"
     );
-    drop(svc);
+}
+
+#[test]
+fn a_blocked_target_does_not_stall_requests() {
+    balancer_tests::require_root();
+    let s0 = Server::start("s0");
+    let dir = std::env::temp_dir().join(format!("blb-{}-alog-fifo-files", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A FIFO with a reader that never reads: the daemon can open it, its
+    // writes block once the pipe is full.
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags_nonblock()
+        .open(&fifo)
+        .unwrap();
+    blocked_target_does_not_stall_requests("alog-fifo", fifo.to_str().unwrap(), &s0);
+    // A syslog socket nobody reads: its queue fills, sends block.
+    let sock = dir.join("log.sock");
+    let _unread = UnixDatagram::bind(&sock).unwrap();
+    let target = format!("unix:{}", sock.display());
+    blocked_target_does_not_stall_requests("alog-full-socket", &target, &s0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

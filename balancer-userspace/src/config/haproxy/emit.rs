@@ -129,6 +129,7 @@ pub fn emit(cfg: &Cfg, opts: &Options, resolve: Resolve<'_>) -> Result<Emitter, 
         }),
         None => {}
     }
+    super::log::unused_global(cfg, &mut e);
     for r in &cfg.resolvers {
         e.line(
             r.line,

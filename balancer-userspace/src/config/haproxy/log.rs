@@ -9,7 +9,7 @@
 //! would filter out access logs (HAProxy sends them at `info`).
 
 use super::{
-    CfgError,
+    CfgError, Warning,
     emit::{Emitter, err, quote},
     lex::Line,
     sections::{At, Cfg, Proxy},
@@ -187,6 +187,34 @@ pub(super) fn emit(cfg: &Cfg, p: &Proxy, http: bool, e: &mut Emitter) -> Result<
     }
     e.line(h.max(line), format!("log = {{ {} }}", fields.join(", ")));
     Ok(())
+}
+
+/// A global `log` (or `log-tag`) that no frontend uses (`log global`):
+/// said, not silently ignored.
+pub(super) fn unused_global(cfg: &Cfg, e: &mut Emitter) {
+    let used = cfg.proxies.iter().any(|p| {
+        p.kind.front()
+            && matches!(
+                &p.s.log.log,
+                Some(At {
+                    v: LogUse::Global,
+                    ..
+                })
+            )
+    });
+    let lines = [
+        cfg.global.log.as_ref().map(|l| (l.line, "log")),
+        cfg.global.log_tag.as_ref().map(|l| (l.line, "log-tag")),
+    ];
+    for (line, k) in lines.into_iter().flatten().filter(|_| !used) {
+        e.warnings.push(Warning {
+            line,
+            text: format!(
+                "global `{k}`: skipped (no frontend has `log global`: balancer logs requests, by \
+                 their frontend, and its own messages to stderr)"
+            ),
+        });
+    }
 }
 
 fn tcplog_on_http() -> &'static str {

@@ -65,6 +65,8 @@
 //!   [`process_request`] (which would otherwise process each field alone).
 
 mod codec;
+#[cfg(test)]
+mod log_tests;
 mod request;
 mod response;
 #[cfg(test)]

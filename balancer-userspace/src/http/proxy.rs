@@ -222,7 +222,7 @@ pub(super) async fn handle(
             && !upgrade
             && (!persistent || b.settings.redispatch);
         let (parts, body) = req.into_parts();
-        let t0 = rec.as_ref().map(|_| monotonic_ns());
+        lap(&mut rec, None, None);
         let (chosen, admitted) = match p.try_admit(&b, chosen) {
             Some(x) => x,
             // Rare (a full server): boxed, so that every request's future
@@ -232,17 +232,19 @@ pub(super) async fn handle(
                 Err(e) => break 'answer refuse(e, &mut rec),
             },
         };
-        let t1 = lap(&mut rec, 1, t0, Some(chosen));
+        lap(&mut rec, Some(1), Some(chosen));
+        let asked = chosen;
         let connected = p.connect(&b, peer.ip(), chosen, retryable, admitted);
         let (chosen, conn, reused, guard) = match connected.await {
             Ok(x) => x,
             Err(e) => break 'answer refuse(e, &mut rec),
         };
-        let t2 = lap(&mut rec, 2, t1, Some(chosen));
-        if let Some(r) = rec.as_mut().filter(|_| chosen != picked) {
-            // Sent elsewhere after its server refused the connection.
+        lap(&mut rec, Some(2), Some(chosen));
+        if let Some(r) = rec.as_mut().filter(|_| chosen != asked) {
+            // Sent elsewhere after its server refused the connection; a
+            // cookie's server, as HAProxy says, was down.
             (r.retries, r.redispatched) = (1, true);
-            if persistent && with_cookie {
+            if how == Chosen::Cookie {
                 r.cookie[0] = b'D';
             }
         }
@@ -259,7 +261,7 @@ pub(super) async fn handle(
             Ok(r) => r,
             Err(e) => break 'answer refuse(e, &mut rec),
         };
-        lap(&mut rec, 3, t2, None);
+        lap(&mut rec, Some(3), None);
         if let Some(r) = rec.as_mut() {
             r.bytes = super::log::htx_head_bytes(resp.status(), resp.headers());
             r.chunked = super::log::is_chunked(resp.headers());
@@ -323,21 +325,15 @@ fn refuse(e: Refusal, rec: &mut Option<Box<Record>>) -> Response<ProxyBody> {
     error(e.0, e.1)
 }
 
-/// A phase of the request ended: its timer `i` (ms since `since`, ns) in
-/// the log record, and its server; returns the time (0 without a record).
-fn lap(
-    rec: &mut Option<Box<Record>>,
-    i: usize,
-    since: Option<u64>,
-    server: Option<usize>,
-) -> Option<u64> {
-    let r = rec.as_mut()?;
-    let now = monotonic_ns();
-    r.timers[i] = super::log::ms_between(since.unwrap_or(now), now);
-    if server.is_some() {
-        r.server = server;
+/// A phase of the request ended: its timer `i` (ms since the last lap) in
+/// the log record, and its server (`None`, `None`: the phases start).
+fn lap(rec: &mut Option<Box<Record>>, i: Option<usize>, server: Option<usize>) {
+    if let Some(r) = rec.as_mut() {
+        r.lap(i);
+        if server.is_some() {
+            r.server = server;
+        }
     }
-    Some(now)
 }
 
 impl super::log::Backend for HttpBackendView {

@@ -93,6 +93,8 @@ pub struct Record {
     pub date_ms: u64,
     /// Monotonic time (ns) of the request's start.
     start_ns: u64,
+    /// ... and of the last phase's end (see [`Record::lap`]).
+    lap_ns: u64,
     /// `TR`, `Tw`, `Tc`, `Tr` in ms (-1: not reached).
     pub timers: [i64; 4],
     pub backend: Option<Arc<dyn Backend>>,
@@ -155,6 +157,7 @@ impl Record {
             client,
             date_ms: now_ms.saturating_sub(t_request.max(0) as u64),
             start_ns: start_ns.saturating_sub(t_request.max(0) as u64 * 1_000_000),
+            lap_ns: start_ns,
             timers: [t_request, -1, -1, -1],
             backend: None,
             server: None,
@@ -169,6 +172,16 @@ impl Record {
             uri,
             version,
         })
+    }
+
+    /// A phase ended now: timer `i` (1 `Tw`, 2 `Tc`, 3 `Tr`) gets the time
+    /// since the last phase ended (`None`: only mark the time).
+    pub fn lap(&mut self, i: Option<usize>) {
+        let now = crate::util::monotonic_ns();
+        if let Some(t) = i.and_then(|i| self.timers.get_mut(i)) {
+            *t = ms_between(self.lap_ns, now);
+        }
+        self.lap_ns = now;
     }
 
     /// The request was refused by the proxy with `status`: `term` says why.

@@ -327,3 +327,101 @@ pub fn reopen_on_sigusr1(sinks: Arc<Sinks>) -> std::io::Result<crate::util::Abor
         }
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LogSettings, LogTarget};
+
+    struct App;
+
+    impl Backend for App {
+        fn name(&self) -> &str {
+            "app"
+        }
+        fn server(&self, i: usize) -> Option<(&str, u32, u32)> {
+            (i == 0).then_some(("s0", 0, 0))
+        }
+    }
+
+    /// One record through `format` into a file: the line written.
+    fn line(format: LogFormat, fill: impl FnOnce(&mut Record)) -> String {
+        let dir = std::env::temp_dir().join(format!("blb-log-{}-{format:?}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.log");
+        let mut sinks = Sinks::default();
+        let settings = LogSettings {
+            format,
+            target: LogTarget::File(path.clone()),
+            facility: 16,
+            tag: "balancer".into(),
+            syslog_header: true,
+            dontlognull: false,
+        };
+        let sem = || Arc::new(Semaphore::new(10));
+        let (global, fe) = (sem(), sem());
+        let _held = fe.clone().try_acquire_owned().unwrap();
+        let log = Arc::new(AccessLog {
+            sink: sinks.get(&settings.target).unwrap(),
+            settings,
+            frontend: "web~".into(),
+            backend: "app".into(),
+            caps: (10, 10),
+            slots: (global, fe),
+        });
+        let counters = Arc::new(FrontendCounters::default());
+        let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let uri: Uri = "/a?b=1".parse().unwrap();
+        let now = crate::util::monotonic_ns();
+        let mut r = Record::new(
+            log,
+            counters,
+            client,
+            now,
+            0,
+            Method::GET,
+            uri,
+            Version::HTTP_11,
+        );
+        fill(&mut r);
+        drop(r);
+        sinks.stop(std::time::Duration::from_secs(2));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        text
+    }
+
+    #[test]
+    fn an_httplog_line_field_by_field() {
+        let text = line(LogFormat::HttpLog, |r| {
+            r.backend = Some(Arc::new(App));
+            r.server = Some(0);
+            (r.status, r.bytes, r.cookie) = (200, 51, *b"NI");
+            (r.retries, r.redispatched) = (1, true);
+            r.timers[1..].copy_from_slice(&[0, 1, 2]);
+        });
+        let (header, rest) = text.split_once(": ").unwrap();
+        assert!(header.starts_with("<134>"), "{text}");
+        assert!(header.ends_with(&format!(" balancer[{}]", std::process::id())));
+        let f: Vec<&str> = rest.split(' ').collect();
+        assert_eq!(f[0], "192.0.2.7:40000");
+        assert_eq!((f[2], f[3]), ("web~", "app/s0"));
+        assert!(f[4].starts_with("0/0/1/2/"), "{text}");
+        assert_eq!(&f[5..11], ["200", "51", "-", "-", "--NI", "0/1/0/0/+1"]);
+        assert_eq!(f[11], "0/0");
+        assert_eq!(&f[12..], ["\"GET", "/a?b=1", "HTTP/1.1\"\n"]);
+    }
+
+    #[test]
+    fn a_refused_request_in_json() {
+        let text = line(LogFormat::Json, |r| r.refused(503, *b"SC"));
+        let json = text.split_once(": ").unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["backend_name"], "app");
+        assert_eq!(v["server_name"], "<NOSRV>");
+        assert_eq!(v["termination_state"], "SC--");
+        assert_eq!((v["Tw"].as_i64(), v["Tr"].as_i64()), (Some(-1), Some(-1)));
+        assert_eq!(v["feconn"], 1);
+        assert_eq!(v["http_request"], "GET /a?b=1 HTTP/1.1");
+    }
+}

@@ -319,6 +319,22 @@ fn httplog_lines_match_haproxy() {
         let hl = parse(&hlog.next("haproxy"));
         request(b, path, *cookie, *abort);
         let bl = parse(&blog.next("balancer"));
+        if *path == "/slow" {
+            // One `timeout server` (500 ms), not two: a pooled connection
+            // whose server is only slow is not tried again.
+            let raw = blog.lines.last().unwrap();
+            // After "TAG[PID]: ": client, date, frontend, backend/server, timers.
+            let ta: u64 = raw
+                .split_once("]: ")
+                .and_then(|(_, rest)| rest.split(' ').nth(4))
+                .and_then(|t| t.rsplit('/').next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no Ta in {raw:?}"));
+            assert!(
+                (480..900).contains(&ta),
+                "balancer's Ta {ta} ms: {:?}",
+                blog.lines.last()
+            );
+        }
         let mut want = hl.clone();
         let mut got = bl.clone();
         if *abort {

@@ -339,7 +339,8 @@ impl Pool {
     /// [`Pool::checkout`]), streaming its body, and read the response head.
     /// The response's body reads the rest from the connection, which goes
     /// back to the pool when that body has ended. A request met by a
-    /// closed reused connection goes once more on a new one when `resend`
+    /// closed reused connection (closed or reset before any byte of a
+    /// response: not a timeout) goes once more on a new one when `resend`
     /// allows it (idempotent) and it has no body. The body is the caller's
     /// type (generic, so the proxy's body enum is used as is: no boxing,
     /// and this module knows nothing of the proxy).
@@ -361,7 +362,15 @@ impl Pool {
         let no_body = matches!(framing, ReqFraming::None);
         match exchange(&mut conn, &mut body, &mut framing, &parts.method, waits).await {
             Ok(head) => Ok(self.response(conn, head, waits.server)),
-            Err((e, received)) if reused && resend && no_body && !received => {
+            // A connection found closed, not a server that is only slow
+            // (sending it again would double its wait, as HAProxy does not).
+            Err((e, received))
+                if reused
+                    && resend
+                    && no_body
+                    && !received
+                    && matches!(e, ExchangeError::Closed | ExchangeError::Io(_)) =>
+            {
                 debug!(
                     "{}: pooled connection closed ({e}); reconnecting",
                     conn.addr

@@ -31,6 +31,30 @@ use balancer_tests::{
     proc::wait_for,
 };
 
+/// A directory of the test's, removed when dropped (on failure too).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("blb-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A backend named `name`: `/` answers 200 with its name; `/slow` never
 /// answers; `/big` sends a 64 MiB body slowly, until the connection
 /// breaks. Keep-alive. Stops (and closes its connections) when dropped.
@@ -276,8 +300,7 @@ fn httplog_lines_match_haproxy() {
     balancer_tests::require_root();
     let (s0, s1) = (Server::start("s0"), Server::start("s1"));
     let dead = free_port().unwrap();
-    let dir = std::env::temp_dir().join(format!("blb-{}-alog", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("alog");
     let (hsock, bsock) = (dir.join("h.sock"), dir.join("b.sock"));
     let (mut hlog, mut blog) = (Syslog::bind(&hsock), Syslog::bind(&bsock));
     let (h2, b2) = (free_port().unwrap(), free_port().unwrap());
@@ -356,7 +379,6 @@ fn httplog_lines_match_haproxy() {
         }
     }
     drop((hap, bal));
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
 
@@ -403,8 +425,7 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
 fn json_lines_parse_and_hold_the_httplog_values() {
     balancer_tests::require_root();
     let s0 = Server::start("s0");
-    let dir = std::env::temp_dir().join(format!("blb-{}-alog-json-files", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("alog-json-files");
     let (json, text) = (dir.join("a.json"), dir.join("a.log"));
     let j = daemon(
         "alog-json",
@@ -454,7 +475,6 @@ fn json_lines_parse_and_hold_the_httplog_values() {
     let v: serde_json::Value = serde_json::from_str(&jl[1]).unwrap();
     assert_eq!(v["termination_state"], "--VN");
     drop((j, t));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `log_dropped` from `balancer stats`.
@@ -497,8 +517,7 @@ fn blocked_target_does_not_stall_requests(tag: &str, target: &str, s0: &Server) 
 fn a_blocked_target_does_not_stall_requests() {
     balancer_tests::require_root();
     let s0 = Server::start("s0");
-    let dir = std::env::temp_dir().join(format!("blb-{}-alog-fifo-files", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("alog-fifo-files");
     // A FIFO with a reader that never reads: the daemon can open it, its
     // writes block once the pipe is full.
     let fifo = dir.join("fifo");
@@ -516,7 +535,6 @@ fn a_blocked_target_does_not_stall_requests() {
     let _unread = UnixDatagram::bind(&sock).unwrap();
     let target = format!("unix:{}", sock.display());
     blocked_target_does_not_stall_requests("alog-full-socket", &target, &s0);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 trait NonBlock {
@@ -534,8 +552,7 @@ impl NonBlock for std::fs::OpenOptions {
 fn sigusr1_reopens_the_file() {
     balancer_tests::require_root();
     let s0 = Server::start("s0");
-    let dir = std::env::temp_dir().join(format!("blb-{}-alog-rotate-files", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("alog-rotate-files");
     let file = dir.join("access.log");
     let svc = daemon(
         "alog-rotate",
@@ -561,7 +578,6 @@ fn sigusr1_reopens_the_file() {
     assert!(new[0].contains("--VN"), "{new:?}");
     assert_eq!(wait_lines(&rotated, 2).len(), 2);
     drop(svc);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

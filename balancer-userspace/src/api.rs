@@ -195,6 +195,9 @@ pub struct HttpFrontendStats {
     /// Answered 503 after `timeout_queue`: the servers were full.
     #[serde(default)]
     pub queue_timeouts: u64,
+    /// Access-log lines dropped (their target's buffer was full).
+    #[serde(default)]
+    pub log_dropped: u64,
     /// A TLS frontend's handshakes and certificates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStats>,
@@ -255,6 +258,7 @@ impl HttpFrontendStats {
             ("client_errors", self.client_errors),
             ("evicted", self.evicted),
             ("queue_timeouts", self.queue_timeouts),
+            ("log_dropped", self.log_dropped),
         ]);
         if let Some(p) = &self.proxy_headers {
             rows.extend([

@@ -107,7 +107,7 @@ fn the_guides_cookie_configuration_runs_as_written_and_converted() {
     assert!(
         run.daemon
             .output()
-            .contains("haproxy.cfg:2: global `log`: skipped"),
+            .contains("haproxy.cfg:2: global `log`: skipped (no frontend has `log global`"),
         "{}",
         run.daemon.output()
     );

@@ -323,6 +323,7 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
             tag: "",
             persistence: Persistence::Cookie,
             tls: None,
+            log: None,
         },
     )?;
     let workers = proxies.workers()?;
@@ -343,6 +344,10 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
     // Fewer pairs with many connections: the ratio there is far from 1.
     let many_trials = if quick { 1 } else { 6 };
     let many = rig.trials(&targets, load(MANY), many_trials, secs)?;
+    // Access logs: balancer with `log` against this one, without.
+    let log_trials = if quick { 1 } else { 4 };
+    let (log_figures, log_details) =
+        crate::bench_log::measure(rig, bin, &proxies, log_trials, secs)?;
     let (bal_cfg, hap_cfg) = proxies.stop("cookie")?;
     // Stick on src: the same two proxies' configurations with HAProxy's
     // `stick on src` instead of the cookie, requests without a cookie.
@@ -352,6 +357,7 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
             tag: "-stick",
             persistence: Persistence::StickOnSrc,
             tls: None,
+            log: None,
         },
     )?;
     let stick_targets = stick.targets();
@@ -409,6 +415,7 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
     );
     let (stick_rps_ratio, stick_p99_ratio) = (stick_fig.rps_ratio, stick_fig.p99_ratio);
     figures.extend(stick_fig.figures);
+    figures.extend(log_figures);
     figures.extend([Figure::new(
         "stick-requests-per-s-pairs",
         format!(
@@ -497,6 +504,7 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
                 "balancer_config": stick_bal_cfg,
                 "haproxy_config": stick_hap_cfg,
             },
+            "access_log": log_details,
             "workers": {"balancer_http_workers": workers.0, "haproxy_threads": workers.1},
             "origin_requests": origin_requests,
             "balancer_config": bal_cfg,
@@ -525,6 +533,8 @@ pub(crate) struct PairSpec<'a> {
     /// also serves `/metrics` (its TLS counters: which handshakes were
     /// resumed, which version and ALPN protocol the client got).
     pub(crate) tls: Option<&'a Path>,
+    /// balancer writes its access log (httplog) to this file.
+    pub(crate) log: Option<&'a Path>,
 }
 
 /// balancer and HAProxy with the same settings, both on the subject's CPU.
@@ -586,6 +596,7 @@ impl Rig {
             tag,
             persistence,
             tls,
+            log,
         } = *spec;
         let (dir, place) = (&self.dir, &self.place);
         let backends = &self.origins.servers;
@@ -624,10 +635,16 @@ impl Rig {
                 pem.display()
             )
         });
+        let log_key = log.map_or_else(String::new, |f| {
+            format!(
+                "log = {{ format = \"httplog\", target = \"{}\" }}\n",
+                f.display()
+            )
+        });
         let bal_cfg = format!(
             "[dataplane]\ninterfaces = []\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
              {metrics_table}[[frontend]]\nname = \"web\"\nmode = \"http\"\n\
-             bind = \"127.0.0.1:{bal_port}\"\ndefault_backend = \"app\"\n{tls_key}\n\
+             bind = \"127.0.0.1:{bal_port}\"\ndefault_backend = \"app\"\n{tls_key}{log_key}\n\
              [[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n{keys}{servers}",
             Path::new(balancer_tests::lab::BPFFS)
                 .join(format!("{}{tag}", self.id))

@@ -400,6 +400,7 @@ fn spec<'a>(tag: &'a str, pem: &'a Path) -> PairSpec<'a> {
         tag,
         persistence: Persistence::Cookie,
         tls: Some(pem),
+        log: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod bench;
 mod bench_control;
 mod bench_http;
 mod bench_https;
+mod bench_log;
 mod bench_pps;
 mod demo;
 mod fuzz;

@@ -35,6 +35,7 @@ pub(super) struct RawFrontend {
     redirect: Option<RawRedirect>,
     accept_proxy: Option<bool>,
     accept_proxy_from: Option<Vec<String>>,
+    log: Option<super::log::RawLog>,
 }
 
 /// `redirect = { scheme = "https", code = 301 }`.
@@ -85,6 +86,8 @@ pub struct Frontend {
     /// HTTP frontends: `redirect scheme https [code N]`: every request is
     /// answered with a redirect to https (this status), none is proxied.
     pub redirect_https: Option<u16>,
+    /// HTTP frontends: the access log, if it has one.
+    pub log: Option<super::LogSettings>,
 }
 
 /// The client side of an HTTP frontend, with HAProxy's names: its
@@ -184,6 +187,7 @@ impl Validator<'_> {
         key: &str,
         mut f: RawFrontend,
         backends: &[Backend],
+        global_log: Option<&super::log::RawLog>,
     ) -> Result<Frontend, ConfigError> {
         let mode = match f.mode.as_deref().unwrap_or("l4") {
             "l4" => Mode::L4,
@@ -233,7 +237,11 @@ impl Validator<'_> {
         let mut http = HttpFrontend::default();
         let mut tls = None;
         let mut redirect_https = None;
+        let mut log = None;
         if mode == Mode::Http {
+            if let Some(l) = &f.log {
+                log = Some(self.log(key, l, global_log)?);
+            }
             if proto != Proto::Tcp {
                 return Err(self.err(format!("{key}.proto"), "http frontends are tcp"));
             }
@@ -275,6 +283,7 @@ impl Validator<'_> {
             tls,
             forwarded_proto: f.forwarded_proto.unwrap_or(false),
             redirect_https,
+            log,
         };
         if mode == Mode::Http {
             return Ok(fe);
@@ -284,6 +293,13 @@ impl Validator<'_> {
                 format!("{key}.tls"),
                 "only for mode = \"http\" frontends (the XDP path forwards packets; it \
                  terminates no connection)",
+            ));
+        }
+        if f.log.is_some() {
+            return Err(self.err(
+                format!("{key}.log"),
+                "only for mode = \"http\" frontends: an l4 frontend runs on XDP, which keeps no \
+                 per-connection log (tcplog)",
             ));
         }
         for (k, set) in [

@@ -29,6 +29,9 @@ mod dataplane;
 mod effect;
 mod frontend;
 pub mod haproxy;
+mod log;
+#[cfg(test)]
+mod log_tests;
 mod peers;
 mod proxy_protocol;
 mod resolvers;
@@ -53,6 +56,7 @@ pub use frontend::{
     DEFAULT_H2_MAX_STREAMS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_TIMEOUT_CLIENT, Frontend,
     HttpFrontend, Mode, Proto,
 };
+pub use log::{FACILITIES, LogFormat, LogSettings, LogTarget};
 pub use peers::PeersConfig;
 pub use proxy_protocol::{AcceptProxy, Net, SendProxy, V2_SIG};
 pub use resolvers::{Family, InitAddr, Resolvers, ServerTemplate, fqdn_problem};
@@ -150,6 +154,8 @@ struct RawConfig {
     #[serde(default)]
     backend: Vec<backend::RawBackend>,
     global: Option<RawGlobal>,
+    /// Defaults for the frontends' `log` tables.
+    log: Option<log::RawLog>,
     admin: Option<RawAdmin>,
     metrics: Option<RawMetrics>,
     #[serde(default)]
@@ -448,7 +454,7 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            let fe = self.frontend(&key, f, &backends)?;
+            let fe = self.frontend(&key, f, &backends, raw.log.as_ref())?;
             if !vips.insert((fe.vip, fe.proto.number())) {
                 return Err(self.err(
                     format!("{key}.bind"),

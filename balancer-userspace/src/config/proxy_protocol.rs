@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 /// Version 2's signature (proxy-protocol.txt 2.2).
 pub const V2_SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
-/// A network: an address and a prefix length (`10.0.0.0/8`, `2001:db8::/32`;
+/// A network: an address and a prefix length (`198.18.0.0/15`, `2001:db8::/32`;
 /// a bare address is the host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Net {
@@ -23,7 +23,7 @@ pub struct Net {
 }
 
 impl Net {
-    /// `ADDR/LEN` or `ADDR`; host bits must be zero (`10.1.0.0/8` is
+    /// `ADDR/LEN` or `ADDR`; host bits must be zero (`198.19.0.0/15` is
     /// refused: it most likely means something else).
     pub fn parse(s: &str) -> Result<Net, String> {
         let (a, len) = match s.split_once('/') {
@@ -32,7 +32,7 @@ impl Net {
         };
         let addr: IpAddr = a
             .parse()
-            .map_err(|_| format!("{s:?}: want ADDRESS/LENGTH (10.0.0.0/8, 2001:db8::/32)"))?;
+            .map_err(|_| format!("{s:?}: want ADDRESS/LENGTH (198.18.0.0/15, 2001:db8::/32)"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match len {
             None => max,
@@ -253,10 +253,10 @@ mod tests {
         let all = Net::parse("0.0.0.0/0").unwrap();
         assert!(all.contains("1.2.3.4".parse().unwrap()));
         assert!(Net::parse("::/0").unwrap().contains("::1".parse().unwrap()));
-        let e = Net::parse("10.1.0.0/8").unwrap_err();
-        assert!(e.contains("10.0.0.0/8"), "{e}");
-        assert!(Net::parse("10.0.0.0/33").is_err());
-        assert!(Net::parse("10.0.0.0/").is_err());
+        let e = Net::parse("198.19.0.0/15").unwrap_err();
+        assert!(e.contains("198.18.0.0/15"), "{e}");
+        assert!(Net::parse("198.18.0.0/33").is_err());
+        assert!(Net::parse("198.18.0.0/").is_err());
         assert!(Net::parse("nope/8").is_err());
     }
 

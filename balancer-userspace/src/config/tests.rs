@@ -985,7 +985,7 @@ fn proxy_protocol_keys() {
             8,
         ),
         (
-            "accept_proxy = true\naccept_proxy_from = [\"10.1.0.0/8\"]\n",
+            "accept_proxy = true\naccept_proxy_from = [\"198.19.0.0/15\"]\n",
             "",
             "http",
             "frontend[0].accept_proxy_from",

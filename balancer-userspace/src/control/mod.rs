@@ -277,6 +277,12 @@ impl Controller {
                     fixed.push(format!("frontend {} {k}", f1.name));
                 }
             }
+            // The access logs' targets were opened at start.
+            for (f0, f1) in old.frontends.iter().zip(&new.frontends) {
+                if f0.mode == Mode::Http && f0.log != f1.log {
+                    fixed.push(format!("frontend {} log", f0.name));
+                }
+            }
         }
         if old.maxconn != new.maxconn {
             fixed.push("global.maxconn".into());

@@ -44,6 +44,8 @@ pub(super) struct Frontends {
     global: Arc<Semaphore>,
     servers: Arc<ServerSlots>,
     maxconn: u32,
+    /// The access logs' targets, shared by the frontends that name them.
+    sinks: crate::http::log::Sinks,
 }
 
 /// Bind `f`'s listening sockets (one per worker), or take those a
@@ -98,7 +100,22 @@ impl Frontends {
             global: Arc::new(Semaphore::new(maxconn as usize)),
             servers: Arc::new(ServerSlots::new(maxconn as usize)),
             maxconn,
+            sinks: Default::default(),
         }
+    }
+
+    /// Open `f`'s access-log target (if not open yet): one that cannot work
+    /// fails the start, or refuses a reload that adds `f`.
+    pub(super) fn open_log_target(&mut self, f: &Frontend) -> Result<(), DaemonError> {
+        if let Some(settings) = &f.log {
+            self.sinks.get(&settings.target)?;
+        }
+        Ok(())
+    }
+
+    /// Reopen every access-log file (SIGUSR1, after a rotation).
+    pub(super) fn reopen_logs(&self) {
+        self.sinks.reopen();
     }
 
     pub(super) fn workers(&self) -> usize {
@@ -121,7 +138,7 @@ impl Frontends {
         f: &Frontend,
         listeners: Listeners,
         tls: Option<Arc<Terminator>>,
-    ) {
+    ) -> Result<(), DaemonError> {
         let cap = f.http.maxconn.unwrap_or(self.maxconn) as usize;
         let stats = c.http_stats.frontend(&f.name);
         stats
@@ -135,19 +152,24 @@ impl Frontends {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = t.certificates();
         }
+        let slots = Slots {
+            frontend: Arc::new(Semaphore::new(cap)),
+            global: self.global.clone(),
+            servers: self.servers.clone(),
+        };
+        let backend = c.config.backends[f.backend].name.clone();
+        let caps = (self.maxconn as usize, cap);
+        let log = crate::http::log::open(f, &backend, &mut self.sinks, caps, &slots)?;
         let spec = FrontendSpec {
             name: f.name.clone(),
-            backend: c.config.backends[f.backend].name.clone(),
+            backend,
             http: f.http.clone(),
-            slots: Slots {
-                frontend: Arc::new(Semaphore::new(cap)),
-                global: self.global.clone(),
-                servers: self.servers.clone(),
-            },
+            slots,
             stats,
             tls,
             forwarded_proto: f.forwarded_proto,
             redirect_https: f.redirect_https,
+            log,
         };
         info!(
             "http frontend {} on {} ({} worker threads)",
@@ -176,6 +198,7 @@ impl Frontends {
                 workers,
             },
         );
+        Ok(())
     }
 
     /// Stop serving `name`: no new connection; its requests in flight
@@ -224,6 +247,8 @@ impl Frontends {
             }
         })
         .await;
+        // The last lines written; a blocked target is left after 1 s.
+        self.sinks.stop(std::time::Duration::from_secs(1));
     }
 
     /// Forget the workers of stopped frontends that have ended.

@@ -80,6 +80,8 @@ pub enum DaemonError {
     Peers(#[from] crate::peers::PeersError),
     #[error(transparent)]
     Tls(#[from] crate::http::tls::TlsError),
+    #[error(transparent)]
+    AccessLog(#[from] crate::http::log::SinkError),
 }
 
 /// Run until SIGINT or SIGTERM. On any error before that, everything already
@@ -257,7 +259,11 @@ async fn start(
     if !http.is_empty() {
         info!("{budget}");
     }
-    let frontends = frontends::Frontends::new(workers, budget.maxconn);
+    let mut frontends = frontends::Frontends::new(workers, budget.maxconn);
+    // Access-log targets: opened now, so one that cannot work fails the start.
+    for (_, f) in &http {
+        frontends.open_log_target(f)?;
+    }
     Ok(Running {
         controller,
         listener,
@@ -389,7 +395,7 @@ impl Running {
             let c = shared.lock().await;
             for (l, f) in http {
                 let t = tls.get(&f.name).cloned();
-                frontends.start(&c, &f, l, t);
+                frontends.start(&c, &f, l, t)?;
             }
         }
         // The HTTP stick tables' writes to the pinned map.
@@ -452,8 +458,13 @@ impl Running {
         let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
         let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+        let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signal)?;
         loop {
             tokio::select! {
+                _ = usr1.recv() => {
+                    info!("SIGUSR1: reopening the access logs");
+                    frontends.reopen_logs();
+                }
                 _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
                 Some(msg) = takeover_rx.recv() => match msg {
@@ -487,6 +498,7 @@ impl Running {
                             .into_iter()
                             .map(|f| {
                                 let l = frontends::bind(f, &new, frontends.workers(), None)?;
+                                frontends.open_log_target(f)?;
                                 Ok((l, f.clone(), frontends::new_tls(f)?))
                             })
                             .collect::<Result<Vec<_>, DaemonError>>()?;
@@ -524,7 +536,10 @@ impl Running {
                                 if let Some(t) = &t {
                                     tls.insert(f.name.clone(), t.clone());
                                 }
-                                frontends.start(&c, &f, l, t);
+                                // Its log target opened above.
+                                if let Err(e) = frontends.start(&c, &f, l, t) {
+                                    warn!("http frontend {}: not started: {e}", f.name);
+                                }
                             }
                             for t in dns_tasks.drain(..) {
                                 t.abort();

@@ -6,7 +6,13 @@
 use bytes::Bytes;
 use hyper::body::Incoming;
 
-use super::{balance::InFlightGuard, conn::RequestGuard, queue::Admitted, upstream::UpBody};
+use super::{
+    balance::InFlightGuard,
+    conn::RequestGuard,
+    log::Record,
+    queue::Admitted,
+    upstream::{ExchangeError, UpBody},
+};
 
 /// What a request holds at its server until its response has ended: its
 /// in-flight count (for `leastconn`) and its place under the server's
@@ -31,8 +37,9 @@ pub enum ProxyBody {
     /// and the request it answers, in flight until the body is dropped.
     Full(
         Option<Bytes>,
-        // Held for its drop.
+        // Held for their drops (the record's writes the log line).
         #[allow(dead_code)] Option<RequestGuard>,
+        #[allow(dead_code)] Option<Box<Record>>,
     ),
     /// A client's request body, streamed to the server.
     Request(Incoming),
@@ -43,15 +50,28 @@ pub enum ProxyBody {
 impl ProxyBody {
     pub(super) fn full(b: impl Into<Bytes>) -> ProxyBody {
         let b = b.into();
-        ProxyBody::Full((!b.is_empty()).then_some(b), None)
+        ProxyBody::Full((!b.is_empty()).then_some(b), None, None)
     }
 
     /// This response body keeps its request in flight until it ends.
     pub(super) fn in_flight(self, g: RequestGuard) -> ProxyBody {
         match self {
-            ProxyBody::Full(b, _) => ProxyBody::Full(b, Some(g)),
+            ProxyBody::Full(b, _, r) => ProxyBody::Full(b, Some(g), r),
             ProxyBody::Response(mut c) => {
                 c.req = Some(g);
+                ProxyBody::Response(c)
+            }
+            r @ ProxyBody::Request(_) => r,
+        }
+    }
+
+    /// This response body carries its request's log record, written when
+    /// the body ends.
+    pub(super) fn logged(self, rec: Option<Box<Record>>) -> ProxyBody {
+        match self {
+            ProxyBody::Full(b, g, _) => ProxyBody::Full(b, g, rec),
+            ProxyBody::Response(mut c) => {
+                c.rec = rec;
                 ProxyBody::Response(c)
             }
             r @ ProxyBody::Request(_) => r,
@@ -69,7 +89,9 @@ impl hyper::body::Body for ProxyBody {
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
         use std::task::Poll;
         match self.get_mut() {
-            ProxyBody::Full(b, _) => Poll::Ready(b.take().map(|b| Ok(hyper::body::Frame::data(b)))),
+            ProxyBody::Full(b, ..) => {
+                Poll::Ready(b.take().map(|b| Ok(hyper::body::Frame::data(b))))
+            }
             ProxyBody::Request(b) => std::pin::Pin::new(b)
                 .poll_frame(cx)
                 .map(|f| f.map(|f| f.map_err(BoxError::from))),
@@ -79,7 +101,7 @@ impl hyper::body::Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Full(b, _) => b.is_none(),
+            ProxyBody::Full(b, ..) => b.is_none(),
             ProxyBody::Request(b) => b.is_end_stream(),
             ProxyBody::Response(b) => b.is_end_stream(),
         }
@@ -87,7 +109,7 @@ impl hyper::body::Body for ProxyBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         match self {
-            ProxyBody::Full(b, _) => {
+            ProxyBody::Full(b, ..) => {
                 hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
             }
             ProxyBody::Request(b) => b.size_hint(),
@@ -107,6 +129,9 @@ pub struct Counted {
     /// Data was yielded and not yet asked for again: the body waits on
     /// the client (the connection's watchdog counts it).
     yielded: bool,
+    /// The request's log record: bytes added as they go; written at the
+    /// end (see [`super::log`]).
+    rec: Option<Box<Record>>,
 }
 
 impl Counted {
@@ -116,6 +141,7 @@ impl Counted {
             guard,
             req: None,
             yielded: false,
+            rec: None,
         }
     }
 
@@ -132,6 +158,25 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         self.set_yielded(false);
+        if let Some(r) = self.rec.as_mut().filter(|r| r.term == *b"--") {
+            // Dropped before its end: the client went away (or hyper gave
+            // up on its connection).
+            r.term = *b"CD";
+        }
+    }
+}
+
+impl Counted {
+    /// Its last byte was yielded (or its server failed): the request is
+    /// done; its log line is written.
+    fn end(&mut self) {
+        self.guard = Hold::default();
+        self.req = None;
+        if let Some(mut rec) = self.rec.take() {
+            // HAProxy's end of a chunked message.
+            rec.bytes += u64::from(rec.chunked);
+            drop(rec);
+        }
     }
 }
 
@@ -146,15 +191,21 @@ impl hyper::body::Body for Counted {
         use std::task::Poll;
         self.set_yielded(false);
         let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Some(rec), Poll::Ready(Some(Ok(f)))) = (self.rec.as_mut(), &r)
+            && let Some(d) = f.data_ref()
+        {
+            rec.bytes += d.len() as u64;
+        }
         match &r {
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
-                self.guard = Hold::default();
-                self.req = None;
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(rec) = self.rec.as_mut() {
+                    let timeout = matches!(e, ExchangeError::ServerTimeout(_));
+                    rec.term = if timeout { *b"sD" } else { *b"SD" };
+                }
+                self.end();
             }
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => {
-                self.guard = Hold::default();
-                self.req = None;
-            }
+            Poll::Ready(None) => self.end(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.end(),
             Poll::Ready(Some(Ok(_))) => self.set_yielded(true),
             Poll::Pending => {}
         }
@@ -171,5 +222,5 @@ impl hyper::body::Body for Counted {
 }
 
 pub(super) fn empty() -> ProxyBody {
-    ProxyBody::Full(None, None)
+    ProxyBody::Full(None, None, None)
 }

@@ -95,7 +95,7 @@ impl Proxy {
         let wait = b.settings.timeout_queue;
         let timed_out = || {
             fe.queue_timeouts.fetch_add(1, Ordering::Relaxed);
-            Err((StatusCode::SERVICE_UNAVAILABLE, "queue timeout"))
+            Err((StatusCode::SERVICE_UNAVAILABLE, "queue timeout", *b"sQ"))
         };
         if by_cookie {
             match l.0.admit(wait).await {
@@ -152,7 +152,17 @@ impl Proxy {
                     .iter()
                     .map(|s| s.cookie.as_deref().filter(|_| may_persist(s)))
                     .collect();
-                cookie::process_request(c, req.headers_mut(), &values, now)
+                // The values of the servers left out, for the log's `D`
+                // (no allocation when every server may persist).
+                let down: Vec<Option<&str>> = if values.iter().all(Option::is_some) {
+                    Vec::new()
+                } else {
+                    b.servers
+                        .iter()
+                        .map(|s| s.cookie.as_deref().filter(|_| !may_persist(s)))
+                        .collect()
+                };
+                cookie::process_request_down(c, req.headers_mut(), &values, &down, now)
             }
             None => Persist::default(),
         };
@@ -191,7 +201,11 @@ impl Proxy {
         }
         let Some(chosen) = self.balance(b, client, None, false) else {
             fe.no_server.fetch_add(1, Ordering::Relaxed);
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "no server available"));
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no server available",
+                *b"SC",
+            ));
         };
         Ok((chosen, persist, Chosen::Balance))
     }

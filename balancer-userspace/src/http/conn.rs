@@ -200,6 +200,15 @@ impl ConnState {
 pub struct RequestGuard(Arc<ConnState>);
 
 impl RequestGuard {
+    /// How long (ms) the request's head took to come: from its first
+    /// byte (HTTP/1.1; 0 when not known, as on HTTP/2).
+    pub fn head_ms(&self) -> i64 {
+        match self.0.first_byte.load(Relaxed) {
+            0 => 0,
+            t => coarse_ms().saturating_sub(t) as i64,
+        }
+    }
+
     /// A response body yielded data (`true`) or was asked for more.
     pub fn set_waiting(&self, waiting: bool) {
         bump(&self.0.waiting, waiting);

@@ -9,6 +9,8 @@ pub mod conn;
 pub mod cookie;
 mod headers;
 pub mod listen;
+pub mod log;
+mod pages;
 pub mod pp;
 pub mod proxy;
 pub mod queue;

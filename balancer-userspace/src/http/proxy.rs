@@ -36,7 +36,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use hyper::{body::Incoming, upgrade::OnUpgrade};
 use hyper_util::rt::TokioIo;
 use log::{debug, warn};
@@ -48,6 +48,8 @@ use super::{
     conn::{Registry, RequestGuard, Slots},
     cookie,
     headers::{ClientSide, is_upgrade, settle_host, strip_hop_by_hop, upstream_request},
+    log::Record,
+    pages::error,
     queue::{Admitted, Limit},
     stats::{FrontendCounters, ServerStats},
     tunnel::{Ended, TunnelTimeouts, splice},
@@ -106,6 +108,8 @@ pub struct FrontendSpec {
     pub forwarded_proto: bool,
     /// `redirect scheme https`: every request answered with this status.
     pub redirect_https: Option<u16>,
+    /// Its access log, if it has one.
+    pub log: Option<Arc<super::log::AccessLog>>,
 }
 
 /// Balancing state of one frontend, shared by its worker threads.
@@ -134,25 +138,13 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn error(status: StatusCode, msg: &str) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::full(format!("{msg}\n")));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
-}
-
 /// Requests that found no server connection for a reason of this host's
 /// own (the descriptor budget, EMFILE): logged at most once a second.
 static LOCAL: crate::util::Throttled = crate::util::Throttled::new(module_path!());
 
 /// An answer the proxy makes itself instead of the server's (see
 /// [`error`]): its status and text, counted where it was decided.
-pub(super) type Refusal = (StatusCode, &'static str);
+pub(super) type Refusal = (StatusCode, &'static str, [u8; 2]);
 
 /// One client request, proxied in phases: choose a server, connect (with
 /// one retry elsewhere when that is safe), forward, finish. Each phase may
@@ -168,16 +160,31 @@ pub(super) async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     p.spec.stats.requests.fetch_add(1, Ordering::Relaxed);
+    // Its access-log line, if the frontend logs.
+    let mut rec = p.spec.log.as_ref().map(|log| {
+        let (m, u, v) = (req.method().clone(), req.uri().clone(), req.version());
+        let (t, head) = (monotonic_ns(), in_flight.head_ms());
+        Record::new(log.clone(), p.spec.stats.clone(), peer, t, head, m, u, v)
+    });
     let resp = 'answer: {
         let view = p.view.borrow().clone();
         let Some(b) = view.backends.get(&p.spec.backend).cloned() else {
             p.spec.stats.no_server.fetch_add(1, Ordering::Relaxed);
-            break 'answer error(StatusCode::SERVICE_UNAVAILABLE, "no backend");
+            break 'answer refuse(
+                (StatusCode::SERVICE_UNAVAILABLE, "no backend", *b"SC"),
+                &mut rec,
+            );
         };
+        if let Some(r) = rec.as_mut() {
+            r.backend = Some(b.clone() as Arc<dyn super::log::Backend>);
+        }
         if let Err(msg) = settle_host(&mut req) {
-            break 'answer error(StatusCode::BAD_REQUEST, msg);
+            break 'answer refuse((StatusCode::BAD_REQUEST, msg, *b"PR"), &mut rec);
         }
         if let Some(code) = p.spec.redirect_https {
+            if let Some(r) = rec.as_mut() {
+                r.term = *b"LR";
+            }
             break 'answer super::headers::redirect_https(code, &req, empty());
         }
         let now = unix_now();
@@ -190,8 +197,15 @@ pub(super) async fn handle(
         let (chosen, mut persist, how) =
             match p.choose_server(&b, peer.ip(), &mut req, now, stick_ref) {
                 Ok(x) => x,
-                Err((status, msg)) => break 'answer error(status, msg),
+                Err(e) => break 'answer refuse(e, &mut rec),
             };
+        let with_cookie = b.settings.cookie.is_some();
+        if let Some(r) = rec.as_mut() {
+            r.server = Some(chosen);
+            if with_cookie {
+                r.cookie = [persist.log_char(), b'N'];
+            }
+        }
         let persistent = how.persistent();
         let picked = chosen;
         let method = req.method().clone();
@@ -208,20 +222,32 @@ pub(super) async fn handle(
             && !upgrade
             && (!persistent || b.settings.redispatch);
         let (parts, body) = req.into_parts();
+        lap(&mut rec, None, None);
         let (chosen, admitted) = match p.try_admit(&b, chosen) {
             Some(x) => x,
             // Rare (a full server): boxed, so that every request's future
             // stays small (a larger one costs copies on each request).
             None => match Box::pin(p.admit(&b, peer.ip(), chosen, persistent)).await {
                 Ok(x) => x,
-                Err((status, msg)) => break 'answer error(status, msg),
+                Err(e) => break 'answer refuse(e, &mut rec),
             },
         };
+        lap(&mut rec, Some(1), Some(chosen));
+        let asked = chosen;
         let connected = p.connect(&b, &side, chosen, retryable, admitted);
         let (chosen, conn, reused, guard) = match connected.await {
             Ok(x) => x,
-            Err((status, msg)) => break 'answer error(status, msg),
+            Err(e) => break 'answer refuse(e, &mut rec),
         };
+        lap(&mut rec, Some(2), Some(chosen));
+        if let Some(r) = rec.as_mut().filter(|_| chosen != asked) {
+            // Sent elsewhere after its server refused the connection; a
+            // cookie's server, as HAProxy says, was down.
+            (r.retries, r.redispatched) = (1, true);
+            if how == Chosen::Cookie {
+                r.cookie[0] = b'D';
+            }
+        }
         let server = &b.servers[chosen];
         let up = upstream_request(
             parts,
@@ -233,8 +259,13 @@ pub(super) async fn handle(
         );
         let mut resp = match p.forward(&b, server, conn, reused, idempotent, up).await {
             Ok(r) => r,
-            Err((status, msg)) => break 'answer error(status, msg),
+            Err(e) => break 'answer refuse(e, &mut rec),
         };
+        lap(&mut rec, Some(3), None);
+        if let Some(r) = rec.as_mut() {
+            r.bytes = super::log::htx_head_bytes(resp.status(), resp.headers());
+            r.chunked = super::log::is_chunked(resp.headers());
+        }
         server.stats.responses.count(resp.status().as_u16());
         if let Some((t, key, now_ns)) = &stick {
             p.stick_after_response(t, key, *now_ns, &b, server);
@@ -248,7 +279,7 @@ pub(super) async fn handle(
                 persist.value = server.cookie.clone();
             }
             let status = resp.status().as_u16();
-            cookie::process_response(
+            let set = cookie::process_response(
                 c,
                 resp.headers_mut(),
                 status,
@@ -257,6 +288,9 @@ pub(super) async fn handle(
                 &persist,
                 now,
             );
+            if let Some(r) = rec.as_mut() {
+                r.cookie[1] = set;
+            }
         }
         let tunnel = TunnelTimeouts {
             tunnel: b
@@ -266,11 +300,55 @@ pub(super) async fn handle(
             client_fin: p.spec.http.timeout_client_fin,
             server_fin: b.settings.timeout_server_fin,
         };
-        p.finish(resp, client_upgrade, guard, tunnel)
-            .unwrap_or_else(|(status, msg)| error(status, msg))
+        match p.finish(resp, client_upgrade, guard, tunnel) {
+            Ok(r) => r,
+            Err(e) => refuse(e, &mut rec),
+        }
     };
     p.spec.stats.responses.count(resp.status().as_u16());
-    Ok(resp.map(|b| b.in_flight(in_flight)))
+    if let Some(r) = rec.as_mut() {
+        r.status = resp.status().as_u16();
+        if let ProxyBody::Full(body, ..) = resp.body() {
+            // The proxy's own answer (an error page, a redirect, a 101).
+            r.bytes = super::log::htx_head_bytes(resp.status(), resp.headers())
+                + body.as_ref().map_or(0, |b| b.len() as u64);
+        }
+    }
+    Ok(resp.map(|b| b.in_flight(in_flight).logged(rec)))
+}
+
+/// The proxy's own answer `e`, noted in the request's log record.
+fn refuse(e: Refusal, rec: &mut Option<Box<Record>>) -> Response<ProxyBody> {
+    if let Some(r) = rec.as_mut() {
+        r.term = e.2;
+    }
+    error(e.0, e.1)
+}
+
+/// A phase of the request ended: its timer `i` (ms since the last lap) in
+/// the log record, and its server (`None`, `None`: the phases start).
+fn lap(rec: &mut Option<Box<Record>>, i: Option<usize>, server: Option<usize>) {
+    if let Some(r) = rec.as_mut() {
+        r.lap(i);
+        if server.is_some() {
+            r.server = server;
+        }
+    }
+}
+
+impl super::log::Backend for HttpBackendView {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn server(&self, i: usize) -> Option<(&str, u32, u32)> {
+        let s = self.servers.get(i)?;
+        let (current, queued) = s
+            .limit
+            .as_ref()
+            .map_or((0, 0), |l| (l.0.current(), l.0.queued()));
+        Some((&s.name, current, queued))
+    }
 }
 
 impl Proxy {
@@ -332,7 +410,11 @@ impl Proxy {
                     // The proxy's own limit: no server is to blame.
                     fe.no_server.fetch_add(1, Ordering::Relaxed);
                     LOCAL.warn(|| format!("{}: {}/{}: {e}", self.spec.name, b.name, server.name));
-                    return Err((StatusCode::SERVICE_UNAVAILABLE, "no connection slot"));
+                    return Err((
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no connection slot",
+                        *b"RC",
+                    ));
                 }
                 Err(e) if retryable && attempt == 0 => {
                     server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
@@ -353,7 +435,11 @@ impl Proxy {
                         }
                         None => {
                             fe.no_server.fetch_add(1, Ordering::Relaxed);
-                            return Err((StatusCode::SERVICE_UNAVAILABLE, "server unavailable"));
+                            return Err((
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "server unavailable",
+                                *b"SC",
+                            ));
                         }
                     }
                 }
@@ -361,7 +447,11 @@ impl Proxy {
                     server.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
                     warn!("{}: {}/{}: {e}", self.spec.name, b.name, server.name);
                     // As HAProxy: no connection to the server is a 503.
-                    return Err((StatusCode::SERVICE_UNAVAILABLE, "server unavailable"));
+                    return Err((
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server unavailable",
+                        *b"SC",
+                    ));
                 }
             }
         }
@@ -410,34 +500,42 @@ impl Proxy {
             SendError::Connect(c) if c.is_local() => {
                 LOCAL.warn(|| format!("{at}: {what}"));
                 count(&fe.no_server);
-                (StatusCode::SERVICE_UNAVAILABLE, "no connection slot")
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no connection slot",
+                    *b"RC",
+                )
             }
             SendError::Connect(_) => {
                 warn!("{at}: {what}");
                 count(&server.stats.connect_errors);
-                (StatusCode::SERVICE_UNAVAILABLE, "server unavailable")
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server unavailable",
+                    *b"SC",
+                )
             }
             SendError::Exchange(ExchangeError::ClientBody(_)) => {
                 // A malformed body, or the client went away: its fault.
                 debug!("{at}: {what}");
                 count(&fe.client_errors);
-                (StatusCode::BAD_REQUEST, "bad request body")
+                (StatusCode::BAD_REQUEST, "bad request body", *b"CD")
             }
             SendError::Exchange(ExchangeError::ClientTimeout(_)) => {
                 debug!("{at}: {what}");
                 count(&fe.client_timeouts);
-                (StatusCode::REQUEST_TIMEOUT, "request body timeout")
+                (StatusCode::REQUEST_TIMEOUT, "request body timeout", *b"cD")
             }
             SendError::Exchange(ExchangeError::ServerTimeout(_)) => {
                 warn!("{at}: {what}");
                 count(&server.stats.timeouts);
-                (StatusCode::GATEWAY_TIMEOUT, "server timeout")
+                (StatusCode::GATEWAY_TIMEOUT, "server timeout", *b"sH")
             }
             // A connection that failed after it was made is a 502.
             SendError::Exchange(_) => {
                 warn!("{at}: {what}");
                 count(&server.stats.response_errors);
-                (StatusCode::BAD_GATEWAY, "server connection failed")
+                (StatusCode::BAD_GATEWAY, "server connection failed", *b"SH")
             }
         })
     }
@@ -458,10 +556,14 @@ impl Proxy {
             let (parts, body) = resp.into_parts();
             let Some(client_upgrade) = client_upgrade else {
                 // A 101 the client did not ask for: nothing to switch to.
-                return Err((StatusCode::BAD_GATEWAY, "unexpected protocol switch"));
+                return Err((
+                    StatusCode::BAD_GATEWAY,
+                    "unexpected protocol switch",
+                    *b"PH",
+                ));
             };
             let Some((server_io, early, slot)) = body.into_upgraded() else {
-                return Err((StatusCode::BAD_GATEWAY, "server connection failed"));
+                return Err((StatusCode::BAD_GATEWAY, "server connection failed", *b"SH"));
             };
             let name = self.spec.name.clone();
             tokio::spawn(async move {

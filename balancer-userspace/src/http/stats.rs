@@ -111,6 +111,8 @@ pub struct FrontendCounters {
     pub tls: super::tls::TlsCounters,
     /// PROXY protocol headers taken, refused and sent.
     pub proxy: super::pp::ProxyCounters,
+    /// Access-log lines dropped: their target's buffer was full.
+    pub log_dropped: AtomicU64,
 }
 
 impl FrontendCounters {
@@ -150,6 +152,7 @@ impl FrontendCounters {
             client_errors: load(&self.client_errors),
             evicted: load(&self.evicted),
             queue_timeouts: load(&self.queue_timeouts),
+            log_dropped: load(&self.log_dropped),
             tls: self.tls.view(),
             proxy_headers: self.proxy.view(),
         }

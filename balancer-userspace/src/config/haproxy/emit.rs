@@ -129,6 +129,7 @@ pub fn emit(cfg: &Cfg, opts: &Options, resolve: Resolve<'_>) -> Result<Emitter, 
         }),
         None => {}
     }
+    super::log::unused_global(cfg, &mut e);
     for r in &cfg.resolvers {
         e.line(
             r.line,
@@ -287,6 +288,7 @@ fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
         let mline = p.s.mode.as_ref().map_or(p.line, |m| m.line);
         e.string(mline, "mode", if http { "http" } else { "l4" });
         e.string(p.line, "default_backend", &backend);
+        super::log::emit(cfg, p, http, e)?;
         if !http {
             if let Some(x) = &p.expect_proxy {
                 return Err(err(

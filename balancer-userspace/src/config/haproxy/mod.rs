@@ -20,6 +20,7 @@ mod bind;
 mod cond;
 mod emit;
 pub mod lex;
+mod log;
 mod lookup;
 mod params;
 mod sections;
@@ -44,6 +45,16 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
         "`[global] maxconn` (HTTP client connections)",
     ),
     ("global", "localpeer", "this instance's name in `peers`"),
+    (
+        "global",
+        "log PATH|unix@PATH|stdout [format rfc3164|raw] FACILITY [info|debug], log-tag",
+        "the access logs' target (`[log]`)",
+    ),
+    (
+        "defaults, frontend, listen",
+        "log global|PATH FACILITY, no log, option httplog|dontlognull",
+        "the frontend's `log` (`option tcplog` is refused: mode tcp runs on XDP)",
+    ),
     (
         "defaults, frontend, backend, listen",
         "mode http|tcp",

@@ -67,6 +67,8 @@ pub struct Settings {
     /// The `default-server` parameters in effect, one per name (a later
     /// line's replaces an earlier one's), each with its line.
     pub default_server: Vec<DefParam>,
+    /// `log`, `option httplog|tcplog|dontlognull`.
+    pub log: super::log::LogOptions,
 }
 
 /// One parameter of a `default-server` line.
@@ -211,6 +213,9 @@ pub struct Global {
     pub localpeer: Option<At<String>>,
     /// `crt-base`, `ssl-default-bind-*`.
     pub ssl: super::bind::SslDefaults,
+    /// `log TARGET FACILITY` and `log-tag`.
+    pub log: Option<At<super::log::LogLine>>,
+    pub log_tag: Option<At<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -225,9 +230,6 @@ pub struct Cfg {
 /// Keywords skipped with a warning: they concern the process (logging,
 /// privileges, HAProxy's own runtime API), not what is served.
 pub const SKIPPED_GLOBAL: &[&str] = &[
-    "log",
-    "log-tag",
-    "log-send-hostname",
     "daemon",
     "user",
     "group",
@@ -243,13 +245,7 @@ pub const SKIPPED_GLOBAL: &[&str] = &[
 ];
 
 /// Proxy keywords skipped with a warning.
-pub const SKIPPED_PROXY: &[&str] = &[
-    "log",
-    "retries",
-    "option httplog",
-    "option tcplog",
-    "option dontlognull",
-];
+pub const SKIPPED_PROXY: &[&str] = &["retries"];
 
 pub(super) fn err(line: &Line, keyword: impl Into<String>, reason: impl Into<String>) -> CfgError {
     CfgError {
@@ -406,6 +402,11 @@ fn global(cfg: &mut Cfg, body: &[Line]) -> Result<(), CfgError> {
         match k {
             "maxconn" => cfg.global.maxconn = Some(at(one(l)?, l.number)),
             "localpeer" => cfg.global.localpeer = Some(at(one(l)?, l.number)),
+            "log" if cfg.global.log.is_some() => {
+                return Err(err(l, k, "balancer sends access logs to one global target"));
+            }
+            "log" => cfg.global.log = Some(at(super::log::log_line(l)?, l.number)),
+            "log-tag" => cfg.global.log_tag = Some(at(one(l)?, l.number)),
             _ if super::bind::global_ssl(&mut cfg.global.ssl, l, &mut cfg.warnings)? => {}
             k if SKIPPED_GLOBAL.contains(&k) => cfg.warnings.push(Warning {
                 line: l.number,
@@ -536,10 +537,18 @@ fn settings(
                     };
                     s.httpchk = Some(at((method, uri), l.number));
                 }
-                _ if SKIPPED_PROXY.contains(&key.as_str()) => warnings.push(Warning {
-                    line: l.number,
-                    text: format!("`{key}`: skipped (balancer has no access logs yet)"),
-                }),
+                "httplog" | "tcplog" | "dontlognull" => {
+                    need(front, "a frontend logs its requests")?;
+                    if w.len() > 2 {
+                        return Err(err(l, key, "takes no arguments here (no clf)"));
+                    }
+                    let o = &mut s.log;
+                    *match key.as_str() {
+                        "option httplog" => &mut o.httplog,
+                        "option tcplog" => &mut o.tcplog,
+                        _ => &mut o.dontlognull,
+                    } = Some(l.number);
+                }
                 _ => return Err(err(l, key, "not supported")),
             }
         }
@@ -558,10 +567,17 @@ fn settings(
                  check rules only when it has none of its own): write it in each backend",
             ));
         }
-        "log" => warnings.push(Warning {
-            line: l.number,
-            text: "`log`: skipped (balancer logs to stderr)".into(),
-        }),
+        "log" | "no" if k == "log" || w.get(1).is_some_and(|x| x == "log") => {
+            if kind == Some(Kind::Backend) {
+                warnings.push(Warning {
+                    line: l.number,
+                    text: "`log` in a backend: skipped (requests are logged by their frontend)"
+                        .into(),
+                });
+            } else {
+                s.log.log = Some(at(super::log::log_use(l)?, l.number));
+            }
+        }
         "retries" => warnings.push(Warning {
             line: l.number,
             text: "`retries`: skipped (balancer sends a request whose server refused the \

@@ -176,7 +176,7 @@ fn errors_the_validator_finds_name_the_cfg_line() {
 
 #[test]
 fn skipped_keywords_warn_with_their_line() {
-    let text = format!("global\n  log stdout format raw local0\n  daemon\n{COOKIE}");
+    let text = format!("global\n  user nobody\n  daemon\n{COOKIE}");
     let c = load(&text, &Options::default()).unwrap();
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
     assert!(
@@ -758,6 +758,8 @@ fn every_listed_keyword_is_accepted() {
 global
     maxconn 1000
     localpeer a
+    log /dev/log format rfc3164 local0 info
+    log-tag lb
 peers p
     peer a 127.0.0.1:7000
     peer b 127.0.0.2:7000
@@ -785,6 +787,9 @@ defaults
     balance roundrobin
     option forwardfor
     default-server init-addr none
+    log global
+    option httplog
+    option dontlognull
 frontend www
     bind 127.0.0.1:8080
     tcp-request connection expect-proxy layer4 if { src 127.0.0.0/8 }
@@ -810,6 +815,7 @@ listen dyn
     server d1 127.0.0.1:9003 check
 frontend vip
     mode tcp
+    no log
     bind 198.18.2.100:80
     default_backend pool
 backend pool
@@ -1522,7 +1528,7 @@ frontend other
         ),
         (
             front,
-            "\n  tcp-request connection expect-proxy layer4 if { src 10.1.0.0/8 }\n",
+            "\n  tcp-request connection expect-proxy layer4 if { src 198.19.0.0/15 }\n",
             "tcp-request connection expect-proxy src",
         ),
         (

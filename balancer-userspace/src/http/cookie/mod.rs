@@ -65,12 +65,14 @@
 //!   [`process_request`] (which would otherwise process each field alone).
 
 mod codec;
+#[cfg(test)]
+mod log_tests;
 mod request;
 mod response;
 #[cfg(test)]
 mod test_util;
 
-pub use request::{Persist, process_request};
+pub use request::{Persist, process_request, process_request_down};
 pub use response::{Cacheability, process_response, response_cacheability};
 
 pub use crate::config::cookie::dynamic_value;

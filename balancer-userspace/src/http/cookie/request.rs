@@ -39,6 +39,26 @@ pub struct Persist {
     /// the server that actually answered, so a redispatched request gets a new
     /// cookie.
     pub value: Option<String>,
+    /// The cookie named a server that may not take requests now (down, in
+    /// maintenance), and no other (HAProxy's `TX_CK_DOWN`).
+    pub down: bool,
+    /// The cookie was too old: `b'O'` its first date (`maxlife`), `b'E'`
+    /// its last date (`maxidle`), as HAProxy logs them.
+    pub stale: Option<u8>,
+}
+
+impl Persist {
+    /// The request's cookie character of HAProxy's logs: `N` none, `V`
+    /// valid, `I` invalid, `D` for a server down, `E` expired, `O` old.
+    pub fn log_char(&self) -> u8 {
+        match (self.seen, self.server.is_some(), self.stale, self.down) {
+            (false, ..) => b'N',
+            (true, true, ..) => b'V',
+            (true, false, Some(c), _) => c,
+            (true, false, None, true) => b'D',
+            (true, false, None, false) => b'I',
+        }
+    }
 }
 
 /// Request side. `headers` are the client's request headers (possibly several
@@ -97,6 +117,20 @@ pub fn process_request(
     values: &[Option<&str>],
     now: u64,
 ) -> Persist {
+    process_request_down(cfg, headers, values, &[], now)
+}
+
+/// [`process_request`], where `down[i]` is server i's cookie value when
+/// the server may not be chosen by its cookie now (and `values[i]` is
+/// `None`): a cookie naming only such a server is reported
+/// ([`Persist::down`]).
+pub fn process_request_down(
+    cfg: &CookieConfig,
+    headers: &mut HeaderMap,
+    values: &[Option<&str>],
+    down: &[Option<&str>],
+    now: u64,
+) -> Persist {
     let mut state = RequestState {
         now: i64::try_from(now).unwrap_or(i64::MAX),
         ..RequestState::default()
@@ -105,7 +139,7 @@ pub fn process_request(
         let mut changed = false;
         let mut kept = Vec::new();
         for original in headers.get_all(COOKIE) {
-            match process_cookie_header(cfg, original.as_bytes(), values, &mut state) {
+            match process_cookie_header(cfg, original.as_bytes(), (values, down), &mut state) {
                 None => kept.push(original.clone()),
                 Some(edited) => {
                     changed = true;
@@ -134,6 +168,8 @@ pub fn process_request(
         first: (state.first_date != 0).then_some(state.first_date),
         last: (state.last_date != 0).then_some(state.last_date),
         value: state.value,
+        down: state.down && state.server.is_none(),
+        stale: state.stale,
     }
 }
 
@@ -148,6 +184,8 @@ struct RequestState {
     /// `txn->cookie_first_date` / `txn->cookie_last_date` (seconds, 0 = none).
     first_date: u32,
     last_date: u32,
+    down: bool,
+    stale: Option<u8>,
 }
 
 /// Process one `Cookie` header value. Returns the new value when it changed
@@ -165,7 +203,7 @@ struct RequestState {
 fn process_cookie_header(
     cfg: &CookieConfig,
     raw: &[u8],
-    values: &[Option<&str>],
+    (values, down): (&[Option<&str>], &[Option<&str>]),
     state: &mut RequestState,
 ) -> Option<Vec<u8>> {
     let src = trim_lws(raw);
@@ -249,7 +287,9 @@ fn process_cookie_header(
                     && (diff_i32(state.now, i64::from(date)) > limit as i32
                         || diff_i32(i64::from(date), state.now) > FUTURE_DATE_TOLERANCE)
             };
-            if stale(state.first_date, maxlife) || stale(state.last_date, maxidle) {
+            let old = stale(state.first_date, maxlife);
+            if old || stale(state.last_date, maxidle) {
+                state.stale = Some(if old { b'O' } else { b'E' });
                 delim = val_beg;
                 state.first_date = 0;
                 state.last_date = 0;
@@ -264,6 +304,8 @@ fn process_cookie_header(
                 if let Some((index, value)) = found {
                     state.server = Some(index);
                     state.value = Some(value.to_owned());
+                } else if down.iter().flatten().any(|v| v.as_bytes() == wanted) {
+                    state.down = true;
                 }
             }
 
@@ -581,9 +623,11 @@ mod tests {
             p,
             Persist {
                 seen: true,
+                stale: Some(b'E'),
                 ..Persist::default()
             }
         );
+        assert_eq!(p.log_char(), b'E');
         // In the future: accepted up to a day ahead.
         assert_eq!(with_last(NOW + 86_400).1.server, Some(0));
         assert_eq!(with_last(NOW + 86_404).1.server, None);
@@ -604,6 +648,7 @@ mod tests {
             with_dates(NOW - 3604).1,
             Persist {
                 seen: true,
+                stale: Some(b'O'),
                 ..Persist::default()
             }
         );
@@ -850,7 +895,7 @@ mod tests {
             let (args, remove_ours, prefix) = configs[round % configs.len()];
             let config = cfg(args);
             let mut state = RequestState::default();
-            let ours = process_cookie_header(&config, &input, &VALUES, &mut state)
+            let ours = process_cookie_header(&config, &input, (&VALUES, &[]), &mut state)
                 .unwrap_or_else(|| trim_lws(&input).to_vec());
             let theirs = in_place_request(&input, b"SRV", remove_ours, prefix);
             assert_eq!(

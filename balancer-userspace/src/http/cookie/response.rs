@@ -76,10 +76,14 @@ pub fn process_response(
     chosen: Option<&str>,
     persist: &Persist,
     now: u64,
-) {
+) -> u8 {
     if status < 200 && status != 101 {
-        return;
+        return b'N';
     }
+    // What happened to the cookie, as HAProxy logs it (`sess_set_cookie`):
+    // N none, P the server's passed, D deleted, R rewritten, I inserted,
+    // U updated (a valid cookie's date refreshed).
+    let mut logged = b'N';
     let now = i64::try_from(now).unwrap_or(i64::MAX);
     // HAProxy's SF_DIRECT: the cookie named the server that answered.
     let direct = persist.server.is_some() && chosen.is_some() && persist.value.as_deref() == chosen;
@@ -96,14 +100,23 @@ pub fn process_response(
         let mut changed = false;
         let mut kept = Vec::new();
         for original in resp.get_all(&name) {
-            match process_set_cookie_header(
+            let before = found;
+            let edit = process_set_cookie_header(
                 cfg,
                 original.as_bytes(),
                 cookie2,
                 chosen_bytes,
                 direct,
                 &mut found,
-            ) {
+            );
+            if found && !before {
+                logged = match edit {
+                    SetCookieEdit::Unchanged => b'P',
+                    SetCookieEdit::Removed => b'D',
+                    SetCookieEdit::Changed(_) => b'R',
+                };
+            }
+            match edit {
                 SetCookieEdit::Unchanged => kept.push(original.clone()),
                 SetCookieEdit::Removed => changed = true,
                 SetCookieEdit::Changed(edited) => {
@@ -126,7 +139,7 @@ pub fn process_response(
     }
 
     if cfg.mode != CookieMode::Insert || (found && cfg.preserve) {
-        return;
+        return logged;
     }
     let maxidle = whole_secs(cfg.maxidle);
     let maxlife = whole_secs(cfg.maxlife);
@@ -137,12 +150,12 @@ pub fn process_response(
         || (maxlife != 0 && first == 0)
         || (maxlife == 0 && first != 0);
     if !needed || (cfg.postonly && *method != Method::POST) {
-        return;
+        return logged;
     }
 
     let cookie = build_set_cookie(cfg, chosen_bytes, first, now);
     let Ok(value) = HeaderValue::from_bytes(&cookie) else {
-        return; // `chosen` or the name cannot be sent in a header
+        return logged; // `chosen` or the name cannot be sent in a header
     };
     // Decided before adding anything, as HAProxy checks cacheability before
     // inserting.
@@ -153,6 +166,7 @@ pub fn process_response(
         // caches do not understand.
         resp.append(CACHE_CONTROL, HeaderValue::from_static("private"));
     }
+    if direct { b'U' } else { b'I' }
 }
 
 /// The `Set-Cookie` value HAProxy inserts (see [`process_response`]).

@@ -304,10 +304,10 @@ mod tests {
     async fn strangers_truncated_and_silent() {
         let t = Duration::from_secs(2);
         // Not allowed: with a header refused, without one left alone.
-        let (got, _, c) = run("10.0.0.0/8", &[V1], true, t).await;
+        let (got, _, c) = run("198.18.0.0/15", &[V1], true, t).await;
         assert_eq!(got, Err(Refused::NotAllowed));
         assert_eq!(c.refused[Refused::NotAllowed as usize].load(Relaxed), 1);
-        let (got, rest, _) = run("10.0.0.0/8", &[b"P", b"OST / HTTP/1.1\r\n"], true, t).await;
+        let (got, rest, _) = run("198.18.0.0/15", &[b"P", b"OST / HTTP/1.1\r\n"], true, t).await;
         assert!(got.unwrap().client.ip().is_loopback());
         assert_eq!(rest, b"POST / HTTP/1.1\r\n");
         // Cut short by the client's close: at once, not at the timeout.

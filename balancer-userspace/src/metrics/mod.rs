@@ -28,6 +28,7 @@
 //! | `balancer_server_check_up` | gauge (last check passed) | `backend`, `server` |
 //! | `balancer_http_requests_total`, `balancer_http_no_server_total` (answered 503: no server could take it), `balancer_http_redispatched_total` (sent to another server after a refused connection) | counter | `frontend` (HTTP) |
 //! | `balancer_http_connections_total`, `balancer_http_client_timeouts_total` (closed, or answered 408, by a client-side timeout), `balancer_http_client_errors_total` (a request body broken off or malformed: 400), `balancer_http_evicted_total` (idle, closed to make room: frontend full), `balancer_http_queue_timeouts_total` (503 after `timeout_queue`: servers at `maxconn`) | counter | `frontend` (HTTP) |
+//! | `balancer_log_dropped_total` (access-log lines dropped: the target's buffer was full) | counter | `frontend` (HTTP, with `log`) |
 //! | `balancer_http_responses_total` (the proxy's own error pages included) | counter | `frontend`, `code` = 1xx, 2xx, 3xx, 4xx, 5xx, other |
 //! | `balancer_http_persistence_total` (requests to a backend with `cookie`) | counter | `frontend`, `cookie` = used, absent, unusable (names no server that may take it: balanced again) |
 //! | `balancer_http_server_requests_total` | counter | `backend`, `server` (HTTP) |
@@ -43,7 +44,7 @@
 //! | `balancer_stick_table_entries` | gauge (last count) | |
 //! | `balancer_stick_table_counted_timestamp_seconds` | gauge | |
 
-use crate::dataplane::{PinnedCounters, StickStore};
+use crate::dataplane::PinnedCounters;
 use crate::http::stats::{CLASSES, FrontendCounters, ServerStats};
 use std::{
     convert::Infallible,
@@ -52,7 +53,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use balancer_common::{
@@ -77,39 +78,8 @@ use crate::{
     util::{ControlAccept, control_http1},
 };
 
-/// The last stick-table count: entries and when (Unix seconds); both 0
-/// before the first count.
-#[derive(Debug, Default)]
-pub struct TableCount {
-    entries: AtomicU64,
-    at: AtomicU64,
-}
-
-/// Count the stick table every `every`, off the async runtime and
-/// without the controller's lock.
-pub async fn count_loop(store: StickStore, every: Duration, out: Arc<TableCount>) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let store = Arc::new(store);
-    loop {
-        tick.tick().await;
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.count()).await {
-            Ok(Ok(n)) => {
-                out.entries.store(n, Ordering::Relaxed);
-                out.at.store(unix_now(), Ordering::Relaxed);
-            }
-            Ok(Err(e)) => warn!("counting the stick table: {e}"),
-            Err(e) => warn!("counting the stick table: {e}"),
-        }
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+mod count;
+pub use count::{TableCount, count_loop};
 
 /// Serve `GET /metrics` until the task is dropped. The data plane's
 /// counters are read through the maps pinned under `pin_dir`, without the
@@ -506,6 +476,12 @@ impl Snapshot {
             "balancer_http_evicted",
             "Idle HTTP client connections closed to make room for a new one (frontend full)",
             per_fe(|s| &s.evicted),
+        )?;
+        family(
+            e,
+            "balancer_log_dropped",
+            "Access-log lines dropped because their target's buffer was full (a slow or blocked target)",
+            per_fe(|s| &s.log_dropped),
         )?;
         family(
             e,

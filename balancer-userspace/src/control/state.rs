@@ -144,6 +144,16 @@ fn read(path: &Path) -> Result<Option<RuntimeState>, String> {
         return Err(format!("not a regular file of at most {MAX_BYTES} bytes"));
     }
     let text = std::fs::read(path).map_err(|e| e.to_string())?;
+    if text.starts_with(b"1\n#") {
+        let state = from_haproxy(&String::from_utf8_lossy(&text))?;
+        info!(
+            "server state: {} read in HAProxy's format ({} server(s) with changes); balancer \
+             writes its own there from the next change",
+            path.display(),
+            state.servers.len()
+        );
+        return Ok(Some(state));
+    }
     let state: RuntimeState = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
     if state.version != VERSION {
         return Err(format!(
@@ -152,6 +162,72 @@ fn read(path: &Path) -> Result<Option<RuntimeState>, String> {
         ));
     }
     Ok(Some(state))
+}
+
+/// HAProxy's `show servers state` output (format 1), as a migrating
+/// operator's `server-state-file` holds it: each server's forced
+/// maintenance or drain (`srv_admin_state` bits 0x01, 0x08) and its weight
+/// set at run time (`srv_uweight`, kept while the configured weight is
+/// `srv_iweight`, as HAProxy applies it).
+fn from_haproxy(text: &str) -> Result<RuntimeState, String> {
+    const FORCED_MAINT: u32 = 0x01;
+    const FORCED_DRAIN: u32 = 0x08;
+    let mut lines = text.lines().skip(1);
+    let header = lines.next().unwrap_or_default();
+    let names: Vec<&str> = header.trim_start_matches('#').split_whitespace().collect();
+    let col = |name: &str| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| format!("HAProxy state file without {name}"))
+    };
+    let (be, srv, admin, uw, iw) = (
+        col("be_name")?,
+        col("srv_name")?,
+        col("srv_admin_state")?,
+        col("srv_uweight")?,
+        col("srv_iweight")?,
+    );
+    let mut out = RuntimeState::default();
+    for (n, line) in lines.enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let field = |i: usize| {
+            f.get(i)
+                .copied()
+                .ok_or_else(|| format!("HAProxy state file line {}: too few fields", n + 3))
+        };
+        let number = |i: usize| {
+            field(i)?.parse::<u32>().map_err(|_| {
+                format!(
+                    "HAProxy state file line {}: field {} is not a number",
+                    n + 3,
+                    i + 1
+                )
+            })
+        };
+        let bits = number(admin)?;
+        let (uweight, iweight) = (number(uw)?, number(iw)?);
+        let mut c = Change::default();
+        if bits & FORCED_MAINT != 0 {
+            c.admin = Some(AdminState::Maint.as_str().to_owned());
+        } else if bits & FORCED_DRAIN != 0 {
+            c.admin = Some(AdminState::Drain.as_str().to_owned());
+        }
+        if uweight != iweight {
+            c.weight = Some(Weight {
+                value: uweight,
+                configured: Some(iweight),
+            });
+        }
+        if c != Change::default() {
+            out.servers
+                .insert(format!("{}/{}", field(be)?, field(srv)?), c);
+        }
+    }
+    Ok(out)
 }
 
 fn bad_path(path: &Path) -> PathBuf {
@@ -330,6 +406,36 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn haproxys_state_file_gives_its_forced_states_and_weights() {
+        // As `show servers state` prints it (HAProxy 2.6, trimmed columns
+        // after srv_iweight).
+        let text = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state \
+                    srv_uweight srv_iweight srv_time_since_last_change\n\
+                    3 app 1 s1 127.0.0.1 0 1 1 1 5\n\
+                    3 app 2 s2 127.0.0.2 2 8 1 1 5\n\
+                    3 app 3 s3 127.0.0.3 2 0 7 1 5\n\
+                    3 app 4 s4 127.0.0.4 2 0 1 1 5\n";
+        let s = from_haproxy(text).unwrap();
+        assert_eq!(s.servers.len(), 3, "{s:?}");
+        assert_eq!(s.servers["app/s1"].admin.as_deref(), Some("maint"));
+        assert_eq!(s.servers["app/s2"].admin.as_deref(), Some("drain"));
+        assert_eq!(
+            s.servers["app/s3"].weight,
+            Some(Weight {
+                value: 7,
+                configured: Some(1)
+            })
+        );
+        assert!(from_haproxy("1\n# be_name srv_name\nx y\n").is_err());
+        assert!(
+            from_haproxy(
+                "1\n# be_name srv_name srv_admin_state srv_uweight srv_iweight\napp s1 x 1 1\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]

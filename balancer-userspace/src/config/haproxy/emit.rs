@@ -116,9 +116,16 @@ pub fn emit(cfg: &Cfg, opts: &Options, resolve: Resolve<'_>) -> Result<Emitter, 
             ));
         }
     }
+    let state_file = server_state_file(cfg)?;
+    if let Some((line, path)) = &state_file {
+        e.line(*line, "\n[global]");
+        e.string(*line, "server_state_file", path);
+    }
     match &cfg.global.maxconn {
         Some(m) if http_any => {
-            e.line(m.line, "\n[global]");
+            if state_file.is_none() {
+                e.line(m.line, "\n[global]");
+            }
             e.number(m.line, "maxconn", &m.v);
         }
         Some(m) => e.warnings.push(Warning {
@@ -182,6 +189,55 @@ pub fn emit(cfg: &Cfg, opts: &Options, resolve: Resolve<'_>) -> Result<Emitter, 
         ));
     }
     Ok(e)
+}
+
+/// `server-state-file` (under `server-state-base`), which every backend
+/// must load (`load-server-state-from-file global`, in it or its defaults):
+/// balancer keeps one file for all of them. (line, absolute path).
+fn server_state_file(cfg: &Cfg) -> Result<Option<(usize, String)>, CfgError> {
+    let g = &cfg.global;
+    let backs = || cfg.proxies.iter().filter(|p| p.kind.back());
+    let Some(file) = &g.server_state_file else {
+        if let Some(b) = &g.server_state_base {
+            return Err(err(
+                b.line,
+                "server-state-base",
+                "no server-state-file to place",
+            ));
+        }
+        if let Some(l) = backs().find_map(|p| p.s.load_state.as_ref()) {
+            return Err(err(
+                l.line,
+                "load-server-state-from-file",
+                "no global server-state-file: nothing to load",
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(p) = backs().find(|p| p.s.load_state.is_none()) {
+        return Err(err(
+            p.line,
+            "load-server-state-from-file",
+            format!(
+                "backend {} does not load the server-state-file, and balancer keeps the runtime \
+                 changes of every backend: add `load-server-state-from-file global` to it or its \
+                 defaults",
+                p.name
+            ),
+        ));
+    }
+    let path = match (&g.server_state_base, file.v.starts_with('/')) {
+        (_, true) => file.v.clone(),
+        (Some(b), false) => format!("{}/{}", b.v.trim_end_matches('/'), file.v),
+        (None, false) => {
+            return Err(err(
+                file.line,
+                "server-state-file",
+                "a relative path needs server-state-base (or give an absolute path)",
+            ));
+        }
+    };
+    Ok(Some((file.line, path)))
 }
 
 fn mode(p: &Proxy) -> &str {

@@ -44,6 +44,16 @@ pub const KEYWORDS: &[(&str, &str, &str)] = &[
         "maxconn",
         "`[global] maxconn` (HTTP client connections)",
     ),
+    (
+        "global",
+        "server-state-file FILE, server-state-base DIR",
+        "`[global] server_state_file` (runtime server changes; a file in HAProxy's format is read once)",
+    ),
+    (
+        "defaults, backend, listen",
+        "load-server-state-from-file global",
+        "required on every backend with server-state-file (one file for all)",
+    ),
     ("global", "localpeer", "this instance's name in `peers`"),
     (
         "global",

@@ -64,6 +64,8 @@ pub struct Settings {
     pub timeouts: BTreeMap<String, At<String>>,
     pub maxconn: Option<At<String>>,
     pub default_backend: Option<At<String>>,
+    /// `load-server-state-from-file global` (the only form balancer takes).
+    pub load_state: Option<At<String>>,
     /// The `default-server` parameters in effect, one per name (a later
     /// line's replaces an earlier one's), each with its line.
     pub default_server: Vec<DefParam>,
@@ -211,6 +213,9 @@ pub struct Resolvers {
 pub struct Global {
     pub maxconn: Option<At<String>>,
     pub localpeer: Option<At<String>>,
+    /// `server-state-file`, `server-state-base`.
+    pub server_state_file: Option<At<String>>,
+    pub server_state_base: Option<At<String>>,
     /// `crt-base`, `ssl-default-bind-*`.
     pub ssl: super::bind::SslDefaults,
     /// `log TARGET FACILITY` and `log-tag`.
@@ -402,6 +407,8 @@ fn global(cfg: &mut Cfg, body: &[Line]) -> Result<(), CfgError> {
         match k {
             "maxconn" => cfg.global.maxconn = Some(at(one(l)?, l.number)),
             "localpeer" => cfg.global.localpeer = Some(at(one(l)?, l.number)),
+            "server-state-file" => cfg.global.server_state_file = Some(at(one(l)?, l.number)),
+            "server-state-base" => cfg.global.server_state_base = Some(at(one(l)?, l.number)),
             "log" if cfg.global.log.is_some() => {
                 return Err(err(l, k, "balancer sends access logs to one global target"));
             }
@@ -481,6 +488,21 @@ fn settings(
         "default_backend" => {
             need(front, "a frontend's backend")?;
             s.default_backend = Some(at(one(l)?, l.number));
+        }
+        "load-server-state-from-file" => {
+            need(back, "servers")?;
+            let v = one(l)?;
+            if v != "global" {
+                return Err(err(
+                    l,
+                    k,
+                    format!(
+                        "{v:?}: balancer keeps one state file for every backend (`global`, \
+                         with the global server-state-file)"
+                    ),
+                ));
+            }
+            s.load_state = Some(at(v, l.number));
         }
         "timeout" => {
             let [_, name, v] = w.as_slice() else {

@@ -1576,3 +1576,60 @@ frontend other
         );
     }
 }
+
+#[test]
+fn server_state_file_is_the_state_file_of_every_backend() {
+    let text = |global: &str, defaults: &str| {
+        format!(
+            "global\n{global}defaults\n  mode http\n{defaults}frontend www\n  bind :80\n  \
+             default_backend b\nbackend b\n  server s 127.0.0.1:8080\n"
+        )
+    };
+    let load_global = "  load-server-state-from-file global\n";
+    let c = load(
+        &text(
+            "  server-state-base /var/lib/balancer/\n  server-state-file state\n",
+            load_global,
+        ),
+        &Options::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.server_state_file.as_deref(),
+        Some(Path::new("/var/lib/balancer/state"))
+    );
+    for (global, defaults, want) in [
+        // A backend that would not load it (HAProxy's default is none).
+        (
+            "  server-state-file /s\n",
+            "",
+            "haproxy.cfg:8: load-server-state-from-file: backend b",
+        ),
+        (
+            "  server-state-file rel\n",
+            load_global,
+            "haproxy.cfg:2: server-state-file: a relative path",
+        ),
+        (
+            "",
+            load_global,
+            "haproxy.cfg:4: load-server-state-from-file: no global server-state-file",
+        ),
+        (
+            "  server-state-base /x\n",
+            "",
+            "haproxy.cfg:2: server-state-base: no server-state-file",
+        ),
+        (
+            "  server-state-file /s\n",
+            "  load-server-state-from-file local\n",
+            "haproxy.cfg:5: load-server-state-from-file",
+        ),
+    ] {
+        let e = error(&text(global, defaults), &Options::default());
+        assert!(
+            e.contains(want),
+            "{global:?} {defaults:?}: want {want:?}: {e}"
+        );
+    }
+}

@@ -254,23 +254,10 @@ async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (p2, s2, stopping) = (p.clone(), state.clone(), stop.clone());
+    let (p2, s2) = (p.clone(), state.clone());
+    // (`handle` adds `Connection: close` while the frontend stops.)
     let svc = hyper::service::service_fn(move |req| {
-        let answer = handle(p2.clone(), s2.request(), peer, side.clone(), req);
-        let stopping = (!is_h2).then(|| stopping.clone());
-        async move {
-            let mut r = answer.await?;
-            // Stopping (a takeover, a reload that removed the frontend,
-            // a shutdown): an HTTP/1.1 client learns it from this answer,
-            // and opens its next connection elsewhere.
-            if stopping.is_some_and(|s| *s.borrow()) {
-                r.headers_mut().insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-            }
-            Ok::<_, std::convert::Infallible>(r)
-        }
+        handle(p2.clone(), s2.request(), peer, side.clone(), req)
     });
     // Its own task: polled only when a deadline passes or it is asked to
     // make room, not on each of the connection's wake-ups.

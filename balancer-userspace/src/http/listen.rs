@@ -120,6 +120,7 @@ pub async fn serve(
         spec,
         view,
         shared,
+        stopping: stop.clone(),
     });
     let t = &proxy.spec.http;
     let mut h1 = http1::Builder::new();

@@ -67,6 +67,13 @@ pub struct Dataplane {
     pub tunnel_source_v6: Option<Ipv6Addr>,
 }
 
+impl Dataplane {
+    /// An XDP interface, or `pin_dir` set: see [`super::Config::needs_kernel`].
+    pub fn needs_kernel(&self) -> bool {
+        !self.interfaces.is_empty() || self.pin_dir_set
+    }
+}
+
 /// Which `[dataplane]` keys with a default the file set: each has an effect
 /// only in some configurations (checked once the frontends are known).
 #[derive(Debug, Clone, Copy, Default)]

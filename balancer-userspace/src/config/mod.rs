@@ -241,7 +241,7 @@ impl Config {
     /// (HTTP only) the maps live in the process and nothing of the
     /// kernel's is needed; `[peers]` replicates the table in memory.
     pub fn needs_kernel(&self) -> bool {
-        !self.dataplane.interfaces.is_empty() || self.dataplane.pin_dir_set
+        self.dataplane.needs_kernel()
     }
 
     /// Read and validate a config file (TOML, or a haproxy.cfg with no
@@ -489,8 +489,7 @@ impl Validator<'_> {
         // The kernel's table holds them all; in process, each table is
         // its own and takes memory only for its entries.
         let total_stick = stick_size_total(&frontends, &backends);
-        let kernel =
-            !dataplane.interfaces.is_empty() || dataplane.pin_dir_set || !raw.peers.is_empty();
+        let kernel = dataplane.needs_kernel();
         if kernel && total_stick > MAX_STICK_SIZE {
             return Err(self.err(
                 "backend",

@@ -942,6 +942,17 @@ fn http_backends_reserve_stick_entries_only_with_stick_rules() {
         "pin_dir keeps the tables in a pinned map"
     );
     assert!(parse(BASE).unwrap().needs_kernel(), "an XDP interface");
+    // [peers] replicates the tables in memory: no kernel, no cap.
+    let replicated = format!(
+        "[peers.lb]\nlocal = \"a\"\nsecret = \"sixteen bytes or more\"\n\
+         [peers.lb.peer]\na = \"127.0.0.1:1\"\nb = \"127.0.0.1:2\"\n{}",
+        http_services(
+            17,
+            "stick_table = { type = \"ip\", size = \"1m\", peers = \"lb\" }\nstick = \"on src\"\n"
+        )
+    );
+    let c = parse(&replicated).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.needs_kernel());
 }
 
 /// `accept_proxy` with `accept_proxy_from`, and `send_proxy`: accepted on

@@ -91,6 +91,20 @@ pub(super) fn added<'a>(
         .collect()
 }
 
+/// The frontends of `running` whose (name, bind) `config` lacks.
+pub(super) fn removed(config: &Config, running: &BTreeMap<String, SocketAddr>) -> Vec<String> {
+    running
+        .iter()
+        .filter(|(n, a)| {
+            !config
+                .frontends
+                .iter()
+                .any(|f| f.mode == Mode::Http && &f.name == *n && f.vip == **a)
+        })
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
 impl Frontends {
     pub(super) fn new(workers: usize, maxconn: u32) -> Frontends {
         Frontends {

@@ -511,15 +511,7 @@ impl Running {
                             continue;
                         }
                     };
-                    let gone: Vec<String> = running
-                        .iter()
-                        .filter(|(n, a)| {
-                            !new.frontends.iter().any(|f| {
-                                f.mode == Mode::Http && &f.name == *n && f.vip == **a
-                            })
-                        })
-                        .map(|(n, _)| n.clone())
-                        .collect();
+                    let gone = frontends::removed(&new, &running);
                     let mut c = shared.lock().await;
                     match c.reload(new).await {
                         Ok(sum) => {

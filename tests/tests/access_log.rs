@@ -617,3 +617,177 @@ fn a_target_that_cannot_work_stops_the_start() {
         let _ = std::fs::remove_dir_all(Path::new(balancer_tests::lab::BPFFS).join(&id));
     }
 }
+
+/// What a proxy answered a raw exchange, and how long it took: `data` is
+/// written; with `half_close`, the client's side is closed then; the
+/// answer is read until the proxy closes (at most 5 s).
+fn raw_exchange(to: SocketAddr, data: &[u8], half_close: bool) -> Vec<u8> {
+    let mut c = TcpStream::connect(to).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    if !data.is_empty() {
+        c.write_all(data).unwrap();
+    }
+    if half_close {
+        c.shutdown(Shutdown::Write).unwrap();
+    }
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    got
+}
+
+/// A line after its syslog header, client and accept date: `fe/1: SSL
+/// handshake failure` for HAProxy's connection error lines.
+fn after_date(raw: &str) -> &str {
+    raw.split_once("] ")
+        .map_or(raw, |(_, rest)| rest.trim_end())
+}
+
+fn bad_config(
+    log: &Path,
+    front: SocketAddr,
+    quiet: u16,
+    tls: u16,
+    pem: &Path,
+    s0: &Server,
+) -> String {
+    format!(
+        "global\n    log {} local0\n\n\
+         defaults\n    mode http\n    log global\n    option httplog\n    \
+         timeout connect 200ms\n    timeout client 1s\n    timeout server 1s\n    \
+         timeout http-request 700ms\n\n\
+         frontend fe\n    bind {front}\n    default_backend app\n\n\
+         frontend quiet\n    bind 127.0.0.1:{quiet}\n    option dontlognull\n    \
+         default_backend app\n\n\
+         frontend sec\n    bind 127.0.0.1:{tls} ssl crt {}\n    default_backend app\n\n\
+         backend app\n    server s0 {}\n",
+        log.display(),
+        pem.display(),
+        s0.addr,
+    )
+}
+
+/// Connections that bring no request the proxy takes, against HAProxy
+/// 2.6: a request head refused (`PR--`), cut short (`CR--`) or not whole
+/// within `timeout http-request` (`cR--` and HAProxy's 408 page), a
+/// client that closes or stays silent before its first byte (logged
+/// unless `option dontlognull`), and TLS handshakes that fail (HAProxy's
+/// connection error lines).
+#[test]
+fn connections_without_a_request_are_logged_as_haproxy_logs_them() {
+    balancer_tests::require_root();
+    let s0 = Server::start("s0");
+    let dir = TempDir::new("alog-bad");
+    let pki = balancer_tests::tls::Pki::new(&dir.join("pki")).unwrap();
+    let pem = pki
+        .server("lab.pem", &["lab"], balancer_tests::tls::Key::EcdsaP256, 3)
+        .unwrap();
+    let (hsock, bsock) = (dir.join("h.sock"), dir.join("b.sock"));
+    let (mut hlog, mut blog) = (Syslog::bind(&hsock), Syslog::bind(&bsock));
+    let ports = |_| (free_port().unwrap(), free_port().unwrap());
+    let ((hq, ht), (bq, bt)) = (ports(0), ports(1));
+    let hap = Haproxy::start("alog-bad", |front, _| {
+        bad_config(&hsock, front, hq, ht, &pem, &s0)
+    });
+    let bal = Svc::launch_cfg("alog-bad", |front| {
+        bad_config(&bsock, front, bq, bt, &pem, &s0)
+    });
+    let at = |front: SocketAddr, port| SocketAddr::new(front.ip(), port);
+    let too_large = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+        "a".repeat(20000)
+    );
+    // (what, frontend: 0 fe, 1 quiet, 2 sec, bytes, half close, whether
+    // the answer must be the same bytes)
+    let cases: &[(&str, usize, &[u8], bool, bool)] = &[
+        ("garbage", 0, b"GARBAGE\r\n\r\n", false, false),
+        (
+            "a header without a colon",
+            0,
+            b"GET / HTTP/1.1\r\nHost x\r\n\r\n",
+            false,
+            false,
+        ),
+        (
+            "a head larger than HAProxy's buffer",
+            0,
+            too_large.as_bytes(),
+            false,
+            false,
+        ),
+        (
+            "a head not whole in time",
+            0,
+            b"GET / HTTP/1.1\r\nHost: x\r\n",
+            false,
+            true,
+        ),
+        (
+            "a head cut short by the client",
+            0,
+            b"GET / HT",
+            true,
+            false,
+        ),
+        ("silent until the timeout", 0, b"", false, true),
+        ("closed before a byte", 0, b"", true, true),
+        // With dontlognull: the first two leave no line (the garbage's is
+        // the next one read).
+        ("dontlognull: silent", 1, b"", false, true),
+        ("dontlognull: closed before a byte", 1, b"", true, true),
+        ("dontlognull: garbage", 1, b"GARBAGE\r\n\r\n", false, false),
+        (
+            "TLS: not a handshake",
+            2,
+            b"\x01\x02\x03garbage",
+            false,
+            true,
+        ),
+        ("TLS: closed before a byte", 2, b"", true, true),
+        ("TLS: silent until the timeout", 2, b"", false, true),
+    ];
+    let mut diffs = Vec::new();
+    // `Haproxy::start` connected (and closed at once) to see it up:
+    // balancer gets the same.
+    drop(TcpStream::connect(bal.front).unwrap());
+    let (h, b) = (hlog.next("haproxy"), blog.next("balancer"));
+    if format!("{:?}", parse(&h)) != format!("{:?}", parse(&b)) {
+        diffs.push(format!(
+            "a probe's connection:\n  haproxy:  {h}  balancer: {b}"
+        ));
+    }
+    for (what, fe, data, half, same) in cases {
+        let to = |p: &SocketAddr, q, t| match fe {
+            0 => *p,
+            1 => at(*p, q),
+            _ => at(*p, t),
+        };
+        let ha = raw_exchange(to(&hap.front, hq, ht), data, *half);
+        let ba = raw_exchange(to(&bal.front, bq, bt), data, *half);
+        if what.starts_with("dontlognull: ") && !what.ends_with("garbage") {
+            continue;
+        }
+        let (h, b) = (hlog.next("haproxy"), blog.next("balancer"));
+        eprintln!("{what}:\n  haproxy:  {h}  balancer: {b}");
+        let (want, mut got) = match fe {
+            2 => (after_date(&h).to_owned(), after_date(&b).to_owned()),
+            _ => (format!("{:?}", parse(&h)), format!("{:?}", parse(&b))),
+        };
+        if *what == "a head larger than HAProxy's buffer" {
+            // hyper answers 431 (RFC 6585) where HAProxy answers 400.
+            got = got.replacen("\"431\"", "\"400\"", 1);
+            assert!(String::from_utf8_lossy(&ba).starts_with("HTTP/1.1 431 "));
+        }
+        if want != got {
+            diffs.push(format!("{what}:\n  haproxy:  {h}  balancer: {b}"));
+        }
+        if *same && ha != ba {
+            diffs.push(format!(
+                "{what}: answers differ:\n  haproxy:  {:?}\n  balancer: {:?}",
+                String::from_utf8_lossy(&ha),
+                String::from_utf8_lossy(&ba)
+            ));
+        }
+    }
+    drop((hap, bal));
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

@@ -24,8 +24,9 @@ use tokio::{
 };
 
 use super::{
-    conn::{Closing, ConnState, HEAD_INCOMPLETE, REQUEST_TIMEOUT, Slot, Watched, watch},
+    conn::{Closing, ConnState, HEAD_INCOMPLETE, RAW_400, REQUEST_TIMEOUT, Slot, Watched, watch},
     headers::ClientSide,
+    log::conn::{Ending, HANDSHAKE_CLOSED, HANDSHAKE_FAILURE, HANDSHAKE_TIMEOUT},
     pp::{Ends, Refused, receive},
     proxy::{Proxy, handle},
     sniff::{Sniffed, sniff_http2, sniff_tls},
@@ -66,24 +67,26 @@ pub(super) async fn connection(
         return;
     };
     let peer = ends.client;
-    let timeout = p
-        .spec
-        .http
-        .timeout_http_request
-        .saturating_sub(accepted.elapsed());
+    // (A TLS client's first byte is part of its handshake.)
+    let timeout = match tls {
+        Some(_) => p.spec.http.timeout_client,
+        None => p.spec.http.timeout_http_request,
+    }
+    .saturating_sub(accepted.elapsed());
     let sniffed = tokio::select! {
         r = async {
             if tls.is_some() { sniff_tls(&stream, timeout).await } else { sniff_http2(&stream, timeout).await }
         } => r,
         // Accepted just before the frontend stopped: its request is on its
         // way (closing now would reset it).
-        () = after_stop(&mut stop, IDLE_CLOSE_DELAY) => Sniffed::Gone,
+        () = after_stop(&mut stop, IDLE_CLOSE_DELAY) => return,
         _ = state.evicted() => {
             p.spec.stats.evicted.fetch_add(1, Ordering::Relaxed);
-            Sniffed::Gone
+            return;
         }
     };
     let counters = &p.spec.stats.tls;
+    let age = || accepted.elapsed().as_millis() as u64;
     let is_h2 = match sniffed {
         Sniffed::Http1 => false,
         Sniffed::Http2 => true,
@@ -91,6 +94,13 @@ pub(super) async fn connection(
         Sniffed::Gone => {
             if tls.is_some() {
                 counters.failed(Failure::Closed);
+                log_ended(&p, peer, age(), true, Ending::Handshake(HANDSHAKE_CLOSED));
+            } else {
+                // As HAProxy: the client may still read (it closed its
+                // side only).
+                p.spec.stats.responses.count(400);
+                let _ = stream.try_write(RAW_400);
+                log_ended(&p, peer, age(), true, BADREQ_CLOSED);
             }
             debug!("{name}: client {peer}: closed before its first request");
             return;
@@ -99,24 +109,28 @@ pub(super) async fn connection(
             p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
             if tls.is_some() {
                 counters.failed(Failure::Timeout);
+                log_ended(&p, peer, age(), true, Ending::Handshake(HANDSHAKE_TIMEOUT));
             } else {
                 // As HAProxy: a first request that does not come in time
                 // is answered 408 (without waiting for room).
                 p.spec.stats.responses.count(408);
                 let _ = stream.try_write(REQUEST_TIMEOUT);
+                log_ended(&p, peer, age(), true, BADREQ_TIMEOUT);
             }
-            debug!("{name}: client {peer}: no request within timeout_http_request");
+            debug!("{name}: client {peer}: nothing within the timeout");
             return;
         }
         Sniffed::PlainHttp => {
             counters.failed(Failure::PlainHttp);
             p.spec.stats.responses.count(400);
             let _ = stream.try_write(PLAIN_ON_TLS);
+            log_ended(&p, peer, age(), false, Ending::Handshake(HANDSHAKE_FAILURE));
             debug!("{name}: client {peer}: plain HTTP on the TLS port");
             return;
         }
         Sniffed::NotTls => {
             counters.failed(Failure::Malformed);
+            log_ended(&p, peer, age(), false, Ending::Handshake(HANDSHAKE_FAILURE));
             debug!("{name}: client {peer}: not a TLS record; closed");
             return;
         }
@@ -139,7 +153,12 @@ pub(super) async fn connection(
         .await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(t.config());
-    let handshake = tokio::time::timeout(p.spec.http.timeout_client, acceptor.accept(watched));
+    let left = p
+        .spec
+        .http
+        .timeout_client
+        .saturating_sub(accepted.elapsed());
+    let handshake = tokio::time::timeout(left, acceptor.accept(watched));
     let done = tokio::select! {
         r = handshake => r,
         () = after_stop(&mut stop, IDLE_CLOSE_DELAY) => return,
@@ -153,6 +172,13 @@ pub(super) async fn connection(
         Ok(Err(e)) => {
             let why = Failure::of(&e);
             counters.failed(why);
+            // (HAProxy leaves a handshake cut short out of `dontlognull`'s
+            // lines, as one that never began.)
+            let (null, message) = match why {
+                Failure::Closed => (true, HANDSHAKE_CLOSED),
+                _ => (false, HANDSHAKE_FAILURE),
+            };
+            log_ended(&p, peer, age(), null, Ending::Handshake(message));
             debug!(
                 "{name}: client {peer}: TLS handshake: {e} ({})",
                 why.as_str()
@@ -162,6 +188,7 @@ pub(super) async fn connection(
         Err(_) => {
             counters.failed(Failure::Timeout);
             p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
+            log_ended(&p, peer, age(), true, Ending::Handshake(HANDSHAKE_TIMEOUT));
             debug!("{name}: client {peer}: TLS handshake not done within timeout_client");
             return;
         }
@@ -255,6 +282,7 @@ async fn serve<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (p2, s2) = (p.clone(), state.clone());
+    let s3 = state.clone();
     // (`handle` adds `Connection: close` while the frontend stops.)
     let svc = hyper::service::service_fn(move |req| {
         handle(p2.clone(), s2.request(), peer, side.clone(), req)
@@ -279,6 +307,51 @@ async fn serve<I>(
     };
     if let Err(e) = served {
         debug!("{}: client {peer}: {e}", p.spec.name);
+        // A request head hyper refused (it answered it) or the client cut
+        // short: logged as HAProxy logs it.
+        if let Some(age) = s3.head_left()
+            && let Some(log) = &p.spec.log
+        {
+            // (Its slot was given back with the socket.)
+            let how = refused_head(&e);
+            super::log::conn::ended(log, &p.spec.stats, peer, age, false, true, how);
+        }
+    }
+}
+
+/// A head hyper refused (`PR`, with the status hyper answered), or one
+/// the client cut short (`CR`: HAProxy logs the 400 it answers then).
+fn refused_head(e: &hyper::Error) -> Ending {
+    if !e.is_parse() {
+        return BADREQ_CLOSED;
+    }
+    let status = match e.is_parse_too_large() {
+        true if e.to_string().contains("URI") => 414,
+        true => 431,
+        false => 400,
+    };
+    Ending::BadRequest {
+        status,
+        term: *b"PR",
+    }
+}
+
+/// `<BADREQ>` lines (`log/conn.rs`): the client closed before its request
+/// was whole; it was not whole within `timeout http-request`.
+const BADREQ_CLOSED: Ending = Ending::BadRequest {
+    status: 400,
+    term: *b"CR",
+};
+const BADREQ_TIMEOUT: Ending = Ending::BadRequest {
+    status: 408,
+    term: *b"cR",
+};
+
+/// Log, if the frontend logs, how a connection ended without a request
+/// (`log/conn.rs`).
+fn log_ended(p: &Proxy, peer: SocketAddr, age_ms: u64, null: bool, how: Ending) {
+    if let Some(log) = &p.spec.log {
+        super::log::conn::ended(log, &p.spec.stats, peer, age_ms, null, false, how);
     }
 }
 
@@ -318,6 +391,9 @@ async fn watchdog(p: Arc<Proxy>, state: Arc<ConnState>, peer: SocketAddr, tls: b
         Closing::Timeout(phase) => {
             p.spec.stats.client_timeouts.fetch_add(1, Ordering::Relaxed);
             debug!("{name}: client {peer}: closed, timeout ({phase})");
+            if phase == HEAD_INCOMPLETE {
+                log_ended(&p, peer, state.head_age(), false, BADREQ_TIMEOUT);
+            }
             if phase == HEAD_INCOMPLETE && !tls {
                 p.spec.stats.responses.count(408);
                 state.shut_down(Some(REQUEST_TIMEOUT));

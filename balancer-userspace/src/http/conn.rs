@@ -69,6 +69,8 @@ pub struct ConnState {
     /// A write to the client's socket is waiting for room: bytes of a
     /// response are pending, so no answer of the watchdog's may be written.
     write_pending: AtomicBool,
+    /// The watchdog shut the socket down (it logged why).
+    shut: AtomicBool,
     /// The client's socket while it is open (see [`Watched`]): the
     /// watchdog shuts it down, under this lock, so never after it was
     /// closed (its number may be another's by then).
@@ -95,6 +97,7 @@ impl ConnState {
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
             write_pending: AtomicBool::new(false),
+            shut: AtomicBool::new(false),
             socket: Mutex::new(None),
         })
     }
@@ -109,6 +112,7 @@ impl ConnState {
     /// response: the connection is closed without it). It is written
     /// without waiting: a socket with no room gets none.
     pub fn shut_down(&self, answer: Option<&[u8]>) {
+        self.shut.store(true, Relaxed);
         let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
         let Some(fd) = *socket else { return };
         if let Some(a) = answer
@@ -127,6 +131,23 @@ impl ConnState {
         }
         // SAFETY: as above.
         unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+
+    /// How long ago (ms) the head of a request that hyper has not taken
+    /// began to come (`None`: none is coming), unless the watchdog closed
+    /// the connection: a head hyper refused or the client cut short.
+    pub fn head_left(&self) -> Option<u64> {
+        let fb = self.first_byte.load(Relaxed);
+        let open = fb != 0 && self.active.load(Relaxed) == 0 && !self.shut.load(Relaxed);
+        open.then(|| coarse_ms().saturating_sub(fb))
+    }
+
+    /// How long ago (ms) the request head being read began to come (the
+    /// connection's accept if none), for the watchdog's log line.
+    pub fn head_age(&self) -> u64 {
+        let fb = self.first_byte.load(Relaxed);
+        let base = if fb != 0 { fb } else { self.idle_base() };
+        coarse_ms().saturating_sub(base)
     }
 
     /// Its first bytes came and told the protocol.
@@ -227,11 +248,17 @@ impl Drop for RequestGuard {
     }
 }
 
-/// HAProxy's answer to a request head that did not come within
-/// `timeout http-request`, in this proxy's words.
-pub const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
-content-type: text/plain; charset=utf-8\r\ncache-control: no-cache\r\n\
-content-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n";
+/// HAProxy's 400 answer as it writes it, for a request hyper did not
+/// take (`accept.rs`; the page of `pages.rs`).
+pub const RAW_400: &[u8] = b"HTTP/1.1 400 Bad request\r\nContent-length: 90\r\n\
+Cache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/html\r\n\r\n\
+<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n";
+
+/// HAProxy's answer (its page, as it writes it) to a request head that
+/// did not come within `timeout http-request`.
+pub const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Time-out\r\nContent-length: 110\r\n\
+Cache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/html\r\n\r\n\
+<html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n";
 
 /// The phase whose timeout [`ConnState::verdict`] found passed.
 pub const HEAD_INCOMPLETE: &str = "request head incomplete";

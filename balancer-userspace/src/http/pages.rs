@@ -62,4 +62,17 @@ mod tests {
         assert_eq!(super::page(504).unwrap().len(), 92);
         assert_eq!(super::page(400).unwrap().len(), 90);
     }
+
+    #[test]
+    fn raw_pages_are_the_pages() {
+        use crate::http::conn::{RAW_400, REQUEST_TIMEOUT};
+        for (raw, status) in [(RAW_400, 400), (REQUEST_TIMEOUT, 408)] {
+            let text = std::str::from_utf8(raw).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert_eq!(body, super::page(status).unwrap());
+            assert!(head.contains(&format!("Content-length: {}\r\n", body.len())));
+            let reason = super::super::log::reason(http::StatusCode::from_u16(status).unwrap());
+            assert!(head.starts_with(&format!("HTTP/1.1 {status} {reason}\r\n")));
+        }
+    }
 }

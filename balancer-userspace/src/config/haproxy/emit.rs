@@ -383,6 +383,10 @@ fn frontend(cfg: &Cfg, p: &Proxy, e: &mut Emitter) -> Result<(), CfgError> {
                 e.string(v.line, key, &v.v);
             }
         }
+        // HAProxy refuses a request head larger than its buffer less the
+        // room it keeps for rewrites (tune.bufsize 16384 - tune.maxrewrite
+        // 1024, its defaults, which this reader does not change).
+        e.line(p.line, "max_header_bytes = 15360");
         match (&p.redirect, &b.tls) {
             (Some(r), None) => {
                 e.line(

@@ -102,22 +102,20 @@ fn escaped(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// `ip:port [dd/Mmm/yyyy:HH:MM:SS.mmm]` (`date_ms`: Unix time).
+fn client_and_date(out: &mut Vec<u8>, client: std::net::SocketAddr, date_ms: u64) {
+    let _ = write!(out, "{}:{} [", client.ip(), client.port());
+    with_dates((date_ms / 1000) as i64, |d| out.extend_from_slice(&d.long));
+    let _ = write!(out, ".{:03}]", date_ms % 1000);
+}
+
 /// The `httplog` line (no newline): `ip:port [date] frontend
 /// backend/server TR/Tw/Tc/Tr/Ta status bytes - - TERM
 /// actconn/feconn/beconn/srv_conn/retries srv_queue/backend_queue "METHOD
 /// URI VERSION"`.
 pub fn httplog(out: &mut Vec<u8>, r: &Record, f: &Fields) {
-    let _ = write!(out, "{}:{} [", r.client.ip(), r.client.port());
-    with_dates((r.date_ms / 1000) as i64, |d| {
-        out.extend_from_slice(&d.long)
-    });
-    let _ = write!(
-        out,
-        ".{:03}] {} {}/",
-        r.date_ms % 1000,
-        f.frontend,
-        f.backend
-    );
+    client_and_date(out, r.client, r.date_ms);
+    let _ = write!(out, " {} {}/", f.frontend, f.backend);
     out.extend_from_slice(f.server.as_bytes());
     out.push(b' ');
     for (i, t) in f.timers.iter().enumerate() {
@@ -139,6 +137,10 @@ pub fn httplog(out: &mut Vec<u8>, r: &Record, f: &Fields) {
 }
 
 fn request_line(out: &mut Vec<u8>, r: &Record) {
+    if r.bad {
+        out.extend_from_slice(b"<BADREQ>");
+        return;
+    }
     escaped(out, r.method.as_str().as_bytes());
     out.push(b' ');
     match r.uri.path_and_query() {
@@ -165,21 +167,21 @@ fn json_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
+/// A JSON line's first fields: `client_ip`, `client_port`, `accept_date`
+/// (`date_ms`, Unix time) and `frontend_name`.
+fn json_start(out: &mut Vec<u8>, client: std::net::SocketAddr, date_ms: u64, frontend: &str) {
+    out.extend_from_slice(b"{\"client_ip\":");
+    json_str(out, client.ip().to_string().as_bytes());
+    let _ = write!(out, ",\"client_port\":{},\"accept_date\":\"", client.port());
+    with_dates((date_ms / 1000) as i64, |d| out.extend_from_slice(&d.long));
+    let _ = write!(out, ".{:03}\",\"frontend_name\":", date_ms % 1000);
+    json_str(out, frontend.as_bytes());
+}
+
 /// The same fields as [`httplog`], named as configuration.txt 8.2.3 names
 /// them, as one JSON object (no newline).
 pub fn json(out: &mut Vec<u8>, r: &Record, f: &Fields) {
-    out.extend_from_slice(b"{\"client_ip\":");
-    json_str(out, r.client.ip().to_string().as_bytes());
-    let _ = write!(
-        out,
-        ",\"client_port\":{},\"accept_date\":\"",
-        r.client.port()
-    );
-    with_dates((r.date_ms / 1000) as i64, |d| {
-        out.extend_from_slice(&d.long)
-    });
-    let _ = write!(out, ".{:03}\",\"frontend_name\":", r.date_ms % 1000);
-    json_str(out, f.frontend.as_bytes());
+    json_start(out, r.client, r.date_ms, f.frontend);
     out.extend_from_slice(b",\"backend_name\":");
     json_str(out, f.backend.as_bytes());
     out.extend_from_slice(b",\"server_name\":");
@@ -203,6 +205,32 @@ pub fn json(out: &mut Vec<u8>, r: &Record, f: &Fields) {
     let mut line = Vec::with_capacity(64);
     request_line(&mut line, r);
     json_str(out, &line);
+    out.push(b'}');
+}
+
+/// HAProxy's connection error line (`log/conn.rs`).
+pub struct ConnError<'a> {
+    pub client: std::net::SocketAddr,
+    /// Its accept, Unix time in ms.
+    pub date_ms: u64,
+    pub frontend: &'a str,
+    pub bind: &'a str,
+    pub message: &'a str,
+}
+
+/// `ip:port [dd/Mmm/yyyy:HH:MM:SS.mmm] frontend/bind: message`.
+pub fn conn_error(out: &mut Vec<u8>, e: &ConnError) {
+    client_and_date(out, e.client, e.date_ms);
+    let _ = write!(out, " {}/{}: {}", e.frontend, e.bind, e.message);
+}
+
+/// The same as one JSON object.
+pub fn conn_error_json(out: &mut Vec<u8>, e: &ConnError) {
+    json_start(out, e.client, e.date_ms, e.frontend);
+    out.extend_from_slice(b",\"bind_name\":");
+    json_str(out, e.bind.as_bytes());
+    out.extend_from_slice(b",\"message\":");
+    json_str(out, e.message.as_bytes());
     out.push(b'}');
 }
 

@@ -22,6 +22,7 @@
 //! two characters for who ended the request and in which phase (`--`,
 //! `CD`, `SC`, `sH`...) and the two persistence cookie characters.
 
+pub mod conn;
 pub mod format;
 pub mod sink;
 
@@ -113,6 +114,12 @@ pub struct Record {
     pub method: Method,
     pub uri: Uri,
     pub version: Version,
+    /// No request came whole (`conn.rs`): logged as `<BADREQ>`, on the
+    /// frontend's own name as HAProxy logs it.
+    pub bad: bool,
+    /// Its connection's slot was given back already: counted in
+    /// `actconn`/`feconn` all the same, as HAProxy counts it.
+    pub released: bool,
 }
 
 /// What [`Record`] turns into for the formatters.
@@ -171,6 +178,8 @@ impl Record {
             method,
             uri,
             version,
+            bad: false,
+            released: false,
         })
     }
 
@@ -190,16 +199,19 @@ impl Record {
         self.term = term;
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    fn write(&self, out: &mut Vec<u8>, now: u64) {
         let log = &self.log;
-        let now = crate::util::monotonic_ns();
         let b = self.backend.as_deref();
         let server = b.zip(self.server).and_then(|(b, i)| b.server(i));
         let (global_cap, fe_cap) = log.caps;
         let (current, queued) = server.map_or((0, 0), |(_, c, q)| (c, q));
         let f = Fields {
             frontend: &log.frontend,
-            backend: b.map_or(&log.backend, |b| b.name()),
+            backend: match (b, self.bad) {
+                (Some(b), _) => b.name(),
+                (None, false) => &log.backend,
+                (None, true) => log.frontend.trim_end_matches('~'),
+            },
             server: server.map_or("<NOSRV>", |(n, ..)| n),
             timers: [
                 self.timers[0],
@@ -210,27 +222,17 @@ impl Record {
             ],
             termination: [self.term[0], self.term[1], self.cookie[0], self.cookie[1]],
             conns: [
-                global_cap.saturating_sub(log.slots.0.available_permits()),
-                fe_cap.saturating_sub(log.slots.1.available_permits()),
+                global_cap.saturating_sub(log.slots.0.available_permits()) + self.released as usize,
+                fe_cap.saturating_sub(log.slots.1.available_permits()) + self.released as usize,
                 0,
                 current as usize,
             ],
             queues: [queued, 0],
         };
-        let s = &log.settings;
-        if s.syslog_header {
-            format::syslog_header(
-                out,
-                s.facility,
-                &s.tag,
-                self.date_ms + ms_between(self.start_ns, now) as u64,
-            );
-        }
-        match s.format {
+        match log.settings.format {
             LogFormat::HttpLog => format::httplog(out, self, &f),
             LogFormat::Json => format::json(out, self, &f),
         }
-        out.push(b'\n');
     }
 }
 
@@ -239,16 +241,36 @@ thread_local! {
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
+/// One line to `log`'s target: the syslog header (dated `unix_ms`) where
+/// the target wants one, what `body` writes, a newline. Counted in
+/// `counters` if the target's buffer has no room for it.
+fn emit(
+    log: &AccessLog,
+    counters: &FrontendCounters,
+    unix_ms: u64,
+    body: impl FnOnce(&mut Vec<u8>),
+) {
+    LINE.with(|l| {
+        let mut out = l.borrow_mut();
+        out.clear();
+        let s = &log.settings;
+        if s.syslog_header {
+            format::syslog_header(&mut out, s.facility, &s.tag, unix_ms);
+        }
+        body(&mut out);
+        out.push(b'\n');
+        if !log.sink.push(&out) {
+            counters.log_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+}
+
 impl Drop for Record {
     fn drop(&mut self) {
-        LINE.with(|l| {
-            let mut out = l.borrow_mut();
-            out.clear();
-            self.write(&mut out);
-            if !self.log.sink.push(&out) {
-                self.counters.log_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+        let now = crate::util::monotonic_ns();
+        let at = self.date_ms + ms_between(self.start_ns, now) as u64;
+        let this = &*self;
+        emit(&this.log, &this.counters, at, |out| this.write(out, now));
     }
 }
 
@@ -333,6 +355,29 @@ mod tests {
 
     /// One record through `format` into a file: the line written.
     fn line(format: LogFormat, fill: impl FnOnce(&mut Record)) -> String {
+        logged(format, |log, counters| {
+            let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+            let uri: Uri = "/a?b=1".parse().unwrap();
+            let now = crate::util::monotonic_ns();
+            let mut r = Record::new(
+                log,
+                counters,
+                client,
+                now,
+                0,
+                Method::GET,
+                uri,
+                Version::HTTP_11,
+            );
+            fill(&mut r);
+        })
+    }
+
+    /// What `act` logs through `format` into a file.
+    fn logged(
+        format: LogFormat,
+        act: impl FnOnce(Arc<AccessLog>, Arc<FrontendCounters>),
+    ) -> String {
         let dir = std::env::temp_dir().join(format!("blb-log-{}-{format:?}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("a.log");
@@ -356,22 +401,7 @@ mod tests {
             caps: (10, 10),
             slots: (global, fe),
         });
-        let counters = Arc::new(FrontendCounters::default());
-        let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
-        let uri: Uri = "/a?b=1".parse().unwrap();
-        let now = crate::util::monotonic_ns();
-        let mut r = Record::new(
-            log,
-            counters,
-            client,
-            now,
-            0,
-            Method::GET,
-            uri,
-            Version::HTTP_11,
-        );
-        fill(&mut r);
-        drop(r);
+        act(log, Arc::new(FrontendCounters::default()));
         sinks.stop(std::time::Duration::from_secs(2));
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
@@ -410,5 +440,65 @@ mod tests {
         assert_eq!((v["Tw"].as_i64(), v["Tr"].as_i64()), (Some(-1), Some(-1)));
         assert_eq!(v["feconn"], 1);
         assert_eq!(v["http_request"], "GET /a?b=1 HTTP/1.1");
+    }
+
+    #[test]
+    fn connection_lines_in_both_formats() {
+        use conn::{Ending, HANDSHAKE_TIMEOUT, ended};
+        let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let tls = |log: Arc<AccessLog>, c: Arc<FrontendCounters>| {
+            ended(
+                &log,
+                &c,
+                client,
+                1500,
+                false,
+                false,
+                Ending::Handshake(HANDSHAKE_TIMEOUT),
+            )
+        };
+        let text = logged(LogFormat::HttpLog, tls);
+        let rest = text.split_once("]: ").unwrap().1;
+        assert!(rest.starts_with("192.0.2.7:40000 ["), "{text}");
+        assert!(
+            rest.ends_with("] web/1: Timeout during SSL handshake\n"),
+            "{text}"
+        );
+        let text = logged(LogFormat::Json, tls);
+        let v: serde_json::Value = serde_json::from_str(text.split_once("]: ").unwrap().1).unwrap();
+        assert_eq!(
+            (v["frontend_name"].as_str(), v["bind_name"].as_str()),
+            (Some("web"), Some("1"))
+        );
+        assert_eq!(v["message"], HANDSHAKE_TIMEOUT);
+        assert_eq!(v["accept_date"].as_str().unwrap().len(), 24);
+        // A request head refused after its slot was given back (counted
+        // in feconn); without dontlognull, one that sent nothing is logged
+        // too.
+        let bad = Ending::BadRequest {
+            status: 400,
+            term: *b"PR",
+        };
+        let text = logged(LogFormat::Json, |log, c| {
+            ended(&log, &c, client, 3, true, true, bad);
+            ended(&log, &c, client, 3, false, true, bad);
+        });
+        let first = text.lines().next().unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(first.split_once("]: ").unwrap().1).unwrap();
+        assert_eq!(v["http_request"], "<BADREQ>");
+        assert_eq!(
+            (v["backend_name"].as_str(), v["server_name"].as_str()),
+            (Some("web"), Some("<NOSRV>"))
+        );
+        assert_eq!(
+            (v["termination_state"].as_str(), v["status_code"].as_u64()),
+            (Some("PR--"), Some(400))
+        );
+        assert_eq!(
+            (v["TR"].as_i64(), v["feconn"].as_u64()),
+            (Some(-1), Some(2))
+        );
+        assert_eq!(text.lines().count(), 2, "{text}");
     }
 }

@@ -34,6 +34,24 @@ struct Seen {
 }
 
 impl Seen {
+    /// No request failed, at least `min` succeeded, no client moved: how
+    /// many succeeded.
+    fn check(&self, min: u64) -> u64 {
+        let failed = self.failed.lock().unwrap().clone();
+        let ok = self.ok.load(Ordering::Relaxed);
+        assert!(
+            failed.is_empty(),
+            "{} failed of {}: {failed:?}",
+            failed.len(),
+            ok + failed.len() as u64
+        );
+        assert!(ok > min, "only {ok} requests");
+        for (who, servers) in self.servers.lock().unwrap().iter() {
+            assert_eq!(servers.len(), 1, "{who} moved: {servers:?}");
+        }
+        ok
+    }
+
     fn answer(&self, who: &str, a: std::io::Result<balancer_tests::http::Answer>) {
         match a {
             Ok(a) if a.status == 200 => {
@@ -184,19 +202,48 @@ fn ten_takeovers_and_ten_reloads_under_load_fail_no_request() {
         );
         assert!(p.output().contains("takeover: let go"), "{}", p.output());
     }
-    let failed = seen.failed.lock().unwrap().clone();
-    let ok = seen.ok.load(Ordering::Relaxed);
-    assert!(
-        failed.is_empty(),
-        "{} failed of {}: {failed:?}",
-        failed.len(),
-        ok + failed.len() as u64
-    );
-    assert!(ok > 1000, "only {ok} requests");
-    for (who, servers) in seen.servers.lock().unwrap().iter() {
-        assert_eq!(servers.len(), 1, "{who} moved: {servers:?}");
-    }
+    let ok = seen.check(1000);
     println!("{ok} requests, none failed, through 10 takeovers and 10 reloads");
+}
+
+/// Three backends, and an HTTP-only configuration in a directory of the
+/// test's (its admin socket there): frontend `web` on a free port, backend
+/// `app` sticking on the source (and with `cookies`, inserting a cookie).
+fn http_only(
+    tag: &str,
+    cookies: bool,
+) -> (
+    Vec<Backend>,
+    std::path::PathBuf,
+    SocketAddr,
+    std::path::PathBuf,
+) {
+    let backends: Vec<Backend> = (0..3)
+        .map(|i| Backend::start(&format!("s{i}"), 0).unwrap())
+        .collect();
+    let dir = std::env::temp_dir().join(format!("blb-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
+    let cookie = match cookies {
+        true => "cookie = \"SERVER insert indirect nocache\"\n",
+        false => "",
+    };
+    let config = dir.join("balancer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nsocket = \"{}\"\n\n[[frontend]]\nname = \"web\"\nmode = \"http\"\n\
+             bind = \"{front}\"\ndefault_backend = \"app\"\n\n[[backend]]\nname = \"app\"\n\
+             {cookie}stick_table = {{ size = \"1k\" }}\nstick = \"on src\"\n{}",
+            dir.join("admin.sock").display(),
+            server_tables(&backends, cookies, "")
+        ),
+    )
+    .unwrap();
+    (backends, dir, front, config)
 }
 
 /// Without kernel maps (HTTP only, no pin_dir: the stick table lives in the
@@ -204,26 +251,7 @@ fn ten_takeovers_and_ten_reloads_under_load_fail_no_request() {
 /// stays on its server, and `table show` lists the same entries.
 #[test]
 fn a_takeover_without_kernel_maps_hands_the_stick_table_over() {
-    let backends: Vec<Backend> = (0..3)
-        .map(|i| Backend::start(&format!("s{i}"), 0).unwrap())
-        .collect();
-    let dir = std::env::temp_dir().join(format!("blb-{}-takeover-mem", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let front: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-        .parse()
-        .unwrap();
-    let servers = server_tables(&backends, false, "");
-    let config = dir.join("balancer.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[admin]\nsocket = \"{}\"\n\n[[frontend]]\nname = \"web\"\nmode = \"http\"\n\
-             bind = \"{front}\"\ndefault_backend = \"app\"\n\n[[backend]]\nname = \"app\"\n\
-             stick_table = {{ size = \"1k\" }}\nstick = \"on src\"\n{servers}",
-            dir.join("admin.sock").display()
-        ),
-    )
-    .unwrap();
+    let (_backends, dir, front, config) = http_only("takeover-mem", false);
     let spawn = |name: &str, takeover: bool| {
         let mut cmd = Command::new(balancer_tests::balancer_bin());
         cmd.arg("run");
@@ -293,5 +321,110 @@ fn a_takeover_without_kernel_maps_hands_the_stick_table_over() {
     assert_eq!(after, before, "clients moved");
     assert_eq!(cli(&["table", "count"]).trim(), "12");
     second.stop().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Processes the test did not start itself (a daemon's successors): killed
+/// when dropped, on failure too.
+struct Pids(Vec<u32>);
+
+impl Drop for Pids {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: signalling a PID.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped).
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')),
+    }
+}
+
+/// Under systemd (`Type=notify`), as its notification socket sees it:
+/// the daemon says `READY=1`; on SIGUSR2 it starts its successor, which
+/// takes over, and hands it the main PID (`MAINPID=`) before it lets go;
+/// the successor says `READY=1`; the old daemon ends by itself. Three
+/// upgrades while clients run: no request fails, no client moves.
+#[test]
+fn sigusr2_upgrades_and_systemd_follows_the_successor() {
+    let (_backends, dir, front, config) = http_only("takeover-usr2", true);
+    let notify_path = dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let next_message = || {
+        let mut b = [0u8; 512];
+        let n = notify.recv(&mut b).expect("a notification within 20 s");
+        String::from_utf8_lossy(&b[..n]).into_owned()
+    };
+    let main_pid = |m: &str| -> Option<u32> {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MAINPID=")?.parse().ok())
+    };
+    let mut cmd = Command::new(balancer_tests::balancer_bin());
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", &notify_path);
+    let mut first = Proc::spawn("balancer-1", cmd, &dir).unwrap();
+    let ready = next_message();
+    assert_eq!(ready, format!("READY=1\nMAINPID={}\n", first.pid()));
+    let mut successors = Pids(Vec::new());
+
+    let (seen, stop) = (Arc::new(Seen::default()), Arc::new(AtomicBool::new(false)));
+    let mut load = Vec::new();
+    for i in 2..4u8 {
+        let (s1, t1) = (seen.clone(), stop.clone());
+        let from = IpAddr::from([127, 0, 0, i]);
+        load.push(std::thread::spawn(move || keep_alive(front, from, s1, t1)));
+        let (s2, t2) = (seen.clone(), stop.clone());
+        let from = IpAddr::from([127, 0, 0, i + 10]);
+        load.push(std::thread::spawn(move || {
+            new_connections(front, from, s2, t2)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut main = first.pid();
+    for round in 0..3 {
+        // SAFETY: signalling a PID.
+        assert_eq!(unsafe { libc::kill(main as i32, libc::SIGUSR2) }, 0);
+        // From the old daemon, before it lets go: the successor's PID.
+        let handed = next_message();
+        let next = main_pid(&handed).unwrap_or_else(|| panic!("{handed:?}"));
+        assert_eq!(handed, format!("MAINPID={next}\n"), "round {round}");
+        assert_ne!(next, main);
+        successors.0.push(next);
+        // From the successor, once it serves.
+        assert_eq!(next_message(), format!("READY=1\nMAINPID={next}\n"));
+        let old = main;
+        assert!(
+            wait_for(Duration::from_secs(20), || ended(old)),
+            "round {round}: process {old} did not end: {}",
+            first.output()
+        );
+        main = next;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    assert!(first.try_wait().unwrap().is_some());
+    // SAFETY: signalling a PID.
+    unsafe { libc::kill(main as i32, libc::SIGTERM) };
+    assert!(wait_for(Duration::from_secs(20), || ended(main)));
+    let out = first.output();
+    assert_eq!(out.matches("SIGUSR2: started ").count(), 3, "{out}");
+    assert_eq!(out.matches("takeover: let go").count(), 3, "{out}");
+    let ok = seen.check(100);
+    println!("{ok} requests, none failed, through 3 upgrades by SIGUSR2");
+    drop(successors);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -25,6 +25,7 @@ mod budget;
 mod frontends;
 mod pins;
 pub mod takeover;
+mod upgrade;
 
 pub use budget::Budget;
 pub use pins::PinLock;
@@ -459,8 +460,11 @@ impl Running {
         let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
         let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
         let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signal)?;
+        let mut usr2 = signal(SignalKind::user_defined2()).map_err(DaemonError::Signal)?;
+        upgrade::ready();
         loop {
             tokio::select! {
+                _ = usr2.recv() => upgrade::start_successor(),
                 _ = usr1.recv() => {
                     info!("SIGUSR1: reopening the access logs");
                     frontends.reopen_logs();

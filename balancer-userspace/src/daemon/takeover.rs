@@ -282,6 +282,7 @@ pub(super) fn serve_connection(
     conn: std::os::unix::net::UnixStream,
     tx: &tokio::sync::mpsc::Sender<TakeoverMsg>,
 ) {
+    let successor = super::upgrade::peer_pid(&conn);
     let (reply, sockets) = tokio::sync::oneshot::channel();
     if tx.blocking_send(TakeoverMsg::Sockets(reply)).is_err() {
         return;
@@ -294,7 +295,11 @@ pub(super) fn serve_connection(
         if tx.blocking_send(TakeoverMsg::Release(done)).is_err() {
             return Vec::new();
         }
-        wait.blocking_recv().unwrap_or_default()
+        let state = wait.blocking_recv().unwrap_or_default();
+        // Before the answer: systemd follows the successor before this
+        // daemon can end.
+        super::upgrade::hand_over(successor);
+        state
     });
     if let Err(e) = served {
         log::warn!("takeover: {e}");

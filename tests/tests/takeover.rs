@@ -392,6 +392,18 @@ fn sigusr2_upgrades_and_systemd_follows_the_successor() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let mut main = first.pid();
+    // A successor that cannot start (its file is bad now): the daemon says
+    // so and goes on, and the next upgrades are not refused for it.
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        good.replace("[[backend]]", "[[backend]]\nbogus = 1"),
+    )
+    .unwrap();
+    // SAFETY: signalling a PID.
+    assert_eq!(unsafe { libc::kill(main as i32, libc::SIGUSR2) }, 0);
+    first.expect_logged("failed (exit status: ", Duration::from_secs(20));
+    std::fs::write(&config, good).unwrap();
     for round in 0..3 {
         // SAFETY: signalling a PID.
         assert_eq!(unsafe { libc::kill(main as i32, libc::SIGUSR2) }, 0);
@@ -421,7 +433,7 @@ fn sigusr2_upgrades_and_systemd_follows_the_successor() {
     unsafe { libc::kill(main as i32, libc::SIGTERM) };
     assert!(wait_for(Duration::from_secs(20), || ended(main)));
     let out = first.output();
-    assert_eq!(out.matches("SIGUSR2: started ").count(), 3, "{out}");
+    assert_eq!(out.matches("SIGUSR2: started ").count(), 4, "{out}");
     assert_eq!(out.matches("takeover: let go").count(), 3, "{out}");
     let ok = seen.check(100);
     println!("{ok} requests, none failed, through 3 upgrades by SIGUSR2");

@@ -60,11 +60,16 @@ use crate::{
         CONNECTIONS, Load, LoadFigures, PairSpec, Persistence, Proxies, Rig, Trial, busy_figures,
         load_figures, pair_figure, pairs_of, summarize, with_rig,
     },
+    cpu_cap::CpuCap,
     report::{Figure, Target, tool_version},
 };
 
 /// Full handshakes/s balancer must reach, as a multiple of HAProxy's.
 const HANDSHAKE_TARGET: f64 = 1.2;
+/// The share of its CPU (%) each proxy gets in the capped handshake cases
+/// (see [`crate::cpu_cap`]): below what either uses uncapped, so that each
+/// is the bottleneck of its own trials, not wrk.
+const CAP_PERCENT: u32 = 25;
 /// A resumed share of the handshake trials above this fails the section:
 /// its figures would not be of full handshakes.
 const MAX_RESUMED_SHARE: f64 = 0.01;
@@ -156,6 +161,7 @@ fn measure(bin: &Path, ring: Option<&Path>, quick: bool, rig: &mut Rig) -> anyho
     for load in [full, resumed, keep_alive] {
         rig.record_wrk(&targets, load, &[1, secs]);
     }
+    let capping = CpuCap::available();
     let mut cases = Vec::new();
     for (load, id, what) in [
         (full, "ecdsa", "ECDSA P-256 certificate"),
@@ -167,25 +173,50 @@ fn measure(bin: &Path, ring: Option<&Path>, quick: bool, rig: &mut Rig) -> anyho
     ] {
         cases.push(handshakes(rig, &pair, load, trials, secs, id, what)?);
     }
+    if capping.is_ok() {
+        let _caps = cap(rig, &pair, "ecdsa")?;
+        cases.push(handshakes(
+            rig,
+            &pair,
+            full,
+            trials,
+            secs,
+            "ecdsa-capped",
+            "ECDSA P-256 certificate, each proxy capped at 25% of its CPU",
+        )?);
+    }
     println!("  keep-alive requests over TLS, wrk -c{CONNECTIONS}:");
     let ka = rig.trials(&targets, keep_alive, ka_trials, secs)?;
     let (bal_cfg, hap_cfg) = pair.stop("ECDSA")?;
 
-    // RSA 2048, and ECDSA with balancer built with ring: full handshakes.
-    let mut runs = vec![(bin, "-rsa", &rsa, "rsa", "RSA 2048 certificate")];
+    // RSA 2048, and ECDSA with balancer built with ring: full handshakes,
+    // capped.
+    let mut runs = vec![(
+        bin,
+        "-rsa",
+        &rsa,
+        "rsa-capped",
+        "RSA 2048 certificate, each proxy capped at 25% of its CPU",
+    )];
     if let Some(ring) = ring {
         runs.push((
             ring,
             "-ring",
             &ecdsa,
-            "ecdsa-ring",
-            "ECDSA P-256 certificate, balancer built with ring",
+            "ecdsa-ring-capped",
+            "ECDSA P-256 certificate, balancer built with ring, each proxy capped at 25% of its \
+             CPU",
         ));
+    }
+    if capping.is_err() {
+        runs.clear();
     }
     for (bin, tag, pem, id, what) in runs {
         let pair = rig.start_proxies(bin, &spec(tag, pem))?;
         rig.record_wrk(&pair.targets(), full, &[secs]);
+        let caps = cap(rig, &pair, tag)?;
         cases.push(handshakes(rig, &pair, full, trials, secs, id, what)?);
+        drop(caps);
         pair.stop(what)?;
     }
     let origin_requests = rig.finish()?;
@@ -203,9 +234,11 @@ fn measure(bin: &Path, ring: Option<&Path>, quick: bool, rig: &mut Rig) -> anyho
         } else {
             "full"
         };
-        // The targets are for full handshakes with the default build; the
-        // ring build and resumed handshakes are there to compare.
-        let targeted = matches!(c.id, "ecdsa" | "rsa");
+        // The targets are for full handshakes with the default build, each
+        // proxy capped (uncapped, wrk is the bottleneck: see the busy
+        // figures); the ring build and resumed handshakes are there to
+        // compare.
+        let targeted = matches!(c.id, "ecdsa-capped" | "rsa-capped");
         let rate = pair_figure(
             &summary,
             &peer,
@@ -251,11 +284,11 @@ fn measure(bin: &Path, ring: Option<&Path>, quick: bool, rig: &mut Rig) -> anyho
             ),
         ]);
         // Whether the proxy, and not wrk, limited the rate.
-        if c.id == "ecdsa" {
+        if matches!(c.id, "ecdsa" | "ecdsa-capped") {
             figures.extend(busy_figures(
                 &summary,
                 &peer,
-                "handshakes-ecdsa-",
+                &format!("handshakes-{}-", c.id),
                 &format!(" of full handshakes, {}", c.what),
             ));
         }
@@ -296,12 +329,13 @@ fn measure(bin: &Path, ring: Option<&Path>, quick: bool, rig: &mut Rig) -> anyho
             .find(|f| f.id == format!("handshakes-per-s-{id}"))
             .map(|f| f.value)
     };
-    if let (Some(ring), Some(aws)) = (rate("ecdsa-ring"), rate("ecdsa")) {
+    if let (Some(ring), Some(aws)) = (rate("ecdsa-ring-capped"), rate("ecdsa-capped")) {
         figures.push(
             Figure::new(
                 "handshakes-per-s-ring-vs-aws-lc-rs",
-                "balancer built with ring: full handshakes/s, ECDSA P-256 certificate (peer: the \
-                 default build, aws-lc-rs; medians of their own trials)",
+                "balancer built with ring: full handshakes/s, ECDSA P-256 certificate, capped at \
+                 25% of its CPU (peer: the default build, aws-lc-rs, capped alike; medians of \
+                 their own trials)",
                 "handshakes/s",
                 ring,
             )
@@ -344,14 +378,19 @@ fn measure(bin: &Path, ring: Option<&Path>, quick: bool, rig: &mut Rig) -> anyho
     );
     println!("  negotiated with openssl s_client -alpn h2,http/1.1: {negotiated}");
 
-    let skipped: Vec<Value> = if ring.is_none() {
-        vec![json!({
-            "name": "balancer built with ring (handshakes-per-s-ecdsa-ring)",
+    let mut skipped: Vec<Value> = Vec::new();
+    if ring.is_none() {
+        skipped.push(json!({
+            "name": "balancer built with ring (handshakes-per-s-ecdsa-ring-capped)",
             "reason": "not built for --dev-build runs",
-        })]
-    } else {
-        Vec::new()
-    };
+        }));
+    }
+    if let Err(why) = &capping {
+        skipped.push(json!({
+            "name": "full handshakes with each proxy capped (handshakes-per-s-*-capped)",
+            "reason": why,
+        }));
+    }
     Ok(json!({
         "sections": [{
             "name": "https",
@@ -365,11 +404,15 @@ fn measure(bin: &Path, ring: Option<&Path>, quick: bool, rig: &mut Rig) -> anyho
                             with LD_PRELOAD=no_resume.so, which drops the session after each \
                             SSL_clear (xtask/src/bench_http/no_resume.c), and balancer's \
                             handshake counters must show at most 1% resumed; full handshakes \
-                            with the ECDSA certificate, resumed ones (wrk as it is, figures \
-                            ending -resumed), full ones with the RSA certificate, and with the \
-                            ECDSA one and balancer built with ring (cargo \
-                            --no-default-features --features ring; figures ending -ring), \
-                            {trials} pair(s) each; then keep-alive requests over TLS on the \
+                            with the ECDSA certificate, uncapped (wrk's CPU is the limit: the \
+                            busy figures) and with each proxy capped at {CAP_PERCENT}% of its \
+                            CPU (a cgroup of its own, CFS quota {CAP_PERCENT}% of a 10 ms \
+                            period: each proxy is then the bottleneck of its own trials; \
+                            figures ending -capped, the targeted ones), resumed ones (wrk as it \
+                            is, figures ending -resumed), full ones with the RSA certificate \
+                            and with the ECDSA one and balancer built with ring (cargo \
+                            --no-default-features --features ring; figures ending -ring), both \
+                            capped, {trials} pair(s) each; then keep-alive requests over TLS on the \
                             ECDSA pair (figures tls-*, {ka_trials} pairs); each case: one 1 s \
                             warm-up per proxy, then pairs of {secs} s trials, the proxies in \
                             turn (ABBA...); figures: each proxy's medians; 'pairs': each \
@@ -392,6 +435,21 @@ fn measure(bin: &Path, ring: Option<&Path>, quick: bool, rig: &mut Rig) -> anyho
             "haproxy_config": hap_cfg,
         }]
     }))
+}
+
+/// Each proxy of `pair` capped at [`CAP_PERCENT`] of its CPU until the
+/// caps are dropped.
+fn cap(rig: &mut Rig, pair: &Proxies, tag: &str) -> anyhow::Result<[CpuCap; 2]> {
+    let name = |who: &str| format!("blb-bench-{}-{who}{tag}", std::process::id());
+    rig.commands.push(format!(
+        "(both proxies) mkdir /sys/fs/cgroup/cpu/NAME; echo 10000 > cpu.cfs_period_us; echo {} \
+         > cpu.cfs_quota_us; echo PID > cgroup.procs",
+        100 * CAP_PERCENT
+    ));
+    Ok([
+        CpuCap::new(&name("balancer"), pair.bal.pid(), CAP_PERCENT)?,
+        CpuCap::new(&name("haproxy"), pair.hap.pid(), CAP_PERCENT)?,
+    ])
 }
 
 /// Both proxies with the cookie and TLS with the certificate in `pem`.

@@ -10,6 +10,7 @@ mod bench_http;
 mod bench_https;
 mod bench_log;
 mod bench_pps;
+mod cpu_cap;
 mod demo;
 mod fuzz;
 mod install;

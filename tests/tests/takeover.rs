@@ -403,6 +403,29 @@ fn sigusr2_upgrades_and_systemd_follows_the_successor() {
     // SAFETY: signalling a PID.
     assert_eq!(unsafe { libc::kill(main as i32, libc::SIGUSR2) }, 0);
     first.expect_logged("failed (exit status: ", Duration::from_secs(20));
+    // One whose file adds a frontend on a port in use: it binds what it can
+    // before the daemon lets go, so it fails first, and the daemon goes on.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let with_busy = good.replacen(
+        "[[backend]]",
+        &format!(
+            "[[frontend]]\nname = \"busy\"\nmode = \"http\"\nbind = \"{}\"\n\
+             default_backend = \"app\"\n\n[[backend]]",
+            busy.local_addr().unwrap()
+        ),
+        1,
+    );
+    std::fs::write(&config, with_busy).unwrap();
+    // SAFETY: signalling a PID.
+    assert_eq!(unsafe { libc::kill(main as i32, libc::SIGUSR2) }, 0);
+    let failures = || first.output().matches("failed (exit status: ").count();
+    assert!(
+        wait_for(Duration::from_secs(20), || failures() == 2),
+        "{}",
+        first.output()
+    );
+    assert!(first.output().contains("in use"), "{}", first.output());
+    drop(busy);
     std::fs::write(&config, good).unwrap();
     for round in 0..3 {
         // SAFETY: signalling a PID.
@@ -433,7 +456,7 @@ fn sigusr2_upgrades_and_systemd_follows_the_successor() {
     unsafe { libc::kill(main as i32, libc::SIGTERM) };
     assert!(wait_for(Duration::from_secs(20), || ended(main)));
     let out = first.output();
-    assert_eq!(out.matches("SIGUSR2: started ").count(), 4, "{out}");
+    assert_eq!(out.matches("SIGUSR2: started ").count(), 5, "{out}");
     assert_eq!(out.matches("takeover: let go").count(), 3, "{out}");
     let ok = seen.check(100);
     println!("{ok} requests, none failed, through 3 upgrades by SIGUSR2");

@@ -79,6 +79,30 @@ pub(super) fn bind(
     })
 }
 
+/// A takeover, before the running daemon lets go: what the new one can do
+/// without that daemon's resources (its admin socket, metrics and peers
+/// ports, pin directory), so that a failure leaves it serving: every HTTP
+/// frontend's listening sockets (those it handed over; the others bound
+/// now and kept in `t`, where the start takes them from), certificates
+/// and access-log targets.
+pub(super) fn prepare_takeover(
+    config: &Config,
+    t: &mut super::takeover::Taken,
+    workers: usize,
+) -> Result<(), DaemonError> {
+    super::load_tls(config)?;
+    for f in config.frontends.iter().filter(|f| f.mode == Mode::Http) {
+        if let Some(l) = &f.log {
+            crate::http::log::sink::check(&l.target)?;
+        }
+        if !t.listeners.iter().any(|(a, _)| *a == f.vip) {
+            let bound = bind(f, config, workers, None)?;
+            t.listeners.extend(bound.into_iter().map(|l| (f.vip, l)));
+        }
+    }
+    Ok(())
+}
+
 /// The HTTP frontends of `config` whose (name, bind) `running` lacks.
 pub(super) fn added<'a>(
     config: &'a Config,

@@ -102,23 +102,28 @@ pub async fn run(
     }
     let taken = if takeover {
         let socket = config.admin_socket.clone();
-        let taken = tokio::task::spawn_blocking(move || {
-            let mut t = takeover::request(&socket)?;
-            info!(
-                "takeover: {} listening socket(s) received from the running daemon; asking it \
-                 to let go",
-                t.listeners.len()
-            );
-            // It stops accepting (what arrives waits in the sockets'
-            // backlog, now ours too) and frees the pin directory, the
-            // admin socket and its other listeners.
-            t.release()?;
-            info!("takeover: the old daemon let go; starting");
-            Ok::<_, takeover::TakeoverError>(t)
-        })
-        .await
-        .map_err(|e| DaemonError::Takeover(e.to_string()))?
-        .map_err(|e| DaemonError::Takeover(e.to_string()))?;
+        let blocking = |e: tokio::task::JoinError| DaemonError::Takeover(e.to_string());
+        let mut t = tokio::task::spawn_blocking(move || takeover::request(&socket))
+            .await
+            .map_err(blocking)?
+            .map_err(|e| DaemonError::Takeover(e.to_string()))?;
+        info!(
+            "takeover: {} listening socket(s) received from the running daemon",
+            t.listeners.len()
+        );
+        // What can fail is tried while it still serves (dropping `t`
+        // tells it to go on).
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        frontends::prepare_takeover(&config, &mut t, workers)?;
+        info!("takeover: ready; asking it to let go");
+        // It stops accepting (what arrives waits in the sockets' backlog,
+        // now ours too) and frees the pin directory, the admin socket and
+        // its other listeners.
+        let taken = tokio::task::spawn_blocking(move || t.release().map(|()| t))
+            .await
+            .map_err(blocking)?
+            .map_err(|e| DaemonError::Takeover(e.to_string()))?;
+        info!("takeover: the old daemon let go; starting");
         Some(taken)
     } else {
         None

@@ -86,6 +86,24 @@ impl Out {
     }
 }
 
+/// How a target is named in messages.
+fn target_name(target: &LogTarget) -> String {
+    match target {
+        LogTarget::Stdout => "stdout".to_owned(),
+        LogTarget::File(p) => p.display().to_string(),
+        LogTarget::Unix(p) => format!("unix:{}", p.display()),
+    }
+}
+
+/// Whether `target` can be opened as [`Sink::start`] opens it (nothing
+/// started, nothing kept open).
+pub fn check(target: &LogTarget) -> Result<(), SinkError> {
+    Out::open(target).map(drop).map_err(|source| SinkError {
+        target: target_name(target),
+        source,
+    })
+}
+
 fn open_append(p: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(p)
 }
@@ -107,11 +125,7 @@ pub struct Sink {
 impl Sink {
     /// Open `target` and start its writer thread.
     pub fn start(target: &LogTarget) -> Result<Arc<Sink>, SinkError> {
-        let name = match target {
-            LogTarget::Stdout => "stdout".to_owned(),
-            LogTarget::File(p) => p.display().to_string(),
-            LogTarget::Unix(p) => format!("unix:{}", p.display()),
-        };
+        let name = target_name(target);
         let err = |source| SinkError {
             target: name.clone(),
             source,

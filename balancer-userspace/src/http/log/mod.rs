@@ -378,7 +378,10 @@ mod tests {
         format: LogFormat,
         act: impl FnOnce(Arc<AccessLog>, Arc<FrontendCounters>),
     ) -> String {
-        let dir = std::env::temp_dir().join(format!("blb-log-{}-{format:?}", std::process::id()));
+        // A directory of its own: tests run at once.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("blb-log-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("a.log");
         let mut sinks = Sinks::default();

@@ -246,13 +246,38 @@ enum TableCmd {
         client: String,
         server: String,
     },
-    /// Delete entries (all, one frontend's, one client's).
+    /// Delete entries: one frontend's, one client's, or with --all every
+    /// frontend's (one of them must be given).
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true)))]
     Clear {
-        #[arg(long)]
+        /// Only this frontend's entries (an HTTP frontend's: its backend's).
+        #[arg(long, group = "which")]
         frontend: Option<String>,
-        #[arg(long)]
+        /// Only this client's entries (an IP address).
+        #[arg(long, group = "which")]
         client: Option<String>,
+        /// Every entry of every frontend.
+        #[arg(long, group = "which", conflicts_with_all = ["frontend", "client"])]
+        all: bool,
     },
+}
+
+/// An error and its causes on one line, joined by ": ", each cause said
+/// once: one whose text the line already holds (an error that prints its
+/// source, and also names it as its source) is left out.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn main() -> ExitCode {
@@ -261,8 +286,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the error and its causes joined by ": ".
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -549,12 +573,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 e.server.as_deref().unwrap_or("?")
             );
         }
-        Command::Table(TableCmd::Clear { frontend, client }) => {
+        Command::Table(TableCmd::Clear {
+            frontend,
+            client,
+            all,
+        }) => {
+            let all = all.then(|| "1".to_owned());
             let v = api(
                 Method::DELETE,
                 format!(
                     "/v1/table{}",
-                    query(&[("frontend", &frontend), ("client", &client)])
+                    query(&[("frontend", &frontend), ("client", &client), ("all", &all)])
                 ),
                 None,
             )?;
@@ -574,7 +603,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let s: api::Status = typed(v)?;
-                println!("interfaces: {}", json!(s.interfaces));
+                match s.interfaces.is_empty() {
+                    true => println!("interfaces: none (no XDP program)"),
+                    false => println!("interfaces: {}", s.interfaces.join(", ")),
+                }
                 for f in &s.frontends {
                     println!(
                         "frontend {} {} {} -> backend {} ({})",
@@ -664,4 +696,37 @@ fn wait_for_signal() -> anyhow::Result<()> {
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         anyhow::Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[test]
+    fn each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(98);
+        let e = anyhow::Error::new(io)
+            .context("cannot listen on 198.18.0.1:80: Address already in use (os error 98)")
+            .context("http frontend web");
+        assert_eq!(
+            super::one_line(&e),
+            "http frontend web: cannot listen on 198.18.0.1:80: Address already in use (os error \
+             98)"
+        );
+        let e = anyhow::anyhow!("root cause").context("outer");
+        assert_eq!(super::one_line(&e), "outer: root cause");
+    }
+
+    #[test]
+    fn table_clear_says_which() {
+        let parse = |args: &[&str]| super::Cli::try_parse_from(args.iter().copied());
+        let e = parse(&["balancer", "table", "clear"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--all"), "{e}");
+        assert!(parse(&["balancer", "table", "clear", "--all"]).is_ok());
+        assert!(parse(&["balancer", "table", "clear", "--frontend", "web"]).is_ok());
+        assert!(parse(&["balancer", "table", "clear", "--all", "--client", "::1"]).is_err());
+    }
 }

@@ -51,12 +51,23 @@ pub(crate) fn print_peers(v: &api::PeersStatus) {
 }
 
 pub(crate) fn print_stats(v: &api::Stats) {
-    println!("{:<12} {:>14} {:>16}", "class", "packets", "bytes");
-    for (name, c) in &v.classes {
-        println!("{name:<12} {:>14} {:>16}", c.packets, c.bytes);
+    // The XDP program's packet classes, where it has a frontend (HTTP
+    // frontends' packets never pass it).
+    let l4 = v
+        .frontends
+        .keys()
+        .any(|n| !v.http.frontends.contains_key(n));
+    if l4 {
+        println!("{:<12} {:>14} {:>16}", "class", "packets", "bytes");
+        for (name, c) in &v.classes {
+            println!("{name:<12} {:>14} {:>16}", c.packets, c.bytes);
+        }
     }
-    for (name, f) in &v.frontends {
-        println!("\nfrontend {name}");
+    for (i, (name, f)) in v.frontends.iter().enumerate() {
+        if l4 || i > 0 {
+            println!();
+        }
+        println!("frontend {name}");
         // An HTTP frontend's packet counters are all zero: its request
         // counters instead, requests and responses first.
         if let Some(h) = v.http.frontends.get(name) {
@@ -125,10 +136,18 @@ pub(crate) fn print_servers(v: &[api::ServerView]) {
     );
     for s in v {
         let name = format!("{}/{}", s.backend, s.server);
-        let mut hop = s
-            .next_hop
-            .clone()
-            .unwrap_or_else(|| format!("UNRESOLVED: {}", s.error.as_deref().unwrap_or("?")));
+        // An HTTP server (IP:PORT): reached by the proxy's connections, so
+        // no packet count and no next hop of the XDP path.
+        let http = s.address.parse::<std::net::SocketAddr>().is_ok();
+        let packets = match http {
+            true => "-".to_owned(),
+            false => s.packets.to_string(),
+        };
+        let mut hop = match (&s.next_hop, http) {
+            (Some(h), _) => h.clone(),
+            (None, true) => "(http)".to_owned(),
+            (None, false) => format!("UNRESOLVED: {}", s.error.as_deref().unwrap_or("?")),
+        };
         if let Some(c) = &s.check {
             hop = format!("{hop}; check {c}");
         }
@@ -140,7 +159,7 @@ pub(crate) fn print_servers(v: &[api::ServerView]) {
         }
         println!(
             "{:<4} {:<24} {:<28} {:<6} {:<6} {:>6} {:>12}  {hop}",
-            s.id, name, s.address, s.state, s.admin_state, s.weight, s.packets
+            s.id, name, s.address, s.state, s.admin_state, s.weight, packets
         );
     }
 }

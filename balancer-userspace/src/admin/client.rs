@@ -10,9 +10,11 @@ use tokio::net::UnixStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the balancer daemon at {path} (is `balancer run` running?): {source}")]
+    #[error("cannot reach the balancer daemon at {path} ({hint})")]
     Connect {
         path: PathBuf,
+        /// What to do, by the cause (see [`connect_hint`]).
+        hint: String,
         #[source]
         source: std::io::Error,
     },
@@ -20,6 +22,33 @@ pub enum ClientError {
     Http(String),
     #[error("{0}")]
     Api(String),
+}
+
+/// What to do when the admin socket at `path` cannot be reached: a
+/// daemon that runs but whose socket this user may not open is not
+/// "not running".
+fn connect_hint(path: &Path, e: &std::io::Error) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => match std::fs::metadata(path) {
+            Ok(m) => format!(
+                "a daemon runs there, but the socket is uid {}'s with mode {:o}: run the CLI \
+                 as root or as that user",
+                m.uid(),
+                m.mode() & 0o777
+            ),
+            Err(_) => "its directory may not be read by this user: run the CLI as root".into(),
+        },
+        std::io::ErrorKind::NotFound => {
+            "no socket there: is `balancer run` running, with this admin socket? --socket names \
+             another"
+                .into()
+        }
+        std::io::ErrorKind::ConnectionRefused => {
+            "nothing listens on it: the daemon that made it has stopped".into()
+        }
+        _ => "is `balancer run` running, with this admin socket?".into(),
+    }
 }
 
 /// One request; the JSON answer, or the API's error message.
@@ -47,6 +76,7 @@ pub async fn request_bytes(
         .await
         .map_err(|source| ClientError::Connect {
             path: socket.to_owned(),
+            hint: connect_hint(socket, &source),
             source,
         })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

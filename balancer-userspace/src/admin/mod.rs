@@ -312,12 +312,22 @@ fn status(c: &Controller) -> Answer {
         .config
         .frontends
         .iter()
-        .map(|f| api::FrontendStatus {
-            name: f.name.clone(),
-            bind: f.vip.to_string(),
-            proto: f.proto.as_str().to_owned(),
-            backend: c.config.backends[f.backend].name.clone(),
-            forward: c.config.backends[f.backend].forward.as_str().to_owned(),
+        .map(|f| {
+            let b = &c.config.backends[f.backend];
+            // An HTTP frontend: the proxy's protocol, and no XDP forwarding.
+            let http = f.mode == crate::config::Mode::Http;
+            let (proto, forward) = match (http, f.tls.is_some()) {
+                (true, true) => ("https", "proxied"),
+                (true, false) => ("http", "proxied"),
+                (false, _) => (f.proto.as_str(), b.forward.as_str()),
+            };
+            api::FrontendStatus {
+                name: f.name.clone(),
+                bind: f.vip.to_string(),
+                proto: proto.to_owned(),
+                backend: b.name.clone(),
+                forward: forward.to_owned(),
+            }
         })
         .collect();
     Ok(json!(api::Status {

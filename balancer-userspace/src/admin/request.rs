@@ -115,7 +115,29 @@ pub fn decode(
                 .map_err(|_| bad("client is not an IP address"))?,
             server: str_field(&body, "server")?.to_owned(),
         },
-        (&Method::DELETE, "/v1/table") => AdminRequest::TableClear(select(&query)?),
+        (&Method::DELETE, "/v1/table") => {
+            let s = select(&query)?;
+            let all = match query.get("all").map(String::as_str) {
+                None => false,
+                Some("1" | "true") => true,
+                Some(v) => return Err(bad(format!("all={v:?}: 1 or true"))),
+            };
+            match (s.frontend.is_some() || s.client.is_some(), all) {
+                (false, false) => {
+                    return Err(bad(
+                        "say which entries to delete: frontend=NAME, client=ADDR, or all=1 for \
+                         every frontend's",
+                    ));
+                }
+                (true, true) => {
+                    return Err(bad(
+                        "all=1 deletes every entry: not with frontend= or client=",
+                    ));
+                }
+                _ => {}
+            }
+            AdminRequest::TableClear(s)
+        }
         (&Method::GET, "/v1/peers") => AdminRequest::Peers,
         _ => {
             return Err((
@@ -316,6 +338,21 @@ mod tests {
             .1,
             "weight 257: at most 256"
         );
+        // Every entry only when asked for by name.
+        assert!(
+            d(Method::DELETE, "/v1/table", "", "")
+                .unwrap_err()
+                .1
+                .contains("all=1")
+        );
+        assert_eq!(
+            d(Method::DELETE, "/v1/table", "all=1", ""),
+            Ok(AdminRequest::TableClear(TableSelect {
+                frontend: None,
+                client: None,
+            }))
+        );
+        assert!(d(Method::DELETE, "/v1/table", "all=1&frontend=web", "").is_err());
         assert_eq!(
             d(Method::DELETE, "/v1/table", "client=%3A%3A1", ""),
             Ok(AdminRequest::TableClear(TableSelect {

@@ -1,0 +1,68 @@
+//! What a person reads when the CLI cannot do what was asked (issue 21):
+//! one line, each cause once, and what to do.
+
+use std::process::Command;
+
+/// `balancer ARGS`: its exit status and stderr.
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(balancer_tests::balancer_bin())
+        .args(args)
+        .output()
+        .expect("running balancer");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn no_daemon_is_said_once_with_what_to_do() {
+    let sock =
+        std::env::temp_dir().join(format!("blb-{}-no-daemon/admin.sock", std::process::id()));
+    let (ok, err) = run(&["--socket", sock.to_str().unwrap(), "status"]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no socket there"), "{err}");
+    assert!(err.contains("--socket names another"), "{err}");
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
+}
+
+#[test]
+fn table_clear_wants_a_frontend_a_client_or_all() {
+    // Refused before any daemon is asked.
+    let (ok, err) = run(&["table", "clear"]);
+    assert!(!ok);
+    assert!(err.contains("--all"), "{err}");
+    let (ok, err) = run(&["table", "clear", "--all", "--frontend", "web"]);
+    assert!(!ok, "{err}");
+}
+
+/// An HTTP-only daemon is shown with HTTP fields: no packet classes, no
+/// XDP forwarding mode, no next hop, no interface list to read as empty.
+#[test]
+fn an_http_frontend_is_shown_as_http() {
+    use balancer_tests::http::{Backend, Svc, server_tables};
+    let backends: Vec<Backend> = (0..2)
+        .map(|i| Backend::start(&format!("s{i}"), 0).unwrap())
+        .collect();
+    let svc = Svc::launch("cli-http", "", "", &server_tables(&backends, false, ""));
+    let status = svc.cli(&["status"]);
+    assert!(
+        status.contains("interfaces: none (no XDP program)"),
+        "{status}"
+    );
+    assert!(status.contains("frontend web http "), "{status}");
+    assert!(
+        status.contains("(proxied)") && !status.contains("dsr"),
+        "{status}"
+    );
+    let list = svc.cli(&["backend", "list"]);
+    assert!(!list.contains("UNRESOLVED"), "{list}");
+    for row in list.lines().filter(|l| l.contains("app/s")) {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[6], "-", "packets of an HTTP server: {row}");
+    }
+    let stats = svc.cli(&["stats"]);
+    assert!(!stats.contains("class"), "packet classes shown: {stats}");
+    assert!(stats.starts_with("frontend web"), "{stats}");
+}

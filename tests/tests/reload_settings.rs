@@ -102,8 +102,8 @@ fn a_reload_may_resize_stick_tables_while_they_fit() {
     std::fs::write(&config, &grown).unwrap();
     svc.daemon.signal(libc::SIGHUP).unwrap();
     svc.daemon.expect_logged(
-        "reload failed: changing stick_table.size (the stick tables now add up to 100000 entries; \
-         the kernel table holds 2000",
+        "reload failed: changing stick_table.size (the stick tables now add up to 102400 entries; \
+         the kernel table holds 2048",
         Duration::from_secs(10),
     );
 }

@@ -215,14 +215,20 @@ impl Validator<'_> {
                 format!("{:?}: want ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)", f.bind),
             )
         })?;
-        if vip.port() == 0
-            || vip.ip().is_multicast()
-            || (mode == Mode::L4 && vip.ip().is_unspecified())
-        {
-            return Err(self.err(
-                format!("{key}.bind"),
-                format!("{vip}: needs a unicast address and a port"),
-            ));
+        let problem = if vip.port() == 0 {
+            Some("port 0: give the port clients connect to")
+        } else if vip.ip().is_multicast() {
+            Some("a multicast address: give a unicast one")
+        } else if mode == Mode::L4 && vip.ip().is_unspecified() {
+            Some(
+                "a wildcard address: an l4 frontend's VIP is the one address XDP matches packets \
+                 to (mode = \"http\" frontends may listen on a wildcard)",
+            )
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            return Err(self.err(format!("{key}.bind"), format!("{vip}: {p}")));
         }
         let backend = backends
             .iter()

@@ -76,8 +76,9 @@ const DEFAULT_EXPIRE: Duration = Duration::from_secs(30 * 60);
 pub const MAX_WEIGHT: u32 = 256;
 const DEFAULT_TABLE_COUNT_INTERVAL: Duration = Duration::from_secs(10);
 /// Largest `stick_table.size` of one backend, and of all together: the
-/// kernel preallocates the LRU table (about 90 bytes an entry).
-pub const MAX_STICK_SIZE: u64 = 16_000_000;
+/// kernel preallocates the LRU table (about 100 bytes an entry): `16m`,
+/// 16 x 2^20 entries.
+pub const MAX_STICK_SIZE: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -233,6 +234,43 @@ pub fn stick_size_total(frontends: &[Frontend], backends: &[Backend]) -> u64 {
         .sum()
 }
 
+/// What to write instead of a bare number where a string is wanted (TOML
+/// says only "expected a string"): a duration with its unit, a size with
+/// its suffix. `at`: where the value starts in `text`.
+fn quote_hint(text: &str, at: usize, message: &str) -> Option<String> {
+    if !(message.starts_with("invalid type: integer") || message.starts_with("invalid type: float"))
+        || !message.contains("expected a string")
+    {
+        return None;
+    }
+    let before = text.get(..at)?;
+    let key = before[..before.rfind('=')?]
+        .trim_end()
+        .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .next()?;
+    let value = text[at..]
+        .split(|c: char| c == ',' || c == '}' || c.is_whitespace())
+        .next()
+        .unwrap_or_default();
+    let duration = [
+        "timeout", "inter", "expire", "refresh", "interval", "hold", "maxidle", "maxlife",
+    ]
+    .iter()
+    .any(|d| key.contains(d));
+    Some(if duration {
+        format!(
+            "{key} is a duration: a string with its unit, e.g. \"{value}s\" or \"{value}ms\" (ms, s, \
+             m, h, d)"
+        )
+    } else if key == "size" {
+        format!(
+            "{key} is a string: \"{value}\", or with a suffix, e.g. \"1m\" (k = 1,024, m = 1,048,576)"
+        )
+    } else {
+        format!("{key} is a string: write \"{value}\"")
+    })
+}
+
 impl Config {
     /// Whether the daemon needs the kernel data plane (the XDP program,
     /// its maps pinned under `pin_dir`, so root and a bpffs): with an XDP
@@ -319,11 +357,15 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            let mut message = e.message().trim().to_owned();
+            if let Some(hint) = e.span().and_then(|s| quote_hint(text, s.start, &message)) {
+                message = format!("{message}: {hint}");
+            }
             ConfigError::Parse {
                 path: path.to_owned(),
                 line,
                 column,
-                message: e.message().trim().to_owned(),
+                message,
             }
         })?;
         Validator { path }.validate(raw).map_err(|e| match e {

@@ -130,11 +130,17 @@ fn section(name: String, p: RawPeers) -> Result<PeersConfig, (String, String)> {
                 format!("{addr:?}: want ADDRESS:PORT"),
             )
         })?;
-        if a.port() == 0 || a.ip().is_unspecified() || a.ip().is_multicast() {
-            return Err((
-                key(&format!("peer.{n}")),
-                format!("{a}: needs a unicast address and a port"),
-            ));
+        let problem = if a.port() == 0 {
+            Some("port 0: give the port the peer listens on")
+        } else if a.ip().is_unspecified() {
+            Some("a wildcard address: give the address the other peers reach this one at")
+        } else if a.ip().is_multicast() {
+            Some("a multicast address: give a unicast one")
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            return Err((key(&format!("peer.{n}")), format!("{a}: {p}")));
         }
         if *n == p.local {
             bind = Some(a);

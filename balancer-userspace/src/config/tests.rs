@@ -69,7 +69,8 @@ state = \"drain\"
     let b = &c.backends[0];
     assert_eq!(
         (b.forward, b.stick_size, b.expire),
-        (Forward::Ipip, 100_000, Duration::from_secs(600))
+        // (100k: 100 x 1,024, as HAProxy counts it.)
+        (Forward::Ipip, 102_400, Duration::from_secs(600))
     );
     assert_eq!(b.servers[0].weight, 3);
     assert_eq!(b.servers[1].state, AdminState::Drain);
@@ -1038,4 +1039,41 @@ fn proxy_protocol_keys() {
             "{fe}{be}: want line {line}: {e}"
         );
     }
+}
+
+#[test]
+fn a_bare_number_where_a_string_is_wanted_says_what_to_write() {
+    let base = "[[frontend]]\nname = \"web\"\nbind = \"198.18.2.100:80\"\ndefault_backend = \"app\"\n\n\
+                [[backend]]\nname = \"app\"\n";
+    for (extra, want) in [
+        (
+            "[[backend.server]]\nname = \"s\"\naddress = \"198.18.0.1\"\ninter = 2\n",
+            "inter is a duration: a string with its unit, e.g. \"2s\"",
+        ),
+        (
+            "stick_table = { size = 1000 }\n[[backend.server]]\nname = \"s\"\naddress = \"198.18.0.1\"\n",
+            "size is a string: \"1000\"",
+        ),
+    ] {
+        let text = format!("{base}{extra}");
+        let e = Config::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+        assert!(e.contains("expected a string"), "{e}");
+    }
+}
+
+#[test]
+fn an_l4_wildcard_bind_says_the_wildcard_is_the_problem() {
+    let text = "[[frontend]]\nname = \"web\"\nbind = \"0.0.0.0:80\"\ndefault_backend = \"app\"\n\n\
+                [[backend]]\nname = \"app\"\n[[backend.server]]\nname = \"s\"\naddress = \"198.18.0.1\"\n";
+    let e = Config::parse(Path::new("t.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.toml:3: frontend[0].bind: 0.0.0.0:80: a wildcard address"),
+        "{e}"
+    );
+    assert!(!e.contains("and a port"), "{e}");
 }

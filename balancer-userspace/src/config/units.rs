@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-/// `N`, `Nk` (x1000), `Nm` (x1,000,000), `Ng`: HAProxy's stick-table `size`.
+/// `N`, `Nk` (x1,024), `Nm` (x1,048,576), `Ng` (x2^30): HAProxy's
+/// stick-table `size`, whose suffixes are powers of two (HAProxy 2.6 shows
+/// `size 1m` as `size:1048576`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1_000),
-        Some((i, 'm' | 'M')) => (&t[..i], 1_000_000),
-        Some((i, 'g' | 'G')) => (&t[..i], 1_000_000_000),
+        Some((i, 'k' | 'K')) => (&t[..i], 1 << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
         _ => (t, 1),
     };
     let n: u64 = num
@@ -44,8 +46,9 @@ mod tests {
 
     #[test]
     fn sizes_and_durations() {
-        assert_eq!(parse_size("1m"), Ok(1_000_000));
-        assert_eq!(parse_size("100k"), Ok(100_000));
+        assert_eq!(parse_size("1m"), Ok(1_048_576));
+        assert_eq!(parse_size("100k"), Ok(102_400));
+        assert_eq!(parse_size("16m"), Ok(crate::config::MAX_STICK_SIZE));
         assert_eq!(parse_size("42"), Ok(42));
         assert!(parse_size("1x").is_err());
         assert!(parse_size("m").is_err());

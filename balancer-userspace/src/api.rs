@@ -81,6 +81,11 @@ pub struct TableEntry<'a> {
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Cow<'a, str>>,
     pub idle_ms: u64,
+    /// Time left before the entry expires (its table's `expire` less
+    /// `idle_ms`, as HAProxy's `show table` says `exp=`); `None` where the
+    /// table is not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
     /// `backend/server`; `None`: a server that was removed.
     #[serde(borrow)]
     pub server: Option<Cow<'a, str>>,

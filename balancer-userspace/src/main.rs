@@ -108,6 +108,7 @@ enum Command {
     Peers(PeersCmd),
     /// Frontends, servers and table occupancy of the running daemon.
     Status {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -122,12 +123,15 @@ enum Command {
         /// the only outer sources accepted. Required; repeat for several.
         #[arg(long = "tunnel-source", value_name = "ADDRESS", required = true)]
         tunnel_sources: Vec<std::net::IpAddr>,
+        /// How XDP runs: native (in the driver), generic (in the kernel's
+        /// stack, any interface), auto (native where the driver has it).
         #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
         xdp_mode: String,
     },
     /// Send generated traffic out of an interface (BPF_PROG_TEST_RUN live
     /// frames): one template frame, source addresses cycling through a range.
     Gen {
+        /// Interface to send the frames out of.
         #[arg(long, short)]
         interface: String,
         /// Destination ADDRESS:PORT (IPv6 as [ADDRESS]:PORT).
@@ -145,6 +149,7 @@ enum Command {
         /// Number of distinct source addresses.
         #[arg(long, default_value_t = 65536)]
         src_count: u32,
+        /// What each frame is: a TCP SYN, a TCP ACK, or a UDP datagram.
         #[arg(long, default_value = "tcp-syn", value_parser = ["tcp-syn", "tcp-ack", "udp"])]
         proto: String,
         /// Frames to send (0: until --duration).
@@ -164,6 +169,7 @@ enum Command {
     /// `balancer run` is attached, until SIGINT/SIGTERM: a veth only receives
     /// XDP_TX frames when its peer runs XDP.
     XdpPass {
+        /// The veth peer to attach it to.
         #[arg(long, short)]
         interface: String,
     },
@@ -173,6 +179,7 @@ enum Command {
 enum BackendCmd {
     /// Every server with its state, next hop and counters.
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -181,11 +188,17 @@ enum BackendCmd {
     State {
         /// SERVER, or BACKEND/SERVER when several backends have one of that name.
         name: String,
+        /// The state to set.
         #[arg(value_parser = ["up", "drain", "down", "maint"])]
         state: String,
     },
     /// Set a server's weight (0-256) for new clients.
-    Weight { name: String, weight: u32 },
+    Weight {
+        /// SERVER, or BACKEND/SERVER when several backends have one of that name.
+        name: String,
+        /// 0 (no new clients) to 256.
+        weight: u32,
+    },
     /// Add a server to a backend of the running daemon (not written to the
     /// config file: a reload or restart applies the file again).
     Add {
@@ -199,8 +212,10 @@ enum BackendCmd {
         /// HTTP backends: the value of the persistence cookie naming it.
         #[arg(long)]
         cookie: Option<String>,
+        /// Its weight, 0 to 256.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=256))]
         weight: u32,
+        /// Its state to begin with.
         #[arg(long, default_value = "up", value_parser = ["up", "drain", "down", "maint"])]
         state: String,
         /// Health-check it like the backend's servers (inter 2s, rise 2, fall 3).
@@ -219,6 +234,7 @@ enum BackendCmd {
 enum PeersCmd {
     /// Each peer's link state, last contact, entries sent/received, lag.
     Status {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -228,22 +244,32 @@ enum PeersCmd {
 enum TableCmd {
     /// Entries, optionally of one frontend and/or one client.
     Show {
+        /// Only this frontend's entries (an HTTP frontend's: its backend's).
         #[arg(long)]
         frontend: Option<String>,
+        /// Only this client's entries (an IP address).
         #[arg(long)]
         client: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Number of entries (optionally of one frontend).
     Count {
+        /// Only this frontend's entries (an HTTP frontend's: its backend's).
         #[arg(long)]
         frontend: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Send CLIENT to SERVER on FRONTEND from now on.
     Set {
+        /// The frontend whose table it is (an HTTP frontend's: its backend's).
         frontend: String,
+        /// The client's IP address (cut to the table's key mask).
         client: String,
+        /// SERVER, or BACKEND/SERVER, to send it to.
         server: String,
     },
     /// Delete entries: one frontend's, one client's, or with --all every
@@ -512,8 +538,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let bytes = runtime()?.block_on(request_bytes(&socket, Method::GET, &path, None))?;
             // Typed rows borrowing the answer's names, not a `Value` tree: a
             // million entries would take about 1 GB as one.
-            let rows: Vec<api::TableEntry> =
+            let mut rows: Vec<api::TableEntry> =
                 serde_json::from_slice(&bytes).context("table show: answer is not a table")?;
+            // By table, then client (the daemon lists them in hash order).
+            rows.sort_by(|a, b| {
+                (&a.frontend, &a.backend, a.client).cmp(&(&b.frontend, &b.backend, b.client))
+            });
             if json {
                 let mut out = std::io::stdout().lock();
                 serde_json::to_writer_pretty(&mut out, &rows)?;
@@ -522,8 +552,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
                 writeln!(
                     out,
-                    "{:<16} {:<40} {:<24} {:>10}",
-                    "table", "client", "server", "idle_ms"
+                    "{:<16} {:<40} {:<24} {:>10} {:>10}",
+                    "table", "client", "server", "idle", "expires in"
                 )?;
                 for r in &rows {
                     // An L4 frontend's table, or an HTTP backend's.
@@ -534,23 +564,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     };
                     writeln!(
                         out,
-                        "{:<16} {:<40} {:<24} {:>10}",
+                        "{:<16} {:<40} {:<24} {:>10} {:>10}",
                         table,
                         r.client,
                         r.server.as_deref().unwrap_or("(removed)"),
-                        r.idle_ms
+                        print::human_ms(r.idle_ms),
+                        r.expires_in_ms.map_or("?".into(), print::human_ms)
                     )?;
                 }
                 out.flush()?;
             }
         }
-        Command::Table(TableCmd::Count { frontend }) => {
+        Command::Table(TableCmd::Count { frontend, json }) => {
             let v = api(
                 Method::GET,
                 format!("/v1/table/count{}", query(&[("frontend", &frontend)])),
                 None,
             )?;
-            println!("{}", typed::<api::TableCount>(v)?.entries);
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&v)?),
+                false => println!("{}", typed::<api::TableCount>(v)?.entries),
+            }
         }
         Command::Table(TableCmd::Set {
             frontend,
@@ -715,6 +749,28 @@ mod tests {
         );
         let e = anyhow::anyhow!("root cause").context("outer");
         assert_eq!(super::one_line(&e), "outer: root cause");
+    }
+
+    #[test]
+    fn every_flag_and_argument_has_help() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<super::Cli as clap::CommandFactory>::command(),
+            "balancer",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "no help: {missing:#?}");
     }
 
     #[test]

@@ -163,3 +163,25 @@ pub(crate) fn print_servers(v: &[api::ServerView]) {
         );
     }
 }
+
+/// A time in ms as a person reads it: `850ms`, `12.4s`, `29m05s`, `3h02m`.
+pub(crate) fn human_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_as_people_read_them() {
+        let h = super::human_ms;
+        assert_eq!(
+            [h(850), h(12_400), h(1_745_000), h(10_920_000)],
+            ["850ms", "12.4s", "29m05s", "3h02m"]
+        );
+    }
+}

@@ -208,3 +208,62 @@ impl Throttled {
         }
     }
 }
+
+/// What to say after "no NAME": the names that exist within two edits of
+/// it ("did you mean"), else all of them (at most 12).
+pub fn suggest<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    if names.is_empty() {
+        return " (there are none)".into();
+    }
+    // A bare name is compared with the part after BACKEND/.
+    let close: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| {
+            let short = n.rsplit('/').next().unwrap_or(n);
+            edits(name, n) <= 2 || edits(name, short) <= 2
+        })
+        .collect();
+    match close.as_slice() {
+        [] if names.len() <= 12 => format!(" (there are: {})", names.join(", ")),
+        [] => format!(
+            " ({} names; `balancer backend list` shows them)",
+            names.len()
+        ),
+        c => format!(" (did you mean {}?)", c.join(" or ")),
+    }
+}
+
+/// Levenshtein distance (names are short).
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod suggest_tests {
+    #[test]
+    fn near_names_then_all() {
+        let names = ["app/web1", "app/web2", "api/db"];
+        assert_eq!(
+            super::suggest("web9", names),
+            " (did you mean app/web1 or app/web2?)"
+        );
+        assert_eq!(
+            super::suggest("cache", names),
+            " (there are: app/web1, app/web2, api/db)"
+        );
+        assert_eq!(super::suggest("x", []), " (there are none)");
+    }
+}

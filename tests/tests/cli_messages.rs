@@ -62,7 +62,54 @@ fn an_http_frontend_is_shown_as_http() {
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cols[6], "-", "packets of an HTTP server: {row}");
     }
+    // A name that is not there: the ones that are near it.
+    let sock = svc.dir.join("admin.sock");
+    let (ok, err) = run(&[
+        "--socket",
+        sock.to_str().unwrap(),
+        "backend",
+        "state",
+        "s9",
+        "maint",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("no server named \"s9\" (did you mean app/s0 or app/s1?)"),
+        "{err}"
+    );
+    let count: serde_json::Value =
+        serde_json::from_str(&svc.cli(&["table", "count", "--json"])).unwrap();
+    assert_eq!(count["entries"], 0, "{count}");
     let stats = svc.cli(&["stats"]);
     assert!(!stats.contains("class"), "packet classes shown: {stats}");
     assert!(stats.starts_with("frontend web"), "{stats}");
+}
+
+/// A failing health check that has not reached `fall` yet says so ("up,
+/// 1 of 3 failures"), not just "up" with a refused connection beside it.
+#[test]
+fn a_check_on_its_way_down_counts_its_failures() {
+    use balancer_tests::http::{Backend, Svc, free_port};
+    let ok = Backend::start("s0", 0).unwrap();
+    let dead = free_port().unwrap();
+    let servers = format!(
+        "[[backend.server]]\nname = \"s0\"\naddress = \"{}\"\n\n\
+         [[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:{dead}\"\ncheck = true\n\
+         inter = \"1s\"\nfall = 3\n",
+        ok.addr
+    );
+    let svc = Svc::launch("cli-check", "", "", &servers);
+    let mut list = String::new();
+    let seen = balancer_tests::proc::wait_for(std::time::Duration::from_secs(10), || {
+        list = svc.cli(&["backend", "list"]);
+        // (Each lasts `inter`: a slow machine may see the second first.)
+        list.contains("check up, 1 of 3 failures; last: ")
+            || list.contains("check up, 2 of 3 failures; last: ")
+    });
+    assert!(seen, "{list}");
+    let down = balancer_tests::proc::wait_for(std::time::Duration::from_secs(10), || {
+        list = svc.cli(&["backend", "list"]);
+        list.contains("check down; last: ")
+    });
+    assert!(down, "{list}");
 }

@@ -86,6 +86,25 @@ fn stick_on_src_keeps_clients_in_the_pinned_table_across_a_kill() {
     );
     let shown = svc.cli(&["table", "show"]);
     assert!(shown.contains("backend/app"), "{shown}");
+    // Sorted by client, with the time left before each entry expires
+    // (expire 30s), as a person reads it.
+    assert!(
+        shown.lines().next().unwrap().ends_with("expires in"),
+        "{shown}"
+    );
+    let rows: Vec<Vec<&str>> = shown
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let listed: Vec<std::net::IpAddr> = rows.iter().map(|r| r[1].parse().unwrap()).collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "{shown}");
+    for r in &rows {
+        let left: f64 = r[4].strip_suffix('s').unwrap().parse().unwrap();
+        assert!(left > 0.0 && left <= 30.0, "{shown}");
+    }
 
     // kill -9, then a new daemon on the same pins: the entries are kept,
     // and the proxy follows them.

@@ -31,6 +31,8 @@ pub struct Names {
     /// Frontend name and VIP address family, by VIP id (not by position
     /// in the configuration: ids are kept by name across reloads).
     pub frontends: HashMap<u32, (String, u8)>,
+    /// Each table's `expire` (ms), by VIP or HTTP table id.
+    pub expire_ms: HashMap<u32, u64>,
     /// `backend/server`, by server id.
     pub servers: HashMap<u32, String>,
     /// HTTP stick tables: their backend's name and key family, by id.
@@ -39,7 +41,13 @@ pub struct Names {
 
 impl Names {
     pub fn of(c: &Controller) -> Names {
+        let l4 = c.config.frontends.iter().zip(&c.frontend_ids);
+        let http = c.http_tables().values();
         Names {
+            expire_ms: l4
+                .map(|(f, &id)| (id, c.config.backends[f.backend].expire.as_millis() as u64))
+                .chain(http.map(|t| (t.id, t.expire_ns() / 1_000_000)))
+                .collect(),
             frontends: c
                 .config
                 .frontends
@@ -75,6 +83,10 @@ impl Names {
                 .map(|s| Cow::Borrowed(s.as_str())),
             server_id: v.backend,
             idle_ms: now_ns.saturating_sub(v.last_seen_ns) / 1_000_000,
+            expires_in_ms: self
+                .expire_ms
+                .get(&k.vip_id)
+                .map(|e| e.saturating_sub(now_ns.saturating_sub(v.last_seen_ns) / 1_000_000)),
         }
     }
 }
@@ -153,6 +165,7 @@ mod tests {
     fn names() -> Names {
         Names {
             frontends: HashMap::from([(0, ("web".into(), FAMILY_V4))]),
+            expire_ms: HashMap::from([(0, 30_000)]),
             servers: HashMap::from([(7, "pool/a".into())]),
             tables: HashMap::new(),
         }
@@ -177,7 +190,7 @@ mod tests {
         assert_eq!(
             a[1],
             serde_json::json!({"frontend": "web", "client": "198.18.0.1", "server": "pool/a",
-                               "server_id": 7, "idle_ms": 2500})
+                               "server_id": 7, "idle_ms": 2500, "expires_in_ms": 27500})
         );
     }
 

@@ -293,8 +293,8 @@ fn json_response(status: StatusCode, body: AdminBody) -> Response<AdminBody> {
 
 pub(crate) fn internal(e: ControlError) -> Refusal {
     let status = match e {
-        ControlError::UnknownServer(_)
-        | ControlError::UnknownFrontend(_)
+        ControlError::UnknownServer(..)
+        | ControlError::UnknownFrontend(..)
         | ControlError::NoStickTable(_)
         | ControlError::UnknownBackend(_) => StatusCode::NOT_FOUND,
         ControlError::AmbiguousServer(_) | ControlError::InvalidServer(_) => {

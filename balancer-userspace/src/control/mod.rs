@@ -55,12 +55,13 @@ pub enum ControlError {
         #[source]
         source: maglev::MaglevError,
     },
-    #[error("no server named {0:?} (use BACKEND/SERVER when several backends have it)")]
-    UnknownServer(String),
+    /// The name, and what the names that exist suggest (see [`suggest`]).
+    #[error("no server named {0:?}{1}")]
+    UnknownServer(String, String),
     #[error("server name {0:?} is ambiguous: use BACKEND/SERVER")]
     AmbiguousServer(String),
-    #[error("no frontend named {0:?}")]
-    UnknownFrontend(String),
+    #[error("no frontend named {0:?}{1}")]
+    UnknownFrontend(String, String),
     #[error("frontend {0:?} has no stick table (its backend has no stick rules)")]
     NoStickTable(String),
     #[error(transparent)]

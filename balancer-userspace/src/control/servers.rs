@@ -40,7 +40,15 @@ impl Controller {
             .collect();
         match matches.as_slice() {
             [i] => Ok(*i),
-            [] => Err(ControlError::UnknownServer(name.to_owned())),
+            [] => {
+                let names: Vec<String> = self
+                    .servers
+                    .iter()
+                    .map(|s| format!("{}/{}", s.backend, s.name))
+                    .collect();
+                let hint = crate::util::suggest(name, names.iter().map(String::as_str));
+                Err(ControlError::UnknownServer(name.to_owned(), hint))
+            }
             _ => Err(ControlError::AmbiguousServer(name.to_owned())),
         }
     }
@@ -271,12 +279,20 @@ impl Controller {
             } else {
                 s.next_hop.as_ref().err().cloned()
             },
-            check: s.check.as_ref().map(|_| {
-                let state = if s.health.up { "up" } else { "down" };
+            check: s.check.as_ref().map(|(_, _, t)| {
+                let h = &s.health;
+                // Results against the state so far, out of the rise or fall
+                // that would change it.
+                let state = match (h.up, h.streak) {
+                    (true, 0) => "up".to_owned(),
+                    (true, n) => format!("up, {n} of {} failures", t.fall),
+                    (false, 0) => "down".to_owned(),
+                    (false, n) => format!("down, {n} of {} passes", t.rise),
+                };
                 match &s.last_check {
                     None => format!("{state} (not checked yet)"),
-                    Some(Ok(d)) => format!("{state} (ok in {} ms)", d.as_millis()),
-                    Some(Err(e)) => format!("{state} ({e})"),
+                    Some(Ok(d)) => format!("{state}; last: ok in {} ms", d.as_millis()),
+                    Some(Err(e)) => format!("{state}; last: {e}"),
                 }
             }),
             packets: c.packets,
@@ -296,7 +312,13 @@ impl Controller {
             .frontends
             .iter()
             .position(|f| f.name == frontend)
-            .ok_or_else(|| ControlError::UnknownFrontend(frontend.to_owned()))
+            .ok_or_else(|| {
+                let names = self.config.frontends.iter().map(|f| f.name.as_str());
+                ControlError::UnknownFrontend(
+                    frontend.to_owned(),
+                    crate::util::suggest(frontend, names),
+                )
+            })
     }
 
     /// VIP id of a frontend.

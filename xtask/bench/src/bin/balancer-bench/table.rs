@@ -611,6 +611,8 @@ fn listing_counted(dp: &Dataplane, render: bool) -> anyhow::Result<Listing> {
     let t = Instant::now();
     let names = Names {
         frontends: [(0, ("bench".into(), balancer_common::maps::FAMILY_V6))].into(),
+        // As the daemon's: every entry with its time left.
+        expire_ms: [(0, 30 * 60 * 1000)].into(),
         servers: (0..BACKENDS)
             .map(|i| (i, format!("pool/server{i}")))
             .collect(),

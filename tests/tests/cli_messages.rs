@@ -113,3 +113,72 @@ fn a_check_on_its_way_down_counts_its_failures() {
     });
     assert!(down, "{list}");
 }
+
+/// `balancer run` of an XDP configuration without privilege (as nobody):
+/// one line naming the capabilities and what to do, and no pin directory
+/// left behind.
+#[test]
+fn a_start_without_privilege_names_the_capabilities_and_leaves_nothing() {
+    balancer_tests::require_root();
+    use std::os::unix::fs::PermissionsExt as _;
+    let id = format!("blb-{}-noperm", std::process::id());
+    let dir = std::env::temp_dir().join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pin_dir = std::path::Path::new(balancer_tests::lab::BPFFS).join(&id);
+    let config = dir.join("l4.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dataplane]\ninterfaces = [\"lo\"]\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
+             [[frontend]]\nname = \"web\"\nbind = \"198.18.2.100:80\"\ndefault_backend = \"app\"\n\n\
+             [[backend]]\nname = \"app\"\n[[backend.server]]\nname = \"s\"\naddress = \"198.18.0.1\"\n",
+            pin_dir.display(),
+            dir.join("admin.sock").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(balancer_tests::balancer_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("setpriv");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let left = pin_dir.exists();
+    let _ = std::fs::remove_dir(&pin_dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "{err}");
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.contains("Operation not permitted (os error 1)"),
+        "{err}"
+    );
+    assert_eq!(line.matches("Operation not permitted").count(), 1, "{err}");
+    assert!(
+        line.contains("CAP_BPF") && line.contains("as root"),
+        "{err}"
+    );
+    assert!(!left, "{} left behind: {err}", pin_dir.display());
+}
+
+/// A second `balancer run` on a pin_dir in use names the process that
+/// holds it.
+#[test]
+fn a_pin_dir_in_use_names_its_holder() {
+    use balancer_tests::http::{Backend, Svc, server_tables};
+    let b = Backend::start("s0", 0).unwrap();
+    let svc = Svc::launch("cli-lock", "", "", &server_tables(&[b], false, ""));
+    let config = svc.dir.join("balancer.toml");
+    let (ok, err) = run(&["run", "--config", config.to_str().unwrap()]);
+    assert!(!ok, "{err}");
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.contains("locked: another `balancer run`")
+            && line.contains(&format!("(process {}: ", svc.daemon.pid())),
+        "{err}"
+    );
+}

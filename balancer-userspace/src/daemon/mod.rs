@@ -56,6 +56,14 @@ pub enum DaemonError {
     Admin(#[from] AdminError),
     #[error("pin_dir {path}: {reason}")]
     PinDir { path: String, reason: String },
+    /// The kernel refused a BPF map or the program for want of privilege.
+    #[error(
+        "{0}: {1}: the XDP data plane needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (CAP_SYS_ADMIN \
+         before Linux 5.8): run `balancer run` as root, or as the installed balancer.service, or \
+         grant them with `setcap cap_bpf,cap_net_admin,cap_perfmon,cap_sys_resource+ep` on the \
+         binary; a configuration with only HTTP frontends (no interfaces, no pin_dir) needs none"
+    )]
+    NotPermitted(Box<DataplaneError>, String),
     #[error("{0}")]
     Takeover(String),
     #[error("metrics.bind {addr}: {source}")]
@@ -143,7 +151,17 @@ pub async fn run(
     }
     let pin_dir = config.dataplane.pin_dir.clone();
     check_pin_dir(&pin_dir)?;
+    // A start that fails leaves no directory of its own behind.
+    let created = !pin_dir.exists();
     let lock = PinLock::take(&pin_dir)?;
+    let undo = |e: DaemonError| {
+        if created {
+            let _ = Dataplane::remove_pins(&pin_dir);
+            // Only when empty: whatever else is in it is not ours.
+            let _ = std::fs::remove_dir(&pin_dir);
+        }
+        e
+    };
     if reset {
         let removed = Dataplane::remove_pins(&pin_dir)?;
         info!(
@@ -152,7 +170,8 @@ pub async fn run(
             pin_dir.display()
         );
     }
-    let (dp, adopted) = Dataplane::load_pinned(LoadOptions::for_config(&config), &pin_dir)?;
+    let (dp, adopted) = Dataplane::load_pinned(LoadOptions::for_config(&config), &pin_dir)
+        .map_err(|e| undo(not_permitted(e)))?;
     let fresh = adopted.maps.is_empty();
     if !fresh {
         info!(
@@ -175,12 +194,27 @@ pub async fn run(
             // daemon stays as it was (its program is still attached).
             if fresh {
                 let _ = Dataplane::remove_pins(&pin_dir);
-                // Only when empty: whatever else is in it is not ours.
                 let _ = std::fs::remove_dir(&pin_dir);
             }
-            Err(e)
+            Err(undo(e))
         }
     }
+}
+
+/// `e`, said as the missing privilege it is when the kernel refused with
+/// EPERM or EACCES somewhere in its chain.
+fn not_permitted(e: DataplaneError) -> DaemonError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+        {
+            let why = io.to_string();
+            return DaemonError::NotPermitted(Box::new(e), why);
+        }
+        cause = c.source();
+    }
+    DaemonError::Dataplane(e)
 }
 
 /// Programmed and attached, not serving yet.

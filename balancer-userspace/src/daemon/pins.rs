@@ -30,13 +30,39 @@ impl PinLock {
             )
         } != 0
         {
-            return Err(err(
-                "locked: another `balancer run` (or `balancer detach`) is using this pin_dir"
-                    .into(),
-            ));
+            let who = lock_holder(&f).map_or(String::new(), |h| format!(" ({h})"));
+            return Err(err(format!(
+                "locked: another `balancer run` (or `balancer detach`) is using this \
+                 pin_dir{who}: stop it first, or give this one another pin_dir"
+            )));
         }
         Ok(PinLock { _dir: f })
     }
+}
+
+/// Who holds the lock on the directory open as `f`: `process PID:
+/// COMMAND LINE`, read from /proc/locks (flock(2) does not say).
+fn lock_holder(f: &std::fs::File) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = f.metadata().ok()?;
+    // /proc/locks names the file as MAJOR:MINOR:INODE, in hex for the
+    // device numbers.
+    let (major, minor) = (libc::major(m.dev()), libc::minor(m.dev()));
+    let file = format!("{major:02x}:{minor:02x}:{}", m.ino());
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let pid = locks.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        // "1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"
+        (w.get(1) == Some(&"FLOCK") && w.get(5) == Some(&file.as_str()))
+            .then(|| w.get(4)?.parse::<u32>().ok())?
+    })?;
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmd: Vec<String> = cmd
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(format!("process {pid}: {}", cmd.join(" ")))
 }
 
 /// The pin directory must be on a bpffs, or the pin fails later with a

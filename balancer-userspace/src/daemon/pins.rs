@@ -91,10 +91,24 @@ pub(super) fn check_pin_dir(dir: &Path) -> Result<(), DaemonError> {
     }
     if st.f_type as i64 != BPF_FS_MAGIC {
         return Err(err(format!(
-            "{} is not on a bpffs (mount one with `mount -t bpf bpf {}` or run `cargo xtask setup`)",
+            "{} is not on a bpffs: mount one (`mount -t bpf bpf {}`); under `ip netns exec`, \
+             which remounts /sys without it, enter only the network namespace instead \
+             (`nsenter --net=/run/netns/NAME balancer run ...`)",
             probe.display(),
             probe.display()
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_pin_dir_off_the_bpffs_says_how_to_get_one() {
+        let dir = std::env::temp_dir().join(format!("blb-{}-not-bpffs", std::process::id()));
+        let e = super::check_pin_dir(&dir).unwrap_err().to_string();
+        assert!(e.contains("mount -t bpf bpf"), "{e}");
+        assert!(e.contains("nsenter --net="), "{e}");
+        assert!(!e.contains("cargo xtask"), "{e}");
+    }
 }

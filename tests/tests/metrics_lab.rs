@@ -89,7 +89,8 @@ fn metrics_report_the_data_plane_and_server_states() {
         r#"balancer_server_check_duration_seconds{backend="web",server="s0"}"#,
     );
     assert!(latency > 0.0 && latency < 0.5, "check latency {latency} s");
-    assert_eq!(get(&m, "balancer_stick_table_capacity"), 10_000.0);
+    // size "10k": 10 x 1,024, as HAProxy counts it.
+    assert_eq!(get(&m, "balancer_stick_table_capacity"), 10_240.0);
 
     // The table count catches up (counted every second).
     assert!(

@@ -182,3 +182,55 @@ fn a_pin_dir_in_use_names_its_holder() {
         "{err}"
     );
 }
+
+/// A second daemon (its own pin_dir) on an interface the first one runs
+/// XDP on: refused, naming the first one's pin_dir, not tried again in
+/// generic mode, and nothing of its own left pinned.
+#[test]
+fn an_interface_in_use_names_the_balancer_on_it() {
+    use balancer_tests::lab::{Lab, LabSpec};
+    balancer_tests::require_root();
+    let lab = Lab::new(LabSpec {
+        clients: 0,
+        backends: 1,
+    })
+    .expect("lab");
+    let services = format!(
+        "[[frontend]]\nname = \"web\"\nbind = \"198.18.2.100:80\"\ndefault_backend = \"web\"\n\n\
+         [[backend]]\nname = \"web\"\n[[backend.server]]\nname = \"s0\"\naddress = \"{}\"\n",
+        lab.backends[0].ipv4
+    );
+    let first = lab
+        .write_service_config("first.toml", "", &services)
+        .unwrap();
+    let _daemon = lab.start_balancer(&first).expect("the first daemon");
+    let other_pins = lab.pin_dir.with_file_name(format!(
+        "{}-second",
+        lab.pin_dir.file_name().unwrap().to_string_lossy()
+    ));
+    let second = lab.dir.join("second.toml");
+    let text = std::fs::read_to_string(&first)
+        .unwrap()
+        .replace(
+            &lab.pin_dir.display().to_string(),
+            &other_pins.display().to_string(),
+        )
+        .replace("admin.sock", "admin2.sock");
+    std::fs::write(&second, text).unwrap();
+    let e = lab
+        .start_balancer(&second)
+        .map(|_| ())
+        .expect_err("a second daemon on the same interface")
+        .to_string();
+    let left = other_pins.exists();
+    let _ = std::fs::remove_dir_all(&other_pins);
+    assert!(
+        e.contains(&format!(
+            "interface \"eth0\" already runs an XDP program, another balancer's (its pin_dir {} holds link-eth0)",
+            lab.pin_dir.display()
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("falling back to generic"), "{e}");
+    assert!(!left, "{} left behind", other_pins.display());
+}

@@ -70,6 +70,8 @@ pub enum DataplaneError {
         mode: &'static str,
         reason: String,
     },
+    #[error("interface {name:?} already runs an XDP program, {owner}")]
+    Occupied { name: String, owner: String },
     #[error("program {name} is missing from the XDP object")]
     MissingProgram { name: &'static str },
     #[error("map {name} is missing from the XDP object")]
@@ -611,6 +613,21 @@ fn attach_xdp(
                 reason: error_chain(&e),
             })
     };
+    // An interface that runs another program: said so, not tried again in
+    // generic mode (which the kernel refuses the same way).
+    let occupied = |e: DataplaneError| match &e {
+        DataplaneError::Attach { reason, .. }
+            if reason.contains("File exists") || reason.contains("Device or resource busy") =>
+        {
+            DataplaneError::Occupied {
+                name: name.to_owned(),
+                owner: pins::xdp_owner(name),
+            }
+        }
+        _ => e,
+    };
+    let attempt =
+        |prog: &mut Xdp, aya_mode, label| attempt(prog, aya_mode, label).map_err(occupied);
     let r = match mode {
         XdpMode::Native => (
             attempt(prog, AyaXdpMode::Driver, "native")?,
@@ -622,6 +639,7 @@ fn attach_xdp(
         ),
         XdpMode::Auto => match attempt(prog, AyaXdpMode::Driver, "native") {
             Ok(link) => (link, Attached::Native),
+            Err(e @ DataplaneError::Occupied { .. }) => return Err(e),
             Err(native) => {
                 warn!(
                     "{native}; falling back to generic XDP (slower: runs after the skb is built)"

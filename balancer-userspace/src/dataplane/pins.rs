@@ -35,6 +35,29 @@ pub const PERSISTENT_MAPS: [&str; 6] = [
 /// Pinned XDP links are named `link-<interface>` in the pin directory.
 const LINK_PREFIX: &str = "link-";
 
+/// Who runs the XDP program already attached to interface `name`, for an
+/// error: the balancer whose pin directory (any directory of the bpffs at
+/// /sys/fs/bpf) holds its link, else another tool, and what to do.
+pub(super) fn xdp_owner(name: &str) -> String {
+    let link = format!("{LINK_PREFIX}{name}");
+    let owner = std::fs::read_dir("/sys/fs/bpf").ok().and_then(|dirs| {
+        dirs.flatten()
+            .map(|d| d.path())
+            .find(|d| d.join(&link).exists())
+    });
+    match owner {
+        Some(dir) => format!(
+            "another balancer's (its pin_dir {} holds {link}): stop that daemon, then `balancer \
+             detach` with its configuration removes it; or give this one another interface",
+            dir.display()
+        ),
+        None => format!(
+            "not a balancer's (no pin_dir under /sys/fs/bpf holds {link}): `ip link show dev \
+             {name}` names it, `ip link set dev {name} xdp off` removes it"
+        ),
+    }
+}
+
 /// Kernel attributes a persistent map must have: (key, value, max_entries).
 fn persistent_shape(name: &str, opts: &LoadOptions) -> (u32, u32, u32) {
     use std::mem::size_of;

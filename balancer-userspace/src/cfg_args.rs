@@ -58,27 +58,63 @@ impl CfgArgs {
     }
 }
 
-/// `balancer check-config`: validate, show what was skipped, summarize.
-pub fn check_config(config: &Path, cfg: &CfgArgs) -> anyhow::Result<()> {
-    let c = Config::load_with(config, &cfg.options()?)?;
-    for w in &c.warnings {
-        eprintln!("warning: {w}");
+/// `balancer check-config`: validate, show what was skipped, summarize;
+/// with `json`, the same as one JSON object on stdout (the error too, also
+/// said on stderr as every error is).
+pub fn check_config(config: &Path, cfg: &CfgArgs, json: bool) -> anyhow::Result<()> {
+    let result = checked(config, cfg);
+    if json {
+        let v = match &result {
+            Ok(s) => serde_json::json!({
+                "file": config, "ok": true, "frontends": s.frontends, "backends": s.backends,
+                "servers": s.servers, "certificates": s.certificates, "warnings": s.warnings,
+            }),
+            Err(e) => serde_json::json!({
+                "file": config, "ok": false, "error": crate::one_line(e),
+            }),
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
     }
+    let s = result?;
+    if !json {
+        for w in &s.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!(
+            "{}: ok ({} frontends, {} backends, {} servers{})",
+            config.display(),
+            s.frontends,
+            s.backends,
+            s.servers,
+            if s.certificates == 0 {
+                String::new()
+            } else {
+                format!(", {} certificates", s.certificates)
+            }
+        );
+    }
+    Ok(())
+}
+
+/// What `check-config` found in a valid file.
+struct Summary {
+    frontends: usize,
+    backends: usize,
+    servers: usize,
+    certificates: usize,
+    warnings: Vec<String>,
+}
+
+fn checked(config: &Path, cfg: &CfgArgs) -> anyhow::Result<Summary> {
+    let c = Config::load_with(config, &cfg.options()?)?;
     // The certificates too: what the daemon would load.
     let tls = crate::daemon::load_tls(&c)?;
     balancer::control::server_tls_of(&c)?;
-    let certs: usize = tls.values().map(|t| t.certificates().len()).sum();
-    println!(
-        "{}: ok ({} frontends, {} backends, {} servers{})",
-        config.display(),
-        c.frontends.len(),
-        c.backends.len(),
-        c.backends.iter().map(|b| b.servers.len()).sum::<usize>(),
-        if tls.is_empty() {
-            String::new()
-        } else {
-            format!(", {certs} certificates")
-        }
-    );
-    Ok(())
+    Ok(Summary {
+        frontends: c.frontends.len(),
+        backends: c.backends.len(),
+        servers: c.backends.iter().map(|b| b.servers.len()).sum(),
+        certificates: tls.values().map(|t| t.certificates().len()).sum(),
+        warnings: c.warnings.iter().map(ToString::to_string).collect(),
+    })
 }

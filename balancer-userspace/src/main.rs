@@ -3,6 +3,8 @@
 use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 mod cfg_args;
+mod cli;
+use cli::{BackendCmd, Cli, Command, Json, PeersCmd, TableCmd};
 mod print;
 use print::{print_peers, print_servers, print_stats};
 
@@ -13,279 +15,35 @@ use anyhow::Context as _;
 use balancer::{
     admin::client::{request, request_bytes},
     api,
-    config::{Config, DEFAULT_ADMIN_SOCKET, DEFAULT_PIN_DIR},
+    config::{Config, DEFAULT_PIN_DIR},
     daemon,
     dataplane::{AuxProgram, Dataplane},
 };
 use balancer_common::maps::{
     DECAP_COUNTER_NAMES, DECAP_REFUSED_V4, DECAP_REFUSED_V6, MAX_TUNNEL_SOURCES, PASS_PROGRAM,
 };
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
 use hyper::Method;
 use serde_json::{Value, json};
 
-#[derive(Parser)]
-#[command(
-    name = "balancer",
-    version,
-    about = "Kernel-accelerated sticky load balancer"
-)]
-struct Cli {
-    /// Admin socket of the daemon (for backend, table and status).
-    #[arg(long, global = true, default_value = DEFAULT_ADMIN_SOCKET)]
-    socket: PathBuf,
-    #[command(subcommand)]
-    command: Command,
+/// One server as the daemon describes it, as `backend list` prints it.
+fn print_server(v: Value) -> anyhow::Result<()> {
+    print_servers(&[typed(v)?]);
+    Ok(())
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Load and attach the XDP program and run until SIGINT/SIGTERM.
-    Run {
-        /// Configuration file: balancer's TOML, or a haproxy.cfg.
-        #[arg(long, short)]
-        config: PathBuf,
-        #[command(flatten)]
-        cfg: cfg_args::CfgArgs,
-        /// Discard the state pinned by an earlier daemon (stick table,
-        /// counters, XDP attachments) instead of taking it over.
-        #[arg(long)]
-        reset: bool,
-        /// Take over from the daemon running on the same admin socket
-        /// without dropping a connection: it hands over its HTTP listening
-        /// sockets, stops accepting and lets its requests in flight
-        /// finish (a restart or an upgrade; HAProxy's `-x`).
-        #[arg(long)]
-        takeover: bool,
-    },
-    /// Remove what `balancer run` leaves behind on purpose: the XDP
-    /// attachments (XDP stops) and the pinned stick table and counters.
-    /// Refused while a daemon runs with the same pin_dir.
-    Detach {
-        /// Configuration file whose `dataplane.pin_dir` to clear.
-        #[arg(long, short, conflicts_with = "pin_dir")]
-        config: Option<PathBuf>,
-        /// The pin directory itself.
-        #[arg(long)]
-        pin_dir: Option<PathBuf>,
-    },
-    /// Validate a configuration file without touching the system.
-    CheckConfig {
-        /// Configuration file: balancer's TOML, or a haproxy.cfg.
-        config: PathBuf,
-        #[command(flatten)]
-        cfg: cfg_args::CfgArgs,
-    },
-    /// Print a haproxy.cfg as balancer's TOML (each block names its lines).
-    Convert {
-        /// The haproxy.cfg.
-        config: PathBuf,
-        #[command(flatten)]
-        cfg: cfg_args::CfgArgs,
-    },
-    /// Data-plane counters of a running daemon: packet classes and, through
-    /// the admin API, per-frontend stick-table counters. With --pin-dir or
-    /// --config, only the packet classes, read from the pinned map.
-    Stats {
-        /// Read the pinned map under this directory (the daemon's `dataplane.pin_dir`).
-        #[arg(long, conflicts_with = "config")]
-        pin_dir: Option<PathBuf>,
-        /// Read pin_dir from this configuration file instead.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Servers: list them, change their state or weight.
-    #[command(subcommand)]
-    Backend(BackendCmd),
-    /// The stick table: show, count, set or clear entries.
-    #[command(subcommand)]
-    Table(TableCmd),
-    /// Stick-table replication with the other instances (`[peers]`).
-    #[command(subcommand)]
-    Peers(PeersCmd),
-    /// Frontends, servers and table occupancy of the running daemon.
-    Status {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// On a backend: strip the IPIP/IP6IP6 encapsulation of `forward = "ipip"`
-    /// in XDP (for kernels without ipip/ip6tnl devices), until SIGINT/SIGTERM.
-    /// IP-in-IP from any other source than the balancers' is dropped.
-    Decap {
-        /// Interface the encapsulated packets arrive on.
-        #[arg(long, short)]
-        interface: String,
-        /// A balancer's tunnel source address (its `tunnel_source_v4`/`_v6`):
-        /// the only outer sources accepted. Required; repeat for several.
-        #[arg(long = "tunnel-source", value_name = "ADDRESS", required = true)]
-        tunnel_sources: Vec<std::net::IpAddr>,
-        /// How XDP runs: native (in the driver), generic (in the kernel's
-        /// stack, any interface), auto (native where the driver has it).
-        #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
-        xdp_mode: String,
-    },
-    /// Send generated traffic out of an interface (BPF_PROG_TEST_RUN live
-    /// frames): one template frame, source addresses cycling through a range.
-    Gen {
-        /// Interface to send the frames out of.
-        #[arg(long, short)]
-        interface: String,
-        /// Destination ADDRESS:PORT (IPv6 as [ADDRESS]:PORT).
-        #[arg(long)]
-        dst: std::net::SocketAddr,
-        /// Destination MAC (the next hop: the balancer).
-        #[arg(long)]
-        dst_mac: String,
-        /// Source MAC (default: the interface's).
-        #[arg(long)]
-        src_mac: Option<String>,
-        /// First source address.
-        #[arg(long)]
-        src: std::net::IpAddr,
-        /// Number of distinct source addresses.
-        #[arg(long, default_value_t = 65536)]
-        src_count: u32,
-        /// What each frame is: a TCP SYN, a TCP ACK, or a UDP datagram.
-        #[arg(long, default_value = "tcp-syn", value_parser = ["tcp-syn", "tcp-ack", "udp"])]
-        proto: String,
-        /// Frames to send (0: until --duration).
-        #[arg(long, default_value_t = 0)]
-        count: u64,
-        /// Seconds to send for.
-        #[arg(long)]
-        duration: Option<f64>,
-        /// Frames per second (default: as fast as possible).
-        #[arg(long)]
-        rate: Option<u64>,
-        /// Payload bytes after the transport header.
-        #[arg(long, default_value_t = 0)]
-        payload: usize,
-    },
-    /// Attach a pass-everything XDP program to the peer of a veth on which
-    /// `balancer run` is attached, until SIGINT/SIGTERM: a veth only receives
-    /// XDP_TX frames when its peer runs XDP.
-    XdpPass {
-        /// The veth peer to attach it to.
-        #[arg(long, short)]
-        interface: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum BackendCmd {
-    /// Every server with its state, next hop and counters.
-    List {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Set a server's state: up, drain (keeps its clients, no new ones),
-    /// down or maint (its clients move on their next packet).
-    State {
-        /// SERVER, or BACKEND/SERVER when several backends have one of that name.
-        name: String,
-        /// The state to set.
-        #[arg(value_parser = ["up", "drain", "down", "maint"])]
-        state: String,
-    },
-    /// Set a server's weight (0-256) for new clients.
-    Weight {
-        /// SERVER, or BACKEND/SERVER when several backends have one of that name.
-        name: String,
-        /// 0 (no new clients) to 256.
-        weight: u32,
-    },
-    /// Add a server to a backend of the running daemon (not written to the
-    /// config file: a reload or restart applies the file again).
-    Add {
-        /// The backend (as in the config file).
-        backend: String,
-        /// The new server's name.
-        server: String,
-        /// Its address (the family of the backend's frontends); IP:PORT for
-        /// HTTP servers.
-        address: String,
-        /// HTTP backends: the value of the persistence cookie naming it.
-        #[arg(long)]
-        cookie: Option<String>,
-        /// Its weight, 0 to 256.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=256))]
-        weight: u32,
-        /// Its state to begin with.
-        #[arg(long, default_value = "up", value_parser = ["up", "drain", "down", "maint"])]
-        state: String,
-        /// Health-check it like the backend's servers (inter 2s, rise 2, fall 3).
-        #[arg(long)]
-        check: bool,
-    },
-    /// Remove a server from the running daemon: its clients get a new
-    /// server on their next packet.
-    Remove {
-        /// SERVER, or BACKEND/SERVER when several backends have one of that name.
-        name: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum PeersCmd {
-    /// Each peer's link state, last contact, entries sent/received, lag.
-    Status {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum TableCmd {
-    /// Entries, optionally of one frontend and/or one client.
-    Show {
-        /// Only this frontend's entries (an HTTP frontend's: its backend's).
-        #[arg(long)]
-        frontend: Option<String>,
-        /// Only this client's entries (an IP address).
-        #[arg(long)]
-        client: Option<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Number of entries (optionally of one frontend).
-    Count {
-        /// Only this frontend's entries (an HTTP frontend's: its backend's).
-        #[arg(long)]
-        frontend: Option<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Send CLIENT to SERVER on FRONTEND from now on.
-    Set {
-        /// The frontend whose table it is (an HTTP frontend's: its backend's).
-        frontend: String,
-        /// The client's IP address (cut to the table's key mask).
-        client: String,
-        /// SERVER, or BACKEND/SERVER, to send it to.
-        server: String,
-    },
-    /// Delete entries: one frontend's, one client's, or with --all every
-    /// frontend's (one of them must be given).
-    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true)))]
-    Clear {
-        /// Only this frontend's entries (an HTTP frontend's: its backend's).
-        #[arg(long, group = "which")]
-        frontend: Option<String>,
-        /// Only this client's entries (an IP address).
-        #[arg(long, group = "which")]
-        client: Option<String>,
-        /// Every entry of every frontend.
-        #[arg(long, group = "which", conflicts_with_all = ["frontend", "client"])]
-        all: bool,
-    },
+/// The daemon's answer `v`: as JSON with `--json`, else as `text` prints it.
+fn print_answer(
+    out: Json,
+    v: Value,
+    text: impl FnOnce(Value) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if out.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        Ok(())
+    } else {
+        text(v)
+    }
 }
 
 /// An error and its causes on one line, joined by ": ", each cause said
@@ -331,7 +89,7 @@ fn query(pairs: &[(&str, &Option<String>)]) -> String {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let socket = cli.socket;
+    let socket = cli.command.socket(cli.socket)?;
     let api = |method: Method, path: String, body: Option<Value>| -> anyhow::Result<Value> {
         Ok(runtime()?.block_on(request(&socket, method, &path, body))?)
     };
@@ -439,7 +197,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 AuxProgram::attach(PASS_PROGRAM, &interface, balancer::config::XdpMode::Native)?;
             wait_for_signal()?;
         }
-        Command::CheckConfig { config, cfg } => cfg_args::check_config(&config, &cfg)?,
+        Command::CheckConfig { config, cfg, json } => cfg_args::check_config(&config, &cfg, json)?,
         Command::Convert { config, cfg } => {
             print!(
                 "{}",
@@ -450,6 +208,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             pin_dir: None,
             config: None,
             json,
+            ..
         } => {
             let v = api(Method::GET, "/v1/stats".into(), None)?;
             if json {
@@ -462,6 +221,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             pin_dir,
             config,
             json,
+            ..
         } => {
             let pin_dir = match config {
                 Some(path) => Config::load(&path)?.dataplane.pin_dir,
@@ -474,7 +234,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", stats.table());
             }
         }
-        Command::Backend(BackendCmd::List { json }) => {
+        Command::Backend {
+            cmd: BackendCmd::List { json },
+            ..
+        } => {
             let v = api(Method::GET, "/v1/backends".into(), None)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -482,31 +245,42 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 print_servers(&typed::<Vec<_>>(v)?);
             }
         }
-        Command::Backend(BackendCmd::State { name, state }) => {
+        Command::Backend {
+            cmd: BackendCmd::State { name, state, out },
+            ..
+        } => {
             let v = api(
                 Method::PUT,
                 "/v1/backends/state".into(),
                 Some(json!({"server": name, "state": state})),
             )?;
-            print_servers(&[typed(v)?]);
+            print_answer(out, v, print_server)?;
         }
-        Command::Backend(BackendCmd::Weight { name, weight }) => {
+        Command::Backend {
+            cmd: BackendCmd::Weight { name, weight, out },
+            ..
+        } => {
             let v = api(
                 Method::PUT,
                 "/v1/backends/weight".into(),
                 Some(json!({"server": name, "weight": weight})),
             )?;
-            print_servers(&[typed(v)?]);
+            print_answer(out, v, print_server)?;
         }
-        Command::Backend(BackendCmd::Add {
-            backend,
-            server,
-            address,
-            weight,
-            state,
-            check,
-            cookie,
-        }) => {
+        Command::Backend {
+            cmd:
+                BackendCmd::Add {
+                    backend,
+                    server,
+                    address,
+                    weight,
+                    state,
+                    check,
+                    cookie,
+                    out,
+                },
+            ..
+        } => {
             let v = api(
                 Method::POST,
                 "/v1/backends".into(),
@@ -515,22 +289,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                             "cookie": cookie, "weight": weight, "state": state, "check": check}),
                 ),
             )?;
-            print_servers(&[typed(v)?]);
+            print_answer(out, v, print_server)?;
         }
-        Command::Backend(BackendCmd::Remove { name }) => {
+        Command::Backend {
+            cmd: BackendCmd::Remove { name, out },
+            ..
+        } => {
             let v = api(
                 Method::DELETE,
                 format!("/v1/backends{}", query(&[("server", &Some(name))])),
                 None,
             )?;
-            println!("removed:");
-            print_servers(&[typed(v)?]);
+            print_answer(out, v, |v| {
+                println!("removed:");
+                print_server(v)
+            })?;
         }
-        Command::Table(TableCmd::Show {
-            frontend,
-            client,
-            json,
-        }) => {
+        Command::Table {
+            cmd:
+                TableCmd::Show {
+                    frontend,
+                    client,
+                    json,
+                },
+            ..
+        } => {
             let path = format!(
                 "/v1/table{}",
                 query(&[("frontend", &frontend), ("client", &client)])
@@ -575,7 +358,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 out.flush()?;
             }
         }
-        Command::Table(TableCmd::Count { frontend, json }) => {
+        Command::Table {
+            cmd: TableCmd::Count { frontend, json },
+            ..
+        } => {
             let v = api(
                 Method::GET,
                 format!("/v1/table/count{}", query(&[("frontend", &frontend)])),
@@ -586,11 +372,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 false => println!("{}", typed::<api::TableCount>(v)?.entries),
             }
         }
-        Command::Table(TableCmd::Set {
-            frontend,
-            client,
-            server,
-        }) => {
+        Command::Table {
+            cmd:
+                TableCmd::Set {
+                    frontend,
+                    client,
+                    server,
+                    out,
+                },
+            ..
+        } => {
             let body = json!({"frontend": frontend, "client": client, "server": server});
             let bytes = runtime()?.block_on(request_bytes(
                 &socket,
@@ -598,6 +389,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "/v1/table",
                 Some(body),
             ))?;
+            if out.json {
+                let v: Value =
+                    serde_json::from_slice(&bytes).context("table set: answer is not JSON")?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
             let e: api::TableEntry =
                 serde_json::from_slice(&bytes).context("table set: answer is not an entry")?;
             // The frontend as given (an HTTP frontend's table is its backend's).
@@ -607,11 +404,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 e.server.as_deref().unwrap_or("?")
             );
         }
-        Command::Table(TableCmd::Clear {
-            frontend,
-            client,
-            all,
-        }) => {
+        Command::Table {
+            cmd:
+                TableCmd::Clear {
+                    frontend,
+                    client,
+                    all,
+                    out,
+                },
+            ..
+        } => {
             let all = all.then(|| "1".to_owned());
             let v = api(
                 Method::DELETE,
@@ -621,9 +423,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 ),
                 None,
             )?;
-            println!("removed {}", typed::<api::Removed>(v)?.removed);
+            print_answer(out, v, |v| {
+                println!("removed {}", typed::<api::Removed>(v)?.removed);
+                Ok(())
+            })?;
         }
-        Command::Peers(PeersCmd::Status { json }) => {
+        Command::Peers {
+            cmd: PeersCmd::Status { json },
+            ..
+        } => {
             let v = api(Method::GET, "/v1/peers".into(), None)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -631,7 +439,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 print_peers(&typed(v)?);
             }
         }
-        Command::Status { json } => {
+        Command::Status { json, .. } => {
             let v = api(Method::GET, "/v1/status".into(), None)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);

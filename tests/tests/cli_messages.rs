@@ -83,6 +83,118 @@ fn an_http_frontend_is_shown_as_http() {
     let stats = svc.cli(&["stats"]);
     assert!(!stats.contains("class"), "packet classes shown: {stats}");
     assert!(stats.starts_with("frontend web"), "{stats}");
+    // Every command has --json, the ones that change something too: the
+    // daemon's answer; and --socket after the command's name.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = svc.cli(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let s = json(&["backend", "weight", "app/s0", "7", "--json"]);
+    assert_eq!(
+        (s["server"].as_str(), s["weight"].as_u64()),
+        (Some("s0"), Some(7)),
+        "{s}"
+    );
+    let s = json(&["backend", "state", "app/s1", "drain", "--json"]);
+    assert_eq!(s["state"], "drain", "{s}");
+    // (`table set --json`: in http_stick.rs, whose backend has a table.)
+    let r = json(&["table", "clear", "--all", "--json"]);
+    assert_eq!(r["removed"], 0, "{r}");
+    let out = lab_output(
+        Command::new(balancer_tests::balancer_bin())
+            .args(["table", "count", "--socket"])
+            .arg(&sock),
+    );
+    assert!(out.contains('0'), "{out}");
+}
+
+fn lab_output(cmd: &mut Command) -> String {
+    balancer_tests::lab::output(cmd).unwrap()
+}
+
+/// `--socket` is taken after the commands that ask the daemon (and still
+/// before them), shown only in their help, and refused, not ignored, with
+/// one that asks no daemon.
+#[test]
+fn socket_is_an_option_of_the_commands_that_use_it() {
+    let sock = std::env::temp_dir().join(format!("blb-{}-socket-opt/a.sock", std::process::id()));
+    let sock = sock.to_str().unwrap();
+    for args in [
+        vec!["status", "--socket", sock],
+        vec!["table", "count", "--socket", sock],
+        vec!["backend", "--socket", sock, "list"],
+        vec!["--socket", sock, "peers", "status"],
+    ] {
+        let (ok, err) = run(&args);
+        assert!(!ok && err.contains(sock), "{args:?}: {err}");
+    }
+    let (ok, err) = run(&["--socket", sock, "check-config", "x.toml"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--socket is for the commands that ask the running daemon"),
+        "{err}"
+    );
+    assert!(err.contains("check-config"), "{err}");
+    let (ok, err) = run(&["check-config", "x.toml", "--socket", sock]);
+    assert!(
+        !ok && err.contains("unexpected argument '--socket'"),
+        "{err}"
+    );
+    let help = |args: &[&str]| {
+        let out = Command::new(balancer_tests::balancer_bin())
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(!help(&["detach"]).contains("--socket"));
+    assert!(!help(&["convert"]).contains("--socket"));
+    assert!(help(&["status"]).contains("--socket"));
+    assert!(help(&["table", "show"]).contains("--socket"));
+}
+
+/// `check-config --json`: the verdict as one object, the error too.
+#[test]
+fn check_config_says_its_verdict_in_json() {
+    let dir = std::env::temp_dir().join(format!("blb-{}-check-json", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &good,
+        "[[frontend]]\nname = \"web\"\nmode = \"http\"\nbind = \"127.0.0.1:8080\"\n\
+         default_backend = \"app\"\n\n[[backend]]\nname = \"app\"\n\
+         [[backend.server]]\nname = \"s0\"\naddress = \"127.0.0.1:9000\"\n",
+    )
+    .unwrap();
+    std::fs::write(&bad, "[[frontend]]\nname = \"web\"\nmode = \"htp\"\n").unwrap();
+    let json = |f: &std::path::Path| {
+        let out = Command::new(balancer_tests::balancer_bin())
+            .args(["check-config", "--json"])
+            .arg(f)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.success(), v)
+    };
+    let ((good_ok, g), (bad_ok, v)) = (json(&good), json(&bad));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(good_ok, "{g}");
+    assert_eq!(
+        (
+            g["ok"].as_bool(),
+            g["frontends"].as_u64(),
+            g["servers"].as_u64()
+        ),
+        (Some(true), Some(1), Some(1)),
+        "{g}"
+    );
+    assert!(!bad_ok);
+    assert_eq!(v["ok"], false, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(e.contains("bad.toml:1") && e.contains("bind"), "{v}");
 }
 
 /// A failing health check that has not reached `fall` yet says so ("up,

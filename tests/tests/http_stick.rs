@@ -124,7 +124,12 @@ fn stick_on_src_keeps_clients_in_the_pinned_table_across_a_kill() {
         .into_iter()
         .find(|s| format!("app/{s}") != home[&ip.to_string()])
         .unwrap();
-    svc.cli(&["table", "set", "web", &ip.to_string(), other]);
+    // (--json: the daemon's answer, the entry as `table show --json` has it.)
+    let set: serde_json::Value =
+        serde_json::from_str(&svc.cli(&["table", "set", "web", &ip.to_string(), other, "--json"]))
+            .unwrap();
+    assert_eq!(set["client"], ip.to_string(), "{set}");
+    assert_eq!(set["server"], format!("app/{other}"), "{set}");
     assert_eq!(served(&svc, ip), other);
     assert_eq!(
         svc.cli(&[

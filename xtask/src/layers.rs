@@ -23,6 +23,7 @@ use anyhow::{Context as _, bail};
 /// Top to bottom. `main` is the `balancer` binary (the CLI).
 pub const LAYERS: &[(&str, &[&str])] = &[
     ("the CLI", &["main"]),
+    ("the CLI's commands, flags and help", &["cli"]),
     ("the CLI's tables", &["print"]),
     ("the CLI's settings for a haproxy.cfg", &["cfg_args"]),
     (

@@ -82,7 +82,7 @@ pub(crate) struct Trial {
 
 /// Busy and total jiffies of `cpu` so far, from /proc/stat (busy: user,
 /// nice, system, irq, softirq, steal; total adds idle and iowait).
-fn cpu_jiffies(cpu: usize) -> anyhow::Result<(u64, u64)> {
+pub(crate) fn cpu_jiffies(cpu: usize) -> anyhow::Result<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let tag = format!("cpu{cpu} ");
     let line = stat
@@ -101,7 +101,7 @@ fn cpu_jiffies(cpu: usize) -> anyhow::Result<(u64, u64)> {
 }
 
 /// Busy share of `cpu` between two [`cpu_jiffies`] readings.
-fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
+pub(crate) fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
     let total = after.1.saturating_sub(before.1);
     if total == 0 {
         return f64::NAN;
@@ -173,6 +173,8 @@ pub(crate) struct Rig {
     pub(crate) commands: Vec<String>,
     /// The scratch directory: configurations, logs, certificates.
     pub(crate) dir: PathBuf,
+    /// `balancer-bench`: the origins, and the open-loop load generator.
+    pub(crate) bench_bin: PathBuf,
     origins: Origins,
     wrk: WrkSetup,
     id: String,
@@ -204,6 +206,7 @@ impl Rig {
                 no_resume: None,
             },
             dir: dir.to_owned(),
+            bench_bin: bench_bin.to_owned(),
             id: id.to_owned(),
         })
     }
@@ -341,6 +344,17 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
         rig.record_wrk(&targets, load(conns), &[1, secs]);
     }
     let results = rig.trials(&targets, load(CONNECTIONS), trials, secs)?;
+    let open_pairs = if quick { 1 } else { 6 };
+    let open_secs = if quick { 1 } else { 3 };
+    let open = crate::bench_open::measure(
+        rig,
+        &targets,
+        slower_median_rps(&results),
+        &["Cookie: SERVER=s0"],
+        open_pairs,
+        open_secs,
+        quick,
+    )?;
     // Fewer pairs with many connections: the ratio there is far from 1.
     let many_trials = if quick { 1 } else { 6 };
     let many = rig.trials(&targets, load(MANY), many_trials, secs)?;
@@ -367,6 +381,15 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
     };
     rig.record_wrk(&stick_targets, stick_load, &[secs]);
     let stick_results = rig.trials(&stick_targets, stick_load, trials, secs)?;
+    let stick_open = crate::bench_open::measure(
+        rig,
+        &stick_targets,
+        slower_median_rps(&stick_results),
+        &[],
+        open_pairs,
+        open_secs,
+        quick,
+    )?;
     let (stick_bal_cfg, stick_hap_cfg) = stick.stop("stick on src")?;
     let origin_requests = rig.finish()?;
 
@@ -415,6 +438,12 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
     );
     let (stick_rps_ratio, stick_p99_ratio) = (stick_fig.rps_ratio, stick_fig.p99_ratio);
     figures.extend(stick_fig.figures);
+    let (open_figures, open_details, open_ratios) =
+        crate::bench_open::figures(&open, &peer, "", "", false);
+    figures.extend(open_figures);
+    let (stick_open_figures, stick_open_details, stick_open_ratios) =
+        crate::bench_open::figures(&stick_open, &peer, "stick-", ", stick on src", true);
+    figures.extend(stick_open_figures);
     figures.extend(log_figures);
     figures.extend([Figure::new(
         "stick-requests-per-s-pairs",
@@ -473,6 +502,13 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
             .unwrap_or(f64::NAN),
         stick_pairs["p99_median"].as_f64().unwrap_or(f64::NAN),
     );
+    println!(
+        "  open loop ({open_pairs} pair(s) of {open_secs} s at shares of the slower proxy's \
+         requests/s above; latency from when each request was due): cookie {}; stick on src {} \
+         (target <= 1)",
+        crate::bench_open::summary(&open, &open_ratios),
+        crate::bench_open::summary(&stick_open, &stick_open_ratios),
+    );
     let cpus = rig.cpus(workers);
     Ok(json!({
         "sections": [{
@@ -497,10 +533,12 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
             "proxies": summary,
             "pairs": pairs,
             "many_connections": {"connections": MANY, "proxies": many_summary, "pairs": many_pairs},
+            "open_loop": open_details,
             "stick_on_src": {
                 "connections": CONNECTIONS,
                 "proxies": stick_summary,
                 "pairs": stick_pairs,
+                "open_loop": stick_open_details,
                 "balancer_config": stick_bal_cfg,
                 "haproxy_config": stick_hap_cfg,
             },
@@ -1020,6 +1058,19 @@ fn run_trials(
     Ok(results)
 }
 
+/// The lower of the two proxies' median requests/s over `results`: the
+/// rate the open-loop loads are shares of.
+fn slower_median_rps(results: &[Vec<Trial>]) -> f64 {
+    results
+        .iter()
+        .map(|r| {
+            let mut x: Vec<f64> = r.iter().map(|t| t.rps).collect();
+            x.sort_by(f64::total_cmp);
+            x.get(x.len() / 2).copied().unwrap_or(f64::NAN)
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
 /// One origin server as `balancer-bench --origin` announced it.
 #[derive(Clone)]
 struct Server {
@@ -1238,7 +1289,7 @@ fn wrk(
     })
 }
 
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces).
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);

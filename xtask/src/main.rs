@@ -9,6 +9,7 @@ mod bench_control;
 mod bench_http;
 mod bench_https;
 mod bench_log;
+mod bench_open;
 mod bench_pps;
 mod cpu_cap;
 mod demo;

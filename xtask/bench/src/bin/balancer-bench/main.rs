@@ -75,6 +75,26 @@ struct Cli {
     /// (see origin.rs for the protocol).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["only", "json", "machine"])]
     origin: Vec<String>,
+    /// Send HTTP/1.1 requests to this address at a fixed rate and print
+    /// their latency from when each was due (open_loop.rs): the latency
+    /// figures of `cargo xtask bench --only http-cookie`.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["only", "json", "machine", "origin"])]
+    open_loop: Option<std::net::SocketAddr>,
+    /// --open-loop: requests per second, all connections together.
+    #[arg(long, requires = "open_loop", default_value_t = 1000.0)]
+    rate: f64,
+    /// --open-loop: keep-alive connections the requests are spread over.
+    #[arg(long, requires = "open_loop", default_value_t = 32)]
+    connections: usize,
+    /// --open-loop: seconds measured, after the warm-up.
+    #[arg(long, requires = "open_loop", default_value_t = 3.0)]
+    secs: f64,
+    /// --open-loop: seconds of requests sent first and not counted.
+    #[arg(long, requires = "open_loop", default_value_t = 0.5)]
+    warmup: f64,
+    /// --open-loop: a header line added to every request (repeatable).
+    #[arg(long, requires = "open_loop", value_name = "NAME: VALUE")]
+    header: Vec<String>,
 }
 
 /// The benchmark sections, in the order a full run takes them.
@@ -140,6 +160,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if !cli.origin.is_empty() {
         return origin::run(&cli.origin);
+    }
+    if let Some(addr) = cli.open_loop {
+        return open_loop::run(open_loop::Load {
+            addr,
+            rate: cli.rate,
+            connections: cli.connections,
+            secs: cli.secs,
+            warmup: cli.warmup,
+            headers: cli.header,
+        });
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -460,6 +490,7 @@ static ALLOC: heap::Counting = heap::Counting;
 mod affinity;
 mod common;
 mod heap;
+mod open_loop;
 mod origin;
 mod peers;
 mod table;

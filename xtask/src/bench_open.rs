@@ -1,0 +1,316 @@
+//! Latency at a fixed load, for the `http-cookie` section: the two proxies
+//! of one configuration under the same open-loop load (`balancer-bench
+//! --open-loop`, see its open_loop.rs), in alternating trials.
+//!
+//! wrk's latency is taken at saturation in a closed loop: with 32
+//! connections always waiting, each request's latency is the time the
+//! proxy takes to serve the 31 ahead of it, so p99 there measures how
+//! evenly the proxy spreads its one CPU over its connections at full
+//! speed, and moves from run to run with the machine (0.73x to 1.49x
+//! HAProxy's in this section's history for the same code). A user's wait
+//! at a given load is measured by sending at a fixed rate whatever the
+//! proxy does and timing each request from when it was due (the method of
+//! wrk2 and of Gil Tene's "How NOT to measure latency"). The rate is a
+//! share of the slower proxy's closed-loop requests/s measured just before
+//! in the same run, so both proxies get the same load and it is one each
+//! can take.
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use crate::{
+    bench_http::{Placement, Rig, WrkTarget, busy_share, cpu_jiffies, cpu_seconds},
+    report::{Figure, Target},
+};
+
+/// The open-loop loads, as shares of the slower proxy's closed-loop rate.
+pub(crate) const LOADS: [f64; 2] = [0.5, 0.8];
+/// Connections the requests are spread over (as wrk's).
+const CONNECTIONS: u32 = crate::bench_http::CONNECTIONS;
+/// More failed requests than this share fails the section.
+const MAX_ERROR_SHARE: f64 = 0.01;
+
+pub(crate) struct OpenTrial {
+    requests: u64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    max_us: u64,
+    /// Requests sent after they were due because their connection was
+    /// still waiting for an answer.
+    late: u64,
+    send_lag_p99_us: u64,
+    errors: u64,
+    cpu_s_per_100k: f64,
+    subject_busy: f64,
+}
+
+/// One load: its share and rate, and each proxy's trials.
+pub(crate) struct OpenLoad {
+    share: f64,
+    rate: u64,
+    results: [Vec<OpenTrial>; 2],
+}
+
+/// `pairs` pairs of `secs`-second open-loop trials at each of [`LOADS`]
+/// times `base_rps`, the two proxies in turn (ABBA...); `headers` go with
+/// every request.
+pub(crate) fn measure(
+    rig: &mut Rig,
+    targets: &[WrkTarget; 2],
+    base_rps: f64,
+    headers: &[&str],
+    pairs: usize,
+    secs: u32,
+    quick: bool,
+) -> anyhow::Result<Vec<OpenLoad>> {
+    let mut loads = Vec::new();
+    // (A smoke run takes the first load only.)
+    for share in LOADS.into_iter().take(if quick { 1 } else { LOADS.len() }) {
+        // Rounded to 100 requests/s: the same figure in the report and the
+        // command line.
+        let rate = ((base_rps * share / 100.0).round() as u64).max(1) * 100;
+        let mut results = [Vec::new(), Vec::new()];
+        for t in 0..pairs {
+            let order: [usize; 2] = if t % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let (name, port, pid) = targets[i];
+                let mut cmd = command(&rig.place, &rig.bench_bin, port, rate, headers, secs);
+                if t == 0 {
+                    rig.commands.push(crate::report::command_line(&cmd));
+                }
+                let cpu0 = cpu_seconds(pid)?;
+                let s0 = cpu_jiffies(rig.place.subject)?;
+                let out = cmd.output().context("running balancer-bench --open-loop")?;
+                let cpu = cpu_seconds(pid)? - cpu0;
+                let s1 = cpu_jiffies(rig.place.subject)?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                if !out.status.success() {
+                    bail!(
+                        "{name}: open loop at {rate}/s failed ({}): {text}{}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let trial = parse(&text, cpu, busy_share(s0, s1))
+                    .with_context(|| format!("{name}: open loop at {rate}/s"))?;
+                println!(
+                    "  {name:<9} open loop {rate}/s trial {t:>2}: p50 {:>5} us  p99 {:>5} us  \
+                     p99.9 {:>5} us  max {:>6} us  late {:>5}  send lag p99 {:>4} us  \
+                     {:.3} CPU s/100k req  proxy CPU busy {:.0}%  errors {}",
+                    trial.p50_us,
+                    trial.p99_us,
+                    trial.p999_us,
+                    trial.max_us,
+                    trial.late,
+                    trial.send_lag_p99_us,
+                    trial.cpu_s_per_100k,
+                    trial.subject_busy * 100.0,
+                    trial.errors
+                );
+                if trial.requests == 0
+                    || trial.errors as f64 > MAX_ERROR_SHARE * trial.requests as f64
+                {
+                    bail!(
+                        "{name}: {} of {} requests failed at {rate}/s: no figure from it",
+                        trial.errors,
+                        trial.requests
+                    );
+                }
+                results[i].push(trial);
+            }
+        }
+        loads.push(OpenLoad {
+            share,
+            rate,
+            results,
+        });
+    }
+    Ok(loads)
+}
+
+fn command(
+    place: &Placement,
+    bench_bin: &std::path::Path,
+    port: u16,
+    rate: u64,
+    headers: &[&str],
+    secs: u32,
+) -> std::process::Command {
+    let mut cmd = Placement::taskset(place.generator, bench_bin);
+    cmd.args(["--open-loop", &format!("127.0.0.1:{port}")])
+        .args(["--rate", &rate.to_string()])
+        .args(["--connections", &CONNECTIONS.to_string()])
+        .args(["--secs", &secs.to_string()]);
+    for h in headers {
+        cmd.args(["--header", h]);
+    }
+    cmd
+}
+
+fn parse(text: &str, cpu_s: f64, subject_busy: f64) -> anyhow::Result<OpenTrial> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("OPEN-LOOP "))
+        .with_context(|| format!("no result in {text:?}"))?;
+    let field = |k: &str| -> anyhow::Result<u64> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            .with_context(|| format!("no {k} in {line:?}"))?
+            .parse()
+            .with_context(|| format!("{k} in {line:?}"))
+    };
+    let requests = field("requests")?;
+    Ok(OpenTrial {
+        requests,
+        p50_us: field("p50_us")?,
+        p99_us: field("p99_us")?,
+        p999_us: field("p999_us")?,
+        max_us: field("max_us")?,
+        late: field("late")?,
+        send_lag_p99_us: field("send_lag_p99_us")?,
+        errors: field("errors")?,
+        cpu_s_per_100k: cpu_s / requests.max(1) as f64 * 100_000.0,
+        subject_busy,
+    })
+}
+
+fn median(mut x: Vec<f64>) -> f64 {
+    x.sort_by(f64::total_cmp);
+    x.get(x.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The figures of each load (ids `{prefix}open-{share%}-...`): each
+/// proxy's median p50, p99 (with the target `<= 1x` HAProxy when
+/// `p99_target`), p99.9, the median of the per-pair p99 ratios, and the
+/// share of requests sent late; and the details for the report.
+pub(crate) fn figures(
+    loads: &[OpenLoad],
+    peer: &str,
+    prefix: &str,
+    about: &str,
+    p99_target: bool,
+) -> (Vec<Figure>, Value, Vec<f64>) {
+    let mut figures = Vec::new();
+    let mut details = Vec::new();
+    let mut p99_ratios = Vec::new();
+    for l in loads {
+        let pct = (l.share * 100.0).round() as u32;
+        let id = |base: &str| format!("{prefix}open-{pct}-{base}");
+        let load = format!("{about}, open loop at {} requests/s ({pct}%)", l.rate);
+        let med = |i: usize, f: fn(&OpenTrial) -> f64| median(l.results[i].iter().map(f).collect());
+        let pair = |base: &str, what: &str, f: fn(&OpenTrial) -> f64| {
+            Figure::new(id(base), format!("balancer {what}{load}"), "us", med(0, f))
+                .peer(peer, med(1, f))
+        };
+        let p99 = pair(
+            "latency-p99",
+            "latency p99 from when each request was due",
+            |t| t.p99_us as f64,
+        );
+        let ratio = p99.ratio().unwrap_or(f64::NAN);
+        p99_ratios.push(ratio);
+        let p99 = if p99_target {
+            p99.target(Target::ratio_at_most(ratio, 1.0, peer))
+        } else {
+            p99
+        };
+        let pair_ratios: Vec<f64> = l.results[0]
+            .iter()
+            .zip(&l.results[1])
+            .map(|(b, h)| b.p99_us as f64 / h.p99_us.max(1) as f64)
+            .collect();
+        let at_most_1 = pair_ratios.iter().filter(|&&r| r <= 1.0).count();
+        let late_share = |i: usize| {
+            let (late, all) = l.results[i]
+                .iter()
+                .fold((0, 0), |(a, b), t| (a + t.late, b + t.requests));
+            late as f64 / all.max(1) as f64 * 100.0
+        };
+        figures.extend([
+            pair(
+                "latency-p50",
+                "latency p50 from when each request was due",
+                |t| t.p50_us as f64,
+            ),
+            p99,
+            pair(
+                "latency-p99-9",
+                "latency p99.9 from when each request was due",
+                |t| t.p999_us as f64,
+            ),
+            Figure::new(
+                id("latency-p99-pairs"),
+                format!(
+                    "balancer/HAProxy latency p99{load}, median of the {} per-pair ratios \
+                     (balancer lower or equal in {at_most_1} of them)",
+                    pair_ratios.len()
+                ),
+                "x",
+                median(pair_ratios.clone()),
+            ),
+            Figure::new(
+                id("late"),
+                format!(
+                    "share of balancer's requests sent after they were due (their connection \
+                     still waited for an answer){load}"
+                ),
+                "%",
+                late_share(0),
+            )
+            .peer(format!("{peer}'s trials"), late_share(1)),
+        ]);
+        let trials = |i: usize| {
+            l.results[i]
+                .iter()
+                .map(|t| {
+                    json!({
+                        "requests": t.requests, "p50_us": t.p50_us, "p99_us": t.p99_us,
+                        "p999_us": t.p999_us, "max_us": t.max_us, "late": t.late,
+                        "send_lag_p99_us": t.send_lag_p99_us, "errors": t.errors,
+                        "cpu_s_per_100k": t.cpu_s_per_100k, "proxy_cpu_busy": t.subject_busy,
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        details.push(json!({
+            "share_of_slower_closed_loop_rate": l.share,
+            "rate": l.rate,
+            "connections": CONNECTIONS,
+            "p99_pairs": pair_ratios,
+            "balancer": trials(0),
+            "haproxy": trials(1),
+        }));
+    }
+    (figures, Value::Array(details), p99_ratios)
+}
+
+/// One line per load for the section's summary.
+pub(crate) fn summary(loads: &[OpenLoad], ratios: &[f64]) -> String {
+    loads
+        .iter()
+        .zip(ratios)
+        .map(|(l, r)| format!("{:.0}% ({}/s) p99 {r:.2}x", l.share * 100.0, l.rate))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_line_is_read_whole() {
+        let t = parse(
+            "OPEN-LOOP requests=3000 rate=1000 p50_us=80 p90_us=120 p99_us=300 p999_us=900 \
+             max_us=1200 late=7 send_lag_p99_us=40 errors=0\n",
+            0.03,
+            0.5,
+        )
+        .unwrap();
+        assert_eq!((t.requests, t.p99_us, t.late, t.errors), (3000, 300, 7, 0));
+        assert!((t.cpu_s_per_100k - 1.0).abs() < 1e-9);
+        assert!(parse("OPEN-LOOP requests=1 p50_us=1", 0.0, 0.0).is_err());
+        assert!(parse("nothing", 0.0, 0.0).is_err());
+    }
+}

@@ -29,6 +29,7 @@ mod dataplane;
 mod effect;
 mod frontend;
 pub mod haproxy;
+mod hints;
 mod log;
 #[cfg(test)]
 mod log_tests;
@@ -360,6 +361,8 @@ impl Config {
             let mut message = e.message().trim().to_owned();
             if let Some(hint) = e.span().and_then(|s| quote_hint(text, s.start, &message)) {
                 message = format!("{message}: {hint}");
+            } else if let Some(near) = hints::unknown_key(&message) {
+                message = near;
             }
             ConfigError::Parse {
                 path: path.to_owned(),

@@ -86,6 +86,12 @@ fn errors_name_the_place_and_the_reason() {
             .starts_with("t.toml:3:1: unknown field `colour`"),
         "{e}"
     );
+    // A slip of the pen: the key meant, not the list of all.
+    let e = parse(&format!("{BASE}xdp_mdoe = \"native\"\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:1: unknown key `xdp_mdoe` (did you mean xdp_mode?)"
+    );
     let e = parse("[dataplane]\ninterfaces = [\"eth0\", \"eth0\"]\n").unwrap_err();
     assert_eq!(key_of(&e), "dataplane.interfaces", "{e}");
     let e = parse("[dataplane]\ninterfaces = []\n").unwrap_err();

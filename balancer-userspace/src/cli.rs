@@ -188,8 +188,9 @@ pub(crate) enum Command {
         payload: usize,
     },
     /// Attach a pass-everything XDP program to the peer of a veth on which
-    /// `balancer run` is attached, until SIGINT/SIGTERM: a veth only receives
-    /// XDP_TX frames when its peer runs XDP.
+    /// `balancer run` is attached, until SIGINT/SIGTERM: a veth only takes
+    /// its peer's XDP_TX frames when it runs XDP or (Linux 5.13 or later)
+    /// has GRO on (`ethtool -K IF gro on` does it without a process).
     XdpPass {
         /// The veth peer to attach it to.
         #[arg(long, short)]

@@ -19,6 +19,7 @@
 mod bind;
 mod cond;
 mod emit;
+mod keywords;
 pub mod lex;
 mod log;
 mod lookup;

@@ -253,10 +253,12 @@ pub const SKIPPED_GLOBAL: &[&str] = &[
 pub const SKIPPED_PROXY: &[&str] = &["retries"];
 
 pub(super) fn err(line: &Line, keyword: impl Into<String>, reason: impl Into<String>) -> CfgError {
+    let keyword = keyword.into();
+    let reason = super::keywords::near(&keyword, reason.into());
     CfgError {
         line: line.number,
-        keyword: keyword.into(),
-        reason: reason.into(),
+        keyword,
+        reason,
     }
 }
 

@@ -70,6 +70,9 @@ pub(crate) enum Command {
         /// The pin directory itself.
         #[arg(long)]
         pin_dir: Option<PathBuf>,
+        /// Print {"pin_dir", "removed": [paths]} instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate a configuration file without touching the system.
     CheckConfig {

@@ -112,20 +112,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             rt.block_on(daemon::run(config, loaded, reset, takeover))?;
         }
-        Command::Detach { config, pin_dir } => {
+        Command::Detach {
+            config,
+            pin_dir,
+            json,
+        } => {
             let pin_dir = match config {
                 Some(path) => Config::load(&path)?.dataplane.pin_dir,
                 None => pin_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR)),
             };
-            if !pin_dir.exists() {
-                println!("nothing pinned under {}", pin_dir.display());
+            let mut removed = Vec::new();
+            if pin_dir.exists() {
+                let lock = daemon::PinLock::take(&pin_dir)?;
+                removed = Dataplane::remove_pins(&pin_dir)?;
+                drop(lock);
+                // remove_pins leaves the directory when it holds anything else.
+                let _ = std::fs::remove_dir(&pin_dir);
+            }
+            if json {
+                let v = json!({"pin_dir": pin_dir, "removed": removed});
+                println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }
-            let lock = daemon::PinLock::take(&pin_dir)?;
-            let removed = Dataplane::remove_pins(&pin_dir)?;
-            drop(lock);
-            // remove_pins leaves the directory when it holds anything else.
-            let _ = std::fs::remove_dir(&pin_dir);
             for p in &removed {
                 println!("removed {}", p.display());
             }

@@ -154,6 +154,22 @@ fn socket_is_an_option_of_the_commands_that_use_it() {
     assert!(help(&["table", "show"]).contains("--socket"));
 }
 
+/// `detach --json`: what it removed (nothing under a directory that is
+/// not there).
+#[test]
+fn detach_says_what_it_removed_in_json() {
+    let dir = std::env::temp_dir().join(format!("blb-{}-detach-json", std::process::id()));
+    let out = Command::new(balancer_tests::balancer_bin())
+        .args(["detach", "--json", "--pin-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pin_dir"], dir.to_str().unwrap(), "{v}");
+    assert_eq!(v["removed"], serde_json::json!([]), "{v}");
+}
+
 /// `check-config --json`: the verdict as one object, the error too.
 #[test]
 fn check_config_says_its_verdict_in_json() {

@@ -26,7 +26,7 @@ mod params;
 mod sections;
 mod servers;
 
-use std::{net::IpAddr, path::Path};
+use std::path::Path;
 
 pub use sections::{SKIPPED_GLOBAL, SKIPPED_PROXY};
 
@@ -272,19 +272,7 @@ pub fn is_haproxy(path: &Path, text: &str) -> bool {
     })
 }
 
-/// Looks up a host name of a `server` line: its addresses, in the order
-/// the resolver gives them, or why there are none.
-pub type Resolve<'a> = &'a dyn Fn(&str) -> Result<Vec<IpAddr>, String>;
-
-/// The system resolver (getaddrinfo), as HAProxy's `init-addr libc` at
-/// start (and `haproxy -c`) uses it.
-pub fn libc_resolve(host: &str) -> Result<Vec<IpAddr>, String> {
-    use std::net::ToSocketAddrs as _;
-    (host, 0)
-        .to_socket_addrs()
-        .map(|it| it.map(|a| a.ip()).collect())
-        .map_err(|e| e.to_string())
-}
+pub use super::hosts::{Resolve, libc_resolve};
 
 /// Convert a haproxy.cfg's text; `env` looks up environment variables,
 /// host names of `server` lines go to the system resolver.

@@ -80,5 +80,21 @@ pub fn check_config(config: &Path, cfg: &CfgArgs) -> anyhow::Result<()> {
             format!(", {certs} certificates")
         }
     );
+    // Host names: what the system resolver (or init_addr) gave now; a
+    // start or reload looks them up again.
+    for b in &c.backends {
+        for s in &b.servers {
+            if let Some(host) = &s.host {
+                let (name, addr) = match s.port {
+                    Some(p) => (
+                        format!("{host}:{p}"),
+                        std::net::SocketAddr::new(s.address, p).to_string(),
+                    ),
+                    None => (host.clone(), s.address.to_string()),
+                };
+                println!("server {}/{}: {name} resolved to {addr}", b.name, s.name);
+            }
+        }
+    }
     Ok(())
 }

@@ -41,6 +41,16 @@ pub struct Lookup<'a> {
     pub last: Option<&'a Config>,
 }
 
+impl Lookup<'_> {
+    /// `last`: the address server `backend/server` has in the running
+    /// configuration, if its address there is the same host name.
+    pub fn last_address(&self, backend: &str, server: &str, host: &str) -> Option<IpAddr> {
+        let b = self.last?.backends.iter().find(|b| b.name == backend)?;
+        let s = b.servers.iter().find(|s| s.name == server)?;
+        (s.host.as_deref() == Some(host)).then_some(s.address)
+    }
+}
+
 impl Lookup<'static> {
     /// Names refused, nothing looked up ([`Config::parse`]).
     pub fn pure() -> Self {
@@ -200,11 +210,7 @@ impl Validator<'_> {
             (None, None) => (DEFAULT_INIT_ADDR, format!("{skey}.address")),
         };
         let methods = parse_methods(list).map_err(|r| self.err(&key, r))?;
-        let last = self.lookup.last.and_then(|c| {
-            let b = c.backends.iter().find(|b| b.name == backend)?;
-            let s = b.servers.iter().find(|s| s.name == server)?;
-            (s.host.as_deref() == Some(host)).then_some(s.address)
-        });
+        let last = self.lookup.last_address(backend, server, host);
         match look_up(host, &methods, last, self.lookup.resolve) {
             Ok(ip) => Ok((ip, port, Some(host.to_owned()))),
             Err(Miss::None) => Err(self.err(

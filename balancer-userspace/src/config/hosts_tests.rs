@@ -190,3 +190,39 @@ fn a_name_that_does_not_resolve_is_refused_with_the_resolvers_reason() {
         assert_eq!(invalid(&e).1, "backend[0].server[0].address", "{bad}: {e}");
     }
 }
+
+#[test]
+fn the_haproxy_reader_takes_last_on_a_reload_too() {
+    let cfg = "defaults\n    mode http\nfrontend www\n    bind 198.18.2.1:80\n    \
+               default_backend app\nbackend app\n    server web1 app.lab:8080\n";
+    fn load(text: &str, last: Option<&Config>) -> Result<Config, ConfigError> {
+        let lookup = Lookup {
+            resolve: &lab_dns,
+            last,
+        };
+        let opts = haproxy::Options::default();
+        Config::parse_haproxy_looking_up(Path::new("haproxy.cfg"), text, &opts, &lookup)
+    }
+    let c = load(cfg, None).unwrap();
+    let s = server(&c);
+    assert_eq!(
+        (s.address, s.port, s.host.as_deref()),
+        ("198.18.0.10".parse().unwrap(), Some(8080), Some("app.lab"))
+    );
+    let mut moved = c.clone();
+    moved.backends[0].servers[0].address = "198.18.0.99".parse().unwrap();
+    let c = load(cfg, Some(&moved)).unwrap();
+    assert_eq!(server(&c).address, "198.18.0.99".parse::<IpAddr>().unwrap());
+    // A name that does not resolve: refused at a start, with its line...
+    let gone = cfg.replace("app.lab", "nope.lab");
+    let e = load(&gone, None).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("haproxy.cfg:7: server: could not resolve address 'nope.lab'"),
+        "{e}"
+    );
+    // ... kept on a reload, when the running server had that name.
+    moved.backends[0].servers[0].host = Some("nope.lab".into());
+    let c = load(&gone, Some(&moved)).unwrap();
+    assert_eq!(server(&c).address, "198.18.0.99".parse::<IpAddr>().unwrap());
+}

@@ -322,7 +322,7 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let text = read_config(path)?;
         if haproxy::is_haproxy(path, &text) {
-            return Self::parse_haproxy(path, &text, opts);
+            return Self::parse_haproxy_looking_up(path, &text, opts, lookup);
         }
         if *opts != haproxy::Options::default() {
             return Err(ConfigError::Invalid {
@@ -345,7 +345,18 @@ impl Config {
         text: &str,
         opts: &haproxy::Options,
     ) -> Result<Self, ConfigError> {
-        let conv = haproxy_toml(path, text, opts)?;
+        Self::parse_haproxy_looking_up(path, text, opts, &Lookup::system())
+    }
+
+    /// [`Config::parse_haproxy`] with the host names of `server` lines
+    /// looked up by `lookup`.
+    pub fn parse_haproxy_looking_up(
+        path: &Path,
+        text: &str,
+        opts: &haproxy::Options,
+        lookup: &Lookup<'_>,
+    ) -> Result<Self, ConfigError> {
+        let conv = haproxy_toml(path, text, opts, lookup)?;
         let mut c = Self::parse(path, &conv.toml).map_err(|e| match e {
             ConfigError::Parse {
                 path,
@@ -377,6 +388,13 @@ impl Config {
             .map(|w| format!("{}:{}: {}", path.display(), w.line, w.text))
             .collect();
         c.haproxy = Some(opts.clone());
+        // The names the TOML's addresses came from.
+        for (backend, server, host) in conv.hosts {
+            let b = c.backends.iter_mut().find(|b| b.name == backend);
+            if let Some(s) = b.and_then(|b| b.servers.iter_mut().find(|s| s.name == server)) {
+                s.host = Some(host);
+            }
+        }
         Ok(c)
     }
 
@@ -444,8 +462,10 @@ fn haproxy_toml(
     path: &Path,
     text: &str,
     opts: &haproxy::Options,
+    lookup: &Lookup<'_>,
 ) -> Result<haproxy::Converted, ConfigError> {
-    haproxy::convert(text, opts, &|k| std::env::var(k).ok()).map_err(|e| ConfigError::Invalid {
+    let env = |k: &str| std::env::var(k).ok();
+    haproxy::convert_looking_up(text, opts, &env, lookup).map_err(|e| ConfigError::Invalid {
         path: path.to_owned(),
         line: e.line,
         key: e.keyword,
@@ -459,7 +479,7 @@ fn haproxy_toml(
 pub fn convert_file(path: &Path, opts: &haproxy::Options) -> Result<String, ConfigError> {
     let text = read_config(path)?;
     let checked = Config::parse_haproxy(path, &text, opts)?;
-    let conv = haproxy_toml(path, &text, opts)?;
+    let conv = haproxy_toml(path, &text, opts, &Lookup::system())?;
     let mut out = format!(
         "# {} as balancer's TOML (`balancer convert`); each block names the lines it comes from.\n",
         path.display()

@@ -241,6 +241,8 @@ pub struct Converted {
     /// For each TOML line (0-based), the .cfg line it came from (0: none).
     pub sources: Vec<usize>,
     pub warnings: Vec<Warning>,
+    /// Servers whose address was a host name: (backend, server, name).
+    pub hosts: Vec<(String, String, String)>,
 }
 
 impl Converted {
@@ -272,7 +274,7 @@ pub fn is_haproxy(path: &Path, text: &str) -> bool {
     })
 }
 
-pub use super::hosts::{Resolve, libc_resolve};
+pub use super::hosts::{Lookup, Resolve, libc_resolve};
 
 /// Convert a haproxy.cfg's text; `env` looks up environment variables,
 /// host names of `server` lines go to the system resolver.
@@ -292,6 +294,21 @@ pub fn convert_with(
     env: &dyn Fn(&str) -> Option<String>,
     resolve: Resolve<'_>,
 ) -> Result<Converted, CfgError> {
+    let lookup = Lookup {
+        resolve,
+        last: None,
+    };
+    convert_looking_up(text, opts, env, &lookup)
+}
+
+/// [`convert`] with the host names of `server` lines looked up by
+/// `lookup` (`init-addr last` from its running configuration).
+pub fn convert_looking_up(
+    text: &str,
+    opts: &Options,
+    env: &dyn Fn(&str) -> Option<String>,
+    lookup: &Lookup<'_>,
+) -> Result<Converted, CfgError> {
     let lines = lex::lex(text, env).map_err(|e| CfgError {
         line: e.line,
         keyword: "syntax".into(),
@@ -299,7 +316,7 @@ pub fn convert_with(
     })?;
     let (lines, mut warnings) = cond::select(lines, env)?;
     let cfg = sections::parse(&lines)?;
-    let out = emit::emit(&cfg, opts, resolve)?;
+    let out = emit::emit(&cfg, opts, lookup)?;
     warnings.extend(cfg.warnings);
     warnings.extend(out.warnings);
     warnings.sort_by_key(|w| w.line);
@@ -307,6 +324,7 @@ pub fn convert_with(
         toml: out.text,
         sources: out.sources,
         warnings,
+        hosts: out.hosts,
     })
 }
 

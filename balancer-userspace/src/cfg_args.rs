@@ -68,6 +68,9 @@ pub fn check_config(config: &Path, cfg: &CfgArgs, json: bool) -> anyhow::Result<
             Ok(s) => serde_json::json!({
                 "file": config, "ok": true, "frontends": s.frontends, "backends": s.backends,
                 "servers": s.servers, "certificates": s.certificates, "warnings": s.warnings,
+                "resolved": s.resolved.iter().map(|(server, host, address)| serde_json::json!({
+                    "server": server, "host": host, "address": address,
+                })).collect::<Vec<_>>(),
             }),
             Err(e) => serde_json::json!({
                 "file": config, "ok": false, "error": crate::one_line(e),
@@ -92,6 +95,9 @@ pub fn check_config(config: &Path, cfg: &CfgArgs, json: bool) -> anyhow::Result<
                 format!(", {} certificates", s.certificates)
             }
         );
+        for (server, name, addr) in &s.resolved {
+            println!("server {server}: {name} resolved to {addr}");
+        }
     }
     Ok(())
 }
@@ -103,6 +109,8 @@ struct Summary {
     servers: usize,
     certificates: usize,
     warnings: Vec<String>,
+    /// Servers written with a host name: server, name, address found.
+    resolved: Vec<(String, String, String)>,
 }
 
 fn checked(config: &Path, cfg: &CfgArgs) -> anyhow::Result<Summary> {
@@ -110,11 +118,29 @@ fn checked(config: &Path, cfg: &CfgArgs) -> anyhow::Result<Summary> {
     // The certificates too: what the daemon would load.
     let tls = crate::daemon::load_tls(&c)?;
     balancer::control::server_tls_of(&c)?;
+    // Host names: what the system resolver (or init_addr) gave now; a
+    // start or reload looks them up again.
+    let mut resolved = Vec::new();
+    for b in &c.backends {
+        for s in &b.servers {
+            if let Some(host) = &s.host {
+                let (name, addr) = match s.port {
+                    Some(p) => (
+                        format!("{host}:{p}"),
+                        std::net::SocketAddr::new(s.address, p).to_string(),
+                    ),
+                    None => (host.clone(), s.address.to_string()),
+                };
+                resolved.push((format!("{}/{}", b.name, s.name), name, addr));
+            }
+        }
+    }
     Ok(Summary {
         frontends: c.frontends.len(),
         backends: c.backends.len(),
         servers: c.backends.iter().map(|b| b.servers.len()).sum(),
         certificates: tls.values().map(|t| t.certificates().len()).sum(),
         warnings: c.warnings.iter().map(ToString::to_string).collect(),
+        resolved,
     })
 }

@@ -521,7 +521,12 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
                             'stick-table type ip size 1m expire 30m' + 'stick on src' instead of \
                             the cookie, requests without a cookie, -c{CONNECTIONS} ({trials} \
                             pairs; figures with ids starting stick-; every request comes from \
-                            127.0.0.1, so each is a lookup and a refresh of one entry); figures: each proxy's medians; 'pairs': each \
+                            127.0.0.1, so each is a lookup and a refresh of one entry); after each \
+                            configuration's wrk trials, {open_pairs} pair(s) of {open_secs} s \
+                            open-loop trials (balancer-bench --open-loop, {CONNECTIONS} \
+                            connections, a fixed rate: 50% and 80% of the slower proxy's median \
+                            requests/s just measured; latency from when each request was due; \
+                            figures with ids containing open-50- and open-80-); figures: each proxy's medians; 'pairs': each \
                             trial's ratio to the other proxy's trial of its pair; same two loopback \
                             origin servers answering their name; CPU from /proc/PID/stat \
                             utime+stime of the proxy process; CPU busy shares from /proc/stat; \

@@ -154,7 +154,9 @@ fn new_server(body: &Value) -> Result<NewServer, Refusal> {
     let address = str_field(body, "address")?;
     let (address, port) = parse_server_address(address).ok_or_else(|| {
         bad(format!(
-            "address {address:?} is not an IP address (or IP:PORT for HTTP servers)"
+            "address {address:?} is not an IP address (or IP:PORT for HTTP servers); the admin \
+             API takes no host names (a name in the configuration file is looked up at start \
+             and reload)"
         ))
     })?;
     let cookie = match body.get("cookie") {

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::{
     AdminState, CheckKind, CheckTiming, ConfigError, Frontend, MAX_WEIGHT, Mode, Resolvers, Server,
-    ServerTemplate, Validator, default_check_timeout, parse_duration, parse_server_address,
-    resolvers, server_name_problem,
+    ServerTemplate, Validator, default_check_timeout, parse_duration, resolvers,
+    server_name_problem,
     stick::{KeyMask, RawStick, RawStickTable, StickRules, StickTableSpec},
 };
 
@@ -47,6 +47,8 @@ pub(super) struct RawBackend {
     send_proxy: Option<String>,
     #[serde(default)]
     server: Vec<RawServer>,
+    /// Its servers' `init_addr` (host names).
+    init_addr: Option<String>,
     server_template: Option<resolvers::RawTemplate>,
 }
 
@@ -55,6 +57,8 @@ pub(super) struct RawBackend {
 pub(super) struct RawServer {
     pub(super) name: String,
     address: String,
+    /// How a host name in `address` gets its address (HAProxy's `init-addr`).
+    init_addr: Option<String>,
     /// HTTP backends: the value of the persistence cookie naming this server.
     cookie: Option<String>,
     weight: Option<u32>,
@@ -352,15 +356,13 @@ impl Validator<'_> {
             if let Some(why) = server_name_problem(&b.name, &s.name) {
                 return Err(self.err(format!("{skey}.name"), why));
             }
-            let (address, port) = parse_server_address(&s.address).ok_or_else(|| {
-                self.err(
-                    format!("{skey}.address"),
-                    format!(
-                        "{:?} is not an IP address (or IP:PORT for HTTP servers)",
-                        s.address
-                    ),
-                )
-            })?;
+            let (address, port, host) = self.server_address(
+                &skey,
+                (&b.name, &s.name),
+                &s.address,
+                s.init_addr.as_deref(),
+                b.init_addr.as_deref(),
+            )?;
             if address.is_unspecified() || address.is_multicast() {
                 return Err(self.err(
                     format!("{skey}.address"),
@@ -428,6 +430,7 @@ impl Validator<'_> {
                 name: s.name,
                 address,
                 port,
+                host,
                 cookie: s.cookie,
                 weight,
                 state,
@@ -435,6 +438,13 @@ impl Validator<'_> {
                 maxconn: s.maxconn.unwrap_or(0),
                 maxqueue: s.maxqueue.unwrap_or(0),
             });
+        }
+        if b.init_addr.is_some() && servers.iter().all(|s| s.host.is_none()) {
+            return Err(self.err(
+                format!("{key}.init_addr"),
+                "no server of this backend has a host name: it would have no effect \
+                 (server_template has its own)",
+            ));
         }
         let check_kind = CheckKind::from_keys(
             b.check_type.as_deref(),

@@ -13,6 +13,7 @@
 //! - `backend.forward` = `"dsr-l2"`
 //! - `backend.stick_table` = `{ type = <the VIP's family>, size = "1m", expire = "30m" }`
 //! - `server.weight` = 1, `server.state` = `"up"`
+//! - `server.init_addr` = the backend's `init_addr`, else `"last,libc"`: see [`hosts`]
 //! - `admin.socket` = `"/run/balancer/admin.sock"`
 //! - `metrics.bind`: none (no metrics endpoint unless set, e.g. `"127.0.0.1:9100"`)
 //! - `metrics.table_count_interval` = `"10s"` (stick-table entry count, at least 1s)
@@ -30,6 +31,9 @@ mod effect;
 mod frontend;
 pub mod haproxy;
 mod hints;
+mod hosts;
+#[cfg(test)]
+mod hosts_tests;
 mod log;
 #[cfg(test)]
 mod log_tests;
@@ -57,6 +61,7 @@ pub use frontend::{
     DEFAULT_H2_MAX_STREAMS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_TIMEOUT_CLIENT, Frontend,
     HttpFrontend, Mode, Proto,
 };
+pub use hosts::{Lookup, Resolve, libc_resolve, no_resolve};
 pub use log::{FACILITIES, LogFormat, LogSettings, LogTarget};
 pub use peers::PeersConfig;
 pub use proxy_protocol::{AcceptProxy, Net, SendProxy, V2_SIG};
@@ -294,9 +299,31 @@ impl Config {
     /// has no words for. `opts` must be empty for a TOML file (its own
     /// keys say it).
     pub fn load_with(path: &Path, opts: &haproxy::Options) -> Result<Self, ConfigError> {
+        Self::load_looking_up(path, opts, &Lookup::system())
+    }
+
+    /// A reload's [`Config::load_with`], with the haproxy.cfg settings
+    /// `running` was given: `init_addr` `last` takes the address a server
+    /// has in `running` (when its address is still the same host name).
+    pub fn reload(path: &Path, running: &Config) -> Result<Self, ConfigError> {
+        let lookup = Lookup {
+            last: Some(running),
+            ..Lookup::system()
+        };
+        let opts = running.haproxy.clone().unwrap_or_default();
+        Self::load_looking_up(path, &opts, &lookup)
+    }
+
+    /// [`Config::load_with`] with the servers' host names looked up by
+    /// `lookup`.
+    pub fn load_looking_up(
+        path: &Path,
+        opts: &haproxy::Options,
+        lookup: &Lookup<'_>,
+    ) -> Result<Self, ConfigError> {
         let text = read_config(path)?;
         if haproxy::is_haproxy(path, &text) {
-            return Self::parse_haproxy(path, &text, opts);
+            return Self::parse_haproxy_looking_up(path, &text, opts, lookup);
         }
         if *opts != haproxy::Options::default() {
             return Err(ConfigError::Invalid {
@@ -309,7 +336,7 @@ impl Config {
                     .into(),
             });
         }
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, lookup)
     }
 
     /// Validate a haproxy.cfg's text: converted to TOML (`haproxy`), then
@@ -319,7 +346,18 @@ impl Config {
         text: &str,
         opts: &haproxy::Options,
     ) -> Result<Self, ConfigError> {
-        let conv = haproxy_toml(path, text, opts)?;
+        Self::parse_haproxy_looking_up(path, text, opts, &Lookup::system())
+    }
+
+    /// [`Config::parse_haproxy`] with the host names of `server` lines
+    /// looked up by `lookup`.
+    pub fn parse_haproxy_looking_up(
+        path: &Path,
+        text: &str,
+        opts: &haproxy::Options,
+        lookup: &Lookup<'_>,
+    ) -> Result<Self, ConfigError> {
+        let conv = haproxy_toml(path, text, opts, lookup)?;
         let mut c = Self::parse(path, &conv.toml).map_err(|e| match e {
             ConfigError::Parse {
                 path,
@@ -351,11 +389,24 @@ impl Config {
             .map(|w| format!("{}:{}: {}", path.display(), w.line, w.text))
             .collect();
         c.haproxy = Some(opts.clone());
+        // The names the TOML's addresses came from.
+        for (backend, server, host) in conv.hosts {
+            let b = c.backends.iter_mut().find(|b| b.name == backend);
+            if let Some(s) = b.and_then(|b| b.servers.iter_mut().find(|s| s.name == server)) {
+                s.host = Some(host);
+            }
+        }
         Ok(c)
     }
 
-    /// Validate config text; `path` only names the source in errors.
+    /// Validate config text; `path` only names the source in errors. Pure:
+    /// a server's host name is refused, not looked up ([`Config::parse_with`]).
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(path, text, &Lookup::pure())
+    }
+
+    /// [`Config::parse`] with the servers' host names looked up by `lookup`.
+    pub fn parse_with(path: &Path, text: &str, lookup: &Lookup<'_>) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             let mut message = e.message().trim().to_owned();
@@ -371,17 +422,19 @@ impl Config {
                 message,
             }
         })?;
-        Validator { path }.validate(raw).map_err(|e| match e {
-            ConfigError::Invalid {
-                path, key, reason, ..
-            } => ConfigError::Invalid {
-                line: locate(text, &key),
-                path,
-                key,
-                reason,
-            },
-            other => other,
-        })
+        Validator { path, lookup }
+            .validate(raw)
+            .map_err(|e| match e {
+                ConfigError::Invalid {
+                    path, key, reason, ..
+                } => ConfigError::Invalid {
+                    line: locate(text, &key),
+                    path,
+                    key,
+                    reason,
+                },
+                other => other,
+            })
     }
 }
 
@@ -412,8 +465,10 @@ fn haproxy_toml(
     path: &Path,
     text: &str,
     opts: &haproxy::Options,
+    lookup: &Lookup<'_>,
 ) -> Result<haproxy::Converted, ConfigError> {
-    haproxy::convert(text, opts, &|k| std::env::var(k).ok()).map_err(|e| ConfigError::Invalid {
+    let env = |k: &str| std::env::var(k).ok();
+    haproxy::convert_looking_up(text, opts, &env, lookup).map_err(|e| ConfigError::Invalid {
         path: path.to_owned(),
         line: e.line,
         key: e.keyword,
@@ -427,7 +482,7 @@ fn haproxy_toml(
 pub fn convert_file(path: &Path, opts: &haproxy::Options) -> Result<String, ConfigError> {
     let text = read_config(path)?;
     let checked = Config::parse_haproxy(path, &text, opts)?;
-    let conv = haproxy_toml(path, &text, opts)?;
+    let conv = haproxy_toml(path, &text, opts, &Lookup::system())?;
     let mut out = format!(
         "# {} as balancer's TOML (`balancer convert`); each block names the lines it comes from.\n",
         path.display()
@@ -441,6 +496,7 @@ pub fn convert_file(path: &Path, opts: &haproxy::Options) -> Result<String, Conf
 
 struct Validator<'a> {
     path: &'a Path,
+    lookup: &'a Lookup<'a>,
 }
 
 impl Validator<'_> {

@@ -175,6 +175,9 @@ pub struct Server {
     /// HTTP servers: the port (`address = "IP:PORT"`); default: the port of
     /// the frontend using the backend. L4 servers have none.
     pub port: Option<u16>,
+    /// The host name `address` gave (looked up when the file was loaded:
+    /// `address` is what it resolved to); `None` for an IP address.
+    pub host: Option<String>,
     /// HTTP: the persistence cookie's value for this server (or derived
     /// from `dynamic_cookie_key` when the backend's cookie is `dynamic`).
     pub cookie: Option<String>,

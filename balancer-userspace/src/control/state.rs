@@ -289,6 +289,7 @@ fn overlay_one(config: &mut Config, full: &str, mut c: Change) -> Option<Change>
                 name: name.to_owned(),
                 address: a.address,
                 port: a.port,
+                host: None,
                 cookie: a.cookie.clone(),
                 weight: a.weight,
                 state: admin.unwrap_or(AdminState::Up),

@@ -24,6 +24,7 @@ use tokio::{
 mod budget;
 mod frontends;
 mod pins;
+mod reload;
 pub mod takeover;
 mod upgrade;
 
@@ -37,7 +38,7 @@ use crate::{
     control::{ControlError, Controller},
     dataplane::{Dataplane, DataplaneError, LoadOptions, StickStore},
     health,
-    http::tls::{Prepared, Terminator, TlsError},
+    http::tls::{Terminator, TlsError},
     netlink,
 };
 
@@ -334,40 +335,6 @@ pub fn load_tls(config: &Config) -> Result<Tls, TlsError> {
     Ok(out)
 }
 
-/// The certificates of `new`'s TLS frontends, loaded and checked, to be
-/// committed once the reload is accepted. A frontend may not start or stop
-/// terminating TLS by a reload (its clients would be cut off mid-protocol).
-fn reload_tls(
-    running: &Tls,
-    served: &BTreeMap<String, std::net::SocketAddr>,
-    new: &Config,
-) -> Result<Vec<(String, Prepared)>, DaemonError> {
-    let mut out = Vec::new();
-    // A frontend new to the reload (or with a new bind) gets its own.
-    let kept = new
-        .frontends
-        .iter()
-        .filter(|f| f.mode == Mode::Http && served.get(&f.name) == Some(&f.vip));
-    for f in kept {
-        match (running.get(&f.name), &f.tls) {
-            (Some(t), Some(s)) => out.push((f.name.clone(), t.prepare(s)?)),
-            (None, None) => {}
-            (had, _) => {
-                return Err(TlsError::Setup {
-                    frontend: f.name.clone(),
-                    reason: format!(
-                        "a reload cannot {} TLS on a running frontend (its clients would be cut \
-                         off mid-protocol): give it a new name or bind, or restart",
-                        if had.is_some() { "remove" } else { "add" }
-                    ),
-                }
-                .into());
-            }
-        }
-    }
-    Ok(out)
-}
-
 impl Running {
     async fn serve(self, lock: Option<PinLock>, config_path: PathBuf) -> Result<(), DaemonError> {
         let Running {
@@ -523,8 +490,8 @@ impl Running {
                 },
                 _ = sighup.recv() => {
                     info!("SIGHUP: reloading {}", config_path.display());
-                    let opts = shared.lock().await.config.haproxy.clone().unwrap_or_default();
-                    let new = match Config::load_with(&config_path, &opts) {
+                    let running = shared.lock().await.config.clone();
+                    let new = match reload::read_again(&config_path, running).await {
                         Ok(c) => c,
                         Err(e) => {
                             warn!("reload refused, the running configuration stays: {e}");
@@ -536,7 +503,7 @@ impl Running {
                     // failure refuses the reload.
                     frontends.reap();
                     let running = frontends.running();
-                    let prepared = reload_tls(&tls, &running, &new).and_then(|certs| {
+                    let prepared = reload::reload_tls(&tls, &running, &new).and_then(|certs| {
                         let new_fronts = frontends::added(&new, &running)
                             .into_iter()
                             .map(|f| {

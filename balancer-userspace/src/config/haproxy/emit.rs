@@ -3,7 +3,7 @@
 //! then checks it like any other file, and its errors name the .cfg line.
 
 use super::{
-    CfgError, Options, Resolve, Warning,
+    CfgError, Lookup, Options, Warning,
     sections::{Cfg, Kind, Proxy, StickRule},
     servers::{http_check, send_proxy, server, server_ssl, template, unused_defaults},
 };
@@ -18,6 +18,8 @@ pub struct Emitter {
     /// The `default-server` parameters written for some server: (line,
     /// name).
     pub used: std::collections::BTreeSet<(usize, String)>,
+    /// Servers whose address was a host name: (backend, server, name).
+    pub hosts: Vec<(String, String, String)>,
 }
 
 impl Emitter {
@@ -72,7 +74,7 @@ fn haproxy_size(line: usize, s: &str) -> Result<String, CfgError> {
     Ok(n.saturating_mul(mult).to_string())
 }
 
-pub fn emit(cfg: &Cfg, opts: &Options, resolve: Resolve<'_>) -> Result<Emitter, CfgError> {
+pub fn emit(cfg: &Cfg, opts: &Options, lookup: &Lookup<'_>) -> Result<Emitter, CfgError> {
     let mut e = Emitter::default();
     let http_any = cfg
         .proxies
@@ -173,7 +175,7 @@ pub fn emit(cfg: &Cfg, opts: &Options, resolve: Resolve<'_>) -> Result<Emitter, 
             || cfg.proxies.iter().any(|f| {
                 f.kind.front() && f.s.default_backend.as_ref().is_some_and(|b| b.v == p.name)
             });
-        backend(p, &mut e, resolve, used, opts.forward.as_ref())?;
+        backend(p, &mut e, lookup, used, opts.forward.as_ref())?;
     }
     // --forward acts on mode tcp backends only.
     if opts.forward.is_some()
@@ -478,7 +480,7 @@ fn tls(d: &super::bind::SslDefaults, t: &super::bind::BindTls, e: &mut Emitter) 
 fn backend(
     p: &Proxy,
     e: &mut Emitter,
-    resolve: Resolve<'_>,
+    lookup: &Lookup<'_>,
     used: bool,
     forward: Option<&String>,
 ) -> Result<(), CfgError> {
@@ -593,7 +595,7 @@ fn backend(
     stick(p, http, e)?;
     template(p, http, e)?;
     for s in &p.servers {
-        server(p, s, http, e, resolve)?;
+        server(p, s, http, e, lookup)?;
     }
     unused_defaults(p, e)?;
     Ok(())

@@ -27,7 +27,7 @@ mod params;
 mod sections;
 mod servers;
 
-use std::{net::IpAddr, path::Path};
+use std::path::Path;
 
 pub use sections::{SKIPPED_GLOBAL, SKIPPED_PROXY};
 
@@ -242,6 +242,8 @@ pub struct Converted {
     /// For each TOML line (0-based), the .cfg line it came from (0: none).
     pub sources: Vec<usize>,
     pub warnings: Vec<Warning>,
+    /// Servers whose address was a host name: (backend, server, name).
+    pub hosts: Vec<(String, String, String)>,
 }
 
 impl Converted {
@@ -273,19 +275,7 @@ pub fn is_haproxy(path: &Path, text: &str) -> bool {
     })
 }
 
-/// Looks up a host name of a `server` line: its addresses, in the order
-/// the resolver gives them, or why there are none.
-pub type Resolve<'a> = &'a dyn Fn(&str) -> Result<Vec<IpAddr>, String>;
-
-/// The system resolver (getaddrinfo), as HAProxy's `init-addr libc` at
-/// start (and `haproxy -c`) uses it.
-pub fn libc_resolve(host: &str) -> Result<Vec<IpAddr>, String> {
-    use std::net::ToSocketAddrs as _;
-    (host, 0)
-        .to_socket_addrs()
-        .map(|it| it.map(|a| a.ip()).collect())
-        .map_err(|e| e.to_string())
-}
+pub use super::hosts::{Lookup, Resolve, libc_resolve};
 
 /// Convert a haproxy.cfg's text; `env` looks up environment variables,
 /// host names of `server` lines go to the system resolver.
@@ -305,6 +295,21 @@ pub fn convert_with(
     env: &dyn Fn(&str) -> Option<String>,
     resolve: Resolve<'_>,
 ) -> Result<Converted, CfgError> {
+    let lookup = Lookup {
+        resolve,
+        last: None,
+    };
+    convert_looking_up(text, opts, env, &lookup)
+}
+
+/// [`convert`] with the host names of `server` lines looked up by
+/// `lookup` (`init-addr last` from its running configuration).
+pub fn convert_looking_up(
+    text: &str,
+    opts: &Options,
+    env: &dyn Fn(&str) -> Option<String>,
+    lookup: &Lookup<'_>,
+) -> Result<Converted, CfgError> {
     let lines = lex::lex(text, env).map_err(|e| CfgError {
         line: e.line,
         keyword: "syntax".into(),
@@ -312,7 +317,7 @@ pub fn convert_with(
     })?;
     let (lines, mut warnings) = cond::select(lines, env)?;
     let cfg = sections::parse(&lines)?;
-    let out = emit::emit(&cfg, opts, resolve)?;
+    let out = emit::emit(&cfg, opts, lookup)?;
     warnings.extend(cfg.warnings);
     warnings.extend(out.warnings);
     warnings.sort_by_key(|w| w.line);
@@ -320,6 +325,7 @@ pub fn convert_with(
         toml: out.text,
         sources: out.sources,
         warnings,
+        hosts: out.hosts,
     })
 }
 

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::{
-    CfgError, Resolve,
+    CfgError, Lookup,
     emit::{Emitter, err, number_or_string, quote},
     lookup::{host_port, look_up},
     sections::{Proxy, Server},
@@ -162,7 +162,7 @@ pub(super) fn server(
     s: &Server,
     http: bool,
     e: &mut Emitter,
-    resolve: Resolve<'_>,
+    lookup: &Lookup<'_>,
 ) -> Result<(), CfgError> {
     let Some(addr) = &s.address else {
         return Err(err(
@@ -211,7 +211,9 @@ pub(super) fn server(
     e.line(s.line, out);
     let addr = &match name {
         Some((host, port)) => {
-            let found = look_up(s, host, port, resolve)?;
+            let found = look_up(&p.name, s, host, port, lookup)?;
+            e.hosts
+                .push((p.name.clone(), s.name.clone(), host.to_owned()));
             e.line(
                 s.line,
                 format!("# {addr}: looked up when the file was read"),

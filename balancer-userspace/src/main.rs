@@ -69,6 +69,30 @@ enum Command {
         #[arg(long)]
         pin_dir: Option<PathBuf>,
     },
+    /// Check a deployment before it bites: privilege, bpffs, network
+    /// namespace, pin_dir lock, interfaces and veth peers, DSR backends.
+    /// One line per check (ok, warn, FAIL) with the command to run for
+    /// anything not ok; exit status 1 when one FAILs.
+    #[command(group(clap::ArgGroup::new("what").required(true)))]
+    Doctor {
+        /// Configuration file to check this host against: balancer's TOML,
+        /// or a haproxy.cfg.
+        #[arg(long, short, group = "what")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        cfg: cfg_args::CfgArgs,
+        /// Instead, check this host as a DSR backend of this VIP: the VIP on
+        /// lo, arp_ignore and arp_announce (no configuration needed).
+        #[arg(long, value_name = "VIP", group = "what")]
+        dsr_backend: Option<std::net::IpAddr>,
+        /// With --dsr-backend: the balancer forwards with `forward = "ipip"`:
+        /// also check the ipip/ip6tnl device and rp_filter.
+        #[arg(long, requires = "dsr_backend")]
+        ipip: bool,
+        /// Print a JSON array of {check, subject, status, detail, fix}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file without touching the system.
     CheckConfig {
         /// Configuration file: balancer's TOML, or a haproxy.cfg.
@@ -440,6 +464,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             wait_for_signal()?;
         }
         Command::CheckConfig { config, cfg } => cfg_args::check_config(&config, &cfg)?,
+        Command::Doctor {
+            config,
+            cfg,
+            dsr_backend,
+            ipip,
+            json,
+        } => {
+            use balancer::daemon::doctor;
+            let findings = match (config, dsr_backend) {
+                (Some(path), _) => {
+                    let c = Config::load_with(&path, &cfg.options()?)?;
+                    runtime()?.block_on(doctor::diagnose(&path, &c))
+                }
+                (None, Some(vip)) => doctor::diagnose_backend(vip, ipip),
+                (None, None) => anyhow::bail!("give --config FILE or --dsr-backend VIP"),
+            };
+            let failed = doctor::print(&findings, json);
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} checks failed", findings.len());
+            }
+        }
         Command::Convert { config, cfg } => {
             print!(
                 "{}",

@@ -22,12 +22,14 @@ use tokio::{
 };
 
 mod budget;
+pub mod doctor;
 mod frontends;
 mod pins;
 pub mod takeover;
 mod upgrade;
 
 pub use budget::Budget;
+use doctor::not_permitted;
 pub use pins::PinLock;
 use pins::check_pin_dir;
 
@@ -199,22 +201,6 @@ pub async fn run(
             Err(undo(e))
         }
     }
-}
-
-/// `e`, said as the missing privilege it is when the kernel refused with
-/// EPERM or EACCES somewhere in its chain.
-fn not_permitted(e: DataplaneError) -> DaemonError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
-        {
-            let why = io.to_string();
-            return DaemonError::NotPermitted(Box::new(e), why);
-        }
-        cause = c.source();
-    }
-    DaemonError::Dataplane(e)
 }
 
 /// Programmed and attached, not serving yet.

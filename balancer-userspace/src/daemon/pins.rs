@@ -30,7 +30,7 @@ impl PinLock {
             )
         } != 0
         {
-            let who = lock_holder(&f).map_or(String::new(), |h| format!(" ({h})"));
+            let who = lock_holder(&f).map_or(String::new(), |(_, h)| format!(" ({h})"));
             return Err(err(format!(
                 "locked: another `balancer run` (or `balancer detach`) is using this \
                  pin_dir{who}: stop it first, or give this one another pin_dir"
@@ -40,9 +40,9 @@ impl PinLock {
     }
 }
 
-/// Who holds the lock on the directory open as `f`: `process PID:
-/// COMMAND LINE`, read from /proc/locks (flock(2) does not say).
-fn lock_holder(f: &std::fs::File) -> Option<String> {
+/// Who holds the lock on the directory open as `f`: its pid and `process
+/// PID: COMMAND LINE`, read from /proc/locks (flock(2) does not say).
+pub(super) fn lock_holder(f: &std::fs::File) -> Option<(u32, String)> {
     use std::os::unix::fs::MetadataExt as _;
     let m = f.metadata().ok()?;
     // /proc/locks names the file as MAJOR:MINOR:INODE, in hex for the
@@ -62,7 +62,7 @@ fn lock_holder(f: &std::fs::File) -> Option<String> {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    Some(format!("process {pid}: {}", cmd.join(" ")))
+    Some((pid, format!("process {pid}: {}", cmd.join(" "))))
 }
 
 /// The pin directory must be on a bpffs, or the pin fails later with a
@@ -78,18 +78,8 @@ pub(super) fn check_pin_dir(dir: &Path) -> Result<(), DaemonError> {
         dir.parent()
             .ok_or_else(|| err("has no parent directory".into()))?
     };
-    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes())
-        .map_err(|_| err("contains a NUL byte".into()))?;
-    // SAFETY: statfs fills the zeroed struct; c is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(err(format!(
-            "{}: {}",
-            probe.display(),
-            std::io::Error::last_os_error()
-        )));
-    }
-    if st.f_type as i64 != BPF_FS_MAGIC {
+    let on_bpffs = is_bpffs(probe).map_err(|e| err(format!("{}: {e}", probe.display())))?;
+    if !on_bpffs {
         return Err(err(format!(
             "{} is not on a bpffs: mount one (`mount -t bpf bpf {}`); under `ip netns exec`, \
              which remounts /sys without it, enter only the network namespace instead \
@@ -99,6 +89,18 @@ pub(super) fn check_pin_dir(dir: &Path) -> Result<(), DaemonError> {
         )));
     }
     Ok(())
+}
+
+/// Whether `path` is on a bpffs (statfs(2)).
+pub(super) fn is_bpffs(path: &Path) -> std::io::Result<bool> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::other("contains a NUL byte"))?;
+    // SAFETY: statfs fills the zeroed struct; c is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
 }
 
 #[cfg(test)]

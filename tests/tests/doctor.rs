@@ -120,8 +120,8 @@ fn without_privilege_an_xdp_configuration_fails_naming_the_capabilities() {
 }
 
 /// The balancer's interface is a veth whose peer (in the bridge namespace)
-/// runs no XDP program: doctor warns with the xdp-pass command; with
-/// `balancer xdp-pass` on the peer, it does not.
+/// runs no XDP program: doctor warns with the xdp-pass command and `run`
+/// logs the same; with `balancer xdp-pass` on the peer, neither does.
 #[test]
 fn a_veth_peer_without_xdp_is_warned_about_with_the_command() {
     balancer_tests::require_root();
@@ -178,7 +178,7 @@ fn a_veth_peer_without_xdp_is_warned_about_with_the_command() {
         "{out}"
     );
 
-    // While `balancer run` runs, the pin_dir is its.
+    // `balancer run` without xdp-pass on the peer: the same words, logged.
     let mut cmd = lab.balancer.command(balancer_tests::balancer_bin());
     cmd.args(["run", "--config", config_arg])
         .env("RUST_LOG", "info");
@@ -191,6 +191,12 @@ fn a_veth_peer_without_xdp_is_warned_about_with_the_command() {
     let _ = daemon.stop();
     let log = daemon.output();
     assert!(ready && log.contains("running: XDP on"), "{log}");
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains(expected)).collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(
+        warned[0].contains("WARN") && warned[0].contains(&command),
+        "{log}"
+    );
     let lock = lines(&running, "pin_dir lock");
     assert!(
         lock.len() == 1
@@ -215,6 +221,9 @@ fn a_veth_peer_without_xdp_is_warned_about_with_the_command() {
         iface[0].contains("runs this pin_dir's XDP program"),
         "{out}"
     );
+    let mut daemon = lab.start_balancer(&config).expect("balancer run");
+    let _ = daemon.stop();
+    assert!(!daemon.output().contains("vanish"), "{}", daemon.output());
 }
 
 /// `--dsr-backend VIP` in a backend's namespace: each missing piece a

@@ -279,6 +279,7 @@ async fn start(
         for name in &interfaces {
             controller.dp.attach_pinned(name, mode, pin_dir)?;
         }
+        doctor::warn_veth_peers(&interfaces).await;
     }
     // What is left of the descriptor limit is the HTTP proxy's.
     let budget = Budget::new(&controller.config, workers)?;

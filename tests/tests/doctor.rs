@@ -186,8 +186,13 @@ fn a_veth_peer_without_xdp_is_warned_about_with_the_command() {
     let ready = wait_for(Duration::from_secs(20), || {
         daemon.output().contains("running: XDP on") || daemon.try_wait().ok().flatten().is_some()
     });
-    // While it runs, the pin_dir is this configuration's daemon's.
+    // While it runs, the pin_dir is this configuration's daemon's, and
+    // another configuration's start on it would be refused.
     let (_, running, _) = doctor_in(&lab.balancer, &["--config", config_arg]);
+    let other = lab.dir.join("other.toml");
+    std::fs::copy(&config, &other).unwrap();
+    let (_, blocked, _) = doctor_in(&lab.balancer, &["--config", other.to_str().unwrap()]);
+    let pid = daemon.pid();
     let _ = daemon.stop();
     let log = daemon.output();
     assert!(ready && log.contains("running: XDP on"), "{log}");
@@ -196,6 +201,14 @@ fn a_veth_peer_without_xdp_is_warned_about_with_the_command() {
     assert!(
         warned[0].contains("WARN") && warned[0].contains(&command),
         "{log}"
+    );
+    let lock = lines(&blocked, "pin_dir lock");
+    assert!(
+        lock.len() == 1
+            && lock[0].starts_with("warn")
+            && lock[0].contains("held by another daemon (process ")
+            && lock[0].contains(&format!("`kill -TERM {pid}`")),
+        "{blocked}"
     );
     let lock = lines(&running, "pin_dir lock");
     assert!(

@@ -258,10 +258,7 @@ fn pin_lock(pin_dir: &Path, config: &Path) -> Finding {
     let Some((pid, holder)) = super::pins::lock_holder(&f) else {
         return Finding::ok("pin_dir lock", subject, "no daemon holds it");
     };
-    let ours = config
-        .file_name()
-        .is_some_and(|n| holder.contains(&*n.to_string_lossy()));
-    if ours {
+    if runs_config(pid, config) {
         return Finding::ok(
             "pin_dir lock",
             subject,
@@ -277,6 +274,28 @@ fn pin_lock(pin_dir: &Path, config: &Path) -> Finding {
             "stop it first (`kill -TERM {pid}`), or give this configuration another pin_dir"
         )),
     )
+}
+
+/// Whether process `pid` was started with `--config` (or `-c`) naming
+/// the file `config` names (relative paths from its working directory).
+fn runs_config(pid: u32, config: &Path) -> bool {
+    let Ok(ours) = config.canonicalize() else {
+        return false;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let named = args.iter().enumerate().find_map(|(i, a)| match a.as_str() {
+        "--config" | "-c" => args.get(i + 1).cloned(),
+        _ => a.strip_prefix("--config=").map(str::to_owned),
+    });
+    let Some(named) = named else {
+        return false;
+    };
+    let cwd = Path::new("/proc").join(pid.to_string()).join("cwd");
+    cwd.join(named).canonicalize().is_ok_and(|p| p == ours)
 }
 
 /// Print the findings (one line each, or a JSON array); the number that

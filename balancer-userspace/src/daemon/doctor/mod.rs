@@ -165,10 +165,14 @@ fn ns_inode(path: &str) -> Option<u64> {
 }
 
 /// This process's network namespace: its name under /run/netns, and
-/// whether it is not the initial one (PID 1's).
-fn netns() -> (Option<String>, bool) {
+/// whether it is not the initial one (PID 1's; `None` when PID 1's cannot
+/// be read, as without privilege).
+fn netns() -> (Option<String>, Option<bool>) {
     let own = ns_inode("/proc/self/ns/net");
-    let not_initial = own.is_some() && own != ns_inode("/proc/1/ns/net");
+    let not_initial = match (own, ns_inode("/proc/1/ns/net")) {
+        (Some(a), Some(b)) => Some(a != b),
+        _ => None,
+    };
     let name = std::fs::read_dir("/run/netns").ok().and_then(|d| {
         d.flatten()
             .find(|e| own.is_some() && ns_inode(&e.path().to_string_lossy()) == own)
@@ -178,15 +182,13 @@ fn netns() -> (Option<String>, bool) {
 }
 
 fn namespace() -> Finding {
-    match netns() {
-        (_, false) => Finding::ok("namespace", "network", "the host's (PID 1's)"),
-        (Some(n), true) => Finding::ok("namespace", "network", format!("{n} (/run/netns/{n})")),
-        (None, true) => Finding::ok(
-            "namespace",
-            "network",
-            "not the host's, and not one of /run/netns (a container's?)",
-        ),
-    }
+    let detail = match netns() {
+        (Some(n), _) => format!("{n} (/run/netns/{n})"),
+        (None, Some(false)) => "the host's (PID 1's)".to_owned(),
+        (None, Some(true)) => "not the host's, and not one of /run/netns (a container's?)".into(),
+        (None, None) => "not one of /run/netns (PID 1's cannot be read to compare)".into(),
+    };
+    Finding::ok("namespace", "network", detail)
 }
 
 /// Whether any bpffs is mounted in this mount namespace.
@@ -225,7 +227,7 @@ fn bpffs(pin_dir: &Path, config: &Path) -> Finding {
         }
     }
     let (detail, fix) = match netns() {
-        (Some(ns), true) if !bpffs_mounted() => (
+        (Some(ns), _) if !bpffs_mounted() => (
             format!(
                 "{} is not on a bpffs: `ip netns exec {ns}` remounted /sys without it",
                 probe.display()

@@ -120,8 +120,9 @@ fn without_privilege_an_xdp_configuration_fails_naming_the_capabilities() {
 }
 
 /// The balancer's interface is a veth whose peer (in the bridge namespace)
-/// runs no XDP program: doctor warns with the xdp-pass command and `run`
-/// logs the same; with `balancer xdp-pass` on the peer, neither does.
+/// runs no XDP program and has GRO off: doctor warns with the xdp-pass
+/// command and `run` logs the same; with GRO on, or `balancer xdp-pass`
+/// on the peer, neither does.
 #[test]
 fn a_veth_peer_without_xdp_is_warned_about_with_the_command() {
     balancer_tests::require_root();
@@ -133,12 +134,32 @@ fn a_veth_peer_without_xdp_is_warned_about_with_the_command() {
     let services = lab.one_l4_service();
     let config = lab.write_service_config("l4.toml", "", &services).unwrap();
     let config_arg = config.to_str().unwrap();
-    let expected = "frames sent back with XDP_TX vanish on v-lb";
+    let expected = format!(
+        "frames sent back with XDP_TX vanish on v-lb, its peer in namespace {}, which runs no \
+         XDP program and has GRO off",
+        lab.bridge_ns
+    );
+    let expected = expected.as_str();
     let command = format!(
         "run `balancer xdp-pass --interface v-lb` in its namespace (`ip netns exec {} balancer \
          xdp-pass --interface v-lb`)",
         lab.bridge_ns
     );
+
+    // The lab turns GRO on on the peer, which takes XDP_TX frames too.
+    let (ok, out, err) = doctor_in(&lab.balancer, &["--config", config_arg]);
+    assert!(ok, "{out}{err}");
+    let veth = lines(&out, "veth peer");
+    assert!(veth.len() == 1 && veth[0].starts_with("ok"), "{out}");
+    assert!(
+        veth[0].contains("its peer v-lb") && veth[0].contains("has GRO on"),
+        "{out}"
+    );
+    balancer_tests::lab::output(
+        balancer_tests::lab::ns_command(&lab.bridge_ns, "ethtool")
+            .args(["-K", "v-lb", "gro", "off"]),
+    )
+    .expect("GRO off on the peer");
 
     let (ok, out, err) = doctor_in(&lab.balancer, &["--config", config_arg]);
     assert!(ok, "{out}{err}");

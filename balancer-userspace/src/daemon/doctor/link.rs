@@ -111,6 +111,57 @@ async fn netns_name(handle: &Handle, nsid: i32) -> Option<String> {
     None
 }
 
+/// Whether interface `ifname` has GRO on (ETHTOOL_GGRO), in the
+/// namespace /run/netns/`ns` (`None`: this one). A veth with GRO on runs
+/// NAPI, which takes XDP_TX frames from its peer as an XDP program would.
+/// `None` when it cannot be asked.
+fn gro_on(ns: Option<&str>, ifname: &str) -> Option<bool> {
+    const ETHTOOL_GGRO: u32 = 0x2b;
+    let ns_file = match ns {
+        Some(n) => Some(std::fs::File::open(Path::new("/run/netns").join(n)).ok()?),
+        None => None,
+    };
+    let name = std::ffi::CString::new(ifname).ok()?;
+    let name = name.as_bytes_with_nul();
+    if name.len() > libc::IFNAMSIZ {
+        return None;
+    }
+    let mut ifr_name = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (d, s) in ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    // setns(2) moves only the calling thread: a thread of its own.
+    std::thread::spawn(move || {
+        use std::os::fd::{FromRawFd as _, OwnedFd};
+        if let Some(f) = ns_file
+            // SAFETY: a namespace file we hold open.
+            && unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0
+        {
+            return None;
+        }
+        // SAFETY: a new socket, owned below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: fd is a new descriptor nobody else owns.
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        // struct ethtool_value { cmd, data }
+        let mut value = [ETHTOOL_GGRO, 0u32];
+        // SAFETY: a zeroed ifreq is valid; the name and the data pointer
+        // are set below and outlive the call.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        ifr.ifr_name = ifr_name;
+        ifr.ifr_ifru.ifru_data = value.as_mut_ptr().cast();
+        // SAFETY: SIOCETHTOOL with an ifreq pointing at an ethtool_value.
+        let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut ifr) };
+        (r == 0).then_some(value[1] != 0)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
 fn mode(a: &XdpAttached) -> &'static str {
     match a {
         XdpAttached::Driver => "native",
@@ -242,6 +293,13 @@ pub async fn veth_peer(handle: &Handle, name: &str) -> Option<Finding> {
             format!("run `balancer xdp-pass --interface {p}` in its namespace ({ns})")
         }
     };
+    let ns_name = link.peer_netnsid.and(ns.strip_prefix("namespace "));
+    // GRO enables a veth's NAPI from Linux 5.13 on; before, only XDP does.
+    let gro = match link.peer_netnsid {
+        Some(_) if ns_name.is_none() => None,
+        _ if super::caps::kernel_version().is_some_and(|v| v < (5, 13)) => Some(false),
+        _ => gro_on(ns_name, p),
+    };
     match (&link.xdp, &peer.xdp) {
         // XDP_TX of a generic program leaves as an ordinary skb.
         (Some(XdpAttached::SocketBuffer), _) => Some(Finding::ok(
@@ -256,13 +314,21 @@ pub async fn veth_peer(handle: &Handle, name: &str) -> Option<Finding> {
             subject,
             format!("its peer {p} ({ns}) runs an XDP program ({})", mode(a)),
         )),
+        (_, _) if gro == Some(true) => Some(Finding::ok(
+            "veth peer",
+            subject,
+            format!("its peer {p} ({ns}) has GRO on, which takes frames sent back with XDP_TX"),
+        )),
         (_, other) => warn(
             format!(
-                "frames sent back with XDP_TX vanish on {p}, its peer in {ns}, which runs {} \
-                 (unless it has GRO on)",
+                "frames sent back with XDP_TX vanish on {p}, its peer in {ns}, which runs {}{}",
                 match other {
                     Some(_) => "XDP in generic mode only",
                     None => "no XDP program",
+                },
+                match gro {
+                    Some(_) => " and has GRO off",
+                    None => " (unless it has GRO on)",
                 }
             ),
             run_there,

@@ -198,6 +198,22 @@ fn a_veth_peer_without_xdp_is_warned_about_with_the_command() {
         )),
         "{out}"
     );
+    // `balancer run` there says the same, naming the namespace.
+    let (ok, _, err) = finish(
+        Command::new("ip")
+            .args(["netns", "exec", &lab.balancer.ns])
+            .arg(balancer_tests::balancer_bin())
+            .args(["run", "--config", config_arg]),
+    );
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            "`ip netns exec {0}` remounted /sys without it: enter only the network namespace \
+             instead (`nsenter --net=/run/netns/{0} balancer run ...`)",
+            lab.balancer.ns
+        )),
+        "{err}"
+    );
 
     // `balancer run` without xdp-pass on the peer: the same words, logged.
     let mut cmd = lab.balancer.command(balancer_tests::balancer_bin());

@@ -80,15 +80,57 @@ pub(super) fn check_pin_dir(dir: &Path) -> Result<(), DaemonError> {
     };
     let on_bpffs = is_bpffs(probe).map_err(|e| err(format!("{}: {e}", probe.display())))?;
     if !on_bpffs {
-        return Err(err(format!(
-            "{} is not on a bpffs: mount one (`mount -t bpf bpf {}`); under `ip netns exec`, \
-             which remounts /sys without it, enter only the network namespace instead \
-             (`nsenter --net=/run/netns/NAME balancer run ...`)",
-            probe.display(),
-            probe.display()
-        )));
+        // Under `ip netns exec NS`, which remounts /sys without the bpffs.
+        let hidden = netns().0.filter(|_| hidden_bpffs());
+        return Err(err(match hidden {
+            Some(ns) => format!(
+                "{} is not on a bpffs: `ip netns exec {ns}` remounted /sys without it: enter \
+                 only the network namespace instead (`nsenter --net=/run/netns/{ns} balancer \
+                 run ...`)",
+                probe.display()
+            ),
+            None => format!(
+                "{} is not on a bpffs: mount one (`mount -t bpf bpf {}`); under `ip netns exec`, \
+                 which remounts /sys without it, enter only the network namespace instead \
+                 (`nsenter --net=/run/netns/NAME balancer run ...`)",
+                probe.display(),
+                probe.display()
+            ),
+        }));
     }
     Ok(())
+}
+
+/// The inode of a namespace link under /proc.
+fn ns_inode(path: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// This process's network namespace: its name under /run/netns, and
+/// whether it is not the initial one (PID 1's; `None` when PID 1's cannot
+/// be read, as without privilege).
+pub(super) fn netns() -> (Option<String>, Option<bool>) {
+    let own = ns_inode("/proc/self/ns/net");
+    let not_initial = match (own, ns_inode("/proc/1/ns/net")) {
+        (Some(a), Some(b)) => Some(a != b),
+        _ => None,
+    };
+    let name = std::fs::read_dir("/run/netns").ok().and_then(|d| {
+        d.flatten()
+            .find(|e| own.is_some() && ns_inode(&e.path().to_string_lossy()) == own)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+    });
+    (name, not_initial)
+}
+
+/// Whether no bpffs is mounted in this mount namespace at all (as after
+/// `ip netns exec`, which remounts /sys).
+pub(super) fn hidden_bpffs() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
+        !m.lines()
+            .any(|l| l.split(" - ").nth(1).is_some_and(|t| t.starts_with("bpf ")))
+    })
 }
 
 /// Whether `path` is on a bpffs (statfs(2)).

@@ -158,45 +158,14 @@ pub fn diagnose_backend(vip: IpAddr, ipip: bool) -> Vec<Finding> {
     dsr::backend(vip, ipip, &format!("VIP {vip}"))
 }
 
-/// The inode of a namespace link under /proc.
-fn ns_inode(path: &str) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(path).ok().map(|m| m.ino())
-}
-
-/// This process's network namespace: its name under /run/netns, and
-/// whether it is not the initial one (PID 1's; `None` when PID 1's cannot
-/// be read, as without privilege).
-fn netns() -> (Option<String>, Option<bool>) {
-    let own = ns_inode("/proc/self/ns/net");
-    let not_initial = match (own, ns_inode("/proc/1/ns/net")) {
-        (Some(a), Some(b)) => Some(a != b),
-        _ => None,
-    };
-    let name = std::fs::read_dir("/run/netns").ok().and_then(|d| {
-        d.flatten()
-            .find(|e| own.is_some() && ns_inode(&e.path().to_string_lossy()) == own)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-    });
-    (name, not_initial)
-}
-
 fn namespace() -> Finding {
-    let detail = match netns() {
+    let detail = match super::pins::netns() {
         (Some(n), _) => format!("{n} (/run/netns/{n})"),
         (None, Some(false)) => "the host's (PID 1's)".to_owned(),
         (None, Some(true)) => "not the host's, and not one of /run/netns (a container's?)".into(),
         (None, None) => "not one of /run/netns (PID 1's cannot be read to compare)".into(),
     };
     Finding::ok("namespace", "network", detail)
-}
-
-/// Whether any bpffs is mounted in this mount namespace.
-fn bpffs_mounted() -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
-        m.lines()
-            .any(|l| l.split(" - ").nth(1).is_some_and(|t| t.starts_with("bpf ")))
-    })
 }
 
 /// pin_dir (or its parent, before the first start) is on a bpffs; when it
@@ -226,8 +195,8 @@ fn bpffs(pin_dir: &Path, config: &Path) -> Finding {
             );
         }
     }
-    let (detail, fix) = match netns() {
-        (Some(ns), _) if !bpffs_mounted() => (
+    let (detail, fix) = match super::pins::netns() {
+        (Some(ns), _) if super::pins::hidden_bpffs() => (
             format!(
                 "{} is not on a bpffs: `ip netns exec {ns}` remounted /sys without it",
                 probe.display()

@@ -295,9 +295,10 @@ pub async fn veth_peer(handle: &Handle, name: &str) -> Option<Finding> {
     };
     let ns_name = link.peer_netnsid.and(ns.strip_prefix("namespace "));
     // GRO enables a veth's NAPI from Linux 5.13 on; before, only XDP does.
+    let old_kernel = super::caps::kernel_version().is_some_and(|v| v < (5, 13));
     let gro = match link.peer_netnsid {
+        _ if old_kernel => Some(false),
         Some(_) if ns_name.is_none() => None,
-        _ if super::caps::kernel_version().is_some_and(|v| v < (5, 13)) => Some(false),
         _ => gro_on(ns_name, p),
     };
     match (&link.xdp, &peer.xdp) {
@@ -327,6 +328,7 @@ pub async fn veth_peer(handle: &Handle, name: &str) -> Option<Finding> {
                     None => "no XDP program",
                 },
                 match gro {
+                    _ if old_kernel => "",
                     Some(_) => " and has GRO off",
                     None => " (unless it has GRO on)",
                 }

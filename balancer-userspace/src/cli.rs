@@ -74,6 +74,30 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a deployment before it bites: privilege, bpffs, network
+    /// namespace, pin_dir lock, interfaces and veth peers, DSR backends.
+    /// One line per check (ok, warn, FAIL) with the command to run for
+    /// anything not ok; exit status 1 when one FAILs.
+    #[command(group(clap::ArgGroup::new("what").required(true)))]
+    Doctor {
+        /// Configuration file to check this host against: balancer's TOML,
+        /// or a haproxy.cfg.
+        #[arg(long, short, group = "what")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        cfg: cfg_args::CfgArgs,
+        /// Instead, check this host as a DSR backend of this VIP: the VIP on
+        /// lo, arp_ignore and arp_announce (no configuration needed).
+        #[arg(long, value_name = "VIP", group = "what")]
+        dsr_backend: Option<std::net::IpAddr>,
+        /// With --dsr-backend: the balancer forwards with `forward = "ipip"`:
+        /// also check the ipip/ip6tnl device and rp_filter.
+        #[arg(long, requires = "dsr_backend")]
+        ipip: bool,
+        /// Print a JSON array of {check, subject, status, detail, fix}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file without touching the system.
     CheckConfig {
         /// Configuration file: balancer's TOML, or a haproxy.cfg.

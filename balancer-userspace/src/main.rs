@@ -206,6 +206,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             wait_for_signal()?;
         }
         Command::CheckConfig { config, cfg, json } => cfg_args::check_config(&config, &cfg, json)?,
+        Command::Doctor {
+            config,
+            cfg,
+            dsr_backend,
+            ipip,
+            json,
+        } => {
+            use balancer::daemon::doctor;
+            let findings = match (config, dsr_backend) {
+                (Some(path), _) => {
+                    let c = Config::load_with(&path, &cfg.options()?)?;
+                    runtime()?.block_on(doctor::diagnose(&path, &c))
+                }
+                (None, Some(vip)) => doctor::diagnose_backend(vip, ipip),
+                (None, None) => anyhow::bail!("give --config FILE or --dsr-backend VIP"),
+            };
+            let failed = doctor::print(&findings, json);
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} checks failed", findings.len());
+            }
+        }
         Command::Convert { config, cfg } => {
             print!(
                 "{}",

@@ -381,6 +381,16 @@ impl Lab {
         Ok(path)
     }
 
+    /// One L4 frontend `web` on 198.18.2.100:80 whose backend `web` is the
+    /// first backend node (`s0`): services for [`Lab::write_service_config`].
+    pub fn one_l4_service(&self) -> String {
+        format!(
+            "[[frontend]]\nname = \"web\"\nbind = \"198.18.2.100:80\"\ndefault_backend = \"web\"\n\n\
+             [[backend]]\nname = \"web\"\n[[backend.server]]\nname = \"s0\"\naddress = \"{}\"\n",
+            self.backends[0].ipv4
+        )
+    }
+
     /// The admin socket of a daemon started with this lab's config.
     pub fn admin_socket(&self) -> PathBuf {
         self.dir.join("admin.sock")

@@ -50,3 +50,28 @@ pub fn require_root() {
         "this test needs root (XDP, BPF_PROG_TEST_RUN, network namespaces): run `cargo xtask test` as root"
     );
 }
+
+/// An XDP configuration (`lo`, a pin_dir under the bpffs that is not
+/// created) in a new directory `nobody` can read, for running balancer
+/// without privilege: (the directory, the pin_dir, the configuration).
+/// The caller removes the directory and, if anything made it, the pin_dir.
+pub fn xdp_config_for_nobody(id: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pin_dir = std::path::Path::new(lab::BPFFS).join(id);
+    let config = dir.join("l4.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dataplane]\ninterfaces = [\"lo\"]\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
+             [[frontend]]\nname = \"web\"\nbind = \"198.18.2.100:80\"\ndefault_backend = \"app\"\n\n\
+             [[backend]]\nname = \"app\"\n[[backend.server]]\nname = \"s\"\naddress = \"198.18.0.1\"\n",
+            pin_dir.display(),
+            dir.join("admin.sock").display()
+        ),
+    )
+    .unwrap();
+    (dir, pin_dir, config)
+}

@@ -248,24 +248,8 @@ fn a_check_on_its_way_down_counts_its_failures() {
 #[test]
 fn a_start_without_privilege_names_the_capabilities_and_leaves_nothing() {
     balancer_tests::require_root();
-    use std::os::unix::fs::PermissionsExt as _;
-    let id = format!("blb-{}-noperm", std::process::id());
-    let dir = std::env::temp_dir().join(&id);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let pin_dir = std::path::Path::new(balancer_tests::lab::BPFFS).join(&id);
-    let config = dir.join("l4.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[dataplane]\ninterfaces = [\"lo\"]\npin_dir = \"{}\"\n\n[admin]\nsocket = \"{}\"\n\n\
-             [[frontend]]\nname = \"web\"\nbind = \"198.18.2.100:80\"\ndefault_backend = \"app\"\n\n\
-             [[backend]]\nname = \"app\"\n[[backend.server]]\nname = \"s\"\naddress = \"198.18.0.1\"\n",
-            pin_dir.display(),
-            dir.join("admin.sock").display()
-        ),
-    )
-    .unwrap();
+    let (dir, pin_dir, config) =
+        balancer_tests::xdp_config_for_nobody(&format!("blb-{}-noperm", std::process::id()));
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(balancer_tests::balancer_bin())
@@ -323,11 +307,7 @@ fn an_interface_in_use_names_the_balancer_on_it() {
         backends: 1,
     })
     .expect("lab");
-    let services = format!(
-        "[[frontend]]\nname = \"web\"\nbind = \"198.18.2.100:80\"\ndefault_backend = \"web\"\n\n\
-         [[backend]]\nname = \"web\"\n[[backend.server]]\nname = \"s0\"\naddress = \"{}\"\n",
-        lab.backends[0].ipv4
-    );
+    let services = lab.one_l4_service();
     let first = lab
         .write_service_config("first.toml", "", &services)
         .unwrap();

@@ -22,6 +22,7 @@ use tokio::{
 };
 
 mod budget;
+pub mod doctor;
 mod frontends;
 mod pins;
 mod reload;
@@ -29,6 +30,7 @@ pub mod takeover;
 mod upgrade;
 
 pub use budget::Budget;
+use doctor::not_permitted;
 pub use pins::PinLock;
 use pins::check_pin_dir;
 
@@ -202,22 +204,6 @@ pub async fn run(
     }
 }
 
-/// `e`, said as the missing privilege it is when the kernel refused with
-/// EPERM or EACCES somewhere in its chain.
-fn not_permitted(e: DataplaneError) -> DaemonError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
-        {
-            let why = io.to_string();
-            return DaemonError::NotPermitted(Box::new(e), why);
-        }
-        cause = c.source();
-    }
-    DaemonError::Dataplane(e)
-}
-
 /// Programmed and attached, not serving yet.
 struct Running {
     controller: Controller,
@@ -294,6 +280,7 @@ async fn start(
         for name in &interfaces {
             controller.dp.attach_pinned(name, mode, pin_dir)?;
         }
+        doctor::warn_veth_peers(&interfaces).await;
     }
     // What is left of the descriptor limit is the HTTP proxy's.
     let budget = Budget::new(&controller.config, workers)?;

@@ -30,7 +30,7 @@ impl PinLock {
             )
         } != 0
         {
-            let who = lock_holder(&f).map_or(String::new(), |h| format!(" ({h})"));
+            let who = lock_holder(&f).map_or(String::new(), |(_, h)| format!(" ({h})"));
             return Err(err(format!(
                 "locked: another `balancer run` (or `balancer detach`) is using this \
                  pin_dir{who}: stop it first, or give this one another pin_dir"
@@ -40,9 +40,9 @@ impl PinLock {
     }
 }
 
-/// Who holds the lock on the directory open as `f`: `process PID:
-/// COMMAND LINE`, read from /proc/locks (flock(2) does not say).
-fn lock_holder(f: &std::fs::File) -> Option<String> {
+/// Who holds the lock on the directory open as `f`: its pid and `process
+/// PID: COMMAND LINE`, read from /proc/locks (flock(2) does not say).
+pub(super) fn lock_holder(f: &std::fs::File) -> Option<(u32, String)> {
     use std::os::unix::fs::MetadataExt as _;
     let m = f.metadata().ok()?;
     // /proc/locks names the file as MAJOR:MINOR:INODE, in hex for the
@@ -62,7 +62,7 @@ fn lock_holder(f: &std::fs::File) -> Option<String> {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    Some(format!("process {pid}: {}", cmd.join(" ")))
+    Some((pid, format!("process {pid}: {}", cmd.join(" "))))
 }
 
 /// The pin directory must be on a bpffs, or the pin fails later with a
@@ -78,27 +78,71 @@ pub(super) fn check_pin_dir(dir: &Path) -> Result<(), DaemonError> {
         dir.parent()
             .ok_or_else(|| err("has no parent directory".into()))?
     };
-    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes())
-        .map_err(|_| err("contains a NUL byte".into()))?;
+    let on_bpffs = is_bpffs(probe).map_err(|e| err(format!("{}: {e}", probe.display())))?;
+    if !on_bpffs {
+        // Under `ip netns exec NS`, which remounts /sys without the bpffs.
+        let hidden = netns().0.filter(|_| hidden_bpffs());
+        return Err(err(match hidden {
+            Some(ns) => format!(
+                "{} is not on a bpffs: `ip netns exec {ns}` remounted /sys without it: enter \
+                 only the network namespace instead (`nsenter --net=/run/netns/{ns} balancer \
+                 run ...`)",
+                probe.display()
+            ),
+            None => format!(
+                "{} is not on a bpffs: mount one (`mount -t bpf bpf {}`); under `ip netns exec`, \
+                 which remounts /sys without it, enter only the network namespace instead \
+                 (`nsenter --net=/run/netns/NAME balancer run ...`)",
+                probe.display(),
+                probe.display()
+            ),
+        }));
+    }
+    Ok(())
+}
+
+/// The inode of a namespace link under /proc.
+fn ns_inode(path: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// This process's network namespace: its name under /run/netns, and
+/// whether it is not the initial one (PID 1's; `None` when PID 1's cannot
+/// be read, as without privilege).
+pub(super) fn netns() -> (Option<String>, Option<bool>) {
+    let own = ns_inode("/proc/self/ns/net");
+    let not_initial = match (own, ns_inode("/proc/1/ns/net")) {
+        (Some(a), Some(b)) => Some(a != b),
+        _ => None,
+    };
+    let name = std::fs::read_dir("/run/netns").ok().and_then(|d| {
+        d.flatten()
+            .find(|e| own.is_some() && ns_inode(&e.path().to_string_lossy()) == own)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+    });
+    (name, not_initial)
+}
+
+/// Whether no bpffs is mounted in this mount namespace at all (as after
+/// `ip netns exec`, which remounts /sys).
+pub(super) fn hidden_bpffs() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
+        !m.lines()
+            .any(|l| l.split(" - ").nth(1).is_some_and(|t| t.starts_with("bpf ")))
+    })
+}
+
+/// Whether `path` is on a bpffs (statfs(2)).
+pub(super) fn is_bpffs(path: &Path) -> std::io::Result<bool> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::other("contains a NUL byte"))?;
     // SAFETY: statfs fills the zeroed struct; c is NUL-terminated.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(err(format!(
-            "{}: {}",
-            probe.display(),
-            std::io::Error::last_os_error()
-        )));
+        return Err(std::io::Error::last_os_error());
     }
-    if st.f_type as i64 != BPF_FS_MAGIC {
-        return Err(err(format!(
-            "{} is not on a bpffs: mount one (`mount -t bpf bpf {}`); under `ip netns exec`, \
-             which remounts /sys without it, enter only the network namespace instead \
-             (`nsenter --net=/run/netns/NAME balancer run ...`)",
-            probe.display(),
-            probe.display()
-        )));
-    }
-    Ok(())
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ use counters::{sum_backend, sum_vip};
 use memory::Memory;
 pub use memory::MemoryStick;
 use mmap::MapMmap;
-pub use pins::{Adopted, PERSISTENT_MAPS};
+pub use pins::{Adopted, PERSISTENT_MAPS, xdp_owner_parts};
 pub use stick::StickStore;
 use stick::count_stick_keys;
 

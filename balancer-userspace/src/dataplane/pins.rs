@@ -39,6 +39,12 @@ const LINK_PREFIX: &str = "link-";
 /// error: the balancer whose pin directory (any directory of the bpffs at
 /// /sys/fs/bpf) holds its link, else another tool, and what to do.
 pub(super) fn xdp_owner(name: &str) -> String {
+    let (who, fix) = xdp_owner_parts(name);
+    format!("{who}: {fix}")
+}
+
+/// [`xdp_owner`] as (whose it is, what to do), for `balancer doctor`.
+pub fn xdp_owner_parts(name: &str) -> (String, String) {
     let link = format!("{LINK_PREFIX}{name}");
     let owner = std::fs::read_dir("/sys/fs/bpf").ok().and_then(|dirs| {
         dirs.flatten()
@@ -46,14 +52,20 @@ pub(super) fn xdp_owner(name: &str) -> String {
             .find(|d| d.join(&link).exists())
     });
     match owner {
-        Some(dir) => format!(
-            "another balancer's (its pin_dir {} holds {link}): stop that daemon, then `balancer \
-             detach` with its configuration removes it; or give this one another interface",
-            dir.display()
+        Some(dir) => (
+            format!(
+                "another balancer's (its pin_dir {} holds {link})",
+                dir.display()
+            ),
+            "stop that daemon, then `balancer detach` with its configuration removes it; or give \
+             this one another interface"
+                .to_owned(),
         ),
-        None => format!(
-            "not a balancer's (no pin_dir under /sys/fs/bpf holds {link}): `ip link show dev \
-             {name}` names it, `ip link set dev {name} xdp off` removes it"
+        None => (
+            format!("not a balancer's (no pin_dir under /sys/fs/bpf holds {link})"),
+            format!(
+                "`ip link show dev {name}` names it, `ip link set dev {name} xdp off` removes it"
+            ),
         ),
     }
 }

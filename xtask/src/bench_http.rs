@@ -344,9 +344,9 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
         rig.record_wrk(&targets, load(conns), &[1, secs]);
     }
     let results = rig.trials(&targets, load(CONNECTIONS), trials, secs)?;
-    let open_pairs = if quick { 1 } else { 6 };
+    let open_pairs = if quick { 1 } else { 8 };
     let open_secs = if quick { 1 } else { 3 };
-    let open = crate::bench_open::measure(
+    let (open, poll_idle) = crate::bench_open::measure(
         rig,
         &targets,
         slower_median_rps(&results),
@@ -381,7 +381,7 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
     };
     rig.record_wrk(&stick_targets, stick_load, &[secs]);
     let stick_results = rig.trials(&stick_targets, stick_load, trials, secs)?;
-    let stick_open = crate::bench_open::measure(
+    let (stick_open, _) = crate::bench_open::measure(
         rig,
         &stick_targets,
         slower_median_rps(&stick_results),
@@ -524,9 +524,11 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
                             127.0.0.1, so each is a lookup and a refresh of one entry); after each \
                             configuration's wrk trials, {open_pairs} pair(s) of {open_secs} s \
                             open-loop trials (balancer-bench --open-loop, {CONNECTIONS} \
-                            connections, a fixed rate: 50% and 80% of the slower proxy's median \
-                            requests/s just measured; latency from when each request was due; \
-                            figures with ids containing open-50- and open-80-); figures: each proxy's medians; 'pairs': each \
+                            connections, a fixed rate: 25% and 50% of the slower proxy's median \
+                            requests/s just measured; latency from when each request was due, \
+                            percentiles over all requests of a proxy's trials together; \
+                            /dev/cpu_dma_latency held at 0 meanwhile (see open_loop_cpu_dma_latency_0); \
+                            figures with ids containing open-25- and open-50-); figures: each proxy's medians; 'pairs': each \
                             trial's ratio to the other proxy's trial of its pair; same two loopback \
                             origin servers answering their name; CPU from /proc/PID/stat \
                             utime+stime of the proxy process; CPU busy shares from /proc/stat; \
@@ -539,6 +541,7 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
             "pairs": pairs,
             "many_connections": {"connections": MANY, "proxies": many_summary, "pairs": many_pairs},
             "open_loop": open_details,
+            "open_loop_cpu_dma_latency_0": poll_idle,
             "stick_on_src": {
                 "connections": CONNECTIONS,
                 "proxies": stick_summary,

@@ -95,6 +95,10 @@ struct Cli {
     /// --open-loop: a header line added to every request (repeatable).
     #[arg(long, requires = "open_loop", value_name = "NAME: VALUE")]
     header: Vec<String>,
+    /// --open-loop: also write every latency counted (microseconds,
+    /// little-endian u32) to this file.
+    #[arg(long, requires = "open_loop", value_name = "FILE")]
+    latencies: Option<PathBuf>,
 }
 
 /// The benchmark sections, in the order a full run takes them.
@@ -169,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             secs: cli.secs,
             warmup: cli.warmup,
             headers: cli.header,
+            latencies: cli.latencies,
         });
     }
     // SAFETY: geteuid has no preconditions.

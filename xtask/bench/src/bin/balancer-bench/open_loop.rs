@@ -31,6 +31,8 @@
 //! Output, one line: `OPEN-LOOP requests=N rate=.. p50_us=.. p90_us=..
 //! p99_us=.. p999_us=.. max_us=.. late=N send_lag_p99_us=.. errors=N`.
 //! Requests due in the first `--warmup` seconds are sent but not counted.
+//! `--latencies FILE` also writes every counted latency (microseconds,
+//! little-endian u32), for the caller to pool several trials.
 
 use std::{
     collections::BinaryHeap,
@@ -50,6 +52,9 @@ pub struct Load {
     pub secs: f64,
     pub warmup: f64,
     pub headers: Vec<String>,
+    /// Where to write every counted latency, in microseconds, as
+    /// little-endian u32s (the caller pools several trials).
+    pub latencies: Option<std::path::PathBuf>,
 }
 
 /// Longest answer head taken; longer is an error.
@@ -110,6 +115,15 @@ pub fn run(load: Load) -> anyhow::Result<()> {
     let mut g = Gen::new(load)?;
     g.run()?;
     println!("{}", g.report());
+    if let Some(path) = &g.load.latencies {
+        let bytes: Vec<u8> = g
+            .tally
+            .latencies_ns
+            .iter()
+            .flat_map(|ns| ((ns / 1000).min(u64::from(u32::MAX)) as u32).to_le_bytes())
+            .collect();
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 

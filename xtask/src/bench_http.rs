@@ -503,7 +503,7 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
         stick_pairs["p99_median"].as_f64().unwrap_or(f64::NAN),
     );
     println!(
-        "  open loop ({open_pairs} pair(s) of {open_secs} s at shares of the slower proxy's \
+        "  open loop ({open_pairs} trial(s) of {open_secs} s, both proxies at once, at shares of the slower proxy's \
          requests/s above; latency from when each request was due): cookie {}; stick on src {} \
          (target <= 1)",
         crate::bench_open::summary(&open, &open_ratios),
@@ -522,11 +522,12 @@ fn measure(bin: &Path, quick: bool, rig: &mut Rig) -> anyhow::Result<Value> {
                             the cookie, requests without a cookie, -c{CONNECTIONS} ({trials} \
                             pairs; figures with ids starting stick-; every request comes from \
                             127.0.0.1, so each is a lookup and a refresh of one entry); after each \
-                            configuration's wrk trials, {open_pairs} pair(s) of {open_secs} s \
-                            open-loop trials (balancer-bench --open-loop, {CONNECTIONS} \
-                            connections, a fixed rate: 25% and 50% of the slower proxy's median \
-                            requests/s just measured; latency from when each request was due, \
-                            percentiles over all requests of a proxy's trials together; \
+                            configuration's wrk trials, {open_pairs} open-loop trial(s) of \
+                            {open_secs} s with both proxies at once (balancer-bench --open-loop \
+                            with both addresses, {CONNECTIONS} connections taken in turn, a fixed \
+                            rate for both together: 25% and 50% of the slower proxy's median \
+                            requests/s just measured, half each; latency from when each request \
+                            was due, percentiles over all requests of a proxy's trials together; \
                             /dev/cpu_dma_latency held at 0 meanwhile (see open_loop_cpu_dma_latency_0); \
                             figures with ids containing open-25- and open-50-); figures: each proxy's medians; 'pairs': each \
                             trial's ratio to the other proxy's trial of its pair; same two loopback \

@@ -1,6 +1,9 @@
 //! Latency at a fixed load, for the `http-cookie` section: the two proxies
-//! of one configuration under the same open-loop load (`balancer-bench
-//! --open-loop`, see its open_loop.rs), in alternating trials.
+//! of one configuration under one open-loop load (`balancer-bench
+//! --open-loop`, see its open_loop.rs) at the same moments: the
+//! generator's connections alternate between them, so each gets half the
+//! rate, and whatever the host does to the machine during a trial it does
+//! to both.
 //!
 //! wrk's latency is taken at saturation in a closed loop: with 32
 //! connections always waiting, each request's latency is the time the
@@ -25,10 +28,12 @@
 //!   halting; what cyclictest and latency benchmarks do), so the wake-up
 //!   cost is not in the figures; a machine without it runs them without
 //!   and the report says so;
+//! - both proxies are measured in the same trials (above): a stall of the
+//!   host lands on the requests of both; measured one after the other in
+//!   alternating trials (the first version of this file), the p99 ratio of
+//!   one configuration went from 0.61x in one run to 2.77x in the next;
 //! - each percentile is taken over all requests of a proxy's trials
-//!   together (pooled; the trials alternate, so both proxies share the
-//!   same minutes of the host), not as a median of per-trial p99s, which
-//!   one stall decides;
+//!   together (pooled), not as a median of per-trial p99s;
 //! - each trial's steal (both CPUs, from /proc/stat) is in the report.
 
 use anyhow::{Context as _, bail};
@@ -39,7 +44,8 @@ use crate::{
     report::{Figure, Target},
 };
 
-/// The open-loop loads, as shares of the slower proxy's closed-loop rate.
+/// The open-loop loads, both proxies' requests together, as shares of the
+/// slower proxy's closed-loop rate (each proxy gets half).
 /// (At 80%, tried first, the proxies' CPUs were full: a request at a
 /// fixed rate costs more CPU than one in a saturated closed loop, which
 /// batches; its figures were queues of tens of milliseconds.)
@@ -111,9 +117,8 @@ fn quantile(v: &[u32], p: f64) -> f64 {
     f64::from(v[k - 1])
 }
 
-/// `pairs` pairs of `secs`-second open-loop trials at each of [`LOADS`]
-/// times `base_rps`, the two proxies in turn (ABBA...); `headers` go with
-/// every request.
+/// `pairs` `secs`-second open-loop trials of both proxies at once at each
+/// of [`LOADS`] times `base_rps`; `headers` go with every request.
 pub(crate) fn measure(
     rig: &mut Rig,
     targets: &[WrkTarget; 2],
@@ -133,37 +138,43 @@ pub(crate) fn measure(
         let mut results = [Vec::new(), Vec::new()];
         let mut pooled: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
         for t in 0..pairs {
-            let order: [usize; 2] = if t % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
-                let (name, port, pid) = targets[i];
-                let mut cmd = command(&rig.place, &rig.bench_bin, port, rate, headers, secs);
-                let lat_file = rig.dir.join(format!("open-{name}-{rate}-{t}.lat"));
-                cmd.arg("--latencies").arg(&lat_file);
-                if t == 0 {
-                    rig.commands.push(crate::report::command_line(&cmd));
-                }
-                let (g, s) = (rig.place.generator, rig.place.subject);
-                let steal0 = steal(g)? + if g == s { 0 } else { steal(s)? };
-                let cpu0 = cpu_seconds(pid)?;
-                let s0 = cpu_jiffies(rig.place.subject)?;
-                let out = cmd.output().context("running balancer-bench --open-loop")?;
-                let cpu = cpu_seconds(pid)? - cpu0;
-                let s1 = cpu_jiffies(rig.place.subject)?;
-                let steal1 = steal(g)? + if g == s { 0 } else { steal(s)? };
-                let text = String::from_utf8_lossy(&out.stdout);
-                if !out.status.success() {
-                    bail!(
-                        "{name}: open loop at {rate}/s failed ({}): {text}{}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                let mut trial = parse(&text, cpu, busy_share(s0, s1))
+            let mut cmd = command(&rig.place, &rig.bench_bin, targets, rate, headers, secs);
+            let lat_file = rig.dir.join(format!("open-{rate}-{t}.lat"));
+            cmd.arg("--latencies").arg(&lat_file);
+            if t == 0 {
+                rig.commands.push(crate::report::command_line(&cmd));
+            }
+            let (g, s) = (rig.place.generator, rig.place.subject);
+            let steal0 = steal(g)? + if g == s { 0 } else { steal(s)? };
+            let cpu0 = [cpu_seconds(targets[0].2)?, cpu_seconds(targets[1].2)?];
+            let s0 = cpu_jiffies(s)?;
+            let out = cmd.output().context("running balancer-bench --open-loop")?;
+            let cpu = [
+                cpu_seconds(targets[0].2)? - cpu0[0],
+                cpu_seconds(targets[1].2)? - cpu0[1],
+            ];
+            let s1 = cpu_jiffies(s)?;
+            let steal1 = steal(g)? + if g == s { 0 } else { steal(s)? };
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                bail!(
+                    "open loop at {rate}/s failed ({}): {text}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            for (i, &(name, port, _)) in targets.iter().enumerate() {
+                let line = text
+                    .lines()
+                    .find(|l| l.contains(&format!(" target=127.0.0.1:{port} ")))
+                    .with_context(|| format!("{name}: no result line in {text:?}"))?;
+                let mut trial = parse(line, cpu[i], busy_share(s0, s1))
                     .with_context(|| format!("{name}: open loop at {rate}/s"))?;
                 trial.steal_ms = steal1.saturating_sub(steal0) * 10;
-                let bytes = std::fs::read(&lat_file)
+                let file = lat_file.with_extension(format!("{i}"));
+                let bytes = std::fs::read(&file)
                     .with_context(|| format!("{name}: open loop at {rate}/s: its latencies"))?;
-                let _ = std::fs::remove_file(&lat_file);
+                let _ = std::fs::remove_file(&file);
                 pooled[i].extend(
                     bytes
                         .chunks_exact(4)
@@ -172,7 +183,7 @@ pub(crate) fn measure(
                 println!(
                     "  {name:<9} open loop {rate}/s trial {t:>2}: p50 {:>5} us  p99 {:>5} us  \
                      p99.9 {:>5} us  max {:>6} us  late {:>5}  send lag p99 {:>4} us  \
-                     {:.3} CPU s/100k req  proxy CPU busy {:.0}%  steal {} ms  errors {}",
+                     {:.3} CPU s/100k req  CPU busy {:.0}% (both)  steal {} ms  errors {}",
                     trial.p50_us,
                     trial.p99_us,
                     trial.p999_us,
@@ -212,14 +223,16 @@ pub(crate) fn measure(
 fn command(
     place: &Placement,
     bench_bin: &std::path::Path,
-    port: u16,
+    targets: &[WrkTarget; 2],
     rate: u64,
     headers: &[&str],
     secs: u32,
 ) -> std::process::Command {
     let mut cmd = Placement::taskset(place.generator, bench_bin);
-    cmd.args(["--open-loop", &format!("127.0.0.1:{port}")])
-        .args(["--rate", &rate.to_string()])
+    for (_, port, _) in targets {
+        cmd.args(["--open-loop", &format!("127.0.0.1:{port}")]);
+    }
+    cmd.args(["--rate", &rate.to_string()])
         .args(["--connections", &CONNECTIONS.to_string()])
         .args(["--secs", &secs.to_string()]);
     for h in headers {
@@ -325,8 +338,9 @@ pub(crate) fn figures(
             Figure::new(
                 id("latency-p99-pairs"),
                 format!(
-                    "balancer/HAProxy latency p99{load}, median of the {} per-pair ratios \
-                     (balancer lower or equal in {at_most_1} of them)",
+                    "balancer/HAProxy latency p99{load}, median of the {} per-trial ratios \
+                     (both measured in each trial; balancer lower or equal in {at_most_1} of \
+                     them)",
                     pair_ratios.len()
                 ),
                 "x",
@@ -386,7 +400,7 @@ mod tests {
     #[test]
     fn a_result_line_is_read_whole() {
         let t = parse(
-            "OPEN-LOOP requests=3000 rate=1000 p50_us=80 p90_us=120 p99_us=300 p999_us=900 \
+            "OPEN-LOOP target=127.0.0.1:80 requests=3000 rate=1000 p50_us=80 p90_us=120 p99_us=300 p999_us=900 \
              max_us=1200 late=7 send_lag_p99_us=40 errors=0\n",
             0.03,
             0.5,

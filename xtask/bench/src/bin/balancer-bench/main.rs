@@ -78,8 +78,10 @@ struct Cli {
     /// Send HTTP/1.1 requests to this address at a fixed rate and print
     /// their latency from when each was due (open_loop.rs): the latency
     /// figures of `cargo xtask bench --only http-cookie`.
+    /// Repeat it to measure several servers at the same moments: the
+    /// connections (and --rate) are shared out among them in turn.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["only", "json", "machine", "origin"])]
-    open_loop: Option<std::net::SocketAddr>,
+    open_loop: Vec<std::net::SocketAddr>,
     /// --open-loop: requests per second, all connections together.
     #[arg(long, requires = "open_loop", default_value_t = 1000.0)]
     rate: f64,
@@ -96,7 +98,7 @@ struct Cli {
     #[arg(long, requires = "open_loop", value_name = "NAME: VALUE")]
     header: Vec<String>,
     /// --open-loop: also write every latency counted (microseconds,
-    /// little-endian u32) to this file.
+    /// little-endian u32) to FILE.0 (and FILE.1, ... for more addresses).
     #[arg(long, requires = "open_loop", value_name = "FILE")]
     latencies: Option<PathBuf>,
 }
@@ -165,9 +167,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if !cli.origin.is_empty() {
         return origin::run(&cli.origin);
     }
-    if let Some(addr) = cli.open_loop {
+    if !cli.open_loop.is_empty() {
         return open_loop::run(open_loop::Load {
-            addr,
+            addrs: cli.open_loop,
             rate: cli.rate,
             connections: cli.connections,
             secs: cli.secs,

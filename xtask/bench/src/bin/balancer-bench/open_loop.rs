@@ -19,6 +19,10 @@
 //! reader sees when the load was more than the server could take or the
 //! generator could not keep time.
 //!
+//! Several `--open-loop` addresses share the connections in turn
+//! (connection `i` to address `i % n`), and with them the rate: servers
+//! measured in the same trial see the same moments of the machine.
+//!
 //! One thread, non-blocking sockets on epoll, a timerfd armed for the next
 //! due request (timer slack set to 1 ns), so the generator costs a few
 //! microseconds of CPU per request and keeps its schedule to tens of
@@ -28,11 +32,12 @@
 //! connection or a malformed answer counts as an error and the connection
 //! is opened again.
 //!
-//! Output, one line: `OPEN-LOOP requests=N rate=.. p50_us=.. p90_us=..
+//! Output, one line per address: `OPEN-LOOP target=ADDR requests=N rate=.. p50_us=.. p90_us=..
 //! p99_us=.. p999_us=.. max_us=.. late=N send_lag_p99_us=.. errors=N`.
 //! Requests due in the first `--warmup` seconds are sent but not counted.
 //! `--latencies FILE` also writes every counted latency (microseconds,
-//! little-endian u32), for the caller to pool several trials.
+//! little-endian u32) of address `k` to `FILE.k`, for the caller to pool
+//! several trials.
 
 use std::{
     collections::BinaryHeap,
@@ -46,7 +51,9 @@ use anyhow::{Context as _, bail, ensure};
 
 /// What `--open-loop` was asked to do.
 pub struct Load {
-    pub addr: SocketAddr,
+    /// The servers measured: connection `i` goes to `addrs[i % n]`, so
+    /// with two the same load is spread over both at the same moments.
+    pub addrs: Vec<SocketAddr>,
     pub rate: f64,
     pub connections: usize,
     pub secs: f64,
@@ -98,7 +105,8 @@ struct Tally {
 struct Gen {
     load: Load,
     epfd: i32,
-    request: Vec<u8>,
+    /// The request of each address (its own `Host`).
+    requests: Vec<Vec<u8>>,
     /// Due time of each connection's requests after the previous one.
     interval_ns: u64,
     count_from: u64,
@@ -106,23 +114,31 @@ struct Gen {
     conns: Vec<Conn>,
     /// Idle connections by due time (earliest first).
     idle: BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
-    tally: Tally,
+    /// One per address.
+    tallies: Vec<Tally>,
 }
 
 pub fn run(load: Load) -> anyhow::Result<()> {
     ensure!(load.rate > 0.0, "--rate must be above 0");
     ensure!(load.connections > 0, "--connections must be above 0");
+    ensure!(!load.addrs.is_empty(), "--open-loop needs an address");
+    ensure!(
+        load.connections.is_multiple_of(load.addrs.len()),
+        "--connections must be a multiple of the number of addresses"
+    );
     let mut g = Gen::new(load)?;
     g.run()?;
-    println!("{}", g.report());
-    if let Some(path) = &g.load.latencies {
-        let bytes: Vec<u8> = g
-            .tally
-            .latencies_ns
-            .iter()
-            .flat_map(|ns| ((ns / 1000).min(u64::from(u32::MAX)) as u32).to_le_bytes())
-            .collect();
-        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    for k in 0..g.load.addrs.len() {
+        println!("{}", g.report(k));
+        if let Some(path) = &g.load.latencies {
+            let path = path.with_extension(format!("{k}"));
+            let bytes: Vec<u8> = g.tallies[k]
+                .latencies_ns
+                .iter()
+                .flat_map(|ns| ((ns / 1000).min(u64::from(u32::MAX)) as u32).to_le_bytes())
+                .collect();
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        }
     }
     Ok(())
 }
@@ -136,25 +152,32 @@ impl Gen {
         }
         // SAFETY: PR_SET_TIMERSLACK takes a value, no pointer.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1) };
-        let mut request = format!("GET / HTTP/1.1\r\nHost: {}\r\n", load.addr);
-        for h in &load.headers {
-            request.push_str(h);
-            request.push_str("\r\n");
-        }
-        request.push_str("\r\n");
+        let requests = load
+            .addrs
+            .iter()
+            .map(|a| {
+                let mut request = format!("GET / HTTP/1.1\r\nHost: {a}\r\n");
+                for h in &load.headers {
+                    request.push_str(h);
+                    request.push_str("\r\n");
+                }
+                request.push_str("\r\n");
+                request.into_bytes()
+            })
+            .collect();
         let interval_ns = (load.connections as f64 / load.rate * 1e9) as u64;
         let start = now_ns() + 20_000_000;
         let count_from = start + (load.warmup * 1e9) as u64;
         let stop_at = count_from + (load.secs * 1e9) as u64;
         let mut g = Gen {
             epfd,
-            request: request.into_bytes(),
+            requests,
             interval_ns,
             count_from,
             stop_at,
             conns: Vec::new(),
             idle: BinaryHeap::new(),
-            tally: Tally::default(),
+            tallies: (0..load.addrs.len()).map(|_| Tally::default()).collect(),
             load,
         };
         for i in 0..g.load.connections {
@@ -171,9 +194,15 @@ impl Gen {
         Ok(g)
     }
 
+    /// The address (and tally) of connection `i`.
+    fn target(&self, i: usize) -> usize {
+        i % self.load.addrs.len()
+    }
+
     fn connect(&self, i: usize) -> anyhow::Result<TcpStream> {
-        let s = TcpStream::connect_timeout(&self.load.addr, Duration::from_secs(2))
-            .with_context(|| format!("connect to {}", self.load.addr))?;
+        let addr = self.load.addrs[self.target(i)];
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .with_context(|| format!("connect to {addr}"))?;
         s.set_nodelay(true)?;
         s.set_nonblocking(true)?;
         self.watch(s.as_raw_fd(), i as u64)?;
@@ -230,8 +259,12 @@ impl Gen {
                 return Ok(());
             }
             if now > give_up {
-                let stuck = self.conns.iter().filter(|c| c.in_flight.is_some()).count();
-                self.tally.errors += stuck as u64;
+                for i in 0..self.conns.len() {
+                    if self.conns[i].in_flight.is_some() {
+                        let k = self.target(i);
+                        self.tallies[k].errors += 1;
+                    }
+                }
                 return Ok(());
             }
             let wake = self.idle.peek().map_or(give_up, |r| r.0.0.min(give_up));
@@ -265,13 +298,15 @@ impl Gen {
         if due >= self.stop_at {
             return Ok(());
         }
+        let k = self.target(i);
         if due >= self.count_from && from == now {
-            self.tally.send_lag_ns.push(now - due);
+            self.tallies[k].send_lag_ns.push(now - due);
         }
+        let request = &self.requests[k];
         let c = &mut self.conns[i];
         c.in_flight = Some((from, due));
-        match c.stream.write(&self.request) {
-            Ok(n) if n == self.request.len() => Ok(()),
+        match c.stream.write(request) {
+            Ok(n) if n == request.len() => Ok(()),
             // A request this small fits an empty socket buffer: anything
             // else means the connection is gone.
             _ => self.fail(i, now),
@@ -305,10 +340,11 @@ impl Gen {
                     return self.fail(i, now);
                 }
                 c.in_flight = None;
+                let k = self.target(i);
                 if !ok {
-                    self.tally.errors += 1;
+                    self.tallies[k].errors += 1;
                 } else if due >= self.count_from {
-                    self.tally.latencies_ns.push(now - from);
+                    self.tallies[k].latencies_ns.push(now - from);
                 }
                 self.next(i, now)
             }
@@ -323,7 +359,8 @@ impl Gen {
         let due = c.due;
         if due <= now {
             if due >= self.count_from && due < self.stop_at {
-                self.tally.late += 1;
+                let k = self.target(i);
+                self.tallies[k].late += 1;
             }
             self.send(i, now, due, due)
         } else {
@@ -335,9 +372,10 @@ impl Gen {
     /// Count an error on connection `i`, open it again and go on with its
     /// schedule.
     fn fail(&mut self, i: usize, now: u64) -> anyhow::Result<()> {
-        self.tally.errors += 1;
-        if self.tally.errors > 1000 {
-            bail!("more than 1,000 errors from {}", self.load.addr);
+        let k = self.target(i);
+        self.tallies[k].errors += 1;
+        if self.tallies[k].errors > 1000 {
+            bail!("more than 1,000 errors from {}", self.load.addrs[k]);
         }
         let stream = self.connect(i)?;
         let c = &mut self.conns[i];
@@ -351,8 +389,10 @@ impl Gen {
         }
     }
 
-    fn report(&mut self) -> String {
-        let t = &mut self.tally;
+    /// The result line of address `k`.
+    fn report(&mut self, k: usize) -> String {
+        let addr = self.load.addrs[k];
+        let t = &mut self.tallies[k];
         t.latencies_ns.sort_unstable();
         t.send_lag_ns.sort_unstable();
         let pct = |v: &[u64], p: f64| -> u64 {
@@ -364,7 +404,7 @@ impl Gen {
         };
         let l = &t.latencies_ns;
         format!(
-            "OPEN-LOOP requests={} rate={:.0} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} \
+            "OPEN-LOOP target={addr} requests={} rate={:.0} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} \
              late={} send_lag_p99_us={} errors={}",
             l.len(),
             l.len() as f64 / self.load.secs,

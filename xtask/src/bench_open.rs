@@ -324,12 +324,6 @@ pub(crate) fn figures(
             .map(|(b, h)| b.p99_us as f64 / h.p99_us.max(1) as f64)
             .collect();
         let at_most_1 = pair_ratios.iter().filter(|&&r| r <= 1.0).count();
-        let late_share = |i: usize| {
-            let (late, all) = l.results[i]
-                .iter()
-                .fold((0, 0), |(a, b), t| (a + t.late, b + t.requests));
-            late as f64 / all.max(1) as f64 * 100.0
-        };
         figures.extend([
             pooled("latency-p50", "p50", 0.5),
             pooled("latency-p90", "p90", 0.9),
@@ -346,16 +340,6 @@ pub(crate) fn figures(
                 "x",
                 median(pair_ratios.clone()),
             ),
-            Figure::new(
-                id("late"),
-                format!(
-                    "share of balancer's requests sent after they were due (their connection \
-                     still waited for an answer){load}"
-                ),
-                "%",
-                late_share(0),
-            )
-            .peer(format!("{peer}'s trials"), late_share(1)),
         ]);
         let trials = |i: usize| {
             l.results[i]

@@ -21,15 +21,19 @@ use balancer_tests::{
 #[test]
 fn an_http_server_named_localhost_is_proxied_to() {
     balancer_tests::require_root();
-    let port = free_port().expect("a port");
     // The origin listens where `localhost` resolves first (/etc/hosts):
-    // the address balancer keeps.
-    let first = ("localhost", port)
+    // the address balancer keeps. It keeps the port the kernel gave it
+    // (a probed free_port() was once taken before the origin bound it).
+    let ip = ("localhost", 0)
         .to_socket_addrs()
         .expect("localhost resolves")
         .next()
-        .expect("an address");
-    let origin = Backend::start_at("origin", first, |_| (200, String::new())).expect("origin");
+        .expect("an address")
+        .ip();
+    let origin = Backend::start_at("origin", SocketAddr::new(ip, 0), |_| (200, String::new()))
+        .expect("origin");
+    let first = origin.addr;
+    let port = first.port();
     let svc = Svc::launch_in_memory(
         "hosts",
         "",

@@ -83,21 +83,27 @@ pub(crate) struct Trial {
 /// Busy and total jiffies of `cpu` so far, from /proc/stat (busy: user,
 /// nice, system, irq, softirq, steal; total adds idle and iowait).
 pub(crate) fn cpu_jiffies(cpu: usize) -> anyhow::Result<(u64, u64)> {
+    let f = cpu_stat(cpu)?;
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    Ok((busy, busy + at(3) + at(4)))
+}
+
+/// The first eight values of `cpu`'s line in /proc/stat (user, nice,
+/// system, idle, iowait, irq, softirq, steal), in jiffies.
+pub(crate) fn cpu_stat(cpu: usize) -> anyhow::Result<Vec<u64>> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let tag = format!("cpu{cpu} ");
     let line = stat
         .lines()
         .find(|l| l.starts_with(&tag))
         .with_context(|| format!("no {tag}line in /proc/stat"))?;
-    let f: Vec<u64> = line
+    Ok(line
         .split_whitespace()
         .skip(1)
         .take(8)
         .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let at = |i: usize| f.get(i).copied().unwrap_or(0);
-    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
-    Ok((busy, busy + at(3) + at(4)))
+        .collect())
 }
 
 /// Busy share of `cpu` between two [`cpu_jiffies`] readings.

@@ -40,7 +40,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::{
-    bench_http::{Placement, Rig, WrkTarget, busy_share, cpu_jiffies, cpu_seconds},
+    bench_http::{Placement, Rig, WrkTarget, busy_share, cpu_jiffies, cpu_seconds, cpu_stat},
     report::{Figure, Target},
 };
 
@@ -94,18 +94,12 @@ fn hold_poll_idle() -> Option<std::fs::File> {
     Some(f)
 }
 
-/// Steal jiffies of `cpu` so far (/proc/stat, the 8th value).
-fn steal(cpu: usize) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(&format!("cpu{cpu}")))
-        .with_context(|| format!("no cpu{cpu} in /proc/stat"))?;
-    Ok(line
-        .split_whitespace()
-        .nth(8)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
+/// Steal jiffies so far of the generator's and the subject's CPUs
+/// together (/proc/stat).
+fn steal(place: &Placement) -> anyhow::Result<u64> {
+    let of = |cpu| cpu_stat(cpu).map(|f| f.get(7).copied().unwrap_or(0));
+    let (g, s) = (place.generator, place.subject);
+    Ok(of(g)? + if g == s { 0 } else { of(s)? })
 }
 
 /// The `p` quantile of sorted `v` (nearest rank).
@@ -144,8 +138,8 @@ pub(crate) fn measure(
             if t == 0 {
                 rig.commands.push(crate::report::command_line(&cmd));
             }
-            let (g, s) = (rig.place.generator, rig.place.subject);
-            let steal0 = steal(g)? + if g == s { 0 } else { steal(s)? };
+            let s = rig.place.subject;
+            let steal0 = steal(&rig.place)?;
             let cpu0 = [cpu_seconds(targets[0].2)?, cpu_seconds(targets[1].2)?];
             let s0 = cpu_jiffies(s)?;
             let out = cmd.output().context("running balancer-bench --open-loop")?;
@@ -154,7 +148,7 @@ pub(crate) fn measure(
                 cpu_seconds(targets[1].2)? - cpu0[1],
             ];
             let s1 = cpu_jiffies(s)?;
-            let steal1 = steal(g)? + if g == s { 0 } else { steal(s)? };
+            let steal1 = steal(&rig.place)?;
             let text = String::from_utf8_lossy(&out.stdout);
             if !out.status.success() {
                 bail!(

@@ -93,7 +93,26 @@ pub struct Waits {
 }
 
 /// An HTTP/1.1 connection to a server, owned by one request at a time.
-pub struct Conn {
+/// Boxed once, when it is made: a request moves its connection from the
+/// pool through several futures and back, and a pointer is cheaper to move
+/// than the connection (184 bytes, moved about ten times per request).
+pub struct Conn(Box<Link>);
+
+impl std::ops::Deref for Conn {
+    type Target = Link;
+    fn deref(&self) -> &Link {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Link {
+        &mut self.0
+    }
+}
+
+/// What a [`Conn`] holds.
+pub struct Link {
     addr: SocketAddr,
     /// Over TLS (pooled apart from cleartext connections to `addr`).
     tls: Option<Arc<ServerTls>>,
@@ -112,7 +131,7 @@ pub struct Conn {
     private: Option<PrivateTag>,
 }
 
-impl Conn {
+impl Link {
     /// See [`ServerIo::is_usable`].
     fn is_usable(&mut self) -> bool {
         self.io.is_usable()
@@ -153,12 +172,15 @@ impl Conn {
         }
         Poll::Ready(Ok(()))
     }
+}
 
+impl Conn {
     /// The upgraded connection (after a 101): the socket, and what the
     /// server already sent beyond its response head.
     /// Its slot goes with it: a tunnel holds a server connection.
     pub fn into_upgraded(self) -> (ServerIo, Bytes, OwnedSemaphorePermit) {
-        (self.io, self.rbuf.freeze(), self._slot)
+        let link = *self.0;
+        (link.io, link.rbuf.freeze(), link._slot)
     }
 }
 
@@ -520,7 +542,7 @@ async fn connect(
             }
         }
     };
-    Ok(Conn {
+    Ok(Conn(Box::new(Link {
         addr,
         tls: tls.cloned(),
         io,
@@ -532,7 +554,7 @@ async fn connect(
             owner: Arc::downgrade(h.owner),
             hello: h.header.to_vec(),
         }),
-    })
+    })))
 }
 
 /// Write the request in `conn.wbuf` and its `body`, and read the response

@@ -165,24 +165,30 @@ impl ClientSide {
     }
 }
 
-pub(super) fn upstream_request<B>(
-    parts: http::request::Parts,
-    body: B,
+/// The client's request head `parts` made the server's, in place (a new
+/// request would be one more copy of the head per request): origin-form
+/// target, HTTP/1.1, no hop-by-hop fields, the forwarding headers added.
+pub(super) fn upstream_request(
+    parts: &mut http::request::Parts,
     side: &ClientSide,
     upgrade: bool,
     forwarded: bool,
     x_forwarded_for: bool,
-) -> Request<B> {
+) {
     let (client_ip, client) = (&side.ip, side.addr);
     let http::request::Parts {
-        method,
         uri,
-        mut headers,
+        headers,
+        version,
+        extensions,
         ..
     } = parts;
+    // What hyper attached to the client's request is not the server's.
+    extensions.clear();
+    *version = http::Version::HTTP_11;
     // `content-length` stays: upstream/codec.rs frames the body itself and writes
     // neither the client's length nor its transfer-encoding.
-    strip_hop_by_hop(&mut headers, upgrade);
+    strip_hop_by_hop(headers, upgrade);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -192,10 +198,13 @@ pub(super) fn upstream_request<B>(
     {
         headers.insert(header::HOST, v);
     }
-    let origin_form = match uri.into_parts().path_and_query {
-        Some(pq) => Uri::from(pq),
-        None => Uri::from_static("/"),
-    };
+    // Origin form: the target's path and query only.
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        *uri = match uri.path_and_query() {
+            Some(pq) => Uri::from(pq.clone()),
+            None => Uri::from_static("/"),
+        };
+    }
     let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         _ if !x_forwarded_for => None,
         Some(prev) if !prev.trim().is_empty() => {
@@ -233,12 +242,6 @@ pub(super) fn upstream_request<B>(
             headers.insert(header::FORWARDED, v);
         }
     }
-    let mut r = Request::new(body);
-    *r.method_mut() = method;
-    *r.uri_mut() = origin_form;
-    *r.version_mut() = http::Version::HTTP_11;
-    *r.headers_mut() = headers;
-    r
 }
 
 /// HAProxy's `redirect scheme https`: `Location: https://` and the
@@ -259,4 +262,56 @@ pub(super) fn redirect_https<B, R>(code: u16, req: &Request<B>, body: R) -> http
     r.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side() -> ClientSide {
+        let ends = super::super::pp::Ends {
+            client: "198.18.0.7:40000".parse().unwrap(),
+            local: "198.18.0.1:80".parse().unwrap(),
+        };
+        ClientSide::new(ends, false, false)
+    }
+
+    /// An HTTP/2 request (absolute target, no Host) becomes an HTTP/1.1
+    /// request in origin form with the target's authority as its Host,
+    /// without hop-by-hop fields, with the client in X-Forwarded-For, and
+    /// without what hyper attached to the client's request.
+    #[test]
+    fn the_server_gets_an_origin_form_http11_head() {
+        let (mut parts, ()) = Request::builder()
+            .version(http::Version::HTTP_2)
+            .uri("http://app.example:8080/a/b?c=d")
+            .header("te", "trailers")
+            .header("x-forwarded-for", "198.18.0.9")
+            .extension(7u32)
+            .body(())
+            .unwrap()
+            .into_parts();
+        upstream_request(&mut parts, &side(), false, false, true);
+        assert_eq!(parts.version, http::Version::HTTP_11);
+        assert_eq!(parts.uri.to_string(), "/a/b?c=d");
+        assert_eq!(parts.headers["host"], "app.example:8080");
+        assert!(!parts.headers.contains_key("te"));
+        assert_eq!(parts.headers["x-forwarded-for"], "198.18.0.9, 198.18.0.7");
+        assert!(parts.extensions.get::<u32>().is_none());
+    }
+
+    /// A request already in origin form keeps its target and its Host.
+    #[test]
+    fn an_origin_form_target_is_kept() {
+        let (mut parts, ()) = Request::builder()
+            .uri("/x?y")
+            .header("host", "h.example")
+            .body(())
+            .unwrap()
+            .into_parts();
+        upstream_request(&mut parts, &side(), false, false, false);
+        assert_eq!(parts.uri.to_string(), "/x?y");
+        assert_eq!(parts.headers["host"], "h.example");
+        assert!(!parts.headers.contains_key("x-forwarded-for"));
+    }
 }

@@ -224,7 +224,8 @@ pub(super) async fn handle(
             && hyper::body::Body::is_end_stream(req.body())
             && !upgrade
             && (!persistent || b.settings.redispatch);
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let mut body = ProxyBody::Request(body);
         lap(&mut rec, None, None);
         let (chosen, admitted) = match p.try_admit(&b, chosen) {
             Some(x) => x,
@@ -252,15 +253,15 @@ pub(super) async fn handle(
             }
         }
         let server = &b.servers[chosen];
-        let up = upstream_request(
-            parts,
-            ProxyBody::Request(body),
+        upstream_request(
+            &mut parts,
             &side,
             upgrade,
             b.settings.forwarded,
             b.settings.x_forwarded_for,
         );
-        let mut resp = match p.forward(&b, server, conn, reused, idempotent, up).await {
+        let sent = p.forward(&b, server, conn, reused, idempotent, (&parts, &mut body));
+        let mut resp = match sent.await {
             Ok(r) => r,
             Err(e) => break 'answer refuse(e, &mut rec),
         };
@@ -470,7 +471,8 @@ impl Proxy {
         }
     }
 
-    /// Send `up` on `conn` and wait for the response head. Waits are bounded
+    /// Send the `request` (head, body) on `conn` and wait for the
+    /// response head. Waits are bounded
     /// by `timeout_server` on the server and `timeout_client` on the
     /// client's request body. A reused connection found closed may take
     /// the request again only if it is idempotent (`send` also requires
@@ -484,7 +486,7 @@ impl Proxy {
         conn: Conn,
         reused: bool,
         idempotent: bool,
-        up: Request<ProxyBody>,
+        request: (&http::request::Parts, &mut ProxyBody),
     ) -> Result<Response<UpBody>, Refusal> {
         let waits = Waits {
             client: self.spec.http.timeout_client,
@@ -498,7 +500,7 @@ impl Proxy {
                 idempotent,
                 b.settings.timeout_connect,
                 waits,
-                up,
+                request,
             )
             .await
         {

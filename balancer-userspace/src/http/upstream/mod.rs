@@ -55,7 +55,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use hyper::body::{Body, Frame, SizeHint};
 use log::debug;
 use tokio::{
@@ -375,7 +375,8 @@ impl Pool {
         });
     }
 
-    /// Send `req` (origin form, HTTP/1.1) on `conn` (from
+    /// Send the request, `(parts, body)` (origin form, HTTP/1.1), on
+    /// `conn` (from
     /// [`Pool::checkout`]), streaming its body, and read the response head.
     /// The response's body reads the rest from the connection, which goes
     /// back to the pool when that body has ended. A request met by a
@@ -391,16 +392,15 @@ impl Pool {
         resend: bool,
         connect_timeout: Duration,
         waits: Waits,
-        req: Request<B>,
+        (parts, body): (&http::request::Parts, &mut B),
     ) -> Result<Response<UpBody>, SendError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
-        let (parts, mut body) = req.into_parts();
-        let mut framing = encode_request(&parts, &body, &mut conn.wbuf);
+        let mut framing = encode_request(parts, body, &mut conn.wbuf);
         let no_body = matches!(framing, ReqFraming::None);
-        match exchange(&mut conn, &mut body, &mut framing, &parts.method, waits).await {
+        match exchange(&mut conn, body, &mut framing, &parts.method, waits).await {
             Ok(head) => Ok(self.response(conn, head, waits.server)),
             // A connection found closed, not a server that is only slow
             // (sending it again would double its wait, as HAProxy does not).
@@ -423,7 +423,7 @@ impl Pool {
                     connect_timeout,
                     waits,
                     wbuf,
-                    parts.method,
+                    &parts.method,
                     body,
                 );
                 Box::pin(resent).await
@@ -441,8 +441,8 @@ impl Pool {
         connect_timeout: Duration,
         waits: Waits,
         wbuf: Vec<u8>,
-        method: Method,
-        mut body: B,
+        method: &Method,
+        body: &mut B,
     ) -> Result<Response<UpBody>, SendError>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -464,7 +464,7 @@ impl Pool {
         let slot = self.slot(addr, connect_timeout).await?;
         let mut conn = connect(addr, tls.as_ref(), connect_timeout, slot, hello).await?;
         conn.wbuf = wbuf;
-        match exchange(&mut conn, &mut body, &mut ReqFraming::None, &method, waits).await {
+        match exchange(&mut conn, body, &mut ReqFraming::None, method, waits).await {
             Ok(head) => Ok(self.response(conn, head, waits.server)),
             Err((e, _)) => Err(e.into()),
         }

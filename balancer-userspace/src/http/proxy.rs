@@ -190,7 +190,12 @@ pub(super) async fn handle(
             }
             break 'answer super::headers::redirect_https(code, &req, empty());
         }
-        let now = unix_now();
+        // The cookie's dates (`maxidle`, `maxlife`): read only for them.
+        let now = if b.settings.cookie.is_some() {
+            unix_now()
+        } else {
+            0
+        };
         // The client's stick key and the time, with a stick table.
         let stick = b.stick.as_deref().and_then(|t| {
             let key = t.form.key(peer.ip())?;

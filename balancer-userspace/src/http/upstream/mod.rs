@@ -51,7 +51,7 @@ use std::{
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
@@ -74,7 +74,7 @@ pub use codec::{MAX_HEAD, MAX_HEADERS};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An idle connection older than this is closed rather than reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT_MS: u64 = 60_000;
 /// How often each worker closes the idle connections it no longer wants
 /// (expired, closed by the server, or to a server no longer configured).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
@@ -186,7 +186,16 @@ impl Conn {
 
 struct Idle {
     conn: Conn,
-    since: Instant,
+    /// When it went idle: [`crate::util::coarse_ms`] (two precise clock
+    /// reads per request cost more than the few ms this is off by).
+    since_ms: u64,
+}
+
+impl Idle {
+    /// Idle for less than [`IDLE_TIMEOUT_MS`] at `now` (coarse ms).
+    fn fresh(&self, now: u64) -> bool {
+        now.saturating_sub(self.since_ms) < IDLE_TIMEOUT_MS
+    }
 }
 
 /// Idle keep-alive connections of one worker thread, by server address
@@ -254,7 +263,7 @@ impl Pool {
             let list = idle
                 .values_mut()
                 .filter(|l| !l.is_empty())
-                .min_by_key(|l| l[0].since);
+                .min_by_key(|l| l[0].since_ms);
             list.map(|l| l.remove(0))
         };
         oldest.is_some()
@@ -321,8 +330,9 @@ impl Pool {
     fn take_idle(&self, addr: SocketAddr, tls: bool) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&(addr, tls))?;
+        let now = crate::util::coarse_ms();
         while let Some(mut i) = list.pop() {
-            if i.since.elapsed() < IDLE_TIMEOUT && i.conn.is_usable() {
+            if i.fresh(now) && i.conn.is_usable() {
                 return Some(i.conn);
             }
         }
@@ -336,11 +346,12 @@ impl Pool {
     pub fn sweep(&self, keep: impl Fn(&SocketAddr) -> bool) -> usize {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let before: usize = idle.values().map(Vec::len).sum();
+        let now = crate::util::coarse_ms();
         idle.retain(|(addr, _), list| {
             if !keep(addr) {
                 return false;
             }
-            list.retain_mut(|i| i.since.elapsed() < IDLE_TIMEOUT && i.conn.is_usable());
+            list.retain_mut(|i| i.fresh(now) && i.conn.is_usable());
             !list.is_empty()
         });
         before - idle.values().map(Vec::len).sum::<usize>()
@@ -364,14 +375,14 @@ impl Pool {
         // Kept however many there are, as HAProxy's `pool-max-conn` is
         // unlimited by default: the cap on server connections (the global
         // `maxconn`) bounds them, closing the oldest idle one when a new
-        // connection needs its slot, and so does `IDLE_TIMEOUT`. A cap per
+        // connection needs its slot, and so does `IDLE_TIMEOUT_MS`. A cap per
         // server would close connections that a burst of concurrent
         // requests (1,000 clients) needs again at once.
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry((conn.addr, conn.tls.is_some())).or_default();
         list.push(Idle {
             conn,
-            since: Instant::now(),
+            since_ms: crate::util::coarse_ms(),
         });
     }
 

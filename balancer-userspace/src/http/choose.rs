@@ -212,7 +212,8 @@ impl Proxy {
 
     /// After a response from `server`: `stick store-request` stores it as
     /// the client's entry (a new entry, a changed server, or a refreshed
-    /// time). (A match refreshed its entry when the request started.)
+    /// time). (A match refreshed its entry when the request started; the
+    /// caller does not store a request its entry sent to its server.)
     pub(super) fn stick_after_response(
         &self,
         t: &Table,

@@ -276,7 +276,11 @@ pub(super) async fn handle(
             r.chunked = super::log::is_chunked(resp.headers());
         }
         server.stats.responses.count(resp.status().as_u16());
-        if let Some((t, key, now_ns)) = &stick {
+        // A request served by its stick entry's server needs no store: the
+        // match refreshed the entry (and queued it for the map) already.
+        if let Some((t, key, now_ns)) = &stick
+            && !(how == Chosen::Stick && chosen == picked)
+        {
             p.stick_after_response(t, key, *now_ns, &b, server);
         }
         if let Some(c) = &b.settings.cookie {

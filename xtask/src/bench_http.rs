@@ -945,11 +945,7 @@ pub(crate) fn pair_figure(
 
 /// Each proxy's medians over its trials, and its trials.
 pub(crate) fn summarize(names: [&str; 2], results: &[Vec<Trial>]) -> Vec<Value> {
-    let med = |v: &[Trial], f: fn(&Trial) -> f64| {
-        let mut x: Vec<f64> = v.iter().map(f).collect();
-        x.sort_by(f64::total_cmp);
-        x[x.len() / 2]
-    };
+    let med = |v: &[Trial], f: fn(&Trial) -> f64| crate::report::median(v.iter().map(f));
     names
         .iter()
         .zip(results)
@@ -989,10 +985,7 @@ pub(crate) fn pairs_of(results: &[Vec<Trial>]) -> Value {
             .map(|(b, h)| f(b) / f(h))
             .collect()
     };
-    let median = |mut x: Vec<f64>| {
-        x.sort_by(f64::total_cmp);
-        x.get(x.len() / 2).copied().unwrap_or(f64::NAN)
-    };
+    let median = crate::report::median;
     let rps_pairs = pair_ratios(|t| t.rps);
     let p99_pairs = pair_ratios(|t| t.p99_us as f64);
     json!({
@@ -1078,11 +1071,7 @@ fn run_trials(
 fn slower_median_rps(results: &[Vec<Trial>]) -> f64 {
     results
         .iter()
-        .map(|r| {
-            let mut x: Vec<f64> = r.iter().map(|t| t.rps).collect();
-            x.sort_by(f64::total_cmp);
-            x.get(x.len() / 2).copied().unwrap_or(f64::NAN)
-        })
+        .map(|r| crate::report::median(r.iter().map(|t| t.rps)))
         .fold(f64::INFINITY, f64::min)
 }
 

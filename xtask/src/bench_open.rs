@@ -263,10 +263,7 @@ fn parse(text: &str, cpu_s: f64, subject_busy: f64) -> anyhow::Result<OpenTrial>
     })
 }
 
-fn median(mut x: Vec<f64>) -> f64 {
-    x.sort_by(f64::total_cmp);
-    x.get(x.len() / 2).copied().unwrap_or(f64::NAN)
-}
+use crate::report::median;
 
 /// The figures of each load (ids `{prefix}open-{share%}-...`): each
 /// proxy's median p50, p99 (with the target `<= 1x` HAProxy when

@@ -703,7 +703,7 @@ fn tcp_phase(
     }
     let _ = hap.stop();
     lab.vip_on_lb(false)?;
-    let hap_cps = median_f(hap_runs.iter().map(|r| r.0).collect());
+    let hap_cps = median_f(hap_runs.iter().map(|r| r.0));
     println!("xdp-pps: HAProxy stick on src (proxy), wrk connections/s: {hap_runs:?}");
 
     // The balancer, DSR: backends hold the VIP.
@@ -717,7 +717,7 @@ fn tcp_phase(
     peers::stop_daemon(lab, daemon, d)?;
     lab.vip_on_backends(false)?;
     println!("xdp-pps: balancer L4 (DSR), wrk connections/s: {bal_runs:?}");
-    let bal_cps = median_f(bal_runs.iter().map(|r| r.0).collect());
+    let bal_cps = median_f(bal_runs.iter().map(|r| r.0));
     drop(responders);
     let ratio = if hap_cps > 0.0 {
         bal_cps / hap_cps
@@ -758,10 +758,7 @@ fn shell_words(args: &[String]) -> String {
         .join(" ")
 }
 
-fn median_f(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use crate::report::median as median_f;
 
 /// One wrk run: (requests/s = connections/s, errors).
 fn wrk(lab: &PpsLab, args: &[String]) -> anyhow::Result<(f64, u64)> {

@@ -13,7 +13,7 @@ use std::{collections::BTreeSet, fmt::Write as _, path::Path};
 
 use anyhow::{Context as _, bail};
 pub use balancer_bench_report::{
-    Cpus, Figure, SCHEMA, Target, allowed_cpus, command_line, tool_version,
+    Cpus, Figure, SCHEMA, Target, allowed_cpus, command_line, median, tool_version,
 };
 use serde_json::{Map, Value};
 

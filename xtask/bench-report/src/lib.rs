@@ -132,6 +132,19 @@ impl Cpus {
     }
 }
 
+/// The median of `x`: the middle value, or the mean of the two middle
+/// ones for an even count (NaN for none). (The sections used to take the
+/// upper of the two: with 12 trials, the 7th of 12.)
+pub fn median(x: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = x.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// The CPUs this process may run on, in order.
 pub fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the call fills it.
@@ -175,4 +188,14 @@ pub fn tool_version(tool: &str, args: &[&str]) -> anyhow::Result<String> {
         .find(|l| !l.is_empty())
         .map(str::to_owned)
         .with_context(|| format!("{tool} {} printed nothing", args.join(" ")))
+}
+
+#[cfg(test)]
+mod median_tests {
+    #[test]
+    fn median_of_odd_even_and_no_values() {
+        assert_eq!(super::median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median([4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(super::median([]).is_nan());
+    }
 }

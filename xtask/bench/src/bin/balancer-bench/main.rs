@@ -428,12 +428,7 @@ impl Trials {
     }
 
     fn median(&self) -> f64 {
-        let v = self.sorted();
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
+        balancer_bench_report::median(self.trials.iter().copied())
     }
 
     fn min(&self) -> f64 {

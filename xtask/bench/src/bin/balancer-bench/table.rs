@@ -486,10 +486,7 @@ fn lookup_costs(dp: &Dataplane, entries: usize) -> anyhow::Result<LookupCosts> {
             (x % entries as u64) as usize
         })
         .collect();
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let median = balancer_bench_report::median;
     let mut inproc = Vec::new();
     let mut syscall = Vec::new();
     for _ in 0..3 {

@@ -481,13 +481,12 @@ impl Proxy {
     }
 
     /// Send the `request` (head, body) on `conn` and wait for the
-    /// response head. Waits are bounded
-    /// by `timeout_server` on the server and `timeout_client` on the
-    /// client's request body. A reused connection found closed may take
-    /// the request again only if it is idempotent (`send` also requires
-    /// that it has no body). Failures are counted where they belong: the
-    /// client's (a body that fails or stalls: 400, 408) are not the
-    /// server's.
+    /// response head. Waits are bounded by `timeout_server` on the server
+    /// and `timeout_client` on the client's request body. A reused
+    /// connection found closed may take the request again only if it is
+    /// idempotent (`send` also requires that it has no body). Failures are
+    /// counted where they belong: the client's (a body that fails or
+    /// stalls: 400, 408) are not the server's.
     async fn forward(
         &self,
         b: &HttpBackendView,

@@ -1261,17 +1261,8 @@ fn wrk(
     load: Load,
     secs: u32,
 ) -> anyhow::Result<WrkResult> {
-    let out = wrk_command(place, setup, port, load, secs)
-        .output()
-        .context("running wrk (cargo xtask setup installs it)")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "wrk failed ({}): {text}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let text = crate::util::stdout(&mut wrk_command(place, setup, port, load, secs))
+        .context("wrk (cargo xtask setup installs it)")?;
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))
